@@ -1,0 +1,151 @@
+/*
+ * qv_db: the engine. Owns the store (LMDB), one qv_coll per collection with
+ * its live index, the single writer thread that group-commits every write,
+ * background index builds, and index files. The server translates gRPC
+ * messages into calls here; nothing here knows about gRPC or protobuf.
+ *
+ * Caveats:
+ *  - Writes are asynchronous: qv_db_submit queues a qv_write and its done()
+ *    runs later on the writer thread, after the commit (fsync) and after the
+ *    index has the change. done() must not block for long.
+ *  - qv_coll handles are reference-counted: qv_db_coll_get/_list give a
+ *    reference, release it with qv_coll_release. A dropped collection stays
+ *    valid for holders but refuses writes and searches with QV_NOTFOUND.
+ *  - Vectors passed in for COSINE collections are normalised by the caller
+ *    (qv_vec_normalize), so that what is stored is what is indexed.
+ */
+#ifndef QUIVER_DB_H
+#define QUIVER_DB_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quiver/codec.h"
+#include "quiver/index.h"
+#include "quiver/indexfile.h"
+#include "quiver/store.h"
+
+typedef struct qv_db qv_db;
+typedef struct qv_coll qv_coll;
+
+typedef struct qv_db_opts {
+    qv_store_opts store;
+    size_t auto_ivf_min;    /* "auto" switches from flat to IVF at this count (0 = 20000) */
+    size_t max_batch_items; /* items per group commit (0 = 50000) */
+    int no_auto_rebuild;    /* 1: never start rebuilds on its own */
+    int no_index_files;     /* 1: never write/read index files */
+} qv_db_opts;
+
+/* Open the data directory: the store, every collection, its index (from the
+ * newest index file plus the writes after it, else built from LMDB), and the
+ * writer thread. [out] out: close with qv_db_close.
+ * Returns 0 or the store's codes. */
+int qv_db_open(const qv_db_opts *opts, qv_db **out);
+/* Stop accepting writes, finish queued ones, cancel and join rebuilds, free.
+ * NULL is a no-op. */
+void qv_db_close(qv_db *db);
+qv_store *qv_db_store(qv_db *db);
+
+/* ------------------------------------------------------------ collections */
+/* Reference to a live collection. Returns 0 or QV_NOTFOUND. */
+int qv_db_coll_get(qv_db *db, const char *name, qv_coll **out);
+/* References to every live collection in name order. [out] out: array of n
+ * handles; release each, then free(array). */
+int qv_db_coll_list(qv_db *db, qv_coll ***out, size_t *n);
+void qv_coll_release(qv_coll *c);
+const qv_coll_config *qv_coll_config_of(const qv_coll *c);
+
+typedef struct qv_coll_info {
+    qv_coll_config config;
+    uint64_t count, last_seq;
+    /* live index */
+    qv_index_params params; /* kind in use + resolved nlist etc. */
+    int trained;
+    uint64_t indexed;     /* items in the index */
+    uint32_t nprobe;      /* default nprobe (for recall 0.95) */
+    uint64_t trained_for; /* collection size when trained */
+    uint64_t covered_seq; /* last sequence number applied */
+    size_t n_recall;
+    qv_recall_point recall[QV_MAX_RECALL_POINTS];
+    /* rebuild */
+    int rebuilding;
+    char phase[16];
+    uint64_t done, total;
+} qv_coll_info;
+
+void qv_coll_info_get(qv_coll *c, qv_coll_info *out);
+
+/* ----------------------------------------------------------------- writes */
+typedef enum {
+    QV_W_CREATE = 1,
+    QV_W_DROP = 2,
+    QV_W_UPSERT = 3,
+    QV_W_DELETE = 4,
+} qv_write_kind;
+
+typedef struct qv_write qv_write;
+struct qv_write {
+    qv_write_kind kind;
+    /* CREATE: config.name/dim/metric/spec; DROP: config.name */
+    qv_coll_config config;
+    /* UPSERT, DELETE: a referenced collection, n items */
+    qv_coll *coll;
+    size_t n;
+    const uint64_t *ids;    /* n */
+    const float *vecs;      /* UPSERT: n*dim floats (normalised for cosine) */
+    const size_t *attr_off; /* UPSERT: n+1 offsets into attrs (NULL = none) */
+    const uint8_t *attrs;
+    /* results, valid in done() */
+    int rc;             /* 0, QV_EXISTS, QV_NOTFOUND, QV_FULL, QV_LMDB, QV_SHUTDOWN ... */
+    uint64_t affected;  /* upserted / deleted (existing) items */
+    void (*done)(qv_write *w);
+    void *ctx;
+    /* internal */
+    qv_write *next;
+    uint64_t seq_from, seq_to;
+    int *existed;
+};
+
+/* Queue a write; w stays the caller's and must live until done() runs (on
+ * the writer thread, or inline with QV_SHUTDOWN when the db is closing). */
+void qv_db_submit(qv_db *db, qv_write *w);
+/* Submit and wait; returns w->rc. w->done must be NULL. */
+int qv_db_write_sync(qv_db *db, qv_write *w);
+
+/* ----------------------------------------------------------------- search */
+/* k nearest neighbours of nq queries q (nq*dim floats, normalised for cosine)
+ * in c. exclude: nq ids to leave out (-1 none; "more like this"), may be NULL.
+ * nprobe 0: the smallest calibrated nprobe reaching min_recall (0 = 0.95).
+ * [out] scores, labels: nq*k, best first, label -1 past the end.
+ * Returns 0, QV_NOTFOUND (dropped), QV_NOMEM, QV_FAISS. */
+int qv_coll_search(qv_coll *c, size_t nq, const float *q, const int64_t *exclude, size_t k,
+                   uint32_t nprobe, float min_recall, float *scores, int64_t *labels);
+
+/* --------------------------------------------------------------- rebuilds */
+typedef struct qv_rebuild_progress {
+    const char *phase; /* sampling, training, adding, saving, catching_up, done */
+    uint64_t done, total;
+    double elapsed;
+} qv_rebuild_progress;
+
+typedef struct qv_rebuild_req {
+    qv_index_params spec;  /* kind AUTO = the collection's spec */
+    /* progress callback, from the rebuild thread; may be NULL */
+    void (*progress)(void *ctx, const qv_rebuild_progress *p);
+    /* completion, from the rebuild thread: rc 0, QV_CANCELLED, QV_INVALID... */
+    void (*finished)(void *ctx, int rc, const char *msg);
+    void *ctx;
+} qv_rebuild_req;
+
+/* Start a background rebuild of c. Returns 0 (finished() will be called),
+ * QV_BUSY (one is running: its description in err), QV_INVALID (spec cannot
+ * work: message naming the field in err), QV_NOTFOUND. */
+int qv_coll_rebuild(qv_coll *c, const qv_rebuild_req *req, char *err, size_t errlen);
+/* Ask the running rebuild started with ctx to stop (no-op if none). */
+void qv_coll_rebuild_cancel(qv_coll *c, void *ctx);
+
+/* The rule for "auto" and nlist 0: nlist for n items. */
+uint32_t qv_auto_nlist(uint64_t n);
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * qv_index: one collection's in-memory ANN index, on the FAISS C API.
+ * Kinds: exact (flat, ids mapped with IndexIDMap) and the IVF family (ivf_flat,
+ * ivf_pq, ivf_sq8; ids stored in the inverted lists, a hashtable direct map
+ * so that removal by id costs O(removed)).
+ *
+ * Caveats:
+ *  - Not thread-safe for writers: qv_index_add/remove/train must not run while
+ *    any other call uses the same index. Concurrent qv_index_search calls on
+ *    one index are safe (nprobe travels in per-call search parameters).
+ *  - COSINE: vectors and queries are normalised inside (copies); the index
+ *    itself runs inner product. Scores are what the API promises: squared L2
+ *    distance (ascending), inner product / cosine similarity (descending).
+ *  - ids are 0 .. INT64_MAX; -1 marks "no result" in label arrays.
+ *  - Adding an id that is already in the index makes a duplicate: callers
+ *    remove replaced ids first (the engine knows which ids exist).
+ */
+#ifndef QUIVER_INDEX_H
+#define QUIVER_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Values reach disk: never renumber. */
+typedef enum {
+    QV_METRIC_L2 = 1,
+    QV_METRIC_IP = 2,
+    QV_METRIC_COSINE = 3,
+} qv_metric;
+
+typedef enum {
+    QV_KIND_AUTO = 0,     /* only in specs: resolved before building */
+    QV_KIND_FLAT = 1,
+    QV_KIND_IVF_FLAT = 2,
+    QV_KIND_IVF_PQ = 3,
+    QV_KIND_IVF_SQ8 = 4,
+} qv_index_kind;
+
+typedef struct qv_index_params {
+    qv_index_kind kind;
+    uint32_t nlist;    /* IVF kinds: number of lists (> 0) */
+    uint32_t pq_m;     /* ivf_pq: sub-quantizers, divides dim */
+    uint32_t pq_nbits; /* ivf_pq: bits per sub-code (0 = 8) */
+    uint32_t refine;   /* informational here; re-ranking is the engine's */
+} qv_index_params;
+
+typedef struct qv_index qv_index;
+
+/* Name of a kind ("auto", "flat", "ivf_flat", "ivf_pq", "ivf_sq8"; "unknown"
+ * for other values, never NULL), and back; parse returns -1 if unknown. */
+const char *qv_index_kind_name(qv_index_kind kind);
+int qv_index_kind_parse(const char *name);
+
+/* Normalise x (dim floats) to unit length in place; a zero vector stays zero. */
+void qv_vec_normalize(float *x, uint32_t dim);
+
+/* Check that params can work for dim: [in] p, whose kind must be resolved
+ * (QV_KIND_AUTO is rejected); returns 0 or QV_INVALID with a message naming
+ * the field and value in err (errlen bytes), e.g.
+ * "index.pq_m 7 does not divide dim 100". Limits: dim 1..65536, nlist
+ * 1..2^20 for IVF kinds, pq_nbits <= 16. */
+int qv_index_params_check(uint32_t dim, const qv_index_params *p, char *err, size_t errlen);
+
+/* Create an empty index. Flat indexes are trained at once; IVF kinds need
+ * qv_index_train. [out] out: free with qv_index_free.
+ * Returns 0, QV_INVALID (bad params), QV_FAISS, QV_NOMEM. */
+int qv_index_new(uint32_t dim, qv_metric metric, const qv_index_params *p, qv_index **out);
+
+/* Free an index; NULL is a no-op. */
+void qv_index_free(qv_index *ix);
+
+/* Train an IVF index on x: n*dim floats. No-op for flat. Returns 0, QV_INVALID
+ * (n < nlist, ivf_pq: n < 2^pq_nbits, or the index already holds items),
+ * QV_NOMEM, QV_FAISS. */
+int qv_index_train(qv_index *ix, size_t n, const float *x);
+
+/* Add n vectors x (n*dim floats) with ids (n). Returns 0, QV_INVALID (not
+ * trained, negative id), QV_NOMEM, QV_FAISS (the index may then hold part of
+ * the batch). */
+int qv_index_add(qv_index *ix, size_t n, const int64_t *ids, const float *x);
+
+/* Remove the ids (n) that are present; absent ids are ignored; [out] removed
+ * (may be NULL) counts them. Returns 0, QV_INVALID, QV_FAISS. */
+int qv_index_remove(qv_index *ix, size_t n, const int64_t *ids, size_t *removed);
+
+/* k nearest neighbours of nq queries q (nq*dim floats). nprobe 0 = the index's
+ * default nprobe (qv_index_set_nprobe); ignored for flat. [out] scores,
+ * labels: nq*k each, best first; missing results have label -1 (and an
+ * unspecified score). Fewer than 16 queries run on the calling thread only;
+ * larger batches may use OpenMP. Returns 0, QV_INVALID (k == 0, not trained),
+ * QV_NOMEM, QV_FAISS. */
+int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
+                    float *scores, int64_t *labels);
+
+/* Items held. */
+size_t qv_index_count(const qv_index *ix);
+int qv_index_is_trained(const qv_index *ix);
+uint32_t qv_index_dim(const qv_index *ix);
+qv_metric qv_index_metric(const qv_index *ix);
+/* Params the index was built with (nlist etc. as resolved). */
+const qv_index_params *qv_index_get_params(const qv_index *ix);
+/* Default nprobe for IVF kinds (ignored for flat; get returns 0 for flat).
+ * 0 restores the built-in default, max(8, ceil(sqrt(nlist))) capped at nlist,
+ * which is also the value after qv_index_new and qv_index_read. Safe to call
+ * while searches run. */
+void qv_index_set_nprobe(qv_index *ix, uint32_t nprobe);
+uint32_t qv_index_get_nprobe(const qv_index *ix);
+
+/* Write the FAISS index to an open file at its current position / read one
+ * back from the current position; the caller owns the file, its header, fflush,
+ * fsync and atomicity. Reading checks that the FAISS index matches dim, metric
+ * and kind, nlist and code size (pq_m * pq_nbits) of p. The default nprobe is
+ * not stored: the caller sets it again after reading (qv_index_set_nprobe).
+ * Returns 0, QV_INVALID (bad arguments), QV_IO (stdio error), QV_CORRUPT
+ * (mismatch, truncated or unreadable), QV_NOMEM, QV_FAISS. */
+int qv_index_write(const qv_index *ix, FILE *f);
+int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params *p,
+                  qv_index **out);
+
+/* Bytes of memory the index holds (approximate: codes + ids + centroids). */
+size_t qv_index_memory(const qv_index *ix);
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * qv_store: Quiver's durable state in one LMDB environment. Named databases:
+ *   collections  name -> config            stats   u32be id -> counters
+ *   items        (u32be coll, u64be id) -> item record (vector, attrs, seq)
+ *   seqlog       (u32be coll, u64be seq) -> (op, item id): the newest write of
+ *                every live item plus tombstones of deletes
+ *   meta         "format" -> u32 version, "next_coll_id" -> u32
+ * This layer knows records and transactions; it has no threads, no indexes.
+ *
+ * Caveats:
+ *  - One writer: write transactions are opened only by the engine's writer
+ *    thread (LMDB would serialise others anyway, blocking them).
+ *  - Views returned by qv_store_item_get and scans point into LMDB's map and
+ *    are valid until the transaction ends.
+ *  - The environment is opened with MDB_NOTLS: a read txn may be used from any
+ *    single thread at a time and many may be open per thread.
+ */
+#ifndef QUIVER_STORE_H
+#define QUIVER_STORE_H
+
+#include <lmdb.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "quiver/codec.h"
+
+/* Bump when the set or meaning of named databases changes. */
+#define QV_STORE_FORMAT 1
+
+typedef struct qv_store qv_store;
+
+typedef struct qv_store_opts {
+    const char *dir;     /* data directory; created if missing */
+    size_t map_size;     /* LMDB map size in bytes (0 = 64 GiB) */
+    int nosync;          /* 1: no fsync on commit (unsafe: loses recent writes on crash) */
+    unsigned max_readers;/* 0 = 1024 */
+} qv_store_opts;
+
+/* Open or create the store. [out] out: close with qv_store_close.
+ * Returns 0, QV_IO (dir not usable), QV_VERSION (format mismatch), QV_LMDB. */
+int qv_store_open(const qv_store_opts *opts, qv_store **out);
+/* Close; NULL is a no-op. All transactions must have ended. */
+void qv_store_close(qv_store *st);
+MDB_env *qv_store_env(qv_store *st);
+
+/* Transactions. read: read-only snapshot; write: parent may be NULL or a write
+ * txn (nested). End with qv_store_commit or qv_store_abort.
+ * Returns 0, QV_FULL, QV_LMDB. */
+int qv_store_read_begin(qv_store *st, MDB_txn **txn);
+int qv_store_write_begin(qv_store *st, MDB_txn *parent, MDB_txn **txn);
+int qv_store_commit(MDB_txn *txn);
+void qv_store_abort(MDB_txn *txn);
+
+/* Translate an LMDB return code (logging unexpected ones with what). */
+int qv_store_err(int mdb_rc, const char *what);
+
+/* ------------------------------------------------------------ collections */
+/* Config by name. Returns 0, QV_NOTFOUND, QV_CORRUPT, QV_VERSION, QV_LMDB. */
+int qv_store_coll_get(qv_store *st, MDB_txn *txn, const char *name, qv_coll_config *c);
+/* Create a collection: assigns c->id, writes config and zero stats.
+ * Returns 0, QV_EXISTS, QV_FULL, QV_LMDB. */
+int qv_store_coll_create(qv_store *st, MDB_txn *txn, qv_coll_config *c);
+/* Delete a collection: config, stats, items, sequence log. [out] items_deleted
+ * may be NULL. Returns 0, QV_NOTFOUND, QV_LMDB. */
+int qv_store_coll_drop(qv_store *st, MDB_txn *txn, const char *name, uint64_t *items_deleted);
+/* Call fn for each collection in name order; fn returning non-zero stops the
+ * scan and is returned. */
+int qv_store_coll_foreach(qv_store *st, MDB_txn *txn,
+                          int (*fn)(void *ctx, const qv_coll_config *c), void *ctx);
+
+int qv_store_stats_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, qv_coll_stats *s);
+int qv_store_stats_put(qv_store *st, MDB_txn *txn, uint32_t coll_id, const qv_coll_stats *s);
+
+/* ------------------------------------------------------------------ items */
+/* Item by id. Returns 0, QV_NOTFOUND, QV_CORRUPT, QV_VERSION, QV_LMDB. */
+int qv_store_item_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id, qv_item_view *v);
+/* Insert or replace an item with sequence number seq (dim floats vec, attrs
+ * blob). Keeps the sequence log in step. [out] existed: 1 if it replaced one.
+ * Returns 0, QV_FULL, QV_CORRUPT, QV_LMDB. */
+int qv_store_item_put(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id, uint64_t seq,
+                      uint32_t dim, const float *vec, const void *attrs, size_t attrs_len,
+                      int *existed);
+/* Delete an item, leaving a tombstone with sequence number seq.
+ * Returns 0, QV_NOTFOUND (nothing written), QV_FULL, QV_LMDB. */
+int qv_store_item_delete(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id, uint64_t seq);
+
+/* Call fn for each item of a collection in id order, starting at id `from`;
+ * non-zero from fn stops and is returned. */
+int qv_store_item_foreach(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t from,
+                          int (*fn)(void *ctx, uint64_t id, const qv_item_view *v), void *ctx);
+
+/* Call fn for each sequence-log entry with seq > after, in seq order. */
+int qv_store_log_foreach(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t after,
+                         int (*fn)(void *ctx, uint64_t seq, qv_op op, uint64_t id), void *ctx);
+
+/* Drop tombstones with seq <= upto (once an index file covers them).
+ * [out] pruned may be NULL. Returns 0 or QV_LMDB. */
+int qv_store_tombstones_prune(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t upto,
+                              size_t *pruned);
+
+#endif

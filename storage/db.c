@@ -1,0 +1,1432 @@
+/*
+ * The engine (include/quiver/db.h): collections and their live indexes, the
+ * group-commit writer thread, searches, background rebuilds and start-up.
+ * LMDB access goes through store.c, FAISS through index.c, files through
+ * indexfile.c. Not for wire formats: the server translates those.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "quiver/db.h"
+#include "quiver/error.h"
+#include "quiver/log.h"
+
+#define DEFAULT_AUTO_IVF_MIN 20000
+#define DEFAULT_MAX_BATCH 50000
+#define TRAIN_MIN_PER_LIST 39   /* FAISS's minimum training points per list */
+#define TRAIN_MAX_PER_LIST 64   /* sample at most this many per list */
+#define CALIB_QUERIES 200
+#define CATCHUP_SMALL 2000      /* log entries small enough to apply under the lock */
+
+typedef struct rebuild rebuild;
+
+struct qv_coll {
+    qv_db *db;
+    qv_coll_config cfg;
+    atomic_int refs;
+    atomic_int dropped;
+    /* writer thread only: counters including uncommitted work */
+    uint64_t w_seq, w_count;
+    /* published after commit */
+    _Atomic uint64_t last_seq, count;
+    /* the live index and what it covers, under ilock */
+    pthread_rwlock_t ilock;
+    qv_index *index;
+    uint64_t index_seq;
+    uint64_t trained_for;
+    uint64_t deleted_since; /* deletes since the index was trained */
+    uint32_t nprobe;
+    uint32_t n_recall;
+    qv_recall_point recall[QV_MAX_RECALL_POINTS];
+    /* rebuild state, under rmu */
+    pthread_mutex_t rmu;
+    rebuild *rb;
+    char phase[16];
+    uint64_t done, total;
+};
+
+struct rebuild {
+    qv_coll *c;
+    qv_rebuild_req req;
+    qv_index_params params; /* resolved */
+    atomic_int cancel;
+    int automatic;
+    struct timespec t0;
+    pthread_t th;
+};
+
+struct qv_db {
+    qv_db_opts opts;
+    qv_store *st;
+    char ixdir[4096];
+    /* registry, sorted by name */
+    pthread_mutex_t cmu;
+    qv_coll **colls;
+    size_t ncolls, capcolls;
+    /* writer queue */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    qv_write *qhead, *qtail;
+    int stopping;
+    pthread_t writer;
+    int writer_started;
+    /* rebuild threads alive */
+    pthread_mutex_t rbmu;
+    pthread_cond_t rbcv;
+    int nrebuilds;
+    atomic_int closing;
+};
+
+/* internal write kind: drop tombstones covered by an index file */
+#define QV_W_PRUNE 100
+
+static double elapsed_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+uint32_t qv_auto_nlist(uint64_t n)
+{
+    /* about 4*sqrt(n) lists, a power of two, each list trained on at least
+     * TRAIN_MIN_PER_LIST points */
+    double want = 4.0 * sqrt((double)n);
+    uint32_t nlist = 16;
+    while (nlist < 65536 && (double)nlist * 1.5 < want) nlist *= 2;
+    while (nlist > 16 && (uint64_t)nlist * TRAIN_MIN_PER_LIST > n) nlist /= 2;
+    return nlist;
+}
+
+/* ------------------------------------------------------------ collections */
+static qv_coll *coll_new(qv_db *db, const qv_coll_config *cfg)
+{
+    qv_coll *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->db = db;
+    c->cfg = *cfg;
+    atomic_init(&c->refs, 1);
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    /* searches must not starve the writer */
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&c->ilock, &a);
+    pthread_rwlockattr_destroy(&a);
+    pthread_mutex_init(&c->rmu, NULL);
+    c->nprobe = 1;
+    return c;
+}
+
+static void coll_ref(qv_coll *c) { atomic_fetch_add(&c->refs, 1); }
+
+void qv_coll_release(qv_coll *c)
+{
+    if (!c || atomic_fetch_sub(&c->refs, 1) != 1) return;
+    qv_index_free(c->index);
+    pthread_rwlock_destroy(&c->ilock);
+    pthread_mutex_destroy(&c->rmu);
+    free(c);
+}
+
+const qv_coll_config *qv_coll_config_of(const qv_coll *c) { return &c->cfg; }
+
+static size_t reg_find(qv_db *db, const char *name, int *found)
+{
+    size_t lo = 0, hi = db->ncolls;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int cmp = strcmp(db->colls[mid]->cfg.name, name);
+        if (cmp == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (cmp < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static int reg_add(qv_db *db, qv_coll *c)
+{
+    pthread_mutex_lock(&db->cmu);
+    int found;
+    size_t at = reg_find(db, c->cfg.name, &found);
+    if (found) {
+        pthread_mutex_unlock(&db->cmu);
+        return QV_EXISTS;
+    }
+    if (db->ncolls == db->capcolls) {
+        size_t cap = db->capcolls ? db->capcolls * 2 : 16;
+        qv_coll **n = realloc(db->colls, cap * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&db->cmu);
+            return QV_NOMEM;
+        }
+        db->colls = n;
+        db->capcolls = cap;
+    }
+    memmove(db->colls + at + 1, db->colls + at, (db->ncolls - at) * sizeof *db->colls);
+    db->colls[at] = c;
+    db->ncolls++;
+    pthread_mutex_unlock(&db->cmu);
+    return 0;
+}
+
+/* Removes name from the registry; returns its reference (or NULL). */
+static qv_coll *reg_remove(qv_db *db, const char *name)
+{
+    pthread_mutex_lock(&db->cmu);
+    int found;
+    size_t at = reg_find(db, name, &found);
+    qv_coll *c = NULL;
+    if (found) {
+        c = db->colls[at];
+        memmove(db->colls + at, db->colls + at + 1, (db->ncolls - at - 1) * sizeof *db->colls);
+        db->ncolls--;
+    }
+    pthread_mutex_unlock(&db->cmu);
+    return c;
+}
+
+int qv_db_coll_get(qv_db *db, const char *name, qv_coll **out)
+{
+    pthread_mutex_lock(&db->cmu);
+    int found;
+    size_t at = reg_find(db, name, &found);
+    *out = found ? db->colls[at] : NULL;
+    if (found) coll_ref(*out);
+    pthread_mutex_unlock(&db->cmu);
+    return found ? 0 : QV_NOTFOUND;
+}
+
+int qv_db_coll_list(qv_db *db, qv_coll ***out, size_t *n)
+{
+    pthread_mutex_lock(&db->cmu);
+    *out = malloc((db->ncolls ? db->ncolls : 1) * sizeof **out);
+    if (!*out) {
+        pthread_mutex_unlock(&db->cmu);
+        return QV_NOMEM;
+    }
+    for (size_t i = 0; i < db->ncolls; i++) {
+        (*out)[i] = db->colls[i];
+        coll_ref(db->colls[i]);
+    }
+    *n = db->ncolls;
+    pthread_mutex_unlock(&db->cmu);
+    return 0;
+}
+
+void qv_coll_info_get(qv_coll *c, qv_coll_info *o)
+{
+    memset(o, 0, sizeof *o);
+    o->config = c->cfg;
+    o->count = atomic_load(&c->count);
+    o->last_seq = atomic_load(&c->last_seq);
+    pthread_rwlock_rdlock(&c->ilock);
+    if (c->index) {
+        o->params = *qv_index_get_params(c->index);
+        o->trained = qv_index_is_trained(c->index);
+        o->indexed = qv_index_count(c->index);
+    }
+    o->nprobe = o->params.kind == QV_KIND_FLAT ? 0 : c->nprobe;
+    o->trained_for = c->trained_for;
+    o->covered_seq = c->index_seq;
+    o->n_recall = c->n_recall;
+    memcpy(o->recall, c->recall, sizeof o->recall);
+    pthread_rwlock_unlock(&c->ilock);
+    pthread_mutex_lock(&c->rmu);
+    o->rebuilding = c->rb != NULL;
+    if (c->rb) {
+        snprintf(o->phase, sizeof o->phase, "%s", c->phase);
+        o->done = c->done;
+        o->total = c->total;
+    }
+    pthread_mutex_unlock(&c->rmu);
+}
+
+/* ------------------------------------------------------- index replay */
+/* Applies log entries after `after` to ix (which the caller owns or holds
+ * exclusively), reading vectors from txn. [out] last: newest seq applied,
+ * napplied: entries. */
+typedef struct replay {
+    qv_coll *c;
+    MDB_txn *txn;
+    qv_index *ix;
+    int64_t *rm, *add;
+    float *vecs;
+    size_t nrm, nadd, cap;
+    uint64_t last, napplied;
+    int rc;
+} replay;
+
+static int replay_flush(replay *r)
+{
+    if (r->nrm) {
+        int rc = qv_index_remove(r->ix, r->nrm, r->rm, NULL);
+        if (rc) return rc;
+    }
+    if (r->nadd) {
+        int rc = qv_index_add(r->ix, r->nadd, r->add, r->vecs);
+        if (rc) return rc;
+    }
+    r->nrm = r->nadd = 0;
+    return 0;
+}
+
+static int replay_entry(void *ctx, uint64_t seq, qv_op op, uint64_t id)
+{
+    replay *r = ctx;
+    uint32_t dim = r->c->cfg.dim;
+    r->rm[r->nrm++] = (int64_t)id;
+    if (op == QV_OP_UPSERT) {
+        qv_item_view v;
+        int rc = qv_store_item_get(r->c->db->st, r->txn, r->c->cfg.id, id, &v);
+        if (rc == 0 && v.dim == dim) {
+            qv_item_vector(&v, r->vecs + r->nadd * dim);
+            r->add[r->nadd++] = (int64_t)id;
+        } else if (rc != QV_NOTFOUND) {
+            return rc ? rc : QV_CORRUPT;
+        }
+    }
+    r->last = seq;
+    r->napplied++;
+    if (r->nrm == r->cap) return replay_flush(r);
+    return 0;
+}
+
+static int replay_log(qv_coll *c, MDB_txn *txn, qv_index *ix, uint64_t after, uint64_t *last,
+                      uint64_t *napplied)
+{
+    replay r = {.c = c, .txn = txn, .ix = ix, .cap = 4096, .last = after};
+    r.rm = malloc(r.cap * sizeof *r.rm);
+    r.add = malloc(r.cap * sizeof *r.add);
+    r.vecs = malloc(r.cap * (size_t)c->cfg.dim * sizeof *r.vecs);
+    int rc = QV_NOMEM;
+    if (r.rm && r.add && r.vecs) {
+        rc = qv_store_log_foreach(c->db->st, txn, c->cfg.id, after, replay_entry, &r);
+        if (!rc) rc = replay_flush(&r);
+    }
+    free(r.rm);
+    free(r.add);
+    free(r.vecs);
+    if (last) *last = r.last;
+    if (napplied) *napplied = r.napplied;
+    return rc;
+}
+
+/* ------------------------------------------------------------ loading items */
+typedef struct loader {
+    uint32_t dim;
+    int64_t *ids;
+    float *vecs;
+    size_t n, cap;
+    qv_coll *c;
+    rebuild *rb;
+    uint64_t total;
+} loader;
+
+static void set_phase(qv_coll *c, rebuild *rb, const char *phase, uint64_t done, uint64_t total)
+{
+    if (!rb) return;
+    pthread_mutex_lock(&c->rmu);
+    snprintf(c->phase, sizeof c->phase, "%s", phase);
+    c->done = done;
+    c->total = total;
+    pthread_mutex_unlock(&c->rmu);
+    if (rb->req.progress) {
+        qv_rebuild_progress p = {phase, done, total, elapsed_since(&rb->t0)};
+        rb->req.progress(rb->req.ctx, &p);
+    }
+}
+
+static int load_item(void *ctx, uint64_t id, const qv_item_view *v)
+{
+    loader *l = ctx;
+    if (v->dim != l->dim) return QV_CORRUPT;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4096;
+        int64_t *ids = realloc(l->ids, cap * sizeof *ids);
+        if (!ids) return QV_NOMEM;
+        l->ids = ids;
+        float *vecs = realloc(l->vecs, cap * (size_t)l->dim * sizeof *vecs);
+        if (!vecs) return QV_NOMEM;
+        l->vecs = vecs;
+        l->cap = cap;
+    }
+    qv_item_vector(v, l->vecs + l->n * l->dim);
+    l->ids[l->n++] = (int64_t)id;
+    if (l->rb && (l->n & 16383) == 0) {
+        if (atomic_load(&l->rb->cancel)) return QV_CANCELLED;
+        set_phase(l->c, l->rb, "sampling", l->n, l->total);
+    }
+    return 0;
+}
+
+/* Reads every item of c in txn into l (ids, vecs). */
+static int load_all(qv_coll *c, MDB_txn *txn, loader *l)
+{
+    l->dim = c->cfg.dim;
+    l->c = c;
+    return qv_store_item_foreach(c->db->st, txn, c->cfg.id, 0, load_item, l);
+}
+
+static void loader_free(loader *l)
+{
+    free(l->ids);
+    free(l->vecs);
+    l->ids = NULL;
+    l->vecs = NULL;
+}
+
+/* ------------------------------------------------------------ re-ranking */
+static float exact_score(qv_metric m, const float *a, const float *b, uint32_t dim)
+{
+    float s = 0;
+    if (m == QV_METRIC_L2) {
+        for (uint32_t i = 0; i < dim; i++) {
+            float d = a[i] - b[i];
+            s += d * d;
+        }
+    } else {
+        for (uint32_t i = 0; i < dim; i++) s += a[i] * b[i];
+    }
+    return s;
+}
+
+typedef struct scored {
+    float s;
+    int64_t id;
+} scored;
+
+static int cmp_asc(const void *a, const void *b)
+{
+    float x = ((const scored *)a)->s, y = ((const scored *)b)->s;
+    return x < y ? -1 : x > y;
+}
+static int cmp_desc(const void *a, const void *b) { return -cmp_asc(a, b); }
+
+/* getvec: fills out (dim floats) for id; returns 0 or non-zero to skip. */
+typedef int (*getvec_fn)(void *ctx, int64_t id, float *out);
+
+/* Re-ranks ncand candidates of query q by exact score, writes the best k
+ * (skipping `exclude`) to scores/labels. */
+static void rerank(qv_metric m, uint32_t dim, const float *q, const int64_t *cand, size_t ncand,
+                   int64_t exclude, getvec_fn get, void *ctx, size_t k, float *scores,
+                   int64_t *labels, scored *tmp, float *vbuf)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ncand; i++) {
+        if (cand[i] < 0 || cand[i] == exclude) continue;
+        if (get(ctx, cand[i], vbuf)) continue;
+        tmp[n].s = exact_score(m, q, vbuf, dim);
+        tmp[n].id = cand[i];
+        n++;
+    }
+    qsort(tmp, n, sizeof *tmp, m == QV_METRIC_L2 ? cmp_asc : cmp_desc);
+    for (size_t i = 0; i < k; i++) {
+        scores[i] = i < n ? tmp[i].s : (m == QV_METRIC_L2 ? INFINITY : -INFINITY);
+        labels[i] = i < n ? tmp[i].id : -1;
+    }
+}
+
+typedef struct lmdb_get_ctx {
+    qv_store *st;
+    MDB_txn *txn;
+    uint32_t coll_id, dim;
+} lmdb_get_ctx;
+
+static int get_from_lmdb(void *ctx, int64_t id, float *out)
+{
+    lmdb_get_ctx *g = ctx;
+    qv_item_view v;
+    if (qv_store_item_get(g->st, g->txn, g->coll_id, (uint64_t)id, &v) || v.dim != g->dim) return 1;
+    qv_item_vector(&v, out);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- search */
+static uint32_t pick_nprobe(const qv_coll *c, float min_recall)
+{
+    if (min_recall <= 0) return c->nprobe;
+    for (uint32_t i = 0; i < c->n_recall; i++)
+        if (c->recall[i].recall >= min_recall) return c->recall[i].nprobe;
+    /* not reached by any calibrated point: the largest measured */
+    return c->n_recall ? c->recall[c->n_recall - 1].nprobe : c->nprobe;
+}
+
+int qv_coll_search(qv_coll *c, size_t nq, const float *q, const int64_t *exclude, size_t k,
+                   uint32_t nprobe, float min_recall, float *scores, int64_t *labels)
+{
+    if (atomic_load(&c->dropped)) return QV_NOTFOUND;
+    uint32_t dim = c->cfg.dim;
+    pthread_rwlock_rdlock(&c->ilock);
+    const qv_index_params *p = qv_index_get_params(c->index);
+    int is_ivf = p->kind != QV_KIND_FLAT;
+    size_t refine = is_ivf && p->refine > 1 ? p->refine : 1;
+    size_t kk = (k + (exclude ? 1 : 0)) * refine;
+    if (is_ivf && nprobe == 0) nprobe = pick_nprobe(c, min_recall);
+    float *ts = malloc(nq * kk * sizeof *ts);
+    int64_t *tl = malloc(nq * kk * sizeof *tl);
+    int rc = ts && tl ? qv_index_search(c->index, nq, q, kk, nprobe, ts, tl) : QV_NOMEM;
+    pthread_rwlock_unlock(&c->ilock);
+    if (rc) goto out;
+    qv_metric m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_IP : c->cfg.metric;
+    if (refine > 1) {
+        /* exact distances from the stored vectors: how IVF-PQ gets its recall back */
+        lmdb_get_ctx g = {c->db->st, NULL, c->cfg.id, dim};
+        scored *tmp = malloc(kk * sizeof *tmp);
+        float *vbuf = malloc(dim * sizeof *vbuf);
+        rc = tmp && vbuf ? qv_store_read_begin(c->db->st, &g.txn) : QV_NOMEM;
+        if (!rc) {
+            for (size_t i = 0; i < nq; i++)
+                rerank(m, dim, q + i * dim, tl + i * kk, kk, exclude ? exclude[i] : -1,
+                       get_from_lmdb, &g, k, scores + i * k, labels + i * k, tmp, vbuf);
+            qv_store_abort(g.txn);
+        }
+        free(tmp);
+        free(vbuf);
+        goto out;
+    }
+    for (size_t i = 0; i < nq; i++) {
+        size_t o = 0;
+        for (size_t j = 0; j < kk && o < k; j++) {
+            int64_t id = tl[i * kk + j];
+            if (exclude && id == exclude[i] && id >= 0) continue;
+            scores[i * k + o] = ts[i * kk + j];
+            labels[i * k + o] = id;
+            o++;
+        }
+        for (; o < k; o++) {
+            scores[i * k + o] = 0;
+            labels[i * k + o] = -1;
+        }
+    }
+out:
+    free(ts);
+    free(tl);
+    return rc;
+}
+
+/* --------------------------------------------------------- calibration */
+typedef struct array_get_ctx {
+    const loader *l;
+    const int64_t *pos_of; /* unused: ids are looked up by binary search */
+} array_get_ctx;
+
+static int get_from_array(void *ctx, int64_t id, float *out)
+{
+    const loader *l = ((array_get_ctx *)ctx)->l;
+    /* loader ids are sorted ascending (LMDB key order) */
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (l->ids[mid] == id) {
+            memcpy(out, l->vecs + mid * l->dim, l->dim * sizeof *out);
+            return 0;
+        }
+        if (l->ids[mid] < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return 1;
+}
+
+static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq)
+{
+    size_t hit = 0;
+    for (size_t i = 0; i < nq; i++)
+        for (size_t a = 0; a < 10; a++)
+            for (size_t b = 0; b < 10; b++)
+                if (got[i * 10 + a] >= 0 && got[i * 10 + a] == truth[i * 10 + b]) {
+                    hit++;
+                    break;
+                }
+    return nq ? (double)hit / (double)(nq * 10) : 1.0;
+}
+
+/* Measures recall@10 of ix against exact search for a sample of its own
+ * vectors (each query's own id left out), for a ladder of nprobe values. */
+static int calibrate(qv_coll *c, qv_index *ix, const loader *l, qv_recall_point *pts,
+                     uint32_t *npts, uint32_t *def_nprobe)
+{
+    const qv_index_params *p = qv_index_get_params(ix);
+    uint32_t dim = l->dim;
+    size_t nq = l->n < CALIB_QUERIES ? l->n : CALIB_QUERIES;
+    *npts = 0;
+    *def_nprobe = 1;
+    if (nq == 0) return 0;
+    qv_metric m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_IP : c->cfg.metric;
+    float *qs = malloc(nq * dim * sizeof *qs);
+    int64_t *qid = malloc(nq * sizeof *qid);
+    size_t kk = 11 * (p->refine > 1 ? p->refine : 1);
+    float *sc = malloc(nq * kk * sizeof *sc);
+    int64_t *lb = malloc(nq * kk * sizeof *lb);
+    int64_t *truth = malloc(nq * 10 * sizeof *truth);
+    int64_t *got = malloc(nq * 10 * sizeof *got);
+    float *rs = malloc(nq * 10 * sizeof *rs);
+    scored *tmp = malloc(kk * sizeof *tmp);
+    float *vbuf = malloc(dim * sizeof *vbuf);
+    qv_index *flat = NULL;
+    int rc = QV_NOMEM;
+    if (!qs || !qid || !sc || !lb || !truth || !got || !rs || !tmp || !vbuf) goto out;
+    uint64_t seed = 0x9e3779b97f4a7c15ULL ^ l->n;
+    for (size_t i = 0; i < nq; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t r = (size_t)((seed >> 33) % l->n);
+        memcpy(qs + i * dim, l->vecs + r * dim, dim * sizeof *qs);
+        qid[i] = l->ids[r];
+    }
+    /* exact ground truth */
+    qv_index_params fp = {.kind = QV_KIND_FLAT};
+    if ((rc = qv_index_new(dim, m, &fp, &flat))) goto out;
+    if ((rc = qv_index_add(flat, l->n, l->ids, l->vecs))) goto out;
+    if ((rc = qv_index_search(flat, nq, qs, 11, 0, sc, lb))) goto out;
+    for (size_t i = 0; i < nq; i++) {
+        size_t o = 0;
+        for (size_t j = 0; j < 11 && o < 10; j++)
+            if (lb[i * 11 + j] != qid[i]) truth[i * 10 + o++] = lb[i * 11 + j];
+        while (o < 10) truth[i * 10 + o++] = -2;
+    }
+    qv_index_free(flat);
+    flat = NULL;
+    static const uint32_t ladder[] = {1,   2,   3,   4,   6,    8,    12,   16,
+                                      24,  32,  48,  64,  96,   128,  192,  256,
+                                      384, 512, 768, 1024, 1536, 2048, 4096, 65536};
+    array_get_ctx g = {l, NULL};
+    for (size_t s = 0; s < sizeof ladder / sizeof *ladder && *npts < QV_MAX_RECALL_POINTS; s++) {
+        uint32_t np = ladder[s] < p->nlist ? ladder[s] : p->nlist;
+        if ((rc = qv_index_search(ix, nq, qs, kk, np, sc, lb))) goto out;
+        for (size_t i = 0; i < nq; i++) {
+            if (p->refine > 1) {
+                rerank(m, dim, qs + i * dim, lb + i * kk, kk, qid[i], get_from_array, &g, 10,
+                       rs + i * 10, got + i * 10, tmp, vbuf);
+            } else {
+                size_t o = 0;
+                for (size_t j = 0; j < kk && o < 10; j++)
+                    if (lb[i * kk + j] != qid[i]) got[i * 10 + o++] = lb[i * kk + j];
+                while (o < 10) got[i * 10 + o++] = -1;
+            }
+        }
+        double r = recall_at10(got, truth, nq);
+        pts[*npts].nprobe = np;
+        pts[*npts].recall = (float)r;
+        (*npts)++;
+        if (r >= 0.999 || np >= p->nlist) break;
+    }
+    *def_nprobe = pts[*npts - 1].nprobe;
+    for (uint32_t i = 0; i < *npts; i++)
+        if (pts[i].recall >= 0.95f) {
+            *def_nprobe = pts[i].nprobe;
+            break;
+        }
+    rc = 0;
+out:
+    qv_index_free(flat);
+    free(qs);
+    free(qid);
+    free(sc);
+    free(lb);
+    free(truth);
+    free(got);
+    free(rs);
+    free(tmp);
+    free(vbuf);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- builds */
+/* Resolves spec (AUTO, nlist 0) for n items. Returns 0 or QV_INVALID with a
+ * message naming the field. */
+static int resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_index_params *spec,
+                          uint64_t n, qv_index_params *out, char *err, size_t errlen)
+{
+    *out = *spec;
+    size_t auto_min = db->opts.auto_ivf_min ? db->opts.auto_ivf_min : DEFAULT_AUTO_IVF_MIN;
+    if (out->kind == QV_KIND_AUTO) {
+        if (n < auto_min) {
+            memset(out, 0, sizeof *out);
+            out->kind = QV_KIND_FLAT;
+            return 0;
+        }
+        out->kind = QV_KIND_IVF_FLAT;
+    }
+    if (out->kind == QV_KIND_FLAT) {
+        out->nlist = out->pq_m = out->pq_nbits = out->refine = 0;
+        return 0;
+    }
+    if (out->nlist == 0) out->nlist = qv_auto_nlist(n);
+    if (out->kind == QV_KIND_IVF_PQ) {
+        if (out->pq_nbits == 0) out->pq_nbits = 8;
+        if (out->pq_m == 0) {
+            /* largest divisor of dim giving sub-vectors of at least 2 floats */
+            out->pq_m = 1;
+            for (uint32_t m = cfg->dim / 2; m >= 1; m--)
+                if (cfg->dim % m == 0 && m <= 64) {
+                    out->pq_m = m;
+                    break;
+                }
+        }
+    }
+    int rc = qv_index_params_check(cfg->dim, out, err, errlen);
+    if (rc) return rc;
+    if (n < out->nlist) {
+        snprintf(err, errlen, "index.nlist %u is larger than the %llu items to train on",
+                 out->nlist, (unsigned long long)n);
+        return QV_INVALID;
+    }
+    if (out->kind == QV_KIND_IVF_PQ && n < (1ULL << out->pq_nbits)) {
+        snprintf(err, errlen, "index.pq_nbits %u needs at least %llu items to train on, have %llu",
+                 out->pq_nbits, 1ULL << out->pq_nbits, (unsigned long long)n);
+        return QV_INVALID;
+    }
+    return 0;
+}
+
+/* Builds a new index over l's items with params p. For IVF kinds: sample,
+ * train, add, calibrate. */
+static int build_index(qv_coll *c, rebuild *rb, loader *l, const qv_index_params *p,
+                       qv_index **out, qv_ixfile_meta *meta)
+{
+    qv_metric m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_COSINE : c->cfg.metric;
+    qv_index *ix = NULL;
+    int rc = qv_index_new(c->cfg.dim, m, p, &ix);
+    if (rc) return rc;
+    memset(meta, 0, sizeof *meta);
+    meta->coll_id = c->cfg.id;
+    snprintf(meta->name, sizeof meta->name, "%s", c->cfg.name);
+    meta->dim = c->cfg.dim;
+    meta->metric = c->cfg.metric;
+    meta->params = *qv_index_get_params(ix);
+    meta->trained_for = l->n;
+    meta->nprobe = 1;
+    uint32_t dim = c->cfg.dim;
+    if (p->kind != QV_KIND_FLAT) {
+        size_t ns = (size_t)p->nlist * TRAIN_MAX_PER_LIST;
+        if (ns < 10000) ns = 10000;
+        if (ns > l->n) ns = l->n;
+        float *sample = l->vecs;
+        if (ns < l->n) {
+            sample = malloc(ns * dim * sizeof *sample);
+            if (!sample) {
+                qv_index_free(ix);
+                return QV_NOMEM;
+            }
+            /* a fixed-seed random sample (Floyd-free: stride with random start) */
+            uint64_t seed = 12345;
+            for (size_t i = 0; i < ns; i++) {
+                seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                size_t lo = i * l->n / ns, hi = (i + 1) * l->n / ns;
+                size_t r = lo + (size_t)((seed >> 33) % (hi - lo));
+                memcpy(sample + i * dim, l->vecs + r * dim, dim * sizeof *sample);
+            }
+        }
+        set_phase(c, rb, "training", 0, ns);
+        rc = qv_index_train(ix, ns, sample);
+        if (sample != l->vecs) free(sample);
+        if (rc) goto fail;
+    }
+    size_t chunk = 20000;
+    for (size_t i = 0; i < l->n; i += chunk) {
+        if (rb && atomic_load(&rb->cancel)) {
+            rc = QV_CANCELLED;
+            goto fail;
+        }
+        size_t n = l->n - i < chunk ? l->n - i : chunk;
+        set_phase(c, rb, "adding", i, l->n);
+        if ((rc = qv_index_add(ix, n, l->ids + i, l->vecs + i * dim))) goto fail;
+    }
+    set_phase(c, rb, "adding", l->n, l->n);
+    if (p->kind != QV_KIND_FLAT) {
+        if (rb && atomic_load(&rb->cancel)) {
+            rc = QV_CANCELLED;
+            goto fail;
+        }
+        if ((rc = calibrate(c, ix, l, meta->recall, &meta->n_recall, &meta->nprobe))) goto fail;
+        qv_index_set_nprobe(ix, meta->nprobe);
+    }
+    *out = ix;
+    return 0;
+fail:
+    qv_index_free(ix);
+    return rc;
+}
+
+/* Installs a freshly built index (caller holds the write lock). */
+static void install_index(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, uint64_t seq)
+{
+    qv_index_free(c->index);
+    c->index = ix;
+    c->index_seq = seq;
+    c->trained_for = meta->trained_for;
+    c->deleted_since = 0;
+    c->nprobe = meta->nprobe ? meta->nprobe : 1;
+    c->n_recall = meta->n_recall;
+    memcpy(c->recall, meta->recall, sizeof c->recall);
+}
+
+static void submit_prune(qv_db *db, qv_coll *c, uint64_t upto);
+
+static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
+{
+    qv_coll *c = rb->c;
+    qv_db *db = c->db;
+    loader l = {.rb = rb};
+    MDB_txn *txn = NULL;
+    qv_coll_stats s;
+    set_phase(c, rb, "sampling", 0, atomic_load(&c->count));
+    int rc = qv_store_read_begin(db->st, &txn);
+    if (!rc) rc = qv_store_stats_get(db->st, txn, c->cfg.id, &s);
+    if (rc) goto out;
+    l.total = s.count;
+    qv_index_params p;
+    if ((rc = resolve_params(db, &c->cfg, &rb->req.spec, s.count, &p, msg, msglen))) goto out;
+    rb->params = p;
+    if ((rc = load_all(c, txn, &l))) goto out;
+    qv_store_abort(txn);
+    txn = NULL;
+    uint64_t covered = s.last_seq;
+    qv_index *ix = NULL;
+    qv_ixfile_meta meta;
+    if ((rc = build_index(c, rb, &l, &p, &ix, &meta))) goto out;
+    loader_free(&l);
+    if (!db->opts.no_index_files && p.kind != QV_KIND_FLAT) {
+        set_phase(c, rb, "saving", 0, 1);
+        meta.covered_seq = covered;
+        int src = qv_ixfile_save(db->ixdir, &meta, ix);
+        if (src) qv_warn("collection %s: index file not saved (%s); a restart will rebuild it",
+                         c->cfg.name, qv_strerror(src));
+        else submit_prune(db, c, covered);
+    }
+    /* catch up with the writes that arrived meanwhile, off the lock while the
+     * backlog is large, then the rest under the write lock, and swap */
+    for (int round = 0; round < 8; round++) {
+        if (atomic_load(&rb->cancel)) {
+            rc = QV_CANCELLED;
+            break;
+        }
+        uint64_t n = 0;
+        if ((rc = qv_store_read_begin(db->st, &txn))) break;
+        set_phase(c, rb, "catching_up", 0, atomic_load(&c->last_seq) - covered);
+        rc = replay_log(c, txn, ix, covered, &covered, &n);
+        qv_store_abort(txn);
+        txn = NULL;
+        if (rc || n < CATCHUP_SMALL) break;
+    }
+    if (rc || atomic_load(&rb->cancel) || atomic_load(&c->dropped)) {
+        qv_index_free(ix);
+        rc = rc ? rc : QV_CANCELLED;
+        goto out;
+    }
+    pthread_rwlock_wrlock(&c->ilock);
+    if (!(rc = qv_store_read_begin(db->st, &txn))) {
+        rc = replay_log(c, txn, ix, covered, &covered, NULL);
+        qv_store_abort(txn);
+        txn = NULL;
+    }
+    if (!rc) {
+        /* the writer applies only what is newer than index_seq */
+        if (covered < c->index_seq) covered = c->index_seq;
+        install_index(c, ix, &meta, covered);
+    }
+    pthread_rwlock_unlock(&c->ilock);
+    if (rc) {
+        qv_index_free(ix);
+        goto out;
+    }
+    qv_info("collection %s: %s index built (nlist %u, nprobe %u for recall 0.95, %llu items, %.1f s)",
+            c->cfg.name, qv_index_kind_name(p.kind), p.nlist, meta.nprobe,
+            (unsigned long long)meta.trained_for, elapsed_since(&rb->t0));
+out:
+    qv_store_abort(txn);
+    loader_free(&l);
+    return rc;
+}
+
+static void *rebuild_main(void *arg)
+{
+    rebuild *rb = arg;
+    qv_coll *c = rb->c;
+    qv_db *db = c->db;
+    char msg[256] = "";
+    int rc = do_rebuild(rb, msg, sizeof msg);
+    if (rc && !msg[0]) snprintf(msg, sizeof msg, "%s", qv_strerror(rc));
+    if (rc && rc != QV_CANCELLED)
+        qv_error("collection %s: index rebuild failed: %s", c->cfg.name, msg);
+    else if (rc == QV_CANCELLED)
+        qv_info("collection %s: index rebuild cancelled", c->cfg.name);
+    if (!rc) set_phase(c, rb, "done", 1, 1);
+    pthread_mutex_lock(&c->rmu);
+    c->rb = NULL;
+    pthread_mutex_unlock(&c->rmu);
+    if (rb->req.finished) rb->req.finished(rb->req.ctx, rc, msg);
+    qv_coll_release(c);
+    free(rb);
+    pthread_mutex_lock(&db->rbmu);
+    db->nrebuilds--;
+    pthread_cond_broadcast(&db->rbcv);
+    pthread_mutex_unlock(&db->rbmu);
+    return NULL;
+}
+
+static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, char *err,
+                         size_t errlen)
+{
+    qv_db *db = c->db;
+    if (atomic_load(&c->dropped)) return QV_NOTFOUND;
+    if (atomic_load(&db->closing)) return QV_SHUTDOWN;
+    /* reject specs that cannot work before starting anything */
+    qv_index_params resolved;
+    qv_index_params spec = req->spec;
+    if (spec.kind == QV_KIND_AUTO && !automatic) spec = c->cfg.spec;
+    int rc = resolve_params(db, &c->cfg, &spec, atomic_load(&c->count), &resolved, err, errlen);
+    if (rc) return rc;
+    rebuild *rb = calloc(1, sizeof *rb);
+    if (!rb) return QV_NOMEM;
+    rb->c = c;
+    rb->req = *req;
+    rb->req.spec = spec;
+    rb->automatic = automatic;
+    clock_gettime(CLOCK_MONOTONIC, &rb->t0);
+    pthread_mutex_lock(&c->rmu);
+    if (c->rb) {
+        snprintf(err, errlen, "collection \"%s\" already has a %s rebuild running (phase %s, %llu/%llu)",
+                 c->cfg.name, c->rb->automatic ? "automatic" : "requested", c->phase,
+                 (unsigned long long)c->done, (unsigned long long)c->total);
+        pthread_mutex_unlock(&c->rmu);
+        free(rb);
+        return QV_BUSY;
+    }
+    c->rb = rb;
+    snprintf(c->phase, sizeof c->phase, "sampling");
+    c->done = c->total = 0;
+    pthread_mutex_unlock(&c->rmu);
+    coll_ref(c);
+    pthread_mutex_lock(&db->rbmu);
+    db->nrebuilds++;
+    pthread_mutex_unlock(&db->rbmu);
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&rb->th, &a, rebuild_main, rb);
+    pthread_attr_destroy(&a);
+    if (rc) {
+        pthread_mutex_lock(&c->rmu);
+        c->rb = NULL;
+        pthread_mutex_unlock(&c->rmu);
+        pthread_mutex_lock(&db->rbmu);
+        db->nrebuilds--;
+        pthread_mutex_unlock(&db->rbmu);
+        qv_coll_release(c);
+        free(rb);
+        return QV_NOMEM;
+    }
+    qv_info("collection %s: %s index rebuild started (%s, nlist %u)", c->cfg.name,
+            automatic ? "automatic" : "requested", qv_index_kind_name(resolved.kind), resolved.nlist);
+    return 0;
+}
+
+int qv_coll_rebuild(qv_coll *c, const qv_rebuild_req *req, char *err, size_t errlen)
+{
+    return start_rebuild(c, req, 0, err, errlen);
+}
+
+void qv_coll_rebuild_cancel(qv_coll *c, void *ctx)
+{
+    pthread_mutex_lock(&c->rmu);
+    if (c->rb && c->rb->req.ctx == ctx) atomic_store(&c->rb->cancel, 1);
+    pthread_mutex_unlock(&c->rmu);
+}
+
+/* After a commit: start a rebuild when the collection outgrew its index. */
+static void maybe_auto_rebuild(qv_coll *c)
+{
+    qv_db *db = c->db;
+    if (db->opts.no_auto_rebuild || atomic_load(&c->dropped)) return;
+    pthread_mutex_lock(&c->rmu);
+    int running = c->rb != NULL;
+    pthread_mutex_unlock(&c->rmu);
+    if (running) return;
+    uint64_t n = atomic_load(&c->count);
+    size_t auto_min = db->opts.auto_ivf_min ? db->opts.auto_ivf_min : DEFAULT_AUTO_IVF_MIN;
+    pthread_rwlock_rdlock(&c->ilock);
+    qv_index_kind kind = qv_index_get_params(c->index)->kind;
+    uint64_t trained_for = c->trained_for, deleted = c->deleted_since;
+    pthread_rwlock_unlock(&c->ilock);
+    const qv_index_params *spec = &c->cfg.spec;
+    int want = 0;
+    if (kind == QV_KIND_FLAT) {
+        if (spec->kind == QV_KIND_AUTO) want = n >= auto_min;
+        else if (spec->kind != QV_KIND_FLAT)
+            want = n >= (uint64_t)(spec->nlist ? spec->nlist : qv_auto_nlist(n)) * TRAIN_MIN_PER_LIST &&
+                   n >= 1000;
+    } else {
+        /* grown 4x past training, or half of what it was trained on deleted */
+        want = n >= 4 * trained_for || (trained_for > 0 && deleted * 2 > trained_for);
+    }
+    if (!want) return;
+    qv_rebuild_req req = {.spec = *spec};
+    char err[256];
+    int rc = start_rebuild(c, &req, 1, err, sizeof err);
+    if (rc && rc != QV_BUSY && rc != QV_SHUTDOWN)
+        qv_warn("collection %s: automatic rebuild not started: %s", c->cfg.name,
+                rc == QV_INVALID ? err : qv_strerror(rc));
+}
+
+/* ----------------------------------------------------------------- writer */
+static int cmp_i64_idx(const void *a, const void *b, void *ids)
+{
+    const uint64_t *v = ids;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    if (v[x] != v[y]) return v[x] < v[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* Applies one write op inside txn (a nested txn of the batch). */
+static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
+{
+    int rc = 0;
+    switch ((int)w->kind) {
+    case QV_W_CREATE:
+        w->config.created = (uint64_t)time(NULL);
+        return qv_store_coll_create(db->st, txn, &w->config);
+    case QV_W_DROP: {
+        uint64_t n = 0;
+        rc = qv_store_coll_drop(db->st, txn, w->config.name, &n);
+        w->affected = n;
+        return rc;
+    }
+    case QV_W_PRUNE: {
+        size_t n = 0;
+        return qv_store_tombstones_prune(db->st, txn, w->coll->cfg.id, w->seq_to, &n);
+    }
+    case QV_W_UPSERT:
+    case QV_W_DELETE:
+        break;
+    default:
+        return QV_INVALID;
+    }
+    qv_coll *c = w->coll;
+    if (atomic_load(&c->dropped)) return QV_NOTFOUND;
+    uint64_t seq = c->w_seq, count = c->w_count;
+    w->seq_from = seq + 1;
+    w->affected = 0;
+    for (size_t i = 0; i < w->n && !rc; i++) {
+        if (skip && skip[i]) continue;
+        if (w->kind == QV_W_UPSERT) {
+            const uint8_t *a = w->attr_off ? w->attrs + w->attr_off[i] : NULL;
+            size_t alen = w->attr_off ? w->attr_off[i + 1] - w->attr_off[i] : 0;
+            rc = qv_store_item_put(db->st, txn, c->cfg.id, w->ids[i], ++seq, c->cfg.dim,
+                                   w->vecs + i * c->cfg.dim, a, alen, &w->existed[i]);
+            if (!rc && !w->existed[i]) count++;
+            w->affected++;
+        } else {
+            rc = qv_store_item_delete(db->st, txn, c->cfg.id, w->ids[i], seq + 1);
+            if (rc == QV_NOTFOUND) {
+                rc = 0;
+                w->existed[i] = 0;
+                continue;
+            }
+            seq++;
+            w->existed[i] = 1;
+            count--;
+            w->affected++;
+        }
+    }
+    if (rc) return rc;
+    w->seq_to = seq;
+    if (seq != c->w_seq) {
+        qv_coll_stats s = {seq, count};
+        if ((rc = qv_store_stats_put(db->st, txn, c->cfg.id, &s))) return rc;
+    }
+    c->w_seq = seq;
+    c->w_count = count;
+    return 0;
+}
+
+/* After commit: make the op visible (registry, index). */
+static void publish_op(qv_db *db, qv_write *w, const char *skip)
+{
+    if (w->kind == QV_W_CREATE) {
+        qv_coll *c = coll_new(db, &w->config);
+        qv_index_params fp = {.kind = QV_KIND_FLAT};
+        qv_metric m = w->config.metric;
+        if (!c || qv_index_new(w->config.dim, m, &fp, &c->index) || reg_add(db, c)) {
+            qv_error("collection %s: created on disk but not in memory; restart quiverd",
+                     w->config.name);
+            w->rc = QV_NOMEM;
+            qv_coll_release(c);
+        }
+        return;
+    }
+    if (w->kind == QV_W_DROP) {
+        qv_coll *c = reg_remove(db, w->config.name);
+        if (c) {
+            atomic_store(&c->dropped, 1);
+            pthread_mutex_lock(&c->rmu);
+            if (c->rb) atomic_store(&c->rb->cancel, 1);
+            pthread_mutex_unlock(&c->rmu);
+            qv_ixfile_remove(db->ixdir, c->cfg.id);
+            qv_coll_release(c);
+        }
+        return;
+    }
+    if ((int)w->kind == QV_W_PRUNE) return;
+    qv_coll *c = w->coll;
+    atomic_store(&c->last_seq, c->w_seq);
+    atomic_store(&c->count, c->w_count);
+    if (w->affected == 0) return;
+    uint32_t dim = c->cfg.dim;
+    pthread_rwlock_wrlock(&c->ilock);
+    if (w->seq_to > c->index_seq) {
+        int64_t *rm = malloc(w->n * sizeof *rm);
+        size_t nrm = 0;
+        int rc = rm ? 0 : QV_NOMEM;
+        for (size_t i = 0; rm && i < w->n; i++)
+            if ((!skip || !skip[i]) && w->existed[i]) rm[nrm++] = (int64_t)w->ids[i];
+        if (!rc && nrm) rc = qv_index_remove(c->index, nrm, rm, NULL);
+        if (w->kind == QV_W_DELETE) {
+            c->deleted_since += nrm;
+        } else if (!rc) {
+            if (skip) { /* duplicates in one batch: the last one wins */
+                size_t na = 0;
+                float *v = malloc(w->n * dim * sizeof *v);
+                if (!v) rc = QV_NOMEM;
+                for (size_t i = 0; v && i < w->n; i++)
+                    if (!skip[i]) {
+                        rm[na] = (int64_t)w->ids[i];
+                        memcpy(v + na * dim, w->vecs + i * dim, dim * sizeof *v);
+                        na++;
+                    }
+                if (v) rc = qv_index_add(c->index, na, rm, v);
+                free(v);
+            } else {
+                for (size_t i = 0; i < w->n; i++) rm[i] = (int64_t)w->ids[i];
+                rc = qv_index_add(c->index, w->n, rm, w->vecs);
+            }
+        }
+        if (rc) qv_error("collection %s: index update failed (%s); searches may miss writes "
+                         "up to seq %llu until a rebuild", c->cfg.name, qv_strerror(rc),
+                         (unsigned long long)w->seq_to);
+        c->index_seq = w->seq_to;
+        free(rm);
+    }
+    pthread_rwlock_unlock(&c->ilock);
+}
+
+/* Marks all but the last occurrence of each id (NULL when all are unique). */
+static char *dup_skips(const qv_write *w)
+{
+    if (w->kind != QV_W_UPSERT || w->n < 2) return NULL;
+    size_t *ord = malloc(w->n * sizeof *ord);
+    if (!ord) return NULL;
+    for (size_t i = 0; i < w->n; i++) ord[i] = i;
+    qsort_r(ord, w->n, sizeof *ord, cmp_i64_idx, (void *)w->ids);
+    char *skip = NULL;
+    for (size_t i = 0; i + 1 < w->n; i++)
+        if (w->ids[ord[i]] == w->ids[ord[i + 1]]) {
+            if (!skip && !(skip = calloc(w->n, 1))) break;
+            skip[ord[i]] = 1; /* ord is stable by position: ord[i] is earlier */
+        }
+    free(ord);
+    return skip;
+}
+
+static void run_batch(qv_db *db, qv_write *batch)
+{
+    MDB_txn *txn = NULL;
+    int rc = qv_store_write_begin(db->st, NULL, &txn);
+    size_t nops = 0;
+    for (qv_write *w = batch; w; w = w->next) nops++;
+    char **skips = calloc(nops ? nops : 1, sizeof *skips);
+    size_t i = 0;
+    for (qv_write *w = batch; w; w = w->next, i++) {
+        if (rc) {
+            w->rc = rc;
+            continue;
+        }
+        if (w->kind == QV_W_UPSERT || w->kind == QV_W_DELETE) {
+            w->existed = calloc(w->n ? w->n : 1, sizeof *w->existed);
+            if (!w->existed) {
+                w->rc = QV_NOMEM;
+                continue;
+            }
+            if (skips) skips[i] = dup_skips(w);
+        }
+        qv_coll *c = w->coll;
+        uint64_t seq0 = c ? c->w_seq : 0, cnt0 = c ? c->w_count : 0;
+        MDB_txn *child = NULL;
+        w->rc = qv_store_write_begin(db->st, txn, &child);
+        if (!w->rc) w->rc = apply_op(db, child, w, skips ? skips[i] : NULL);
+        if (!w->rc) w->rc = qv_store_commit(child);
+        else qv_store_abort(child);
+        if (w->rc && c) { /* the op wrote nothing: roll its counters back */
+            c->w_seq = seq0;
+            c->w_count = cnt0;
+        }
+    }
+    if (!rc) rc = qv_store_commit(txn);
+    i = 0;
+    for (qv_write *w = batch; w; w = w->next, i++) {
+        if (rc && !w->rc) w->rc = rc;
+        if (rc && w->coll) { /* nothing committed: back to the published state */
+            w->coll->w_seq = atomic_load(&w->coll->last_seq);
+            w->coll->w_count = atomic_load(&w->coll->count);
+        }
+    }
+    i = 0;
+    for (qv_write *w = batch; w; w = w->next, i++)
+        if (!w->rc) publish_op(db, w, skips ? skips[i] : NULL);
+    /* replies go out only now: committed and searchable */
+    i = 0;
+    qv_write *next;
+    for (qv_write *w = batch; w; w = next, i++) {
+        next = w->next;
+        qv_coll *c = w->coll;
+        int check = !w->rc && c && (w->kind == QV_W_UPSERT || w->kind == QV_W_DELETE);
+        if (c && check) coll_ref(c);
+        free(w->existed);
+        w->existed = NULL;
+        if (skips) free(skips[i]);
+        if (w->done) w->done(w);
+        if (check) {
+            maybe_auto_rebuild(c);
+            qv_coll_release(c);
+        }
+    }
+    free(skips);
+}
+
+static void *writer_main(void *arg)
+{
+    qv_db *db = arg;
+    size_t max_items = db->opts.max_batch_items ? db->opts.max_batch_items : DEFAULT_MAX_BATCH;
+    for (;;) {
+        pthread_mutex_lock(&db->qmu);
+        while (!db->qhead && !db->stopping) pthread_cond_wait(&db->qcv, &db->qmu);
+        if (!db->qhead) {
+            pthread_mutex_unlock(&db->qmu);
+            break;
+        }
+        /* group commit: everything queued, up to max_items items */
+        qv_write *batch = db->qhead, *last = db->qhead;
+        size_t items = last->n + 1;
+        while (last->next && items + last->next->n <= max_items) {
+            last = last->next;
+            items += last->n + 1;
+        }
+        db->qhead = last->next;
+        if (!db->qhead) db->qtail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&db->qmu);
+        run_batch(db, batch);
+    }
+    return NULL;
+}
+
+void qv_db_submit(qv_db *db, qv_write *w)
+{
+    w->next = NULL;
+    w->existed = NULL;
+    pthread_mutex_lock(&db->qmu);
+    if (db->stopping) {
+        pthread_mutex_unlock(&db->qmu);
+        w->rc = QV_SHUTDOWN;
+        if (w->done) w->done(w);
+        return;
+    }
+    if (db->qtail) db->qtail->next = w;
+    else db->qhead = w;
+    db->qtail = w;
+    pthread_cond_signal(&db->qcv);
+    pthread_mutex_unlock(&db->qmu);
+}
+
+typedef struct sync_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} sync_wait;
+
+static void sync_done(qv_write *w)
+{
+    sync_wait *s = w->ctx;
+    pthread_mutex_lock(&s->mu);
+    s->done = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int qv_db_write_sync(qv_db *db, qv_write *w)
+{
+    sync_wait s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    w->done = sync_done;
+    w->ctx = &s;
+    qv_db_submit(db, w);
+    pthread_mutex_lock(&s.mu);
+    while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
+    pthread_mutex_unlock(&s.mu);
+    return w->rc;
+}
+
+static void prune_done(qv_write *w)
+{
+    qv_coll_release(w->coll);
+    free(w);
+}
+
+static void submit_prune(qv_db *db, qv_coll *c, uint64_t upto)
+{
+    qv_write *w = calloc(1, sizeof *w);
+    if (!w) return;
+    w->kind = (qv_write_kind)QV_W_PRUNE;
+    w->coll = c;
+    coll_ref(c);
+    w->seq_to = upto;
+    w->done = prune_done;
+    qv_db_submit(db, w);
+}
+
+/* --------------------------------------------------------------- start-up */
+static int open_coll(void *ctx, const qv_coll_config *cfg)
+{
+    qv_db *db = ctx;
+    qv_coll *c = coll_new(db, cfg);
+    if (!c) return QV_NOMEM;
+    MDB_txn *txn = NULL;
+    qv_coll_stats s = {0, 0};
+    int rc = qv_store_read_begin(db->st, &txn);
+    if (!rc) rc = qv_store_stats_get(db->st, txn, cfg->id, &s);
+    if (rc) goto fail;
+    c->w_seq = s.last_seq;
+    c->w_count = s.count;
+    atomic_store(&c->last_seq, s.last_seq);
+    atomic_store(&c->count, s.count);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    qv_ixfile_meta meta;
+    qv_index *ix = NULL;
+    char why[256] = "";
+    int frc = db->opts.no_index_files ? QV_NOTFOUND
+                                      : qv_ixfile_load(db->ixdir, cfg, &meta, &ix, why, sizeof why);
+    if (frc == 0 && meta.covered_seq > s.last_seq) {
+        snprintf(why, sizeof why, "it covers seq %llu but the store ends at %llu",
+                 (unsigned long long)meta.covered_seq, (unsigned long long)s.last_seq);
+        qv_index_free(ix);
+        ix = NULL;
+        frc = QV_CORRUPT;
+    }
+    if (frc == 0) {
+        uint64_t last = meta.covered_seq, n = 0;
+        rc = replay_log(c, txn, ix, meta.covered_seq, &last, &n);
+        if (rc) {
+            qv_index_free(ix);
+            goto fail;
+        }
+        install_index(c, ix, &meta, s.last_seq);
+        qv_info("collection %s: loaded %s index file (%llu items, replayed %llu writes, %.2f s)",
+                cfg->name, qv_index_kind_name(meta.params.kind),
+                (unsigned long long)qv_index_count(ix), (unsigned long long)n, elapsed_since(&t0));
+    } else {
+        if (frc != QV_NOTFOUND)
+            qv_warn("collection %s: index file not used: %s; rebuilding from LMDB", cfg->name,
+                    why[0] ? why : qv_strerror(frc));
+        /* exact index from LMDB now; an IVF one follows in the background */
+        loader l = {0};
+        qv_index_params fp = {.kind = QV_KIND_FLAT};
+        if ((rc = load_all(c, txn, &l)) ||
+            (rc = build_index(c, NULL, &l, &fp, &ix, &meta))) {
+            loader_free(&l);
+            goto fail;
+        }
+        loader_free(&l);
+        install_index(c, ix, &meta, s.last_seq);
+        c->trained_for = 0;
+    }
+    qv_store_abort(txn);
+    return reg_add(db, c);
+fail:
+    qv_error("collection %s: cannot load: %s", cfg->name, qv_strerror(rc));
+    qv_store_abort(txn);
+    qv_coll_release(c);
+    return rc;
+}
+
+int qv_db_open(const qv_db_opts *opts, qv_db **out)
+{
+    *out = NULL;
+    qv_db *db = calloc(1, sizeof *db);
+    if (!db) return QV_NOMEM;
+    db->opts = *opts;
+    pthread_mutex_init(&db->cmu, NULL);
+    pthread_mutex_init(&db->qmu, NULL);
+    pthread_cond_init(&db->qcv, NULL);
+    pthread_mutex_init(&db->rbmu, NULL);
+    pthread_cond_init(&db->rbcv, NULL);
+    int rc = qv_store_open(&opts->store, &db->st);
+    if (rc) goto fail;
+    snprintf(db->ixdir, sizeof db->ixdir, "%s/indexes", opts->store.dir);
+    if (mkdir(db->ixdir, 0755) != 0 && errno != EEXIST) {
+        qv_error("cannot create %s: %s", db->ixdir, strerror(errno));
+        rc = QV_IO;
+        goto fail;
+    }
+    MDB_txn *txn;
+    if ((rc = qv_store_read_begin(db->st, &txn))) goto fail;
+    rc = qv_store_coll_foreach(db->st, txn, open_coll, db);
+    qv_store_abort(txn);
+    if (rc) goto fail;
+    if (pthread_create(&db->writer, NULL, writer_main, db)) {
+        rc = QV_NOMEM;
+        goto fail;
+    }
+    db->writer_started = 1;
+    for (size_t i = 0; i < db->ncolls; i++) maybe_auto_rebuild(db->colls[i]);
+    *out = db;
+    return 0;
+fail:
+    qv_db_close(db);
+    return rc;
+}
+
+void qv_db_close(qv_db *db)
+{
+    if (!db) return;
+    atomic_store(&db->closing, 1);
+    /* cancel rebuilds and wait for their threads */
+    pthread_mutex_lock(&db->cmu);
+    for (size_t i = 0; i < db->ncolls; i++) {
+        qv_coll *c = db->colls[i];
+        pthread_mutex_lock(&c->rmu);
+        if (c->rb) atomic_store(&c->rb->cancel, 1);
+        pthread_mutex_unlock(&c->rmu);
+    }
+    pthread_mutex_unlock(&db->cmu);
+    /* the writer finishes what is queued (rebuilds may queue prunes) */
+    pthread_mutex_lock(&db->rbmu);
+    while (db->nrebuilds > 0) pthread_cond_wait(&db->rbcv, &db->rbmu);
+    pthread_mutex_unlock(&db->rbmu);
+    if (db->writer_started) {
+        pthread_mutex_lock(&db->qmu);
+        db->stopping = 1;
+        pthread_cond_broadcast(&db->qcv);
+        pthread_mutex_unlock(&db->qmu);
+        pthread_join(db->writer, NULL);
+    }
+    for (size_t i = 0; i < db->ncolls; i++) qv_coll_release(db->colls[i]);
+    free(db->colls);
+    qv_store_close(db->st);
+    pthread_mutex_destroy(&db->cmu);
+    pthread_mutex_destroy(&db->qmu);
+    pthread_cond_destroy(&db->qcv);
+    pthread_mutex_destroy(&db->rbmu);
+    pthread_cond_destroy(&db->rbcv);
+    free(db);
+}
+
+qv_store *qv_db_store(qv_db *db) { return db->st; }
