@@ -222,7 +222,9 @@ int faiss_read_index(FILE* f, int io_flags, FaissIndex** p_out) {
 
 /* ---- newer upstream C API (include/quiver/faiss_ext.h) ---- */
 
-#if !defined(QV_FAISS_COMPAT_EXT_ONLY) && !defined(QV_FAISS_HAVE_SEARCH_PARAMS)
+/* Defined whenever this unit is the C API implementation, even if newer
+ * headers declared them (the signatures are upstream's). */
+#ifndef QV_FAISS_COMPAT_EXT_ONLY
 
 void faiss_SearchParameters_free(FaissSearchParameters* obj) {
     delete reinterpret_cast<faiss::SearchParameters*>(obj);
@@ -292,7 +294,7 @@ int faiss_IDSelectorNot_new(FaissIDSelectorNot** p_sel, const FaissIDSelector* s
     });
 }
 
-#endif /* !QV_FAISS_COMPAT_EXT_ONLY && !QV_FAISS_HAVE_SEARCH_PARAMS */
+#endif /* QV_FAISS_COMPAT_EXT_ONLY */
 
 /* ---- extensions, not in mainline libfaiss_c (include/quiver/faiss_ext.h) ---- */
 

@@ -156,7 +156,8 @@ int qv_index_params_check(uint32_t dim, const qv_index_params *p, char *err, siz
     if (p->kind == QV_KIND_IVF_PQ) {
         if (p->pq_m == 0) CHECK_FAIL("index.pq_m 0 must be > 0 for kind %s", kn);
         if (dim % p->pq_m != 0) CHECK_FAIL("index.pq_m %u does not divide dim %u", p->pq_m, dim);
-        if (p->pq_nbits > 16) CHECK_FAIL("index.pq_nbits %u is over 16", p->pq_nbits);
+        /* FAISS's IndexIVFPQ takes at most 8 bits per sub-quantizer code */
+        if (p->pq_nbits > 8) CHECK_FAIL("index.pq_nbits %u is over 8", p->pq_nbits);
     }
     return 0;
 }
@@ -416,14 +417,14 @@ static int check_read(FaissIndex *fi, uint32_t dim, qv_metric metric, const qv_i
         FaissIndexIDMap *map = faiss_IndexIDMap_cast(fi);
         FaissIndex *sub = map ? faiss_IndexIDMap_sub_index(map) : NULL;
         if (!sub || !faiss_IndexFlat_cast(sub)) {
-            qv_error("index: file does not hold a flat index (expected %s)", kn);
+            qv_error("index: file does not hold an index of kind %s", kn);
             return QV_CORRUPT;
         }
         return 0;
     }
     FaissIndexIVF *ivf = faiss_IndexIVF_cast(fi);
     if (!ivf) {
-        qv_error("index: file does not hold an IVF index (expected %s)", kn);
+        qv_error("index: file does not hold an index of kind %s", kn);
         return QV_CORRUPT;
     }
     if (faiss_IndexIVF_nlist(ivf) != p->nlist) {
@@ -435,12 +436,20 @@ static int check_read(FaissIndex *fi, uint32_t dim, qv_metric metric, const qv_i
     bool kind_ok = p->kind == QV_KIND_IVF_FLAT ? is_flat
                    : p->kind == QV_KIND_IVF_SQ8 ? is_sq
                                                 : !is_flat && !is_sq;
+    if (!kind_ok) {
+        qv_error("index: file does not hold an index of kind %s", kn);
+        return QV_CORRUPT;
+    }
     /* The code size pins down the encoding: SQ8 vs other SQ types, PQ m*nbits. */
     size_t cs = 0;
     int frc = faiss_Index_sa_code_size(fi, &cs);
+    if (frc != 0) {
+        faiss_fail(frc, "sa_code_size");
+        return QV_CORRUPT;
+    }
     size_t want = coarse_code_size(p->nlist) + code_size(dim, p);
-    if (!kind_ok || frc != 0 || cs != want) {
-        qv_error("index: file does not hold a %s index (code size %zu, expected %zu)", kn, cs, want);
+    if (cs != want) {
+        qv_error("index: file's %s codes take %zu bytes, expected %zu", kn, cs, want);
         return QV_CORRUPT;
     }
     return 0;

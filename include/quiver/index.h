@@ -41,7 +41,7 @@ typedef struct qv_index_params {
     qv_index_kind kind;
     uint32_t nlist;    /* IVF kinds: number of lists (> 0) */
     uint32_t pq_m;     /* ivf_pq: sub-quantizers, divides dim */
-    uint32_t pq_nbits; /* ivf_pq: bits per sub-code (0 = 8) */
+    uint32_t pq_nbits; /* ivf_pq: bits per sub-code, 1..8 (0 = 8) */
     uint32_t refine;   /* informational here; re-ranking is the engine's */
 } qv_index_params;
 
@@ -59,7 +59,7 @@ void qv_vec_normalize(float *x, uint32_t dim);
  * (QV_KIND_AUTO is rejected); returns 0 or QV_INVALID with a message naming
  * the field and value in err (errlen bytes), e.g.
  * "index.pq_m 7 does not divide dim 100". Limits: dim 1..65536, nlist
- * 1..2^20 for IVF kinds, pq_nbits <= 16. */
+ * 1..2^20 for IVF kinds, pq_nbits <= 8 (FAISS's IndexIVFPQ limit). */
 int qv_index_params_check(uint32_t dim, const qv_index_params *p, char *err, size_t errlen);
 
 /* Create an empty index. Flat indexes are trained at once; IVF kinds need

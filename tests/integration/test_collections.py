@@ -10,7 +10,8 @@ def names_of(server):
     return sorted(c.name for c in server.collections.List(pb.ListCollectionsRequest()).collections)
 
 
-@pytest.mark.parametrize("metric,dim", [(pb.L2, 3), (pb.INNER_PRODUCT, 17), (pb.COSINE, 128)])
+@pytest.mark.parametrize("metric,dim", [(pb.L2, 3), (pb.INNER_PRODUCT, 17), (pb.COSINE, 128)],
+                         ids=["L2", "IP", "COSINE"])
 def test_round_trip_per_metric(server, metric, dim):
     name = "coll_" + pb.Metric.Name(metric).lower()
     info = server.create(name, dim, metric)

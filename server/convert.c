@@ -1,0 +1,316 @@
+/*
+ * Translation between protobuf messages and the engine's plain C structs:
+ * status codes, validation messages naming field and value, attribute maps,
+ * collection/index descriptions, and the per-call arena replies live in.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quiver/error.h"
+#include "services.h"
+
+grpc_status_code status_of(int rc)
+{
+    switch (rc) {
+    case 0: return GRPC_STATUS_OK;
+    case QV_NOTFOUND: return GRPC_STATUS_NOT_FOUND;
+    case QV_EXISTS: return GRPC_STATUS_ALREADY_EXISTS;
+    case QV_INVALID: return GRPC_STATUS_INVALID_ARGUMENT;
+    case QV_FULL:
+    case QV_LIMIT:
+    case QV_NOMEM: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case QV_BUSY: return GRPC_STATUS_FAILED_PRECONDITION;
+    case QV_CANCELLED: return GRPC_STATUS_CANCELLED;
+    case QV_SHUTDOWN: return GRPC_STATUS_UNAVAILABLE;
+    default: return GRPC_STATUS_INTERNAL;
+    }
+}
+
+/* ------------------------------------------------------------------ arena */
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+} chunk;
+
+struct arena {
+    chunk *head;
+};
+
+arena *arena_new(void) { return calloc(1, sizeof(arena)); }
+
+void *arena_alloc(arena *a, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    chunk *c = a->head;
+    if (!c || c->used + n > c->cap) {
+        size_t cap = n > 65536 ? n : 65536;
+        c = malloc(sizeof *c + cap);
+        if (!c) return NULL;
+        c->used = 0;
+        c->cap = cap;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *arena_strndup(arena *a, const char *s, size_t n)
+{
+    char *d = arena_alloc(a, n + 1);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+void arena_free(arena *a)
+{
+    if (!a) return;
+    for (chunk *c = a->head, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(a);
+}
+
+/* ------------------------------------------------------------- validation */
+int check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
+                 char *err, size_t errlen)
+{
+    if (n != dim) {
+        snprintf(err, errlen, "%s has %zu floats, collection \"%s\" has dim %u", field, n, coll, dim);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) {
+            snprintf(err, errlen, "%s[%zu] is %s: vectors must be finite", field, i,
+                     isnan(v[i]) ? "NaN" : v[i] > 0 ? "Inf" : "-Inf");
+            return -1;
+        }
+    return 0;
+}
+
+int encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, const char *field,
+                 char *err, size_t errlen)
+{
+    qv_attr_builder ab;
+    if (qv_attrs_begin(&ab, out)) goto oom;
+    for (size_t i = 0; i < n; i++) {
+        const char *k = e[i]->key ? e[i]->key : "";
+        size_t kl = strlen(k);
+        if (kl == 0 || kl > QV_MAX_ATTR_KEY) {
+            snprintf(err, errlen, "%s key \"%.64s\" must be 1..%d bytes", field, k, QV_MAX_ATTR_KEY);
+            return -1;
+        }
+        const Quiver__V1__Value *v = e[i]->value;
+        int rc;
+        switch (v ? v->kind_case : QUIVER__V1__VALUE__KIND__NOT_SET) {
+        case QUIVER__V1__VALUE__KIND_STRING_VALUE:
+            if (strlen(v->string_value) > QV_MAX_ATTR_VALUE) goto too_long;
+            rc = qv_attrs_add_string(&ab, k, v->string_value, strlen(v->string_value));
+            break;
+        case QUIVER__V1__VALUE__KIND_INT_VALUE: rc = qv_attrs_add_int(&ab, k, v->int_value); break;
+        case QUIVER__V1__VALUE__KIND_DOUBLE_VALUE:
+            rc = qv_attrs_add_double(&ab, k, v->double_value);
+            break;
+        case QUIVER__V1__VALUE__KIND_BOOL_VALUE: rc = qv_attrs_add_bool(&ab, k, v->bool_value); break;
+        case QUIVER__V1__VALUE__KIND_STRING_LIST: {
+            size_t nv = v->string_list ? v->string_list->n_values : 0;
+            rc = qv_attrs_add_list(&ab, k, (uint32_t)nv);
+            for (size_t j = 0; !rc && j < nv; j++) {
+                const char *s = v->string_list->values[j];
+                if (strlen(s) > QV_MAX_ATTR_VALUE) goto too_long;
+                rc = qv_attrs_list_item(&ab, s, strlen(s));
+            }
+            break;
+        }
+        default:
+            snprintf(err, errlen, "%s[\"%.64s\"] has no value set", field, k);
+            return -1;
+        }
+        if (rc) goto oom;
+        continue;
+    too_long:
+        snprintf(err, errlen, "%s[\"%.64s\"] is longer than %d bytes", field, k, QV_MAX_ATTR_VALUE);
+        return -1;
+    }
+    qv_attrs_end(&ab);
+    return 0;
+oom:
+    snprintf(err, errlen, "%s: out of memory", field);
+    return -1;
+}
+
+/* Item's and Hit's AttributesEntry share this layout. */
+typedef struct entry {
+    ProtobufCMessage base;
+    char *key;
+    Quiver__V1__Value *value;
+} entry;
+
+void **decode_attrs(arena *a, const ProtobufCMessageDescriptor *ed, const uint8_t *blob,
+                    size_t len, size_t *n)
+{
+    *n = 0;
+    uint32_t cnt = qv_attrs_count(blob, len);
+    if (cnt == 0) return NULL;
+    entry **out = arena_alloc(a, cnt * sizeof *out);
+    if (!out) return NULL;
+    qv_attr_iter it;
+    qv_attr at;
+    if (qv_attr_iter_init(&it, blob, len)) return NULL;
+    while (*n < cnt && qv_attr_next(&it, &at) == 1) {
+        entry *e = arena_alloc(a, sizeof *e);
+        Quiver__V1__Value *v = arena_alloc(a, sizeof *v);
+        if (!e || !v) return NULL;
+        protobuf_c_message_init(ed, e);
+        quiver__v1__value__init(v);
+        e->key = arena_strndup(a, at.key, at.key_len);
+        e->value = v;
+        switch (at.type) {
+        case QV_ATTR_STRING:
+            v->kind_case = QUIVER__V1__VALUE__KIND_STRING_VALUE;
+            v->string_value = arena_strndup(a, at.str, at.str_len);
+            break;
+        case QV_ATTR_INT:
+            v->kind_case = QUIVER__V1__VALUE__KIND_INT_VALUE;
+            v->int_value = at.i;
+            break;
+        case QV_ATTR_DOUBLE:
+            v->kind_case = QUIVER__V1__VALUE__KIND_DOUBLE_VALUE;
+            v->double_value = at.d;
+            break;
+        case QV_ATTR_BOOL:
+            v->kind_case = QUIVER__V1__VALUE__KIND_BOOL_VALUE;
+            v->bool_value = at.b;
+            break;
+        case QV_ATTR_STRING_LIST: {
+            Quiver__V1__StringList *sl = arena_alloc(a, sizeof *sl);
+            if (!sl) return NULL;
+            quiver__v1__string_list__init(sl);
+            sl->values = arena_alloc(a, (at.n ? at.n : 1) * sizeof *sl->values);
+            const char *s;
+            size_t l;
+            while (sl->n_values < at.n && qv_attr_list_next(&at, &s, &l) == 1)
+                sl->values[sl->n_values++] = arena_strndup(a, s, l);
+            v->kind_case = QUIVER__V1__VALUE__KIND_STRING_LIST;
+            v->string_list = sl;
+            break;
+        }
+        }
+        out[(*n)++] = e;
+    }
+    return (void **)out;
+}
+
+/* ----------------------------------------------------------- descriptions */
+int parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_params *out,
+                     char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!s) return 0;
+    const char *k = s->kind && s->kind[0] ? s->kind : "auto";
+    int kind = qv_index_kind_parse(k);
+    if (kind < 0) {
+        snprintf(err, errlen,
+                 "index.kind \"%.64s\" is unknown: use auto, flat, ivf_flat, ivf_pq or ivf_sq8", k);
+        return -1;
+    }
+    out->kind = (qv_index_kind)kind;
+    out->nlist = s->nlist;
+    out->pq_m = s->pq_m;
+    out->pq_nbits = s->pq_nbits;
+    out->refine = s->refine;
+    if (out->nlist > 1048576) {
+        snprintf(err, errlen, "index.nlist %u is over the limit 1048576", out->nlist);
+        return -1;
+    }
+    if (out->refine > 100) {
+        snprintf(err, errlen, "index.refine %u is over the limit 100", out->refine);
+        return -1;
+    }
+    if (out->kind == QV_KIND_IVF_PQ) {
+        if (out->pq_m && dim % out->pq_m != 0) {
+            snprintf(err, errlen, "index.pq_m %u does not divide dim %u", out->pq_m, dim);
+            return -1;
+        }
+        if (out->pq_nbits > 16) {
+            snprintf(err, errlen, "index.pq_nbits %u is over 16", out->pq_nbits);
+            return -1;
+        }
+    } else if (out->pq_m || out->pq_nbits) {
+        snprintf(err, errlen, "index.pq_m/pq_nbits apply to kind ivf_pq, not %s", k);
+        return -1;
+    }
+    if (out->kind == QV_KIND_FLAT && (out->nlist || out->refine)) {
+        snprintf(err, errlen, "index.nlist/refine do not apply to kind flat");
+        return -1;
+    }
+    return 0;
+}
+
+static const char *kind_name_or_auto(qv_index_kind k)
+{
+    return k == QV_KIND_AUTO ? "auto" : qv_index_kind_name(k);
+}
+
+void fill_index_info(arena *a, const qv_coll_info *in, Quiver__V1__IndexInfo *ii)
+{
+    quiver__v1__index_info__init(ii);
+    ii->kind = (char *)kind_name_or_auto(in->params.kind);
+    ii->trained = in->trained;
+    ii->count = in->indexed;
+    ii->nlist = in->params.nlist;
+    ii->default_nprobe = in->nprobe;
+    ii->trained_for = in->trained_for;
+    ii->rebuilding = in->rebuilding;
+    ii->phase = arena_strndup(a, in->phase, strlen(in->phase));
+    ii->covered_seq = in->covered_seq;
+    ii->pq_m = in->params.pq_m;
+    ii->pq_nbits = in->params.pq_nbits;
+    ii->refine = in->params.refine;
+    ii->rebuild_done = in->done;
+    ii->rebuild_total = in->total;
+    Quiver__V1__IndexSpec *spec = arena_alloc(a, sizeof *spec);
+    if (spec) {
+        quiver__v1__index_spec__init(spec);
+        spec->kind = (char *)kind_name_or_auto(in->config.spec.kind);
+        spec->nlist = in->config.spec.nlist;
+        spec->pq_m = in->config.spec.pq_m;
+        spec->pq_nbits = in->config.spec.pq_nbits;
+        spec->refine = in->config.spec.refine;
+        ii->spec = spec;
+    }
+    if (in->n_recall) {
+        Quiver__V1__RecallPoint *pts = arena_alloc(a, in->n_recall * sizeof *pts);
+        ii->recall_table = arena_alloc(a, in->n_recall * sizeof *ii->recall_table);
+        if (pts && ii->recall_table) {
+            for (size_t i = 0; i < in->n_recall; i++) {
+                quiver__v1__recall_point__init(&pts[i]);
+                pts[i].recall = in->recall[i].recall;
+                pts[i].nprobe = in->recall[i].nprobe;
+                ii->recall_table[i] = &pts[i];
+            }
+            ii->n_recall_table = in->n_recall;
+        }
+    }
+}
+
+void fill_collection_info(arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
+                          Quiver__V1__IndexInfo *ii)
+{
+    qv_coll_info in;
+    qv_coll_info_get(c, &in);
+    quiver__v1__collection_info__init(ci);
+    ci->name = arena_strndup(a, in.config.name, strlen(in.config.name));
+    ci->dim = in.config.dim;
+    ci->metric = (Quiver__V1__Metric)in.config.metric;
+    ci->count = in.count;
+    ci->last_seq = in.last_seq;
+    fill_index_info(a, &in, ii);
+    ci->index = ii;
+}

@@ -1,0 +1,174 @@
+/*
+ * quiverd: flags, start-up and shutdown. Opens the engine on the data
+ * directory, serves gRPC until SIGINT/SIGTERM, then drains calls and closes
+ * LMDB. The event loop is in rpc.c, handlers in svc_*.c.
+ */
+#include <dlfcn.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+
+#include "quiver/error.h"
+#include "quiver/log.h"
+#include "rpc.h"
+#include "services.h"
+
+#define QUIVER_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: quiverd [options]\n"
+            "Quiver vector-search database server (gRPC).\n\n"
+            "  --listen ADDR        address to serve on (default 127.0.0.1:50051;\n"
+            "                       port 0 picks a free port, printed on stdout)\n"
+            "  --data DIR           data directory (default ./data; created if missing)\n"
+            "  --threads N          gRPC worker threads (default 2 x cores, at least 4)\n"
+            "  --map-size SIZE      LMDB map size, the most the data may grow to\n"
+            "                       (default 64G; suffixes K, M, G, T)\n"
+            "  --max-message SIZE   largest request accepted (default 64M)\n"
+            "  --auto-ivf-min N     items at which index kind \"auto\" moves from exact\n"
+            "                       search to IVF (default 20000)\n"
+            "  --no-auto-rebuild    never start index rebuilds by itself\n"
+            "  --unsafe-nosync      do not fsync on commit: faster writes, but a crash\n"
+            "                       of the machine may lose acknowledged writes\n"
+            "  --grace-ms N         how long shutdown waits for calls (default 5000)\n"
+            "  --log-level LEVEL    error, warn, info (default), debug\n"
+            "  --version            print the version and exit\n"
+            "  --help               this help\n\n"
+            "BLAS: Debian's OpenBLAS may misdetect the CPU; set OPENBLAS_CORETYPE\n"
+            "(e.g. OPENBLAS_CORETYPE=SkylakeX) to pick its kernels. The core in use is\n"
+            "logged at start-up.\n");
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0) return -1;
+    size_t mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = (size_t)1 << 10; end++; break;
+    case 'm': case 'M': mul = (size_t)1 << 20; end++; break;
+    case 'g': case 'G': mul = (size_t)1 << 30; end++; break;
+    case 't': case 'T': mul = (size_t)1 << 40; end++; break;
+    }
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end) return -1;
+    *out = (size_t)(v * (double)mul);
+    return 0;
+}
+
+static const char *blas_core(void)
+{
+    const char *(*corename)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
+    return corename ? corename() : "unknown (not OpenBLAS)";
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen = "127.0.0.1:50051", *data = "./data";
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = (int)(ncpu > 0 ? 2 * ncpu : 4);
+    if (threads < 4) threads = 4;
+    size_t map_size = (size_t)64 << 30, max_msg = (size_t)64 << 20;
+    int grace_ms = 5000;
+    qv_db_opts dbo;
+    memset(&dbo, 0, sizeof dbo);
+    enum { O_LISTEN = 256, O_DATA, O_THREADS, O_MAP, O_NOSYNC, O_MAXMSG, O_AUTOMIN, O_NOREB,
+           O_GRACE, O_LOG, O_VERSION, O_HELP };
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
+        {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
+        {"unsafe-nosync", no_argument, 0, O_NOSYNC},  {"max-message", required_argument, 0, O_MAXMSG},
+        {"auto-ivf-min", required_argument, 0, O_AUTOMIN},
+        {"no-auto-rebuild", no_argument, 0, O_NOREB}, {"grace-ms", required_argument, 0, O_GRACE},
+        {"log-level", required_argument, 0, O_LOG},   {"version", no_argument, 0, O_VERSION},
+        {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_LISTEN: listen = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_THREADS:
+            threads = atoi(optarg);
+            if (threads < 1 || threads > 256) {
+                fprintf(stderr, "quiverd: --threads %s: want 1..256\n", optarg);
+                return 2;
+            }
+            break;
+        case O_MAP:
+            if (parse_size(optarg, &map_size) || map_size < ((size_t)1 << 20)) {
+                fprintf(stderr, "quiverd: --map-size %s: want a size of at least 1M, e.g. 64G\n", optarg);
+                return 2;
+            }
+            break;
+        case O_MAXMSG:
+            if (parse_size(optarg, &max_msg) || max_msg < 1024 || max_msg > ((size_t)1 << 31) - 1) {
+                fprintf(stderr, "quiverd: --max-message %s: want 1K..2G\n", optarg);
+                return 2;
+            }
+            break;
+        case O_NOSYNC: dbo.store.nosync = 1; break;
+        case O_AUTOMIN: dbo.auto_ivf_min = (size_t)strtoull(optarg, NULL, 10); break;
+        case O_NOREB: dbo.no_auto_rebuild = 1; break;
+        case O_GRACE: grace_ms = atoi(optarg); break;
+        case O_LOG:
+            if (!strcmp(optarg, "error")) qv_log_set_level(QV_LOG_ERROR);
+            else if (!strcmp(optarg, "warn")) qv_log_set_level(QV_LOG_WARN);
+            else if (!strcmp(optarg, "info")) qv_log_set_level(QV_LOG_INFO);
+            else if (!strcmp(optarg, "debug")) qv_log_set_level(QV_LOG_DEBUG);
+            else {
+                fprintf(stderr, "quiverd: --log-level %s: want error, warn, info or debug\n", optarg);
+                return 2;
+            }
+            break;
+        case O_VERSION: printf("quiverd %s\n", QUIVER_VERSION); return 0;
+        case 'h':
+        case O_HELP: usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "quiverd: unexpected argument %s (see --help)\n", argv[optind]);
+        return 2;
+    }
+    /* signals are taken by sigwait in rpc_serve: block them before any thread
+     * (engine, gRPC, OpenMP) starts, so that every thread inherits the mask */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    qv_info("quiverd %s starting: data %s, listen %s, %s, BLAS core %s", QUIVER_VERSION, data,
+            listen, dbo.store.nosync ? "UNSAFE no fsync on commit" : "fsync on commit",
+            blas_core());
+    if (reflection_init() != 0) {
+        qv_error("cannot parse the embedded descriptor set");
+        return 1;
+    }
+    dbo.store.dir = data;
+    dbo.store.map_size = map_size;
+    int rc = qv_db_open(&dbo, &g_db);
+    if (rc) {
+        qv_error("cannot open data directory %s: %s", data, qv_strerror(rc));
+        reflection_free();
+        return 1;
+    }
+    grpc_init();
+    rpc_server_opts so = {listen, threads, (int)max_msg, grace_ms};
+    int exit_code = rpc_serve(&so);
+    grpc_shutdown();
+    qv_db_close(g_db);
+    reflection_free();
+    qv_info("quiverd stopped%s", exit_code ? " with errors" : "");
+    return exit_code;
+}

@@ -1,0 +1,411 @@
+/*
+ * gRPC core event loop of quiverd (server/rpc.h): method registration,
+ * request slots, worker threads on one shared completion queue, the per-call
+ * state machine and the shutdown order. Handlers live in the svc_*.c files.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <omp.h>
+
+#include "quiver/log.h"
+#include "rpc.h"
+#include "services.h"
+
+#define SLOTS 8
+
+static rpc_method g_methods[] = {
+    {"/quiver.v1.Collections/Create", 0, collections_create, NULL, NULL, NULL},
+    {"/quiver.v1.Collections/Describe", 0, collections_describe, NULL, NULL, NULL},
+    {"/quiver.v1.Collections/List", 0, collections_list, NULL, NULL, NULL},
+    {"/quiver.v1.Collections/Drop", 0, collections_drop, NULL, NULL, NULL},
+    {"/quiver.v1.Items/Upsert", 0, items_upsert, NULL, NULL, NULL},
+    {"/quiver.v1.Items/Import", 1, items_import_start, items_import_step, NULL, NULL},
+    {"/quiver.v1.Items/Get", 0, items_get, NULL, NULL, NULL},
+    {"/quiver.v1.Items/Delete", 0, items_delete, NULL, NULL, NULL},
+    {"/quiver.v1.Search/Search", 0, search_search, NULL, NULL, NULL},
+    {"/quiver.v1.Admin/RebuildIndex", 0, admin_rebuild_start, admin_rebuild_step,
+     admin_rebuild_closed, NULL},
+    {"/grpc.health.v1.Health/Check", 0, health_check, NULL, NULL, NULL},
+    {"/grpc.health.v1.Health/Watch", 0, health_watch, NULL, NULL, NULL},
+    {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", 1, reflection_start,
+     reflection_step, NULL, NULL},
+    {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", 1, reflection_start,
+     reflection_step, NULL, NULL},
+};
+#define NMETHODS ((int)(sizeof g_methods / sizeof g_methods[0]))
+#define M_UNKNOWN (-1)
+
+qv_db *g_db;
+static grpc_server *g_server;
+static grpc_completion_queue *g_cq;
+static rpc_tag g_shutdown_tag = {TAG_SHUTDOWN, NULL};
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+static int g_shutdown_done;
+/* rpc objects alive (pending slots + calls): the queue may be shut down only
+ * when this is 0, not merely when the shutdown tag arrives */
+static atomic_long g_outstanding;
+static atomic_int g_stopping;
+
+static void post_request(int method);
+
+static void rpc_free(rpc *r)
+{
+    if (r->state_free) r->state_free(r->state);
+    if (r->call) grpc_call_unref(r->call);
+    grpc_metadata_array_destroy(&r->req_md);
+    if (r->method == M_UNKNOWN) grpc_call_details_destroy(&r->details);
+    if (r->payload) grpc_byte_buffer_destroy(r->payload);
+    if (r->recv_bb) grpc_byte_buffer_destroy(r->recv_bb);
+    if (r->send_bb) grpc_byte_buffer_destroy(r->send_bb);
+    grpc_slice_unref(r->status_details);
+    free(r);
+    if (atomic_fetch_sub(&g_outstanding, 1) == 1 && atomic_load(&g_stopping)) {
+        pthread_mutex_lock(&g_mu);
+        pthread_cond_broadcast(&g_cv);
+        pthread_mutex_unlock(&g_mu);
+    }
+}
+
+void rpc_ref(rpc *r) { atomic_fetch_add(&r->refs, 1); }
+
+void rpc_unref(rpc *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) == 1) rpc_free(r);
+}
+
+/* Starts a batch on the step tag: the caller's last touch of r. */
+static void start_step(rpc *r, const grpc_op *ops, size_t n)
+{
+    rpc_ref(r);
+    grpc_call_error e = grpc_call_start_batch(r->call, ops, n, &r->t_step, NULL);
+    if (e != GRPC_CALL_OK) {
+        qv_error("start_batch: %s", grpc_call_error_to_string(e));
+        rpc_unref(r);
+    }
+}
+
+static grpc_op op_send_md(rpc *r)
+{
+    grpc_op o;
+    memset(&o, 0, sizeof o);
+    o.op = GRPC_OP_SEND_INITIAL_METADATA;
+    r->md_sent = 1;
+    return o;
+}
+
+static grpc_op op_send_msg(rpc *r, const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    grpc_slice s = grpc_slice_malloc(len);
+    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+    if (r->send_bb) grpc_byte_buffer_destroy(r->send_bb);
+    r->send_bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    grpc_op o;
+    memset(&o, 0, sizeof o);
+    o.op = GRPC_OP_SEND_MESSAGE;
+    o.data.send_message.send_message = r->send_bb;
+    return o;
+}
+
+static grpc_op op_recv_msg(rpc *r)
+{
+    grpc_op o;
+    memset(&o, 0, sizeof o);
+    o.op = GRPC_OP_RECV_MESSAGE;
+    o.data.recv_message.recv_message = &r->recv_bb;
+    return o;
+}
+
+static grpc_op op_send_status(rpc *r, grpc_status_code code, const char *details)
+{
+    grpc_op o;
+    memset(&o, 0, sizeof o);
+    o.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    o.data.send_status_from_server.status = code;
+    if (details) {
+        grpc_slice_unref(r->status_details);
+        r->status_details = grpc_slice_from_copied_string(details);
+        o.data.send_status_from_server.status_details = &r->status_details;
+    }
+    r->done = 1;
+    return o;
+}
+
+void rpc_finish(rpc *r, const ProtobufCMessage *reply, grpc_status_code code, const char *details)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    if (!r->md_sent) ops[n++] = op_send_md(r);
+    if (reply) ops[n++] = op_send_msg(r, reply);
+    ops[n++] = op_send_status(r, code, details);
+    start_step(r, ops, n);
+}
+
+void rpc_fail(rpc *r, grpc_status_code code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (code == GRPC_STATUS_INTERNAL) qv_error("%s: %s", r->method >= 0 ? g_methods[r->method].path : "?", msg);
+    rpc_finish(r, NULL, code, msg);
+}
+
+void rpc_send(rpc *r, const ProtobufCMessage *msg, int last)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    if (!r->md_sent) ops[n++] = op_send_md(r);
+    ops[n++] = op_send_msg(r, msg);
+    if (last) ops[n++] = op_send_status(r, GRPC_STATUS_OK, NULL);
+    start_step(r, ops, n);
+}
+
+void rpc_send_recv(rpc *r, const ProtobufCMessage *msg)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    if (!r->md_sent) ops[n++] = op_send_md(r);
+    ops[n++] = op_send_msg(r, msg);
+    ops[n++] = op_recv_msg(r);
+    start_step(r, ops, n);
+}
+
+void rpc_recv(rpc *r)
+{
+    grpc_op op = op_recv_msg(r);
+    start_step(r, &op, 1);
+}
+
+void rpc_start_stream(rpc *r)
+{
+    grpc_op ops[2];
+    ops[0] = op_send_md(r);
+    ops[1] = op_recv_msg(r);
+    start_step(r, ops, 2);
+}
+
+ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
+{
+    if (!bb) return NULL;
+    grpc_byte_buffer_reader rd;
+    if (!grpc_byte_buffer_reader_init(&rd, bb)) return NULL;
+    grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    return m;
+}
+
+/* ------------------------------------------------------------ dispatcher */
+static void unknown_start(rpc *r)
+{
+    char *m = grpc_slice_to_c_string(r->details.method);
+    char msg[512];
+    snprintf(msg, sizeof msg, "Method not found: %s", m);
+    gpr_free(m);
+    rpc_finish(r, NULL, GRPC_STATUS_UNIMPLEMENTED, msg);
+}
+
+static void post_request(int method)
+{
+    rpc *r = calloc(1, sizeof *r);
+    if (!r) {
+        qv_error("out of memory posting a request slot");
+        return;
+    }
+    atomic_fetch_add(&g_outstanding, 1);
+    r->t_step = (rpc_tag){TAG_STEP, r};
+    r->t_close = (rpc_tag){TAG_CLOSE, r};
+    r->method = method;
+    r->db = g_db;
+    r->status_details = grpc_empty_slice();
+    atomic_init(&r->refs, 1); /* held by the pending request */
+    grpc_metadata_array_init(&r->req_md);
+    grpc_call_error e;
+    if (method == M_UNKNOWN) {
+        grpc_call_details_init(&r->details);
+        e = grpc_server_request_call(g_server, &r->call, &r->details, &r->req_md, g_cq, g_cq,
+                                     &r->t_step);
+    } else {
+        e = grpc_server_request_registered_call(
+            g_server, g_methods[method].handle, &r->call, &r->deadline, &r->req_md,
+            g_methods[method].streaming_request ? NULL : &r->payload, g_cq, g_cq, &r->t_step);
+    }
+    if (e != GRPC_CALL_OK) {
+        qv_error("request_call: %s", grpc_call_error_to_string(e));
+        rpc_unref(r);
+    }
+}
+
+static void on_accept(rpc *r, int ok)
+{
+    if (!ok) { /* shutting down: the slot is cancelled */
+        rpc_unref(r);
+        return;
+    }
+    r->accepted = 1;
+    if (!atomic_load(&g_stopping)) post_request(r->method);
+    /* cancellation watcher in its own batch (never with SEND_STATUS) */
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &r->cancelled;
+    rpc_ref(r);
+    if (grpc_call_start_batch(r->call, &op, 1, &r->t_close, NULL) != GRPC_CALL_OK) rpc_unref(r);
+    rpc_ref(r); /* the handler's start runs with its own reference */
+    rpc_unref(r); /* the request slot's */
+    if (r->method == M_UNKNOWN) unknown_start(r);
+    else g_methods[r->method].start(r);
+    rpc_unref(r);
+}
+
+static void on_step(rpc *r, int ok)
+{
+    if (!r->accepted) {
+        on_accept(r, ok);
+        return;
+    }
+    if (r->send_bb) { /* the batch that carried it is complete */
+        grpc_byte_buffer_destroy(r->send_bb);
+        r->send_bb = NULL;
+    }
+    if (!r->done && r->method >= 0 && g_methods[r->method].step) g_methods[r->method].step(r, ok);
+    rpc_unref(r);
+}
+
+static void on_close(rpc *r)
+{
+    atomic_store(&r->closed, 1);
+    if (r->method >= 0 && g_methods[r->method].closed) g_methods[r->method].closed(r);
+    rpc_unref(r);
+}
+
+static void *worker_main(void *arg)
+{
+    (void)arg;
+    /* parallelism comes from concurrent calls: one OpenMP thread per search */
+    omp_set_num_threads(1);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(g_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type != GRPC_OP_COMPLETE) continue;
+        rpc_tag *t = ev.tag;
+        switch (t->kind) {
+        case TAG_STEP: on_step(t->r, ev.success); break;
+        case TAG_CLOSE: on_close(t->r); break;
+        case TAG_SHUTDOWN:
+            pthread_mutex_lock(&g_mu);
+            g_shutdown_done = 1;
+            pthread_cond_broadcast(&g_cv);
+            pthread_mutex_unlock(&g_mu);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int wait_shutdown(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&g_mu);
+    while (!g_shutdown_done || atomic_load(&g_outstanding) != 0)
+        if (pthread_cond_timedwait(&g_cv, &g_mu, &ts) == ETIMEDOUT) break;
+    int done = g_shutdown_done && atomic_load(&g_outstanding) == 0;
+    pthread_mutex_unlock(&g_mu);
+    return done;
+}
+
+int rpc_serve(const rpc_server_opts *o)
+{
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    /* the caller blocked these before any thread started */
+    grpc_arg args[] = {
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = o->max_recv}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = -1}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = 60000}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 20000}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = 10000}},
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
+    };
+    grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
+    g_server = grpc_server_create(&cargs, NULL);
+    for (int m = 0; m < NMETHODS; m++) {
+        g_methods[m].handle = grpc_server_register_method(
+            g_server, g_methods[m].path, NULL,
+            g_methods[m].streaming_request ? GRPC_SRM_PAYLOAD_NONE
+                                           : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            0);
+        if (!g_methods[m].handle) {
+            qv_error("cannot register method %s", g_methods[m].path);
+            return 1;
+        }
+    }
+    g_cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(g_server, g_cq, NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(g_server, o->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (port == 0) {
+        qv_error("cannot listen on %s", o->listen);
+        grpc_server_destroy(g_server);
+        grpc_completion_queue_shutdown(g_cq);
+        while (grpc_completion_queue_next(g_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+        grpc_completion_queue_destroy(g_cq);
+        return 1;
+    }
+    grpc_server_start(g_server);
+    for (int m = 0; m < NMETHODS; m++)
+        for (int s = 0; s < SLOTS; s++) post_request(m);
+    for (int s = 0; s < SLOTS; s++) post_request(M_UNKNOWN);
+
+    pthread_t *ws = calloc((size_t)o->threads, sizeof *ws);
+    for (int i = 0; i < o->threads; i++) pthread_create(&ws[i], NULL, worker_main, NULL);
+    health_set_serving(1);
+    qv_info("serving on %s (port %d, %d worker threads, grpc core %s)", o->listen, port,
+            o->threads, grpc_version_string());
+    printf("listening on port %d\n", port);
+    fflush(stdout);
+
+    int sig;
+    sigwait(&sigs, &sig);
+    qv_info("%s: shutting down (draining calls for up to %d ms)",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", o->grace_ms);
+    health_set_serving(0);
+    atomic_store(&g_stopping, 1);
+    grpc_server_shutdown_and_notify(g_server, g_cq, &g_shutdown_tag);
+    if (!wait_shutdown(o->grace_ms)) {
+        grpc_server_cancel_all_calls(g_server);
+        wait_shutdown(1 << 30);
+    }
+    grpc_completion_queue_shutdown(g_cq);
+    for (int i = 0; i < o->threads; i++) pthread_join(ws[i], NULL);
+    free(ws);
+    grpc_server_destroy(g_server);
+    grpc_completion_queue_destroy(g_cq);
+    return 0;
+}

@@ -1,0 +1,99 @@
+/*
+ * The gRPC core call machinery of quiverd: worker threads polling one shared
+ * completion queue, a per-call object (struct rpc) driven by two tags, request
+ * slots per method, and the shutdown order of GRPC-CORE.md section 6. Service
+ * files implement handlers against this header; they never see the queue.
+ *
+ * Rules for handlers:
+ *  - start(r) runs once when a call arrives; step(r, ok) runs when the batch
+ *    the handler started completes (at most one step batch in flight).
+ *  - rpc_finish/rpc_send/rpc_recv start a batch and must be the handler's last
+ *    touch of r: another worker may already be running its completion. A
+ *    handler that answers later (from the writer or a rebuild thread) holds a
+ *    reference (rpc_ref) until then and drops it (rpc_unref) after finishing.
+ *  - r->state is the handler's; r->state_free (if set) frees it with r.
+ */
+#ifndef QUIVERD_RPC_H
+#define QUIVERD_RPC_H
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
+
+#include "quiver/db.h"
+
+typedef struct rpc rpc;
+typedef enum { TAG_STEP, TAG_CLOSE, TAG_SHUTDOWN } tag_kind;
+typedef struct {
+    tag_kind kind;
+    rpc *r;
+} rpc_tag;
+
+typedef struct rpc_method {
+    const char *path;
+    int streaming_request; /* 1: client streaming / bidi (no initial payload) */
+    void (*start)(rpc *r);
+    void (*step)(rpc *r, int ok);     /* may be NULL: nothing to do */
+    void (*closed)(rpc *r);           /* call ended (cancelled or not); may be NULL */
+    void *handle;
+} rpc_method;
+
+struct rpc {
+    rpc_tag t_step, t_close;
+    int method; /* index into the method table, or -1 for unknown methods */
+    int accepted;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_call_details details; /* unknown methods */
+    grpc_metadata_array req_md;
+    grpc_byte_buffer *payload; /* first message of unary/server-streaming calls */
+    grpc_byte_buffer *recv_bb; /* target of rpc_recv */
+    grpc_byte_buffer *send_bb; /* kept until its batch completes */
+    int cancelled;             /* from RECV_CLOSE_ON_SERVER */
+    atomic_int refs;
+    atomic_int closed;
+    int md_sent, done;
+    grpc_slice status_details;
+    qv_db *db;
+    void *state;
+    void (*state_free)(void *state);
+};
+
+/* The method table (server/rpc.c) and the db every handler uses. */
+extern qv_db *g_db;
+
+void rpc_ref(rpc *r);
+void rpc_unref(rpc *r);
+
+/* Decode a byte buffer into a protobuf-c message (NULL if malformed). */
+ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
+
+/* [initial metadata] [+ reply] + status, in one batch. details may be NULL. */
+void rpc_finish(rpc *r, const ProtobufCMessage *reply, grpc_status_code code, const char *details);
+/* printf-style error status. */
+void rpc_fail(rpc *r, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Send one message of a server stream (with status when last). */
+void rpc_send(rpc *r, const ProtobufCMessage *msg, int last);
+/* Send a message and post RECV_MESSAGE in one batch (bidi request/reply). */
+void rpc_send_recv(rpc *r, const ProtobufCMessage *msg);
+/* Post a RECV_MESSAGE (client streaming); step() sees r->recv_bb (NULL = end). */
+void rpc_recv(rpc *r);
+/* Send initial metadata and post RECV_MESSAGE in one batch (first step of a
+ * client stream). */
+void rpc_start_stream(rpc *r);
+
+/* Run the server until SIGINT/SIGTERM. Returns the process exit code. */
+typedef struct rpc_server_opts {
+    const char *listen;
+    int threads;
+    int max_recv;   /* bytes */
+    int grace_ms;
+} rpc_server_opts;
+int rpc_serve(const rpc_server_opts *o);
+
+/* Health: serving state for Check/Watch. */
+void health_set_serving(int serving);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * Handlers of every service quiverd serves (one file per service) and the
+ * helpers they share for translating between protobuf and the engine.
+ */
+#ifndef QUIVERD_SERVICES_H
+#define QUIVERD_SERVICES_H
+
+#include "quiver/v1/quiver.pb-c.h"
+#include "rpc.h"
+
+/* svc_collections.c */
+void collections_create(rpc *r);
+void collections_describe(rpc *r);
+void collections_list(rpc *r);
+void collections_drop(rpc *r);
+
+/* svc_items.c */
+void items_upsert(rpc *r);
+void items_import_start(rpc *r);
+void items_import_step(rpc *r, int ok);
+void items_get(rpc *r);
+void items_delete(rpc *r);
+
+/* svc_search.c */
+void search_search(rpc *r);
+
+/* svc_admin.c */
+void admin_rebuild_start(rpc *r);
+void admin_rebuild_step(rpc *r, int ok);
+void admin_rebuild_closed(rpc *r);
+
+/* health.c */
+void health_check(rpc *r);
+void health_watch(rpc *r);
+
+/* reflection.c */
+int reflection_init(void);
+void reflection_free(void);
+void reflection_start(rpc *r);
+void reflection_step(rpc *r, int ok);
+
+/* convert.c: engine codes to gRPC statuses */
+grpc_status_code status_of(int qv_rc);
+
+/* A bump allocator for one call's reply (freed at once). */
+typedef struct arena arena;
+arena *arena_new(void);
+void *arena_alloc(arena *a, size_t n); /* zeroed; NULL on OOM */
+char *arena_strndup(arena *a, const char *s, size_t n);
+void arena_free(arena *a);
+
+/* Validate a vector: n floats for a collection of dimension dim named coll.
+ * field names the vector in messages ("items[3].vector"). Returns 0 or -1
+ * with the message in err. */
+int check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
+                 char *err, size_t errlen);
+/* Encode an item's attribute map into the builder's blob. Returns 0 or -1
+ * with a message naming the field in err. */
+int encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, const char *field,
+                 char *err, size_t errlen);
+/* Decode an attribute blob into protobuf map entries allocated in a, of the
+ * entry type `entry` (Item's or Hit's AttributesEntry: same layout). Returns
+ * the entries (count in *n), NULL when empty or out of memory. */
+void **decode_attrs(arena *a, const ProtobufCMessageDescriptor *entry, const uint8_t *blob,
+                    size_t len, size_t *n);
+/* Fill an IndexInfo / CollectionInfo from the engine's view (strings in a). */
+void fill_collection_info(arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
+                          Quiver__V1__IndexInfo *ii);
+void fill_index_info(arena *a, const qv_coll_info *info, Quiver__V1__IndexInfo *ii);
+/* Parse an IndexSpec (NULL = auto). Returns 0 or -1 with a message. */
+int parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_params *out,
+                     char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * quiver.v1.Admin: RebuildIndex streams the progress of a background rebuild.
+ * Progress arrives on the rebuild thread; one send is in flight at a time and
+ * newer progress replaces what is waiting. Cancelling the call cancels the
+ * rebuild (the old index keeps serving).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quiver/error.h"
+#include "services.h"
+
+typedef struct admin_state {
+    rpc *r;
+    qv_coll *c;
+    pthread_mutex_t mu;
+    int sending;     /* a send batch is in flight */
+    int pending;     /* progress waiting to be sent */
+    char phase[16];
+    uint64_t done, total;
+    double elapsed;
+    int finished;    /* the rebuild ended */
+    int frc;
+    char fmsg[256];
+    int over;        /* status sent or client gone */
+} admin_state;
+
+static void state_free(void *p)
+{
+    admin_state *s = p;
+    if (!s) return;
+    qv_coll_release(s->c);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* With s->mu held and no send in flight: send what is due. Returns 1 if a
+ * batch was started. */
+static int send_next(admin_state *s)
+{
+    rpc *r = s->r;
+    if (s->over || s->sending) return 0;
+    if (s->finished) {
+        s->over = 1;
+        s->sending = 1;
+        if (s->frc == 0) {
+            arena *a = arena_new();
+            Quiver__V1__RebuildProgress m = QUIVER__V1__REBUILD_PROGRESS__INIT;
+            Quiver__V1__IndexInfo ii;
+            qv_coll_info info;
+            qv_coll_info_get(s->c, &info);
+            m.phase = "done";
+            m.done = m.total = info.indexed;
+            m.elapsed_seconds = s->elapsed;
+            if (a) {
+                fill_index_info(a, &info, &ii);
+                m.index = &ii;
+            }
+            rpc_send(r, &m.base, 1);
+            arena_free(a);
+        } else if (s->frc == QV_CANCELLED) {
+            rpc_finish(r, NULL, GRPC_STATUS_CANCELLED, "rebuild cancelled; the old index keeps serving");
+        } else {
+            char msg[512];
+            snprintf(msg, sizeof msg, "rebuild of \"%s\" failed: %s", qv_coll_config_of(s->c)->name,
+                     s->fmsg);
+            rpc_finish(r, NULL, status_of(s->frc), msg);
+        }
+        return 1;
+    }
+    if (!s->pending) return 0;
+    s->pending = 0;
+    s->sending = 1;
+    Quiver__V1__RebuildProgress m = QUIVER__V1__REBUILD_PROGRESS__INIT;
+    m.phase = s->phase;
+    m.done = s->done;
+    m.total = s->total;
+    m.elapsed_seconds = s->elapsed;
+    rpc_send(r, &m.base, 0);
+    return 1;
+}
+
+static void on_progress(void *ctx, const qv_rebuild_progress *p)
+{
+    admin_state *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    snprintf(s->phase, sizeof s->phase, "%s", p->phase);
+    s->done = p->done;
+    s->total = p->total;
+    s->elapsed = p->elapsed;
+    s->pending = strcmp(p->phase, "done") != 0;
+    send_next(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void on_finished(void *ctx, int rc, const char *msg)
+{
+    admin_state *s = ctx;
+    rpc *r = s->r;
+    pthread_mutex_lock(&s->mu);
+    s->finished = 1;
+    s->frc = rc;
+    snprintf(s->fmsg, sizeof s->fmsg, "%s", msg ? msg : "");
+    send_next(s);
+    pthread_mutex_unlock(&s->mu);
+    rpc_unref(r); /* the rebuild's reference */
+}
+
+void admin_rebuild_start(rpc *r)
+{
+    Quiver__V1__RebuildIndexRequest *req = (Quiver__V1__RebuildIndexRequest *)rpc_unpack(
+        r->payload, &quiver__v1__rebuild_index_request__descriptor);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode RebuildIndexRequest");
+        return;
+    }
+    admin_state *s = calloc(1, sizeof *s);
+    char err[512];
+    if (!s) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    s->r = r;
+    r->state = s;
+    r->state_free = state_free;
+    if (!req->collection || !req->collection[0]) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "collection is empty");
+        goto out;
+    }
+    if (qv_db_coll_get(g_db, req->collection, &s->c)) {
+        rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%.200s\" does not exist", req->collection);
+        goto out;
+    }
+    qv_rebuild_req rr;
+    memset(&rr, 0, sizeof rr);
+    if (parse_index_spec(req->index, qv_coll_config_of(s->c)->dim, &rr.spec, err, sizeof err)) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+        goto out;
+    }
+    rr.progress = on_progress;
+    rr.finished = on_finished;
+    rr.ctx = s;
+    rpc_ref(r); /* held by the rebuild until on_finished */
+    /* hold the lock so that the first progress cannot race this start */
+    pthread_mutex_lock(&s->mu);
+    int rc = qv_coll_rebuild(s->c, &rr, err, sizeof err);
+    if (rc) {
+        s->over = 1;
+        pthread_mutex_unlock(&s->mu);
+        rpc_unref(r);
+        if (rc == QV_BUSY) rpc_fail(r, GRPC_STATUS_FAILED_PRECONDITION, "%s", err);
+        else if (rc == QV_INVALID) rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+        else rpc_fail(r, status_of(rc), "cannot start rebuild: %s", qv_strerror(rc));
+        goto out;
+    }
+    pthread_mutex_unlock(&s->mu);
+out:
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+void admin_rebuild_step(rpc *r, int ok)
+{
+    admin_state *s = r->state;
+    pthread_mutex_lock(&s->mu);
+    s->sending = 0;
+    if (!ok) s->over = 1; /* client went away: send nothing more */
+    else send_next(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void admin_rebuild_closed(rpc *r)
+{
+    admin_state *s = r->state;
+    if (s && s->c && r->cancelled) qv_coll_rebuild_cancel(s->c, s);
+}

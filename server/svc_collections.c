@@ -1,0 +1,164 @@
+/*
+ * quiver.v1.Collections: Create, Describe, List, Drop. Validation and
+ * translation only; the engine (qv_db) does the work through its writer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quiver/error.h"
+#include "services.h"
+
+#define DECODE(type, desc, r)                                                      \
+    (type *)rpc_unpack((r)->payload, &desc)
+
+static int check_name(rpc *r, const char *name, const char *field)
+{
+    if (qv_name_check(name ? name : "") == 0) return 0;
+    if (!name || !name[0])
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s is empty", field);
+    else
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT,
+                 "%s \"%.200s\" is invalid: use 1..%d of A-Z a-z 0-9 _ - . (not starting with '.')",
+                 field, name, QV_MAX_NAME);
+    return -1;
+}
+
+static void reply_info(rpc *r, qv_coll *c)
+{
+    arena *a = arena_new();
+    Quiver__V1__CollectionInfo ci;
+    Quiver__V1__IndexInfo ii;
+    if (!a) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    fill_collection_info(a, c, &ci, &ii);
+    rpc_finish(r, &ci.base, GRPC_STATUS_OK, NULL); /* packed inside */
+    arena_free(a);
+}
+
+void collections_create(rpc *r)
+{
+    Quiver__V1__CreateCollectionRequest *req =
+        DECODE(Quiver__V1__CreateCollectionRequest, quiver__v1__create_collection_request__descriptor, r);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode CreateCollectionRequest");
+        return;
+    }
+    char err[512];
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    if (check_name(r, req->name, "name")) goto out;
+    if (req->dim == 0 || req->dim > QV_MAX_DIM) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "dim %u is out of range 1..%d", req->dim, QV_MAX_DIM);
+        goto out;
+    }
+    if (req->metric < QUIVER__V1__METRIC__L2 || req->metric > QUIVER__V1__METRIC__COSINE) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT,
+                 "metric %d is not valid: use L2 (1), INNER_PRODUCT (2) or COSINE (3)", (int)req->metric);
+        goto out;
+    }
+    if (parse_index_spec(req->index, req->dim, &w.config.spec, err, sizeof err)) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+        goto out;
+    }
+    w.kind = QV_W_CREATE;
+    snprintf(w.config.name, sizeof w.config.name, "%s", req->name);
+    w.config.dim = req->dim;
+    w.config.metric = (qv_metric)req->metric;
+    int rc = qv_db_write_sync(r->db, &w);
+    if (rc == QV_EXISTS) {
+        rpc_fail(r, GRPC_STATUS_ALREADY_EXISTS, "collection \"%s\" already exists", req->name);
+    } else if (rc) {
+        rpc_fail(r, status_of(rc), "cannot create collection \"%s\": %s", req->name, qv_strerror(rc));
+    } else {
+        qv_coll *c;
+        if (qv_db_coll_get(r->db, req->name, &c)) {
+            rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" was dropped meanwhile", req->name);
+        } else {
+            reply_info(r, c);
+            qv_coll_release(c);
+        }
+    }
+out:
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+void collections_describe(rpc *r)
+{
+    Quiver__V1__DescribeCollectionRequest *req =
+        DECODE(Quiver__V1__DescribeCollectionRequest, quiver__v1__describe_collection_request__descriptor, r);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DescribeCollectionRequest");
+        return;
+    }
+    qv_coll *c;
+    if (check_name(r, req->name, "name") == 0) {
+        if (qv_db_coll_get(r->db, req->name, &c)) {
+            rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", req->name);
+        } else {
+            reply_info(r, c);
+            qv_coll_release(c);
+        }
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+void collections_list(rpc *r)
+{
+    Quiver__V1__ListCollectionsRequest *req =
+        DECODE(Quiver__V1__ListCollectionsRequest, quiver__v1__list_collections_request__descriptor, r);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode ListCollectionsRequest");
+        return;
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    qv_coll **cs;
+    size_t n;
+    arena *a = arena_new();
+    if (!a || qv_db_coll_list(r->db, &cs, &n)) {
+        arena_free(a);
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    Quiver__V1__ListCollectionsResponse rep = QUIVER__V1__LIST_COLLECTIONS_RESPONSE__INIT;
+    rep.collections = arena_alloc(a, (n ? n : 1) * sizeof *rep.collections);
+    for (size_t i = 0; i < n && rep.collections; i++) {
+        Quiver__V1__CollectionInfo *ci = arena_alloc(a, sizeof *ci);
+        Quiver__V1__IndexInfo *ii = arena_alloc(a, sizeof *ii);
+        if (!ci || !ii) break;
+        fill_collection_info(a, cs[i], ci, ii);
+        rep.collections[rep.n_collections++] = ci;
+    }
+    for (size_t i = 0; i < n; i++) qv_coll_release(cs[i]);
+    free(cs);
+    rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+    arena_free(a);
+}
+
+void collections_drop(rpc *r)
+{
+    Quiver__V1__DropCollectionRequest *req =
+        DECODE(Quiver__V1__DropCollectionRequest, quiver__v1__drop_collection_request__descriptor, r);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DropCollectionRequest");
+        return;
+    }
+    if (check_name(r, req->name, "name") == 0) {
+        qv_write w;
+        memset(&w, 0, sizeof w);
+        w.kind = QV_W_DROP;
+        snprintf(w.config.name, sizeof w.config.name, "%s", req->name);
+        int rc = qv_db_write_sync(r->db, &w);
+        if (rc == QV_NOTFOUND) {
+            rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", req->name);
+        } else if (rc) {
+            rpc_fail(r, status_of(rc), "cannot drop collection \"%s\": %s", req->name, qv_strerror(rc));
+        } else {
+            Quiver__V1__DropCollectionResponse rep = QUIVER__V1__DROP_COLLECTION_RESPONSE__INIT;
+            rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+        }
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}

@@ -1,0 +1,401 @@
+/*
+ * quiver.v1.Items: Upsert, Import (client stream), Get, Delete. Validates a
+ * whole batch before anything is written (all or nothing), hands writes to
+ * the engine's group-commit writer and replies from its completion.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quiver/error.h"
+#include "quiver/log.h"
+#include "services.h"
+
+#define MAX_ITEMS_PER_CALL 100000
+
+/* One validated batch, ready for the writer. */
+typedef struct batch {
+    qv_coll *coll;
+    uint64_t *ids;
+    float *vecs;
+    size_t *off;
+    qv_buf attrs;
+    qv_write w;
+} batch;
+
+typedef struct items_state {
+    rpc *r;
+    void *req; /* the decoded request (unpacked protobuf) */
+    batch b;
+    uint64_t total;  /* Import: items so far */
+    uint64_t nmsgs;  /* Import: messages so far */
+} items_state;
+
+static void batch_clear(batch *b)
+{
+    qv_coll_release(b->coll);
+    free(b->ids);
+    free(b->vecs);
+    free(b->off);
+    qv_buf_free(&b->attrs);
+    memset(b, 0, sizeof *b);
+}
+
+static void state_free(void *p)
+{
+    items_state *s = p;
+    if (!s) return;
+    batch_clear(&s->b);
+    if (s->req) protobuf_c_message_free_unpacked(s->req, NULL);
+    free(s);
+}
+
+static items_state *state_new(rpc *r)
+{
+    items_state *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->r = r;
+    r->state = s;
+    r->state_free = state_free;
+    return s;
+}
+
+/* Looks up a collection, answering NOT_FOUND (or the name error) itself. */
+static qv_coll *find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen)
+{
+    qv_coll *c;
+    if (!name || !name[0]) {
+        *code = GRPC_STATUS_INVALID_ARGUMENT;
+        snprintf(err, errlen, "collection is empty");
+        return NULL;
+    }
+    if (qv_db_coll_get(g_db, name, &c)) {
+        *code = GRPC_STATUS_NOT_FOUND;
+        snprintf(err, errlen, "collection \"%.200s\" does not exist", name);
+        return NULL;
+    }
+    return c;
+}
+
+/* Validates req and fills b; prefix names the message in errors ("" for
+ * Upsert, "request #3: " for Import). Returns 0 or -1 with code/err set. */
+static int prepare_upsert(const Quiver__V1__UpsertRequest *req, const char *prefix, batch *b,
+                          grpc_status_code *code, char *err, size_t errlen)
+{
+    char msg[512];
+    *code = GRPC_STATUS_INVALID_ARGUMENT;
+    if (!(b->coll = find_coll(req->collection, code, msg, sizeof msg))) goto fail;
+    const qv_coll_config *cfg = qv_coll_config_of(b->coll);
+    size_t n = req->n_items;
+    if (n == 0) {
+        snprintf(msg, sizeof msg, "items is empty: nothing to upsert");
+        goto fail;
+    }
+    if (n > MAX_ITEMS_PER_CALL) {
+        *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(msg, sizeof msg, "items has %zu entries, over the limit of %d per call", n,
+                 MAX_ITEMS_PER_CALL);
+        goto fail;
+    }
+    b->ids = malloc(n * sizeof *b->ids);
+    b->vecs = malloc(n * cfg->dim * sizeof *b->vecs);
+    b->off = malloc((n + 1) * sizeof *b->off);
+    if (!b->ids || !b->vecs || !b->off) {
+        *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(msg, sizeof msg, "out of memory for %zu items", n);
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Quiver__V1__Item *it = req->items[i];
+        char field[64];
+        if (it->id > (uint64_t)QV_MAX_ID) {
+            snprintf(msg, sizeof msg, "items[%zu].id %" PRIu64 " is over the limit %" PRId64, i,
+                     it->id, (int64_t)QV_MAX_ID);
+            goto fail;
+        }
+        snprintf(field, sizeof field, "items[%zu].vector", i);
+        if (check_vector(it->vector, it->n_vector, cfg->dim, cfg->name, field, msg, sizeof msg))
+            goto fail;
+        b->ids[i] = it->id;
+        float *v = b->vecs + i * cfg->dim;
+        memcpy(v, it->vector, cfg->dim * sizeof *v);
+        if (cfg->metric == QV_METRIC_COSINE) qv_vec_normalize(v, cfg->dim);
+        b->off[i] = b->attrs.len;
+        if (it->n_attributes) {
+            snprintf(field, sizeof field, "items[%zu].attributes", i);
+            if (encode_attrs(it->attributes, it->n_attributes, &b->attrs, field, msg, sizeof msg))
+                goto fail;
+        }
+    }
+    b->off[n] = b->attrs.len;
+    memset(&b->w, 0, sizeof b->w);
+    b->w.kind = QV_W_UPSERT;
+    b->w.coll = b->coll;
+    b->w.n = n;
+    b->w.ids = b->ids;
+    b->w.vecs = b->vecs;
+    b->w.attr_off = b->off;
+    b->w.attrs = b->attrs.data;
+    return 0;
+fail:
+    snprintf(err, errlen, "%s%s", prefix, msg);
+    batch_clear(b);
+    return -1;
+}
+
+static void fail_write(rpc *r, const qv_write *w, const char *what)
+{
+    const char *name = w->coll ? qv_coll_config_of(w->coll)->name : "?";
+    if (w->rc == QV_NOTFOUND)
+        rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", name);
+    else if (w->rc == QV_FULL)
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "%s to \"%s\" not written: storage full (raise --map-size or free disk)", what, name);
+    else
+        rpc_fail(r, status_of(w->rc), "%s to \"%s\" not written: %s", what, name, qv_strerror(w->rc));
+}
+
+/* ----------------------------------------------------------------- Upsert */
+static void upsert_done(qv_write *w)
+{
+    items_state *s = w->ctx;
+    rpc *r = s->r;
+    if (w->rc) {
+        fail_write(r, w, "upsert");
+    } else {
+        Quiver__V1__UpsertResponse rep = QUIVER__V1__UPSERT_RESPONSE__INIT;
+        rep.upserted = w->affected;
+        rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+    }
+    rpc_unref(r); /* the write's reference */
+}
+
+void items_upsert(rpc *r)
+{
+    items_state *s = state_new(r);
+    if (!s) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    Quiver__V1__UpsertRequest *req =
+        (Quiver__V1__UpsertRequest *)rpc_unpack(r->payload, &quiver__v1__upsert_request__descriptor);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode UpsertRequest");
+        return;
+    }
+    s->req = req;
+    grpc_status_code code;
+    char err[600];
+    if (prepare_upsert(req, "", &s->b, &code, err, sizeof err)) {
+        rpc_fail(r, code, "%s", err);
+        return;
+    }
+    s->b.w.done = upsert_done;
+    s->b.w.ctx = s;
+    rpc_ref(r);
+    qv_db_submit(g_db, &s->b.w);
+}
+
+/* ----------------------------------------------------------------- Import */
+static void import_done(qv_write *w)
+{
+    items_state *s = w->ctx;
+    rpc *r = s->r;
+    if (w->rc) {
+        char what[64];
+        snprintf(what, sizeof what, "import request #%" PRIu64, s->nmsgs);
+        fail_write(r, w, what);
+    } else {
+        s->total += w->affected;
+        batch_clear(&s->b);
+        rpc_recv(r); /* the next message */
+    }
+    rpc_unref(r);
+}
+
+void items_import_start(rpc *r)
+{
+    if (!state_new(r)) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    rpc_start_stream(r);
+}
+
+void items_import_step(rpc *r, int ok)
+{
+    items_state *s = r->state;
+    if (!ok) return; /* cancelled: nothing more to do */
+    if (!r->recv_bb) { /* client half-closed: done */
+        Quiver__V1__UpsertResponse rep = QUIVER__V1__UPSERT_RESPONSE__INIT;
+        rep.upserted = s->total;
+        rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+        return;
+    }
+    Quiver__V1__UpsertRequest *req =
+        (Quiver__V1__UpsertRequest *)rpc_unpack(r->recv_bb, &quiver__v1__upsert_request__descriptor);
+    grpc_byte_buffer_destroy(r->recv_bb);
+    r->recv_bb = NULL;
+    s->nmsgs++;
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "import request #%" PRIu64 ": cannot decode UpsertRequest",
+                 s->nmsgs);
+        return;
+    }
+    if (s->req) protobuf_c_message_free_unpacked(s->req, NULL);
+    s->req = req;
+    grpc_status_code code;
+    char err[600], prefix[64];
+    snprintf(prefix, sizeof prefix, "import request #%" PRIu64 ": ", s->nmsgs);
+    if (prepare_upsert(req, prefix, &s->b, &code, err, sizeof err)) {
+        rpc_fail(r, code, "%s", err);
+        return;
+    }
+    s->b.w.done = import_done;
+    s->b.w.ctx = s;
+    rpc_ref(r);
+    qv_db_submit(g_db, &s->b.w);
+}
+
+/* -------------------------------------------------------------------- Get */
+void items_get(rpc *r)
+{
+    Quiver__V1__GetItemsRequest *req =
+        (Quiver__V1__GetItemsRequest *)rpc_unpack(r->payload, &quiver__v1__get_items_request__descriptor);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode GetItemsRequest");
+        return;
+    }
+    grpc_status_code code;
+    char err[512];
+    arena *a = NULL;
+    MDB_txn *txn = NULL;
+    qv_coll *c = find_coll(req->collection, &code, err, sizeof err);
+    if (!c) {
+        rpc_fail(r, code, "%s", err);
+        goto out;
+    }
+    if (req->n_ids == 0) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "ids is empty: nothing to get");
+        goto out;
+    }
+    if (req->n_ids > MAX_ITEMS_PER_CALL) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "ids has %zu entries, over the limit of %d per call",
+                 req->n_ids, MAX_ITEMS_PER_CALL);
+        goto out;
+    }
+    const qv_coll_config *cfg = qv_coll_config_of(c);
+    qv_store *st = qv_db_store(g_db);
+    int rc;
+    a = arena_new();
+    if (!a || (rc = qv_store_read_begin(st, &txn))) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start a read");
+        goto out;
+    }
+    Quiver__V1__GetItemsResponse rep = QUIVER__V1__GET_ITEMS_RESPONSE__INIT;
+    rep.items = arena_alloc(a, req->n_ids * sizeof *rep.items);
+    rep.missing_ids = arena_alloc(a, req->n_ids * sizeof *rep.missing_ids);
+    Quiver__V1__Item *items = arena_alloc(a, req->n_ids * sizeof *items);
+    if (!rep.items || !rep.missing_ids || !items) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu items", req->n_ids);
+        goto out;
+    }
+    for (size_t i = 0; i < req->n_ids; i++) {
+        qv_item_view v;
+        rc = req->ids[i] > (uint64_t)QV_MAX_ID ? QV_NOTFOUND
+                                               : qv_store_item_get(st, txn, cfg->id, req->ids[i], &v);
+        if (rc == QV_NOTFOUND) {
+            rep.missing_ids[rep.n_missing_ids++] = req->ids[i];
+            continue;
+        }
+        if (rc) {
+            rpc_fail(r, GRPC_STATUS_INTERNAL, "item %" PRIu64 " of \"%s\" cannot be read: %s",
+                     req->ids[i], cfg->name, qv_strerror(rc));
+            goto out;
+        }
+        Quiver__V1__Item *it = &items[rep.n_items];
+        quiver__v1__item__init(it);
+        it->id = req->ids[i];
+        if (req->with_vectors) {
+            it->vector = arena_alloc(a, v.dim * sizeof(float));
+            if (!it->vector) {
+                rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+                goto out;
+            }
+            qv_item_vector(&v, it->vector);
+            it->n_vector = v.dim;
+        }
+        it->attributes = (Quiver__V1__Item__AttributesEntry **)decode_attrs(
+            a, &quiver__v1__item__attributes_entry__descriptor, v.attrs, v.attrs_len,
+            &it->n_attributes);
+        rep.items[rep.n_items++] = it;
+    }
+    rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+out:
+    qv_store_abort(txn);
+    arena_free(a);
+    qv_coll_release(c);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ----------------------------------------------------------------- Delete */
+static void delete_done(qv_write *w)
+{
+    items_state *s = w->ctx;
+    rpc *r = s->r;
+    if (w->rc) {
+        fail_write(r, w, "delete");
+    } else {
+        Quiver__V1__DeleteItemsResponse rep = QUIVER__V1__DELETE_ITEMS_RESPONSE__INIT;
+        rep.deleted = w->affected;
+        rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+    }
+    rpc_unref(r);
+}
+
+void items_delete(rpc *r)
+{
+    items_state *s = state_new(r);
+    if (!s) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    Quiver__V1__DeleteItemsRequest *req = (Quiver__V1__DeleteItemsRequest *)rpc_unpack(
+        r->payload, &quiver__v1__delete_items_request__descriptor);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DeleteItemsRequest");
+        return;
+    }
+    s->req = req;
+    grpc_status_code code;
+    char err[512];
+    if (!(s->b.coll = find_coll(req->collection, &code, err, sizeof err))) {
+        rpc_fail(r, code, "%s", err);
+        return;
+    }
+    if (req->n_ids == 0) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "ids is empty: nothing to delete");
+        return;
+    }
+    if (req->n_ids > MAX_ITEMS_PER_CALL) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "ids has %zu entries, over the limit of %d per call",
+                 req->n_ids, MAX_ITEMS_PER_CALL);
+        return;
+    }
+    for (size_t i = 0; i < req->n_ids; i++)
+        if (req->ids[i] > (uint64_t)QV_MAX_ID) {
+            rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "ids[%zu] %" PRIu64 " is over the limit %" PRId64,
+                     i, req->ids[i], (int64_t)QV_MAX_ID);
+            return;
+        }
+    qv_write *w = &s->b.w;
+    w->kind = QV_W_DELETE;
+    w->coll = s->b.coll;
+    w->n = req->n_ids;
+    w->ids = req->ids;
+    w->done = delete_done;
+    w->ctx = s;
+    rpc_ref(r);
+    qv_db_submit(g_db, w);
+}

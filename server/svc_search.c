@@ -1,0 +1,178 @@
+/*
+ * quiver.v1.Search: nearest neighbours of vectors or stored items ("more like
+ * this", the item itself left out), with each hit's attributes. Validation,
+ * query resolution and reply building; the search itself is qv_coll_search.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "quiver/error.h"
+#include "services.h"
+
+#define MAX_K 1000
+#define MAX_QUERIES 10000
+#define BATCH_OMP_MIN 32 /* batches this large may use every core */
+
+void search_search(rpc *r)
+{
+    Quiver__V1__SearchRequest *req =
+        (Quiver__V1__SearchRequest *)rpc_unpack(r->payload, &quiver__v1__search_request__descriptor);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode SearchRequest");
+        return;
+    }
+    qv_coll *c = NULL;
+    float *q = NULL, *scores = NULL;
+    int64_t *exclude = NULL, *labels = NULL;
+    MDB_txn *txn = NULL;
+    arena *a = NULL;
+    qv_store *st = qv_db_store(g_db);
+    char err[512];
+    int rc;
+    if (!req->collection || !req->collection[0]) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "collection is empty");
+        goto out;
+    }
+    if (qv_db_coll_get(g_db, req->collection, &c)) {
+        rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%.200s\" does not exist", req->collection);
+        goto out;
+    }
+    const qv_coll_config *cfg = qv_coll_config_of(c);
+    size_t nq = req->n_queries, k = req->k ? req->k : 10, dim = cfg->dim;
+    if (nq == 0) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "queries is empty: nothing to search");
+        goto out;
+    }
+    if (nq > MAX_QUERIES) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "queries has %zu entries, over the limit of %d per call",
+                 nq, MAX_QUERIES);
+        goto out;
+    }
+    if (k > MAX_K) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "k %zu is over the limit %d", k, MAX_K);
+        goto out;
+    }
+    if (!(req->min_recall >= 0 && req->min_recall <= 1)) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "min_recall %g is out of range 0..1",
+                 (double)req->min_recall);
+        goto out;
+    }
+    q = malloc(nq * dim * sizeof *q);
+    exclude = malloc(nq * sizeof *exclude);
+    scores = malloc(nq * k * sizeof *scores);
+    labels = malloc(nq * k * sizeof *labels);
+    a = arena_new();
+    if (!q || !exclude || !scores || !labels || !a) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu queries", nq);
+        goto out;
+    }
+    int any_id = 0;
+    for (size_t i = 0; i < nq; i++) {
+        const Quiver__V1__Query *qu = req->queries[i];
+        exclude[i] = -1;
+        if (qu->kind_case == QUIVER__V1__QUERY__KIND_VECTOR) {
+            char field[48];
+            snprintf(field, sizeof field, "queries[%zu].vector", i);
+            const Quiver__V1__Vector *v = qu->vector;
+            if (check_vector(v ? v->values : NULL, v ? v->n_values : 0, cfg->dim, cfg->name, field,
+                             err, sizeof err)) {
+                rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+                goto out;
+            }
+            memcpy(q + i * dim, v->values, dim * sizeof *q);
+            if (cfg->metric == QV_METRIC_COSINE) qv_vec_normalize(q + i * dim, cfg->dim);
+        } else if (qu->kind_case == QUIVER__V1__QUERY__KIND_ID) {
+            qv_item_view v;
+            if (!any_id && (rc = qv_store_read_begin(st, &txn))) {
+                rpc_fail(r, status_of(rc), "cannot start a read: %s", qv_strerror(rc));
+                goto out;
+            }
+            any_id = 1;
+            rc = qu->id > (uint64_t)QV_MAX_ID ? QV_NOTFOUND
+                                              : qv_store_item_get(st, txn, cfg->id, qu->id, &v);
+            if (rc == QV_NOTFOUND) {
+                rpc_fail(r, GRPC_STATUS_NOT_FOUND, "queries[%zu].id %" PRIu64
+                         " does not exist in collection \"%s\"", i, qu->id, cfg->name);
+                goto out;
+            }
+            if (rc || v.dim != cfg->dim) {
+                rpc_fail(r, GRPC_STATUS_INTERNAL, "queries[%zu].id %" PRIu64 " cannot be read: %s",
+                         i, qu->id, qv_strerror(rc ? rc : QV_CORRUPT));
+                goto out;
+            }
+            qv_item_vector(&v, q + i * dim);
+            exclude[i] = (int64_t)qu->id;
+        } else {
+            rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "queries[%zu] has neither vector nor id", i);
+            goto out;
+        }
+    }
+    qv_store_abort(txn);
+    txn = NULL;
+    int saved = omp_get_max_threads();
+    if (nq >= BATCH_OMP_MIN) omp_set_num_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
+    rc = qv_coll_search(c, nq, q, any_id ? exclude : NULL, k, req->nprobe, req->min_recall, scores,
+                        labels);
+    if (nq >= BATCH_OMP_MIN) omp_set_num_threads(saved);
+    if (rc) {
+        if (rc == QV_NOTFOUND)
+            rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", cfg->name);
+        else
+            rpc_fail(r, status_of(rc), "search in \"%s\" failed: %s", cfg->name, qv_strerror(rc));
+        goto out;
+    }
+    /* attributes from a snapshot taken after the search: hits deleted in
+     * between are left out */
+    int with_attrs = !req->without_attributes;
+    if (with_attrs && (rc = qv_store_read_begin(st, &txn))) {
+        rpc_fail(r, status_of(rc), "cannot start a read: %s", qv_strerror(rc));
+        goto out;
+    }
+    Quiver__V1__SearchResponse rep = QUIVER__V1__SEARCH_RESPONSE__INIT;
+    Quiver__V1__Hits *hits = arena_alloc(a, nq * sizeof *hits);
+    Quiver__V1__Hit *hit = arena_alloc(a, nq * k * sizeof *hit);
+    Quiver__V1__Hit **hitp = arena_alloc(a, nq * k * sizeof *hitp);
+    rep.results = arena_alloc(a, nq * sizeof *rep.results);
+    if (!hits || !hit || !hitp || !rep.results) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu results", nq * k);
+        goto out;
+    }
+    for (size_t i = 0; i < nq; i++) {
+        quiver__v1__hits__init(&hits[i]);
+        hits[i].hits = hitp + i * k;
+        for (size_t j = 0; j < k; j++) {
+            int64_t id = labels[i * k + j];
+            if (id < 0) break;
+            Quiver__V1__Hit *h = &hit[i * k + j];
+            quiver__v1__hit__init(h);
+            h->id = (uint64_t)id;
+            h->score = scores[i * k + j];
+            if (with_attrs) {
+                qv_item_view v;
+                rc = qv_store_item_get(st, txn, cfg->id, (uint64_t)id, &v);
+                if (rc == QV_NOTFOUND) continue;
+                if (rc == 0)
+                    h->attributes = (Quiver__V1__Hit__AttributesEntry **)decode_attrs(
+                        a, &quiver__v1__hit__attributes_entry__descriptor, v.attrs, v.attrs_len,
+                        &h->n_attributes);
+            }
+            hits[i].hits[hits[i].n_hits++] = h;
+        }
+        rep.results[rep.n_results++] = &hits[i];
+    }
+    rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+out:
+    qv_store_abort(txn);
+    arena_free(a);
+    free(q);
+    free(exclude);
+    free(scores);
+    free(labels);
+    qv_coll_release(c);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
