@@ -45,7 +45,8 @@ namespace {
 void set_error(const char* what) noexcept {
     try {
         faiss_last_exception = std::current_exception();
-        if (!faiss_last_exception) faiss_last_exception = std::make_exception_ptr(std::runtime_error(what));
+        if (!faiss_last_exception)
+            faiss_last_exception = std::make_exception_ptr(std::runtime_error(what));
     } catch (...) {
     }
 }
@@ -54,7 +55,6 @@ void set_error(const char* what) noexcept {
  * like upstream, a successful call does not clear it. */
 thread_local std::string last_error;
 
-/* Called inside a catch handler. */
 void set_error(const char* what) noexcept {
     try {
         last_error = what ? what : "";
@@ -83,16 +83,24 @@ int guarded(F&& f) noexcept {
     }
 }
 
-[[maybe_unused]] faiss::Index* idx(FaissIndex* p) { return reinterpret_cast<faiss::Index*>(p); }
-[[maybe_unused]] const faiss::Index* idx(const FaissIndex* p) { return reinterpret_cast<const faiss::Index*>(p); }
-[[maybe_unused]] faiss::IndexIVF* ivf(FaissIndexIVF* p) { return reinterpret_cast<faiss::IndexIVF*>(p); }
+[[maybe_unused]] faiss::Index* idx(FaissIndex* p) {
+    return reinterpret_cast<faiss::Index*>(p);
+}
+[[maybe_unused]] const faiss::Index* idx(const FaissIndex* p) {
+    return reinterpret_cast<const faiss::Index*>(p);
+}
+[[maybe_unused]] faiss::IndexIVF* ivf(FaissIndexIVF* p) {
+    return reinterpret_cast<faiss::IndexIVF*>(p);
+}
 [[maybe_unused]] const faiss::IndexIVF* ivf(const FaissIndexIVF* p) {
     return reinterpret_cast<const faiss::IndexIVF*>(p);
 }
 [[maybe_unused]] const faiss::IDSelector* sel_of(const FaissIDSelector* p) {
     return reinterpret_cast<const faiss::IDSelector*>(p);
 }
-[[maybe_unused]] faiss::IDSelector* sel_of(FaissIDSelector* p) { return reinterpret_cast<faiss::IDSelector*>(p); }
+[[maybe_unused]] faiss::IDSelector* sel_of(FaissIDSelector* p) {
+    return reinterpret_cast<faiss::IDSelector*>(p);
+}
 
 /* FaissSearchParametersIVF is FaissSearchParameters (inherited typedef): the
  * object behind it must really be a SearchParametersIVF, as upstream assumes. */

@@ -43,8 +43,9 @@ struct qv_index {
 };
 
 static const char *const kind_names[] = {
-    [QV_KIND_AUTO] = "auto",       [QV_KIND_FLAT] = "flat",       [QV_KIND_IVF_FLAT] = "ivf_flat",
-    [QV_KIND_IVF_PQ] = "ivf_pq",   [QV_KIND_IVF_SQ8] = "ivf_sq8",
+    [QV_KIND_AUTO] = "auto",         [QV_KIND_FLAT] = "flat",
+    [QV_KIND_IVF_FLAT] = "ivf_flat", [QV_KIND_IVF_PQ] = "ivf_pq",
+    [QV_KIND_IVF_SQ8] = "ivf_sq8",
 };
 
 static bool is_ivf_kind(qv_index_kind k)
@@ -129,10 +130,10 @@ void qv_vec_normalize(float *x, uint32_t dim)
     for (uint32_t i = 0; i < dim; i++) x[i] *= inv;
 }
 
-#define CHECK_FAIL(...)                                           \
-    do {                                                          \
-        if (err && errlen) snprintf(err, errlen, __VA_ARGS__);    \
-        return QV_INVALID;                                        \
+#define CHECK_FAIL(...)                                        \
+    do {                                                       \
+        if (err && errlen) snprintf(err, errlen, __VA_ARGS__); \
+        return QV_INVALID;                                     \
     } while (0)
 
 int qv_index_params_check(uint32_t dim, const qv_index_params *p, char *err, size_t errlen)
@@ -171,7 +172,8 @@ static int wrap(FaissIndex *fi, uint32_t dim, qv_metric metric, const qv_index_p
     if (is_ivf_kind(p->kind)) {
         ivf = faiss_IndexIVF_cast(fi);
         if (!ivf) {
-            qv_error("index: FAISS index of kind %s is not an IVF index", qv_index_kind_name(p->kind));
+            qv_error("index: FAISS index of kind %s is not an IVF index",
+                     qv_index_kind_name(p->kind));
             faiss_Index_free(fi);
             return QV_FAISS;
         }

@@ -113,7 +113,8 @@ uint32_t qv_index_get_nprobe(const qv_index *ix);
  * and kind, nlist and code size (pq_m * pq_nbits) of p. The default nprobe is
  * not stored: the caller sets it again after reading (qv_index_set_nprobe).
  * Returns 0, QV_INVALID (bad arguments), QV_IO (stdio error), QV_CORRUPT
- * (mismatch, truncated or unreadable), QV_NOMEM, QV_FAISS. */
+ * (mismatch, truncated or unreadable), QV_NOMEM, QV_FAISS. FAISS 1.7.3 leaks
+ * the partly read index when it fails mid-file (bounded by the file's size). */
 int qv_index_write(const qv_index *ix, FILE *f);
 int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params *p,
                   qv_index **out);

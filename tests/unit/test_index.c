@@ -666,8 +666,9 @@ static void roundtrip(qv_metric metric, qv_index_params p)
         fseek(f, 5, SEEK_SET);
         CHECK_RC(QV_CORRUPT, qv_index_read(f, dim, metric, &bad, &rx));
     }
-    if (p.kind == QV_KIND_IVF_SQ8) { /* ivf_pq with the same code size class */
-        bad = (qv_index_params){.kind = QV_KIND_IVF_PQ, .nlist = p.nlist, .pq_m = 32, .pq_nbits = 8};
+    if (p.kind == QV_KIND_IVF_SQ8) { /* ivf_pq with the same code size */
+        bad = (qv_index_params){
+            .kind = QV_KIND_IVF_PQ, .nlist = p.nlist, .pq_m = 32, .pq_nbits = 8};
         fseek(f, 5, SEEK_SET);
         CHECK_RC(QV_CORRUPT, qv_index_read(f, dim, metric, &bad, &rx));
     }
