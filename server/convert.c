@@ -238,8 +238,8 @@ int parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_para
             snprintf(err, errlen, "index.pq_m %u does not divide dim %u", out->pq_m, dim);
             return -1;
         }
-        if (out->pq_nbits > 16) {
-            snprintf(err, errlen, "index.pq_nbits %u is over 16", out->pq_nbits);
+        if (out->pq_nbits > 8) {
+            snprintf(err, errlen, "index.pq_nbits %u is over 8 (FAISS's limit)", out->pq_nbits);
             return -1;
         }
     } else if (out->pq_m || out->pq_nbits) {

@@ -1,0 +1,185 @@
+/*
+ * qvc: the small C client library shared by Quiver's tools (the `quiver` CLI,
+ * `quiver-import`, the benchmark). It speaks gRPC through the gRPC core C API
+ * and protobuf-c: unary calls, server-streaming calls (RebuildIndex) and
+ * client-streaming calls (Import). It knows nothing about Quiver's messages
+ * beyond method paths; callers pass protobuf-c messages and descriptors.
+ *
+ * Caveats (read these first):
+ * - Thread safety: one qvc (one channel) may be shared by any number of
+ *   threads; every call waits on its own completion queue. A qvc_stream or
+ *   qvc_upload belongs to one thread at a time, except qvc_stream_cancel and
+ *   qvc_upload_cancel, which any thread may call while the call is live
+ *   (before its _finish returns).
+ * - qvc_close must come after every stream/upload of the connection has been
+ *   finished.
+ * - The library calls grpc_init() in qvc_open and grpc_shutdown() in
+ *   qvc_close (both are reference counted by gRPC), so callers need neither.
+ * - Calls do not wait for the server to become reachable (gRPC's
+ *   wait_for_ready is off): a down server fails at once with UNAVAILABLE, or
+ *   with DEADLINE_EXCEEDED when a connection attempt outlives the deadline.
+ *   qvc_wait_ready gives a connect timeout before the first call.
+ * - Signals: gRPC starts threads in qvc_open; block signals you want to
+ *   handle yourself (sigwait) before calling it, so those threads inherit the
+ *   mask.
+ *
+ * Error convention: functions that talk to the server return the gRPC status
+ * code (0 = GRPC_STATUS_OK, otherwise a positive grpc_status_code from
+ * <grpc/status.h>) and fill a qvc_status with the code and the server's
+ * message. Failures on the client side (cannot encode, reply does not decode,
+ * out of memory) are reported as GRPC_STATUS_INTERNAL or
+ * GRPC_STATUS_RESOURCE_EXHAUSTED with a message starting "client: ".
+ */
+#ifndef QUIVER_TOOLS_CLIENT_H
+#define QUIVER_TOOLS_CLIENT_H
+
+#include <stddef.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Method paths of Quiver's services (and the standard health check). Any
+ * other "/package.Service/Method" string works too. */
+#define QVC_COLLECTIONS_CREATE   "/quiver.v1.Collections/Create"
+#define QVC_COLLECTIONS_DESCRIBE "/quiver.v1.Collections/Describe"
+#define QVC_COLLECTIONS_LIST     "/quiver.v1.Collections/List"
+#define QVC_COLLECTIONS_DROP     "/quiver.v1.Collections/Drop"
+#define QVC_ITEMS_UPSERT         "/quiver.v1.Items/Upsert"
+#define QVC_ITEMS_IMPORT         "/quiver.v1.Items/Import"
+#define QVC_ITEMS_GET            "/quiver.v1.Items/Get"
+#define QVC_ITEMS_DELETE         "/quiver.v1.Items/Delete"
+#define QVC_SEARCH_SEARCH        "/quiver.v1.Search/Search"
+#define QVC_ADMIN_REBUILD_INDEX  "/quiver.v1.Admin/RebuildIndex"
+#define QVC_HEALTH_CHECK         "/grpc.health.v1.Health/Check"
+
+/* Largest message sent or received: 64 MiB. */
+#define QVC_MAX_MESSAGE_BYTES (64 << 20)
+
+/* Flags of qvc_open_ex. */
+#define QVC_OWN_CONNECTION 1 /* a TCP connection of its own instead of the one
+                                shared by channels with the same target */
+
+typedef struct qvc qvc;               /* a connection (channel) to one server */
+typedef struct qvc_stream qvc_stream; /* a live server-streaming call */
+typedef struct qvc_upload qvc_upload; /* a live client-streaming call */
+
+/* Outcome of a call. details is the server's message, or the library's own
+ * (starting "client: "), truncated to fit; "" when there is none. */
+typedef struct qvc_status {
+    int code; /* grpc_status_code; 0 = OK */
+    char details[1024];
+} qvc_status;
+
+/* Name of a gRPC status code: "OK", "NOT_FOUND", ..., "UNKNOWN_STATUS_<n>"
+ * for a code outside 0..16 (static string, never NULL; not thread-safe only
+ * for out-of-range codes, whose name lives in a static buffer). */
+const char *qvc_status_name(int code);
+
+/* Open a connection. Nothing is sent until the first call or qvc_wait_ready.
+ * [in]  addr  gRPC target: "host:port", "ipv4:1.2.3.4:5", "dns:///h:p",
+ *             "unix:/path". Copied.
+ * [out] out   the connection; free it with qvc_close.
+ * Returns 0, or GRPC_STATUS_INVALID_ARGUMENT (empty addr),
+ * GRPC_STATUS_RESOURCE_EXHAUSTED (out of memory). */
+int qvc_open(const char *addr, qvc **out);
+
+/* qvc_open with flags (QVC_OWN_CONNECTION). */
+int qvc_open_ex(const char *addr, int flags, qvc **out);
+
+/* Close the connection. Every call made on it must have ended. NULL is a
+ * no-op. */
+void qvc_close(qvc *c);
+
+/* The target the connection was opened with (valid until qvc_close). */
+const char *qvc_addr(const qvc *c);
+
+/* Connect now and wait until the channel is ready.
+ * [in]  timeout_ms  how long to wait (> 0).
+ * [out] st          may be NULL.
+ * Returns 0 when ready; GRPC_STATUS_UNAVAILABLE when the connection attempt
+ * failed (refused, unknown host...) or the channel is shut down;
+ * GRPC_STATUS_DEADLINE_EXCEEDED when it is still connecting at the timeout. */
+int qvc_wait_ready(qvc *c, int timeout_ms, qvc_status *st);
+
+/* One unary call.
+ * [in]  method      "/package.Service/Method" (e.g. QVC_SEARCH_SEARCH); the
+ *                   string is copied on its first use on this connection.
+ * [in]  req         the request message (not modified, still the caller's).
+ * [in]  reply_desc  descriptor of the reply type.
+ * [out] reply       on 0: the decoded reply, owned by the caller, freed with
+ *                   protobuf_c_message_free_unpacked(*reply, NULL). On error:
+ *                   NULL.
+ * [out] st          may be NULL.
+ * [in]  timeout_ms  deadline from now; <= 0 means none.
+ * Returns the status code (0 = OK). */
+int qvc_unary(qvc *c, const char *method, const ProtobufCMessage *req,
+              const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
+              qvc_status *st, int timeout_ms);
+
+/* ---------------------------------------------------- server streaming */
+
+/* Start a server-streaming call: sends the request and returns without
+ * waiting for the server. Errors the server answers with (unknown
+ * collection, ...) show up as the end of the stream, then in
+ * qvc_stream_finish.
+ * [in]  method, req, timeout_ms  as for qvc_unary.
+ * [out] out  the stream; end it with qvc_stream_finish (always, also when
+ *            qvc_stream_next fails). NULL on error.
+ * [out] st   may be NULL.
+ * Returns 0, or a client-side error code (nothing to finish then). */
+int qvc_stream_start(qvc *c, const char *method, const ProtobufCMessage *req, int timeout_ms,
+                     qvc_stream **out, qvc_status *st);
+
+/* Wait for the next message of the stream.
+ * [in]  desc  descriptor of the message type.
+ * [out] msg   on 1: the message, owned by the caller
+ *             (protobuf_c_message_free_unpacked); otherwise NULL.
+ * Returns 1 for a message, 0 at the end of the stream (normal or not: the
+ * status tells), -1 when a message does not decode (the call is cancelled;
+ * qvc_stream_finish then reports INTERNAL). */
+int qvc_stream_next(qvc_stream *s, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **msg);
+
+/* Cancel the call (the server sees the cancellation; the client gets
+ * CANCELLED). Any thread, any time before qvc_stream_finish returns; a
+ * blocked qvc_stream_next then returns 0. */
+void qvc_stream_cancel(qvc_stream *s);
+
+/* Receive the final status and free the stream. Called before the end of the
+ * stream, it cancels the call first. NULL is a no-op returning 0.
+ * Returns the status code (0 = OK). */
+int qvc_stream_finish(qvc_stream *s, qvc_status *st);
+
+/* ---------------------------------------------------- client streaming */
+
+/* Start a client-streaming call (e.g. QVC_ITEMS_IMPORT).
+ * [out] out  the upload; end it with qvc_upload_finish. NULL on error.
+ * Returns 0 or a client-side error code. */
+int qvc_upload_start(qvc *c, const char *method, int timeout_ms, qvc_upload **out,
+                     qvc_status *st);
+
+/* Send one message. One send stays in flight while the caller prepares the
+ * next one: the call waits for the previous send, not for this one, so msg
+ * may be freed as soon as it returns (it is encoded at once).
+ * Returns 0; or non-zero (a status code) when the call has already ended
+ * (the server answered early, e.g. with an error, or the deadline passed):
+ * stop sending and call qvc_upload_finish for the status. */
+int qvc_upload_send(qvc_upload *u, const ProtobufCMessage *msg);
+
+/* Cancel the upload (any thread, before qvc_upload_finish returns). */
+void qvc_upload_cancel(qvc_upload *u);
+
+/* Half-close, wait for the reply and the status, free the upload.
+ * [out] reply  on 0: the decoded reply (caller frees it with
+ *              protobuf_c_message_free_unpacked); NULL on error. May be NULL
+ *              when reply_desc is NULL (reply ignored).
+ * Returns the status code (0 = OK). */
+int qvc_upload_finish(qvc_upload *u, const ProtobufCMessageDescriptor *reply_desc,
+                      ProtobufCMessage **reply, qvc_status *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian bookworm packages Quiver needs to build, run and test,
+# skipping those already installed. Uses sudo when not root.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config xxd
+      libfaiss-dev libopenblas-dev liblmdb-dev lmdb-utils
+      libprotobuf-c-dev protobuf-c-compiler libgrpc-dev libcmocka-dev
+      python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
+      python3-numpy python3-pytest grpc-proto python3-hnswlib gnuplot-nox)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
