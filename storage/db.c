@@ -4,6 +4,7 @@
  * LMDB access goes through store.c, FAISS through index.c, files through
  * indexfile.c. Not for wire formats: the server translates those.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "quiver/db.h"
 #include "quiver/error.h"
@@ -83,8 +85,10 @@ struct qv_db {
     atomic_int closing;
 };
 
-/* internal write kind: drop tombstones covered by an index file */
+/* internal write kinds: drop tombstones covered by an index file; store the
+ * index spec a requested rebuild used */
 #define QV_W_PRUNE 100
+#define QV_W_SPEC 101
 
 static double elapsed_since(const struct timespec *t0)
 {
@@ -226,7 +230,9 @@ int qv_db_coll_list(qv_db *db, qv_coll ***out, size_t *n)
 void qv_coll_info_get(qv_coll *c, qv_coll_info *o)
 {
     memset(o, 0, sizeof *o);
-    o->config = c->cfg;
+    pthread_mutex_lock(&c->rmu);
+    o->config = c->cfg; /* the spec changes after requested rebuilds */
+    pthread_mutex_unlock(&c->rmu);
     o->count = atomic_load(&c->count);
     o->last_seq = atomic_load(&c->last_seq);
     pthread_rwlock_rdlock(&c->ilock);
@@ -771,6 +777,7 @@ static void install_index(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, 
 }
 
 static void submit_prune(qv_db *db, qv_coll *c, uint64_t upto);
+static void submit_spec(qv_db *db, qv_coll *c, const qv_index_params *spec);
 
 static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
 {
@@ -839,6 +846,8 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
         qv_index_free(ix);
         goto out;
     }
+    if (!rb->automatic && memcmp(&rb->req.spec, &c->cfg.spec, sizeof c->cfg.spec) != 0)
+        submit_spec(db, c, &rb->req.spec);
     qv_info("collection %s: %s index built (nlist %u, nprobe %u for recall 0.95, %llu items, %.1f s)",
             c->cfg.name, qv_index_kind_name(p.kind), p.nlist, meta.nprobe,
             (unsigned long long)meta.trained_for, elapsed_since(&rb->t0));
@@ -1005,6 +1014,12 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
         size_t n = 0;
         return qv_store_tombstones_prune(db->st, txn, w->coll->cfg.id, w->seq_to, &n);
     }
+    case QV_W_SPEC: {
+        if (atomic_load(&w->coll->dropped)) return QV_NOTFOUND;
+        qv_coll_config cfg = w->coll->cfg;
+        cfg.spec = w->config.spec;
+        return qv_store_coll_update(db->st, txn, &cfg);
+    }
     case QV_W_UPSERT:
     case QV_W_DELETE:
         break;
@@ -1077,6 +1092,12 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
         return;
     }
     if ((int)w->kind == QV_W_PRUNE) return;
+    if ((int)w->kind == QV_W_SPEC) {
+        pthread_mutex_lock(&w->coll->rmu);
+        w->coll->cfg.spec = w->config.spec;
+        pthread_mutex_unlock(&w->coll->rmu);
+        return;
+    }
     qv_coll *c = w->coll;
     atomic_store(&c->last_seq, c->w_seq);
     atomic_store(&c->count, c->w_count);
@@ -1292,6 +1313,20 @@ static void submit_prune(qv_db *db, qv_coll *c, uint64_t upto)
     qv_db_submit(db, w);
 }
 
+/* Keeps the spec of a requested rebuild, so that automatic rebuilds and
+ * restarts follow it. */
+static void submit_spec(qv_db *db, qv_coll *c, const qv_index_params *spec)
+{
+    qv_write *w = calloc(1, sizeof *w);
+    if (!w) return;
+    w->kind = (qv_write_kind)QV_W_SPEC;
+    w->coll = c;
+    coll_ref(c);
+    w->config.spec = *spec;
+    w->done = prune_done;
+    qv_db_submit(db, w);
+}
+
 /* --------------------------------------------------------------- start-up */
 static int open_coll(void *ctx, const qv_coll_config *cfg)
 {
@@ -1357,6 +1392,21 @@ fail:
     return rc;
 }
 
+/* Temp files of index saves interrupted by a crash. */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strstr(e->d_name, ".qvi.tmp.")) continue;
+        char p[8192];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (unlink(p) == 0) qv_info("removed %s, left by an interrupted index save", p);
+    }
+    closedir(d);
+}
+
 int qv_db_open(const qv_db_opts *opts, qv_db **out)
 {
     *out = NULL;
@@ -1376,6 +1426,7 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
         rc = QV_IO;
         goto fail;
     }
+    remove_stale_temps(db->ixdir);
     MDB_txn *txn;
     if ((rc = qv_store_read_begin(db->st, &txn))) goto fail;
     rc = qv_store_coll_foreach(db->st, txn, open_coll, db);

@@ -175,6 +175,18 @@ int qv_store_coll_create(qv_store *st, MDB_txn *txn, qv_coll_config *c)
     return qv_store_stats_put(st, txn, c->id, &s);
 }
 
+int qv_store_coll_update(qv_store *st, MDB_txn *txn, const qv_coll_config *c)
+{
+    qv_coll_config old;
+    int rc = qv_store_coll_get(st, txn, c->name, &old);
+    if (rc) return rc;
+    if (old.id != c->id) return QV_NOTFOUND;
+    uint8_t cb[QV_CONFIG_LEN];
+    qv_config_encode(cb, c);
+    MDB_val k = val(c->name, strlen(c->name)), v = val(cb, sizeof cb);
+    return qv_store_err(mdb_put(txn, st->colls, &k, &v, 0), "collection put");
+}
+
 /* Deletes every key of dbi starting with the 4-byte collection prefix. */
 static int del_prefix(MDB_txn *txn, MDB_dbi dbi, uint32_t coll_id, uint64_t *n)
 {

@@ -73,9 +73,8 @@ typedef struct qvc_status {
     char details[1024];
 } qvc_status;
 
-/* Name of a gRPC status code: "OK", "NOT_FOUND", ..., "UNKNOWN_STATUS_<n>"
- * for a code outside 0..16 (static string, never NULL; not thread-safe only
- * for out-of-range codes, whose name lives in a static buffer). */
+/* Name of a gRPC status code: "OK", "NOT_FOUND", ...; "UNKNOWN_STATUS" for
+ * a code outside 0..16. A static string, never NULL. */
 const char *qvc_status_name(int code);
 
 /* Open a connection. Nothing is sent until the first call or qvc_wait_ready.
@@ -161,11 +160,12 @@ int qvc_upload_start(qvc *c, const char *method, int timeout_ms, qvc_upload **ou
                      qvc_status *st);
 
 /* Send one message. One send stays in flight while the caller prepares the
- * next one: the call waits for the previous send, not for this one, so msg
- * may be freed as soon as it returns (it is encoded at once).
- * Returns 0; or non-zero (a status code) when the call has already ended
- * (the server answered early, e.g. with an error, or the deadline passed):
- * stop sending and call qvc_upload_finish for the status. */
+ * next one: the call waits for the previous send, not for this one. msg is
+ * encoded at once and stays the caller's (free it whenever).
+ * Returns 0; or -1 when the call has already ended (the server answered
+ * early, e.g. with an error, the deadline passed, the call was cancelled) or
+ * msg could not be encoded: stop sending and call qvc_upload_finish for the
+ * status. */
 int qvc_upload_send(qvc_upload *u, const ProtobufCMessage *msg);
 
 /* Cancel the upload (any thread, before qvc_upload_finish returns). */

@@ -60,6 +60,9 @@ int qv_store_coll_get(qv_store *st, MDB_txn *txn, const char *name, qv_coll_conf
 /* Create a collection: assigns c->id, writes config and zero stats.
  * Returns 0, QV_EXISTS, QV_FULL, QV_LMDB. */
 int qv_store_coll_create(qv_store *st, MDB_txn *txn, qv_coll_config *c);
+/* Replace the config of an existing collection (same name and id).
+ * Returns 0, QV_NOTFOUND, QV_LMDB. */
+int qv_store_coll_update(qv_store *st, MDB_txn *txn, const qv_coll_config *c);
 /* Delete a collection: config, stats, items, sequence log. [out] items_deleted
  * may be NULL. Returns 0, QV_NOTFOUND, QV_LMDB. */
 int qv_store_coll_drop(qv_store *st, MDB_txn *txn, const char *name, uint64_t *items_deleted);
