@@ -1,0 +1,384 @@
+/* Unit tests of the engine (storage/db.c): group-committed writes from many
+ * threads, searches, rebuilds, index files and restarts, on a real LMDB and
+ * FAISS in a temp dir. */
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "quiver/db.h"
+#include "quiver/error.h"
+#include "quiver/log.h"
+
+#define DIM 16
+
+typedef struct fixture {
+    char dir[64];
+    qv_db *db;
+    qv_db_opts opts;
+} fixture;
+
+static void db_open(fixture *f)
+{
+    assert_int_equal(qv_db_open(&f->opts, &f->db), 0);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/qv_test_db.XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    f->opts.store.dir = f->dir;
+    f->opts.store.map_size = 256 << 20;
+    f->opts.store.nosync = 1; /* durability is the crash test's job */
+    f->opts.auto_ivf_min = 1000000; /* no automatic builds unless a test asks */
+    db_open(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    qv_db_close(f->db);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    if (system(cmd)) return -1;
+    free(f);
+    return 0;
+}
+
+static void create(fixture *f, const char *name, qv_metric m, qv_index_kind kind, uint32_t nlist)
+{
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_CREATE;
+    snprintf(w.config.name, sizeof w.config.name, "%s", name);
+    w.config.dim = DIM;
+    w.config.metric = m;
+    w.config.spec.kind = kind;
+    w.config.spec.nlist = nlist;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+}
+
+/* Deterministic clustered vectors: id -> vector. */
+static void vec_of(uint64_t id, float *v)
+{
+    uint64_t s = id * 0x9e3779b97f4a7c15ULL + 1;
+    uint32_t cluster = (uint32_t)(id % 37);
+    for (int i = 0; i < DIM; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        float noise = (float)((s >> 40) % 1000) / 1000.0f - 0.5f;
+        v[i] = (float)((cluster * (i + 3)) % 11) + 0.3f * noise;
+    }
+}
+
+static int upsert_range(fixture *f, qv_coll *c, uint64_t from, uint64_t n)
+{
+    uint64_t *ids = malloc(n * sizeof *ids);
+    float *v = malloc(n * DIM * sizeof *v);
+    for (uint64_t i = 0; i < n; i++) {
+        ids[i] = from + i;
+        vec_of(from + i, v + i * DIM);
+    }
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_UPSERT;
+    w.coll = c;
+    w.n = n;
+    w.ids = ids;
+    w.vecs = v;
+    int rc = qv_db_write_sync(f->db, &w);
+    free(ids);
+    free(v);
+    return rc;
+}
+
+static int64_t top1(qv_coll *c, uint64_t id, uint32_t nprobe)
+{
+    float q[DIM], s;
+    int64_t l;
+    vec_of(id, q);
+    assert_int_equal(qv_coll_search(c, 1, q, NULL, 1, nprobe, 0, &s, &l), 0);
+    return l;
+}
+
+typedef struct writer_arg {
+    fixture *f;
+    qv_coll *c;
+    uint64_t from;
+} writer_arg;
+
+static void *writer_thread(void *p)
+{
+    writer_arg *a = p;
+    for (uint64_t b = 0; b < 20; b++)
+        if (upsert_range(a->f, a->c, a->from + b * 25, 25)) return (void *)1;
+    return NULL;
+}
+
+/* Eight threads write at once: every write lands, counts and seqs add up. */
+static void test_concurrent_writes(void **state)
+{
+    fixture *f = *state;
+    create(f, "conc", QV_METRIC_L2, QV_KIND_FLAT, 0);
+    qv_coll *c;
+    assert_int_equal(qv_db_coll_get(f->db, "conc", &c), 0);
+    pthread_t th[8];
+    writer_arg args[8];
+    for (int i = 0; i < 8; i++) {
+        args[i] = (writer_arg){f, c, (uint64_t)i * 100000};
+        pthread_create(&th[i], NULL, writer_thread, &args[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        assert_null(ret);
+    }
+    qv_coll_info info;
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.count, 8 * 500);
+    assert_int_equal(info.last_seq, 8 * 500);
+    assert_int_equal(info.indexed, 8 * 500);
+    for (int i = 0; i < 8; i++) assert_int_equal(top1(c, args[i].from + 499, 0), args[i].from + 499);
+    qv_coll_release(c);
+}
+
+/* Upsert replaces, duplicates in one request keep the last, deletes vanish. */
+static void test_upsert_replace_delete(void **state)
+{
+    fixture *f = *state;
+    create(f, "rep", QV_METRIC_L2, QV_KIND_FLAT, 0);
+    qv_coll *c;
+    assert_int_equal(qv_db_coll_get(f->db, "rep", &c), 0);
+    assert_int_equal(upsert_range(f, c, 0, 100), 0);
+    /* id 5 twice in one batch: the second vector (that of 77) wins */
+    uint64_t ids[2] = {5, 5};
+    float v[2 * DIM];
+    vec_of(66, v);
+    vec_of(77, v + DIM);
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_UPSERT;
+    w.coll = c;
+    w.n = 2;
+    w.ids = ids;
+    w.vecs = v;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    float q[DIM], s[3];
+    int64_t l[3];
+    vec_of(77, q);
+    assert_int_equal(qv_coll_search(c, 1, q, NULL, 3, 0, 0, s, l), 0);
+    assert_true(l[0] == 5 || l[0] == 77);
+    assert_true(l[1] == 5 || l[1] == 77);
+    assert_true(s[0] < 1e-6f && s[1] < 1e-6f);
+    qv_coll_info info;
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.count, 100);
+    assert_int_equal(info.indexed, 100);
+    /* delete */
+    uint64_t del[3] = {5, 77, 5000};
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_DELETE;
+    w.coll = c;
+    w.n = 3;
+    w.ids = del;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    assert_int_equal(w.affected, 2);
+    assert_int_equal(qv_coll_search(c, 1, q, NULL, 3, 0, 0, s, l), 0);
+    for (int i = 0; i < 3; i++) assert_true(l[i] != 5 && l[i] != 77);
+    /* more like this: the excluded id never comes back */
+    int64_t ex = 10;
+    vec_of(10, q);
+    assert_int_equal(qv_coll_search(c, 1, q, &ex, 3, 0, 0, s, l), 0);
+    for (int i = 0; i < 3; i++) assert_true(l[i] != 10 && l[i] >= 0);
+    qv_coll_release(c);
+}
+
+typedef struct progress_log {
+    char phases[16][16];
+    int n;
+    int finished, rc;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} progress_log;
+
+static void on_progress(void *ctx, const qv_rebuild_progress *p)
+{
+    progress_log *pl = ctx;
+    pthread_mutex_lock(&pl->mu);
+    if (pl->n == 0 || strcmp(pl->phases[pl->n - 1], p->phase) != 0)
+        if (pl->n < 16) snprintf(pl->phases[pl->n++], 16, "%s", p->phase);
+    pthread_mutex_unlock(&pl->mu);
+}
+
+static void on_finished(void *ctx, int rc, const char *msg)
+{
+    (void)msg;
+    progress_log *pl = ctx;
+    pthread_mutex_lock(&pl->mu);
+    pl->finished = 1;
+    pl->rc = rc;
+    pthread_cond_signal(&pl->cv);
+    pthread_mutex_unlock(&pl->mu);
+}
+
+static int rebuild_wait(qv_coll *c, qv_index_params spec, progress_log *pl)
+{
+    memset(pl, 0, sizeof *pl);
+    pthread_mutex_init(&pl->mu, NULL);
+    pthread_cond_init(&pl->cv, NULL);
+    qv_rebuild_req req = {spec, on_progress, on_finished, pl};
+    char err[256];
+    int rc = qv_coll_rebuild(c, &req, err, sizeof err);
+    if (rc) return rc;
+    pthread_mutex_lock(&pl->mu);
+    while (!pl->finished) pthread_cond_wait(&pl->cv, &pl->mu);
+    pthread_mutex_unlock(&pl->mu);
+    return pl->rc;
+}
+
+/* Rebuild to IVF, calibrate, save; restart loads the file and replays the
+ * writes made after it. */
+static void test_rebuild_and_restart(void **state)
+{
+    fixture *f = *state;
+    create(f, "ivf", QV_METRIC_COSINE, QV_KIND_AUTO, 0);
+    qv_coll *c;
+    assert_int_equal(qv_db_coll_get(f->db, "ivf", &c), 0);
+    assert_int_equal(upsert_range(f, c, 0, 5000), 0);
+    progress_log pl;
+    qv_index_params spec = {.kind = QV_KIND_IVF_FLAT, .nlist = 32};
+    assert_int_equal(rebuild_wait(c, spec, &pl), 0);
+    assert_string_equal(pl.phases[0], "sampling");
+    assert_string_equal(pl.phases[pl.n - 1], "done");
+    qv_coll_info info;
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.params.kind, QV_KIND_IVF_FLAT);
+    assert_int_equal(info.params.nlist, 32);
+    assert_int_equal(info.indexed, 5000);
+    assert_int_equal(info.trained_for, 5000);
+    assert_true(info.n_recall > 0 && info.nprobe >= 1 && info.nprobe <= 32);
+    for (uint32_t i = 1; i < info.n_recall; i++)
+        assert_true(info.recall[i].nprobe > info.recall[i - 1].nprobe);
+    /* a spec that cannot work is refused up front */
+    char err[256];
+    qv_rebuild_req bad = {.spec = {.kind = QV_KIND_IVF_FLAT, .nlist = 6000}};
+    assert_int_equal(qv_coll_rebuild(c, &bad, err, sizeof err), QV_INVALID);
+    assert_non_null(strstr(err, "nlist"));
+    /* writes after the save: replayed at restart */
+    assert_int_equal(upsert_range(f, c, 100000, 50), 0);
+    uint64_t del = 7;
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_DELETE;
+    w.coll = c;
+    w.n = 1;
+    w.ids = &del;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    qv_coll_release(c);
+    qv_db_close(f->db);
+    db_open(f);
+    assert_int_equal(qv_db_coll_get(f->db, "ivf", &c), 0);
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.params.kind, QV_KIND_IVF_FLAT);
+    assert_int_equal(info.count, 5049);
+    assert_int_equal(info.indexed, 5049);
+    assert_int_equal(info.trained_for, 5000);
+    assert_int_equal(info.config.spec.kind, QV_KIND_IVF_FLAT); /* the requested spec stuck */
+    assert_int_equal(top1(c, 100049, 32), 100049);
+    float q[DIM], s[5];
+    int64_t l[5];
+    vec_of(7, q);
+    assert_int_equal(qv_coll_search(c, 1, q, NULL, 5, 32, 0, s, l), 0);
+    for (int i = 0; i < 5; i++) assert_true(l[i] != 7);
+    qv_coll_release(c);
+}
+
+/* A corrupt index file is noticed at start-up and not used. */
+static void test_corrupt_index_file(void **state)
+{
+    fixture *f = *state;
+    create(f, "cor", QV_METRIC_L2, QV_KIND_IVF_FLAT, 16);
+    qv_coll *c;
+    assert_int_equal(qv_db_coll_get(f->db, "cor", &c), 0);
+    assert_int_equal(upsert_range(f, c, 0, 2000), 0);
+    /* an explicit IVF spec trains by itself once there are 39 x nlist items */
+    qv_coll_info info;
+    for (int i = 0; i < 600; i++) {
+        qv_coll_info_get(c, &info);
+        if (info.params.kind == QV_KIND_IVF_FLAT && !info.rebuilding) break;
+        usleep(50000);
+    }
+    assert_int_equal(info.params.kind, QV_KIND_IVF_FLAT);
+    assert_int_equal(info.indexed, 2000);
+    uint32_t id = qv_coll_config_of(c)->id;
+    qv_coll_release(c);
+    qv_db_close(f->db);
+    char path[256];
+    snprintf(path, sizeof path, "%s/indexes/%u.qvi", f->dir, id);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    fseek(fp, 4000, SEEK_SET);
+    fputc(0x5a, fp);
+    fputc(0xa5, fp);
+    fclose(fp);
+    f->opts.no_auto_rebuild = 1;
+    db_open(f);
+    assert_int_equal(qv_db_coll_get(f->db, "cor", &c), 0);
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.params.kind, QV_KIND_FLAT); /* exact until rebuilt */
+    assert_int_equal(info.indexed, 2000);
+    assert_int_equal(top1(c, 1234, 0), 1234);
+    qv_coll_release(c);
+}
+
+/* Dropping a collection removes its data and index file. */
+static void test_drop(void **state)
+{
+    fixture *f = *state;
+    create(f, "gone", QV_METRIC_IP, QV_KIND_FLAT, 0);
+    qv_coll *c;
+    assert_int_equal(qv_db_coll_get(f->db, "gone", &c), 0);
+    assert_int_equal(upsert_range(f, c, 0, 10), 0);
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_DROP;
+    snprintf(w.config.name, sizeof w.config.name, "gone");
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    assert_int_equal(qv_db_write_sync(f->db, &w), QV_NOTFOUND);
+    /* the handle stays valid but refuses work */
+    float q[DIM] = {0}, s;
+    int64_t l;
+    assert_int_equal(qv_coll_search(c, 1, q, NULL, 1, 0, 0, &s, &l), QV_NOTFOUND);
+    assert_int_equal(upsert_range(f, c, 0, 1), QV_NOTFOUND);
+    qv_coll_release(c);
+    assert_int_equal(qv_db_coll_get(f->db, "gone", &c), QV_NOTFOUND);
+    create(f, "gone", QV_METRIC_IP, QV_KIND_FLAT, 0);
+    assert_int_equal(qv_db_coll_get(f->db, "gone", &c), 0);
+    qv_coll_info info;
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.count, 0);
+    qv_coll_release(c);
+}
+
+int main(void)
+{
+    qv_log_set_level(getenv("QV_TEST_VERBOSE") ? QV_LOG_DEBUG : QV_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_concurrent_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upsert_replace_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_and_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_index_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
