@@ -327,16 +327,24 @@ static int replay_log(qv_coll *c, MDB_txn *txn, qv_index *ix, uint64_t after, ui
     return rc;
 }
 
-/* ------------------------------------------------------------ loading items */
-typedef struct loader {
-    uint32_t dim;
-    int64_t *ids;
-    float *vecs;
-    size_t n, cap;
+/* ------------------------------------------------------------ scanning items */
+/* Reads a collection's items in chunks (bounded memory, whatever its size)
+ * and hands each chunk to fn. */
+typedef int (*chunk_fn)(void *ctx, size_t n, const int64_t *ids, const float *vecs);
+
+typedef struct scanner {
     qv_coll *c;
     rebuild *rb;
-    uint64_t total;
-} loader;
+    const char *phase;
+    uint64_t total, seen;
+    size_t n, cap;
+    int64_t *ids;
+    float *vecs;
+    chunk_fn fn;
+    void *ctx;
+} scanner;
+
+#define SCAN_CHUNK 20000
 
 static void set_phase(qv_coll *c, rebuild *rb, const char *phase, uint64_t done, uint64_t total)
 {
@@ -352,43 +360,74 @@ static void set_phase(qv_coll *c, rebuild *rb, const char *phase, uint64_t done,
     }
 }
 
-static int load_item(void *ctx, uint64_t id, const qv_item_view *v)
+static int scan_flush(scanner *s)
 {
-    loader *l = ctx;
-    if (v->dim != l->dim) return QV_CORRUPT;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4096;
-        int64_t *ids = realloc(l->ids, cap * sizeof *ids);
-        if (!ids) return QV_NOMEM;
-        l->ids = ids;
-        float *vecs = realloc(l->vecs, cap * (size_t)l->dim * sizeof *vecs);
-        if (!vecs) return QV_NOMEM;
-        l->vecs = vecs;
-        l->cap = cap;
+    if (s->n == 0) return 0;
+    if (s->rb && atomic_load(&s->rb->cancel)) return QV_CANCELLED;
+    int rc = s->fn(s->ctx, s->n, s->ids, s->vecs);
+    s->seen += s->n;
+    s->n = 0;
+    /* the scanned LMDB pages are page cache, not ours to keep resident */
+    qv_store_release_pages(s->c->db->st);
+    set_phase(s->c, s->rb, s->phase, s->seen, s->total);
+    return rc;
+}
+
+static int scan_item(void *ctx, uint64_t id, const qv_item_view *v)
+{
+    scanner *s = ctx;
+    uint32_t dim = s->c->cfg.dim;
+    if (v->dim != dim) return QV_CORRUPT;
+    qv_item_vector(v, s->vecs + s->n * dim);
+    s->ids[s->n++] = (int64_t)id;
+    return s->n == s->cap ? scan_flush(s) : 0;
+}
+
+static int scan_items(qv_coll *c, MDB_txn *txn, rebuild *rb, const char *phase, uint64_t total,
+                      chunk_fn fn, void *ctx)
+{
+    scanner s = {.c = c, .rb = rb, .phase = phase, .total = total, .cap = SCAN_CHUNK, .fn = fn,
+                 .ctx = ctx};
+    s.ids = malloc(s.cap * sizeof *s.ids);
+    s.vecs = malloc(s.cap * (size_t)c->cfg.dim * sizeof *s.vecs);
+    int rc = QV_NOMEM;
+    if (s.ids && s.vecs) {
+        set_phase(c, rb, phase, 0, total);
+        rc = qv_store_item_foreach(c->db->st, txn, c->cfg.id, 0, scan_item, &s);
+        if (!rc) rc = scan_flush(&s);
     }
-    qv_item_vector(v, l->vecs + l->n * l->dim);
-    l->ids[l->n++] = (int64_t)id;
-    if (l->rb && (l->n & 16383) == 0) {
-        if (atomic_load(&l->rb->cancel)) return QV_CANCELLED;
-        set_phase(l->c, l->rb, "sampling", l->n, l->total);
+    free(s.ids);
+    free(s.vecs);
+    return rc;
+}
+
+/* Reservoir sample of up to cap rows (fixed seed: rebuilds are repeatable). */
+typedef struct sample {
+    uint32_t dim;
+    size_t cap, n;
+    uint64_t seen, rng;
+    int64_t *ids;
+    float *vecs;
+} sample;
+
+static int sample_chunk(void *ctx, size_t n, const int64_t *ids, const float *vecs)
+{
+    sample *s = ctx;
+    for (size_t i = 0; i < n; i++) {
+        size_t slot = s->n;
+        s->seen++;
+        if (s->n == s->cap) {
+            s->rng = s->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            uint64_t r = (s->rng >> 11) % s->seen;
+            if (r >= s->cap) continue;
+            slot = (size_t)r;
+        } else {
+            s->n++;
+        }
+        s->ids[slot] = ids[i];
+        memcpy(s->vecs + slot * s->dim, vecs + i * s->dim, s->dim * sizeof *vecs);
     }
     return 0;
-}
-
-/* Reads every item of c in txn into l (ids, vecs). */
-static int load_all(qv_coll *c, MDB_txn *txn, loader *l)
-{
-    l->dim = c->cfg.dim;
-    l->c = c;
-    return qv_store_item_foreach(c->db->st, txn, c->cfg.id, 0, load_item, l);
-}
-
-static void loader_free(loader *l)
-{
-    free(l->ids);
-    free(l->vecs);
-    l->ids = NULL;
-    l->vecs = NULL;
 }
 
 /* ------------------------------------------------------------ re-ranking */
@@ -521,56 +560,119 @@ out:
 }
 
 /* --------------------------------------------------------- calibration */
-typedef struct array_get_ctx {
-    const loader *l;
-    const int64_t *pos_of; /* unused: ids are looked up by binary search */
-} array_get_ctx;
+/* Exact top-11 of a few of the collection's own vectors, accumulated chunk by
+ * chunk while the index is filled; then recall@10 (each query's own id left
+ * out) for a ladder of nprobe values. */
+typedef struct calib {
+    qv_metric m; /* L2 or IP (cosine vectors are unit length) */
+    uint32_t dim;
+    size_t nq;
+    float *qs;
+    int64_t *qid;
+    float *bs;   /* nq*11 best scores so far */
+    int64_t *bl; /* nq*11 their ids (-1 empty) */
+    int rc;
+} calib;
 
-static int get_from_array(void *ctx, int64_t id, float *out)
+#define CAL_K 11
+
+static int better(qv_metric m, float a, float b) { return m == QV_METRIC_L2 ? a < b : a > b; }
+
+static int calib_init(calib *cal, qv_coll *c, const sample *s)
 {
-    const loader *l = ((array_get_ctx *)ctx)->l;
-    /* loader ids are sorted ascending (LMDB key order) */
-    size_t lo = 0, hi = l->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (l->ids[mid] == id) {
-            memcpy(out, l->vecs + mid * l->dim, l->dim * sizeof *out);
-            return 0;
+    memset(cal, 0, sizeof *cal);
+    cal->m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_IP : c->cfg.metric;
+    cal->dim = c->cfg.dim;
+    cal->nq = s->n < CALIB_QUERIES ? s->n : CALIB_QUERIES;
+    cal->qs = malloc((cal->nq ? cal->nq : 1) * cal->dim * sizeof *cal->qs);
+    cal->qid = malloc((cal->nq ? cal->nq : 1) * sizeof *cal->qid);
+    cal->bs = malloc((cal->nq ? cal->nq : 1) * CAL_K * sizeof *cal->bs);
+    cal->bl = malloc((cal->nq ? cal->nq : 1) * CAL_K * sizeof *cal->bl);
+    if (!cal->qs || !cal->qid || !cal->bs || !cal->bl) return QV_NOMEM;
+    /* the reservoir is in random order: its head is a random sample */
+    memcpy(cal->qs, s->vecs, cal->nq * cal->dim * sizeof *cal->qs);
+    memcpy(cal->qid, s->ids, cal->nq * sizeof *cal->qid);
+    for (size_t i = 0; i < cal->nq * CAL_K; i++) cal->bl[i] = -1;
+    return 0;
+}
+
+static void calib_free(calib *cal)
+{
+    free(cal->qs);
+    free(cal->qid);
+    free(cal->bs);
+    free(cal->bl);
+}
+
+/* Merges the exact top-11 of the queries within one chunk. */
+static int calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs)
+{
+    if (cal->nq == 0 || n == 0) return 0;
+    qv_index *flat = NULL;
+    qv_index_params fp = {.kind = QV_KIND_FLAT};
+    size_t k = n < CAL_K ? n : CAL_K;
+    float *s = malloc(cal->nq * k * sizeof *s);
+    int64_t *l = malloc(cal->nq * k * sizeof *l);
+    int rc = s && l ? qv_index_new(cal->dim, cal->m, &fp, &flat) : QV_NOMEM;
+    if (!rc) rc = qv_index_add(flat, n, ids, vecs);
+    if (!rc) rc = qv_index_search(flat, cal->nq, cal->qs, k, 0, s, l);
+    for (size_t q = 0; !rc && q < cal->nq; q++) {
+        float ms[CAL_K];
+        int64_t ml[CAL_K];
+        float *bs = cal->bs + q * CAL_K;
+        int64_t *bl = cal->bl + q * CAL_K;
+        size_t a = 0, b = 0;
+        for (size_t o = 0; o < CAL_K; o++) {
+            int take_a = a < CAL_K && bl[a] >= 0;
+            int take_b = b < k && l[q * k + b] >= 0;
+            if (take_a && take_b) take_a = !better(cal->m, s[q * k + b], bs[a]);
+            if (take_a) {
+                ms[o] = bs[a];
+                ml[o] = bl[a++];
+            } else if (take_b) {
+                ms[o] = s[q * k + b];
+                ml[o] = l[q * k + b++];
+            } else {
+                ml[o] = -1;
+                ms[o] = 0;
+            }
         }
-        if (l->ids[mid] < id) lo = mid + 1;
-        else hi = mid;
+        memcpy(bs, ms, sizeof ms);
+        memcpy(bl, ml, sizeof ml);
     }
-    return 1;
+    qv_index_free(flat);
+    free(s);
+    free(l);
+    return rc;
 }
 
 static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq)
 {
-    size_t hit = 0;
+    size_t hit = 0, want = 0;
     for (size_t i = 0; i < nq; i++)
-        for (size_t a = 0; a < 10; a++)
-            for (size_t b = 0; b < 10; b++)
-                if (got[i * 10 + a] >= 0 && got[i * 10 + a] == truth[i * 10 + b]) {
+        for (size_t b = 0; b < 10; b++) {
+            if (truth[i * 10 + b] < 0) continue;
+            want++;
+            for (size_t a = 0; a < 10; a++)
+                if (got[i * 10 + a] == truth[i * 10 + b]) {
                     hit++;
                     break;
                 }
-    return nq ? (double)hit / (double)(nq * 10) : 1.0;
+        }
+    return want ? (double)hit / (double)want : 1.0;
 }
 
-/* Measures recall@10 of ix against exact search for a sample of its own
- * vectors (each query's own id left out), for a ladder of nprobe values. */
-static int calibrate(qv_coll *c, qv_index *ix, const loader *l, qv_recall_point *pts,
-                     uint32_t *npts, uint32_t *def_nprobe)
+/* Ladder of nprobe values against the exact top-10s gathered in cal. */
+static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
+                     qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe)
 {
     const qv_index_params *p = qv_index_get_params(ix);
-    uint32_t dim = l->dim;
-    size_t nq = l->n < CALIB_QUERIES ? l->n : CALIB_QUERIES;
+    uint32_t dim = cal->dim;
+    size_t nq = cal->nq;
     *npts = 0;
     *def_nprobe = 1;
     if (nq == 0) return 0;
-    qv_metric m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_IP : c->cfg.metric;
-    float *qs = malloc(nq * dim * sizeof *qs);
-    int64_t *qid = malloc(nq * sizeof *qid);
-    size_t kk = 11 * (p->refine > 1 ? p->refine : 1);
+    size_t kk = CAL_K * (p->refine > 1 ? p->refine : 1);
     float *sc = malloc(nq * kk * sizeof *sc);
     int64_t *lb = malloc(nq * kk * sizeof *lb);
     int64_t *truth = malloc(nq * 10 * sizeof *truth);
@@ -578,45 +680,30 @@ static int calibrate(qv_coll *c, qv_index *ix, const loader *l, qv_recall_point 
     float *rs = malloc(nq * 10 * sizeof *rs);
     scored *tmp = malloc(kk * sizeof *tmp);
     float *vbuf = malloc(dim * sizeof *vbuf);
-    qv_index *flat = NULL;
     int rc = QV_NOMEM;
-    if (!qs || !qid || !sc || !lb || !truth || !got || !rs || !tmp || !vbuf) goto out;
-    uint64_t seed = 0x9e3779b97f4a7c15ULL ^ l->n;
-    for (size_t i = 0; i < nq; i++) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        size_t r = (size_t)((seed >> 33) % l->n);
-        memcpy(qs + i * dim, l->vecs + r * dim, dim * sizeof *qs);
-        qid[i] = l->ids[r];
-    }
-    /* exact ground truth */
-    qv_index_params fp = {.kind = QV_KIND_FLAT};
-    if ((rc = qv_index_new(dim, m, &fp, &flat))) goto out;
-    if ((rc = qv_index_add(flat, l->n, l->ids, l->vecs))) goto out;
-    if ((rc = qv_index_search(flat, nq, qs, 11, 0, sc, lb))) goto out;
+    if (!sc || !lb || !truth || !got || !rs || !tmp || !vbuf) goto out;
     for (size_t i = 0; i < nq; i++) {
         size_t o = 0;
-        for (size_t j = 0; j < 11 && o < 10; j++)
-            if (lb[i * 11 + j] != qid[i]) truth[i * 10 + o++] = lb[i * 11 + j];
-        while (o < 10) truth[i * 10 + o++] = -2;
+        for (size_t j = 0; j < CAL_K && o < 10; j++)
+            if (cal->bl[i * CAL_K + j] != cal->qid[i]) truth[i * 10 + o++] = cal->bl[i * CAL_K + j];
+        while (o < 10) truth[i * 10 + o++] = -1;
     }
-    qv_index_free(flat);
-    flat = NULL;
     static const uint32_t ladder[] = {1,   2,   3,   4,   6,    8,    12,   16,
                                       24,  32,  48,  64,  96,   128,  192,  256,
                                       384, 512, 768, 1024, 1536, 2048, 4096, 65536};
-    array_get_ctx g = {l, NULL};
+    lmdb_get_ctx g = {c->db->st, txn, c->cfg.id, dim};
     for (size_t s = 0; s < sizeof ladder / sizeof *ladder && *npts < QV_MAX_RECALL_POINTS; s++) {
         uint32_t np = ladder[s] < p->nlist ? ladder[s] : p->nlist;
-        if ((rc = qv_index_search(ix, nq, qs, kk, np, sc, lb))) goto out;
+        if ((rc = qv_index_search(ix, nq, cal->qs, kk, np, sc, lb))) goto out;
         for (size_t i = 0; i < nq; i++) {
             if (p->refine > 1) {
-                rerank(m, dim, qs + i * dim, lb + i * kk, kk, qid[i], get_from_array, &g, 10,
-                       rs + i * 10, got + i * 10, tmp, vbuf);
+                rerank(cal->m, dim, cal->qs + i * dim, lb + i * kk, kk, cal->qid[i], get_from_lmdb,
+                       &g, 10, rs + i * 10, got + i * 10, tmp, vbuf);
             } else {
                 size_t o = 0;
                 for (size_t j = 0; j < kk && o < 10; j++)
-                    if (lb[i * kk + j] != qid[i]) got[i * 10 + o++] = lb[i * kk + j];
-                while (o < 10) got[i * 10 + o++] = -1;
+                    if (lb[i * kk + j] != cal->qid[i]) got[i * 10 + o++] = lb[i * kk + j];
+                while (o < 10) got[i * 10 + o++] = -2;
             }
         }
         double r = recall_at10(got, truth, nq);
@@ -633,9 +720,6 @@ static int calibrate(qv_coll *c, qv_index *ix, const loader *l, qv_recall_point 
         }
     rc = 0;
 out:
-    qv_index_free(flat);
-    free(qs);
-    free(qid);
     free(sc);
     free(lb);
     free(truth);
@@ -694,14 +778,28 @@ static int resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_i
     return 0;
 }
 
-/* Builds a new index over l's items with params p. For IVF kinds: sample,
- * train, add, calibrate. */
-static int build_index(qv_coll *c, rebuild *rb, loader *l, const qv_index_params *p,
-                       qv_index **out, qv_ixfile_meta *meta)
+typedef struct adder {
+    qv_index *ix;
+    calib *cal;
+} adder;
+
+static int add_chunk(void *ctx, size_t n, const int64_t *ids, const float *vecs)
 {
-    qv_metric m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_COSINE : c->cfg.metric;
+    adder *a = ctx;
+    int rc = qv_index_add(a->ix, n, ids, vecs);
+    if (!rc && a->cal) rc = calib_chunk(a->cal, n, ids, vecs);
+    return rc;
+}
+
+/* Builds a new index with params p over the items of c as txn sees them
+ * (n of them): for IVF kinds sample, train, add (gathering exact neighbours
+ * of the calibration queries on the way), calibrate; for flat just add.
+ * Memory beyond the index: one chunk and the training sample. */
+static int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
+                       const qv_index_params *p, qv_index **out, qv_ixfile_meta *meta)
+{
     qv_index *ix = NULL;
-    int rc = qv_index_new(c->cfg.dim, m, p, &ix);
+    int rc = qv_index_new(c->cfg.dim, c->cfg.metric, p, &ix);
     if (rc) return rc;
     memset(meta, 0, sizeof *meta);
     meta->coll_id = c->cfg.id;
@@ -709,57 +807,54 @@ static int build_index(qv_coll *c, rebuild *rb, loader *l, const qv_index_params
     meta->dim = c->cfg.dim;
     meta->metric = c->cfg.metric;
     meta->params = *qv_index_get_params(ix);
-    meta->trained_for = l->n;
+    meta->trained_for = n;
     meta->nprobe = 1;
     uint32_t dim = c->cfg.dim;
-    if (p->kind != QV_KIND_FLAT) {
-        size_t ns = (size_t)p->nlist * TRAIN_MAX_PER_LIST;
-        if (ns < 10000) ns = 10000;
-        if (ns > l->n) ns = l->n;
-        float *sample = l->vecs;
-        if (ns < l->n) {
-            sample = malloc(ns * dim * sizeof *sample);
-            if (!sample) {
-                qv_index_free(ix);
-                return QV_NOMEM;
-            }
-            /* a fixed-seed random sample (Floyd-free: stride with random start) */
-            uint64_t seed = 12345;
-            for (size_t i = 0; i < ns; i++) {
-                seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-                size_t lo = i * l->n / ns, hi = (i + 1) * l->n / ns;
-                size_t r = lo + (size_t)((seed >> 33) % (hi - lo));
-                memcpy(sample + i * dim, l->vecs + r * dim, dim * sizeof *sample);
-            }
+    int ivf = p->kind != QV_KIND_FLAT;
+    sample smp = {.dim = dim, .rng = 12345};
+    calib cal;
+    memset(&cal, 0, sizeof cal);
+    if (ivf) {
+        smp.cap = (size_t)p->nlist * TRAIN_MAX_PER_LIST;
+        if (p->kind == QV_KIND_IVF_PQ && smp.cap < ((size_t)TRAIN_MAX_PER_LIST << p->pq_nbits))
+            smp.cap = (size_t)TRAIN_MAX_PER_LIST << p->pq_nbits;
+        if (smp.cap < 10000) smp.cap = 10000;
+        if (smp.cap > n) smp.cap = n ? n : 1;
+        smp.ids = malloc(smp.cap * sizeof *smp.ids);
+        smp.vecs = malloc(smp.cap * dim * sizeof *smp.vecs);
+        if (!smp.ids || !smp.vecs) {
+            rc = QV_NOMEM;
+            goto out;
         }
-        set_phase(c, rb, "training", 0, ns);
-        rc = qv_index_train(ix, ns, sample);
-        if (sample != l->vecs) free(sample);
-        if (rc) goto fail;
+        if ((rc = scan_items(c, txn, rb, "sampling", n, sample_chunk, &smp))) goto out;
+        if (smp.n < p->nlist) {
+            rc = QV_INVALID;
+            goto out;
+        }
+        set_phase(c, rb, "training", 0, smp.n);
+        if ((rc = qv_index_train(ix, smp.n, smp.vecs))) goto out;
+        set_phase(c, rb, "training", smp.n, smp.n);
+        if ((rc = calib_init(&cal, c, &smp))) goto out;
+        free(smp.vecs);
+        smp.vecs = NULL;
     }
-    size_t chunk = 20000;
-    for (size_t i = 0; i < l->n; i += chunk) {
+    adder a = {ix, ivf ? &cal : NULL};
+    if ((rc = scan_items(c, txn, rb, "adding", n, add_chunk, &a))) goto out;
+    if (ivf) {
         if (rb && atomic_load(&rb->cancel)) {
             rc = QV_CANCELLED;
-            goto fail;
+            goto out;
         }
-        size_t n = l->n - i < chunk ? l->n - i : chunk;
-        set_phase(c, rb, "adding", i, l->n);
-        if ((rc = qv_index_add(ix, n, l->ids + i, l->vecs + i * dim))) goto fail;
-    }
-    set_phase(c, rb, "adding", l->n, l->n);
-    if (p->kind != QV_KIND_FLAT) {
-        if (rb && atomic_load(&rb->cancel)) {
-            rc = QV_CANCELLED;
-            goto fail;
-        }
-        if ((rc = calibrate(c, ix, l, meta->recall, &meta->n_recall, &meta->nprobe))) goto fail;
+        if ((rc = calibrate(c, ix, &cal, txn, meta->recall, &meta->n_recall, &meta->nprobe)))
+            goto out;
         qv_index_set_nprobe(ix, meta->nprobe);
     }
-    *out = ix;
-    return 0;
-fail:
-    qv_index_free(ix);
+out:
+    calib_free(&cal);
+    free(smp.ids);
+    free(smp.vecs);
+    if (rc) qv_index_free(ix);
+    else *out = ix;
     return rc;
 }
 
@@ -783,25 +878,23 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
 {
     qv_coll *c = rb->c;
     qv_db *db = c->db;
-    loader l = {.rb = rb};
     MDB_txn *txn = NULL;
     qv_coll_stats s;
     set_phase(c, rb, "sampling", 0, atomic_load(&c->count));
+    /* one snapshot for sampling, adding and calibration */
     int rc = qv_store_read_begin(db->st, &txn);
     if (!rc) rc = qv_store_stats_get(db->st, txn, c->cfg.id, &s);
     if (rc) goto out;
-    l.total = s.count;
     qv_index_params p;
     if ((rc = resolve_params(db, &c->cfg, &rb->req.spec, s.count, &p, msg, msglen))) goto out;
     rb->params = p;
-    if ((rc = load_all(c, txn, &l))) goto out;
-    qv_store_abort(txn);
-    txn = NULL;
     uint64_t covered = s.last_seq;
     qv_index *ix = NULL;
     qv_ixfile_meta meta;
-    if ((rc = build_index(c, rb, &l, &p, &ix, &meta))) goto out;
-    loader_free(&l);
+    rc = build_index(c, rb, txn, s.count, &p, &ix, &meta);
+    qv_store_abort(txn);
+    txn = NULL;
+    if (rc) goto out;
     if (!db->opts.no_index_files && p.kind != QV_KIND_FLAT) {
         set_phase(c, rb, "saving", 0, 1);
         meta.covered_seq = covered;
@@ -853,7 +946,6 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
             (unsigned long long)meta.trained_for, elapsed_since(&rb->t0));
 out:
     qv_store_abort(txn);
-    loader_free(&l);
     return rc;
 }
 
@@ -1372,14 +1464,8 @@ static int open_coll(void *ctx, const qv_coll_config *cfg)
             qv_warn("collection %s: index file not used: %s; rebuilding from LMDB", cfg->name,
                     why[0] ? why : qv_strerror(frc));
         /* exact index from LMDB now; an IVF one follows in the background */
-        loader l = {0};
         qv_index_params fp = {.kind = QV_KIND_FLAT};
-        if ((rc = load_all(c, txn, &l)) ||
-            (rc = build_index(c, NULL, &l, &fp, &ix, &meta))) {
-            loader_free(&l);
-            goto fail;
-        }
-        loader_free(&l);
+        if ((rc = build_index(c, NULL, txn, s.count, &fp, &ix, &meta))) goto fail;
         install_index(c, ix, &meta, s.last_seq);
         c->trained_for = 0;
     }

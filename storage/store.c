@@ -4,8 +4,11 @@
  * no threads and no knowledge of indexes.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "quiver/error.h"
@@ -14,6 +17,8 @@
 
 struct qv_store {
     MDB_env *env;
+    void *map;      /* LMDB's mapping of data.mdb, from /proc/self/maps */
+    size_t map_len;
     MDB_dbi colls, stats, items, seqlog, meta;
 };
 
@@ -32,6 +37,8 @@ int qv_store_err(int rc, const char *what)
         return QV_LMDB;
     }
 }
+
+static void find_map(qv_store *st, const char *dir);
 
 static MDB_val val(const void *p, size_t n) { return (MDB_val){n, (void *)p}; }
 
@@ -84,6 +91,7 @@ int qv_store_open(const qv_store_opts *o, qv_store **out)
         goto fail;
     }
     if ((rc = mdb_txn_commit(txn))) goto fail;
+    find_map(st, o->dir);
     *out = st;
     return 0;
 fail:
@@ -100,6 +108,35 @@ void qv_store_close(qv_store *st)
 }
 
 MDB_env *qv_store_env(qv_store *st) { return st->env; }
+
+void qv_store_release_pages(qv_store *st)
+{
+    /* safe: the map is read-only and file-backed (no MDB_WRITEMAP) */
+    if (st->map) madvise(st->map, st->map_len, MADV_DONTNEED);
+}
+
+/* LMDB does not tell where it mapped the file (me_mapaddr is only set for
+ * MDB_FIXEDMAP): find the mapping of data.mdb in /proc/self/maps. */
+static void find_map(qv_store *st, const char *dir)
+{
+    char real[PATH_MAX], want[PATH_MAX + 16], line[PATH_MAX + 256];
+    if (!realpath(dir, real)) return;
+    snprintf(want, sizeof want, "%s/data.mdb", real);
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char *path = strchr(line, '/');
+        if (!path || sscanf(line, "%lx-%lx", &lo, &hi) != 2) continue;
+        path[strcspn(path, "\n")] = 0;
+        if (strcmp(path, want) == 0 && hi - lo > st->map_len) {
+            st->map = (void *)lo;
+            st->map_len = hi - lo;
+        }
+    }
+    fclose(f);
+    if (!st->map) qv_debug("mapping of %s not found: full scans stay resident", want);
+}
 
 int qv_store_read_begin(qv_store *st, MDB_txn **txn)
 {

@@ -42,6 +42,9 @@ int qv_store_open(const qv_store_opts *opts, qv_store **out);
 /* Close; NULL is a no-op. All transactions must have ended. */
 void qv_store_close(qv_store *st);
 MDB_env *qv_store_env(qv_store *st);
+/* Drop this process's mappings of LMDB pages (they stay in the page cache and
+ * fault back in on use): keeps a full scan from inflating resident memory. */
+void qv_store_release_pages(qv_store *st);
 
 /* Transactions. read: read-only snapshot; write: parent may be NULL or a write
  * txn (nested). End with qv_store_commit or qv_store_abort.
