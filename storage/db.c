@@ -23,7 +23,10 @@
 #define DEFAULT_MAX_BATCH 50000
 #define TRAIN_MIN_PER_LIST 39   /* FAISS's minimum training points per list */
 #define TRAIN_MAX_PER_LIST 64   /* sample at most this many per list */
-#define CALIB_QUERIES 200
+#define CALIB_POOL 1200   /* sampled items whose exact neighbours are found */
+#define CALIB_QUERIES 200 /* the most isolated of them calibrate nprobe */
+#define DEFAULT_MIN_RECALL 0.95f
+#define REBUILD_GROWTH 2   /* retrain when a collection doubles */
 #define CATCHUP_SMALL 2000      /* log entries small enough to apply under the lock */
 
 typedef struct rebuild rebuild;
@@ -497,13 +500,23 @@ static int get_from_lmdb(void *ctx, int64_t id, float *out)
 }
 
 /* ----------------------------------------------------------------- search */
+/* Calibrated recall is that of the collection's most isolated items (see
+ * calibrate); a target r is looked up as-is. */
+static float calib_target(float r) { return r; }
+
+static uint32_t nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall)
+{
+    float want = calib_target(min_recall);
+    for (uint32_t i = 0; i < n; i++)
+        if (pts[i].recall >= want) return pts[i].nprobe;
+    /* not reached by any calibrated point: the largest measured */
+    return n ? pts[n - 1].nprobe : 1;
+}
+
 static uint32_t pick_nprobe(const qv_coll *c, float min_recall)
 {
-    if (min_recall <= 0) return c->nprobe;
-    for (uint32_t i = 0; i < c->n_recall; i++)
-        if (c->recall[i].recall >= min_recall) return c->recall[i].nprobe;
-    /* not reached by any calibrated point: the largest measured */
-    return c->n_recall ? c->recall[c->n_recall - 1].nprobe : c->nprobe;
+    if (min_recall <= 0 || c->n_recall == 0) return c->nprobe;
+    return nprobe_for(c->recall, c->n_recall, min_recall);
 }
 
 int qv_coll_search(qv_coll *c, size_t nq, const float *q, const int64_t *exclude, size_t k,
@@ -583,7 +596,7 @@ static int calib_init(calib *cal, qv_coll *c, const sample *s)
     memset(cal, 0, sizeof *cal);
     cal->m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_IP : c->cfg.metric;
     cal->dim = c->cfg.dim;
-    cal->nq = s->n < CALIB_QUERIES ? s->n : CALIB_QUERIES;
+    cal->nq = s->n < CALIB_POOL ? s->n : CALIB_POOL;
     cal->qs = malloc((cal->nq ? cal->nq : 1) * cal->dim * sizeof *cal->qs);
     cal->qid = malloc((cal->nq ? cal->nq : 1) * sizeof *cal->qid);
     cal->bs = malloc((cal->nq ? cal->nq : 1) * CAL_K * sizeof *cal->bs);
@@ -662,13 +675,28 @@ static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq)
     return want ? (double)hit / (double)want : 1.0;
 }
 
-/* Ladder of nprobe values against the exact top-10s gathered in cal. */
+typedef struct isolation {
+    float s;
+    size_t q;
+} isolation;
+
+static int cmp_isolation(const void *a, const void *b)
+{
+    float x = ((const isolation *)a)->s, y = ((const isolation *)b)->s;
+    return x > y ? -1 : x < y; /* most isolated first */
+}
+
+/* Ladder of nprobe values against the exact top-10s gathered in cal.
+ * Queries from outside a collection (a new user, a rare word) sit further from
+ * their neighbours than the collection's own items do, and need more probes
+ * for the same recall; the items of the pool with the most distant 10th
+ * neighbour stand in for them. */
 static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
                      qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe)
 {
     const qv_index_params *p = qv_index_get_params(ix);
     uint32_t dim = cal->dim;
-    size_t nq = cal->nq;
+    size_t pool = cal->nq, nq = pool < CALIB_QUERIES ? pool : CALIB_QUERIES;
     *npts = 0;
     *def_nprobe = 1;
     if (nq == 0) return 0;
@@ -678,14 +706,35 @@ static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
     int64_t *truth = malloc(nq * 10 * sizeof *truth);
     int64_t *got = malloc(nq * 10 * sizeof *got);
     float *rs = malloc(nq * 10 * sizeof *rs);
+    float *qs = malloc(nq * dim * sizeof *qs);
+    int64_t *qid = malloc(nq * sizeof *qid);
+    isolation *iso = malloc(pool * sizeof *iso);
     scored *tmp = malloc(kk * sizeof *tmp);
     float *vbuf = malloc(dim * sizeof *vbuf);
     int rc = QV_NOMEM;
-    if (!sc || !lb || !truth || !got || !rs || !tmp || !vbuf) goto out;
-    for (size_t i = 0; i < nq; i++) {
+    if (!sc || !lb || !truth || !got || !rs || !qs || !qid || !iso || !tmp || !vbuf) goto out;
+    for (size_t i = 0; i < pool; i++) {
+        /* distance to the 10th neighbour other than itself (bigger = more
+         * isolated; for inner products a smaller similarity is further) */
+        const int64_t *bl = cal->bl + i * CAL_K;
+        const float *bs = cal->bs + i * CAL_K;
         size_t o = 0;
+        float tenth = 0;
         for (size_t j = 0; j < CAL_K && o < 10; j++)
-            if (cal->bl[i * CAL_K + j] != cal->qid[i]) truth[i * 10 + o++] = cal->bl[i * CAL_K + j];
+            if (bl[j] >= 0 && bl[j] != cal->qid[i]) {
+                tenth = bs[j];
+                o++;
+            }
+        iso[i].s = cal->m == QV_METRIC_L2 ? tenth : -tenth;
+        iso[i].q = i;
+    }
+    qsort(iso, pool, sizeof *iso, cmp_isolation);
+    for (size_t i = 0; i < nq; i++) {
+        size_t q = iso[i].q, o = 0;
+        memcpy(qs + i * dim, cal->qs + q * dim, dim * sizeof *qs);
+        qid[i] = cal->qid[q];
+        for (size_t j = 0; j < CAL_K && o < 10; j++)
+            if (cal->bl[q * CAL_K + j] != qid[i]) truth[i * 10 + o++] = cal->bl[q * CAL_K + j];
         while (o < 10) truth[i * 10 + o++] = -1;
     }
     static const uint32_t ladder[] = {1,   2,   3,   4,   6,    8,    12,   16,
@@ -694,15 +743,15 @@ static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
     lmdb_get_ctx g = {c->db->st, txn, c->cfg.id, dim};
     for (size_t s = 0; s < sizeof ladder / sizeof *ladder && *npts < QV_MAX_RECALL_POINTS; s++) {
         uint32_t np = ladder[s] < p->nlist ? ladder[s] : p->nlist;
-        if ((rc = qv_index_search(ix, nq, cal->qs, kk, np, sc, lb))) goto out;
+        if ((rc = qv_index_search(ix, nq, qs, kk, np, sc, lb))) goto out;
         for (size_t i = 0; i < nq; i++) {
             if (p->refine > 1) {
-                rerank(cal->m, dim, cal->qs + i * dim, lb + i * kk, kk, cal->qid[i], get_from_lmdb,
-                       &g, 10, rs + i * 10, got + i * 10, tmp, vbuf);
+                rerank(cal->m, dim, qs + i * dim, lb + i * kk, kk, qid[i], get_from_lmdb, &g, 10,
+                       rs + i * 10, got + i * 10, tmp, vbuf);
             } else {
                 size_t o = 0;
                 for (size_t j = 0; j < kk && o < 10; j++)
-                    if (lb[i * kk + j] != cal->qid[i]) got[i * 10 + o++] = lb[i * kk + j];
+                    if (lb[i * kk + j] != qid[i]) got[i * 10 + o++] = lb[i * kk + j];
                 while (o < 10) got[i * 10 + o++] = -2;
             }
         }
@@ -710,14 +759,9 @@ static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
         pts[*npts].nprobe = np;
         pts[*npts].recall = (float)r;
         (*npts)++;
-        if (r >= 0.999 || np >= p->nlist) break;
+        if (r >= 0.9995 || np >= p->nlist) break;
     }
-    *def_nprobe = pts[*npts - 1].nprobe;
-    for (uint32_t i = 0; i < *npts; i++)
-        if (pts[i].recall >= 0.95f) {
-            *def_nprobe = pts[i].nprobe;
-            break;
-        }
+    *def_nprobe = nprobe_for(pts, *npts, DEFAULT_MIN_RECALL);
     rc = 0;
 out:
     free(sc);
@@ -725,6 +769,9 @@ out:
     free(truth);
     free(got);
     free(rs);
+    free(qs);
+    free(qid);
+    free(iso);
     free(tmp);
     free(vbuf);
     return rc;
@@ -949,6 +996,8 @@ out:
     return rc;
 }
 
+static void maybe_auto_rebuild(qv_coll *c);
+
 static void *rebuild_main(void *arg)
 {
     rebuild *rb = arg;
@@ -966,6 +1015,8 @@ static void *rebuild_main(void *arg)
     c->rb = NULL;
     pthread_mutex_unlock(&c->rmu);
     if (rb->req.finished) rb->req.finished(rb->req.ctx, rc, msg);
+    /* writes that arrived during the build may already call for the next one */
+    if (!rc) maybe_auto_rebuild(c);
     qv_coll_release(c);
     free(rb);
     pthread_mutex_lock(&db->rbmu);
@@ -1067,8 +1118,10 @@ static void maybe_auto_rebuild(qv_coll *c)
             want = n >= (uint64_t)(spec->nlist ? spec->nlist : qv_auto_nlist(n)) * TRAIN_MIN_PER_LIST &&
                    n >= 1000;
     } else {
-        /* grown 4x past training, or half of what it was trained on deleted */
-        want = n >= 4 * trained_for || (trained_for > 0 && deleted * 2 > trained_for);
+        /* grown REBUILD_GROWTH x past training (the data drifts: GloVe at 50k
+         * on an index trained at 20k loses 3 points of recall), or half of
+         * what it was trained on deleted */
+        want = n >= REBUILD_GROWTH * trained_for || (trained_for > 0 && deleted * 2 > trained_for);
     }
     if (!want) return;
     qv_rebuild_req req = {.spec = *spec};

@@ -283,29 +283,39 @@ class Server:
         return s if len(s) <= limit else "...(truncated)...\n" + s[-limit:]
 
     # --- convenience
-    def create(self, name, dim, metric=pb.L2, kind=None, **index):
+    # (timeout: the RPC deadline in seconds; None = RPC_TIMEOUT)
+    @staticmethod
+    def _t(timeout):
+        return RPC_TIMEOUT if timeout is None else timeout
+
+    def create(self, name, dim, metric=pb.L2, kind=None, timeout=None, **index):
         spec = pb.IndexSpec(kind=kind, **index) if (kind is not None or index) else None
         req = pb.CreateCollectionRequest(name=name, dim=dim, metric=metric)
         if spec is not None:
             req.index.CopyFrom(spec)
-        return self.collections.Create(req)
+        return self.collections.Create(req, timeout=self._t(timeout))
 
-    def describe(self, name):
-        return self.collections.Describe(pb.DescribeCollectionRequest(name=name))
+    def describe(self, name, timeout=None):
+        return self.collections.Describe(pb.DescribeCollectionRequest(name=name),
+                                         timeout=self._t(timeout))
 
-    def upsert(self, coll, items):
-        return self.items.Upsert(pb.UpsertRequest(collection=coll, items=items)).upserted
+    def upsert(self, coll, items, timeout=None):
+        return self.items.Upsert(pb.UpsertRequest(collection=coll, items=items),
+                                 timeout=self._t(timeout)).upserted
 
-    def get(self, coll, ids, with_vectors=True):
+    def get(self, coll, ids, with_vectors=True, timeout=None):
         return self.items.Get(pb.GetItemsRequest(collection=coll, ids=list(ids),
-                                                 with_vectors=with_vectors))
+                                                 with_vectors=with_vectors), timeout=self._t(timeout))
 
-    def delete(self, coll, ids):
-        return self.items.Delete(pb.DeleteItemsRequest(collection=coll, ids=list(ids))).deleted
+    def delete(self, coll, ids, timeout=None):
+        return self.items.Delete(pb.DeleteItemsRequest(collection=coll, ids=list(ids)),
+                                 timeout=self._t(timeout)).deleted
 
-    def search_vectors(self, coll, vectors, k=10, **kw):
+    def search_vectors(self, coll, vectors, k=10, timeout=None, **kw):
+        """kw: other SearchRequest fields (nprobe, min_recall, without_attributes)."""
         qs = [pb.Query(vector=pb.Vector(values=[float(x) for x in v])) for v in vectors]
-        return self.search.Search(pb.SearchRequest(collection=coll, queries=qs, k=k, **kw))
+        return self.search.Search(pb.SearchRequest(collection=coll, queries=qs, k=k, **kw),
+                                  timeout=self._t(timeout))
 
 
 # ------------------------------------------------------------------- helpers

@@ -134,8 +134,10 @@ def test_create_bad_index_kind(server, kind):
 
 def test_restart_keeps_collections(server):
     rng = np.random.default_rng(1)
+    long_name = "L" * 127 + "z"
     specs = {"l2": (3, pb.L2, 5, "flat"), "ip": (7, pb.INNER_PRODUCT, 0, None),
-             "cos": (16, pb.COSINE, 12, None), "gone": (2, pb.L2, 3, None)}
+             "cos": (16, pb.COSINE, 12, None), "gone": (2, pb.L2, 3, None),
+             "-x.y_Z": (5, pb.INNER_PRODUCT, 4, None), long_name: (2, pb.L2, 1, None)}
     for n, (dim, m, cnt, kind) in specs.items():
         server.create(n, dim, m, kind=kind)
         if cnt:
@@ -144,7 +146,8 @@ def test_restart_keeps_collections(server):
     server.collections.Drop(pb.DropCollectionRequest(name="gone"))
     del specs["gone"]
     server.delete("cos", [0, 1])
-    expected = {"l2": (3, pb.L2, 5), "ip": (7, pb.INNER_PRODUCT, 0), "cos": (16, pb.COSINE, 10)}
+    expected = {"l2": (3, pb.L2, 5), "ip": (7, pb.INNER_PRODUCT, 0), "cos": (16, pb.COSINE, 10),
+                "-x.y_Z": (5, pb.INNER_PRODUCT, 4), long_name: (2, pb.L2, 1)}
 
     def state():
         return {c.name: (c.dim, c.metric, c.count)
@@ -161,3 +164,34 @@ def test_restart_keeps_collections(server):
     # and once more after a kill -9
     server.restart(kill=True)
     assert state() == expected
+
+
+def test_drop_recreate_after_ivf_index(server):
+    """Dropping a collection that had a trained index on disk, then creating the same
+    name with another dim: nothing of the old collection comes back, before or after
+    a restart."""
+    rng = np.random.default_rng(2)
+    server.create("re", 8, pb.L2)
+    vecs = qt.rand_vectors(rng, 2000, 8)
+    for lo in range(0, 2000, 500):
+        server.upsert("re", [qt.item(i, vecs[i]) for i in range(lo, lo + 500)])
+    prog = list(server.admin.RebuildIndex(pb.RebuildIndexRequest(
+        collection="re", index=pb.IndexSpec(kind="ivf_flat", nlist=8)), timeout=120))
+    assert prog and prog[-1].phase == "done", [p.phase for p in prog]
+    d = server.describe("re")
+    assert d.index.kind == "ivf_flat" and d.index.trained and d.index.count == 2000, d.index
+    server.restart()   # the index now lives in a file too
+    assert server.describe("re").index.kind == "ivf_flat"
+    server.collections.Drop(pb.DropCollectionRequest(name="re"))
+    info = server.create("re", 3, pb.COSINE)
+    assert (info.dim, info.metric, info.count, info.index.kind) == (3, pb.COSINE, 0, "flat")
+    server.upsert("re", [qt.item(7, [1, 0, 0]), qt.item(8, [0, 1, 0])])
+    for restart in (False, True):
+        if restart:
+            server.restart()
+        d = server.describe("re")
+        assert (d.dim, d.metric, d.count, d.index.kind, d.index.count) == (3, pb.COSINE, 2, "flat", 2), d
+        g = server.get("re", [0, 1, 7, 8], with_vectors=False)
+        assert [it.id for it in g.items] == [7, 8] and sorted(g.missing_ids) == [0, 1]
+        hits = server.search_vectors("re", [[1, 0.1, 0]], k=10).results[0].hits
+        assert [h.id for h in hits] == [7, 8], [(h.id, h.score) for h in hits]

@@ -181,6 +181,10 @@ def test_signal_clean_exit(make_server, sig):
     port = s.port
     try:
         rc = s.stop(sig, timeout=30)
+        # the open stream ends with a status (server draining: UNAVAILABLE), not a hang
+        with pytest.raises(grpc.RpcError) as ei:
+            next(w)
+        assert ei.value.code() == SC.UNAVAILABLE, (ei.value.code(), ei.value.details())
     finally:
         ch.close()
     assert rc == 0, "exit code %s on %s" % (rc, sig)

@@ -1,0 +1,486 @@
+"""The `quiver` admin CLI against a real quiverd: every subcommand, --json output,
+--help on every level, exit codes, index rebuild progress, a refused concurrent
+rebuild and Ctrl-C cancelling a rebuild.
+
+The binary is $QUIVER_BIN/quiver (QUIVER_BIN: the cmake build folder, default
+<repo>/build). Data is loaded with the Python gRPC stubs (the CLI has no write
+command). Run with /usr/bin/python3 -m pytest.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import quiver_testlib as qt
+from quiver_testlib import pb
+
+QUIVER = os.path.join(os.environ.get("QUIVER_BIN") or
+                      os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build"),
+                      "quiver")
+PROGRESS = re.compile(r"^phase=(\w+) done=(\d+) total=(\d+) elapsed=(\d+\.\d)s$")
+CLI_TIMEOUT = 120
+
+# exit codes documented in `quiver --help`
+OK, USAGE, UNAVAILABLE, NOT_FOUND, REJECTED, OTHER, INTERRUPTED = 0, 2, 3, 4, 5, 6, 130
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _binary():
+    if not os.path.exists(QUIVER):
+        pytest.fail("quiver binary not found at %s (build it, or set QUIVER_BIN)" % QUIVER,
+                    pytrace=False)
+
+
+def _env(extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "QUIVER_ADDR"}
+    env.update(extra or {})
+    return env
+
+
+def cli(addr, *args, env=None, timeout=CLI_TIMEOUT):
+    """Run `quiver [--addr addr] args...`; returns the CompletedProcess (text)."""
+    cmd = [QUIVER] + (["--addr", addr] if addr else []) + [str(a) for a in args]
+    return subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", timeout=timeout,
+                          env=_env(env))
+
+
+def ok(r):
+    assert r.returncode == 0, "exit %d\nstdout: %s\nstderr: %s" % (r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def jcli(addr, *args, **kw):
+    """Run with --json, require exit 0 and exactly one JSON document on stdout."""
+    r = ok(cli(addr, "--json", *args, **kw))
+    assert r.stdout.endswith("\n") and r.stdout.count("\n") == 1, repr(r.stdout)
+    return json.loads(r.stdout)
+
+
+def fails(r, code, status=None, *words):
+    assert r.returncode == code, "expected exit %d, got %d\nstdout: %s\nstderr: %s" % (
+        code, r.returncode, r.stdout, r.stderr)
+    if status:
+        assert r.stderr.startswith("quiver: %s: " % status), r.stderr
+    for w in words:
+        assert w in r.stderr, (w, r.stderr)
+    return r
+
+
+def closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def load(server, coll, vecs, attrs=None, batch=2000):
+    for s in range(0, len(vecs), batch):
+        items = [qt.item(i + 1, vecs[i], attrs(i) if attrs else None)
+                 for i in range(s, min(len(vecs), s + batch))]
+        server.upsert(coll, items)
+
+
+def populated(server, coll, n, dim, seed=1, metric=pb.L2, attrs=None):
+    server.create(coll, dim, metric)
+    vecs = qt.rand_vectors(np.random.default_rng(seed), n, dim)
+    load(server, coll, vecs, attrs)
+    return vecs
+
+
+def wait_idle(server, coll, timeout=120):
+    """Wait until no rebuild runs and the index holds every item."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        d = server.describe(coll)
+        if not d.index.rebuilding and d.index.count == d.count:
+            return d
+        time.sleep(0.1)
+    raise AssertionError("collection %s still rebuilding: %s" % (coll, d.index))
+
+
+# ===================================================================== help
+HELP_LEVELS = [
+    ["--help"], ["-h"], ["help"],
+    ["health", "--help"],
+    ["collections", "--help"], ["collections", "-h"],
+    ["collections", "list", "--help"], ["collections", "create", "--help"],
+    ["collections", "describe", "-h"], ["collections", "drop", "--help"],
+    ["index", "--help"], ["index", "rebuild", "--help"], ["index", "status", "--help"],
+    ["search", "--help"],
+    # --help wins over missing or bad arguments of its level
+    ["collections", "create", "x", "--dim", "nope", "--help"],
+    ["--json", "search", "--help"],
+]
+
+
+@pytest.mark.parametrize("args", HELP_LEVELS, ids=[" ".join(a) for a in HELP_LEVELS])
+def test_help_on_every_level(args):
+    r = ok(cli("127.0.0.1:%d" % closed_port(), *args))
+    assert r.stdout.startswith("Usage: quiver"), r.stdout
+    assert r.stderr == ""
+
+
+def test_top_help_documents_commands_and_exit_codes():
+    out = ok(cli(None, "--help")).stdout
+    for w in ["collections list", "collections create", "collections describe", "collections drop",
+              "index rebuild", "index status", "search", "health", "--addr", "QUIVER_ADDR",
+              "--json", "Exit codes"]:
+        assert w in out, w
+    for code, what in [(0, "success"), (2, "usage"), (3, "connect"), (4, "not found"),
+                       (5, "INVALID_ARGUMENT"), (6, "INTERNAL"), (130, "Ctrl-C")]:
+        assert re.search(r"^\s+%d\s+.*%s" % (code, re.escape(what)), out, re.M), (code, what, out)
+    sub = ok(cli(None, "index", "rebuild", "--help")).stdout
+    for w in ["--kind", "--nlist", "--pq-m", "--pq-nbits", "--refine", "Ctrl-C"]:
+        assert w in sub, w
+
+
+# ============================================================ usage errors
+USAGE_ERRORS = [
+    [], ["bogus"], ["collections"], ["index"], ["collections", "frob"], ["index", "frob"],
+    ["collections", "create"], ["collections", "create", "c"],
+    ["collections", "create", "c", "--dim"], ["collections", "create", "c", "--dim", "abc"],
+    ["collections", "create", "c", "--dim", "-3"], ["collections", "create", "c", "--dim", "8x"],
+    ["collections", "create", "c", "--dim", "8", "--metric", "manhattan"],
+    ["collections", "create", "c", "--dim", "8", "--nlist", "many"],
+    ["collections", "create", "c", "--dim", "8", "--bogus", "1"],
+    ["collections", "create", "c", "d", "--dim", "8"],
+    ["collections", "describe"], ["collections", "describe", "a", "b"], ["collections", "drop"],
+    ["collections", "list", "extra"], ["collections", "list", "--verbose"],
+    ["index", "rebuild"], ["index", "rebuild", "c", "--pq-m", "x"], ["index", "status"],
+    ["search"], ["search", "c"], ["search", "c", "--id", "1", "--vector", "1,2"],
+    ["search", "c", "--id", "-1"], ["search", "c", "--id", "x"],
+    ["search", "c", "--vector", "1,abc,3"], ["search", "c", "--vector", ""],
+    ["search", "c", "--vector", "1,,2"],
+    ["search", "c", "--id", "1", "--k", "ten"], ["search", "c", "--id", "1", "--min-recall", "hi"],
+    ["health", "extra"], ["health", "--service"],
+    ["--addr"], ["--timeout", "0", "health"], ["--timeout", "x", "health"],
+]
+
+
+@pytest.mark.parametrize("args", USAGE_ERRORS, ids=[" ".join(a) or "(none)" for a in USAGE_ERRORS])
+def test_usage_errors_exit_2(args):
+    # a closed port: arguments are checked before any connection is tried
+    r = cli("127.0.0.1:%d" % closed_port(), *args)
+    fails(r, USAGE)
+    assert r.stdout == ""
+    assert r.stderr.strip(), "a usage error says what is wrong"
+
+
+# ============================================================ no server
+@pytest.mark.parametrize("args", [["health"], ["collections", "list"], ["--json", "collections", "list"],
+                                  ["collections", "describe", "x"], ["index", "status", "x"],
+                                  ["index", "rebuild", "x"], ["search", "x", "--id", "1"]])
+def test_server_not_running_exit_3(args):
+    addr = "127.0.0.1:%d" % closed_port()
+    t0 = time.time()
+    r = cli(addr, *args)
+    took = time.time() - t0
+    fails(r, UNAVAILABLE, "UNAVAILABLE", addr)
+    assert r.stdout == ""
+    assert took < 5, "a refused connection should fail fast, took %.1fs" % took
+
+
+def test_silent_server_exit_3_after_connect_timeout():
+    """A port that accepts TCP but never speaks HTTP/2: no connection within 5 s."""
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(8)
+    try:
+        addr = "127.0.0.1:%d" % lsn.getsockname()[1]
+        t0 = time.time()
+        r = cli(addr, "collections", "list", timeout=30)
+        took = time.time() - t0
+    finally:
+        lsn.close()
+    fails(r, UNAVAILABLE, "DEADLINE_EXCEEDED", addr)
+    assert 4 <= took < 15, took
+
+
+def test_addr_from_environment(server):
+    r = ok(cli(None, "health", env={"QUIVER_ADDR": server.addr}))
+    assert r.stdout.strip() == "SERVING"
+    # --addr wins over the environment
+    r = cli(None, "--addr", "127.0.0.1:%d" % closed_port(), "health", env={"QUIVER_ADDR": server.addr})
+    fails(r, UNAVAILABLE, "UNAVAILABLE")
+    r = cli(None, "health", "--addr=%s" % server.addr, env={"QUIVER_ADDR": "127.0.0.1:%d" % closed_port()})
+    ok(r)
+
+
+# =================================================================== health
+def test_health(server):
+    assert ok(cli(server.addr, "health")).stdout == "SERVING\n"
+    assert jcli(server.addr, "health")["status"] == "SERVING"
+    assert jcli(server.addr, "health", "--service", "quiver.v1.Search")["status"] == "SERVING"
+    fails(cli(server.addr, "health", "--service", "no.such.Service"), NOT_FOUND, "NOT_FOUND",
+          "no.such.Service")
+
+
+# ============================================================== collections
+def test_collections_lifecycle(server):
+    a = server.addr
+    assert ok(cli(a, "collections", "list")).stdout.strip() == "no collections"
+    assert jcli(a, "collections", "list") == {"collections": []}
+
+    c = jcli(a, "collections", "create", "pins", "--dim", "16", "--metric", "cosine",
+             "--kind", "ivf_flat", "--nlist", "8", "--refine", "2")
+    assert (c["name"], c["dim"], c["metric"], c["count"]) == ("pins", 16, "cosine", 0)
+    assert c["index"]["spec"] == {"kind": "ivf_flat", "nlist": 8, "pq_m": 0, "pq_nbits": 0, "refine": 2}
+    d = server.describe("pins")
+    assert (d.dim, d.metric, d.index.spec.kind, d.index.spec.nlist) == (16, pb.COSINE, "ivf_flat", 8)
+
+    r = ok(cli(a, "collections", "create", "vecs.v2", "--dim=3"))  # --opt=value form, default metric
+    assert 'created collection "vecs.v2"' in r.stdout
+    assert re.search(r"^metric:\s+l2$", r.stdout, re.M), r.stdout
+    ok(cli(a, "collections", "create", "pq", "--dim", "32", "--metric", "ip", "--kind", "ivf_pq",
+           "--pq-m", "8", "--pq-nbits", "6"))
+    assert server.describe("pq").index.spec.pq_m == 8
+
+    lst = jcli(a, "collections", "list")["collections"]
+    got = {c["name"]: (c["dim"], c["metric"], c["count"]) for c in lst}
+    assert got == {"pins": (16, "cosine", 0), "vecs.v2": (3, "l2", 0), "pq": (32, "ip", 0)}
+
+    server.upsert("vecs.v2", [qt.item(i, [i, 0, 1]) for i in range(1, 6)])
+    table = ok(cli(a, "collections", "list")).stdout.splitlines()
+    assert table[0].split() == ["NAME", "DIM", "METRIC", "COUNT", "INDEX", "TRAINED", "REBUILDING", "NLIST"]
+    rows = {ln.split()[0]: ln.split() for ln in table[1:]}
+    assert set(rows) == {"pins", "vecs.v2", "pq"}
+    assert rows["vecs.v2"][1:4] == ["3", "l2", "5"]
+    # columns line up: every row is as wide as the header or wider only in the last column
+    starts = [m.start() for m in re.finditer(r"\S+", table[0])]
+    for ln in table[1:]:
+        assert [m.start() for m in re.finditer(r"\S+", ln)][2] == starts[2], table
+
+    d = jcli(a, "collections", "describe", "vecs.v2")
+    assert (d["name"], d["dim"], d["metric"], d["count"], d["last_seq"]) == ("vecs.v2", 3, "l2", 5, 5)
+    assert d["index"]["kind"] == "flat" and d["index"]["count"] == 5
+    txt = ok(cli(a, "collections", "describe", "vecs.v2")).stdout
+    for key, val in [("name", "vecs.v2"), ("dim", "3"), ("count", "5"), ("kind", "flat")]:
+        assert re.search(r"^\s*%s:\s+%s$" % (key, re.escape(val)), txt, re.M), (key, txt)
+
+    # server-side rejections: exit 5
+    fails(cli(a, "collections", "create", "pins", "--dim", "16"), REJECTED, "ALREADY_EXISTS", "pins")
+    fails(cli(a, "collections", "create", "z", "--dim", "0"), REJECTED, "INVALID_ARGUMENT", "dim")
+    fails(cli(a, "collections", "create", "z", "--dim", "5000"), REJECTED, "INVALID_ARGUMENT", "5000")
+    fails(cli(a, "collections", "create", "z", "--dim", "8", "--kind", "hnsw"), REJECTED,
+          "INVALID_ARGUMENT", "hnsw")
+    fails(cli(a, "collections", "create", "z", "--dim", "10", "--kind", "ivf_pq", "--pq-m", "3"),
+          REJECTED, "INVALID_ARGUMENT", "pq_m")
+    fails(cli(a, "collections", "create", ".hidden", "--dim", "8"), REJECTED, "INVALID_ARGUMENT")
+    # not found: exit 4
+    fails(cli(a, "collections", "describe", "nope"), NOT_FOUND, "NOT_FOUND", "nope")
+    fails(cli(a, "index", "status", "nope"), NOT_FOUND, "NOT_FOUND", "nope")
+
+    assert jcli(a, "collections", "drop", "pins") == {"dropped": "pins"}
+    assert ok(cli(a, "collections", "drop", "pq")).stdout.strip() == 'dropped collection "pq"'
+    fails(cli(a, "collections", "drop", "pins"), NOT_FOUND, "NOT_FOUND")
+    assert [c["name"] for c in jcli(a, "collections", "list")["collections"]] == ["vecs.v2"]
+
+
+def test_json_flag_anywhere(server):
+    server.create("j", 4, pb.L2)
+    a = server.addr
+    forms = [
+        [QUIVER, "--json", "--addr", a, "collections", "describe", "j"],
+        [QUIVER, "--addr", a, "collections", "--json", "describe", "j"],
+        [QUIVER, "--addr", a, "collections", "describe", "j", "--json"],
+        [QUIVER, "collections", "describe", "--json", "j", "--addr", a],
+    ]
+    docs = []
+    for cmd in forms:
+        r = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", timeout=CLI_TIMEOUT,
+                           env=_env())
+        ok(r)
+        docs.append(json.loads(r.stdout))
+    assert all(d == docs[0] for d in docs) and docs[0]["name"] == "j"
+
+
+def test_unusual_names(server):
+    # a valid name that looks like an option goes after "--"
+    name = "-dash.v1_X"
+    d = jcli(server.addr, "collections", "create", "--dim", "2", "--", name)
+    assert d["name"] == name
+    assert jcli(server.addr, "collections", "describe", "--", name)["name"] == name
+    # an invalid name is the server's to reject, and its message names it
+    r = fails(cli(server.addr, "collections", "describe", 'no"pe\\x'), REJECTED, "INVALID_ARGUMENT")
+    assert 'no"pe\\x' in r.stderr
+
+
+# ==================================================================== search
+def _attrs(i):
+    return {"color": 'bl"ue\n\tand\\' if i % 2 else "red", "n": i, "w": i / 3.0, "ok": bool(i % 3),
+            "tags": ["a", "é"], "big": -(1 << 62)}
+
+
+def test_search(server):
+    n, dim = 500, 16
+    vecs = populated(server, "s", n, dim, seed=3, attrs=_attrs)
+    a = server.addr
+
+    # by id: same hits and scores as the gRPC API
+    res = jcli(a, "search", "s", "--id", "7", "--k", "5")
+    want = server.search.Search(pb.SearchRequest(collection="s", queries=[pb.Query(id=7)], k=5)).results[0]
+    assert res["collection"] == "s"
+    assert [h["rank"] for h in res["hits"]] == [1, 2, 3, 4, 5]
+    assert [h["id"] for h in res["hits"]] == [h.id for h in want.hits]
+    assert 7 not in [h["id"] for h in res["hits"]]
+    np.testing.assert_array_equal(np.float32([h["score"] for h in res["hits"]]),
+                                  np.float32([h.score for h in want.hits]))  # exact float round trip
+    for h in res["hits"]:
+        i = h["id"] - 1
+        assert h["attributes"] == {"color": _attrs(i)["color"], "n": i, "w": i / 3.0,
+                                   "ok": bool(i % 3), "tags": ["a", "é"], "big": -(1 << 62)}, h
+
+    # by vector (brackets and spaces allowed): exact top hit is the item itself
+    q = vecs[42]
+    vec_arg = "[" + ", ".join(repr(float(x)) for x in q) + "]"
+    res = jcli(a, "search", "s", "--vector", vec_arg, "--k", "3", "--no-attributes")
+    exact = qt.brute_force(np.arange(1, n + 1), vecs, q[None, :], pb.L2, 3)[0]
+    assert [h["id"] for h in res["hits"]] == exact[0]
+    assert res["hits"][0]["score"] == pytest.approx(0.0, abs=1e-4)
+    assert all(h["attributes"] == {} for h in res["hits"])
+    # default k is 10; the human table
+    assert len(jcli(a, "search", "s", "--id", "1")["hits"]) == 10
+    lines = ok(cli(a, "search", "s", "--id", "2", "--k", "3")).stdout.splitlines()
+    assert lines[0].split() == ["RANK", "ID", "SCORE", "ATTRIBUTES"] and len(lines) == 4, lines
+    first = lines[1].split()
+    assert first[0] == "1" and int(first[1]) == want_first(server, 2)
+    assert "color=" in lines[1] and "tags=[" in lines[1], lines[1]
+    ok(cli(a, "search", "s", "--id", "2", "--nprobe", "4", "--min-recall", "0.9"))
+
+    # errors
+    fails(cli(a, "search", "nope", "--id", "1"), NOT_FOUND, "NOT_FOUND", "nope")
+    fails(cli(a, "search", "s", "--id", "99999"), NOT_FOUND, "NOT_FOUND")
+    fails(cli(a, "search", "s", "--vector", "1,2,3"), REJECTED, "INVALID_ARGUMENT", "dim 16")
+    fails(cli(a, "search", "s", "--vector", ",".join(["nan"] * dim)), REJECTED, "INVALID_ARGUMENT")
+    fails(cli(a, "search", "s", "--id", "1", "--k", "100000"), REJECTED, "INVALID_ARGUMENT")
+
+
+def want_first(server, id_):
+    return server.search.Search(pb.SearchRequest(collection="s", queries=[pb.Query(id=id_)], k=1)
+                                ).results[0].hits[0].id
+
+
+# ===================================================================== index
+def progress_lines(stderr):
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    bad = [ln for ln in lines if not PROGRESS.match(ln)]
+    assert not bad, "not progress lines: %r" % bad
+    return [PROGRESS.match(ln).groups() for ln in lines]
+
+
+def test_index_rebuild_and_status(make_server):
+    server = make_server(args=["--no-auto-rebuild"])
+    n, dim = 3000, 16
+    populated(server, "r", n, dim, seed=5)
+    wait_idle(server, "r")
+    a = server.addr
+    st = jcli(a, "index", "status", "r")
+    assert st["collection"] == "r" and st["index"]["kind"] == "flat"
+
+    r = ok(cli(a, "index", "rebuild", "r", "--kind", "ivf_flat", "--nlist", "16"))
+    prog = progress_lines(r.stderr)   # not a terminal: one plain line per update
+    assert len(prog) >= 2, r.stderr
+    phases = [p[0] for p in prog]
+    assert phases[-1] == "done" and "training" in phases and "adding" in phases, phases
+    done = [p for p in prog if p[0] == "adding"][-1]
+    assert done[1] == done[2] == str(n), prog
+    assert 'rebuilt the index of "r"' in r.stdout
+    assert re.search(r"^kind:\s+ivf_flat$", r.stdout, re.M), r.stdout
+    assert re.search(r"^trained:\s+yes$", r.stdout, re.M), r.stdout
+
+    st = jcli(a, "index", "status", "r")["index"]
+    assert (st["kind"], st["trained"], st["nlist"], st["count"], st["rebuilding"]) == \
+        ("ivf_flat", True, 16, n, False), st
+    assert st["trained_for"] == n and 1 <= st["default_nprobe"] <= 16
+    assert st["recall_table"] and all(0 <= p["recall"] <= 1 for p in st["recall_table"])
+    assert st["spec"]["kind"] == "ivf_flat" and st["spec"]["nlist"] == 16
+    txt = ok(cli(a, "index", "status", "r")).stdout
+    for key, val in [("kind", "ivf_flat"), ("trained", "yes"), ("nlist", "16"), ("rebuilding", "no"),
+                     ("count", str(n))]:
+        assert re.search(r"^%s:\s+%s$" % (key, val), txt, re.M), (key, txt)
+    assert re.search(r"^recall_table:$", txt, re.M) and "NPROBE" in txt, txt
+
+    # --json rebuild: progress still on stderr, one document on stdout
+    r = ok(cli(a, "--json", "index", "rebuild", "r", "--kind", "ivf_sq8", "--nlist", "8"))
+    assert progress_lines(r.stderr)[-1][0] == "done"
+    doc = json.loads(r.stdout)
+    assert doc["collection"] == "r" and doc["index"]["kind"] == "ivf_sq8" and doc["index"]["trained"]
+    assert doc["elapsed_seconds"] >= 0
+    # without options: the collection's own (now ivf_sq8) spec
+    r = ok(cli(a, "--json", "index", "rebuild", "r"))
+    assert json.loads(r.stdout)["index"]["kind"] == "ivf_sq8"
+
+    # rejections
+    fails(cli(a, "index", "rebuild", "nope"), NOT_FOUND, "NOT_FOUND", "nope")
+    fails(cli(a, "index", "rebuild", "r", "--kind", "hnsw"), REJECTED, "INVALID_ARGUMENT", "hnsw")
+    fails(cli(a, "index", "rebuild", "r", "--kind", "ivf_pq", "--pq-m", "5"), REJECTED,
+          "INVALID_ARGUMENT", "pq_m")
+    fails(cli(a, "index", "rebuild", "r", "--kind", "flat", "--nlist", "4"), REJECTED, "INVALID_ARGUMENT")
+
+
+def _big(make_server):
+    server = make_server(args=["--no-auto-rebuild"])
+    populated(server, "big", 40000, 32, seed=11)
+    wait_idle(server, "big")
+    return server
+
+
+def _start_rebuild(server, *extra):
+    cmd = [QUIVER, "--addr", server.addr, "index", "rebuild", "big", "--kind", "ivf_pq",
+           "--pq-m", "8", "--nlist", "64"] + list(extra)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         encoding="utf-8", env=_env())
+    first = p.stderr.readline()  # the rebuild runs once the first progress line is out
+    assert PROGRESS.match(first.strip()), (first, p.poll())
+    return p, first
+
+
+def test_second_concurrent_rebuild_refused(make_server):
+    server = _big(make_server)
+    p, first = _start_rebuild(server)
+    try:
+        r = cli(server.addr, "index", "rebuild", "big", "--kind", "ivf_flat")
+        fails(r, REJECTED, "FAILED_PRECONDITION", "big")
+        st = jcli(server.addr, "index", "status", "big")["index"]
+        assert st["rebuilding"] is True and st["phase"], st
+        out, err = p.communicate(timeout=CLI_TIMEOUT)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, (p.returncode, err)
+    prog = progress_lines(first + err)
+    assert prog[-1][0] == "done", prog
+    st = jcli(server.addr, "index", "status", "big")["index"]
+    assert (st["kind"], st["trained"], st["count"], st["pq_m"]) == ("ivf_pq", True, 40000, 8), st
+
+
+def test_ctrl_c_cancels_rebuild(make_server):
+    server = _big(make_server)
+    before = server.describe("big").index
+    p, _ = _start_rebuild(server)
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    try:
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == INTERRUPTED, (p.returncode, out, err)
+    assert "CANCELLED" in err, err
+    assert out == ""
+    # the server stops the rebuild (after its current step) and keeps the old index
+    d = wait_idle(server, "big", timeout=120)
+    assert d.index.kind == before.kind and d.index.spec.kind == before.spec.kind, d.index
+    assert "index rebuild cancelled" in server.stderr_text()
+    # and a new rebuild may start
+    ok(cli(server.addr, "index", "rebuild", "big", "--kind", "ivf_flat", "--nlist", "32"))
+    assert server.describe("big").index.kind == "ivf_flat"
