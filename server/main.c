@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <grpc/grpc.h>
@@ -42,9 +43,10 @@ static void usage(FILE *f)
             "  --log-level LEVEL    error, warn, info (default), debug\n"
             "  --version            print the version and exit\n"
             "  --help               this help\n\n"
-            "BLAS: Debian's OpenBLAS may misdetect the CPU; set OPENBLAS_CORETYPE\n"
-            "(e.g. OPENBLAS_CORETYPE=SkylakeX) to pick its kernels. The core in use is\n"
-            "logged at start-up.\n");
+            "BLAS: Debian's OpenBLAS misdetects CPUs with AVX-512 and falls back to old\n"
+            "kernels; quiverd then restarts itself once with OPENBLAS_CORETYPE=SkylakeX.\n"
+            "Set OPENBLAS_CORETYPE yourself to choose (e.g. Haswell to keep the default).\n"
+            "The core in use is logged at start-up.\n");
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -71,8 +73,30 @@ static const char *blas_core(void)
     return corename ? corename() : "unknown (not OpenBLAS)";
 }
 
+/* Debian's OpenBLAS 0.3.21 does not recognise recent CPUs with AVX-512 (AMD
+ * Zen 4, newer Xeons) and falls back to Haswell or older kernels: exact batch
+ * search and IVF training run 2-2.5x slower. OpenBLAS reads its core at load
+ * time, so the only cure from inside is to restart the process with
+ * OPENBLAS_CORETYPE set. Done once, before any thread exists; skipped when
+ * OPENBLAS_CORETYPE is already set (the operator's choice). */
+static void maybe_reexec_for_blas(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE")) return;
+    const char *core = blas_core();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
+        return;
+    if (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
+        !strcasecmp(core, "SapphireRapids") || strstr(core, "unknown"))
+        return;
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* exec failed: carry on as we are */
+}
+
 int main(int argc, char **argv)
 {
+    maybe_reexec_for_blas(argv);
     const char *listen = "127.0.0.1:50051", *data = "./data";
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = (int)(ncpu > 0 ? 2 * ncpu : 4);

@@ -75,7 +75,8 @@ static const char usage_top[] =
     "       OUT_OF_RANGE), e.g. a bad dimension or a rebuild already running\n"
     "  6    other server error (INTERNAL, RESOURCE_EXHAUSTED, ...; health: not serving)\n"
     "  130  cancelled with Ctrl-C\n"
-    "Errors go to stderr as \"quiver: STATUS: message\".\n";
+    "Errors go to stderr as \"quiver: STATUS: message\" (with --json too; stdout then\n"
+    "stays empty).\n";
 
 static const char usage_health[] =
     "Usage: quiver health [--service NAME]\n"
@@ -112,7 +113,8 @@ static const char usage_coll_create[] =
     "                                 [--kind KIND] [--nlist N] [--pq-m N]\n"
     "                                 [--pq-nbits N] [--refine N]\n"
     "\n"
-    "Create a collection. NAME: 1..128 of A-Z a-z 0-9 _ - . (not starting with '.').\n"
+    "Create a collection. NAME: 1..128 of A-Z a-z 0-9 _ - . (not starting with '.');\n"
+    "a NAME starting with '-' goes after \"--\".\n"
     "\n"
     "  --dim N          vector dimension, 1..4096 (required)\n"
     "  --metric M       l2 (squared Euclidean, default), ip (inner product) or\n"
