@@ -5,6 +5,7 @@
  * indexfile.c. Not for wire formats: the server translates those.
  */
 #include <dirent.h>
+#include <malloc.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -22,8 +23,9 @@
 #define DEFAULT_AUTO_IVF_MIN 20000
 #define DEFAULT_MAX_BATCH 50000
 #define TRAIN_MIN_PER_LIST 39   /* FAISS's minimum training points per list */
-#define TRAIN_MAX_PER_LIST 64   /* sample at most this many per list */
-#define CALIB_POOL 1200   /* sampled items whose exact neighbours are found */
+#define TRAIN_MAX_PER_LIST 50   /* sample at most this many per list (memory: the sample
+                                   * lives beside the old and the new index) */
+#define CALIB_POOL 600    /* sampled items whose exact neighbours are found */
 #define CALIB_QUERIES 200 /* the most isolated of them calibrate nprobe */
 #define DEFAULT_MIN_RECALL 0.95f
 #define REBUILD_GROWTH 2   /* retrain when a collection doubles */
@@ -1011,6 +1013,7 @@ static void *rebuild_main(void *arg)
     else if (rc == QV_CANCELLED)
         qv_info("collection %s: index rebuild cancelled", c->cfg.name);
     if (!rc) set_phase(c, rb, "done", 1, 1);
+    malloc_trim(0); /* give the build's scratch memory back to the system */
     pthread_mutex_lock(&c->rmu);
     c->rb = NULL;
     pthread_mutex_unlock(&c->rmu);
