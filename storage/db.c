@@ -88,6 +88,7 @@ struct qv_db {
     pthread_cond_t rbcv;
     int nrebuilds;
     atomic_int closing;
+    size_t written_since_release; /* writer only */
 };
 
 /* internal write kinds: drop tombstones covered by an index file; store the
@@ -889,6 +890,7 @@ static int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
     }
     adder a = {ix, ivf ? &cal : NULL};
     if ((rc = scan_items(c, txn, rb, "adding", n, add_chunk, &a))) goto out;
+    if ((rc = qv_index_compact(ix))) goto out;
     if (ivf) {
         if (rb && atomic_load(&rb->cancel)) {
             rc = QV_CANCELLED;
@@ -1014,6 +1016,7 @@ static void *rebuild_main(void *arg)
         qv_info("collection %s: index rebuild cancelled", c->cfg.name);
     if (!rc) set_phase(c, rb, "done", 1, 1);
     malloc_trim(0); /* give the build's scratch memory back to the system */
+    qv_store_release_pages(db->st);
     pthread_mutex_lock(&c->rmu);
     c->rb = NULL;
     pthread_mutex_unlock(&c->rmu);
@@ -1340,6 +1343,15 @@ static void run_batch(qv_db *db, qv_write *batch)
         }
     }
     if (!rc) rc = qv_store_commit(txn);
+    /* the B-tree pages the writer looked up stay mapped: every 64 MiB of
+     * writes, let them go (they are page cache, not process memory) */
+    for (qv_write *w = batch; w; w = w->next)
+        if (w->kind == QV_W_UPSERT && w->coll)
+            db->written_since_release += w->n * ((size_t)w->coll->cfg.dim * 4 + 64);
+    if (db->written_since_release > ((size_t)64 << 20)) {
+        qv_store_release_pages(db->st);
+        db->written_since_release = 0;
+    }
     i = 0;
     for (qv_write *w = batch; w; w = w->next, i++) {
         if (rc && !w->rc) w->rc = rc;

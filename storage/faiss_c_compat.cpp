@@ -20,6 +20,7 @@
 #include <faiss/impl/IDSelector.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+#include <faiss/invlists/InvertedLists.h>
 
 #include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/IndexIVFFlat_c.h>
@@ -319,6 +320,19 @@ int faiss_IndexIVF_set_direct_map(FaissIndexIVF* index, int direct_map_type) {
 int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_t* ids) {
     return guarded([&] {
         *p_sel = reinterpret_cast<FaissIDSelectorArray*>(new faiss::IDSelectorArray(n, ids));
+    });
+}
+
+int faiss_IndexIVF_shrink_to_fit(FaissIndexIVF* index) {
+    return guarded([&] {
+        /* std::vector grows its capacity geometrically while lists fill up:
+         * give the slack back, one list at a time */
+        auto* al = dynamic_cast<faiss::ArrayInvertedLists*>(ivf(index)->invlists);
+        if (!al) return;
+        for (size_t i = 0; i < al->nlist; i++) {
+            al->codes[i].shrink_to_fit();
+            al->ids[i].shrink_to_fit();
+        }
     });
 }
 

@@ -487,6 +487,16 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
     return wrap(fi, dim, metric, &rp, out);
 }
 
+int qv_index_compact(qv_index *ix)
+{
+    if (!ix || !ix->ivf) return 0;
+    if (faiss_IndexIVF_shrink_to_fit(ix->ivf) != 0) {
+        qv_error("FAISS shrink_to_fit: %s", faiss_get_last_error());
+        return QV_FAISS;
+    }
+    return 0;
+}
+
 size_t qv_index_memory(const qv_index *ix)
 {
     if (!ix) return 0;

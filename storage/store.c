@@ -112,7 +112,8 @@ MDB_env *qv_store_env(qv_store *st) { return st->env; }
 void qv_store_release_pages(qv_store *st)
 {
     /* safe: the map is read-only and file-backed (no MDB_WRITEMAP) */
-    if (st->map) madvise(st->map, st->map_len, MADV_DONTNEED);
+    if (st->map && madvise(st->map, st->map_len, MADV_DONTNEED) != 0)
+        qv_debug("madvise of the LMDB map: %s", strerror(errno));
 }
 
 /* LMDB does not tell where it mapped the file (me_mapaddr is only set for

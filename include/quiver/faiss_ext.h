@@ -106,6 +106,11 @@ int faiss_IndexIVF_set_direct_map(FaissIndexIVF* index, int direct_map_type);
 FAISS_DECLARE_CLASS(IDSelectorArray)
 int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_t* ids);
 
+/* Quiver extension (no upstream equivalent): release the spare capacity of
+ * an IVF index's inverted lists (array lists only; others are left alone).
+ * Up to a third of an index built by many adds is slack. */
+int faiss_IndexIVF_shrink_to_fit(FaissIndexIVF* index);
+
 #ifdef __cplusplus
 }
 #endif

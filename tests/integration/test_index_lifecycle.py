@@ -5,7 +5,9 @@ table, recall against numpy exact search, min_recall -> nprobe), rebuilds while 
 clients search and write, cancellation, a second concurrent rebuild, impossible specs,
 restarts that load the index file instead of retraining, kill -9 during a rebuild and
 during an index save, corrupt / truncated index files, automatic rebuilds, and a
-save/load round trip of every IVF kind with non-default settings.
+save/load round trip of every IVF kind with non-default settings. Section 11: edge cases
+(a rebuild back to flat across a restart, a cancel during the index save, the requested spec
+becoming visible when 'done' is streamed, back-to-back rebuilds).
 
 Data: Gaussian clusters (fixed centres + noise) generated here, small dims.
 """
@@ -185,13 +187,20 @@ def check_progress(msgs, kind, count):
     return phases
 
 
-def pick_nprobe(table, min_recall):
-    """The server's documented rule: smallest calibrated nprobe reaching min_recall,
-    else the largest measured."""
-    for p in table:
+def pick_nprobe(ii, min_recall):
+    """README: min_recall picks the smallest calibrated nprobe reaching it (else the
+    largest measured)."""
+    for p in ii.recall_table:
         if p.recall >= min_recall:
             return p.nprobe
-    return table[-1].nprobe
+    return ii.recall_table[-1].nprobe
+
+
+def nprobes_matching(srv, coll, ii, queries, results):
+    """The calibrated nprobe values whose explicit search returns exactly `results`."""
+    want = as_lists(results)
+    return [p.nprobe for p in ii.recall_table
+            if as_lists(search_all(srv, coll, queries, nprobe=p.nprobe)) == want]
 
 
 def check_index_info(ii, kind, count, nlist, **params):
@@ -207,8 +216,8 @@ def check_index_info(ii, kind, count, nlist, **params):
     assert nps == sorted(set(nps)), "recall_table nprobes not strictly ascending: %s" % nps
     assert all(0 < p.nprobe <= nlist for p in t), nps
     assert all(0.0 <= p.recall <= 1.0 for p in t), [p.recall for p in t]
-    # default_nprobe is the one calibrated for recall 0.95
-    assert ii.default_nprobe == pick_nprobe(t, 0.95), (ii.default_nprobe, [(p.nprobe, p.recall) for p in t])
+    # default_nprobe is the one for recall 0.95
+    assert ii.default_nprobe == pick_nprobe(ii, 0.95), (ii.default_nprobe, table_str(ii))
     for k, v in params.items():
         assert getattr(ii, k) == v, "index.%s is %s, expected %s: %s" % (k, getattr(ii, k), v, ii)
 
@@ -309,21 +318,21 @@ def test_rebuild_explicit_spec(server, kind, metric, params, min_rec):
     r_def = recall_at(res_def, gt)
     # nprobe 0 and min_recall 0 = the calibrated default nprobe
     assert as_lists(res_def) == as_lists(search_all(server, coll, queries, nprobe=ii.default_nprobe))
-    np99 = pick_nprobe(ii.recall_table, 0.99)
     res99 = search_all(server, coll, queries, min_recall=0.99)
     r99 = recall_at(res99, gt)
-    np50 = pick_nprobe(ii.recall_table, 0.5)
-    print("%s: rebuild %.2fs phases %s; default_nprobe %d recall %.4f; min_recall 0.99 -> nprobe %d "
-          "recall %.4f; table %s" % (kind, took, phases, ii.default_nprobe, r_def, np99, r99, table_str(ii)))
+    # which nprobe did min_recall pick? (the calibrated points giving the same results)
+    m99 = nprobes_matching(server, coll, ii, queries[:100], res99[:100])
+    m50 = nprobes_matching(server, coll, ii, queries[:100], search_all(server, coll, queries[:100], min_recall=0.5))
+    print("%s: rebuild %.2fs phases %s; default_nprobe %d recall %.4f; min_recall 0.99 -> nprobe %s "
+          "recall %.4f; min_recall 0.5 -> nprobe %s; table %s" % (
+              kind, took, phases, ii.default_nprobe, r_def, m99, r99, m50, table_str(ii)))
     assert r_def >= min_rec, "recall@10 %.4f at default nprobe %d < %.2f" % (r_def, ii.default_nprobe, min_rec)
-    assert np99 >= ii.default_nprobe, (np99, ii.default_nprobe)
-    assert as_lists(res99) == as_lists(search_all(server, coll, queries, nprobe=np99)), \
-        "min_recall 0.99 does not search with nprobe %d (table %s)" % (np99, table_str(ii))
-    assert as_lists(search_all(server, coll, queries[:50], min_recall=0.5)) == \
-        as_lists(search_all(server, coll, queries[:50], nprobe=np50)), \
-        "min_recall 0.5 does not search with nprobe %d (table %s)" % (np50, table_str(ii))
-    if kind != "ivf_sq8":
-        assert r99 >= 0.9, "recall@10 %.4f with min_recall 0.99 (nprobe %d)" % (r99, np99)
+    np99, np50 = pick_nprobe(ii, 0.99), pick_nprobe(ii, 0.5)
+    assert np99 >= ii.default_nprobe and np99 in m99, \
+        "min_recall 0.99 searches like nprobe %s, expected %d (table %s)" % (m99, np99, table_str(ii))
+    assert np50 <= ii.default_nprobe and np50 in m50, \
+        "min_recall 0.5 searches like nprobe %s, expected %d (table %s)" % (m50, np50, table_str(ii))
+    assert r99 >= 0.9, "recall@10 %.4f with min_recall 0.99 (nprobe %s)" % (r99, m99)
     assert r99 >= r_def - 0.01, (r99, r_def)
 
     if kind == "ivf_flat":
@@ -755,18 +764,21 @@ def test_automatic_rebuilds(make_server):
     assert d.index.spec.kind == "auto", d.index.spec
     assert list(d.index.recall_table), d.index
 
-    # grow to 4x what it was trained for: another automatic rebuild
+    # grow to 4x what it was trained for: automatic rebuilds follow (README: when the
+    # collection has doubled since training, also right after a build if it grew meanwhile)
     target = 4 * t1 + 500
     load(server, coll, np.arange(2500, target), vecs[2500:target], batch=2000)
     d, seen = wait_describe(server, coll, lambda x: x.index.trained_for > t1 and x.index.trained and
-                            not x.index.rebuilding and x.index.count == x.count,
-                            "second automatic rebuild", interval=0.02, search=vecs[:3])
+                            not x.index.rebuilding and x.index.count == x.count and
+                            2 * x.index.trained_for > x.count,
+                            "automatic rebuilds after growing to %d" % target, interval=0.02, search=vecs[:3])
     t2, nl2 = d.index.trained_for, d.index.nlist
-    print("second automatic build: states %s trained_for %d nlist %d" % (seen, t2, nl2))
-    assert d.index.kind == "ivf_flat" and t2 >= 4 * t1 and nl2 >= nl1, d.index
+    print("later automatic builds: states %s trained_for %d nlist %d" % (seen, t2, nl2))
+    assert d.index.kind == "ivf_flat" and t2 >= 2 * t1 and nl2 >= nl1, d.index
     assert d.count == target
-    started = re.findall(r"collection %s: automatic index rebuild started" % coll, run_log(server))
-    assert len(started) == 2, started
+    started = re.findall(r"collection %s: automatic index rebuild started.*" % coll, run_log(server))
+    assert len(started) >= 2, started
+    print("\n".join(started))
     assert_exact_vector_top1(server, coll, [(int(i), vecs[i]) for i in range(0, target, 101)], "after growth")
 
 
@@ -785,9 +797,9 @@ def test_each_kind_round_trips_through_save_and_load(server):
         gen, ids, vecs = populated(server, coll, n, dim, metric, kind="flat", seed=20 + i)
         msgs = rebuild_ok(server, coll, s)
         check_progress(msgs, s.kind, n)
-        d = server.describe(coll)
+        # (the spec shows up a moment after 'done': test_spec_updated_when_rebuild_done)
+        d, _ = wait_describe(server, coll, lambda x: x.index.spec == s, "spec %s kept" % s, timeout=5)
         check_index_info(d.index, s.kind, n, s.nlist, pq_m=s.pq_m, pq_nbits=s.pq_nbits, refine=s.refine)
-        assert d.index.spec == s, d.index.spec
         queries = gen.sample(40)
         before[coll] = (d, queries, as_lists(search_all(server, coll, queries)),
                         as_lists(search_all(server, coll, queries, nprobe=3)),
@@ -810,26 +822,35 @@ def test_each_kind_round_trips_through_save_and_load(server):
 
 
 # ======================================================= 11. more edge cases
-def test_rebuild_to_flat_survives_restart(server):
-    """A rebuild back to exact search: no IVF index file of the older index may come back."""
+def test_rebuild_to_flat_survives_restart(make_server):
+    """A rebuild back to exact search: no IVF index file of the older index may come back.
+    (--no-auto-rebuild: keeps test_back_to_back_rebuild_to_original_spec's race out.)"""
+    server = make_server(args=["--no-auto-rebuild"])
     n, dim, coll = 5000, 16, "back_to_flat"
     gen, ids, vecs = populated(server, coll, n, dim, pb.L2, kind="flat", seed=30)
     rebuild_ok(server, coll, spec("ivf_flat", nlist=32))
     # let the spec settle first (see test_spec_updated_when_rebuild_done)
     wait_describe(server, coll, lambda x: x.index.spec == spec("ivf_flat", nlist=32), "spec ivf_flat kept",
                   timeout=5)
-    assert len(index_files(server)) == 1
+    files = index_files(server)
+    assert len(files) == 1, files
+    mtime = os.stat(files[0]).st_mtime_ns
     msgs = rebuild_ok(server, coll, spec("flat"))
     assert msgs[-1].index.kind == "flat", msgs[-1]
-    assert server.describe(coll).index.kind == "flat"
     # (the spec shows up a moment after 'done': test_spec_updated_when_rebuild_done)
     wait_describe(server, coll, lambda x: x.index.spec.kind == "flat", "spec flat kept", timeout=5)
+    time.sleep(0.5)
+    d = server.describe(coll)
+    assert d.index.kind == "flat" and not d.index.rebuilding, \
+        "after the rebuild to flat: index %s rebuilding %s; log %s" % (
+            d.index.kind, d.index.rebuilding, [ln for ln in run_log(server).splitlines() if coll in ln])
+    stale = os.path.exists(files[0]) and os.stat(files[0]).st_mtime_ns == mtime
     server.restart()
     d = server.describe(coll)
-    files = [os.path.basename(p) for p in index_files(server)]
     assert d.index.kind == "flat" and d.index.spec.kind == "flat", \
-        "after a rebuild to flat and a restart the index is %s (spec %s); index files: %s; log: %s" % (
-            d.index.kind, d.index.spec.kind, files,
+        "after a rebuild to flat and a restart the index is %s (spec %s); the ivf_flat index file of " \
+        "the earlier build is still there (unchanged: %s); log: %s" % (
+            d.index.kind, d.index.spec.kind, stale,
             [ln for ln in run_log(server).splitlines() if coll in ln])
     queries = gen.sample(10)
     gt, scores = exact_topk(ids, vecs, queries, pb.L2)
@@ -871,7 +892,7 @@ def test_spec_updated_when_rebuild_done(server):
     that rebuilds and then reads the collection's config must see what it asked for)."""
     n, dim = 3000, 16
     stale = []
-    for i in range(5):
+    for i in range(10):
         coll = "spec%d" % i
         populated(server, coll, n, dim, pb.L2, kind="flat", seed=40 + i)
         s = spec("ivf_flat", nlist=16 + i)
@@ -880,13 +901,13 @@ def test_spec_updated_when_rebuild_done(server):
         if d.index.spec != s:
             stale.append((coll, d.index.kind, d.index.nlist, "spec kind %r nlist %d" % (
                 d.index.spec.kind, d.index.spec.nlist)))
-    assert not stale, "Describe right after 'done' shows the old spec in %d of 5 rebuilds: %s" % (
+    assert not stale, "Describe right after 'done' shows the old spec in %d of 10 rebuilds: %s" % (
         len(stale), stale)
 
 
 def test_back_to_back_rebuild_to_original_spec(server):
     """Rebuild flat -> ivf_flat, then at once back to flat (the collection's original spec):
-    the collection's spec must end up flat, like its index (tried on 10 collections)."""
+    spec and index must both end up flat (tried on 10 collections)."""
     n, dim = 3000, 16
     for i in range(10):
         populated(server, "b2b%d" % i, n, dim, pb.L2, kind="flat", seed=50 + i)
@@ -895,9 +916,9 @@ def test_back_to_back_rebuild_to_original_spec(server):
     time.sleep(1.0)   # let every queued write land
     wrong = []
     for i in range(10):
-        d = server.describe("b2b%d" % i)
-        assert d.index.kind == "flat", d.index
-        if d.index.spec.kind != "flat":
+        d, _ = wait_describe(server, "b2b%d" % i, lambda x: not x.index.rebuilding, "idle", timeout=30)
+        if (d.index.kind, d.index.spec.kind) != ("flat", "flat"):
             wrong.append("b2b%d: index kind %s, spec %s nlist %d" % (i, d.index.kind, d.index.spec.kind,
                                                                     d.index.spec.nlist))
-    assert not wrong, "the spec of the last rebuild (flat) was lost: %s" % wrong
+    auto = [ln for ln in run_log(server).splitlines() if "automatic index rebuild started" in ln]
+    assert not wrong, "after rebuilding to flat: %s; automatic rebuilds started: %s" % (wrong, auto)

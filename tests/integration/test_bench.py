@@ -1,0 +1,115 @@
+"""Smoke test of the benchmark (tools/quiver-bench + quiver-bench-load) on a tiny data set.
+
+A synthetic L2 set (2,000 clustered vectors, dim 16, 40 queries, exact ground truth) is
+written to a temp folder in the layout of ../shared/data; the benchmark runs on it end to
+end (import, two index specs with in-process FAISS, both client modes, restart, hnswlib)
+and its outputs are checked for form, not speed: no timed assertions here.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+BUILD = os.environ.get("QUIVER_BIN") or os.path.join(REPO, "build")
+QUIVERD = os.environ.get("QUIVERD") or os.path.join(BUILD, "quiverd")
+BENCH = os.path.join(REPO, "tools", "quiver-bench")
+LOADER = os.path.join(BUILD, "quiver-bench-load")
+
+N_BASE, N_QUERY, DIM = 2000, 40, 16
+
+
+def write_vecs(path, a):
+    a = np.asarray(a)
+    out = np.empty((a.shape[0], a.shape[1] + 1), dtype=np.int32)
+    out[:, 0] = a.shape[1]
+    out[:, 1:] = a.view(np.int32) if a.dtype == np.float32 else a.astype(np.int32)
+    out.tofile(path)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bench-data") / "tiny-euclidean"
+    d.mkdir()
+    rng = np.random.RandomState(7)
+    centers = rng.normal(0, 4, (20, DIM))
+    pts = centers[rng.randint(0, 20, N_BASE + N_QUERY)] + rng.normal(0, 1, (N_BASE + N_QUERY, DIM))
+    pts = pts.astype(np.float32)
+    base, queries = pts[:N_BASE], pts[N_BASE:]
+    dist = ((queries.astype(np.float64)[:, None, :] - base.astype(np.float64)[None, :, :]) ** 2).sum(-1)
+    gt = np.argsort(dist, axis=1, kind="stable")[:, :100].astype(np.int32)
+    write_vecs(str(d / "base.fvecs"), base)
+    write_vecs(str(d / "query.fvecs"), queries)
+    write_vecs(str(d / "groundtruth.ivecs"), gt)
+    with open(d / "base_words.txt", "w") as f:
+        f.writelines("w%d\n" % i for i in range(N_BASE))
+    return str(d)
+
+
+def test_bench_smoke(dataset, tmp_path):
+    for path in (QUIVERD, LOADER):
+        if not os.access(path, os.X_OK):
+            pytest.skip("%s is not built" % path)
+    out = tmp_path / "out"
+    cmd = [sys.executable, BENCH, "--data", dataset, "--build", BUILD, "--quiverd", QUIVERD,
+           "--out", str(out), "--queries", "30", "--warmup", "10", "--threads", "2",
+           "--batch", "8", "--nprobes", "1,4,16", "--min-recalls", "0.9",
+           "--spec", "ivf_flat,nlist=16", "--spec", "ivf_pq,nlist=16,pq_m=8,refine=4",
+           "--hnsw-efs", "10,200", "--workdir", str(tmp_path / "work")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "quiver-bench failed:\n%s\n%s" % (r.stdout, r.stderr[-5000:])
+    assert "| engine" in r.stdout and "QPS at recall@10" in r.stdout
+
+    res = json.loads((out / "results.json").read_text())
+    for key in ("machine", "versions", "dataset", "settings", "import", "indexes", "points",
+                "summary", "hnswlib"):
+        assert key in res, key
+    assert res["dataset"]["metric"] == "l2"
+    assert res["dataset"]["base_vectors"] == N_BASE and res["dataset"]["queries_timed"] == 30
+    assert res["import"]["vectors"] == N_BASE and res["import"]["vectors_per_s"] > 0
+    assert [i["resolved"]["kind"] for i in res["indexes"]] == ["ivf_flat", "ivf_pq"]
+    for info in res["indexes"]:
+        assert info["build_s"] > 0 and info["resolved"]["nlist"] == 16
+        assert info["faiss"]["train_s"] >= 0 and info["faiss"]["index_bytes"] > 0
+        assert info["rss_peak"]["VmHWM"] > 0 and info["data_dir_bytes"] > 0
+        rs = info["restart"]
+        assert rs["exit_code"] == 0 and 0 < rs["health_serving_s"] <= rs["first_search_s"]
+        assert rs["index_kind_after"] == info["resolved"]["kind"]
+
+    pts = res["points"]
+    engines = {(p["engine"], p["mode"]) for p in pts}
+    assert engines == {(e, m) for e in ("quiver", "faiss", "hnswlib") for m in ("single", "batch")}
+    for p in pts:
+        for k in ("recall@1", "recall@10", "recall@100"):
+            assert 0.0 <= p[k] <= 1.0, p
+        assert p["qps"] > 0 and 0 < p["p50_ms"] <= p["p99_ms"], p
+        assert p["queries"] == 30
+    # nprobe = nlist scans every list: exact for ivf_flat, in Quiver and in-process alike
+    full = [p for p in pts if p["index"].startswith("ivf_flat") and p["value"] == 16]
+    assert len(full) == 4 and all(p["recall@10"] >= 0.99 for p in full), full
+    # both engines run the same index: the same recall at the same nprobe
+    for p in pts:
+        if p["engine"] == "quiver" and p["param"] == "nprobe":
+            f = [x for x in pts if x["engine"] == "faiss" and x["index"] == p["index"]
+                 and x["mode"] == p["mode"] and x["value"] == p["value"]]
+            assert len(f) == 1 and abs(f[0]["recall@10"] - p["recall@10"]) <= 0.05, (p, f)
+    assert any(p["param"] == "min_recall" and p["nprobe_used"] for p in pts)
+
+    s = res["summary"]
+    assert {r["mode"] for r in s["ratios"]} == {"single", "batch"}
+    assert all("met" in t and "target" in t for t in s["targets"])
+
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(pts)
+    for row in rows:
+        assert 0.0 <= float(row["recall@10"]) <= 1.0 and float(row["qps"]) > 0
+    assert (out / "summary.md").read_text().startswith("# quiver-bench")
+    if subprocess.run(["which", "gnuplot"], capture_output=True).returncode == 0:
+        png = (out / "plot.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
