@@ -135,6 +135,15 @@ static qv_coll *coll_new(qv_db *db, const qv_coll_config *cfg)
 
 static void coll_ref(qv_coll *c) { atomic_fetch_add(&c->refs, 1); }
 
+/* The collection's index spec (requested rebuilds change it). */
+static qv_index_params coll_spec(qv_coll *c)
+{
+    pthread_mutex_lock(&c->rmu);
+    qv_index_params p = c->cfg.spec;
+    pthread_mutex_unlock(&c->rmu);
+    return p;
+}
+
 void qv_coll_release(qv_coll *c)
 {
     if (!c || atomic_fetch_sub(&c->refs, 1) != 1) return;
@@ -882,7 +891,10 @@ static int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
             goto out;
         }
         set_phase(c, rb, "training", 0, smp.n);
-        if ((rc = qv_index_train(ix, smp.n, smp.vecs))) goto out;
+        qv_index_cancel_flag(rb ? (const int *)&rb->cancel : NULL);
+        rc = qv_index_train(ix, smp.n, smp.vecs);
+        qv_index_cancel_flag(NULL);
+        if (rc) goto out;
         set_phase(c, rb, "training", smp.n, smp.n);
         if ((rc = calib_init(&cal, c, &smp))) goto out;
         free(smp.vecs);
@@ -931,7 +943,6 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
     qv_db *db = c->db;
     MDB_txn *txn = NULL;
     qv_coll_stats s;
-    set_phase(c, rb, "sampling", 0, atomic_load(&c->count));
     /* one snapshot for sampling, adding and calibration */
     int rc = qv_store_read_begin(db->st, &txn);
     if (!rc) rc = qv_store_stats_get(db->st, txn, c->cfg.id, &s);
@@ -946,13 +957,17 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
     qv_store_abort(txn);
     txn = NULL;
     if (rc) goto out;
+    /* the file is written now but takes effect only with the swap: a cancel
+     * until then leaves the old index in force, also after a restart */
+    char tmp[4300] = "";
+    uint64_t file_seq = covered;
     if (!db->opts.no_index_files && p.kind != QV_KIND_FLAT) {
         set_phase(c, rb, "saving", 0, 1);
-        meta.covered_seq = covered;
-        int src = qv_ixfile_save(db->ixdir, &meta, ix);
+        meta.covered_seq = file_seq;
+        int src = qv_ixfile_write_temp(db->ixdir, &meta, ix, tmp, sizeof tmp);
         if (src) qv_warn("collection %s: index file not saved (%s); a restart will rebuild it",
                          c->cfg.name, qv_strerror(src));
-        else submit_prune(db, c, covered);
+        set_phase(c, rb, "saving", 1, 1);
     }
     /* catch up with the writes that arrived meanwhile, off the lock while the
      * backlog is large, then the rest under the write lock, and swap */
@@ -971,9 +986,15 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
     }
     if (rc || atomic_load(&rb->cancel) || atomic_load(&c->dropped)) {
         qv_index_free(ix);
+        if (tmp[0]) unlink(tmp);
         rc = rc ? rc : QV_CANCELLED;
         goto out;
     }
+    /* point of no return: the new file replaces the old one (a flat index
+     * has none: an older IVF file must not come back at the next start) */
+    int saved = 0;
+    if (tmp[0]) saved = qv_ixfile_commit(db->ixdir, c->cfg.id, tmp) == 0;
+    else if (p.kind == QV_KIND_FLAT) qv_ixfile_remove(db->ixdir, c->cfg.id);
     pthread_rwlock_wrlock(&c->ilock);
     if (!(rc = qv_store_read_begin(db->st, &txn))) {
         rc = replay_log(c, txn, ix, covered, &covered, NULL);
@@ -990,11 +1011,22 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
         qv_index_free(ix);
         goto out;
     }
-    if (!rb->automatic && memcmp(&rb->req.spec, &c->cfg.spec, sizeof c->cfg.spec) != 0)
-        submit_spec(db, c, &rb->req.spec);
-    qv_info("collection %s: %s index built (nlist %u, nprobe %u for recall 0.95, %llu items, %.1f s)",
-            c->cfg.name, qv_index_kind_name(p.kind), p.nlist, meta.nprobe,
-            (unsigned long long)meta.trained_for, elapsed_since(&rb->t0));
+    if (saved) submit_prune(db, c, file_seq);
+    /* a requested spec becomes the collection's, in memory before "done" is
+     * reported and on disk through the writer (in request order) */
+    if (!rb->automatic) {
+        pthread_mutex_lock(&c->rmu);
+        int changed = memcmp(&rb->req.spec, &c->cfg.spec, sizeof c->cfg.spec) != 0;
+        c->cfg.spec = rb->req.spec;
+        pthread_mutex_unlock(&c->rmu);
+        if (changed) submit_spec(db, c, &rb->req.spec);
+    }
+    float reached = 1.0f;
+    for (uint32_t i = 0; i < meta.n_recall; i++)
+        if (meta.recall[i].nprobe == meta.nprobe) reached = meta.recall[i].recall;
+    qv_info("collection %s: %s index built (nlist %u, default nprobe %u: calibrated recall@10 %.3f, "
+            "%llu items, %.1f s)", c->cfg.name, qv_index_kind_name(p.kind), p.nlist, meta.nprobe,
+            reached, (unsigned long long)meta.trained_for, elapsed_since(&rb->t0));
 out:
     qv_store_abort(txn);
     return rc;
@@ -1041,7 +1073,7 @@ static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, c
     /* reject specs that cannot work before starting anything */
     qv_index_params resolved;
     qv_index_params spec = req->spec;
-    if (spec.kind == QV_KIND_AUTO && !automatic) spec = c->cfg.spec;
+    if (spec.kind == QV_KIND_AUTO && !automatic) spec = coll_spec(c);
     int rc = resolve_params(db, &c->cfg, &spec, atomic_load(&c->count), &resolved, err, errlen);
     if (rc) return rc;
     rebuild *rb = calloc(1, sizeof *rb);
@@ -1053,8 +1085,8 @@ static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, c
     clock_gettime(CLOCK_MONOTONIC, &rb->t0);
     pthread_mutex_lock(&c->rmu);
     if (c->rb) {
-        snprintf(err, errlen, "collection \"%s\" already has a %s rebuild running (phase %s, %llu/%llu)",
-                 c->cfg.name, c->rb->automatic ? "automatic" : "requested", c->phase,
+        snprintf(err, errlen, "collection \"%s\" already has %s rebuild running (phase %s, %llu/%llu)",
+                 c->cfg.name, c->rb->automatic ? "an automatic" : "a requested", c->phase,
                  (unsigned long long)c->done, (unsigned long long)c->total);
         pthread_mutex_unlock(&c->rmu);
         free(rb);
@@ -1116,7 +1148,8 @@ static void maybe_auto_rebuild(qv_coll *c)
     qv_index_kind kind = qv_index_get_params(c->index)->kind;
     uint64_t trained_for = c->trained_for, deleted = c->deleted_since;
     pthread_rwlock_unlock(&c->ilock);
-    const qv_index_params *spec = &c->cfg.spec;
+    qv_index_params cur = coll_spec(c);
+    const qv_index_params *spec = &cur;
     int want = 0;
     if (kind == QV_KIND_FLAT) {
         if (spec->kind == QV_KIND_AUTO) want = n >= auto_min;
@@ -1167,7 +1200,7 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
     }
     case QV_W_SPEC: {
         if (atomic_load(&w->coll->dropped)) return QV_NOTFOUND;
-        qv_coll_config cfg = w->coll->cfg;
+        qv_coll_config cfg = w->coll->cfg; /* name, id, dim, metric never change */
         cfg.spec = w->config.spec;
         return qv_store_coll_update(db->st, txn, &cfg);
     }
@@ -1243,12 +1276,7 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
         return;
     }
     if ((int)w->kind == QV_W_PRUNE) return;
-    if ((int)w->kind == QV_W_SPEC) {
-        pthread_mutex_lock(&w->coll->rmu);
-        w->coll->cfg.spec = w->config.spec;
-        pthread_mutex_unlock(&w->coll->rmu);
-        return;
-    }
+    if ((int)w->kind == QV_W_SPEC) return; /* memory was updated at the swap */
     qv_coll *c = w->coll;
     atomic_store(&c->last_seq, c->w_seq);
     atomic_store(&c->count, c->w_count);
@@ -1509,6 +1537,13 @@ static int open_coll(void *ctx, const qv_coll_config *cfg)
     char why[256] = "";
     int frc = db->opts.no_index_files ? QV_NOTFOUND
                                       : qv_ixfile_load(db->ixdir, cfg, &meta, &ix, why, sizeof why);
+    if (frc == 0 && cfg->spec.kind != QV_KIND_AUTO && meta.params.kind != cfg->spec.kind) {
+        snprintf(why, sizeof why, "it holds a %s index but the collection's spec is %s",
+                 qv_index_kind_name(meta.params.kind), qv_index_kind_name(cfg->spec.kind));
+        qv_index_free(ix);
+        ix = NULL;
+        frc = QV_CORRUPT;
+    }
     if (frc == 0 && meta.covered_seq > s.last_seq) {
         snprintf(why, sizeof why, "it covers seq %llu but the store ends at %llu",
                  (unsigned long long)meta.covered_seq, (unsigned long long)s.last_seq);

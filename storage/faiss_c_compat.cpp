@@ -6,6 +6,7 @@
  * Build with -DQV_FAISS_COMPAT_EXT_ONLY when a real libfaiss_c is linked.
  */
 #include <exception>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -15,6 +16,7 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexScalarQuantizer.h>
+#include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
@@ -320,6 +322,29 @@ int faiss_IndexIVF_set_direct_map(FaissIndexIVF* index, int direct_map_type) {
 int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_t* ids) {
     return guarded([&] {
         *p_sel = reinterpret_cast<FaissIDSelectorArray*>(new faiss::IDSelectorArray(n, ids));
+    });
+}
+
+namespace {
+/* The interrupt flag of the calling thread (NULL: never interrupt). FAISS's
+ * InterruptCallback is process-wide; this one answers per thread, so that
+ * cancelling one build does not stop another. */
+thread_local const int* tls_interrupt_flag = nullptr;
+
+struct ThreadFlagInterrupt : faiss::InterruptCallback {
+    bool want_interrupt() override {
+        return tls_interrupt_flag && __atomic_load_n(tls_interrupt_flag, __ATOMIC_RELAXED) != 0;
+    }
+};
+} // namespace
+
+int faiss_set_thread_interrupt_flag(const int* flag) {
+    return guarded([&] {
+        static std::once_flag once;
+        std::call_once(once, [] {
+            faiss::InterruptCallback::instance.reset(new ThreadFlagInterrupt());
+        });
+        tls_interrupt_flag = flag;
     });
 }
 

@@ -239,6 +239,8 @@ void qv_index_free(qv_index *ix)
     free(ix);
 }
 
+static _Thread_local const int *tls_cancel;
+
 int qv_index_train(qv_index *ix, size_t n, const float *x)
 {
     if (!ix) return QV_INVALID;
@@ -265,7 +267,14 @@ int qv_index_train(qv_index *ix, size_t n, const float *x)
     }
     int frc = faiss_Index_train(ix->fi, (idx_t)n, x);
     free(copy);
+    if (frc && tls_cancel && *tls_cancel) return QV_CANCELLED;
     return frc ? faiss_fail(frc, "train") : 0;
+}
+
+void qv_index_cancel_flag(const int *flag)
+{
+    tls_cancel = flag;
+    faiss_set_thread_interrupt_flag(flag);
 }
 
 int qv_index_add(qv_index *ix, size_t n, const int64_t *ids, const float *x)

@@ -146,11 +146,12 @@ static int fsync_dir(const char *dir)
     return rc;
 }
 
-int qv_ixfile_save(const char *dir, const qv_ixfile_meta *meta, const qv_index *ix)
+int qv_ixfile_write_temp(const char *dir, const qv_ixfile_meta *meta, const qv_index *ix,
+                         char *tmp, size_t tmplen)
 {
-    char path[4200], tmp[4300];
+    char path[4200];
     qv_ixfile_path(dir, meta->coll_id, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    snprintf(tmp, tmplen, "%s.tmp.%d", path, (int)getpid());
     uint8_t hdr[HDR_LEN];
     int rc = QV_IO;
     FILE *f = fopen(tmp, "w+b");
@@ -175,18 +176,36 @@ int qv_ixfile_save(const char *dir, const qv_ixfile_meta *meta, const qv_index *
         f = NULL;
         goto fail;
     }
-    f = NULL;
-    if (rename(tmp, path)) goto fail;
-    if (fsync_dir(dir)) {
-        qv_error("index file %s: fsync of directory failed: %s", path, strerror(errno));
-        return QV_IO;
-    }
     return 0;
 fail:
     if (rc == QV_IO) qv_error("index file %s: %s", tmp, strerror(errno));
     if (f) fclose(f);
     unlink(tmp);
+    tmp[0] = 0;
     return rc;
+}
+
+int qv_ixfile_commit(const char *dir, uint32_t coll_id, const char *tmp)
+{
+    char path[4200];
+    qv_ixfile_path(dir, coll_id, path, sizeof path);
+    if (rename(tmp, path)) {
+        qv_error("index file %s: rename: %s", path, strerror(errno));
+        unlink(tmp);
+        return QV_IO;
+    }
+    if (fsync_dir(dir)) {
+        qv_error("index file %s: fsync of directory failed: %s", path, strerror(errno));
+        return QV_IO;
+    }
+    return 0;
+}
+
+int qv_ixfile_save(const char *dir, const qv_ixfile_meta *meta, const qv_index *ix)
+{
+    char tmp[4300];
+    int rc = qv_ixfile_write_temp(dir, meta, ix, tmp, sizeof tmp);
+    return rc ? rc : qv_ixfile_commit(dir, meta->coll_id, tmp);
 }
 
 int qv_ixfile_load(const char *dir, const qv_coll_config *expect, qv_ixfile_meta *m,

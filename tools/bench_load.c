@@ -8,6 +8,7 @@
  * and no recall computing: the driver compares the ids files with the ground
  * truth.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -35,7 +36,7 @@
 
 #define RPC_TIMEOUT_MS 120000
 #define CONNECT_TIMEOUT_MS 15000
-#define TRAIN_MAX_PER_LIST 64 /* as the server samples: storage/db.c */
+#define TRAIN_PER_LIST 50 /* default of --train-per-list: storage/db.c TRAIN_MAX_PER_LIST */
 #define TRAIN_MIN_SAMPLE 10000
 #define SAMPLE_SEED 12345
 #define BATCH_OMP_MIN 32 /* the server lets batches this large use every core */
@@ -50,6 +51,7 @@ static const char usage[] =
     "       quiver-bench-load faiss --base FILE [--limit N] --queries FILE --order FILE\n"
     "                               --metric l2|ip|cosine --kind ivf_flat|ivf_pq|ivf_sq8|flat\n"
     "                               [--nlist N] [--pq-m M] [--pq-nbits B] [--refine R]\n"
+    "                               [--train-per-list 50]\n"
     "                               --k K (--nprobes 1,2,4,... --mode single|batch [--threads T]\n"
     "                               [--batch B] [--warmup N] --out-prefix P | --serve)\n"
     "\n"
@@ -68,7 +70,8 @@ static const char usage[] =
     "         Reports qps, p50_ms, p99_ms, mean_ms (latency of one RPC) and the\n"
     "         client's CPU seconds.\n"
     "faiss    the same index through qv_index in this process: trained on a\n"
-    "         sample drawn like the server's (up to 64 x nlist rows, same seed),\n"
+    "         sample drawn like the server's (up to --train-per-list x nlist rows,\n"
+    "         at least 10,000, same generator and seed: keep it equal to the server's),\n"
     "         every row added; refine R re-ranks R x k candidates by exact distance\n"
     "         from the raw vectors. single: T threads each searching one query at a\n"
     "         time on one core; batch: T threads each searching B queries at a time\n"
@@ -859,6 +862,13 @@ static long rss_kb(const char *field)
     return v;
 }
 
+/* The OpenBLAS kernels in use (quiverd logs the same at start-up). */
+static const char *blas_core(void)
+{
+    const char *(*corename)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
+    return corename ? corename() : "unknown";
+}
+
 /* Reservoir sample of up to cap rows in row order, with the server's
  * generator and seed (storage/db.c sample_chunk): the same training set the
  * server draws when item ids are row numbers. */
@@ -888,7 +898,7 @@ static int cmd_faiss(int argc, char **argv)
 {
     const char *bpath = NULL, *qpath = NULL, *opath = NULL, *prefix = NULL, *nprobes = NULL;
     const char *metric_s = "l2", *kind_s = "ivf_flat";
-    size_t limit = 0, k = 10, batch = 100, warmup = 0;
+    size_t limit = 0, k = 10, batch = 100, warmup = 0, per_list = TRAIN_PER_LIST;
     long nlist = 0, pq_m = 0, pq_nbits = 8, refine = 0;
     int mode = -1, threads = default_threads(), serve = 0;
     static const struct option opts[] = {
@@ -898,7 +908,7 @@ static int cmd_faiss(int argc, char **argv)
         {"refine", 1, 0, 'R'},   {"nprobes", 1, 0, 'n'},  {"k", 1, 0, 'k'},
         {"mode", 1, 0, 'm'},     {"threads", 1, 0, 't'},  {"batch", 1, 0, 'B'},
         {"warmup", 1, 0, 'w'},   {"out-prefix", 1, 0, 'O'}, {"serve", 0, 0, 'S'},
-        {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+        {"train-per-list", 1, 0, 'T'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -920,6 +930,7 @@ static int cmd_faiss(int argc, char **argv)
         case 'w': warmup = (size_t)parse_long("warmup", optarg, 0, LONG_MAX); break;
         case 'O': prefix = optarg; break;
         case 'S': serve = 1; break;
+        case 'T': per_list = (size_t)parse_long("train-per-list", optarg, 1, 100000); break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -963,9 +974,8 @@ static int cmd_faiss(int argc, char **argv)
     double train_s = 0, add_s, t0;
     size_t nsample = 0;
     if (kind != QV_KIND_FLAT) {
-        size_t cap = (size_t)p.nlist * TRAIN_MAX_PER_LIST;
-        if (kind == QV_KIND_IVF_PQ && cap < ((size_t)TRAIN_MAX_PER_LIST << p.pq_nbits))
-            cap = (size_t)TRAIN_MAX_PER_LIST << p.pq_nbits;
+        size_t cap = (size_t)p.nlist * per_list;
+        if (kind == QV_KIND_IVF_PQ && cap < (per_list << p.pq_nbits)) cap = per_list << p.pq_nbits;
         if (cap < TRAIN_MIN_SAMPLE) cap = TRAIN_MIN_SAMPLE;
         if (cap > base.n) cap = base.n;
         float *s = train_sample(&base, cap, &nsample);
@@ -983,16 +993,18 @@ static int cmd_faiss(int argc, char **argv)
         if ((rc = qv_index_add(ix, c, ids + i, base.x + i * base.d)))
             die("qv_index_add: %s", qv_strerror(rc));
     }
+    if ((rc = qv_index_compact(ix))) die("qv_index_compact: %s", qv_strerror(rc)); /* as the server */
     add_s = now_s() - t0;
     free(ids);
     fbench fb = {ix, &base, metric, refine > 1 ? (size_t)refine : 1};
     printf("{\"engine\": \"faiss\", \"event\": \"built\", \"kind\": \"%s\", \"metric\": \"%s\", "
            "\"vectors\": %zu, \"dim\": %u, \"nlist\": %u, \"pq_m\": %u, \"pq_nbits\": %u, "
            "\"refine\": %ld, \"train_vectors\": %zu, \"train_s\": %.3f, \"add_s\": %.3f, "
-           "\"index_bytes\": %zu, \"rss_kb\": %ld, \"hwm_kb\": %ld, \"omp_max_threads\": %d}\n",
+           "\"index_bytes\": %zu, \"rss_kb\": %ld, \"hwm_kb\": %ld, \"omp_max_threads\": %d, "
+           "\"blas_core\": \"%s\"}\n",
            qv_index_kind_name(p.kind), metric_s, base.n, base.d, p.nlist, p.pq_m, p.pq_nbits,
            refine, nsample, train_s, add_s, qv_index_memory(ix), rss_kb("VmRSS"), rss_kb("VmHWM"),
-           omp_get_max_threads());
+           omp_get_max_threads(), blas_core());
     fflush(stdout);
     char path[4096];
     if (!serve) {

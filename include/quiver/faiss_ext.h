@@ -111,6 +111,12 @@ int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_
  * Up to a third of an index built by many adds is slack. */
 int faiss_IndexIVF_shrink_to_fit(FaissIndexIVF* index);
 
+/* Quiver extension: long computations of the calling thread (k-means
+ * training, exhaustive searches) stop with an error ("computation
+ * interrupted") once *flag becomes non-zero. NULL clears it. Other threads
+ * are not affected. */
+int faiss_set_thread_interrupt_flag(const int* flag);
+
 #ifdef __cplusplus
 }
 #endif
