@@ -34,6 +34,7 @@ static void usage(FILE *f)
             "  --map-size SIZE      LMDB map size, the most the data may grow to\n"
             "                       (default 64G; suffixes K, M, G, T)\n"
             "  --max-message SIZE   largest request accepted (default 64M)\n"
+            "  --max-k N            largest k a search may ask for (default 1000)\n"
             "  --auto-ivf-min N     items at which index kind \"auto\" moves from exact\n"
             "                       search to IVF (default 20000)\n"
             "  --no-auto-rebuild    never start index rebuilds by itself\n"
@@ -106,7 +107,7 @@ int main(int argc, char **argv)
     qv_db_opts dbo;
     memset(&dbo, 0, sizeof dbo);
     enum { O_LISTEN = 256, O_DATA, O_THREADS, O_MAP, O_NOSYNC, O_MAXMSG, O_AUTOMIN, O_NOREB,
-           O_GRACE, O_LOG, O_VERSION, O_HELP };
+           O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -114,7 +115,8 @@ int main(int argc, char **argv)
         {"auto-ivf-min", required_argument, 0, O_AUTOMIN},
         {"no-auto-rebuild", no_argument, 0, O_NOREB}, {"grace-ms", required_argument, 0, O_GRACE},
         {"log-level", required_argument, 0, O_LOG},   {"version", no_argument, 0, O_VERSION},
-        {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0}};
+        {"help", no_argument, 0, O_HELP},             {"max-k", required_argument, 0, O_MAXK},
+        {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -140,9 +142,34 @@ int main(int argc, char **argv)
             }
             break;
         case O_NOSYNC: dbo.store.nosync = 1; break;
-        case O_AUTOMIN: dbo.auto_ivf_min = (size_t)strtoull(optarg, NULL, 10); break;
+        case O_MAXK: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || v < 1 || v > 100000) {
+                fprintf(stderr, "quiverd: --max-k %s: want 1..100000\n", optarg);
+                return 2;
+            }
+            g_max_k = (unsigned)v;
+            break;
+        }
+        case O_AUTOMIN: {
+            char *end;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (*end || v < 1) {
+                fprintf(stderr, "quiverd: --auto-ivf-min %s: want a positive count\n", optarg);
+                return 2;
+            }
+            dbo.auto_ivf_min = (size_t)v;
+            break;
+        }
         case O_NOREB: dbo.no_auto_rebuild = 1; break;
-        case O_GRACE: grace_ms = atoi(optarg); break;
+        case O_GRACE:
+            grace_ms = atoi(optarg);
+            if (grace_ms < 0) {
+                fprintf(stderr, "quiverd: --grace-ms %s: want 0 or more\n", optarg);
+                return 2;
+            }
+            break;
         case O_LOG:
             if (!strcmp(optarg, "error")) qv_log_set_level(QV_LOG_ERROR);
             else if (!strcmp(optarg, "warn")) qv_log_set_level(QV_LOG_WARN);

@@ -62,6 +62,8 @@ struct rpc {
 
 /* The method table (server/rpc.c) and the db every handler uses. */
 extern qv_db *g_db;
+/* Largest k a search may ask for (--max-k). */
+extern unsigned g_max_k;
 
 void rpc_ref(rpc *r);
 void rpc_unref(rpc *r);

@@ -14,9 +14,10 @@
 #include "quiver/error.h"
 #include "services.h"
 
-#define MAX_K 1000
 #define MAX_QUERIES 10000
 #define BATCH_OMP_MIN 32 /* batches this large may use every core */
+
+unsigned g_max_k = 1000;
 
 void search_search(rpc *r)
 {
@@ -53,8 +54,8 @@ void search_search(rpc *r)
                  nq, MAX_QUERIES);
         goto out;
     }
-    if (k > MAX_K) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "k %zu is over the limit %d", k, MAX_K);
+    if (k > g_max_k) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "k %zu is over the limit %u", k, g_max_k);
         goto out;
     }
     if (!(req->min_recall >= 0 && req->min_recall <= 1)) {
