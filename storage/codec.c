@@ -8,29 +8,8 @@
 #include "quiver/codec.h"
 #include "quiver/error.h"
 
-/* ------------------------------------------------------------ byte order */
-static void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
+/* Little-endian helpers are in codec.h; keys are big-endian. */
+
 static void put_be32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
@@ -96,7 +75,7 @@ static int attr_head(qv_attr_builder *ab, const char *key, qv_attr_type t)
     size_t kl = strlen(key);
     if (kl == 0 || kl > QV_MAX_ATTR_KEY) return QV_INVALID;
     uint8_t h[2];
-    put_u16(h, (uint16_t)kl);
+    qv_put_le16(h, (uint16_t)kl);
     int rc = qv_buf_append(ab->out, h, 2);
     if (!rc) rc = qv_buf_append(ab->out, key, kl);
     uint8_t tb = (uint8_t)t;
@@ -108,7 +87,7 @@ static int attr_head(qv_attr_builder *ab, const char *key, qv_attr_type t)
 static int put_str(qv_buf *b, const char *s, size_t len)
 {
     uint8_t h[4];
-    put_u32(h, (uint32_t)len);
+    qv_put_le32(h, (uint32_t)len);
     int rc = qv_buf_append(b, h, 4);
     return rc ? rc : qv_buf_append(b, s, len);
 }
@@ -123,7 +102,7 @@ int qv_attrs_add_string(qv_attr_builder *ab, const char *key, const char *s, siz
 int qv_attrs_add_int(qv_attr_builder *ab, const char *key, int64_t v)
 {
     uint8_t p[8];
-    put_u64(p, (uint64_t)v);
+    qv_put_le64(p, (uint64_t)v);
     int rc = attr_head(ab, key, QV_ATTR_INT);
     return rc ? rc : qv_buf_append(ab->out, p, 8);
 }
@@ -133,7 +112,7 @@ int qv_attrs_add_double(qv_attr_builder *ab, const char *key, double v)
     uint64_t u;
     memcpy(&u, &v, 8);
     uint8_t p[8];
-    put_u64(p, u);
+    qv_put_le64(p, u);
     int rc = attr_head(ab, key, QV_ATTR_DOUBLE);
     return rc ? rc : qv_buf_append(ab->out, p, 8);
 }
@@ -148,7 +127,7 @@ int qv_attrs_add_bool(qv_attr_builder *ab, const char *key, int v)
 int qv_attrs_add_list(qv_attr_builder *ab, const char *key, uint32_t n)
 {
     uint8_t p[4];
-    put_u32(p, n);
+    qv_put_le32(p, n);
     int rc = attr_head(ab, key, QV_ATTR_STRING_LIST);
     return rc ? rc : qv_buf_append(ab->out, p, 4);
 }
@@ -161,7 +140,7 @@ int qv_attrs_list_item(qv_attr_builder *ab, const char *s, size_t len)
 
 void qv_attrs_end(qv_attr_builder *ab)
 {
-    put_u32(ab->out->data + ab->count_at, ab->count);
+    qv_put_le32(ab->out->data + ab->count_at, ab->count);
 }
 
 int qv_attr_iter_init(qv_attr_iter *it, const void *blob, size_t len)
@@ -171,7 +150,7 @@ int qv_attr_iter_init(qv_attr_iter *it, const void *blob, size_t len)
     it->left = 0;
     if (len == 0) return 0;
     if (len < 4) return QV_CORRUPT;
-    it->left = get_u32(it->p);
+    it->left = qv_get_le32(it->p);
     it->p += 4;
     return 0;
 }
@@ -180,7 +159,7 @@ int qv_attr_iter_init(qv_attr_iter *it, const void *blob, size_t len)
 static int get_str(const uint8_t **p, const uint8_t *end, const char **s, size_t *len)
 {
     if (end - *p < 4) return QV_CORRUPT;
-    uint32_t l = get_u32(*p);
+    uint32_t l = qv_get_le32(*p);
     *p += 4;
     if ((size_t)(end - *p) < l) return QV_CORRUPT;
     *s = (const char *)*p;
@@ -194,7 +173,7 @@ int qv_attr_next(qv_attr_iter *it, qv_attr *a)
     if (it->left == 0) return 0;
     const uint8_t *p = it->p, *end = it->end;
     if (end - p < 3) return QV_CORRUPT;
-    size_t kl = get_u16(p);
+    size_t kl = qv_get_le16(p);
     p += 2;
     if ((size_t)(end - p) < kl + 1) return QV_CORRUPT;
     memset(a, 0, sizeof *a);
@@ -209,7 +188,7 @@ int qv_attr_next(qv_attr_iter *it, qv_attr *a)
     case QV_ATTR_INT:
     case QV_ATTR_DOUBLE: {
         if (end - p < 8) return QV_CORRUPT;
-        uint64_t u = get_u64(p);
+        uint64_t u = qv_get_le64(p);
         p += 8;
         if (a->type == QV_ATTR_INT) a->i = (int64_t)u;
         else memcpy(&a->d, &u, 8);
@@ -221,7 +200,7 @@ int qv_attr_next(qv_attr_iter *it, qv_attr *a)
         break;
     case QV_ATTR_STRING_LIST: {
         if (end - p < 4) return QV_CORRUPT;
-        a->n = get_u32(p);
+        a->n = qv_get_le32(p);
         p += 4;
         a->list_p = p;
         for (uint32_t i = 0; i < a->n; i++) {
@@ -248,7 +227,7 @@ int qv_attr_list_next(qv_attr *a, const char **s, size_t *len)
 
 uint32_t qv_attrs_count(const void *blob, size_t len)
 {
-    return len >= 4 ? get_u32(blob) : 0;
+    return len >= 4 ? qv_get_le32(blob) : 0;
 }
 
 /* ------------------------------------------------------------------ items */
@@ -264,16 +243,16 @@ void qv_item_encode(uint8_t *out, uint64_t seq, uint32_t dim, const float *vec,
 {
     out[0] = QV_REC_VERSION;
     out[1] = 0;
-    put_u16(out + 2, 0);
-    put_u32(out + 4, dim);
-    put_u64(out + 8, seq);
+    qv_put_le16(out + 2, 0);
+    qv_put_le32(out + 4, dim);
+    qv_put_le64(out + 8, seq);
     uint8_t *p = out + ITEM_HDR;
     for (uint32_t i = 0; i < dim; i++, p += 4) {
         uint32_t u;
         memcpy(&u, &vec[i], 4);
-        put_u32(p, u);
+        qv_put_le32(p, u);
     }
-    put_u32(p, (uint32_t)attrs_len);
+    qv_put_le32(p, (uint32_t)attrs_len);
     if (attrs_len) memcpy(p + 4, attrs, attrs_len);
 }
 
@@ -282,13 +261,13 @@ int qv_item_decode(const void *rec, size_t len, qv_item_view *v)
     const uint8_t *p = rec;
     if (len < ITEM_HDR + 4) return QV_CORRUPT;
     if (p[0] != QV_REC_VERSION) return QV_VERSION;
-    v->dim = get_u32(p + 4);
-    v->seq = get_u64(p + 8);
+    v->dim = qv_get_le32(p + 4);
+    v->seq = qv_get_le64(p + 8);
     if (v->dim == 0 || v->dim > QV_MAX_DIM) return QV_CORRUPT;
     size_t need = ITEM_HDR + (size_t)v->dim * 4 + 4;
     if (len < need) return QV_CORRUPT;
     v->vec = p + ITEM_HDR;
-    v->attrs_len = get_u32(p + need - 4);
+    v->attrs_len = qv_get_le32(p + need - 4);
     if (len != need + v->attrs_len) return QV_CORRUPT;
     v->attrs = p + need;
     return 0;
@@ -300,7 +279,7 @@ void qv_item_vector(const qv_item_view *v, float *out)
     memcpy(out, v->vec, (size_t)v->dim * 4);
 #else
     for (uint32_t i = 0; i < v->dim; i++) {
-        uint32_t u = get_u32(v->vec + 4 * i);
+        uint32_t u = qv_get_le32(v->vec + 4 * i);
         memcpy(&out[i], &u, 4);
     }
 #endif
@@ -322,7 +301,7 @@ void qv_key_item_parse(const uint8_t *k, uint32_t *coll_id, uint64_t *item_id)
 void qv_seqval_encode(uint8_t out[QV_SEQ_VAL_LEN], qv_op op, uint64_t item_id)
 {
     out[0] = (uint8_t)op;
-    put_u64(out + 1, item_id);
+    qv_put_le64(out + 1, item_id);
 }
 
 int qv_seqval_decode(const void *v, size_t len, qv_op *op, uint64_t *item_id)
@@ -331,7 +310,7 @@ int qv_seqval_decode(const void *v, size_t len, qv_op *op, uint64_t *item_id)
     if (len != QV_SEQ_VAL_LEN || (p[0] != QV_OP_UPSERT && p[0] != QV_OP_DELETE))
         return QV_CORRUPT;
     *op = (qv_op)p[0];
-    *item_id = get_u64(p + 1);
+    *item_id = qv_get_le64(p + 1);
     return 0;
 }
 
@@ -344,13 +323,13 @@ void qv_config_encode(uint8_t out[QV_CONFIG_LEN], const qv_coll_config *c)
     out[0] = QV_REC_VERSION;
     out[1] = (uint8_t)c->metric;
     out[2] = (uint8_t)c->spec.kind;
-    put_u32(out + 4, c->id);
-    put_u32(out + 8, c->dim);
-    put_u32(out + 12, c->spec.nlist);
-    put_u32(out + 16, c->spec.pq_m);
-    put_u32(out + 20, c->spec.pq_nbits);
-    put_u32(out + 24, c->spec.refine);
-    put_u64(out + 28, c->created);
+    qv_put_le32(out + 4, c->id);
+    qv_put_le32(out + 8, c->dim);
+    qv_put_le32(out + 12, c->spec.nlist);
+    qv_put_le32(out + 16, c->spec.pq_m);
+    qv_put_le32(out + 20, c->spec.pq_nbits);
+    qv_put_le32(out + 24, c->spec.refine);
+    qv_put_le64(out + 28, c->created);
 }
 
 int qv_config_decode(const void *v, size_t len, qv_coll_config *c)
@@ -361,13 +340,13 @@ int qv_config_decode(const void *v, size_t len, qv_coll_config *c)
     if (len != QV_CONFIG_LEN) return QV_CORRUPT;
     c->metric = (qv_metric)p[1];
     c->spec.kind = (qv_index_kind)p[2];
-    c->id = get_u32(p + 4);
-    c->dim = get_u32(p + 8);
-    c->spec.nlist = get_u32(p + 12);
-    c->spec.pq_m = get_u32(p + 16);
-    c->spec.pq_nbits = get_u32(p + 20);
-    c->spec.refine = get_u32(p + 24);
-    c->created = get_u64(p + 28);
+    c->id = qv_get_le32(p + 4);
+    c->dim = qv_get_le32(p + 8);
+    c->spec.nlist = qv_get_le32(p + 12);
+    c->spec.pq_m = qv_get_le32(p + 16);
+    c->spec.pq_nbits = qv_get_le32(p + 20);
+    c->spec.refine = qv_get_le32(p + 24);
+    c->created = qv_get_le64(p + 28);
     if (c->metric < QV_METRIC_L2 || c->metric > QV_METRIC_COSINE || c->dim == 0 ||
         c->dim > QV_MAX_DIM || c->spec.kind > QV_KIND_IVF_SQ8)
         return QV_CORRUPT;
@@ -376,15 +355,15 @@ int qv_config_decode(const void *v, size_t len, qv_coll_config *c)
 
 void qv_stats_encode(uint8_t out[QV_STATS_LEN], const qv_coll_stats *s)
 {
-    put_u64(out, s->last_seq);
-    put_u64(out + 8, s->count);
+    qv_put_le64(out, s->last_seq);
+    qv_put_le64(out + 8, s->count);
 }
 
 int qv_stats_decode(const void *v, size_t len, qv_coll_stats *s)
 {
     if (len != QV_STATS_LEN) return QV_CORRUPT;
-    s->last_seq = get_u64(v);
-    s->count = get_u64((const uint8_t *)v + 8);
+    s->last_seq = qv_get_le64(v);
+    s->count = qv_get_le64((const uint8_t *)v + 8);
     return 0;
 }
 

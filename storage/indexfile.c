@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "quiver/codec.h"
 #include "quiver/error.h"
 #include "quiver/indexfile.h"
 #include "quiver/log.h"
@@ -18,26 +19,6 @@
 #define HDR_LEN 512
 static const char MAGIC[8] = {'Q', 'V', 'I', 'X', 'F', 'I', 'L', 'E'};
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
 
 /* 64-bit checksum over 8-byte words (FNV-style mixing; catches truncation,
  * torn writes and flipped bytes, not an adversary). */
@@ -55,7 +36,7 @@ static void csum_add(csum *c, const uint8_t *p, size_t n)
         c->tail[c->ntail++] = *p++;
         n--;
         if (c->ntail == 8) {
-            csum_word(c, get64(c->tail));
+            csum_word(c, qv_get_le64(c->tail));
             c->ntail = 0;
         }
     }
@@ -70,7 +51,7 @@ static uint64_t csum_end(csum *c)
 {
     if (c->ntail) {
         memset(c->tail + c->ntail, 0, 8 - c->ntail);
-        csum_word(c, get64(c->tail) ^ c->ntail);
+        csum_word(c, qv_get_le64(c->tail) ^ c->ntail);
     }
     return c->h;
 }
@@ -108,33 +89,33 @@ static void encode_hdr(uint8_t *h, const qv_ixfile_meta *m, uint64_t plen, uint6
 {
     memset(h, 0, HDR_LEN);
     memcpy(h, MAGIC, 8);
-    put32(h + 8, QV_IXFILE_VERSION);
-    put32(h + 12, m->coll_id);
-    put32(h + 16, m->dim);
-    put32(h + 20, (uint32_t)m->metric);
-    put32(h + 24, (uint32_t)m->params.kind);
-    put32(h + 28, m->params.nlist);
-    put32(h + 32, m->params.pq_m);
-    put32(h + 36, m->params.pq_nbits);
-    put32(h + 40, m->params.refine);
-    put64(h + 44, m->covered_seq);
-    put64(h + 52, m->trained_for);
-    put32(h + 60, m->nprobe);
-    put32(h + 64, m->n_recall);
-    put64(h + 68, plen);
-    put64(h + 76, sum);
+    qv_put_le32(h + 8, QV_IXFILE_VERSION);
+    qv_put_le32(h + 12, m->coll_id);
+    qv_put_le32(h + 16, m->dim);
+    qv_put_le32(h + 20, (uint32_t)m->metric);
+    qv_put_le32(h + 24, (uint32_t)m->params.kind);
+    qv_put_le32(h + 28, m->params.nlist);
+    qv_put_le32(h + 32, m->params.pq_m);
+    qv_put_le32(h + 36, m->params.pq_nbits);
+    qv_put_le32(h + 40, m->params.refine);
+    qv_put_le64(h + 44, m->covered_seq);
+    qv_put_le64(h + 52, m->trained_for);
+    qv_put_le32(h + 60, m->nprobe);
+    qv_put_le32(h + 64, m->n_recall);
+    qv_put_le64(h + 68, plen);
+    qv_put_le64(h + 76, sum);
     memcpy(h + 84, m->name, strlen(m->name)); /* <= 128 bytes, zero padded */
     for (uint32_t i = 0; i < m->n_recall && i < QV_MAX_RECALL_POINTS; i++) {
         uint32_t r;
         memcpy(&r, &m->recall[i].recall, 4);
-        put32(h + 216 + 8 * i, r);
-        put32(h + 220 + 8 * i, m->recall[i].nprobe);
+        qv_put_le32(h + 216 + 8 * i, r);
+        qv_put_le32(h + 220 + 8 * i, m->recall[i].nprobe);
     }
     /* header checksum in the last 8 bytes */
     csum c;
     csum_init(&c);
     csum_add(&c, h, HDR_LEN - 8);
-    put64(h + HDR_LEN - 8, csum_end(&c));
+    qv_put_le64(h + HDR_LEN - 8, csum_end(&c));
 }
 
 static int fsync_dir(const char *dir)
@@ -234,37 +215,37 @@ int qv_ixfile_load(const char *dir, const qv_coll_config *expect, qv_ixfile_meta
     csum c;
     csum_init(&c);
     csum_add(&c, h, HDR_LEN - 8);
-    if (csum_end(&c) != get64(h + HDR_LEN - 8)) {
+    if (csum_end(&c) != qv_get_le64(h + HDR_LEN - 8)) {
         snprintf(why, whylen, "%s: header checksum mismatch", path);
         goto fail;
     }
-    if (get32(h + 8) != QV_IXFILE_VERSION) {
+    if (qv_get_le32(h + 8) != QV_IXFILE_VERSION) {
         snprintf(why, whylen, "%s has format version %u, this quiverd reads %u", path,
-                 get32(h + 8), QV_IXFILE_VERSION);
+                 qv_get_le32(h + 8), QV_IXFILE_VERSION);
         rc = QV_VERSION;
         goto fail;
     }
     memset(m, 0, sizeof *m);
-    m->coll_id = get32(h + 12);
-    m->dim = get32(h + 16);
-    m->metric = (qv_metric)get32(h + 20);
-    m->params.kind = (qv_index_kind)get32(h + 24);
-    m->params.nlist = get32(h + 28);
-    m->params.pq_m = get32(h + 32);
-    m->params.pq_nbits = get32(h + 36);
-    m->params.refine = get32(h + 40);
-    m->covered_seq = get64(h + 44);
-    m->trained_for = get64(h + 52);
-    m->nprobe = get32(h + 60);
-    m->n_recall = get32(h + 64);
-    uint64_t plen = get64(h + 68), sum = get64(h + 76);
+    m->coll_id = qv_get_le32(h + 12);
+    m->dim = qv_get_le32(h + 16);
+    m->metric = (qv_metric)qv_get_le32(h + 20);
+    m->params.kind = (qv_index_kind)qv_get_le32(h + 24);
+    m->params.nlist = qv_get_le32(h + 28);
+    m->params.pq_m = qv_get_le32(h + 32);
+    m->params.pq_nbits = qv_get_le32(h + 36);
+    m->params.refine = qv_get_le32(h + 40);
+    m->covered_seq = qv_get_le64(h + 44);
+    m->trained_for = qv_get_le64(h + 52);
+    m->nprobe = qv_get_le32(h + 60);
+    m->n_recall = qv_get_le32(h + 64);
+    uint64_t plen = qv_get_le64(h + 68), sum = qv_get_le64(h + 76);
     memcpy(m->name, h + 84, QV_MAX_NAME);
     m->name[QV_MAX_NAME] = 0;
     if (m->n_recall > QV_MAX_RECALL_POINTS) m->n_recall = QV_MAX_RECALL_POINTS;
     for (uint32_t i = 0; i < m->n_recall; i++) {
-        uint32_t r = get32(h + 216 + 8 * i);
+        uint32_t r = qv_get_le32(h + 216 + 8 * i);
         memcpy(&m->recall[i].recall, &r, 4);
-        m->recall[i].nprobe = get32(h + 220 + 8 * i);
+        m->recall[i].nprobe = qv_get_le32(h + 220 + 8 * i);
     }
     if (m->coll_id != expect->id || strcmp(m->name, expect->name) != 0 || m->dim != expect->dim ||
         m->metric != expect->metric) {
