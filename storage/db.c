@@ -935,7 +935,6 @@ static void install_index(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, 
 }
 
 static void submit_prune(qv_db *db, qv_coll *c, uint64_t upto);
-static void submit_spec(qv_db *db, qv_coll *c, const qv_index_params *spec);
 
 static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
 {
@@ -990,8 +989,30 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
         rc = rc ? rc : QV_CANCELLED;
         goto out;
     }
-    /* point of no return: the new file replaces the old one (a flat index
-     * has none: an older IVF file must not come back at the next start) */
+    /* point of no return. A requested spec becomes the collection's, durably
+     * and before the new file: a crash in between finds a file of another
+     * kind than the spec and rebuilds from LMDB, never serves a mix. */
+    if (!rb->automatic) {
+        qv_index_params cur = coll_spec(c);
+        if (memcmp(&rb->req.spec, &cur, sizeof cur) != 0) {
+            qv_write w;
+            memset(&w, 0, sizeof w);
+            w.kind = (qv_write_kind)QV_W_SPEC;
+            w.coll = c;
+            w.config.spec = rb->req.spec;
+            if ((rc = qv_db_write_sync(db, &w))) {
+                qv_index_free(ix);
+                if (tmp[0]) unlink(tmp);
+                snprintf(msg, msglen, "cannot store the new index spec: %s", qv_strerror(rc));
+                goto out;
+            }
+        }
+        pthread_mutex_lock(&c->rmu);
+        c->cfg.spec = rb->req.spec;
+        pthread_mutex_unlock(&c->rmu);
+    }
+    /* the new file replaces the old one (a flat index has none: an older IVF
+     * file must not come back at the next start) */
     int saved = 0;
     if (tmp[0]) saved = qv_ixfile_commit(db->ixdir, c->cfg.id, tmp) == 0;
     else if (p.kind == QV_KIND_FLAT) qv_ixfile_remove(db->ixdir, c->cfg.id);
@@ -1012,15 +1033,6 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
         goto out;
     }
     if (saved) submit_prune(db, c, file_seq);
-    /* a requested spec becomes the collection's, in memory before "done" is
-     * reported and on disk through the writer (in request order) */
-    if (!rb->automatic) {
-        pthread_mutex_lock(&c->rmu);
-        int changed = memcmp(&rb->req.spec, &c->cfg.spec, sizeof c->cfg.spec) != 0;
-        c->cfg.spec = rb->req.spec;
-        pthread_mutex_unlock(&c->rmu);
-        if (changed) submit_spec(db, c, &rb->req.spec);
-    }
     float reached = 1.0f;
     for (uint32_t i = 0; i < meta.n_recall; i++)
         if (meta.recall[i].nprobe == meta.nprobe) reached = meta.recall[i].recall;
@@ -1497,20 +1509,6 @@ static void submit_prune(qv_db *db, qv_coll *c, uint64_t upto)
     w->coll = c;
     coll_ref(c);
     w->seq_to = upto;
-    w->done = prune_done;
-    qv_db_submit(db, w);
-}
-
-/* Keeps the spec of a requested rebuild, so that automatic rebuilds and
- * restarts follow it. */
-static void submit_spec(qv_db *db, qv_coll *c, const qv_index_params *spec)
-{
-    qv_write *w = calloc(1, sizeof *w);
-    if (!w) return;
-    w->kind = (qv_write_kind)QV_W_SPEC;
-    w->coll = c;
-    coll_ref(c);
-    w->config.spec = *spec;
     w->done = prune_done;
     qv_db_submit(db, w);
 }
