@@ -154,6 +154,23 @@ void rpc_finish(rpc *r, const ProtobufCMessage *reply, grpc_status_code code, co
     start_step(r, ops, n);
 }
 
+void rpc_finish_encoded(rpc *r, size_t len, void (*fill)(void *ctx, uint8_t *buf), void *ctx)
+{
+    grpc_slice s = grpc_slice_malloc(len);
+    fill(ctx, GRPC_SLICE_START_PTR(s));
+    if (r->send_bb) grpc_byte_buffer_destroy(r->send_bb);
+    r->send_bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    grpc_op ops[3];
+    size_t n = 0;
+    if (!r->md_sent) ops[n++] = op_send_md(r);
+    memset(&ops[n], 0, sizeof ops[n]);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = r->send_bb;
+    ops[n++] = op_send_status(r, GRPC_STATUS_OK, NULL);
+    start_step(r, ops, n);
+}
+
 void rpc_fail(rpc *r, grpc_status_code code, const char *fmt, ...)
 {
     char msg[1024];

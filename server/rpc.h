@@ -73,6 +73,9 @@ ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescrip
 
 /* [initial metadata] [+ reply] + status, in one batch. details may be NULL. */
 void rpc_finish(rpc *r, const ProtobufCMessage *reply, grpc_status_code code, const char *details);
+/* Like rpc_finish with a reply already encoded (len bytes): fill(ctx, buf)
+ * writes it straight into the message buffer. */
+void rpc_finish_encoded(rpc *r, size_t len, void (*fill)(void *ctx, uint8_t *buf), void *ctx);
 /* printf-style error status. */
 void rpc_fail(rpc *r, grpc_status_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

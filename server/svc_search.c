@@ -13,11 +13,23 @@
 
 #include "quiver/error.h"
 #include "services.h"
+#include "wire.h"
 
 #define MAX_QUERIES 10000
 #define BATCH_OMP_MIN 32 /* batches this large may use every core */
 
 unsigned g_max_k = 1000;
+
+typedef struct encode_ctx {
+    wire_hit *hits;
+    size_t *off, nq;
+} encode_ctx;
+
+static void encode_reply(void *ctx, uint8_t *buf)
+{
+    encode_ctx *e = ctx;
+    wire_search_response(buf, e->hits, e->off, e->nq);
+}
 
 void search_search(rpc *r)
 {
@@ -31,7 +43,8 @@ void search_search(rpc *r)
     float *q = NULL, *scores = NULL;
     int64_t *exclude = NULL, *labels = NULL;
     MDB_txn *txn = NULL;
-    arena *a = NULL;
+    wire_hit *wh = NULL;
+    size_t *off = NULL;
     qv_store *st = qv_db_store(g_db);
     char err[512];
     int rc;
@@ -67,8 +80,7 @@ void search_search(rpc *r)
     exclude = malloc(nq * sizeof *exclude);
     scores = malloc(nq * k * sizeof *scores);
     labels = malloc(nq * k * sizeof *labels);
-    a = arena_new();
-    if (!q || !exclude || !scores || !labels || !a) {
+    if (!q || !exclude || !scores || !labels) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu queries", nq);
         goto out;
     }
@@ -134,42 +146,44 @@ void search_search(rpc *r)
         rpc_fail(r, status_of(rc), "cannot start a read: %s", qv_strerror(rc));
         goto out;
     }
-    Quiver__V1__SearchResponse rep = QUIVER__V1__SEARCH_RESPONSE__INIT;
-    Quiver__V1__Hits *hits = arena_alloc(a, nq * sizeof *hits);
-    Quiver__V1__Hit *hit = arena_alloc(a, nq * k * sizeof *hit);
-    Quiver__V1__Hit **hitp = arena_alloc(a, nq * k * sizeof *hitp);
-    rep.results = arena_alloc(a, nq * sizeof *rep.results);
-    if (!hits || !hit || !hitp || !rep.results) {
+    size_t cap = nq * k;
+    wh = malloc((cap > 0 ? cap : 1) * sizeof *wh);
+    off = malloc((nq + 1) * sizeof *off);
+    if (!wh || !off) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu results", nq * k);
         goto out;
     }
+    size_t n = 0;
     for (size_t i = 0; i < nq; i++) {
-        quiver__v1__hits__init(&hits[i]);
-        hits[i].hits = hitp + i * k;
+        off[i] = n;
         for (size_t j = 0; j < k; j++) {
             int64_t id = labels[i * k + j];
             if (id < 0) break;
-            Quiver__V1__Hit *h = &hit[i * k + j];
-            quiver__v1__hit__init(h);
+            wire_hit *h = &wh[n];
             h->id = (uint64_t)id;
             h->score = scores[i * k + j];
+            h->attrs = NULL;
+            h->attrs_len = 0;
             if (with_attrs) {
                 qv_item_view v;
                 rc = qv_store_item_get(st, txn, cfg->id, (uint64_t)id, &v);
                 if (rc == QV_NOTFOUND) continue;
-                if (rc == 0)
-                    h->attributes = (Quiver__V1__Hit__AttributesEntry **)decode_attrs(
-                        a, &quiver__v1__hit__attributes_entry__descriptor, v.attrs, v.attrs_len,
-                        &h->n_attributes);
+                if (rc == 0) {
+                    h->attrs = v.attrs;
+                    h->attrs_len = v.attrs_len;
+                }
             }
-            hits[i].hits[hits[i].n_hits++] = h;
+            n++;
         }
-        rep.results[rep.n_results++] = &hits[i];
     }
-    rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+    off[nq] = n;
+    /* encoded straight from the LMDB records, before the txn ends */
+    encode_ctx ec = {wh, off, nq};
+    rpc_finish_encoded(r, wire_search_response_size(wh, off, nq), encode_reply, &ec);
 out:
     qv_store_abort(txn);
-    arena_free(a);
+    free(wh);
+    free(off);
     free(q);
     free(exclude);
     free(scores);

@@ -945,7 +945,6 @@ static int cmd_faiss(int argc, char **argv)
     if (!metric) die("--metric %s: expected l2, ip or cosine", metric_s);
     int kind = qv_index_kind_parse(kind_s);
     if (kind <= 0) die("--kind %s: expected flat, ivf_flat, ivf_pq or ivf_sq8", kind_s);
-    if (refine > 1 && k * (size_t)refine > 1000) die("--k %zu x --refine %ld is over 1000", k, refine);
 
     vecs base, q;
     vecs_load(bpath, limit, &base);

@@ -113,3 +113,11 @@ def test_bench_smoke(dataset, tmp_path):
     if subprocess.run(["which", "gnuplot"], capture_output=True).returncode == 0:
         png = (out / "plot.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+    # the outputs can be redone from results.json alone
+    (out / "results.csv").unlink()
+    r = subprocess.run([sys.executable, BENCH, "--replot", str(out)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(pts)
