@@ -30,7 +30,7 @@ static void usage(FILE *f)
             "  --listen ADDR        address to serve on (default 127.0.0.1:50051;\n"
             "                       port 0 picks a free port, printed on stdout)\n"
             "  --data DIR           data directory (default ./data; created if missing)\n"
-            "  --threads N          gRPC worker threads (default 2 x cores, at least 4)\n"
+            "  --threads N          gRPC worker threads (default: one per core, at least 2)\n"
             "  --map-size SIZE      LMDB map size, the most the data may grow to\n"
             "                       (default 64G; suffixes K, M, G, T)\n"
             "  --max-message SIZE   largest request accepted (default 64M)\n"
@@ -99,9 +99,11 @@ int main(int argc, char **argv)
 {
     maybe_reexec_for_blas(argv);
     const char *listen = "127.0.0.1:50051", *data = "./data";
+    /* one poller per core: searches run on the pollers, and more pollers than
+     * cores only preempt each other (measured: -25% QPS, p99 x2 on 2 cores);
+     * writes and rebuilds never block a poller for long */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = (int)(ncpu > 0 ? 2 * ncpu : 4);
-    if (threads < 4) threads = 4;
+    int threads = ncpu >= 2 ? (int)ncpu : 2;
     size_t map_size = (size_t)64 << 30, max_msg = (size_t)64 << 20;
     int grace_ms = 5000;
     qv_db_opts dbo;

@@ -1,5 +1,5 @@
 set terminal pngcairo size 1400,650 font 'Sans,10'
-set output '/work/main/bench/results/2026-11-28-glove-100/plot.png'
+set output 'plot.png'
 set termoption noenhanced
 $c1 << EOD
 0.334900 52683.720
@@ -138,19 +138,19 @@ set key bottom left box opaque
 set xrange [0.30:1.0]
 set format y '%.0s%c'
 set title 'one query per call, 2 threads'
-plot $c2 using 1:2 with linespoints lw 2 pt 5 ps 0.9 lc rgb '#1b9e77' title 'faiss ivf_flat nlist=2048', \
-     $c4 using 1:2 with linespoints lw 2 pt 5 ps 0.9 lc rgb '#d95f02' title 'faiss ivf_pq nlist=2048 m=50 refine=4', \
-     $c6 using 1:2 with linespoints lw 2 pt 9 ps 0.9 lc rgb '#7570b3' title 'hnsw M=16 efc=200', \
-     $c8 using 1:2 with linespoints lw 2 pt 7 ps 0.9 lc rgb '#e7298a' title 'quiver ivf_flat nlist=2048', \
-     $c10 using 1:2 with linespoints lw 2 pt 7 ps 0.9 lc rgb '#66a61e' title 'quiver ivf_pq nlist=2048 m=50 refine=4', \
-     $c12 using 1:2 with points pt 6 ps 2.2 lw 2 lc rgb '#e6ab02' title 'quiver ivf_flat nlist=2048 min_recall 0.9/0.95/0.99', \
-     $c14 using 1:2 with points pt 6 ps 2.2 lw 2 lc rgb '#a6761d' title 'quiver ivf_pq nlist=2048 m=50 refine=4 min_recall 0.9/0.95/0.99'
+plot $c2 using 1:2 with linespoints lw 2 dt 2 pt 4 ps 0.9 lc rgb '#1b9e77' title 'faiss ivf_flat nlist=2048', \
+     $c4 using 1:2 with linespoints lw 2 dt 2 pt 4 ps 0.9 lc rgb '#d95f02' title 'faiss ivf_pq nlist=2048 m=50 refine=4', \
+     $c6 using 1:2 with linespoints lw 2 dt 1 pt 9 ps 0.9 lc rgb '#7570b3' title 'hnsw M=16 efc=200', \
+     $c8 using 1:2 with linespoints lw 2 dt 1 pt 7 ps 0.9 lc rgb '#1b9e77' title 'quiver ivf_flat nlist=2048', \
+     $c10 using 1:2 with linespoints lw 2 dt 1 pt 7 ps 0.9 lc rgb '#d95f02' title 'quiver ivf_pq nlist=2048 m=50 refine=4', \
+     $c12 using 1:2 with points pt 6 ps 2.2 lw 2 lc rgb '#1b9e77' title 'quiver ivf_flat nlist=2048 min_recall 0.9/0.95/0.99', \
+     $c14 using 1:2 with points pt 6 ps 2.2 lw 2 lc rgb '#d95f02' title 'quiver ivf_pq nlist=2048 m=50 refine=4 min_recall 0.9/0.95/0.99'
 set title 'batches of 100 queries per call, 2 threads'
-plot $c1 using 1:2 with linespoints lw 2 pt 5 ps 0.9 lc rgb '#1b9e77' title 'faiss ivf_flat nlist=2048', \
-     $c3 using 1:2 with linespoints lw 2 pt 5 ps 0.9 lc rgb '#d95f02' title 'faiss ivf_pq nlist=2048 m=50 refine=4', \
-     $c5 using 1:2 with linespoints lw 2 pt 9 ps 0.9 lc rgb '#7570b3' title 'hnsw M=16 efc=200', \
-     $c7 using 1:2 with linespoints lw 2 pt 7 ps 0.9 lc rgb '#e7298a' title 'quiver ivf_flat nlist=2048', \
-     $c9 using 1:2 with linespoints lw 2 pt 7 ps 0.9 lc rgb '#66a61e' title 'quiver ivf_pq nlist=2048 m=50 refine=4', \
-     $c11 using 1:2 with points pt 6 ps 2.2 lw 2 lc rgb '#e6ab02' title 'quiver ivf_flat nlist=2048 min_recall 0.9/0.95/0.99', \
-     $c13 using 1:2 with points pt 6 ps 2.2 lw 2 lc rgb '#a6761d' title 'quiver ivf_pq nlist=2048 m=50 refine=4 min_recall 0.9/0.95/0.99'
+plot $c1 using 1:2 with linespoints lw 2 dt 2 pt 4 ps 0.9 lc rgb '#1b9e77' title 'faiss ivf_flat nlist=2048', \
+     $c3 using 1:2 with linespoints lw 2 dt 2 pt 4 ps 0.9 lc rgb '#d95f02' title 'faiss ivf_pq nlist=2048 m=50 refine=4', \
+     $c5 using 1:2 with linespoints lw 2 dt 1 pt 9 ps 0.9 lc rgb '#7570b3' title 'hnsw M=16 efc=200', \
+     $c7 using 1:2 with linespoints lw 2 dt 1 pt 7 ps 0.9 lc rgb '#1b9e77' title 'quiver ivf_flat nlist=2048', \
+     $c9 using 1:2 with linespoints lw 2 dt 1 pt 7 ps 0.9 lc rgb '#d95f02' title 'quiver ivf_pq nlist=2048 m=50 refine=4', \
+     $c11 using 1:2 with points pt 6 ps 2.2 lw 2 lc rgb '#1b9e77' title 'quiver ivf_flat nlist=2048 min_recall 0.9/0.95/0.99', \
+     $c13 using 1:2 with points pt 6 ps 2.2 lw 2 lc rgb '#d95f02' title 'quiver ivf_pq nlist=2048 m=50 refine=4 min_recall 0.9/0.95/0.99'
 unset multiplot
