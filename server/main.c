@@ -44,10 +44,11 @@ static void usage(FILE *f)
             "  --log-level LEVEL    error, warn, info (default), debug\n"
             "  --version            print the version and exit\n"
             "  --help               this help\n\n"
-            "BLAS: Debian's OpenBLAS misdetects CPUs with AVX-512 and falls back to old\n"
-            "kernels; quiverd then restarts itself once with OPENBLAS_CORETYPE=SkylakeX.\n"
-            "Set OPENBLAS_CORETYPE yourself to choose (e.g. Haswell to keep the default).\n"
-            "The core in use is logged at start-up.\n");
+            "Runtime environment: quiverd restarts itself once at start-up with\n"
+            "OMP_WAIT_POLICY=passive and, when the CPU has AVX-512 but Debian's OpenBLAS\n"
+            "picked an older core, OPENBLAS_CORETYPE=SkylakeX; variables you set win\n"
+            "(e.g. OPENBLAS_CORETYPE=Haswell). OpenBLAS runs single-threaded unless\n"
+            "OPENBLAS_NUM_THREADS is set. The BLAS core in use is logged at start-up.\n");
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -74,30 +75,50 @@ static const char *blas_core(void)
     return corename ? corename() : "unknown (not OpenBLAS)";
 }
 
-/* Debian's OpenBLAS 0.3.21 does not recognise recent CPUs with AVX-512 (AMD
- * Zen 4, newer Xeons) and falls back to Haswell or older kernels: exact batch
- * search and IVF training run 2-2.5x slower. OpenBLAS reads its core at load
- * time, so the only cure from inside is to restart the process with
- * OPENBLAS_CORETYPE set. Done once, before any thread exists; skipped when
- * OPENBLAS_CORETYPE is already set (the operator's choice). */
-static void maybe_reexec_for_blas(char **argv)
+/* Settings that the OpenMP and OpenBLAS runtimes read only when they load,
+ * before main: quiverd restarts itself once with them in its environment.
+ * Anything the operator set already is left alone.
+ *  - OMP_WAIT_POLICY=passive: idle OpenMP workers sleep instead of spinning;
+ *    searches run concurrently on the gRPC workers, and spinning teams of
+ *    batch searches cost 25% more CPU per query (measured).
+ *  - OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512 but Debian's OpenBLAS
+ *    0.3.21 picked an older core (it does not know recent CPUs, e.g. Zen 4):
+ *    exact batch search and IVF training run 2-2.5x faster. */
+static void maybe_reexec_with_runtime_env(char **argv)
 {
-    if (getenv("OPENBLAS_CORETYPE")) return;
+    if (getenv("QUIVERD_REEXEC")) return; /* done once */
+    int again = 0;
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        again = 1;
+    }
     const char *core = blas_core();
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
-        return;
-    if (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
-        !strcasecmp(core, "SapphireRapids") || strstr(core, "unknown"))
-        return;
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    if (!getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && strcasecmp(core, "SkylakeX") &&
+        strcasecmp(core, "Cooperlake") && strcasecmp(core, "SapphireRapids") &&
+        !strstr(core, "unknown")) {
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+        again = 1;
+    }
+    if (!again) return;
+    setenv("QUIVERD_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);
-    unsetenv("OPENBLAS_CORETYPE"); /* exec failed: carry on as we are */
+    /* exec failed: carry on as we are */
+}
+
+/* BLAS calls come from concurrent searches and background builds: each runs
+ * on its own thread, and OpenBLAS's own thread pool would only contend. */
+static void blas_single_threaded(void)
+{
+    void (*set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (set && !getenv("OPENBLAS_NUM_THREADS")) set(1);
 }
 
 int main(int argc, char **argv)
 {
-    maybe_reexec_for_blas(argv);
+    maybe_reexec_with_runtime_env(argv);
+    blas_single_threaded();
     const char *listen = "127.0.0.1:50051", *data = "./data";
     /* one poller per core: searches run on the pollers, and more pollers than
      * cores only preempt each other (measured: -25% QPS, p99 x2 on 2 cores);
@@ -216,6 +237,7 @@ int main(int argc, char **argv)
         reflection_free();
         return 1;
     }
+    search_init();
     grpc_init();
     rpc_server_opts so = {listen, threads, (int)max_msg, grace_ms};
     int exit_code = rpc_serve(&so);

@@ -22,6 +22,7 @@ void items_get(rpc *r);
 void items_delete(rpc *r);
 
 /* svc_search.c */
+void search_init(void);
 void search_search(rpc *r);
 
 /* svc_admin.c */

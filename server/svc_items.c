@@ -326,9 +326,11 @@ void items_get(rpc *r)
             qv_item_vector(&v, it->vector);
             it->n_vector = v.dim;
         }
-        it->attributes = (Quiver__V1__Item__AttributesEntry **)decode_attrs(
-            a, &quiver__v1__item__attributes_entry__descriptor, v.attrs, v.attrs_len,
-            &it->n_attributes);
+        const uint8_t *blob;
+        size_t blen;
+        if (qv_store_attrs_get(st, txn, cfg->id, req->ids[i], &blob, &blen) == 0)
+            it->attributes = (Quiver__V1__Item__AttributesEntry **)decode_attrs(
+                a, &quiver__v1__item__attributes_entry__descriptor, blob, blen, &it->n_attributes);
         rep.items[rep.n_items++] = it;
     }
     rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);

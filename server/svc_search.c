@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,14 @@
 #define BATCH_OMP_MIN 32 /* batches this large may use every core */
 
 unsigned g_max_k = 1000;
+static atomic_int g_active_searches;
+static long g_ncpu = 1;
+
+void search_init(void)
+{
+    g_ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (g_ncpu < 1) g_ncpu = 1;
+}
 
 typedef struct encode_ctx {
     wire_hit *hits;
@@ -127,11 +136,19 @@ void search_search(rpc *r)
     }
     qv_store_abort(txn);
     txn = NULL;
-    int saved = omp_get_max_threads();
-    if (nq >= BATCH_OMP_MIN) omp_set_num_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
+    /* a batch may spread over the cores that concurrent searches leave idle
+     * (more threads than cores would only preempt each other) */
+    int active = atomic_fetch_add(&g_active_searches, 1) + 1;
+    int saved = omp_get_max_threads(), want = 1;
+    if (nq >= BATCH_OMP_MIN) {
+        want = (int)g_ncpu / active;
+        if (want < 1) want = 1;
+        omp_set_num_threads(want);
+    }
     rc = qv_coll_search(c, nq, q, any_id ? exclude : NULL, k, req->nprobe, req->min_recall, scores,
                         labels);
-    if (nq >= BATCH_OMP_MIN) omp_set_num_threads(saved);
+    if (want != saved) omp_set_num_threads(saved);
+    atomic_fetch_sub(&g_active_searches, 1);
     if (rc) {
         if (rc == QV_NOTFOUND)
             rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", cfg->name);
@@ -139,8 +156,8 @@ void search_search(rpc *r)
             rpc_fail(r, status_of(rc), "search in \"%s\" failed: %s", cfg->name, qv_strerror(rc));
         goto out;
     }
-    /* attributes from a snapshot taken after the search: hits deleted in
-     * between are left out */
+    /* attributes from a snapshot taken after the search (hits are as the
+     * index saw them; an item deleted since comes without attributes) */
     int with_attrs = !req->without_attributes;
     if (with_attrs && (rc = qv_store_read_begin(st, &txn))) {
         rpc_fail(r, status_of(rc), "cannot start a read: %s", qv_strerror(rc));
@@ -164,15 +181,8 @@ void search_search(rpc *r)
             h->score = scores[i * k + j];
             h->attrs = NULL;
             h->attrs_len = 0;
-            if (with_attrs) {
-                qv_item_view v;
-                rc = qv_store_item_get(st, txn, cfg->id, (uint64_t)id, &v);
-                if (rc == QV_NOTFOUND) continue;
-                if (rc == 0) {
-                    h->attrs = v.attrs;
-                    h->attrs_len = v.attrs_len;
-                }
-            }
+            if (with_attrs)
+                qv_store_attrs_get(st, txn, cfg->id, (uint64_t)id, &h->attrs, &h->attrs_len);
             n++;
         }
     }

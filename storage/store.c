@@ -19,7 +19,7 @@ struct qv_store {
     MDB_env *env;
     void *map;      /* LMDB's mapping of data.mdb, from /proc/self/maps */
     size_t map_len;
-    MDB_dbi colls, stats, items, seqlog, meta;
+    MDB_dbi colls, stats, items, attrs, seqlog, meta;
 };
 
 int qv_store_err(int rc, const char *what)
@@ -64,6 +64,7 @@ int qv_store_open(const qv_store_opts *o, qv_store **out)
     if ((rc = mdb_dbi_open(txn, "collections", MDB_CREATE, &st->colls)) ||
         (rc = mdb_dbi_open(txn, "stats", MDB_CREATE, &st->stats)) ||
         (rc = mdb_dbi_open(txn, "items", MDB_CREATE, &st->items)) ||
+        (rc = mdb_dbi_open(txn, "attrs", MDB_CREATE, &st->attrs)) ||
         (rc = mdb_dbi_open(txn, "seqlog", MDB_CREATE, &st->seqlog)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta))) {
         mdb_txn_abort(txn);
@@ -259,6 +260,7 @@ int qv_store_coll_drop(qv_store *st, MDB_txn *txn, const char *name, uint64_t *i
     rc = mdb_del(txn, st->stats, &sk, NULL);
     if (rc && rc != MDB_NOTFOUND) return qv_store_err(rc, "stats del");
     if ((rc = del_prefix(txn, st->items, c.id, items_deleted))) return rc;
+    if ((rc = del_prefix(txn, st->attrs, c.id, NULL))) return rc;
     return del_prefix(txn, st->seqlog, c.id, NULL);
 }
 
@@ -301,6 +303,19 @@ int qv_store_item_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
     return rc;
 }
 
+int qv_store_attrs_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
+                       const uint8_t **blob, size_t *len)
+{
+    uint8_t kb[QV_ITEM_KEY_LEN];
+    qv_key_item(kb, coll_id, id);
+    MDB_val k = val(kb, sizeof kb), v;
+    int rc = mdb_get(txn, st->attrs, &k, &v);
+    if (rc) return qv_store_err(rc, "attrs get");
+    *blob = v.mv_data;
+    *len = v.mv_size;
+    return 0;
+}
+
 static int log_put(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t seq, qv_op op, uint64_t id)
 {
     uint8_t kb[QV_SEQ_KEY_LEN], vb[QV_SEQ_VAL_LEN];
@@ -339,10 +354,18 @@ int qv_store_item_put(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
     } else if (rc != MDB_NOTFOUND) {
         return qv_store_err(rc, "item get");
     }
-    v.mv_size = qv_item_size(dim, attrs_len);
+    v.mv_size = qv_item_size(dim, 0);
     v.mv_data = NULL;
     if ((rc = mdb_put(txn, st->items, &k, &v, MDB_RESERVE))) return qv_store_err(rc, "item put");
-    qv_item_encode(v.mv_data, seq, dim, vec, attrs, attrs_len);
+    qv_item_encode(v.mv_data, seq, dim, vec, NULL, 0);
+    /* attributes live in their own database: small records, densely packed,
+     * so that fetching them for a page of hits stays in cache */
+    if (attrs_len) {
+        MDB_val av = val(attrs, attrs_len);
+        if ((rc = mdb_put(txn, st->attrs, &k, &av, 0))) return qv_store_err(rc, "attrs put");
+    } else if (*existed && (rc = mdb_del(txn, st->attrs, &k, NULL)) && rc != MDB_NOTFOUND) {
+        return qv_store_err(rc, "attrs del");
+    }
     return log_put(st, txn, coll_id, seq, QV_OP_UPSERT, id);
 }
 
@@ -358,6 +381,8 @@ int qv_store_item_delete(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t 
         (rc = log_del(st, txn, coll_id, old.seq)))
         return rc;
     if ((rc = mdb_del(txn, st->items, &k, NULL))) return qv_store_err(rc, "item del");
+    if ((rc = mdb_del(txn, st->attrs, &k, NULL)) && rc != MDB_NOTFOUND)
+        return qv_store_err(rc, "attrs del");
     return log_put(st, txn, coll_id, seq, QV_OP_DELETE, id);
 }
 

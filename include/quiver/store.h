@@ -1,7 +1,8 @@
 /*
  * qv_store: Quiver's durable state in one LMDB environment. Named databases:
  *   collections  name -> config            stats   u32be id -> counters
- *   items        (u32be coll, u64be id) -> item record (vector, attrs, seq)
+ *   items        (u32be coll, u64be id) -> item record (vector, seq)
+ *   attrs        (u32be coll, u64be id) -> attribute blob (items that have any)
  *   seqlog       (u32be coll, u64be seq) -> (op, item id): the newest write of
  *                every live item plus tombstones of deletes
  *   meta         "format" -> u32 version, "next_coll_id" -> u32
@@ -24,8 +25,9 @@
 
 #include "quiver/codec.h"
 
-/* Bump when the set or meaning of named databases changes. */
-#define QV_STORE_FORMAT 1
+/* Bump when the set or meaning of named databases changes.
+ * 2: attributes moved from item records to the attrs database. */
+#define QV_STORE_FORMAT 2
 
 typedef struct qv_store qv_store;
 
@@ -78,8 +80,13 @@ int qv_store_stats_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, qv_coll_sta
 int qv_store_stats_put(qv_store *st, MDB_txn *txn, uint32_t coll_id, const qv_coll_stats *s);
 
 /* ------------------------------------------------------------------ items */
-/* Item by id. Returns 0, QV_NOTFOUND, QV_CORRUPT, QV_VERSION, QV_LMDB. */
+/* Item by id: vector and sequence number (v->attrs is empty: see
+ * qv_store_attrs_get). Returns 0, QV_NOTFOUND, QV_CORRUPT, QV_VERSION, QV_LMDB. */
 int qv_store_item_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id, qv_item_view *v);
+/* Attribute blob of an item ([out] blob, len valid until the txn ends).
+ * Returns 0, QV_NOTFOUND (no attributes, or no such item), QV_LMDB. */
+int qv_store_attrs_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
+                       const uint8_t **blob, size_t *len);
 /* Insert or replace an item with sequence number seq (dim floats vec, attrs
  * blob). Keeps the sequence log in step. [out] existed: 1 if it replaced one.
  * Returns 0, QV_FULL, QV_CORRUPT, QV_LMDB. */

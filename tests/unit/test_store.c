@@ -120,7 +120,12 @@ static void test_put_get_replace(void **state)
     qv_item_vector(&v, out);
     assert_true(out[0] == 5.0f && out[3] == 8.0f);
     assert_int_equal(v.seq, 2);
-    assert_int_equal(v.attrs_len, 2);
+    assert_int_equal(v.attrs_len, 0); /* attributes are apart */
+    const uint8_t *blob;
+    size_t blen;
+    assert_int_equal(qv_store_attrs_get(f->st, txn, c.id, 10, &blob, &blen), 0);
+    assert_int_equal(blen, 2);
+    assert_memory_equal(blob, "ab", 2);
     assert_int_equal(qv_store_item_get(f->st, txn, c.id, 11, &v), QV_NOTFOUND);
     qv_store_abort(txn);
     /* the log holds only the newest write of the item */
@@ -287,11 +292,45 @@ static void test_nested_abort(void **state)
     qv_store_abort(txn);
 }
 
+/* Attributes follow their item: replaced, removed with it, dropped with
+ * the collection. */
+static void test_attrs_follow_items(void **state)
+{
+    fixture *f = *state;
+    qv_coll_config c = make_coll(f, "attrs", 4);
+    float v[4] = {1, 2, 3, 4};
+    int existed;
+    const uint8_t *blob;
+    size_t blen;
+    MDB_txn *txn;
+    assert_int_equal(qv_store_write_begin(f->st, NULL, &txn), 0);
+    assert_int_equal(qv_store_item_put(f->st, txn, c.id, 1, 1, 4, v, "xyz", 3, &existed), 0);
+    assert_int_equal(qv_store_item_put(f->st, txn, c.id, 2, 2, 4, v, "kept", 4, &existed), 0);
+    assert_int_equal(qv_store_item_put(f->st, txn, c.id, 3, 3, 4, v, NULL, 0, &existed), 0);
+    assert_int_equal(qv_store_attrs_get(f->st, txn, c.id, 1, &blob, &blen), 0);
+    assert_int_equal(blen, 3);
+    assert_int_equal(qv_store_attrs_get(f->st, txn, c.id, 3, &blob, &blen), QV_NOTFOUND);
+    /* replaced without attributes: gone */
+    assert_int_equal(qv_store_item_put(f->st, txn, c.id, 1, 4, 4, v, NULL, 0, &existed), 0);
+    assert_int_equal(existed, 1);
+    assert_int_equal(qv_store_attrs_get(f->st, txn, c.id, 1, &blob, &blen), QV_NOTFOUND);
+    /* deleted: gone */
+    assert_int_equal(qv_store_item_delete(f->st, txn, c.id, 2, 5), 0);
+    assert_int_equal(qv_store_attrs_get(f->st, txn, c.id, 2, &blob, &blen), QV_NOTFOUND);
+    assert_int_equal(qv_store_item_put(f->st, txn, c.id, 2, 6, 4, v, "back", 4, &existed), 0);
+    assert_int_equal(qv_store_commit(txn), 0);
+    assert_int_equal(qv_store_write_begin(f->st, NULL, &txn), 0);
+    assert_int_equal(qv_store_coll_drop(f->st, txn, "attrs", NULL), 0);
+    assert_int_equal(qv_store_attrs_get(f->st, txn, c.id, 2, &blob, &blen), QV_NOTFOUND);
+    assert_int_equal(qv_store_commit(txn), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_collections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_get_replace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attrs_follow_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_tombstones_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_and_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_non_default, setup, teardown),
