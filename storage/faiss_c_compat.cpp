@@ -326,25 +326,29 @@ int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_
 }
 
 namespace {
-/* The interrupt flag of the calling thread (NULL: never interrupt). FAISS's
- * InterruptCallback is process-wide; this one answers per thread, so that
- * cancelling one build does not stop another. */
-thread_local const int* tls_interrupt_flag = nullptr;
+/* The interrupt hook of the calling thread (NULL: never interrupt). FAISS's
+ * InterruptCallback is process-wide and polled by long computations (each
+ * k-means iteration, blocks of exhaustive searches); this one answers per
+ * thread, so that cancelling one build does not stop another, and lets the
+ * caller report progress on the way. */
+thread_local int (*tls_hook)(void*) = nullptr;
+thread_local void* tls_hook_ctx = nullptr;
 
-struct ThreadFlagInterrupt : faiss::InterruptCallback {
+struct ThreadHookInterrupt : faiss::InterruptCallback {
     bool want_interrupt() override {
-        return tls_interrupt_flag && __atomic_load_n(tls_interrupt_flag, __ATOMIC_RELAXED) != 0;
+        return tls_hook && tls_hook(tls_hook_ctx) != 0;
     }
 };
 } // namespace
 
-int faiss_set_thread_interrupt_flag(const int* flag) {
+int faiss_set_thread_interrupt_hook(int (*hook)(void* ctx), void* ctx) {
     return guarded([&] {
         static std::once_flag once;
         std::call_once(once, [] {
-            faiss::InterruptCallback::instance.reset(new ThreadFlagInterrupt());
+            faiss::InterruptCallback::instance.reset(new ThreadHookInterrupt());
         });
-        tls_interrupt_flag = flag;
+        tls_hook = hook;
+        tls_hook_ctx = ctx;
     });
 }
 

@@ -239,7 +239,8 @@ void qv_index_free(qv_index *ix)
     free(ix);
 }
 
-static _Thread_local const int *tls_cancel;
+static _Thread_local int (*tls_hook)(void *ctx);
+static _Thread_local void *tls_hook_ctx;
 
 int qv_index_train(qv_index *ix, size_t n, const float *x)
 {
@@ -267,14 +268,15 @@ int qv_index_train(qv_index *ix, size_t n, const float *x)
     }
     int frc = faiss_Index_train(ix->fi, (idx_t)n, x);
     free(copy);
-    if (frc && tls_cancel && *tls_cancel) return QV_CANCELLED;
+    if (frc && tls_hook && tls_hook(tls_hook_ctx)) return QV_CANCELLED;
     return frc ? faiss_fail(frc, "train") : 0;
 }
 
-void qv_index_cancel_flag(const int *flag)
+void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx)
 {
-    tls_cancel = flag;
-    faiss_set_thread_interrupt_flag(flag);
+    tls_hook = hook;
+    tls_hook_ctx = ctx;
+    faiss_set_thread_interrupt_hook(hook, ctx);
 }
 
 int qv_index_add(qv_index *ix, size_t n, const int64_t *ids, const float *x)

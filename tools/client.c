@@ -305,13 +305,12 @@ int qvc_wait_ready(qvc *c, int timeout_ms, qvc_status *st)
 }
 
 /* ------------------------------------------------------------------ unary */
-int qvc_unary(qvc *c, const char *method, const ProtobufCMessage *req,
-              const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
-              qvc_status *st, int timeout_ms)
+/* One unary call; on OK the reply's byte buffer goes to take(ctx, bb), which
+ * returns 0 or a status (with st filled). */
+static int unary_call(qvc *c, const char *method, const ProtobufCMessage *req, qvc_status *st,
+                      int timeout_ms, int (*take)(void *ctx, grpc_byte_buffer *bb, qvc_status *st),
+                      void *ctx)
 {
-    qvc_status dummy;
-    if (!st) st = &dummy;
-    *reply = NULL;
     grpc_completion_queue *cq = cq_get(c);
     grpc_call *call = call_new(c, method, cq, timeout_ms, st);
     if (!call) {
@@ -350,9 +349,8 @@ int qvc_unary(qvc *c, const char *method, const ProtobufCMessage *req,
         if (rc == GRPC_STATUS_OK) {
             if (!recv)
                 rc = set_status(st, GRPC_STATUS_INTERNAL, "client: %s returned no message", method);
-            else if (!(*reply = unpack_bb(recv, reply_desc)))
-                rc = set_status(st, GRPC_STATUS_INTERNAL, "client: reply of %s does not decode as %s",
-                                method, reply_desc->name);
+            else
+                rc = take(ctx, recv, st);
         }
     }
     if (recv) grpc_byte_buffer_destroy(recv);
@@ -362,6 +360,61 @@ int qvc_unary(qvc *c, const char *method, const ProtobufCMessage *req,
     grpc_call_unref(call);
     cq_put(c, cq);
     return rc;
+}
+
+typedef struct unpack_ctx {
+    const char *method;
+    const ProtobufCMessageDescriptor *desc;
+    ProtobufCMessage **reply;
+} unpack_ctx;
+
+static int take_unpack(void *ctx, grpc_byte_buffer *bb, qvc_status *st)
+{
+    unpack_ctx *u = ctx;
+    if ((*u->reply = unpack_bb(bb, u->desc))) return 0;
+    return set_status(st, GRPC_STATUS_INTERNAL, "client: reply of %s does not decode as %s",
+                      u->method, u->desc->name);
+}
+
+int qvc_unary(qvc *c, const char *method, const ProtobufCMessage *req,
+              const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
+              qvc_status *st, int timeout_ms)
+{
+    qvc_status dummy;
+    if (!st) st = &dummy;
+    *reply = NULL;
+    unpack_ctx u = {method, reply_desc, reply};
+    return unary_call(c, method, req, st, timeout_ms, take_unpack, &u);
+}
+
+typedef struct raw_ctx {
+    const char *method;
+    int (*decode)(void *ctx, const uint8_t *buf, size_t len);
+    void *ctx;
+} raw_ctx;
+
+static int take_raw(void *ctx, grpc_byte_buffer *bb, qvc_status *st)
+{
+    raw_ctx *r = ctx;
+    grpc_byte_buffer_reader rd;
+    if (!grpc_byte_buffer_reader_init(&rd, bb))
+        return set_status(st, GRPC_STATUS_INTERNAL, "client: unreadable reply of %s", r->method);
+    grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+    grpc_byte_buffer_reader_destroy(&rd);
+    int bad = r->decode(r->ctx, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+    grpc_slice_unref(s);
+    return bad ? set_status(st, GRPC_STATUS_INTERNAL, "client: reply of %s does not decode", r->method)
+               : 0;
+}
+
+int qvc_unary_decode(qvc *c, const char *method, const ProtobufCMessage *req,
+                     int (*decode)(void *ctx, const uint8_t *buf, size_t len), void *ctx,
+                     qvc_status *st, int timeout_ms)
+{
+    qvc_status dummy;
+    if (!st) st = &dummy;
+    raw_ctx r = {method, decode, ctx};
+    return unary_call(c, method, req, st, timeout_ms, take_raw, &r);
 }
 
 /* ------------------------------------------------------- server streaming */

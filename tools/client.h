@@ -120,6 +120,14 @@ int qvc_unary(qvc *c, const char *method, const ProtobufCMessage *req,
 
 /* ---------------------------------------------------- server streaming */
 
+/* Like qvc_unary, but the reply's bytes go to decode(ctx, buf, len) (valid
+ * during the call only), which returns 0 if it understood them: for clients
+ * that read part of a large reply without building it (the benchmark reads
+ * hit ids, not attributes). Same return values. */
+int qvc_unary_decode(qvc *c, const char *method, const ProtobufCMessage *req,
+                     int (*decode)(void *ctx, const uint8_t *buf, size_t len), void *ctx,
+                     qvc_status *st, int timeout_ms);
+
 /* Start a server-streaming call: sends the request and returns without
  * waiting for the server. Errors the server answers with (unknown
  * collection, ...) show up as the end of the stream, then in

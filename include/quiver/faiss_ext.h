@@ -112,10 +112,10 @@ int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_
 int faiss_IndexIVF_shrink_to_fit(FaissIndexIVF* index);
 
 /* Quiver extension: long computations of the calling thread (k-means
- * training, exhaustive searches) stop with an error ("computation
- * interrupted") once *flag becomes non-zero. NULL clears it. Other threads
- * are not affected. */
-int faiss_set_thread_interrupt_flag(const int* flag);
+ * training, exhaustive searches) call hook(ctx) now and then (each k-means
+ * iteration at least) and stop with an error ("computation interrupted") when
+ * it returns non-zero. NULL clears it. Other threads are not affected. */
+int faiss_set_thread_interrupt_hook(int (*hook)(void* ctx), void* ctx);
 
 #ifdef __cplusplus
 }

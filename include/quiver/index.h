@@ -119,9 +119,11 @@ int qv_index_write(const qv_index *ix, FILE *f);
 int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params *p,
                   qv_index **out);
 
-/* For the calling thread: training (and other long FAISS work) stops with
- * QV_CANCELLED once *flag becomes non-zero. NULL clears it. */
-void qv_index_cancel_flag(const int *flag);
+/* For the calling thread: training (and other long FAISS work) calls
+ * hook(ctx) now and then (at least once per k-means iteration: a place to
+ * report progress) and stops with QV_CANCELLED when it returns non-zero.
+ * NULL clears it. */
+void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx);
 
 /* Give back the spare capacity the inverted lists grew while items were
  * added (no-op for flat). Returns 0 or QV_FAISS. */
