@@ -722,7 +722,8 @@ static int cmp_isolation(const void *a, const void *b)
  * for the same recall; the items of the pool with the most distant 10th
  * neighbour stand in for them. */
 static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
-                     qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe)
+                     const atomic_int *cancel, qv_recall_point *pts, uint32_t *npts,
+                     uint32_t *def_nprobe)
 {
     const qv_index_params *p = qv_index_get_params(ix);
     uint32_t dim = cal->dim;
@@ -773,6 +774,10 @@ static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
     lmdb_get_ctx g = {c->db->st, txn, c->cfg.id, dim};
     for (size_t s = 0; s < sizeof ladder / sizeof *ladder && *npts < QV_MAX_RECALL_POINTS; s++) {
         uint32_t np = ladder[s] < p->nlist ? ladder[s] : p->nlist;
+        if (cancel && atomic_load(cancel)) {
+            rc = QV_CANCELLED;
+            goto out;
+        }
         if ((rc = qv_index_search(ix, nq, qs, kk, np, sc, lb))) goto out;
         for (size_t i = 0; i < nq; i++) {
             if (p->refine > 1) {
@@ -930,7 +935,8 @@ static int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
             rc = QV_CANCELLED;
             goto out;
         }
-        if ((rc = calibrate(c, ix, &cal, txn, meta->recall, &meta->n_recall, &meta->nprobe)))
+        if ((rc = calibrate(c, ix, &cal, txn, rb ? &rb->cancel : NULL, meta->recall,
+                            &meta->n_recall, &meta->nprobe)))
             goto out;
         qv_index_set_nprobe(ix, meta->nprobe);
     }
