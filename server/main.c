@@ -83,7 +83,8 @@ static const char *blas_core(void)
  *    batch searches cost 25% more CPU per query (measured).
  *  - OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512 but Debian's OpenBLAS
  *    0.3.21 picked an older core (it does not know recent CPUs, e.g. Zen 4):
- *    exact batch search and IVF training run 2-2.5x faster. */
+ *    issue 4 reports exact batch search and IVF training 2-2.5x faster
+ *    with it (not measured here). */
 static void maybe_reexec_with_runtime_env(char **argv)
 {
     if (getenv("QUIVERD_REEXEC")) return; /* done once */

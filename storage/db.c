@@ -530,13 +530,11 @@ static int get_from_lmdb(void *ctx, int64_t id, float *out)
 }
 
 /* ----------------------------------------------------------------- search */
-/* Calibrated recall is that of the collection's most isolated items (see
- * calibrate); a target r is looked up as-is. */
-static float calib_target(float r) { return r; }
-
+/* The table holds the recall of the collection's most isolated items (see
+ * calibrate): a target is looked up as it is. */
 static uint32_t nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall)
 {
-    float want = calib_target(min_recall);
+    float want = min_recall;
     for (uint32_t i = 0; i < n; i++)
         if (pts[i].recall >= want) return pts[i].nprobe;
     /* not reached by any calibrated point: the largest measured */
@@ -819,7 +817,7 @@ static int resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_i
                           uint64_t n, qv_index_params *out, char *err, size_t errlen)
 {
     *out = *spec;
-    size_t auto_min = db->opts.auto_ivf_min ? db->opts.auto_ivf_min : DEFAULT_AUTO_IVF_MIN;
+    size_t auto_min = db->opts.auto_ivf_min;
     if (out->kind == QV_KIND_AUTO) {
         if (n < auto_min) {
             memset(out, 0, sizeof *out);
@@ -1183,7 +1181,7 @@ static void maybe_auto_rebuild(qv_coll *c)
     pthread_mutex_unlock(&c->rmu);
     if (running) return;
     uint64_t n = atomic_load(&c->count);
-    size_t auto_min = db->opts.auto_ivf_min ? db->opts.auto_ivf_min : DEFAULT_AUTO_IVF_MIN;
+    size_t auto_min = db->opts.auto_ivf_min;
     pthread_rwlock_rdlock(&c->ilock);
     qv_index_kind kind = qv_index_get_params(c->index)->kind;
     uint64_t trained_for = c->trained_for, deleted = c->deleted_since;
@@ -1454,7 +1452,7 @@ static void run_batch(qv_db *db, qv_write *batch)
 static void *writer_main(void *arg)
 {
     qv_db *db = arg;
-    size_t max_items = db->opts.max_batch_items ? db->opts.max_batch_items : DEFAULT_MAX_BATCH;
+    size_t max_items = db->opts.max_batch_items;
     for (;;) {
         pthread_mutex_lock(&db->qmu);
         while (!db->qhead && !db->stopping) pthread_cond_wait(&db->qcv, &db->qmu);
@@ -1628,6 +1626,8 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     qv_db *db = calloc(1, sizeof *db);
     if (!db) return QV_NOMEM;
     db->opts = *opts;
+    if (!db->opts.auto_ivf_min) db->opts.auto_ivf_min = DEFAULT_AUTO_IVF_MIN;
+    if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
     pthread_mutex_init(&db->cmu, NULL);
     pthread_mutex_init(&db->qmu, NULL);
     pthread_cond_init(&db->qcv, NULL);

@@ -182,13 +182,6 @@ int qv_ixfile_commit(const char *dir, uint32_t coll_id, const char *tmp)
     return 0;
 }
 
-int qv_ixfile_save(const char *dir, const qv_ixfile_meta *meta, const qv_index *ix)
-{
-    char tmp[4300];
-    int rc = qv_ixfile_write_temp(dir, meta, ix, tmp, sizeof tmp);
-    return rc ? rc : qv_ixfile_commit(dir, meta->coll_id, tmp);
-}
-
 int qv_ixfile_load(const char *dir, const qv_coll_config *expect, qv_ixfile_meta *m,
                    qv_index **out, char *why, size_t whylen)
 {

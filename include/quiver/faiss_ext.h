@@ -108,7 +108,8 @@ int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_
 
 /* Quiver extension (no upstream equivalent): release the spare capacity of
  * an IVF index's inverted lists (array lists only; others are left alone).
- * Up to a third of an index built by many adds is slack. */
+ * (std::vector doubles its capacity as a list grows, so up to half of a
+ * list's memory can be unused after many adds.) */
 int faiss_IndexIVF_shrink_to_fit(FaissIndexIVF* index);
 
 /* Quiver extension: long computations of the calling thread (k-means

@@ -45,13 +45,11 @@ typedef struct qv_ixfile_meta {
 /* Path of a collection's index file into out (outlen bytes). */
 void qv_ixfile_path(const char *dir, uint32_t coll_id, char *out, size_t outlen);
 
-/* Save ix with meta atomically as dir/<coll_id>.qvi: write_temp + commit.
- * Returns 0, QV_IO, QV_FAISS. */
-int qv_ixfile_save(const char *dir, const qv_ixfile_meta *meta, const qv_index *ix);
-/* The two halves: write and fsync a temp file beside the final one ([out] tmp,
- * tmplen bytes; removed again on failure), then rename it into place and fsync
- * the directory. Until the commit the old file stays in force; a crash leaves
- * the temp file, which start-up removes. Same codes as qv_ixfile_save. */
+/* Saving is two steps: write and fsync a temp file beside the final one ([out]
+ * tmp, tmplen bytes; removed again on failure), then rename it into place as
+ * dir/<coll_id>.qvi and fsync the directory. Until the commit the old file
+ * stays in force; a crash leaves the temp file, which start-up removes.
+ * Return 0, QV_IO, QV_FAISS. */
 int qv_ixfile_write_temp(const char *dir, const qv_ixfile_meta *meta, const qv_index *ix,
                          char *tmp, size_t tmplen);
 int qv_ixfile_commit(const char *dir, uint32_t coll_id, const char *tmp);
