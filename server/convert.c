@@ -217,7 +217,8 @@ int parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_para
     int kind = qv_index_kind_parse(k);
     if (kind < 0) {
         snprintf(err, errlen,
-                 "index.kind \"%.64s\" is unknown: use auto, flat, ivf_flat, ivf_pq or ivf_sq8", k);
+                 "index.kind \"%.64s\" is unknown: use auto, flat, ivf_flat, ivf_pq, ivf_pq_fs "
+                 "or ivf_sq8", k);
         return -1;
     }
     out->kind = (qv_index_kind)kind;
@@ -233,7 +234,7 @@ int parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_para
         snprintf(err, errlen, "index.refine %u is over the limit 100", out->refine);
         return -1;
     }
-    if (out->kind == QV_KIND_IVF_PQ) {
+    if (out->kind == QV_KIND_IVF_PQ || out->kind == QV_KIND_IVF_PQ_FS) {
         if (out->pq_m && dim % out->pq_m != 0) {
             snprintf(err, errlen, "index.pq_m %u does not divide dim %u", out->pq_m, dim);
             return -1;
@@ -242,8 +243,14 @@ int parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_para
             snprintf(err, errlen, "index.pq_nbits %u is over 8 (FAISS's limit)", out->pq_nbits);
             return -1;
         }
+        if (out->kind == QV_KIND_IVF_PQ_FS && out->pq_nbits && out->pq_nbits != 4) {
+            snprintf(err, errlen, "index.pq_nbits %u: kind ivf_pq_fs has 4-bit codes only",
+                     out->pq_nbits);
+            return -1;
+        }
     } else if (out->pq_m || out->pq_nbits) {
-        snprintf(err, errlen, "index.pq_m/pq_nbits apply to kind ivf_pq, not %s", k);
+        snprintf(err, errlen, "index.pq_m/pq_nbits apply to kinds ivf_pq and ivf_pq_fs, not %s",
+                 k);
         return -1;
     }
     if (out->kind == QV_KIND_FLAT && (out->nlist || out->refine)) {

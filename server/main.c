@@ -16,6 +16,7 @@
 #include <grpc/grpc.h>
 
 #include "quiver/error.h"
+#include "quiver/faiss_ext.h"
 #include "quiver/log.h"
 #include "rpc.h"
 #include "services.h"
@@ -223,9 +224,13 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    qv_info("quiverd %s starting: data %s, listen %s, %s, BLAS core %s", QUIVER_VERSION, data,
-            listen, dbo.store.nosync ? "UNSAFE no fsync on commit" : "fsync on commit",
-            blas_core());
+    char simd[32] = "unknown";
+    int dd = 0;
+    faiss_get_simd_level(simd, sizeof simd, &dd);
+    qv_info("quiverd %s starting: data %s, listen %s, %s, BLAS core %s, FAISS %s SIMD %s (%s)",
+            QUIVER_VERSION, data, listen,
+            dbo.store.nosync ? "UNSAFE no fsync on commit" : "fsync on commit", blas_core(),
+            QV_FAISS_VERSION, simd, dd ? "chosen at run time" : "compiled in");
     if (reflection_init() != 0) {
         qv_error("cannot parse the embedded descriptor set");
         return 1;

@@ -348,7 +348,7 @@ int qv_config_decode(const void *v, size_t len, qv_coll_config *c)
     c->spec.refine = qv_get_le32(p + 24);
     c->created = qv_get_le64(p + 28);
     if (c->metric < QV_METRIC_L2 || c->metric > QV_METRIC_COSINE || c->dim == 0 ||
-        c->dim > QV_MAX_DIM || c->spec.kind > QV_KIND_IVF_SQ8)
+        c->dim > QV_MAX_DIM || c->spec.kind > QV_KIND_IVF_PQ_FS)
         return QV_CORRUPT;
     return 0;
 }

@@ -555,7 +555,8 @@ int qv_coll_search(qv_coll *c, size_t nq, const float *q, const int64_t *exclude
     pthread_rwlock_rdlock(&c->ilock);
     const qv_index_params *p = qv_index_get_params(c->index);
     int is_ivf = p->kind != QV_KIND_FLAT;
-    size_t refine = is_ivf && p->refine > 1 ? p->refine : 1;
+    /* the index re-ranks from its refine copy itself */
+    size_t refine = is_ivf && p->refine > 1 && !qv_index_has_refine(c->index) ? p->refine : 1;
     size_t kk = (k + (exclude ? 1 : 0)) * refine;
     if (is_ivf && nprobe == 0) nprobe = pick_nprobe(c, min_recall);
     float *ts = malloc(nq * kk * sizeof *ts);
@@ -729,7 +730,8 @@ static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
     *npts = 0;
     *def_nprobe = 1;
     if (nq == 0) return 0;
-    size_t kk = CAL_K * (p->refine > 1 ? p->refine : 1);
+    int lmdb_refine = p->refine > 1 && !qv_index_has_refine(ix);
+    size_t kk = CAL_K * (lmdb_refine ? p->refine : 1);
     float *sc = malloc(nq * kk * sizeof *sc);
     int64_t *lb = malloc(nq * kk * sizeof *lb);
     int64_t *truth = malloc(nq * 10 * sizeof *truth);
@@ -778,7 +780,7 @@ static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
         }
         if ((rc = qv_index_search(ix, nq, qs, kk, np, sc, lb))) goto out;
         for (size_t i = 0; i < nq; i++) {
-            if (p->refine > 1) {
+            if (lmdb_refine) {
                 rerank(cal->m, dim, qs + i * dim, lb + i * kk, kk, qid[i], get_from_lmdb, &g, 10,
                        rs + i * 10, got + i * 10, tmp, vbuf);
             } else {
@@ -831,6 +833,19 @@ static int resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_i
         return 0;
     }
     if (out->nlist == 0) out->nlist = qv_auto_nlist(n);
+    if (out->kind == QV_KIND_IVF_PQ_FS) {
+        if (out->pq_nbits == 0) out->pq_nbits = 4;
+        if (out->refine == 0) out->refine = QV_PQ_FS_DEFAULT_REFINE;
+        if (out->pq_m == 0) {
+            /* 2 floats per 4-bit sub-code (glove-100: 50, as FAISS's PQ50x4fs) */
+            out->pq_m = 1;
+            for (uint32_t m = cfg->dim / 2; m >= 1; m--)
+                if (cfg->dim % m == 0 && m <= 256) {
+                    out->pq_m = m;
+                    break;
+                }
+        }
+    }
     if (out->kind == QV_KIND_IVF_PQ) {
         if (out->pq_nbits == 0) out->pq_nbits = 8;
         if (out->pq_m == 0) {

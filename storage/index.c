@@ -33,7 +33,20 @@
 #define QV_INDEX_MAX_DIM 65536u
 #define QV_INDEX_MAX_NLIST (1u << 20)
 
+/* The refine copy: rows of dim floats (unit length for cosine) and an
+ * open-addressing hash id -> row (linear probing, -1 empty, backward-shift
+ * deletion). Rows stay dense: removal moves the last row into the hole. */
+typedef struct rstore {
+    float *vec;    /* cap * dim */
+    int64_t *ids;  /* cap: id of each row */
+    size_t n, cap;
+    int64_t *hkey; /* hsize: id, or -1 */
+    uint32_t *hrow;
+    size_t hsize;  /* power of two, >= 2 * n */
+} rstore;
+
 struct qv_index {
+    rstore *rs; /* refine copy, or NULL */
     FaissIndex *fi;
     FaissIndexIVF *ivf; /* fi seen as IVF; NULL for flat */
     uint32_t dim;
@@ -45,12 +58,131 @@ struct qv_index {
 static const char *const kind_names[] = {
     [QV_KIND_AUTO] = "auto",         [QV_KIND_FLAT] = "flat",
     [QV_KIND_IVF_FLAT] = "ivf_flat", [QV_KIND_IVF_PQ] = "ivf_pq",
-    [QV_KIND_IVF_SQ8] = "ivf_sq8",
+    [QV_KIND_IVF_SQ8] = "ivf_sq8",   [QV_KIND_IVF_PQ_FS] = "ivf_pq_fs",
 };
 
 static bool is_ivf_kind(qv_index_kind k)
 {
-    return k == QV_KIND_IVF_FLAT || k == QV_KIND_IVF_PQ || k == QV_KIND_IVF_SQ8;
+    return k == QV_KIND_IVF_FLAT || k == QV_KIND_IVF_PQ || k == QV_KIND_IVF_SQ8 ||
+           k == QV_KIND_IVF_PQ_FS;
+}
+
+static bool is_pq_kind(qv_index_kind k) { return k == QV_KIND_IVF_PQ || k == QV_KIND_IVF_PQ_FS; }
+
+/* Compressed kinds re-rank from a copy when refine > 1. */
+static bool wants_refine(const qv_index_params *p)
+{
+    return p->refine > 1 &&
+           (p->kind == QV_KIND_IVF_PQ || p->kind == QV_KIND_IVF_PQ_FS || p->kind == QV_KIND_IVF_SQ8);
+}
+
+/* ------------------------------------------------------------ refine copy */
+static size_t rs_slot(const rstore *r, int64_t id)
+{
+    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 17) & (r->hsize - 1);
+}
+
+/* Row of id, or -1. */
+static int64_t rs_find(const rstore *r, int64_t id)
+{
+    if (!r->hsize) return -1;
+    for (size_t i = rs_slot(r, id);; i = (i + 1) & (r->hsize - 1)) {
+        if (r->hkey[i] == id) return r->hrow[i];
+        if (r->hkey[i] < 0) return -1;
+    }
+}
+
+static void rs_hput(rstore *r, int64_t id, uint32_t row)
+{
+    size_t i = rs_slot(r, id);
+    while (r->hkey[i] >= 0 && r->hkey[i] != id) i = (i + 1) & (r->hsize - 1);
+    r->hkey[i] = id;
+    r->hrow[i] = row;
+}
+
+static int rs_rehash(rstore *r, size_t hsize)
+{
+    int64_t *k = malloc(hsize * sizeof *k);
+    uint32_t *v = malloc(hsize * sizeof *v);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return QV_NOMEM;
+    }
+    for (size_t i = 0; i < hsize; i++) k[i] = -1;
+    free(r->hkey);
+    free(r->hrow);
+    r->hkey = k;
+    r->hrow = v;
+    r->hsize = hsize;
+    for (size_t i = 0; i < r->n; i++) rs_hput(r, r->ids[i], (uint32_t)i);
+    return 0;
+}
+
+/* Room for n rows in all (rows grow by half: glibc's realloc of big blocks
+ * remaps pages rather than copying them). */
+static int rs_reserve(rstore *r, uint32_t dim, size_t n)
+{
+    if (n > UINT32_MAX) return QV_NOMEM;
+    if (n > r->cap) {
+        size_t cap = r->cap + r->cap / 2;
+        if (cap < n) cap = n;
+        if (cap < 1024) cap = 1024;
+        if (cap > UINT32_MAX) cap = UINT32_MAX;
+        float *v = realloc(r->vec, cap * dim * sizeof *v);
+        if (!v) return QV_NOMEM;
+        r->vec = v;
+        int64_t *ids = realloc(r->ids, cap * sizeof *ids);
+        if (!ids) return QV_NOMEM;
+        r->ids = ids;
+        r->cap = cap;
+    }
+    size_t hs = r->hsize ? r->hsize : 2048;
+    while (hs < 2 * n) hs *= 2;
+    return hs != r->hsize ? rs_rehash(r, hs) : 0;
+}
+
+static void rs_free(rstore *r)
+{
+    if (!r) return;
+    free(r->vec);
+    free(r->ids);
+    free(r->hkey);
+    free(r->hrow);
+    free(r);
+}
+
+static void rs_remove(rstore *r, uint32_t dim, int64_t id)
+{
+    if (!r->hsize) return;
+    size_t i = rs_slot(r, id);
+    while (r->hkey[i] != id) {
+        if (r->hkey[i] < 0) return;
+        i = (i + 1) & (r->hsize - 1);
+    }
+    uint32_t row = r->hrow[i];
+    /* backward-shift deletion keeps every probe chain unbroken */
+    size_t mask = r->hsize - 1, j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (r->hkey[j] < 0) break;
+        size_t home = rs_slot(r, r->hkey[j]);
+        /* move j back to i when its home is not in (i, j] cyclically */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            r->hkey[i] = r->hkey[j];
+            r->hrow[i] = r->hrow[j];
+            i = j;
+        }
+    }
+    r->hkey[i] = -1;
+    size_t last = r->n - 1;
+    if (row != last) {
+        memcpy(r->vec + (size_t)row * dim, r->vec + last * dim, dim * sizeof(float));
+        r->ids[row] = r->ids[last];
+        rs_hput(r, r->ids[row], row);
+    }
+    r->n--;
 }
 
 /* Log the FAISS error of the call that just returned frc; return QV_FAISS. */
@@ -83,7 +215,8 @@ static size_t code_size(uint32_t dim, const qv_index_params *p)
 {
     switch (p->kind) {
     case QV_KIND_IVF_SQ8: return dim;
-    case QV_KIND_IVF_PQ: return ((size_t)p->pq_m * p->pq_nbits + 7) / 8;
+    case QV_KIND_IVF_PQ:
+    case QV_KIND_IVF_PQ_FS: return ((size_t)p->pq_m * p->pq_nbits + 7) / 8;
     default: return (size_t)dim * sizeof(float);
     }
 }
@@ -146,7 +279,8 @@ int qv_index_params_check(uint32_t dim, const qv_index_params *p, char *err, siz
     case QV_KIND_FLAT: return 0;
     case QV_KIND_IVF_FLAT:
     case QV_KIND_IVF_PQ:
-    case QV_KIND_IVF_SQ8: break;
+    case QV_KIND_IVF_SQ8:
+    case QV_KIND_IVF_PQ_FS: break;
     case QV_KIND_AUTO: CHECK_FAIL("index.kind auto must be resolved to a kind before building");
     default: CHECK_FAIL("index.kind %d is unknown", (int)p->kind);
     }
@@ -154,12 +288,17 @@ int qv_index_params_check(uint32_t dim, const qv_index_params *p, char *err, siz
     if (p->nlist == 0) CHECK_FAIL("index.nlist 0 must be > 0 for kind %s", kn);
     if (p->nlist > QV_INDEX_MAX_NLIST)
         CHECK_FAIL("index.nlist %u is over %u", p->nlist, QV_INDEX_MAX_NLIST);
-    if (p->kind == QV_KIND_IVF_PQ) {
+    if (is_pq_kind(p->kind)) {
         if (p->pq_m == 0) CHECK_FAIL("index.pq_m 0 must be > 0 for kind %s", kn);
         if (dim % p->pq_m != 0) CHECK_FAIL("index.pq_m %u does not divide dim %u", p->pq_m, dim);
-        /* FAISS's IndexIVFPQ takes at most 8 bits per sub-quantizer code */
-        if (p->pq_nbits > 8) CHECK_FAIL("index.pq_nbits %u is over 8", p->pq_nbits);
     }
+    /* FAISS's IndexIVFPQ takes at most 8 bits per sub-quantizer code */
+    if (p->kind == QV_KIND_IVF_PQ && p->pq_nbits > 8)
+        CHECK_FAIL("index.pq_nbits %u is over 8", p->pq_nbits);
+    /* fast scan: 4-bit codes looked up 32 at a time from SIMD registers */
+    if (p->kind == QV_KIND_IVF_PQ_FS && p->pq_nbits != 0 && p->pq_nbits != 4)
+        CHECK_FAIL("index.pq_nbits %u: kind ivf_pq_fs has 4-bit codes only", p->pq_nbits);
+    if (p->refine > 1000) CHECK_FAIL("index.refine %u is over 1000", p->refine);
     return 0;
 }
 
@@ -178,8 +317,10 @@ static int wrap(FaissIndex *fi, uint32_t dim, qv_metric metric, const qv_index_p
             return QV_FAISS;
         }
         /* Hashtable direct map: removal by id in O(removed). It is saved with
-         * the index, so this is a no-op after a read of our own files. */
-        if ((frc = faiss_IndexIVF_set_direct_map(ivf, QV_FAISS_DIRECT_MAP_HASHTABLE)) != 0) {
+         * the index, so this is a no-op after a read of our own files. Fast
+         * scan's block lists take no direct map: removal scans the lists. */
+        if (p->kind != QV_KIND_IVF_PQ_FS &&
+            (frc = faiss_IndexIVF_set_direct_map(ivf, QV_FAISS_DIRECT_MAP_HASHTABLE)) != 0) {
             int rc = faiss_fail(frc, "set_direct_map");
             faiss_Index_free(fi);
             return rc;
@@ -196,8 +337,15 @@ static int wrap(FaissIndex *fi, uint32_t dim, qv_metric metric, const qv_index_p
     ix->metric = metric;
     ix->params = *p;
     if (p->kind == QV_KIND_IVF_PQ && ix->params.pq_nbits == 0) ix->params.pq_nbits = 8;
+    if (p->kind == QV_KIND_IVF_PQ_FS) ix->params.pq_nbits = 4;
     if (!is_ivf_kind(p->kind)) ix->params.nlist = ix->params.pq_m = ix->params.pq_nbits = 0;
-    if (p->kind != QV_KIND_IVF_PQ) ix->params.pq_m = ix->params.pq_nbits = 0;
+    if (!is_pq_kind(p->kind)) ix->params.pq_m = ix->params.pq_nbits = 0;
+    if (!wants_refine(&ix->params)) ix->params.refine = 0;
+    if (wants_refine(&ix->params) && !getenv("QV_EXPERIMENT_LMDB_REFINE") && !(ix->rs = calloc(1, sizeof *ix->rs))) {
+        faiss_Index_free(fi);
+        free(ix);
+        return QV_NOMEM;
+    }
     atomic_init(&ix->nprobe, ivf ? default_nprobe(p->nlist) : 0);
     *out = ix;
     return 0;
@@ -222,6 +370,7 @@ int qv_index_new(uint32_t dim, qv_metric metric, const qv_index_params *p, qv_in
     case QV_KIND_FLAT: snprintf(desc, sizeof desc, "IDMap,Flat"); break;
     case QV_KIND_IVF_FLAT: snprintf(desc, sizeof desc, "IVF%u,Flat", p->nlist); break;
     case QV_KIND_IVF_SQ8: snprintf(desc, sizeof desc, "IVF%u,SQ8", p->nlist); break;
+    case QV_KIND_IVF_PQ_FS: snprintf(desc, sizeof desc, "IVF%u,PQ%ux4fs", p->nlist, p->pq_m); break;
     default: /* ivf_pq; "np": no polysemous training (slow, unused by our searches) */
         snprintf(desc, sizeof desc, "IVF%u,PQ%ux%unp", p->nlist, p->pq_m, nbits);
         break;
@@ -236,6 +385,7 @@ void qv_index_free(qv_index *ix)
 {
     if (!ix) return;
     faiss_Index_free(ix->fi);
+    rs_free(ix->rs);
     free(ix);
 }
 
@@ -299,7 +449,27 @@ int qv_index_add(qv_index *ix, size_t n, const int64_t *ids, const float *x)
         if (!(copy = normalized_copy(n, ix->dim, x))) return QV_NOMEM;
         x = copy;
     }
+    int rc = 0;
+    if (ix->rs) {
+        /* room first: a failed allocation leaves both untouched */
+        if ((rc = rs_reserve(ix->rs, ix->dim, ix->rs->n + n))) {
+            free(copy);
+            return rc;
+        }
+    }
     int frc = faiss_Index_add_with_ids(ix->fi, (idx_t)n, x, ids);
+    if (!frc && ix->rs) {
+        rstore *r = ix->rs;
+        for (size_t i = 0; i < n; i++) {
+            int64_t row = rs_find(r, ids[i]);
+            if (row < 0) {
+                row = (int64_t)r->n++;
+                r->ids[row] = ids[i];
+                rs_hput(r, ids[i], (uint32_t)row);
+            }
+            memcpy(r->vec + (size_t)row * ix->dim, x + i * ix->dim, ix->dim * sizeof(float));
+        }
+    }
     free(copy);
     return frc ? faiss_fail(frc, "add_with_ids") : 0;
 }
@@ -315,7 +485,7 @@ int qv_index_remove(qv_index *ix, size_t n, const int64_t *ids, size_t *removed)
      * needs the hashed IDSelectorBatch. */
     FaissIDSelector *sel = NULL;
     int frc;
-    if (ix->ivf) {
+    if (ix->ivf && ix->params.kind != QV_KIND_IVF_PQ_FS) {
         FaissIDSelectorArray *a = NULL;
         frc = faiss_IDSelectorArray_new(&a, n, ids);
         sel = (FaissIDSelector *)a;
@@ -329,8 +499,77 @@ int qv_index_remove(qv_index *ix, size_t n, const int64_t *ids, size_t *removed)
     frc = faiss_Index_remove_ids(ix->fi, sel, &nr);
     faiss_IDSelector_free(sel);
     if (frc != 0) return faiss_fail(frc, "remove_ids");
+    if (ix->rs)
+        for (size_t i = 0; i < n; i++) rs_remove(ix->rs, ix->dim, ids[i]);
     if (removed) *removed = nr;
     return 0;
+}
+
+/* Heap of the k best (score, id) so far, worst on top. */
+typedef struct hit {
+    float s;
+    int64_t id;
+} hit;
+
+static bool worse(bool l2, const hit *a, const hit *b) { return l2 ? a->s > b->s : a->s < b->s; }
+
+static void heap_down(hit *h, size_t n, size_t i, bool l2)
+{
+    for (;;) {
+        size_t w = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && worse(l2, &h[l], &h[w])) w = l;
+        if (r < n && worse(l2, &h[r], &h[w])) w = r;
+        if (w == i) return;
+        hit t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* Exact re-rank of ncand candidates (labels cand, -1 = none) of query q from
+ * the refine copy; best k to scores/labels (-1 past the end). rows, dis: ncand
+ * scratch; h: k scratch. */
+static void refine_one(const qv_index *ix, const float *q, const int64_t *cand, size_t ncand,
+                       size_t k, float *scores, int64_t *labels, int64_t *rows, float *dis, hit *h)
+{
+    const rstore *r = ix->rs;
+    bool l2 = ix->metric == QV_METRIC_L2;
+    for (size_t j = 0; j < ncand; j++) rows[j] = cand[j] < 0 ? -1 : rs_find(r, cand[j]);
+    if (l2)
+        faiss_fvec_L2sqr_by_idx(dis, q, r->vec, rows, ix->dim, ncand);
+    else
+        faiss_fvec_inner_products_by_idx(dis, q, r->vec, rows, ix->dim, ncand);
+    size_t n = 0;
+    for (size_t j = 0; j < ncand; j++) {
+        if (rows[j] < 0) continue;
+        hit c = {dis[j], cand[j]};
+        if (n < k) {
+            /* sift up */
+            size_t i = n++;
+            h[i] = c;
+            while (i > 0 && worse(l2, &h[i], &h[(i - 1) / 2])) {
+                hit t = h[i];
+                h[i] = h[(i - 1) / 2];
+                h[(i - 1) / 2] = t;
+                i = (i - 1) / 2;
+            }
+        } else if (worse(l2, &h[0], &c)) {
+            h[0] = c;
+            heap_down(h, n, 0, l2);
+        }
+    }
+    /* pop worst-first into the tail */
+    for (size_t i = k; i > n; i--) {
+        scores[i - 1] = l2 ? INFINITY : -INFINITY;
+        labels[i - 1] = -1;
+    }
+    for (size_t i = n; i > 0; i--) {
+        scores[i - 1] = h[0].s;
+        labels[i - 1] = h[0].id;
+        h[0] = h[i - 1];
+        heap_down(h, i - 1, 0, l2);
+    }
 }
 
 int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
@@ -362,14 +601,42 @@ int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uin
         saved_threads = omp_get_max_threads();
         omp_set_num_threads(1);
     }
-    if (sp)
-        frc = faiss_Index_search_with_params(ix->fi, (idx_t)nq, q, (idx_t)k, sp, scores, labels);
-    else
-        frc = faiss_Index_search(ix->fi, (idx_t)nq, q, (idx_t)k, scores, labels);
+    /* with a refine copy: refine x k candidates from FAISS, re-ranked here */
+    size_t kk = k;
+    float *cs = scores;
+    int64_t *cl = labels, *rows = NULL;
+    hit *h = NULL;
+    if (ix->rs) {
+        kk = k * ix->params.refine;
+        if (kk / ix->params.refine != k || kk > SIZE_MAX / sizeof(float) / nq) frc = QV_NOMEM;
+        cs = frc ? NULL : malloc(nq * kk * sizeof *cs);
+        cl = frc ? NULL : malloc(nq * kk * sizeof *cl);
+        rows = malloc(kk * sizeof *rows);
+        h = malloc(k * sizeof *h);
+        if (!cs || !cl || !rows || !h) frc = QV_NOMEM;
+    }
+    int rc = frc;
+    if (!rc) {
+        if (sp)
+            frc = faiss_Index_search_with_params(ix->fi, (idx_t)nq, q, (idx_t)kk, sp, cs, cl);
+        else
+            frc = faiss_Index_search(ix->fi, (idx_t)nq, q, (idx_t)kk, cs, cl);
+        rc = frc ? faiss_fail(frc, "search") : 0;
+    }
+    if (!rc && ix->rs)
+        for (size_t i = 0; i < nq; i++)
+            refine_one(ix, q + i * ix->dim, cl + i * kk, kk, k, scores + i * k, labels + i * k,
+                       rows, cs + i * kk, h);
     if (nq < QV_INDEX_SERIAL_NQ) omp_set_num_threads(saved_threads);
     faiss_SearchParametersIVF_free(sp);
+    if (ix->rs) {
+        free(cs);
+        free(cl);
+        free(rows);
+        free(h);
+    }
     free(copy);
-    return frc ? faiss_fail(frc, "search") : 0;
+    return rc;
 }
 
 size_t qv_index_count(const qv_index *ix)
@@ -400,10 +667,60 @@ uint32_t qv_index_get_nprobe(const qv_index *ix)
     return ix ? atomic_load_explicit(&ix->nprobe, memory_order_relaxed) : 0;
 }
 
+/* The refine copy after the FAISS index: "QVRF", dim (u32), rows (u64), the
+ * ids (i64 each), the vectors (dim floats each), host byte order (x86-64 and
+ * arm64 are little-endian, like FAISS's own files). */
+#define RS_MAGIC 0x46525651u /* "QVRF" */
+
+static int rs_write(const rstore *r, uint32_t dim, FILE *f)
+{
+    uint32_t h[2] = {RS_MAGIC, dim};
+    uint64_t n = r->n;
+    if (fwrite(h, sizeof h, 1, f) != 1 || fwrite(&n, sizeof n, 1, f) != 1 ||
+        fwrite(r->ids, sizeof *r->ids, r->n, f) != r->n ||
+        fwrite(r->vec, (size_t)dim * sizeof(float), r->n, f) != r->n) {
+        qv_error("index: writing the refine copy failed");
+        return QV_IO;
+    }
+    return 0;
+}
+
+static int rs_read(rstore *r, uint32_t dim, size_t ntotal, FILE *f)
+{
+    uint32_t h[2];
+    uint64_t n;
+    if (fread(h, sizeof h, 1, f) != 1 || fread(&n, sizeof n, 1, f) != 1) {
+        qv_error("index: file ends before the refine copy");
+        return ferror(f) ? QV_IO : QV_CORRUPT;
+    }
+    if (h[0] != RS_MAGIC || h[1] != dim || n != ntotal) {
+        qv_error("index: refine copy has a bad header (dim %u, %llu rows for %zu items)", h[1],
+                 (unsigned long long)n, ntotal);
+        return QV_CORRUPT;
+    }
+    int rc = rs_reserve(r, dim, (size_t)n);
+    if (rc) return rc;
+    if (fread(r->ids, sizeof *r->ids, n, f) != n ||
+        fread(r->vec, (size_t)dim * sizeof(float), n, f) != n) {
+        qv_error("index: file ends inside the refine copy");
+        return ferror(f) ? QV_IO : QV_CORRUPT;
+    }
+    r->n = (size_t)n;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->ids[i] < 0 || rs_find(r, r->ids[i]) >= 0) {
+            qv_error("index: refine copy holds a bad or repeated id %lld", (long long)r->ids[i]);
+            return QV_CORRUPT;
+        }
+        rs_hput(r, r->ids[i], (uint32_t)i);
+    }
+    return 0;
+}
+
 int qv_index_write(const qv_index *ix, FILE *f)
 {
     if (!ix || !f) return QV_INVALID;
     int frc = faiss_write_index(ix->fi, f);
+    if (frc == 0 && ix->rs) return rs_write(ix->rs, ix->dim, f);
     if (frc == 0) return 0;
     if (ferror(f)) {
         const char *msg = faiss_get_last_error();
@@ -446,9 +763,11 @@ static int check_read(FaissIndex *fi, uint32_t dim, qv_metric metric, const qv_i
     }
     bool is_flat = faiss_IndexIVFFlat_cast(fi) != NULL;
     bool is_sq = faiss_IndexIVFScalarQuantizer_cast(fi) != NULL;
-    bool kind_ok = p->kind == QV_KIND_IVF_FLAT ? is_flat
-                   : p->kind == QV_KIND_IVF_SQ8 ? is_sq
-                                                : !is_flat && !is_sq;
+    bool is_fs = faiss_IndexIVFPQFastScan_cast(fi) != NULL;
+    bool kind_ok = p->kind == QV_KIND_IVF_FLAT    ? is_flat
+                   : p->kind == QV_KIND_IVF_SQ8   ? is_sq
+                   : p->kind == QV_KIND_IVF_PQ_FS ? is_fs
+                                                  : !is_flat && !is_sq && !is_fs;
     if (!kind_ok) {
         qv_error("index: file does not hold an index of kind %s", kn);
         return QV_CORRUPT;
@@ -481,6 +800,7 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
     }
     qv_index_params rp = *p;
     if (rp.kind == QV_KIND_IVF_PQ && rp.pq_nbits == 0) rp.pq_nbits = 8;
+    if (rp.kind == QV_KIND_IVF_PQ_FS) rp.pq_nbits = 4;
 
     FaissIndex *fi = NULL;
     int frc = faiss_read_index(f, 0, &fi);
@@ -495,12 +815,28 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
         faiss_Index_free(fi);
         return rc;
     }
-    return wrap(fi, dim, metric, &rp, out);
+    if ((rc = wrap(fi, dim, metric, &rp, out))) return rc;
+    if ((*out)->rs && (rc = rs_read((*out)->rs, dim, (size_t)faiss_Index_ntotal(fi), f))) {
+        qv_index_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
+
+int qv_index_has_refine(const qv_index *ix) { return ix && ix->rs; }
 
 int qv_index_compact(qv_index *ix)
 {
     if (!ix || !ix->ivf) return 0;
+    rstore *r = ix->rs;
+    if (r && r->cap > r->n && r->n > 0) {
+        /* shrinking never fails for lack of memory; keep the old block if so */
+        float *v = realloc(r->vec, r->n * ix->dim * sizeof *v);
+        int64_t *ids = v ? realloc(r->ids, r->n * sizeof *ids) : NULL;
+        if (v) r->vec = v;
+        if (ids) r->ids = ids;
+        if (v && ids) r->cap = r->n;
+    }
     if (faiss_IndexIVF_shrink_to_fit(ix->ivf) != 0) {
         qv_error("FAISS shrink_to_fit: %s", faiss_get_last_error());
         return QV_FAISS;
@@ -516,9 +852,10 @@ size_t qv_index_memory(const qv_index *ix)
     size_t bytes = sizeof *ix + n * (code_size(ix->dim, p) + sizeof(int64_t));
     if (!ix->ivf) return bytes;
     bytes += (size_t)p->nlist * (d * sizeof(float) + 48); /* centroids, list heads */
-    bytes += n * 40;                                     /* hashtable direct map */
+    if (p->kind != QV_KIND_IVF_PQ_FS) bytes += n * 40;   /* hashtable direct map */
     if (p->kind == QV_KIND_IVF_SQ8) bytes += 2 * d * sizeof(float);
-    if (p->kind == QV_KIND_IVF_PQ) {
+    if (ix->rs) bytes += ix->rs->cap * (d * sizeof(float) + 8) + ix->rs->hsize * 12;
+    if (is_pq_kind(p->kind)) {
         size_t ksub = (size_t)1 << p->pq_nbits;
         bytes += ksub * d * sizeof(float); /* PQ centroids */
         if (ix->metric == QV_METRIC_L2)    /* precomputed residual table */

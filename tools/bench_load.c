@@ -2,8 +2,10 @@
  * quiver-bench-load: the C half of the benchmark that tools/quiver-bench
  * drives. `import` streams a vector file into a collection (Items.Import),
  * `query` times Search RPCs (one query per call from N threads, or batches),
- * `faiss` builds the same index in-process through qv_index and times it the
- * same way: the yardstick for Quiver's own overhead. Each prints one JSON
+ * `faiss` builds the same index in-process straight on FAISS's C API
+ * (faiss_index_factory with the descriptions quiverd uses; refine through
+ * IndexRefineFlat) and times it the same way: the yardstick for Quiver's own
+ * overhead. It does not link Quiver's storage library. Each prints one JSON
  * object on stdout (faiss --serve: one per command). Not a general bulk loader
  * and no recall computing: the driver compares the ids files with the ground
  * truth.
@@ -26,20 +28,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <faiss/c_api/IndexFlat_c.h>
+#include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/index_factory_c.h>
 #include <grpc/status.h>
 
 #include "client.h"
-#include "quiver/db.h"
-#include "quiver/error.h"
-#include "quiver/index.h"
 #include "quiver/v1/quiver.pb-c.h"
 
 #define RPC_TIMEOUT_MS 120000
 #define CONNECT_TIMEOUT_MS 15000
 #define TRAIN_PER_LIST 50 /* default of --train-per-list: storage/db.c TRAIN_MAX_PER_LIST */
+#define TRAIN_MIN_PER_LIST 39 /* storage/db.c: FAISS's minimum training points per list */
 #define TRAIN_MIN_SAMPLE 10000
 #define SAMPLE_SEED 12345
 #define BATCH_OMP_MIN 32 /* the server lets batches this large use every core */
+#define SERIAL_NQ 16     /* searches of fewer queries run on the calling thread only
+                          * (storage/index.c QV_INDEX_SERIAL_NQ) */
 
 static const char usage[] =
     "Usage: quiver-bench-load import --addr A --collection C --base FILE [--limit N]\n"
@@ -49,7 +56,8 @@ static const char usage[] =
     "                               [--threads T] [--batch B] [--warmup N] [--no-attrs]\n"
     "                               [--shared-conn] --out FILE\n"
     "       quiver-bench-load faiss --base FILE [--limit N] --queries FILE --order FILE\n"
-    "                               --metric l2|ip|cosine --kind ivf_flat|ivf_pq|ivf_sq8|flat\n"
+    "                               --metric l2|ip|cosine\n"
+    "                               --kind ivf_flat|ivf_pq|ivf_pq_fs|ivf_sq8|flat\n"
     "                               [--nlist N] [--pq-m M] [--pq-nbits B] [--refine R]\n"
     "                               [--train-per-list 50]\n"
     "                               --k K (--nprobes 1,2,4,... --mode single|batch [--threads T]\n"
@@ -69,13 +77,21 @@ static const char usage[] =
     "         unless --no-attrs. --warmup N queries are sent first, untimed.\n"
     "         Reports qps, p50_ms, p99_ms, mean_ms (latency of one RPC) and the\n"
     "         client's CPU seconds.\n"
-    "faiss    the same index through qv_index in this process: trained on a\n"
-    "         sample drawn like the server's (up to --train-per-list x nlist rows,\n"
-    "         at least 10,000, same generator and seed: keep it equal to the server's),\n"
-    "         every row added; refine R re-ranks R x k candidates by exact distance\n"
-    "         from the raw vectors. single: T threads each searching one query at a\n"
-    "         time on one core; batch: T threads each searching B queries at a time\n"
-    "         (OpenMP allowed). Prints the build first (train_s, add_s, index_bytes).\n"
+    "faiss    the same index built in this process on FAISS's C API, with the\n"
+    "         faiss_index_factory descriptions of storage/index.c: flat \"IDMap,Flat\",\n"
+    "         ivf_flat \"IVF<nlist>,Flat\", ivf_sq8 \"IVF<nlist>,SQ8\", ivf_pq\n"
+    "         \"IVF<nlist>,PQ<m>x<nbits>np\", ivf_pq_fs (4-bit fast-scan PQ, --pq-nbits\n"
+    "         ignored) \"IVF<nlist>,PQ<m>x4fs\". --nlist 0: the server's auto rule;\n"
+    "         --pq-m 0: the server's default. Trained on a sample drawn like the\n"
+    "         server's (up to --train-per-list x nlist rows, at least 10,000, same\n"
+    "         generator and seed: keep it equal to the server's), every row added\n"
+    "         (id = row number). --refine R > 1 (ivf_pq, ivf_pq_fs, ivf_sq8; ignored\n"
+    "         for flat and ivf_flat) wraps the index in IndexRefineFlat: R x k\n"
+    "         candidates re-ranked by exact distance from the raw vectors. single:\n"
+    "         T threads each searching one query at a time on one core; batch: T\n"
+    "         threads each searching B queries at a time (OpenMP allowed from 16).\n"
+    "         Prints the build first (train_s, add_s, index_bytes: an estimate,\n"
+    "         n x (code + 8) + nlist x dim x 4, + n x dim x 4 with refine).\n"
     "         --serve: after the build, reads commands from stdin, one per line:\n"
     "           search NPROBE single|batch THREADS BATCH WARMUP OUTFILE\n"
     "           quit\n"
@@ -791,116 +807,134 @@ static int cmd_query(int argc, char **argv)
 }
 
 /* ----------------------------------------------------------------- faiss */
-typedef struct fscored {
-    float s;
-    int64_t id;
-} fscored;
+/* The in-process twin talks to FAISS's C API only: nothing of storage/. The
+ * few rules it shares with the server (auto nlist, default pq_m, cosine
+ * normalisation, the training sample) are copied here. */
+typedef enum fkind { FK_FLAT = 1, FK_IVF_FLAT, FK_IVF_PQ, FK_IVF_SQ8, FK_IVF_PQ_FS } fkind;
+typedef enum fmetric { FM_L2 = 1, FM_IP, FM_COSINE } fmetric;
 
-static int cmp_fs_asc(const void *a, const void *b)
+static const char *const fkind_names[] = {
+    [FK_FLAT] = "flat",       [FK_IVF_FLAT] = "ivf_flat",    [FK_IVF_PQ] = "ivf_pq",
+    [FK_IVF_SQ8] = "ivf_sq8", [FK_IVF_PQ_FS] = "ivf_pq_fs",
+};
+
+static int fkind_parse(const char *s)
 {
-    float x = ((const fscored *)a)->s, y = ((const fscored *)b)->s;
-    return x < y ? -1 : x > y;
+    for (int k = FK_FLAT; k <= FK_IVF_PQ_FS; k++)
+        if (strcmp(s, fkind_names[k]) == 0) return k;
+    return 0;
 }
-static int cmp_fs_desc(const void *a, const void *b) { return -cmp_fs_asc(a, b); }
+
+static const char *faiss_err(void)
+{
+    const char *m = faiss_get_last_error();
+    return m && *m ? m : "no message";
+}
+
+/* storage/index.c qv_vec_normalize: unit length, zero/non-finite left as is. */
+static void vec_normalize(float *x, size_t dim)
+{
+    double s = 0;
+    for (size_t i = 0; i < dim; i++) s += (double)x[i] * x[i];
+    if (!(s > 0) || !isfinite(s)) return;
+    float inv = (float)(1.0 / sqrt(s));
+    for (size_t i = 0; i < dim; i++) x[i] *= inv;
+}
+
+/* storage/db.c qv_auto_nlist: about 8*sqrt(n) lists, a power of two, each
+ * list trained on at least TRAIN_MIN_PER_LIST points. */
+static uint32_t auto_nlist(uint64_t n)
+{
+    double want = 8.0 * sqrt((double)n);
+    uint32_t nlist = 16;
+    while (nlist < 65536 && (double)nlist * 1.5 < want) nlist *= 2;
+    while (nlist > 16 && (uint64_t)nlist * TRAIN_MIN_PER_LIST > n) nlist /= 2;
+    return nlist;
+}
+
+/* storage/db.c: the largest divisor of dim giving sub-vectors of at least 2
+ * floats, at most 64. */
+static uint32_t default_pq_m(uint32_t dim)
+{
+    for (uint32_t m = dim / 2; m >= 1; m--)
+        if (dim % m == 0 && m <= 64) return m;
+    return 1;
+}
+
+/* storage/index.c default_nprobe: what a search with nprobe 0 gets. */
+static uint32_t default_nprobe(uint32_t nlist)
+{
+    uint32_t np = (uint32_t)ceil(sqrt((double)nlist));
+    if (np < 8) np = 8;
+    return np < nlist ? np : nlist;
+}
 
 typedef struct fbench {
-    qv_index *ix;
-    const vecs *base; /* normalised for cosine: what the server stores */
-    qv_metric metric;
-    size_t refine;
+    FaissIndex *fi;     /* what is searched: the IVF index, IndexRefineFlat or IDMap,Flat */
+    FaissIndexIVF *ivf; /* the IVF index (inside fi with refine); NULL for flat */
+    uint32_t d;
+    fmetric metric;
 } fbench;
 
 typedef struct faiss_job {
     const fbench *fb;
     run_spec *run;
-    uint32_t nprobe;
     int single;
     int rc;
+    char err[512];
 } faiss_job;
-
-/* As the server re-ranks (storage/db.c): exact scores of the candidates, sort,
- * keep k. q is normalised for cosine. */
-static void rerank(const fbench *fb, const float *q, const int64_t *cand, size_t ncand, size_t k,
-                   int64_t *out, fscored *tmp)
-{
-    uint32_t d = fb->base->d;
-    int l2 = fb->metric == QV_METRIC_L2;
-    size_t n = 0;
-    for (size_t i = 0; i < ncand; i++) {
-        if (cand[i] < 0 || (size_t)cand[i] >= fb->base->n) continue;
-        const float *v = fb->base->x + (size_t)cand[i] * d;
-        float s = 0;
-        if (l2)
-            for (uint32_t x = 0; x < d; x++) {
-                float t = q[x] - v[x];
-                s += t * t;
-            }
-        else
-            for (uint32_t x = 0; x < d; x++) s += q[x] * v[x];
-        tmp[n].s = s;
-        tmp[n].id = cand[i];
-        n++;
-    }
-    qsort(tmp, n, sizeof *tmp, l2 ? cmp_fs_asc : cmp_fs_desc);
-    for (size_t i = 0; i < k; i++) out[i] = i < n ? tmp[i].id : -1;
-}
 
 static void *faiss_main(void *arg)
 {
     faiss_job *j = arg;
     const fbench *fb = j->fb;
     run_spec *r = j->run;
-    size_t B = r->batch, d = r->q->d, kk = r->k * fb->refine;
-    if (j->single) omp_set_num_threads(1);
-    else if (B >= BATCH_OMP_MIN) omp_set_num_threads(default_threads());
+    size_t B = r->batch, d = fb->d, k = r->k;
+    /* single: one core per query; small searches stay on the calling thread
+     * as the server keeps them (storage/index.c); large batches may use every
+     * core */
+    int team = j->single ? 1 : B >= BATCH_OMP_MIN ? default_threads() : omp_get_max_threads();
+    int cur = -1;
     float *qbuf = xmalloc(B * d * sizeof *qbuf);
-    float *qn = xmalloc(d * sizeof *qn);
-    float *sc = xmalloc(B * kk * sizeof *sc);
-    int64_t *lb = xmalloc(B * kk * sizeof *lb);
-    fscored *tmp = xmalloc(kk * sizeof *tmp);
+    float *sc = xmalloc(B * k * sizeof *sc);
+    int64_t *lb = xmalloc(B * k * sizeof *lb);
     size_t unit, first, cnt;
     while (run_take(r, &unit, &first, &cnt)) {
+        int want = cnt < SERIAL_NQ ? 1 : team;
+        if (want != cur) omp_set_num_threads(cur = want);
         double t0 = now_s();
-        for (size_t i = 0; i < cnt; i++)
+        for (size_t i = 0; i < cnt; i++) {
             memcpy(qbuf + i * d, r->q->x + run_row(r, first + i) * d, d * sizeof *qbuf);
-        int rc = qv_index_search(fb->ix, cnt, qbuf, kk, j->nprobe, sc, lb);
+            if (fb->metric == FM_COSINE) vec_normalize(qbuf + i * d, d);
+        }
+        int rc = faiss_Index_search(fb->fi, (idx_t)cnt, qbuf, (idx_t)k, sc, lb);
         if (rc) {
             j->rc = rc;
+            snprintf(j->err, sizeof j->err, "%s", faiss_err());
             atomic_store(&r->failed, 1);
             break;
         }
-        for (size_t i = 0; i < cnt; i++) {
-            int64_t *out = r->ids ? r->ids + (first + i) * r->k : NULL;
-            if (fb->refine > 1) {
-                int64_t keep[1000];
-                memcpy(qn, qbuf + i * d, d * sizeof *qn);
-                if (fb->metric == QV_METRIC_COSINE) qv_vec_normalize(qn, (uint32_t)d);
-                rerank(fb, qn, lb + i * kk, kk, r->k, out ? out : keep, tmp);
-            } else if (out) {
-                memcpy(out, lb + i * kk, r->k * sizeof *out);
-            }
-        }
+        if (r->ids) memcpy(r->ids + first * k, lb, cnt * k * sizeof *lb);
         double t1 = now_s();
         if (r->lat) r->lat[unit] = t1 - t0;
     }
     free(qbuf);
-    free(qn);
     free(sc);
     free(lb);
-    free(tmp);
     return NULL;
 }
 
 /* One timed sweep point; prints its JSON object (one line) on stdout. */
-static void faiss_point(const fbench *fb, const vecs *q, const uint32_t *order, size_t norder,
-                        size_t k, uint32_t nprobe, int single, int threads, size_t batch,
-                        size_t warmup, const char *out)
+static void faiss_point(const fbench *fb, uint32_t nlist, const vecs *q, const uint32_t *order,
+                        size_t norder, size_t k, uint32_t nprobe, int single, int threads,
+                        size_t batch, size_t warmup, const char *out)
 {
     if (single) batch = 1;
+    /* every thread of the point searches with this nprobe (FAISS clamps it to nlist) */
+    if (fb->ivf) faiss_IndexIVF_set_nprobe(fb->ivf, nprobe ? nprobe : default_nprobe(nlist));
     faiss_job *jobs = xcalloc((size_t)threads, sizeof *jobs);
     for (int i = 0; i < threads; i++) {
         jobs[i].fb = fb;
-        jobs[i].nprobe = nprobe;
         jobs[i].single = single;
     }
     run_spec r;
@@ -917,7 +951,7 @@ static void faiss_point(const fbench *fb, const vecs *q, const uint32_t *order, 
     run_threads(threads, faiss_main, jobs, sizeof *jobs);
     double secs = now_s() - t0;
     for (int i = 0; i < threads; i++)
-        if (jobs[i].rc) die("qv_index_search failed: %s", qv_strerror(jobs[i].rc));
+        if (jobs[i].rc) die("faiss_Index_search failed (%d): %s", jobs[i].rc, jobs[i].err);
     timing t;
     t.cpu_user_s = cpu_s(RUSAGE_SELF, &su) - u0;
     t.cpu_sys_s = su - ss;
@@ -1027,13 +1061,13 @@ static int cmd_faiss(int argc, char **argv)
     if (!bpath || !qpath || !opath) die("faiss needs --base, --queries and --order");
     if (!serve && (!nprobes || !prefix || mode < 0))
         die("faiss needs --nprobes, --mode and --out-prefix (or --serve)");
-    qv_metric metric = strcmp(metric_s, "l2") == 0       ? QV_METRIC_L2
-                       : strcmp(metric_s, "ip") == 0     ? QV_METRIC_IP
-                       : strcmp(metric_s, "cosine") == 0 ? QV_METRIC_COSINE
-                                                         : 0;
+    fmetric metric = strcmp(metric_s, "l2") == 0       ? FM_L2
+                     : strcmp(metric_s, "ip") == 0     ? FM_IP
+                     : strcmp(metric_s, "cosine") == 0 ? FM_COSINE
+                                                       : 0;
     if (!metric) die("--metric %s: expected l2, ip or cosine", metric_s);
-    int kind = qv_index_kind_parse(kind_s);
-    if (kind <= 0) die("--kind %s: expected flat, ivf_flat, ivf_pq or ivf_sq8", kind_s);
+    fkind kind = fkind_parse(kind_s);
+    if (!kind) die("--kind %s: expected flat, ivf_flat, ivf_pq, ivf_pq_fs or ivf_sq8", kind_s);
 
     vecs base, q;
     vecs_load(bpath, limit, &base);
@@ -1041,58 +1075,95 @@ static int cmd_faiss(int argc, char **argv)
     if (q.d != base.d) die("queries have dim %u, base %u", q.d, base.d);
     size_t norder;
     uint32_t *order = order_load(opath, q.n, &norder);
-    /* the server stores unit vectors for cosine: re-rank from the same */
-    if (metric == QV_METRIC_COSINE)
-        for (size_t i = 0; i < base.n; i++) qv_vec_normalize(base.x + i * base.d, base.d);
+    /* the server stores unit vectors for cosine: train, add and re-rank from the same */
+    if (metric == FM_COSINE)
+        for (size_t i = 0; i < base.n; i++) vec_normalize(base.x + i * base.d, base.d);
 
-    qv_index_params p = {.kind = (qv_index_kind)kind};
-    if (kind != QV_KIND_FLAT) {
-        p.nlist = nlist ? (uint32_t)nlist : qv_auto_nlist(base.n);
-        p.refine = (uint32_t)refine;
-        if (kind == QV_KIND_IVF_PQ) {
-            p.pq_m = (uint32_t)pq_m;
-            p.pq_nbits = pq_nbits ? (uint32_t)pq_nbits : 8;
-        }
+    /* resolved as the server resolves a spec (storage/db.c) */
+    int is_pq = kind == FK_IVF_PQ || kind == FK_IVF_PQ_FS;
+    uint32_t d = base.d, nl = 0, pm = 0, pb = 0;
+    if (kind != FK_FLAT) nl = nlist ? (uint32_t)nlist : auto_nlist(base.n);
+    if (is_pq) {
+        pm = pq_m ? (uint32_t)pq_m : default_pq_m(d);
+        pb = kind == FK_IVF_PQ_FS ? 4 : pq_nbits ? (uint32_t)pq_nbits : 8;
+        if (d % pm) die("--pq-m %u does not divide dim %u", pm, d);
     }
-    char err[256];
-    if (qv_index_params_check(base.d, &p, err, sizeof err)) die("%s", err);
-    qv_index *ix = NULL;
-    int rc = qv_index_new(base.d, metric, &p, &ix);
-    if (rc) die("qv_index_new: %s", qv_strerror(rc));
+    int use_refine = refine > 1 && kind != FK_FLAT && kind != FK_IVF_FLAT;
+    char desc[96];
+    switch (kind) {
+    case FK_FLAT: snprintf(desc, sizeof desc, "IDMap,Flat"); break;
+    case FK_IVF_FLAT: snprintf(desc, sizeof desc, "IVF%u,Flat", nl); break;
+    case FK_IVF_SQ8: snprintf(desc, sizeof desc, "IVF%u,SQ8", nl); break;
+    /* "np": no polysemous training (slow, unused by these searches) */
+    case FK_IVF_PQ: snprintf(desc, sizeof desc, "IVF%u,PQ%ux%unp", nl, pm, pb); break;
+    case FK_IVF_PQ_FS: snprintf(desc, sizeof desc, "IVF%u,PQ%ux4fs", nl, pm); break;
+    }
+    FaissIndex *ivf_fi = NULL;
+    int rc = faiss_index_factory(&ivf_fi, (int)d, desc,
+                                 metric == FM_L2 ? METRIC_L2 : METRIC_INNER_PRODUCT);
+    if (rc) die("faiss_index_factory(\"%s\") failed (%d): %s", desc, rc, faiss_err());
+    fbench fb = {ivf_fi, NULL, d, metric};
+    if (kind != FK_FLAT && !(fb.ivf = faiss_IndexIVF_cast(ivf_fi)))
+        die("faiss_index_factory(\"%s\") did not give an IVF index", desc);
+    if (use_refine) {
+        FaissIndexRefineFlat *rf = NULL;
+        if ((rc = faiss_IndexRefineFlat_new(&rf, ivf_fi)))
+            die("faiss_IndexRefineFlat_new failed (%d): %s", rc, faiss_err());
+        faiss_IndexRefineFlat_set_k_factor(rf, (float)refine);
+        faiss_IndexRefineFlat_set_own_fields(rf, 1); /* frees the IVF index with it */
+        fb.fi = (FaissIndex *)rf;
+    }
+
     double train_s = 0, add_s, t0;
     size_t nsample = 0;
-    if (kind != QV_KIND_FLAT) {
-        size_t cap = (size_t)p.nlist * per_list;
-        if (kind == QV_KIND_IVF_PQ && cap < (per_list << p.pq_nbits)) cap = per_list << p.pq_nbits;
+    if (kind != FK_FLAT) {
+        size_t cap = (size_t)nl * per_list;
+        if (is_pq && cap < (per_list << pb)) cap = per_list << pb;
         if (cap < TRAIN_MIN_SAMPLE) cap = TRAIN_MIN_SAMPLE;
         if (cap > base.n) cap = base.n;
         float *s = train_sample(&base, cap, &nsample);
+        if (nsample < nl) die("%zu vectors to train on for nlist %u", nsample, nl);
+        if (is_pq && nsample < ((size_t)1 << pb))
+            die("%zu vectors to train on for pq_nbits %u (needs %zu)", nsample, pb,
+                (size_t)1 << pb);
         t0 = now_s();
-        if ((rc = qv_index_train(ix, nsample, s))) die("qv_index_train: %s", qv_strerror(rc));
+        if ((rc = faiss_Index_train(fb.fi, (idx_t)nsample, s)))
+            die("faiss_Index_train failed (%d): %s", rc, faiss_err());
         train_s = now_s() - t0;
         free(s);
     }
     int64_t *ids = xmalloc(base.n * sizeof *ids);
     for (size_t i = 0; i < base.n; i++) ids[i] = (int64_t)i;
     t0 = now_s();
-    /* in chunks, as the server adds (bounded copies for cosine) */
+    /* in chunks in row order, as the server adds; ids are row numbers: given
+     * as such, or (IndexRefine has no add_with_ids) FAISS's sequential ids */
     for (size_t i = 0; i < base.n; i += 20000) {
         size_t c = base.n - i < 20000 ? base.n - i : 20000;
-        if ((rc = qv_index_add(ix, c, ids + i, base.x + i * base.d)))
-            die("qv_index_add: %s", qv_strerror(rc));
+        const float *x = base.x + i * d;
+        rc = use_refine ? faiss_Index_add(fb.fi, (idx_t)c, x)
+                        : faiss_Index_add_with_ids(fb.fi, (idx_t)c, x, ids + i);
+        if (rc) die("faiss_Index_add%s failed (%d): %s", use_refine ? "" : "_with_ids", rc,
+                    faiss_err());
     }
-    if ((rc = qv_index_compact(ix))) die("qv_index_compact: %s", qv_strerror(rc)); /* as the server */
+    /* the server shrinks the IVF lists to fit here: not in the C API, and
+     * search speed does not depend on it */
     add_s = now_s() - t0;
     free(ids);
-    fbench fb = {ix, &base, metric, refine > 1 ? (size_t)refine : 1};
+    if ((size_t)faiss_Index_ntotal(fb.fi) != base.n)
+        die("the index holds %lld vectors after adding %zu", (long long)faiss_Index_ntotal(fb.fi),
+            base.n);
+    /* estimate: per vector its code and id, the coarse centroids, the raw
+     * vectors of the refine index */
+    size_t code = kind == FK_IVF_SQ8 ? d : is_pq ? ((size_t)pm * pb + 7) / 8 : (size_t)d * 4;
+    size_t index_bytes = base.n * (code + 8) + (size_t)nl * d * 4;
+    if (use_refine) index_bytes += base.n * (size_t)d * 4;
     printf("{\"engine\": \"faiss\", \"event\": \"built\", \"kind\": \"%s\", \"metric\": \"%s\", "
            "\"vectors\": %zu, \"dim\": %u, \"nlist\": %u, \"pq_m\": %u, \"pq_nbits\": %u, "
            "\"refine\": %ld, \"train_vectors\": %zu, \"train_s\": %.3f, \"add_s\": %.3f, "
            "\"index_bytes\": %zu, \"rss_kb\": %ld, \"hwm_kb\": %ld, \"omp_max_threads\": %d, "
            "\"blas_core\": \"%s\"}\n",
-           qv_index_kind_name(p.kind), metric_s, base.n, base.d, p.nlist, p.pq_m, p.pq_nbits,
-           refine, nsample, train_s, add_s, qv_index_memory(ix), rss_kb("VmRSS"), rss_kb("VmHWM"),
-           omp_get_max_threads(), blas_core());
+           fkind_names[kind], metric_s, base.n, d, nl, pm, pb, refine, nsample, train_s, add_s,
+           index_bytes, rss_kb("VmRSS"), rss_kb("VmHWM"), omp_get_max_threads(), blas_core());
     fflush(stdout);
     char path[4096];
     if (!serve) {
@@ -1102,8 +1173,8 @@ static int cmd_faiss(int argc, char **argv)
             unsigned long np = strtoul(s, &end, 10);
             if (end == s || np == 0 || np > UINT32_MAX) die("--nprobes %s: bad list", nprobes);
             snprintf(path, sizeof path, "%s.%lu.ids", prefix, np);
-            faiss_point(&fb, &q, order, norder, k, (uint32_t)np, mode == 0, threads, batch, warmup,
-                        path);
+            faiss_point(&fb, nl, &q, order, norder, k, (uint32_t)np, mode == 0, threads, batch,
+                        warmup, path);
             s = *end == ',' ? end + 1 : end;
             if (*end && *end != ',') die("--nprobes %s: bad list", nprobes);
         }
@@ -1123,10 +1194,11 @@ static int cmd_faiss(int argc, char **argv)
                 fflush(stdout);
                 continue;
             }
-            faiss_point(&fb, &q, order, norder, k, np, parse_mode(mode_s) == 0, th, b, w, path);
+            faiss_point(&fb, nl, &q, order, norder, k, np, parse_mode(mode_s) == 0, th, b, w,
+                        path);
         }
     }
-    qv_index_free(ix);
+    faiss_Index_free(fb.fi);
     free(order);
     free(base.x);
     free(q.x);

@@ -3,7 +3,7 @@
 # skipping those already installed. Uses sudo when not root.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config xxd
-      libfaiss-dev libopenblas-dev liblmdb-dev lmdb-utils
+      libopenblas-dev liblapack-dev liblmdb-dev lmdb-utils
       libprotobuf-c-dev protobuf-c-compiler libgrpc-dev libcmocka-dev
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
       python3-numpy python3-pytest grpc-proto python3-hnswlib gnuplot-nox)
@@ -16,4 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+# FAISS 1.15.0 from the pinned release, built once per machine into
+# ~/.cache/quiver (cmake/QuiverFaiss.cmake; a no-op when already built).
+# Skipped when the caller names an installed FAISS (QUIVER_FAISS_PREFIX).
+if [ -z "${QUIVER_FAISS_PREFIX:-}" ]; then
+  cmake -P "$(dirname "$0")/../cmake/QuiverFaiss.cmake" >&2
 fi

@@ -102,7 +102,7 @@ static const char usage_coll_list[] =
     "List the collections: name, dimension, metric, items, index kind.\n";
 
 #define INDEX_OPTIONS_HELP                                                                  \
-    "  --kind KIND      auto, flat, ivf_flat, ivf_pq or ivf_sq8 (default auto)\n"          \
+    "  --kind KIND      auto, flat, ivf_flat, ivf_pq, ivf_pq_fs or ivf_sq8 (default auto)\n"          \
     "  --nlist N        IVF lists (0: chosen from the item count)\n"                        \
     "  --pq-m N         ivf_pq: sub-quantizers, must divide the dimension\n"               \
     "  --pq-nbits N     ivf_pq: bits per code (default 8)\n"                               \

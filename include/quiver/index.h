@@ -1,8 +1,11 @@
 /*
  * qv_index: one collection's in-memory ANN index, on the FAISS C API.
  * Kinds: exact (flat, ids mapped with IndexIDMap) and the IVF family (ivf_flat,
- * ivf_pq, ivf_sq8; ids stored in the inverted lists, a hashtable direct map
- * so that removal by id costs O(removed)).
+ * ivf_pq, ivf_pq_fs, ivf_sq8; ids stored in the inverted lists, a hashtable
+ * direct map so that removal by id costs O(removed)). Compressed kinds with
+ * refine > 1 also keep the vectors in RAM (an id -> row hash and a row array,
+ * what FAISS's IndexRefineFlat does for sequential ids) and re-rank refine x k
+ * candidates with FAISS's SIMD distance kernels.
  *
  * Caveats:
  *  - Not thread-safe for writers: qv_index_add/remove/train must not run while
@@ -35,19 +38,25 @@ typedef enum {
     QV_KIND_IVF_FLAT = 2,
     QV_KIND_IVF_PQ = 3,
     QV_KIND_IVF_SQ8 = 4,
+    QV_KIND_IVF_PQ_FS = 5, /* 4-bit fast-scan PQ (SIMD lookup tables) */
 } qv_index_kind;
+
+/* refine for ivf_pq_fs when the spec says 0: re-rank 10 x k candidates */
+#define QV_PQ_FS_DEFAULT_REFINE 10
 
 typedef struct qv_index_params {
     qv_index_kind kind;
     uint32_t nlist;    /* IVF kinds: number of lists (> 0) */
-    uint32_t pq_m;     /* ivf_pq: sub-quantizers, divides dim */
-    uint32_t pq_nbits; /* ivf_pq: bits per sub-code, 1..8 (0 = 8) */
-    uint32_t refine;   /* informational here; re-ranking is the engine's */
+    uint32_t pq_m;     /* ivf_pq, ivf_pq_fs: sub-quantizers, divides dim */
+    uint32_t pq_nbits; /* ivf_pq: bits per sub-code, 1..8 (0 = 8); ivf_pq_fs: 4 */
+    uint32_t refine;   /* ivf_pq, ivf_pq_fs, ivf_sq8: > 1 keeps a copy of the
+                        * vectors in RAM and re-ranks refine x k candidates
+                        * by exact distance (ivf_flat, flat: ignored) */
 } qv_index_params;
 
 typedef struct qv_index qv_index;
 
-/* Name of a kind ("auto", "flat", "ivf_flat", "ivf_pq", "ivf_sq8"; "unknown"
+/* Name of a kind ("auto", "flat", "ivf_flat", "ivf_pq", "ivf_sq8", "ivf_pq_fs"; "unknown"
  * for other values, never NULL), and back; parse returns -1 if unknown. */
 const char *qv_index_kind_name(qv_index_kind kind);
 int qv_index_kind_parse(const char *name);
@@ -124,6 +133,9 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
  * report progress) and stops with QV_CANCELLED when it returns non-zero.
  * NULL clears it. */
 void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx);
+
+/* The refine copy: does the index keep one (refine > 1 on a compressed kind)? */
+int qv_index_has_refine(const qv_index *ix);
 
 /* Give back the spare capacity the inverted lists grew while items were
  * added (no-op for flat). Returns 0 or QV_FAISS. */

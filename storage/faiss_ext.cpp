@@ -1,0 +1,148 @@
+/*
+ * The functions FAISS's C API lacks (include/quiver/faiss_ext.h says which and
+ * why), on the FAISS C++ library. Errors are reported the way libfaiss_c does:
+ * an error code, and the exception kept where faiss_get_last_error() reads it.
+ */
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <string>
+
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFPQFastScan.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/invlists/InvertedLists.h>
+#include <faiss/utils/distances.h>
+#include <faiss/utils/simd_levels.h>
+
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/error_impl.h>
+
+#include "quiver/faiss_ext.h"
+
+namespace {
+
+/* Run f; on an exception, keep it for faiss_get_last_error() and return the
+ * C API's code (-2 FaissException, -4 other std::exception, -1 other). */
+template <typename F>
+int guarded(F&& f) noexcept {
+    try {
+        f();
+        return 0;
+    } catch (const faiss::FaissException&) {
+        faiss_last_exception = std::current_exception();
+        return FAISS_EXCEPT;
+    } catch (const std::exception&) {
+        faiss_last_exception = std::current_exception();
+        return STD_EXCEPT;
+    } catch (...) {
+        faiss_last_exception = std::current_exception();
+        return UNKNOWN_EXCEPT;
+    }
+}
+
+/* Lists are MaybeOwnedVectors: only owned ones (not views of a mapped file)
+ * have slack to give back. */
+template <typename T>
+void shrink(faiss::MaybeOwnedVector<T>& v) {
+    if (!v.is_owned) return;
+    v.owned_data.shrink_to_fit();
+    v.c_ptr = v.owned_data.data();
+    v.c_size = v.owned_data.size();
+}
+
+faiss::IndexIVF* ivf(FaissIndexIVF* p) {
+    return reinterpret_cast<faiss::IndexIVF*>(p);
+}
+
+/* The interrupt hook of the calling thread (NULL: never interrupt). FAISS's
+ * InterruptCallback is process-wide and polled by long computations; this one
+ * answers per thread, so that cancelling one build does not stop another. */
+thread_local int (*tls_hook)(void*) = nullptr;
+thread_local void* tls_hook_ctx = nullptr;
+
+struct ThreadHookInterrupt : faiss::InterruptCallback {
+    bool want_interrupt() override {
+        return tls_hook && tls_hook(tls_hook_ctx) != 0;
+    }
+};
+
+} // namespace
+
+extern "C" {
+
+int faiss_IndexIVF_set_direct_map(FaissIndexIVF* index, int direct_map_type) {
+    return guarded([&] {
+        if (direct_map_type != faiss::DirectMap::NoMap &&
+            direct_map_type != faiss::DirectMap::Array &&
+            direct_map_type != faiss::DirectMap::Hashtable)
+            FAISS_THROW_FMT("unknown direct map type %d", direct_map_type);
+        ivf(index)->set_direct_map_type(static_cast<faiss::DirectMap::Type>(direct_map_type));
+    });
+}
+
+int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_t* ids) {
+    return guarded([&] {
+        *p_sel = reinterpret_cast<FaissIDSelectorArray*>(new faiss::IDSelectorArray(n, ids));
+    });
+}
+
+int faiss_IndexIVF_shrink_to_fit(FaissIndexIVF* index) {
+    return guarded([&] {
+        auto* al = dynamic_cast<faiss::ArrayInvertedLists*>(ivf(index)->invlists);
+        if (!al) return;
+        for (size_t i = 0; i < al->nlist; i++) {
+            shrink(al->codes[i]);
+            shrink(al->ids[i]);
+        }
+    });
+}
+
+int faiss_set_thread_interrupt_hook(int (*hook)(void* ctx), void* ctx) {
+    return guarded([&] {
+        static std::once_flag once;
+        std::call_once(once, [] {
+            faiss::InterruptCallback::instance.reset(new ThreadHookInterrupt());
+        });
+        tls_hook = hook;
+        tls_hook_ctx = ctx;
+    });
+}
+
+void faiss_fvec_inner_products_by_idx(float* ip, const float* x, const float* y,
+                                      const int64_t* ids, size_t d, size_t ny) {
+    faiss::fvec_inner_products_by_idx(ip, x, y, ids, d, 1, ny);
+    for (size_t j = 0; j < ny; j++)
+        if (ids[j] < 0) ip[j] = -INFINITY;
+}
+
+void faiss_fvec_L2sqr_by_idx(float* dis, const float* x, const float* y, const int64_t* ids,
+                             size_t d, size_t ny) {
+    faiss::fvec_L2sqr_by_idx(dis, x, y, ids, d, 1, ny);
+    for (size_t j = 0; j < ny; j++)
+        if (ids[j] < 0) dis[j] = INFINITY;
+}
+
+FaissIndexIVFPQFastScan* faiss_IndexIVFPQFastScan_cast(FaissIndex* index) {
+    return reinterpret_cast<FaissIndexIVFPQFastScan*>(
+            dynamic_cast<faiss::IndexIVFPQFastScan*>(reinterpret_cast<faiss::Index*>(index)));
+}
+
+int faiss_get_simd_level(char* name, size_t len, int* dynamic_dispatch) {
+    return guarded([&] {
+        std::string s = faiss::SIMDConfig::get_level_name();
+        if (name && len) {
+            size_t n = s.size() < len - 1 ? s.size() : len - 1;
+            memcpy(name, s.data(), n);
+            name[n] = '\0';
+        }
+        if (dynamic_dispatch)
+            *dynamic_dispatch = faiss::SIMDConfig::has_dynamic_dispatch() ? 1 : 0;
+    });
+}
+
+} /* extern "C" */
