@@ -18,6 +18,7 @@
 #include <faiss/invlists/InvertedLists.h>
 #include <faiss/utils/distances.h>
 #include <faiss/utils/simd_levels.h>
+#include <faiss/utils/utils.h>
 
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/error_impl.h>
@@ -140,8 +141,10 @@ int faiss_get_simd_level(char* name, size_t len, int* dynamic_dispatch) {
             memcpy(name, s.data(), n);
             name[n] = '\0';
         }
+        /* has_dynamic_dispatch() is inline: it would answer for this unit's
+         * flags, not the library's; the library's own options say it */
         if (dynamic_dispatch)
-            *dynamic_dispatch = faiss::SIMDConfig::has_dynamic_dispatch() ? 1 : 0;
+            *dynamic_dispatch = faiss::get_compile_options().find("DD ") != std::string::npos;
     });
 }
 

@@ -170,8 +170,8 @@ static const qv_index_params P_IVF32 = {.kind = QV_KIND_IVF_FLAT, .nlist = 32};
 static void test_kind_names(void **state)
 {
     (void)state;
-    const char *names[] = {"flat", "ivf_flat", "ivf_pq", "ivf_sq8"};
-    for (int k = 1; k <= 4; k++) {
+    const char *names[] = {"flat", "ivf_flat", "ivf_pq", "ivf_sq8", "ivf_pq_fs"};
+    for (int k = 1; k <= 5; k++) {
         assert_string_equal(qv_index_kind_name((qv_index_kind)k), names[k - 1]);
         assert_int_equal(qv_index_kind_parse(names[k - 1]), k);
     }
@@ -478,7 +478,7 @@ static void removal(qv_index_params p)
         CHECK_OK(qv_index_search(ix, 1, x + i * dim, k, nprobe, sc, lab));
         for (size_t r = 0; r < k; r++)
             if (lab[r] >= 0) assert_true(alive[lab[r] / 7]);
-        if (p.kind != QV_KIND_IVF_PQ && p.kind != QV_KIND_IVF_SQ8) {
+        if (p.kind != QV_KIND_IVF_PQ && p.kind != QV_KIND_IVF_SQ8 && p.kind != QV_KIND_IVF_PQ_FS) {
             brute(QV_METRIC_L2, x, ids, alive, n, dim, x + i * dim, k, bl, bs);
             expect_exact(QV_METRIC_L2, sc, lab, bs, bl, k, "after remove");
         }
@@ -508,7 +508,9 @@ static void removal(qv_index_params p)
     float sc[20];
     int64_t lab[20];
     CHECK_OK(qv_index_search(ix, 1, nv, k, nprobe, sc, lab));
-    if (p.kind != QV_KIND_IVF_PQ) assert_int_equal(lab[0], up); /* PQ: approximate */
+    if (p.kind != QV_KIND_IVF_PQ && (p.kind != QV_KIND_IVF_PQ_FS || p.refine > 1))
+        assert_int_equal(lab[0], up); /* PQ without refine: approximate */
+    if (p.refine > 1) assert_float_equal(sc[0], 0.0f, 1e-4); /* exact from the copy */
     if (p.kind == QV_KIND_FLAT || p.kind == QV_KIND_IVF_FLAT) assert_float_equal(sc[0], 0.0f, 1e-5);
     int seen = 0;
     for (size_t r = 0; r < k; r++) seen += lab[r] == up;
@@ -557,6 +559,95 @@ static void test_remove_ivf_pq(void **state)
 {
     (void)state;
     removal((qv_index_params){.kind = QV_KIND_IVF_PQ, .nlist = 16, .pq_m = 4, .pq_nbits = 6});
+}
+
+/* the refine copy follows removals and re-adds (rows move, the hash shifts) */
+static void test_remove_ivf_pq_refine(void **state)
+{
+    (void)state;
+    removal((qv_index_params){
+        .kind = QV_KIND_IVF_PQ, .nlist = 16, .pq_m = 4, .pq_nbits = 6, .refine = 4});
+}
+
+static void test_remove_ivf_pq_fs(void **state)
+{
+    (void)state;
+    removal((qv_index_params){.kind = QV_KIND_IVF_PQ_FS, .nlist = 16, .pq_m = 8});
+    removal((qv_index_params){.kind = QV_KIND_IVF_PQ_FS, .nlist = 16, .pq_m = 8, .refine = 10});
+}
+
+/* Fast-scan PQ with refine: every returned score is the exact score of its
+ * label, results are sorted, and refine lifts recall over the bare codes. */
+static void refine_case(qv_metric m)
+{
+    const uint32_t dim = 32;
+    const size_t n = 4000, nq = 50, k = 10;
+    float *x = clustered_spread(n, dim, 64, 1.0f, 21);
+    float *q = clustered_spread(nq, dim, 64, 1.0f, 22);
+    int64_t *ids = seq_ids(n, 3);
+    qv_index *bare = build(dim, m, (qv_index_params){.kind = QV_KIND_IVF_PQ_FS, .nlist = 16,
+                                                      .pq_m = 16}, n, x, ids);
+    qv_index *ref = build(dim, m, (qv_index_params){.kind = QV_KIND_IVF_PQ_FS, .nlist = 16,
+                                                     .pq_m = 16, .refine = 10}, n, x, ids);
+    assert_false(qv_index_has_refine(bare));
+    assert_true(qv_index_has_refine(ref));
+    assert_int_equal(qv_index_get_params(ref)->pq_nbits, 4);
+    size_t hb = 0, hr = 0;
+    for (size_t i = 0; i < nq; i++) {
+        int64_t bl[10], lb[10], lr[10];
+        double bs[10];
+        float sb[10], sr[10];
+        brute(m, x, ids, NULL, n, dim, q + i * dim, k, bl, bs);
+        CHECK_OK(qv_index_search(bare, 1, q + i * dim, k, 16, sb, lb));
+        CHECK_OK(qv_index_search(ref, 1, q + i * dim, k, 16, sr, lr));
+        for (size_t a = 0; a < k; a++) {
+            assert_true(lr[a] >= 0);
+            double exact = score_of(m, q + i * dim, x + (size_t)(lr[a] - 3) / 7 * dim, dim);
+            if (!close_to(sr[a], exact))
+                fail_msg("rank %zu: score %.6f, exact %.6f", a, sr[a], exact);
+            if (a > 0) assert_false(better(m, sr[a], sr[a - 1]));
+            for (size_t b = 0; b < k; b++) {
+                hb += lb[a] == bl[b];
+                hr += lr[a] == bl[b];
+            }
+        }
+    }
+    double rb = (double)hb / (nq * k), rr = (double)hr / (nq * k);
+    print_message("ivf_pq_fs recall@10 (nprobe = nlist): bare %.3f, refine 10 %.3f\n", rb, rr);
+    assert_true(rr >= 0.95);
+    assert_true(rr > rb);
+    /* a batch gives the same as single queries */
+    float s1[50 * 10];
+    int64_t l1[50 * 10], l0[10];
+    float s0[10];
+    CHECK_OK(qv_index_search(ref, nq, q, k, 16, s1, l1));
+    CHECK_OK(qv_index_search(ref, 1, q + 7 * dim, k, 16, s0, l0));
+    assert_memory_equal(l1 + 7 * k, l0, sizeof l0);
+    /* k beyond the item count: padded with -1 */
+    float *sk = malloc(n * 2 * sizeof *sk);
+    int64_t *lk = malloc(n * 2 * sizeof *lk);
+    CHECK_OK(qv_index_search(ref, 1, q, n + 5, 16, sk, lk));
+    for (size_t a = 0; a < n; a++) assert_true(lk[a] >= 0);
+    for (size_t a = n; a < n + 5; a++) assert_int_equal(lk[a], -1);
+    free(sk);
+    free(lk);
+    qv_index_free(bare);
+    qv_index_free(ref);
+    free(x);
+    free(q);
+    free(ids);
+}
+
+static void test_refine_l2(void **state)
+{
+    (void)state;
+    refine_case(QV_METRIC_L2);
+}
+
+static void test_refine_cosine(void **state)
+{
+    (void)state;
+    refine_case(QV_METRIC_COSINE);
 }
 
 /* ---- write / read ---- */
@@ -696,6 +787,7 @@ static void test_read_corrupt(void **state)
         {.kind = QV_KIND_IVF_FLAT, .nlist = 16},
         {.kind = QV_KIND_IVF_PQ, .nlist = 16, .pq_m = 4, .pq_nbits = 6},
         {.kind = QV_KIND_IVF_SQ8, .nlist = 16},
+        {.kind = QV_KIND_IVF_PQ_FS, .nlist = 16, .pq_m = 8, .refine = 5},
     };
     for (size_t kd = 0; kd < sizeof kinds / sizeof kinds[0]; kd++) {
         const qv_index_params *p = &kinds[kd];
@@ -764,6 +856,16 @@ static void test_roundtrip_ivf_sq8(void **state)
 {
     (void)state;
     roundtrip(QV_METRIC_IP, (qv_index_params){.kind = QV_KIND_IVF_SQ8, .nlist = 12});
+}
+
+static void test_roundtrip_ivf_pq_fs(void **state)
+{
+    (void)state;
+    roundtrip(QV_METRIC_COSINE, (qv_index_params){.kind = QV_KIND_IVF_PQ_FS, .nlist = 20,
+                                                   .pq_m = 4, .refine = 10});
+    roundtrip(QV_METRIC_L2, (qv_index_params){.kind = QV_KIND_IVF_PQ_FS, .nlist = 20, .pq_m = 4});
+    roundtrip(QV_METRIC_L2, (qv_index_params){.kind = QV_KIND_IVF_PQ, .nlist = 20, .pq_m = 4,
+                                               .pq_nbits = 6, .refine = 3});
 }
 
 /* ---- misuse ---- */
@@ -937,6 +1039,11 @@ int main(void)
         cmocka_unit_test(test_remove_ivf_flat),
         cmocka_unit_test(test_remove_ivf_sq8),
         cmocka_unit_test(test_remove_ivf_pq),
+        cmocka_unit_test(test_remove_ivf_pq_refine),
+        cmocka_unit_test(test_remove_ivf_pq_fs),
+        cmocka_unit_test(test_refine_l2),
+        cmocka_unit_test(test_refine_cosine),
+        cmocka_unit_test(test_roundtrip_ivf_pq_fs),
         cmocka_unit_test(test_roundtrip_flat),
         cmocka_unit_test(test_roundtrip_ivf_flat),
         cmocka_unit_test(test_roundtrip_ivf_pq),
