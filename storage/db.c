@@ -25,8 +25,8 @@
 #define TRAIN_MIN_PER_LIST 39   /* FAISS's minimum training points per list */
 #define TRAIN_MAX_PER_LIST 50   /* sample at most this many per list (memory: the sample
                                    * lives beside the old and the new index) */
-#define CALIB_POOL 600    /* sampled items whose exact neighbours are found */
-#define CALIB_QUERIES 200 /* the most isolated of them calibrate nprobe */
+#define CALIB_POOL 600    /* sampled items whose exact neighbours are found: the
+                           * calibration queries */
 #define DEFAULT_MIN_RECALL 0.95f
 #define REBUILD_GROWTH 2   /* retrain when a collection doubles */
 #define CATCHUP_SMALL 2000      /* log entries small enough to apply under the lock */
@@ -463,80 +463,22 @@ static int sample_chunk(void *ctx, size_t n, const int64_t *ids, const float *ve
     return 0;
 }
 
-/* ------------------------------------------------------------ re-ranking */
-static float exact_score(qv_metric m, const float *a, const float *b, uint32_t dim)
-{
-    float s = 0;
-    if (m == QV_METRIC_L2) {
-        for (uint32_t i = 0; i < dim; i++) {
-            float d = a[i] - b[i];
-            s += d * d;
-        }
-    } else {
-        for (uint32_t i = 0; i < dim; i++) s += a[i] * b[i];
-    }
-    return s;
-}
-
-typedef struct scored {
-    float s;
-    int64_t id;
-} scored;
-
-static int cmp_asc(const void *a, const void *b)
-{
-    float x = ((const scored *)a)->s, y = ((const scored *)b)->s;
-    return x < y ? -1 : x > y;
-}
-static int cmp_desc(const void *a, const void *b) { return -cmp_asc(a, b); }
-
-/* getvec: fills out (dim floats) for id; returns 0 or non-zero to skip. */
-typedef int (*getvec_fn)(void *ctx, int64_t id, float *out);
-
-/* Re-ranks ncand candidates of query q by exact score, writes the best k
- * (skipping `exclude`) to scores/labels. */
-static void rerank(qv_metric m, uint32_t dim, const float *q, const int64_t *cand, size_t ncand,
-                   int64_t exclude, getvec_fn get, void *ctx, size_t k, float *scores,
-                   int64_t *labels, scored *tmp, float *vbuf)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < ncand; i++) {
-        if (cand[i] < 0 || cand[i] == exclude) continue;
-        if (get(ctx, cand[i], vbuf)) continue;
-        tmp[n].s = exact_score(m, q, vbuf, dim);
-        tmp[n].id = cand[i];
-        n++;
-    }
-    qsort(tmp, n, sizeof *tmp, m == QV_METRIC_L2 ? cmp_asc : cmp_desc);
-    for (size_t i = 0; i < k; i++) {
-        scores[i] = i < n ? tmp[i].s : (m == QV_METRIC_L2 ? INFINITY : -INFINITY);
-        labels[i] = i < n ? tmp[i].id : -1;
-    }
-}
-
-typedef struct lmdb_get_ctx {
-    qv_store *st;
-    MDB_txn *txn;
-    uint32_t coll_id, dim;
-} lmdb_get_ctx;
-
-static int get_from_lmdb(void *ctx, int64_t id, float *out)
-{
-    lmdb_get_ctx *g = ctx;
-    qv_item_view v;
-    if (qv_store_item_get(g->st, g->txn, g->coll_id, (uint64_t)id, &v) || v.dim != g->dim) return 1;
-    qv_item_vector(&v, out);
-    return 0;
-}
-
 /* ----------------------------------------------------------------- search */
-/* The table holds the recall of the collection's most isolated items (see
- * calibrate): a target is looked up as it is. */
+/* The smallest nprobe whose calibrated recall reaches min_recall, interpolated
+ * linearly between the two ladder points around it (recall grows concavely
+ * with nprobe, so the line under-estimates it: the pick errs on the safe
+ * side, by less than the ladder's steps would). */
 static uint32_t nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall)
 {
     float want = min_recall;
-    for (uint32_t i = 0; i < n; i++)
-        if (pts[i].recall >= want) return pts[i].nprobe;
+    for (uint32_t i = 0; i < n; i++) {
+        if (pts[i].recall < want) continue;
+        if (i == 0 || pts[i].recall <= pts[i - 1].recall) return pts[i].nprobe;
+        double f = (want - pts[i - 1].recall) / (pts[i].recall - pts[i - 1].recall);
+        double np = pts[i - 1].nprobe + f * (pts[i].nprobe - pts[i - 1].nprobe);
+        uint32_t r = (uint32_t)ceil(np);
+        return r < pts[i - 1].nprobe + 1 ? pts[i - 1].nprobe + 1 : r;
+    }
     /* not reached by any calibrated point: the largest measured */
     return n ? pts[n - 1].nprobe : 1;
 }
@@ -551,36 +493,18 @@ int qv_coll_search(qv_coll *c, size_t nq, const float *q, const int64_t *exclude
                    uint32_t nprobe, float min_recall, float *scores, int64_t *labels)
 {
     if (atomic_load(&c->dropped)) return QV_NOTFOUND;
-    uint32_t dim = c->cfg.dim;
     pthread_rwlock_rdlock(&c->ilock);
     const qv_index_params *p = qv_index_get_params(c->index);
     int is_ivf = p->kind != QV_KIND_FLAT;
-    /* the index re-ranks from its refine copy itself */
-    size_t refine = is_ivf && p->refine > 1 && !qv_index_has_refine(c->index) ? p->refine : 1;
-    size_t kk = (k + (exclude ? 1 : 0)) * refine;
+    /* refine: the index re-ranks from its copy of the vectors in RAM (the
+     * benchmark found it 1.8x the QPS of reading them from LMDB) */
+    size_t kk = k + (exclude ? 1 : 0);
     if (is_ivf && nprobe == 0) nprobe = pick_nprobe(c, min_recall);
     float *ts = malloc(nq * kk * sizeof *ts);
     int64_t *tl = malloc(nq * kk * sizeof *tl);
     int rc = ts && tl ? qv_index_search(c->index, nq, q, kk, nprobe, ts, tl) : QV_NOMEM;
     pthread_rwlock_unlock(&c->ilock);
     if (rc) goto out;
-    qv_metric m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_IP : c->cfg.metric;
-    if (refine > 1) {
-        /* exact distances from the stored vectors: how IVF-PQ gets its recall back */
-        lmdb_get_ctx g = {c->db->st, NULL, c->cfg.id, dim};
-        scored *tmp = malloc(kk * sizeof *tmp);
-        float *vbuf = malloc(dim * sizeof *vbuf);
-        rc = tmp && vbuf ? qv_store_read_begin(c->db->st, &g.txn) : QV_NOMEM;
-        if (!rc) {
-            for (size_t i = 0; i < nq; i++)
-                rerank(m, dim, q + i * dim, tl + i * kk, kk, exclude ? exclude[i] : -1,
-                       get_from_lmdb, &g, k, scores + i * k, labels + i * k, tmp, vbuf);
-            qv_store_abort(g.txn);
-        }
-        free(tmp);
-        free(vbuf);
-        goto out;
-    }
     for (size_t i = 0; i < nq; i++) {
         size_t o = 0;
         for (size_t j = 0; j < kk && o < k; j++) {
@@ -704,74 +628,39 @@ static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq)
     return want ? (double)hit / (double)want : 1.0;
 }
 
-typedef struct isolation {
-    float s;
-    size_t q;
-} isolation;
-
-static int cmp_isolation(const void *a, const void *b)
+/* Ladder of nprobe values against the exact top-10s gathered in cal: the
+ * pool is a uniform sample of the collection, each item searched with its own
+ * id left out, which is what a query from the same distribution as the data
+ * meets (a held-out item). Queries from far outside it (a rare word against a
+ * collection of frequent ones) need more probes: they ask for a higher
+ * min_recall. */
+static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, const atomic_int *cancel,
+                     qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe)
 {
-    float x = ((const isolation *)a)->s, y = ((const isolation *)b)->s;
-    return x > y ? -1 : x < y; /* most isolated first */
-}
-
-/* Ladder of nprobe values against the exact top-10s gathered in cal.
- * Queries from outside a collection (a new user, a rare word) sit further from
- * their neighbours than the collection's own items do, and need more probes
- * for the same recall; the items of the pool with the most distant 10th
- * neighbour stand in for them. */
-static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
-                     const atomic_int *cancel, qv_recall_point *pts, uint32_t *npts,
-                     uint32_t *def_nprobe)
-{
+    (void)c;
     const qv_index_params *p = qv_index_get_params(ix);
-    uint32_t dim = cal->dim;
-    size_t pool = cal->nq, nq = pool < CALIB_QUERIES ? pool : CALIB_QUERIES;
+    size_t nq = cal->nq;
     *npts = 0;
     *def_nprobe = 1;
     if (nq == 0) return 0;
-    int lmdb_refine = p->refine > 1 && !qv_index_has_refine(ix);
-    size_t kk = CAL_K * (lmdb_refine ? p->refine : 1);
+    size_t kk = CAL_K;
     float *sc = malloc(nq * kk * sizeof *sc);
     int64_t *lb = malloc(nq * kk * sizeof *lb);
     int64_t *truth = malloc(nq * 10 * sizeof *truth);
     int64_t *got = malloc(nq * 10 * sizeof *got);
-    float *rs = malloc(nq * 10 * sizeof *rs);
-    float *qs = malloc(nq * dim * sizeof *qs);
-    int64_t *qid = malloc(nq * sizeof *qid);
-    isolation *iso = malloc(pool * sizeof *iso);
-    scored *tmp = malloc(kk * sizeof *tmp);
-    float *vbuf = malloc(dim * sizeof *vbuf);
+    const float *qs = cal->qs;
+    const int64_t *qid = cal->qid;
     int rc = QV_NOMEM;
-    if (!sc || !lb || !truth || !got || !rs || !qs || !qid || !iso || !tmp || !vbuf) goto out;
-    for (size_t i = 0; i < pool; i++) {
-        /* distance to the 10th neighbour other than itself (bigger = more
-         * isolated; for inner products a smaller similarity is further) */
-        const int64_t *bl = cal->bl + i * CAL_K;
-        const float *bs = cal->bs + i * CAL_K;
-        size_t o = 0;
-        float tenth = 0;
-        for (size_t j = 0; j < CAL_K && o < 10; j++)
-            if (bl[j] >= 0 && bl[j] != cal->qid[i]) {
-                tenth = bs[j];
-                o++;
-            }
-        iso[i].s = cal->m == QV_METRIC_L2 ? tenth : -tenth;
-        iso[i].q = i;
-    }
-    qsort(iso, pool, sizeof *iso, cmp_isolation);
+    if (!sc || !lb || !truth || !got) goto out;
     for (size_t i = 0; i < nq; i++) {
-        size_t q = iso[i].q, o = 0;
-        memcpy(qs + i * dim, cal->qs + q * dim, dim * sizeof *qs);
-        qid[i] = cal->qid[q];
+        size_t o = 0;
         for (size_t j = 0; j < CAL_K && o < 10; j++)
-            if (cal->bl[q * CAL_K + j] != qid[i]) truth[i * 10 + o++] = cal->bl[q * CAL_K + j];
+            if (cal->bl[i * CAL_K + j] != qid[i]) truth[i * 10 + o++] = cal->bl[i * CAL_K + j];
         while (o < 10) truth[i * 10 + o++] = -1;
     }
     static const uint32_t ladder[] = {1,   2,   3,   4,   6,    8,    12,   16,
                                       24,  32,  48,  64,  96,   128,  192,  256,
                                       384, 512, 768, 1024, 1536, 2048, 4096, 65536};
-    lmdb_get_ctx g = {c->db->st, txn, c->cfg.id, dim};
     for (size_t s = 0; s < sizeof ladder / sizeof *ladder && *npts < QV_MAX_RECALL_POINTS; s++) {
         uint32_t np = ladder[s] < p->nlist ? ladder[s] : p->nlist;
         if (cancel && atomic_load(cancel)) {
@@ -780,15 +669,10 @@ static int calibrate(qv_coll *c, qv_index *ix, const calib *cal, MDB_txn *txn,
         }
         if ((rc = qv_index_search(ix, nq, qs, kk, np, sc, lb))) goto out;
         for (size_t i = 0; i < nq; i++) {
-            if (lmdb_refine) {
-                rerank(cal->m, dim, qs + i * dim, lb + i * kk, kk, qid[i], get_from_lmdb, &g, 10,
-                       rs + i * 10, got + i * 10, tmp, vbuf);
-            } else {
-                size_t o = 0;
-                for (size_t j = 0; j < kk && o < 10; j++)
-                    if (lb[i * kk + j] != qid[i]) got[i * 10 + o++] = lb[i * kk + j];
-                while (o < 10) got[i * 10 + o++] = -2;
-            }
+            size_t o = 0;
+            for (size_t j = 0; j < kk && o < 10; j++)
+                if (lb[i * kk + j] != qid[i]) got[i * 10 + o++] = lb[i * kk + j];
+            while (o < 10) got[i * 10 + o++] = -2;
         }
         double r = recall_at10(got, truth, nq);
         pts[*npts].nprobe = np;
@@ -803,12 +687,6 @@ out:
     free(lb);
     free(truth);
     free(got);
-    free(rs);
-    free(qs);
-    free(qid);
-    free(iso);
-    free(tmp);
-    free(vbuf);
     return rc;
 }
 
@@ -948,7 +826,7 @@ static int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
             rc = QV_CANCELLED;
             goto out;
         }
-        if ((rc = calibrate(c, ix, &cal, txn, rb ? &rb->cancel : NULL, meta->recall,
+        if ((rc = calibrate(c, ix, &cal, rb ? &rb->cancel : NULL, meta->recall,
                             &meta->n_recall, &meta->nprobe)))
             goto out;
         qv_index_set_nprobe(ix, meta->nprobe);

@@ -341,7 +341,7 @@ static int wrap(FaissIndex *fi, uint32_t dim, qv_metric metric, const qv_index_p
     if (!is_ivf_kind(p->kind)) ix->params.nlist = ix->params.pq_m = ix->params.pq_nbits = 0;
     if (!is_pq_kind(p->kind)) ix->params.pq_m = ix->params.pq_nbits = 0;
     if (!wants_refine(&ix->params)) ix->params.refine = 0;
-    if (wants_refine(&ix->params) && !getenv("QV_EXPERIMENT_LMDB_REFINE") && !(ix->rs = calloc(1, sizeof *ix->rs))) {
+    if (wants_refine(&ix->params) && !(ix->rs = calloc(1, sizeof *ix->rs))) {
         faiss_Index_free(fi);
         free(ix);
         return QV_NOMEM;

@@ -853,11 +853,11 @@ static uint32_t auto_nlist(uint64_t n)
 }
 
 /* storage/db.c: the largest divisor of dim giving sub-vectors of at least 2
- * floats, at most 64. */
-static uint32_t default_pq_m(uint32_t dim)
+ * floats, at most 64 for ivf_pq, 256 for ivf_pq_fs (glove-100: 50 for both). */
+static uint32_t default_pq_m(uint32_t dim, uint32_t cap)
 {
     for (uint32_t m = dim / 2; m >= 1; m--)
-        if (dim % m == 0 && m <= 64) return m;
+        if (dim % m == 0 && m <= cap) return m;
     return 1;
 }
 
@@ -1084,7 +1084,7 @@ static int cmd_faiss(int argc, char **argv)
     uint32_t d = base.d, nl = 0, pm = 0, pb = 0;
     if (kind != FK_FLAT) nl = nlist ? (uint32_t)nlist : auto_nlist(base.n);
     if (is_pq) {
-        pm = pq_m ? (uint32_t)pq_m : default_pq_m(d);
+        pm = pq_m ? (uint32_t)pq_m : default_pq_m(d, kind == FK_IVF_PQ_FS ? 256 : 64);
         pb = kind == FK_IVF_PQ_FS ? 4 : pq_nbits ? (uint32_t)pq_nbits : 8;
         if (d % pm) die("--pq-m %u does not divide dim %u", pm, d);
     }
