@@ -38,6 +38,10 @@ static void usage(FILE *f)
             "  --max-k N            largest k a search may ask for (default 1000)\n"
             "  --auto-ivf-min N     items at which index kind \"auto\" moves from exact\n"
             "                       search to IVF (default 20000)\n"
+            "  --hnsw-coarse-min N  IVF indexes of N lists or more find their nearest\n"
+            "                       lists through an HNSW graph of the centroids\n"
+            "                       instead of a scan of all of them (default 0 =\n"
+            "                       never); applies to builds from then on\n"
             "  --no-auto-rebuild    never start index rebuilds by itself\n"
             "  --unsafe-nosync      do not fsync on commit: faster writes, but a crash\n"
             "                       of the machine may lose acknowledged writes\n"
@@ -132,7 +136,7 @@ int main(int argc, char **argv)
     qv_db_opts dbo;
     memset(&dbo, 0, sizeof dbo);
     enum { O_LISTEN = 256, O_DATA, O_THREADS, O_MAP, O_NOSYNC, O_MAXMSG, O_AUTOMIN, O_NOREB,
-           O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK };
+           O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -141,6 +145,7 @@ int main(int argc, char **argv)
         {"no-auto-rebuild", no_argument, 0, O_NOREB}, {"grace-ms", required_argument, 0, O_GRACE},
         {"log-level", required_argument, 0, O_LOG},   {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},             {"max-k", required_argument, 0, O_MAXK},
+        {"hnsw-coarse-min", required_argument, 0, O_HNSWMIN},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -185,6 +190,16 @@ int main(int argc, char **argv)
                 return 2;
             }
             dbo.auto_ivf_min = (size_t)v;
+            break;
+        }
+        case O_HNSWMIN: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || v > (1ul << 20)) {
+                fprintf(stderr, "quiverd: --hnsw-coarse-min %s: want 0..1048576 lists\n", optarg);
+                return 2;
+            }
+            dbo.hnsw_coarse_min = v ? (uint32_t)v : UINT32_MAX;
             break;
         }
         case O_NOREB: dbo.no_auto_rebuild = 1; break;

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <string>
 
+#include <faiss/IndexFlatCodes.h>
+#include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQFastScan.h>
 #include <faiss/impl/AuxIndexStructures.h>
@@ -99,6 +101,35 @@ int faiss_IndexIVF_shrink_to_fit(FaissIndexIVF* index) {
         for (size_t i = 0; i < al->nlist; i++) {
             shrink(al->codes[i]);
             shrink(al->ids[i]);
+        }
+    });
+}
+
+int faiss_Index_shrink_to_fit(FaissIndex* index) {
+    return guarded([&] {
+        auto* fi = reinterpret_cast<faiss::Index*>(index);
+        if (auto* m = dynamic_cast<faiss::IndexIDMap*>(fi)) {
+            m->id_map.shrink_to_fit();
+            fi = m->index;
+        }
+        if (auto* fc = dynamic_cast<faiss::IndexFlatCodes*>(fi)) shrink(fc->codes);
+        if (auto* iv = dynamic_cast<faiss::IndexIVF*>(fi))
+            faiss_IndexIVF_shrink_to_fit(reinterpret_cast<FaissIndexIVF*>(iv));
+    });
+}
+
+int faiss_IndexIVF_reserve_lists(FaissIndexIVF* index, const size_t* sizes) {
+    return guarded([&] {
+        auto* al = dynamic_cast<faiss::ArrayInvertedLists*>(ivf(index)->invlists);
+        if (!al) return;
+        for (size_t i = 0; i < al->nlist; i++) {
+            auto& c = al->codes[i];
+            auto& d = al->ids[i];
+            if (!c.is_owned || !d.is_owned) continue;
+            c.owned_data.reserve(sizes[i] * al->code_size);
+            c.c_ptr = c.owned_data.data();
+            d.owned_data.reserve(sizes[i]);
+            d.c_ptr = d.owned_data.data();
         }
     });
 }

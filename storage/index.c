@@ -40,8 +40,10 @@ typedef struct rstore {
     float *vec;    /* cap * dim */
     int64_t *ids;  /* cap: id of each row */
     size_t n, cap;
-    int64_t *hkey; /* hsize: id, or -1 */
-    uint32_t *hrow;
+    struct rslot {
+        int64_t key; /* id, or -1 */
+        uint64_t row;
+    } *h;          /* hsize slots: key and row in one cache line */
     size_t hsize;  /* power of two, >= 2 * n */
 } rstore;
 
@@ -88,33 +90,26 @@ static int64_t rs_find(const rstore *r, int64_t id)
 {
     if (!r->hsize) return -1;
     for (size_t i = rs_slot(r, id);; i = (i + 1) & (r->hsize - 1)) {
-        if (r->hkey[i] == id) return r->hrow[i];
-        if (r->hkey[i] < 0) return -1;
+        if (r->h[i].key == id) return (int64_t)r->h[i].row;
+        if (r->h[i].key < 0) return -1;
     }
 }
 
 static void rs_hput(rstore *r, int64_t id, uint32_t row)
 {
     size_t i = rs_slot(r, id);
-    while (r->hkey[i] >= 0 && r->hkey[i] != id) i = (i + 1) & (r->hsize - 1);
-    r->hkey[i] = id;
-    r->hrow[i] = row;
+    while (r->h[i].key >= 0 && r->h[i].key != id) i = (i + 1) & (r->hsize - 1);
+    r->h[i].key = id;
+    r->h[i].row = row;
 }
 
 static int rs_rehash(rstore *r, size_t hsize)
 {
-    int64_t *k = malloc(hsize * sizeof *k);
-    uint32_t *v = malloc(hsize * sizeof *v);
-    if (!k || !v) {
-        free(k);
-        free(v);
-        return QV_NOMEM;
-    }
-    for (size_t i = 0; i < hsize; i++) k[i] = -1;
-    free(r->hkey);
-    free(r->hrow);
-    r->hkey = k;
-    r->hrow = v;
+    struct rslot *h = malloc(hsize * sizeof *h);
+    if (!h) return QV_NOMEM;
+    for (size_t i = 0; i < hsize; i++) h[i].key = -1;
+    free(r->h);
+    r->h = h;
     r->hsize = hsize;
     for (size_t i = 0; i < r->n; i++) rs_hput(r, r->ids[i], (uint32_t)i);
     return 0;
@@ -148,8 +143,7 @@ static void rs_free(rstore *r)
     if (!r) return;
     free(r->vec);
     free(r->ids);
-    free(r->hkey);
-    free(r->hrow);
+    free(r->h);
     free(r);
 }
 
@@ -157,25 +151,25 @@ static void rs_remove(rstore *r, uint32_t dim, int64_t id)
 {
     if (!r->hsize) return;
     size_t i = rs_slot(r, id);
-    while (r->hkey[i] != id) {
-        if (r->hkey[i] < 0) return;
+    while (r->h[i].key != id) {
+        if (r->h[i].key < 0) return;
         i = (i + 1) & (r->hsize - 1);
     }
-    uint32_t row = r->hrow[i];
+    uint32_t row = (uint32_t)r->h[i].row;
     /* backward-shift deletion keeps every probe chain unbroken */
     size_t mask = r->hsize - 1, j = i;
     for (;;) {
         j = (j + 1) & mask;
-        if (r->hkey[j] < 0) break;
-        size_t home = rs_slot(r, r->hkey[j]);
+        if (r->h[j].key < 0) break;
+        size_t home = rs_slot(r, r->h[j].key);
         /* move j back to i when its home is not in (i, j] cyclically */
         if (((j - home) & mask) >= ((j - i) & mask)) {
-            r->hkey[i] = r->hkey[j];
-            r->hrow[i] = r->hrow[j];
+            r->h[i].key = r->h[j].key;
+            r->h[i].row = r->h[j].row;
             i = j;
         }
     }
-    r->hkey[i] = -1;
+    r->h[i].key = -1;
     size_t last = r->n - 1;
     if (row != last) {
         memcpy(r->vec + (size_t)row * dim, r->vec + last * dim, dim * sizeof(float));
@@ -366,13 +360,16 @@ int qv_index_new(uint32_t dim, qv_metric metric, const qv_index_params *p, qv_in
     }
     char desc[96];
     unsigned nbits = p->pq_nbits ? p->pq_nbits : 8;
+    const char *coarse = p->hnsw_coarse ? "_HNSW32" : "";
     switch (p->kind) {
     case QV_KIND_FLAT: snprintf(desc, sizeof desc, "IDMap,Flat"); break;
-    case QV_KIND_IVF_FLAT: snprintf(desc, sizeof desc, "IVF%u,Flat", p->nlist); break;
-    case QV_KIND_IVF_SQ8: snprintf(desc, sizeof desc, "IVF%u,SQ8", p->nlist); break;
-    case QV_KIND_IVF_PQ_FS: snprintf(desc, sizeof desc, "IVF%u,PQ%ux4fs", p->nlist, p->pq_m); break;
+    case QV_KIND_IVF_FLAT: snprintf(desc, sizeof desc, "IVF%u%s,Flat", p->nlist, coarse); break;
+    case QV_KIND_IVF_SQ8: snprintf(desc, sizeof desc, "IVF%u%s,SQ8", p->nlist, coarse); break;
+    case QV_KIND_IVF_PQ_FS:
+        snprintf(desc, sizeof desc, "IVF%u%s,PQ%ux4fs", p->nlist, coarse, p->pq_m);
+        break;
     default: /* ivf_pq; "np": no polysemous training (slow, unused by our searches) */
-        snprintf(desc, sizeof desc, "IVF%u,PQ%ux%unp", p->nlist, p->pq_m, nbits);
+        snprintf(desc, sizeof desc, "IVF%u%s,PQ%ux%unp", p->nlist, coarse, p->pq_m, nbits);
         break;
     }
     FaissIndex *fi = NULL;
@@ -607,8 +604,9 @@ int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uin
     int64_t *cl = labels, *rows = NULL;
     hit *h = NULL;
     if (ix->rs) {
-        kk = k * ix->params.refine;
-        if (kk / ix->params.refine != k || kk > SIZE_MAX / sizeof(float) / nq) frc = QV_NOMEM;
+        size_t kr = k > QV_REFINE_MIN_K ? k : QV_REFINE_MIN_K;
+        kk = kr * ix->params.refine;
+        if (kk / ix->params.refine != kr || kk > SIZE_MAX / sizeof(float) / nq) frc = QV_NOMEM;
         cs = frc ? NULL : malloc(nq * kk * sizeof *cs);
         cl = frc ? NULL : malloc(nq * kk * sizeof *cl);
         rows = malloc(kk * sizeof *rows);
@@ -825,9 +823,49 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
 
 int qv_index_has_refine(const qv_index *ix) { return ix && ix->rs; }
 
+int qv_index_reserve(qv_index *ix, size_t n, size_t ns, const float *xs)
+{
+    if (!ix) return QV_INVALID;
+    int rc = ix->rs ? rs_reserve(ix->rs, ix->dim, n) : 0;
+    /* fast scan's block lists are small next to its refine copy */
+    if (rc || !ix->ivf || ns == 0 || !xs || ix->params.kind == QV_KIND_IVF_PQ_FS) return rc;
+    uint32_t nlist = ix->params.nlist;
+    idx_t *lab = malloc(ns * sizeof *lab);
+    size_t *sizes = calloc(nlist, sizeof *sizes);
+    float *copy = NULL;
+    if (ix->metric == QV_METRIC_COSINE && !(copy = normalized_copy(ns, ix->dim, xs))) rc = QV_NOMEM;
+    if (!lab || !sizes) rc = QV_NOMEM;
+    FaissIndex *cq = faiss_IndexIVF_quantizer(ix->ivf);
+    int frc = rc ? 0 : faiss_Index_assign(cq, (idx_t)ns, copy ? copy : xs, lab, 1);
+    if (frc) rc = faiss_fail(frc, "assign");
+    if (!rc) {
+        for (size_t i = 0; i < ns; i++)
+            if (lab[i] >= 0 && (size_t)lab[i] < nlist) sizes[lab[i]]++;
+        /* scaled to n, with a margin for the sample's noise: about two
+         * standard deviations of a binomial count, plus a few */
+        double f = (double)n / (double)ns;
+        for (uint32_t l = 0; l < nlist; l++) {
+            double est = (double)sizes[l] * f;
+            sizes[l] = (size_t)(est + 2.0 * sqrt(est + 1.0) * sqrt(f) + 4.0);
+        }
+        if ((frc = faiss_IndexIVF_reserve_lists(ix->ivf, sizes))) rc = faiss_fail(frc, "reserve");
+    }
+    free(copy);
+    free(lab);
+    free(sizes);
+    return rc;
+}
+
 int qv_index_compact(qv_index *ix)
 {
-    if (!ix || !ix->ivf) return 0;
+    if (!ix) return 0;
+    if (!ix->ivf) {
+        if (faiss_Index_shrink_to_fit(ix->fi) != 0) {
+            qv_error("FAISS shrink_to_fit: %s", faiss_get_last_error());
+            return QV_FAISS;
+        }
+        return 0;
+    }
     rstore *r = ix->rs;
     if (r && r->cap > r->n && r->n > 0) {
         /* shrinking never fails for lack of memory; keep the old block if so */
@@ -854,7 +892,7 @@ size_t qv_index_memory(const qv_index *ix)
     bytes += (size_t)p->nlist * (d * sizeof(float) + 48); /* centroids, list heads */
     if (p->kind != QV_KIND_IVF_PQ_FS) bytes += n * 40;   /* hashtable direct map */
     if (p->kind == QV_KIND_IVF_SQ8) bytes += 2 * d * sizeof(float);
-    if (ix->rs) bytes += ix->rs->cap * (d * sizeof(float) + 8) + ix->rs->hsize * 12;
+    if (ix->rs) bytes += ix->rs->cap * (d * sizeof(float) + 8) + ix->rs->hsize * 16;
     if (is_pq_kind(p->kind)) {
         size_t ksub = (size_t)1 << p->pq_nbits;
         bytes += ksub * d * sizeof(float); /* PQ centroids */

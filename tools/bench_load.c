@@ -59,7 +59,7 @@ static const char usage[] =
     "                               --metric l2|ip|cosine\n"
     "                               --kind ivf_flat|ivf_pq|ivf_pq_fs|ivf_sq8|flat\n"
     "                               [--nlist N] [--pq-m M] [--pq-nbits B] [--refine R]\n"
-    "                               [--train-per-list 50]\n"
+    "                               [--train-per-list 50] [--hnsw-coarse-min 0]\n"
     "                               --k K (--nprobes 1,2,4,... --mode single|batch [--threads T]\n"
     "                               [--batch B] [--warmup N] --out-prefix P | --serve)\n"
     "\n"
@@ -81,7 +81,9 @@ static const char usage[] =
     "         faiss_index_factory descriptions of storage/index.c: flat \"IDMap,Flat\",\n"
     "         ivf_flat \"IVF<nlist>,Flat\", ivf_sq8 \"IVF<nlist>,SQ8\", ivf_pq\n"
     "         \"IVF<nlist>,PQ<m>x<nbits>np\", ivf_pq_fs (4-bit fast-scan PQ, --pq-nbits\n"
-    "         ignored) \"IVF<nlist>,PQ<m>x4fs\". --nlist 0: the server's auto rule;\n"
+    "         ignored) \"IVF<nlist>,PQ<m>x4fs\"; from --hnsw-coarse-min lists on\n"
+    "         (0 = never) \"IVF<nlist>_HNSW32,...\" as quiverd's flag of that name.\n"
+    "         --nlist 0: the server's auto rule;\n"
     "         --pq-m 0: the server's default. Trained on a sample drawn like the\n"
     "         server's (up to --train-per-list x nlist rows, at least 10,000, same\n"
     "         generator and seed: keep it equal to the server's), every row added\n"
@@ -1022,7 +1024,7 @@ static int cmd_faiss(int argc, char **argv)
     const char *bpath = NULL, *qpath = NULL, *opath = NULL, *prefix = NULL, *nprobes = NULL;
     const char *metric_s = "l2", *kind_s = "ivf_flat";
     size_t limit = 0, k = 10, batch = 100, warmup = 0, per_list = TRAIN_PER_LIST;
-    long nlist = 0, pq_m = 0, pq_nbits = 8, refine = 0;
+    long nlist = 0, pq_m = 0, pq_nbits = 8, refine = 0, hnsw_min = 0;
     int mode = -1, threads = default_threads(), serve = 0;
     static const struct option opts[] = {
         {"base", 1, 0, 'b'},     {"limit", 1, 0, 'l'},    {"queries", 1, 0, 'q'},
@@ -1031,7 +1033,8 @@ static int cmd_faiss(int argc, char **argv)
         {"refine", 1, 0, 'R'},   {"nprobes", 1, 0, 'n'},  {"k", 1, 0, 'k'},
         {"mode", 1, 0, 'm'},     {"threads", 1, 0, 't'},  {"batch", 1, 0, 'B'},
         {"warmup", 1, 0, 'w'},   {"out-prefix", 1, 0, 'O'}, {"serve", 0, 0, 'S'},
-        {"train-per-list", 1, 0, 'T'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"train-per-list", 1, 0, 'T'}, {"hnsw-coarse-min", 1, 0, 'H'},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -1054,6 +1057,7 @@ static int cmd_faiss(int argc, char **argv)
         case 'O': prefix = optarg; break;
         case 'S': serve = 1; break;
         case 'T': per_list = (size_t)parse_long("train-per-list", optarg, 1, 100000); break;
+        case 'H': hnsw_min = parse_long("hnsw-coarse-min", optarg, 0, 1 << 20); break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -1090,13 +1094,16 @@ static int cmd_faiss(int argc, char **argv)
     }
     int use_refine = refine > 1 && kind != FK_FLAT && kind != FK_IVF_FLAT;
     char desc[96];
+    /* the server's coarse quantizer: an HNSW graph of the centroids from
+     * --hnsw-coarse-min lists on (quiverd's flag of the same name) */
+    const char *cq = hnsw_min > 0 && nl >= (uint32_t)hnsw_min ? "_HNSW32" : "";
     switch (kind) {
     case FK_FLAT: snprintf(desc, sizeof desc, "IDMap,Flat"); break;
-    case FK_IVF_FLAT: snprintf(desc, sizeof desc, "IVF%u,Flat", nl); break;
-    case FK_IVF_SQ8: snprintf(desc, sizeof desc, "IVF%u,SQ8", nl); break;
+    case FK_IVF_FLAT: snprintf(desc, sizeof desc, "IVF%u%s,Flat", nl, cq); break;
+    case FK_IVF_SQ8: snprintf(desc, sizeof desc, "IVF%u%s,SQ8", nl, cq); break;
     /* "np": no polysemous training (slow, unused by these searches) */
-    case FK_IVF_PQ: snprintf(desc, sizeof desc, "IVF%u,PQ%ux%unp", nl, pm, pb); break;
-    case FK_IVF_PQ_FS: snprintf(desc, sizeof desc, "IVF%u,PQ%ux4fs", nl, pm); break;
+    case FK_IVF_PQ: snprintf(desc, sizeof desc, "IVF%u%s,PQ%ux%unp", nl, cq, pm, pb); break;
+    case FK_IVF_PQ_FS: snprintf(desc, sizeof desc, "IVF%u%s,PQ%ux4fs", nl, cq, pm); break;
     }
     FaissIndex *ivf_fi = NULL;
     int rc = faiss_index_factory(&ivf_fi, (int)d, desc,

@@ -33,6 +33,8 @@ typedef struct qv_db_opts {
     qv_store_opts store;
     size_t auto_ivf_min;    /* "auto" switches from flat to IVF at this count (0 = 20000) */
     size_t max_batch_items; /* items per group commit (0 = 50000) */
+    uint32_t hnsw_coarse_min; /* IVF builds of this many lists or more get an HNSW
+                               * coarse quantizer (0 or UINT32_MAX: never) */
     int no_auto_rebuild;    /* 1: never start rebuilds on its own */
     int no_index_files;     /* 1: never write/read index files */
 } qv_db_opts;

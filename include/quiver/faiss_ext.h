@@ -11,8 +11,12 @@
  *  - faiss_IDSelectorArray_new: a hashtable-mapped IVF index removes only
  *    through an IDSelectorArray (it throws on any other selector); the C API
  *    has Range, Batch, Not, And, Or, Xor but not Array.
- *  - faiss_IndexIVF_shrink_to_fit: no equivalent in FAISS at all; inverted
- *    lists are std::vectors that keep up to half their memory as slack.
+ *  - faiss_IndexIVF_shrink_to_fit, faiss_Index_shrink_to_fit: no equivalent
+ *    in FAISS at all; inverted lists and flat codes are std::vectors that keep
+ *    up to half their memory as slack.
+ *  - faiss_IndexIVF_reserve_lists: no equivalent in FAISS; filling lists of
+ *    known (estimated) sizes without std::vector's doubling keeps a build's
+ *    peak memory near the index's final size.
  *  - faiss_set_thread_interrupt_hook: the C API has no InterruptCallback; it is
  *    how a cancelled rebuild stops k-means, per thread.
  *  - faiss_fvec_inner_products_by_idx / faiss_fvec_L2sqr_by_idx: the SIMD
@@ -59,6 +63,14 @@ int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_
 /* Release the spare capacity of an IVF index's inverted lists (array lists
  * only; others are left alone). */
 int faiss_IndexIVF_shrink_to_fit(FaissIndexIVF* index);
+
+/* Reserve room for sizes[i] entries in list i (nlist sizes) of an IVF
+ * index's inverted lists (array lists only; others are left alone). */
+int faiss_IndexIVF_reserve_lists(FaissIndexIVF* index, const size_t* sizes);
+
+/* The same for an IVF index, a flat (codes) index or an IDMap around one;
+ * other kinds are left alone. */
+int faiss_Index_shrink_to_fit(FaissIndex* index);
 
 /* Long computations of the calling thread (k-means training, exhaustive
  * searches) call hook(ctx) now and then (each k-means iteration at least) and

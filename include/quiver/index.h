@@ -43,6 +43,11 @@ typedef enum {
 
 /* refine for ivf_pq_fs when the spec says 0: re-rank 10 x k candidates */
 #define QV_PQ_FS_DEFAULT_REFINE 10
+/* Re-ranking takes refine x max(k, QV_REFINE_MIN_K) candidates: recall@10
+ * then does not depend on k below it (calibration runs at k = 11), and small
+ * k still get enough candidates from 4-bit codes (re-ranking is cheap next
+ * to the scan). */
+#define QV_REFINE_MIN_K 50
 
 typedef struct qv_index_params {
     qv_index_kind kind;
@@ -52,6 +57,10 @@ typedef struct qv_index_params {
     uint32_t refine;   /* ivf_pq, ivf_pq_fs, ivf_sq8: > 1 keeps a copy of the
                         * vectors in RAM and re-ranks refine x k candidates
                         * by exact distance (ivf_flat, flat: ignored) */
+    uint32_t hnsw_coarse; /* IVF kinds, at creation: 1 = find the nearest lists
+                           * through an HNSW graph of the centroids (M 32)
+                           * instead of scanning them; not stored (the FAISS
+                           * file holds the quantizer) */
 } qv_index_params;
 
 typedef struct qv_index qv_index;
@@ -136,6 +145,14 @@ void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx);
 
 /* The refine copy: does the index keep one (refine > 1 on a compressed kind)? */
 int qv_index_has_refine(const qv_index *ix);
+
+/* Room for n items in all, before filling a trained index of known size, so
+ * that no std::vector doubling leaves slack: the refine copy exactly, and
+ * (array-list IVF kinds) each inverted list as estimated from where the ns
+ * sample vectors xs (ns*dim floats, e.g. the training sample; NULL/0: lists
+ * are left alone) fall, scaled to n with a margin. Returns 0, QV_NOMEM,
+ * QV_FAISS. */
+int qv_index_reserve(qv_index *ix, size_t n, size_t ns, const float *xs);
 
 /* Give back the spare capacity the inverted lists grew while items were
  * added (no-op for flat). Returns 0 or QV_FAISS. */

@@ -187,7 +187,7 @@ static void test_config_round_trip_non_default(void **state)
 {
     (void)state;
     qv_coll_config c = {.id = 77, .dim = 384, .metric = QV_METRIC_IP, .created = 1790000000ULL};
-    c.spec = (qv_index_params){QV_KIND_IVF_PQ, 4096, 48, 6, 4};
+    c.spec = (qv_index_params){QV_KIND_IVF_PQ, 4096, 48, 6, 4, 0};
     uint8_t buf[QV_CONFIG_LEN];
     qv_config_encode(buf, &c);
     qv_coll_config d;
