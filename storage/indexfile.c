@@ -212,9 +212,10 @@ int qv_ixfile_load(const char *dir, const qv_coll_config *expect, qv_ixfile_meta
         snprintf(why, whylen, "%s: header checksum mismatch", path);
         goto fail;
     }
-    if (qv_get_le32(h + 8) != QV_IXFILE_VERSION) {
-        snprintf(why, whylen, "%s has format version %u, this quiverd reads %u", path,
-                 qv_get_le32(h + 8), QV_IXFILE_VERSION);
+    uint32_t version = qv_get_le32(h + 8);
+    if (version != QV_IXFILE_VERSION && version != 1) {
+        snprintf(why, whylen, "%s has format version %u, this quiverd reads 1 and %u", path,
+                 version, QV_IXFILE_VERSION);
         rc = QV_VERSION;
         goto fail;
     }
@@ -244,6 +245,13 @@ int qv_ixfile_load(const char *dir, const qv_coll_config *expect, qv_ixfile_meta
         m->metric != expect->metric) {
         snprintf(why, whylen, "%s belongs to collection \"%s\" #%u dim %u, not \"%s\" #%u dim %u",
                  path, m->name, m->coll_id, m->dim, expect->name, expect->id, expect->dim);
+        goto fail;
+    }
+    if (version == 1 && m->params.refine > 1 && m->params.kind != QV_KIND_IVF_FLAT &&
+        m->params.kind != QV_KIND_FLAT) {
+        snprintf(why, whylen, "%s has format version 1, which kept no copy of the vectors for "
+                 "refine", path);
+        rc = QV_VERSION;
         goto fail;
     }
     if ((uint64_t)sb.st_size != HDR_LEN + plen) {

@@ -6,7 +6,8 @@
  * Layout: a fixed 512-byte header (magic "QVIXFILE", format version, the
  * collection id and name, dim, metric, index params, covered sequence number,
  * trained-for count, calibrated nprobe table, payload length and a 64-bit
- * checksum of the payload), then the FAISS index (faiss_write_index).
+ * checksum of the payload), then the FAISS index (faiss_write_index) and, for
+ * compressed kinds with refine, the copy of the vectors (qv_index_write).
  * Written atomically: temp file, fsync, rename, fsync of the directory.
  * A missing, truncated, corrupt or mismatched file is reported, never used.
  */
@@ -19,8 +20,10 @@
 #include "quiver/codec.h"
 #include "quiver/index.h"
 
-/* Bump when the header layout or payload meaning changes. */
-#define QV_IXFILE_VERSION 1
+/* Bump when the header layout or payload meaning changes. 2: compressed kinds
+ * with refine > 1 keep a copy of the vectors after the FAISS index (index.c);
+ * format 1 files (FAISS 1.7.3) still load, except those, which are rebuilt. */
+#define QV_IXFILE_VERSION 2
 
 typedef struct qv_recall_point {
     float recall;   /* recall@10 measured at this nprobe */
