@@ -5,6 +5,7 @@
  */
 #include <dlfcn.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -125,6 +126,12 @@ int main(int argc, char **argv)
 {
     maybe_reexec_with_runtime_env(argv);
     blas_single_threaded();
+    /* Blocks of 1 MiB and more come from mmap and go back to the system when
+     * freed. glibc's default raises that threshold to the largest block freed
+     * so far, after which a build's scratch blocks (chunks, copies, FAISS's
+     * temporaries) stay in the heap: measured on glove-100, 85 MB more at the
+     * peak of an ivf_pq_fs build and 78 MB more after it. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     const char *listen = "127.0.0.1:50051", *data = "./data";
     /* one poller per core: searches run on the pollers, and more pollers than
      * cores only preempt each other (measured: -25% QPS, p99 x2 on 2 cores);

@@ -532,7 +532,16 @@ static void refine_one(const qv_index *ix, const float *q, const int64_t *cand, 
 {
     const rstore *r = ix->rs;
     bool l2 = ix->metric == QV_METRIC_L2;
-    for (size_t j = 0; j < ncand; j++) rows[j] = cand[j] < 0 ? -1 : rs_find(r, cand[j]);
+    /* hash slots and then rows are scattered: prefetch a few ahead */
+    enum { AHEAD = 8 };
+    for (size_t j = 0; j < ncand && j < AHEAD; j++)
+        if (cand[j] >= 0) __builtin_prefetch(&r->h[rs_slot(r, cand[j])]);
+    for (size_t j = 0; j < ncand; j++) {
+        if (j + AHEAD < ncand && cand[j + AHEAD] >= 0)
+            __builtin_prefetch(&r->h[rs_slot(r, cand[j + AHEAD])]);
+        rows[j] = cand[j] < 0 ? -1 : rs_find(r, cand[j]);
+        if (rows[j] >= 0) __builtin_prefetch(r->vec + (size_t)rows[j] * ix->dim);
+    }
     if (l2)
         faiss_fvec_L2sqr_by_idx(dis, q, r->vec, rows, ix->dim, ncand);
     else
