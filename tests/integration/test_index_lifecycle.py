@@ -12,6 +12,7 @@ becoming visible when 'done' is streamed, back-to-back rebuilds).
 Data: Gaussian clusters (fixed centres + noise) generated here, small dims.
 """
 import glob
+import math
 import os
 import re
 import threading
@@ -188,19 +189,28 @@ def check_progress(msgs, kind, count):
 
 
 def pick_nprobe(ii, min_recall):
-    """README: min_recall picks the smallest calibrated nprobe reaching it (else the
-    largest measured)."""
-    for p in ii.recall_table:
-        if p.recall >= min_recall:
+    """README: min_recall picks the smallest nprobe reaching it, interpolated linearly
+    between the two calibrated points around it and rounded up (else the largest
+    measured). In float32 like the server."""
+    want = float(np.float32(min_recall))
+    pts = list(ii.recall_table)
+    for i, p in enumerate(pts):
+        if p.recall < want:
+            continue
+        if i == 0 or p.recall <= pts[i - 1].recall:
             return p.nprobe
-    return ii.recall_table[-1].nprobe
+        a = pts[i - 1]
+        f = (want - a.recall) / (p.recall - a.recall)
+        return max(a.nprobe + 1, int(math.ceil(a.nprobe + f * (p.nprobe - a.nprobe))))
+    return pts[-1].nprobe
 
 
-def nprobes_matching(srv, coll, ii, queries, results):
-    """The calibrated nprobe values whose explicit search returns exactly `results`."""
+def nprobes_matching(srv, coll, ii, queries, results, extra=()):
+    """The nprobe values (calibrated ones and `extra`) whose explicit search returns
+    exactly `results`."""
     want = as_lists(results)
-    return [p.nprobe for p in ii.recall_table
-            if as_lists(search_all(srv, coll, queries, nprobe=p.nprobe)) == want]
+    cands = sorted(set([p.nprobe for p in ii.recall_table] + list(extra)))
+    return [n for n in cands if as_lists(search_all(srv, coll, queries, nprobe=n)) == want]
 
 
 def check_index_info(ii, kind, count, nlist, **params):
@@ -282,6 +292,7 @@ KIND_CASES = [
     ("ivf_flat", pb.L2, dict(nlist=64), 0.85),
     ("ivf_pq", pb.L2, dict(nlist=64, pq_m=8, pq_nbits=8, refine=4), 0.85),
     ("ivf_sq8", pb.COSINE, dict(nlist=64), 0.85),
+    ("ivf_pq_fs", pb.INNER_PRODUCT, dict(nlist=64, pq_m=16, refine=10), 0.85),
 ]
 
 
@@ -299,7 +310,8 @@ def test_rebuild_explicit_spec(server, kind, metric, params, min_rec):
 
     d = server.describe(coll)
     ii = d.index
-    exp = dict(pq_m=params.get("pq_m", 0), pq_nbits=params.get("pq_nbits", 0),
+    exp = dict(pq_m=params.get("pq_m", 0),
+               pq_nbits=params.get("pq_nbits", 4 if kind == "ivf_pq_fs" else 0),
                refine=params.get("refine", 0), trained_for=n, covered_seq=d.last_seq)
     check_index_info(ii, kind, n, params["nlist"], **exp)
     assert d.count == n
@@ -321,13 +333,14 @@ def test_rebuild_explicit_spec(server, kind, metric, params, min_rec):
     res99 = search_all(server, coll, queries, min_recall=0.99)
     r99 = recall_at(res99, gt)
     # which nprobe did min_recall pick? (the calibrated points giving the same results)
-    m99 = nprobes_matching(server, coll, ii, queries[:100], res99[:100])
-    m50 = nprobes_matching(server, coll, ii, queries[:100], search_all(server, coll, queries[:100], min_recall=0.5))
+    np99, np50 = pick_nprobe(ii, 0.99), pick_nprobe(ii, 0.5)
+    m99 = nprobes_matching(server, coll, ii, queries[:100], res99[:100], [np99])
+    m50 = nprobes_matching(server, coll, ii, queries[:100],
+                           search_all(server, coll, queries[:100], min_recall=0.5), [np50])
     print("%s: rebuild %.2fs phases %s; default_nprobe %d recall %.4f; min_recall 0.99 -> nprobe %s "
           "recall %.4f; min_recall 0.5 -> nprobe %s; table %s" % (
               kind, took, phases, ii.default_nprobe, r_def, m99, r99, m50, table_str(ii)))
     assert r_def >= min_rec, "recall@10 %.4f at default nprobe %d < %.2f" % (r_def, ii.default_nprobe, min_rec)
-    np99, np50 = pick_nprobe(ii, 0.99), pick_nprobe(ii, 0.5)
     assert np99 >= ii.default_nprobe and np99 in m99, \
         "min_recall 0.99 searches like nprobe %s, expected %d (table %s)" % (m99, np99, table_str(ii))
     assert np50 <= ii.default_nprobe and np50 in m50, \
@@ -787,6 +800,7 @@ ROUND_TRIP = [
     ("rt_flat", pb.L2, spec("ivf_flat", nlist=48, refine=2)),
     ("rt_pq", pb.L2, spec("ivf_pq", nlist=32, pq_m=16, pq_nbits=6, refine=3)),
     ("rt_sq8", pb.INNER_PRODUCT, spec("ivf_sq8", nlist=40, refine=5)),
+    ("rt_fs", pb.COSINE, spec("ivf_pq_fs", nlist=32, pq_m=8, refine=6)),
 ]
 
 
@@ -799,7 +813,10 @@ def test_each_kind_round_trips_through_save_and_load(server):
         check_progress(msgs, s.kind, n)
         # (the spec shows up a moment after 'done': test_spec_updated_when_rebuild_done)
         d, _ = wait_describe(server, coll, lambda x: x.index.spec == s, "spec %s kept" % s, timeout=5)
-        check_index_info(d.index, s.kind, n, s.nlist, pq_m=s.pq_m, pq_nbits=s.pq_nbits, refine=s.refine)
+        # refine re-ranks approximate codes: IVF-Flat's distances are exact already
+        check_index_info(d.index, s.kind, n, s.nlist, pq_m=s.pq_m,
+                         pq_nbits=4 if s.kind == "ivf_pq_fs" else s.pq_nbits,
+                         refine=0 if s.kind == "ivf_flat" else s.refine)
         queries = gen.sample(40)
         before[coll] = (d, queries, as_lists(search_all(server, coll, queries)),
                         as_lists(search_all(server, coll, queries, nprobe=3)),
