@@ -7,7 +7,9 @@
 #   ${QUIVER_CACHE:-${XDG_CACHE_HOME:-~/.cache}/quiver}/faiss-1.15.0-<key>
 # so both build types and every fresh clone on the machine share it.
 #
-# Source: ../shared/vendor/faiss-1.15.0.tar.gz (checked against its SHA-256),
+# Source: ../shared/vendor/faiss-1.15.0.tar.gz beside the checkout, or the file
+# QUIVER_FAISS_TARBALL names (CMake or environment variable); checked against
+# its SHA-256,
 # or, where that file is absent, the upstream tag v1.15.0 at its pinned commit
 # through FetchContent. -DQUIVER_FAISS_PREFIX=DIR skips all of this and uses an
 # installed FAISS >= 1.15 with faiss_c.
@@ -24,6 +26,9 @@ set(QV_FAISS_OPTIONS
 
 function(quiver_faiss_build out_prefix)
   get_filename_component(root "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/.." ABSOLUTE)
+  if(NOT QUIVER_FAISS_TARBALL AND DEFINED ENV{QUIVER_FAISS_TARBALL})
+    set(QUIVER_FAISS_TARBALL "$ENV{QUIVER_FAISS_TARBALL}")
+  endif()
   if(NOT QUIVER_FAISS_TARBALL)
     set(QUIVER_FAISS_TARBALL "${root}/../shared/vendor/faiss-${QV_FAISS_VERSION}.tar.gz")
   endif()

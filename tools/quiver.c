@@ -102,11 +102,13 @@ static const char usage_coll_list[] =
     "List the collections: name, dimension, metric, items, index kind.\n";
 
 #define INDEX_OPTIONS_HELP                                                                  \
-    "  --kind KIND      auto, flat, ivf_flat, ivf_pq, ivf_pq_fs or ivf_sq8 (default auto)\n"          \
+    "  --kind KIND      auto, flat, ivf_flat, ivf_pq, ivf_pq_fs (4-bit fast-scan PQ)\n"   \
+    "                   or ivf_sq8 (default auto)\n"                                       \
     "  --nlist N        IVF lists (0: chosen from the item count)\n"                        \
-    "  --pq-m N         ivf_pq: sub-quantizers, must divide the dimension\n"               \
-    "  --pq-nbits N     ivf_pq: bits per code (default 8)\n"                               \
-    "  --refine N       IVF kinds: re-rank N*k candidates exactly (0: off)\n"
+    "  --pq-m N         ivf_pq, ivf_pq_fs: sub-quantizers, must divide the dimension\n"    \
+    "  --pq-nbits N     ivf_pq: bits per code (default 8; ivf_pq_fs: 4)\n"                 \
+    "  --refine N       ivf_pq, ivf_pq_fs, ivf_sq8: re-rank N*max(k,50) candidates\n"      \
+    "                   exactly from a copy of the vectors in RAM (0: off; ivf_pq_fs: 10)\n"
 
 static const char usage_coll_create[] =
     "Usage: quiver collections create NAME --dim N [--metric l2|ip|cosine]\n"

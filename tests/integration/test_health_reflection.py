@@ -191,3 +191,16 @@ def test_signal_clean_exit(make_server, sig):
     assert s.stdout_lines == ["listening on port %d" % port], s.stdout_lines
     s.start()
     assert s.describe("x").count == 1
+
+
+def test_startup_log_names_faiss_simd_and_blas(server):
+    """The start-up line names the BLAS core and the SIMD level FAISS dispatches to."""
+    with open(server._logs[-1], "rb") as f:
+        first = f.read().decode("utf-8", "replace").splitlines()[0]
+    import re
+    m = re.search(r"BLAS core (\S+), FAISS (\d+)\.(\d+) SIMD (\S+) \((chosen at run time|compiled in)\)",
+                  first)
+    assert m, first
+    assert (int(m.group(2)), int(m.group(3))) >= (1, 15), first
+    assert m.group(4) in ("NONE", "AVX2", "AVX512", "AVX512_SPR", "ARM_NEON", "ARM_SVE"), first
+    assert m.group(5) == "chosen at run time", first  # FAISS_OPT_LEVEL=dd
