@@ -94,17 +94,64 @@ int check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const
     return 0;
 }
 
+size_t g_max_attr_bytes = 64 * 1024;
+unsigned g_max_attr_keys = 256;
+
+static const char *entry_key_of(const Quiver__V1__Item__AttributesEntry *e)
+{
+    return e->key ? e->key : "";
+}
+
+static _Thread_local Quiver__V1__Item__AttributesEntry **sort_entries;
+
+/* Order of entry indices by key, then by position (so the last of equal keys
+ * comes last). */
+static int cmp_entry(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    int c = strcmp(entry_key_of(sort_entries[x]), entry_key_of(sort_entries[y]));
+    return c ? c : (x > y) - (x < y);
+}
+
 int encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, const char *field,
                  char *err, size_t errlen)
 {
+    /* A map may repeat a key on the wire: the last occurrence wins (proto3's
+     * rule), stored once. Keep, in wire order, the entries no later one
+     * overrides. */
+    size_t *ord = malloc((n ? n : 1) * sizeof *ord);
+    char *keep = calloc(n ? n : 1, 1);
+    if (!ord || !keep) {
+        free(ord);
+        free(keep);
+        goto oom_early;
+    }
+    for (size_t i = 0; i < n; i++) ord[i] = i;
+    sort_entries = e;
+    qsort(ord, n, sizeof *ord, cmp_entry);
+    size_t nkeys = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i + 1 == n || strcmp(entry_key_of(e[ord[i]]), entry_key_of(e[ord[i + 1]])) != 0) {
+            keep[ord[i]] = 1;
+            nkeys++;
+        }
+    free(ord);
+    if (nkeys > g_max_attr_keys) {
+        free(keep);
+        snprintf(err, errlen, "%s has %zu keys, over the limit of %u per item", field, nkeys,
+                 g_max_attr_keys);
+        return -1;
+    }
+    size_t start = out->len;
     qv_attr_builder ab;
     if (qv_attrs_begin(&ab, out)) goto oom;
     for (size_t i = 0; i < n; i++) {
-        const char *k = e[i]->key ? e[i]->key : "";
+        if (!keep[i]) continue;
+        const char *k = entry_key_of(e[i]);
         size_t kl = strlen(k);
         if (kl == 0 || kl > QV_MAX_ATTR_KEY) {
             snprintf(err, errlen, "%s key \"%.64s\" must be 1..%d bytes", field, k, QV_MAX_ATTR_KEY);
-            return -1;
+            goto fail;
         }
         const Quiver__V1__Value *v = e[i]->value;
         int rc;
@@ -130,17 +177,34 @@ int encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, c
         }
         default:
             snprintf(err, errlen, "%s[\"%.64s\"] has no value set", field, k);
-            return -1;
+            goto fail;
         }
         if (rc) goto oom;
+        /* checked as it grows: a hostile item never costs more than the limit */
+        if (out->len - start > g_max_attr_bytes) {
+            snprintf(err, errlen, "%s take over %zu bytes (at key \"%.64s\"), the limit per item",
+                     field, g_max_attr_bytes, k);
+            goto fail;
+        }
         continue;
     too_long:
         snprintf(err, errlen, "%s[\"%.64s\"] is longer than %d bytes", field, k, QV_MAX_ATTR_VALUE);
-        return -1;
+        goto fail;
     }
     qv_attrs_end(&ab);
+    free(keep);
+    if (out->len - start > g_max_attr_bytes) {
+        snprintf(err, errlen, "%s take %zu bytes, over the limit of %zu per item", field,
+                 out->len - start, g_max_attr_bytes);
+        return -1;
+    }
     return 0;
+fail:
+    free(keep);
+    return -1;
 oom:
+    free(keep);
+oom_early:
     snprintf(err, errlen, "%s: out of memory", field);
     return -1;
 }

@@ -37,7 +37,7 @@ void health_check(rpc *r)
 {
     Grpc__Health__V1__HealthCheckRequest *req = decode(r);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode HealthCheckRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode HealthCheckRequest: %s", rpc_unpack_error());
         return;
     }
     int st = status_for(req->service);
@@ -58,7 +58,7 @@ void health_watch(rpc *r)
 {
     Grpc__Health__V1__HealthCheckRequest *req = decode(r);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode HealthCheckRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode HealthCheckRequest: %s", rpc_unpack_error());
         return;
     }
     int st = status_for(req->service);

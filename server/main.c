@@ -37,6 +37,11 @@ static void usage(FILE *f)
             "                       (default 64G; suffixes K, M, G, T)\n"
             "  --max-message SIZE   largest request accepted (default 64M)\n"
             "  --max-k N            largest k a search may ask for (default 1000)\n"
+            "  --max-reply SIZE     largest reply a call may build (default: --max-message);\n"
+            "                       a search or get that would exceed it is refused with\n"
+            "                       RESOURCE_EXHAUSTED before anything is built\n"
+            "  --max-attr-bytes SIZE  encoded attributes per item (default 64K)\n"
+            "  --max-attr-keys N    attribute keys per item (default 256)\n"
             "  --auto-ivf-min N     items at which index kind \"auto\" moves from exact\n"
             "                       search to IVF (default 20000)\n"
             "  --hnsw-coarse-min N  IVF indexes of N lists or more find their nearest\n"
@@ -138,12 +143,13 @@ int main(int argc, char **argv)
      * writes and rebuilds never block a poller for long */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu >= 2 ? (int)ncpu : 2;
-    size_t map_size = (size_t)64 << 30, max_msg = (size_t)64 << 20;
+    size_t map_size = (size_t)64 << 30, max_msg = (size_t)64 << 20, max_reply = 0;
     int grace_ms = 5000;
     qv_db_opts dbo;
     memset(&dbo, 0, sizeof dbo);
     enum { O_LISTEN = 256, O_DATA, O_THREADS, O_MAP, O_NOSYNC, O_MAXMSG, O_AUTOMIN, O_NOREB,
-           O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN };
+           O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
+           O_ATTRKEYS };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -153,6 +159,9 @@ int main(int argc, char **argv)
         {"log-level", required_argument, 0, O_LOG},   {"version", no_argument, 0, O_VERSION},
         {"help", no_argument, 0, O_HELP},             {"max-k", required_argument, 0, O_MAXK},
         {"hnsw-coarse-min", required_argument, 0, O_HNSWMIN},
+        {"max-reply", required_argument, 0, O_MAXREPLY},
+        {"max-attr-bytes", required_argument, 0, O_ATTRBYTES},
+        {"max-attr-keys", required_argument, 0, O_ATTRKEYS},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -179,6 +188,30 @@ int main(int argc, char **argv)
             }
             break;
         case O_NOSYNC: dbo.store.nosync = 1; break;
+        case O_MAXREPLY:
+            if (parse_size(optarg, &max_reply) || max_reply < 1024 ||
+                max_reply > ((size_t)1 << 31) - 1) {
+                fprintf(stderr, "quiverd: --max-reply %s: want 1K..2G\n", optarg);
+                return 2;
+            }
+            break;
+        case O_ATTRBYTES:
+            if (parse_size(optarg, &g_max_attr_bytes) || g_max_attr_bytes < 16 ||
+                g_max_attr_bytes > ((size_t)1 << 30)) {
+                fprintf(stderr, "quiverd: --max-attr-bytes %s: want 16..1G\n", optarg);
+                return 2;
+            }
+            break;
+        case O_ATTRKEYS: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || v < 1 || v > 1000000) {
+                fprintf(stderr, "quiverd: --max-attr-keys %s: want 1..1000000\n", optarg);
+                return 2;
+            }
+            g_max_attr_keys = (unsigned)v;
+            break;
+        }
         case O_MAXK: {
             char *end;
             unsigned long v = strtoul(optarg, &end, 10);
@@ -267,6 +300,7 @@ int main(int argc, char **argv)
     }
     search_init();
     grpc_init();
+    g_max_reply = max_reply ? max_reply : max_msg;
     rpc_server_opts so = {listen, threads, (int)max_msg, grace_ms};
     int exit_code = rpc_serve(&so);
     grpc_shutdown();

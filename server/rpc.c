@@ -20,6 +20,7 @@
 
 #include "quiver/log.h"
 #include "rpc.h"
+#include "wirecheck.h"
 #include "services.h"
 
 #define SLOTS 8
@@ -105,20 +106,31 @@ static grpc_op op_send_md(rpc *r)
     return o;
 }
 
-static grpc_op op_send_msg(rpc *r, const ProtobufCMessage *m)
+static void free_slice_buf(void *p, size_t len)
+{
+    (void)len;
+    free(p);
+}
+
+/* The message m packed for sending; 0, or -1 when memory ran out (malloc, not
+ * grpc_slice_malloc: gRPC's allocator aborts the process instead). */
+static int op_send_msg(rpc *r, const ProtobufCMessage *m, grpc_op *out)
 {
     size_t len = protobuf_c_message_get_packed_size(m);
-    grpc_slice s = grpc_slice_malloc(len);
-    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) return -1;
+    protobuf_c_message_pack(m, buf);
+    grpc_slice s = grpc_slice_new_with_len(buf, len, free_slice_buf);
     if (r->send_bb) grpc_byte_buffer_destroy(r->send_bb);
     r->send_bb = grpc_raw_byte_buffer_create(&s, 1);
     grpc_slice_unref(s);
-    grpc_op o;
-    memset(&o, 0, sizeof o);
-    o.op = GRPC_OP_SEND_MESSAGE;
-    o.data.send_message.send_message = r->send_bb;
-    return o;
+    memset(out, 0, sizeof *out);
+    out->op = GRPC_OP_SEND_MESSAGE;
+    out->data.send_message.send_message = r->send_bb;
+    return 0;
 }
+
+#define OOM_REPLY "out of memory for the reply"
 
 static grpc_op op_recv_msg(rpc *r)
 {
@@ -149,15 +161,23 @@ void rpc_finish(rpc *r, const ProtobufCMessage *reply, grpc_status_code code, co
     grpc_op ops[3];
     size_t n = 0;
     if (!r->md_sent) ops[n++] = op_send_md(r);
-    if (reply) ops[n++] = op_send_msg(r, reply);
+    if (reply && op_send_msg(r, reply, &ops[n]) == 0) n++;
+    else if (reply) code = GRPC_STATUS_RESOURCE_EXHAUSTED, details = OOM_REPLY;
     ops[n++] = op_send_status(r, code, details);
     start_step(r, ops, n);
 }
 
 void rpc_finish_encoded(rpc *r, size_t len, void (*fill)(void *ctx, uint8_t *buf), void *ctx)
 {
-    grpc_slice s = grpc_slice_malloc(len);
-    fill(ctx, GRPC_SLICE_START_PTR(s));
+    /* malloc, not grpc_slice_malloc: gRPC's allocator aborts the process
+     * when memory runs out; here that is this call's failure only */
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for a reply of %zu bytes", len);
+        return;
+    }
+    fill(ctx, buf);
+    grpc_slice s = grpc_slice_new_with_len(buf, len, free_slice_buf);
     if (r->send_bb) grpc_byte_buffer_destroy(r->send_bb);
     r->send_bb = grpc_raw_byte_buffer_create(&s, 1);
     grpc_slice_unref(s);
@@ -187,7 +207,13 @@ void rpc_send(rpc *r, const ProtobufCMessage *msg, int last)
     grpc_op ops[3];
     size_t n = 0;
     if (!r->md_sent) ops[n++] = op_send_md(r);
-    ops[n++] = op_send_msg(r, msg);
+    if (op_send_msg(r, msg, &ops[n]) != 0) {
+        /* the stream ends here, with the reason */
+        ops[n++] = op_send_status(r, GRPC_STATUS_RESOURCE_EXHAUSTED, OOM_REPLY);
+        start_step(r, ops, n);
+        return;
+    }
+    n++;
     if (last) ops[n++] = op_send_status(r, GRPC_STATUS_OK, NULL);
     start_step(r, ops, n);
 }
@@ -197,7 +223,12 @@ void rpc_send_recv(rpc *r, const ProtobufCMessage *msg)
     grpc_op ops[3];
     size_t n = 0;
     if (!r->md_sent) ops[n++] = op_send_md(r);
-    ops[n++] = op_send_msg(r, msg);
+    if (op_send_msg(r, msg, &ops[n]) != 0) {
+        ops[n++] = op_send_status(r, GRPC_STATUS_RESOURCE_EXHAUSTED, OOM_REPLY);
+        start_step(r, ops, n);
+        return;
+    }
+    n++;
     ops[n++] = op_recv_msg(r);
     start_step(r, ops, n);
 }
@@ -216,15 +247,25 @@ void rpc_start_stream(rpc *r)
     start_step(r, ops, 2);
 }
 
+static _Thread_local char unpack_err[600];
+
+const char *rpc_unpack_error(void) { return unpack_err; }
+
 ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
 {
+    snprintf(unpack_err, sizeof unpack_err, "no message");
     if (!bb) return NULL;
     grpc_byte_buffer_reader rd;
     if (!grpc_byte_buffer_reader_init(&rd, bb)) return NULL;
     grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
     grpc_byte_buffer_reader_destroy(&rd);
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    ProtobufCMessage *m = NULL;
+    /* strings first: protobuf-c would keep invalid UTF-8 and cut at a NUL */
+    if (wire_check_strings(d, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), unpack_err,
+                           sizeof unpack_err) == 0) {
+        m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+        if (!m) snprintf(unpack_err, sizeof unpack_err, "malformed protobuf message");
+    }
     grpc_slice_unref(s);
     return m;
 }

@@ -64,12 +64,17 @@ struct rpc {
 extern qv_db *g_db;
 /* Largest k a search may ask for (--max-k). */
 extern unsigned g_max_k;
+extern size_t g_max_reply; /* --max-reply: bytes a reply may take */
 
 void rpc_ref(rpc *r);
 void rpc_unref(rpc *r);
 
 /* Decode a byte buffer into a protobuf-c message (NULL if malformed). */
 ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
+/* Why the last rpc_unpack of this thread returned NULL: a string field's path
+ * and what is wrong with it (invalid UTF-8, a NUL byte), or a malformed
+ * message. */
+const char *rpc_unpack_error(void);
 
 /* [initial metadata] [+ reply] + status, in one batch. details may be NULL. */
 void rpc_finish(rpc *r, const ProtobufCMessage *reply, grpc_status_code code, const char *details);

@@ -55,8 +55,12 @@ void arena_free(arena *a);
  * with the message in err. */
 int check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
                  char *err, size_t errlen);
-/* Encode an item's attribute map into the builder's blob. Returns 0 or -1
- * with a message naming the field in err. */
+/* Encode an item's attribute map into the builder's blob: a key repeated in
+ * the map counts once, its last value wins; at most g_max_attr_keys keys and
+ * g_max_attr_bytes encoded bytes per item (--max-attr-keys,
+ * --max-attr-bytes). Returns 0 or -1 with a message naming the field in err. */
+extern size_t g_max_attr_bytes;
+extern unsigned g_max_attr_keys;
 int encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, const char *field,
                  char *err, size_t errlen);
 /* Decode an attribute blob into protobuf map entries allocated in a, of the

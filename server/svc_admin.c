@@ -113,7 +113,7 @@ void admin_rebuild_start(rpc *r)
     Quiver__V1__RebuildIndexRequest *req = (Quiver__V1__RebuildIndexRequest *)rpc_unpack(
         r->payload, &quiver__v1__rebuild_index_request__descriptor);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode RebuildIndexRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode RebuildIndexRequest: %s", rpc_unpack_error());
         return;
     }
     admin_state *s = calloc(1, sizeof *s);

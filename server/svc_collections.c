@@ -43,7 +43,7 @@ void collections_create(rpc *r)
     Quiver__V1__CreateCollectionRequest *req =
         DECODE(Quiver__V1__CreateCollectionRequest, quiver__v1__create_collection_request__descriptor, r);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode CreateCollectionRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode CreateCollectionRequest: %s", rpc_unpack_error());
         return;
     }
     char err[512];
@@ -90,7 +90,7 @@ void collections_describe(rpc *r)
     Quiver__V1__DescribeCollectionRequest *req =
         DECODE(Quiver__V1__DescribeCollectionRequest, quiver__v1__describe_collection_request__descriptor, r);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DescribeCollectionRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DescribeCollectionRequest: %s", rpc_unpack_error());
         return;
     }
     qv_coll *c;
@@ -110,7 +110,7 @@ void collections_list(rpc *r)
     Quiver__V1__ListCollectionsRequest *req =
         DECODE(Quiver__V1__ListCollectionsRequest, quiver__v1__list_collections_request__descriptor, r);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode ListCollectionsRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode ListCollectionsRequest: %s", rpc_unpack_error());
         return;
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -142,7 +142,7 @@ void collections_drop(rpc *r)
     Quiver__V1__DropCollectionRequest *req =
         DECODE(Quiver__V1__DropCollectionRequest, quiver__v1__drop_collection_request__descriptor, r);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DropCollectionRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DropCollectionRequest: %s", rpc_unpack_error());
         return;
     }
     if (check_name(r, req->name, "name") == 0) {

@@ -181,7 +181,7 @@ void items_upsert(rpc *r)
     Quiver__V1__UpsertRequest *req =
         (Quiver__V1__UpsertRequest *)rpc_unpack(r->payload, &quiver__v1__upsert_request__descriptor);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode UpsertRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode UpsertRequest: %s", rpc_unpack_error());
         return;
     }
     s->req = req;
@@ -239,8 +239,8 @@ void items_import_step(rpc *r, int ok)
     r->recv_bb = NULL;
     s->nmsgs++;
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "import request #%" PRIu64 ": cannot decode UpsertRequest",
-                 s->nmsgs);
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "import request #%" PRIu64 ": cannot decode UpsertRequest: %s",
+                 s->nmsgs, rpc_unpack_error());
         return;
     }
     if (s->req) protobuf_c_message_free_unpacked(s->req, NULL);
@@ -259,12 +259,44 @@ void items_import_step(rpc *r, int ok)
 }
 
 /* -------------------------------------------------------------------- Get */
+/* Drop repeated ids in place, keeping each id's first position; returns how
+ * many are left. O(n log n) whatever the request holds. */
+static int cmp_pos(const void *a, const void *b, void *ids)
+{
+    const uint64_t *v = ids;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    if (v[x] != v[y]) return v[x] < v[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+static size_t dedupe_ids(uint64_t *ids, size_t n)
+{
+    if (n < 2) return n;
+    size_t *ord = malloc(n * sizeof *ord);
+    char *dup = calloc(n, 1);
+    if (!ord || !dup) {
+        free(ord);
+        free(dup);
+        return n; /* answered as asked: the reply budget still bounds it */
+    }
+    for (size_t i = 0; i < n; i++) ord[i] = i;
+    qsort_r(ord, n, sizeof *ord, cmp_pos, ids);
+    for (size_t i = 1; i < n; i++)
+        if (ids[ord[i]] == ids[ord[i - 1]]) dup[ord[i]] = 1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!dup[i]) ids[o++] = ids[i];
+    free(ord);
+    free(dup);
+    return o;
+}
+
 void items_get(rpc *r)
 {
     Quiver__V1__GetItemsRequest *req =
         (Quiver__V1__GetItemsRequest *)rpc_unpack(r->payload, &quiver__v1__get_items_request__descriptor);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode GetItemsRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode GetItemsRequest: %s", rpc_unpack_error());
         return;
     }
     grpc_status_code code;
@@ -293,7 +325,10 @@ void items_get(rpc *r)
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start a read");
         goto out;
     }
+    /* an id asked for more than once is answered once (first position) */
+    size_t nids = dedupe_ids(req->ids, req->n_ids);
     Quiver__V1__GetItemsResponse rep = QUIVER__V1__GET_ITEMS_RESPONSE__INIT;
+    size_t reply_bytes = 0; /* grows with each item found: checked before it is built */
     rep.items = arena_alloc(a, req->n_ids * sizeof *rep.items);
     rep.missing_ids = arena_alloc(a, req->n_ids * sizeof *rep.missing_ids);
     Quiver__V1__Item *items = arena_alloc(a, req->n_ids * sizeof *items);
@@ -301,7 +336,7 @@ void items_get(rpc *r)
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu items", req->n_ids);
         goto out;
     }
-    for (size_t i = 0; i < req->n_ids; i++) {
+    for (size_t i = 0; i < nids; i++) {
         qv_item_view v;
         rc = req->ids[i] > (uint64_t)QV_MAX_ID ? QV_NOTFOUND
                                                : qv_store_item_get(st, txn, cfg->id, req->ids[i], &v);
@@ -312,6 +347,20 @@ void items_get(rpc *r)
         if (rc) {
             rpc_fail(r, GRPC_STATUS_INTERNAL, "item %" PRIu64 " of \"%s\" cannot be read: %s",
                      req->ids[i], cfg->name, qv_strerror(rc));
+            goto out;
+        }
+        const uint8_t *blob = NULL;
+        size_t blen = 0;
+        int has_attrs = qv_store_attrs_get(st, txn, cfg->id, req->ids[i], &blob, &blen) == 0;
+        /* the reply's size so far, from the vector's and the stored
+         * attributes' sizes (bounded by --max-attr-bytes), checked before
+         * the item is decoded into the reply; exact once decoded, below */
+        if (reply_bytes + 24 + (req->with_vectors ? (size_t)v.dim * 4 + 8 : 0) + blen > g_max_reply) {
+            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                     "the reply would take over %zu bytes by ids[%zu] (%" PRIu64 "), over the "
+                     "reply limit of %zu (--max-reply): ask for fewer ids per call%s",
+                     reply_bytes, i, req->ids[i], g_max_reply,
+                     req->with_vectors ? " or without vectors" : "");
             goto out;
         }
         Quiver__V1__Item *it = &items[rep.n_items];
@@ -326,12 +375,19 @@ void items_get(rpc *r)
             qv_item_vector(&v, it->vector);
             it->n_vector = v.dim;
         }
-        const uint8_t *blob;
-        size_t blen;
-        if (qv_store_attrs_get(st, txn, cfg->id, req->ids[i], &blob, &blen) == 0)
+        if (has_attrs)
             it->attributes = (Quiver__V1__Item__AttributesEntry **)decode_attrs(
                 a, &quiver__v1__item__attributes_entry__descriptor, blob, blen, &it->n_attributes);
         rep.items[rep.n_items++] = it;
+        reply_bytes += protobuf_c_message_get_packed_size(&it->base) + 6;
+        if (reply_bytes > g_max_reply) {
+            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                     "the reply would take over %zu bytes by ids[%zu] (%" PRIu64 "), over the "
+                     "reply limit of %zu (--max-reply): ask for fewer ids per call%s",
+                     reply_bytes, i, req->ids[i], g_max_reply,
+                     req->with_vectors ? " or without vectors" : "");
+            goto out;
+        }
     }
     rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
 out:
@@ -366,7 +422,7 @@ void items_delete(rpc *r)
     Quiver__V1__DeleteItemsRequest *req = (Quiver__V1__DeleteItemsRequest *)rpc_unpack(
         r->payload, &quiver__v1__delete_items_request__descriptor);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DeleteItemsRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DeleteItemsRequest: %s", rpc_unpack_error());
         return;
     }
     s->req = req;

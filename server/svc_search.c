@@ -18,8 +18,14 @@
 
 #define MAX_QUERIES 10000
 #define BATCH_OMP_MIN 32 /* batches this large may use every core */
+/* Bytes of a hit on the wire at the least: the Hit's tag and length, id and
+ * score; the budget check before the search uses it. */
+#define HIT_MIN_BYTES 9
+/* A search's own scratch (candidate scores and ids, with refine's) */
+#define SEARCH_SCRATCH_MAX ((size_t)1 << 30)
 
 unsigned g_max_k = 1000;
+size_t g_max_reply = (size_t)64 << 20;
 static atomic_int g_active_searches;
 static long g_ncpu = 1;
 
@@ -45,7 +51,7 @@ void search_search(rpc *r)
     Quiver__V1__SearchRequest *req =
         (Quiver__V1__SearchRequest *)rpc_unpack(r->payload, &quiver__v1__search_request__descriptor);
     if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode SearchRequest");
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode SearchRequest: %s", rpc_unpack_error());
         return;
     }
     qv_coll *c = NULL;
@@ -84,6 +90,30 @@ void search_search(rpc *r)
         rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "min_recall %g is out of range 0..1",
                  (double)req->min_recall);
         goto out;
+    }
+    /* The work this call asks for, bounded before anything is allocated: the
+     * smallest possible reply, and the search's scratch (refine's candidates
+     * included), each against its budget. */
+    if (nq * k * HIT_MIN_BYTES > g_max_reply) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "a reply of %zu queries x k %zu takes at least %zu bytes, over the reply limit "
+                 "of %zu (--max-reply): ask for a smaller k or fewer queries per call",
+                 nq, k, nq * k * HIT_MIN_BYTES, g_max_reply);
+        goto out;
+    }
+    {
+        qv_coll_info info;
+        qv_coll_info_get(c, &info);
+        size_t per = k + 1, rf = info.params.refine > 1 ? info.params.refine : 1;
+        size_t cand = rf > 1 ? rf * (per > QV_REFINE_MIN_K ? per : QV_REFINE_MIN_K) : per;
+        size_t scratch = nq * (cand + per) * (sizeof(float) + sizeof(int64_t));
+        if (scratch > SEARCH_SCRATCH_MAX) {
+            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                     "%zu queries x %zu candidates (k %zu, refine %zu) need %zu bytes of search "
+                     "memory, over the limit of %zu: ask for a smaller k or fewer queries per call",
+                     nq, cand, k, rf, scratch, SEARCH_SCRATCH_MAX);
+            goto out;
+        }
     }
     q = malloc(nq * dim * sizeof *q);
     exclude = malloc(nq * sizeof *exclude);
@@ -187,9 +217,18 @@ void search_search(rpc *r)
         }
     }
     off[nq] = n;
+    size_t len = wire_search_response_size(wh, off, nq);
+    if (len > g_max_reply) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "the reply would take %zu bytes (%zu hits%s), over the reply limit of %zu "
+                 "(--max-reply): ask for a smaller k, fewer queries per call%s",
+                 len, n, with_attrs ? " with their attributes" : "", g_max_reply,
+                 with_attrs ? " or without_attributes" : "");
+        goto out;
+    }
     /* encoded straight from the LMDB records, before the txn ends */
     encode_ctx ec = {wh, off, nq};
-    rpc_finish_encoded(r, wire_search_response_size(wh, off, nq), encode_reply, &ec);
+    rpc_finish_encoded(r, len, encode_reply, &ec);
 out:
     qv_store_abort(txn);
     free(wh);
