@@ -20,6 +20,7 @@ grpc_status_code status_of(int rc)
     case QV_INVALID: return GRPC_STATUS_INVALID_ARGUMENT;
     case QV_FULL:
     case QV_LIMIT:
+    case QV_OVERLOAD:
     case QV_NOMEM: return GRPC_STATUS_RESOURCE_EXHAUSTED;
     case QV_BUSY: return GRPC_STATUS_FAILED_PRECONDITION;
     case QV_CANCELLED: return GRPC_STATUS_CANCELLED;

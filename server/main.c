@@ -42,6 +42,9 @@ static void usage(FILE *f)
             "                       RESOURCE_EXHAUSTED before anything is built\n"
             "  --max-attr-bytes SIZE  encoded attributes per item (default 64K)\n"
             "  --max-attr-keys N    attribute keys per item (default 256)\n"
+            "  --max-queued-writes SIZE  bytes of write requests queued for the writer\n"
+            "                       (default 256M); beyond it quiverd stops taking write\n"
+            "                       calls from the network until there is room\n"
             "  --auto-ivf-min N     items at which index kind \"auto\" moves from exact\n"
             "                       search to IVF (default 20000)\n"
             "  --hnsw-coarse-min N  IVF indexes of N lists or more find their nearest\n"
@@ -149,7 +152,7 @@ int main(int argc, char **argv)
     memset(&dbo, 0, sizeof dbo);
     enum { O_LISTEN = 256, O_DATA, O_THREADS, O_MAP, O_NOSYNC, O_MAXMSG, O_AUTOMIN, O_NOREB,
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
-           O_ATTRKEYS };
+           O_ATTRKEYS, O_QUEUED };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -162,6 +165,7 @@ int main(int argc, char **argv)
         {"max-reply", required_argument, 0, O_MAXREPLY},
         {"max-attr-bytes", required_argument, 0, O_ATTRBYTES},
         {"max-attr-keys", required_argument, 0, O_ATTRKEYS},
+        {"max-queued-writes", required_argument, 0, O_QUEUED},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -199,6 +203,13 @@ int main(int argc, char **argv)
             if (parse_size(optarg, &g_max_attr_bytes) || g_max_attr_bytes < 16 ||
                 g_max_attr_bytes > ((size_t)1 << 30)) {
                 fprintf(stderr, "quiverd: --max-attr-bytes %s: want 16..1G\n", optarg);
+                return 2;
+            }
+            break;
+        case O_QUEUED:
+            if (parse_size(optarg, &dbo.max_queued_bytes) || dbo.max_queued_bytes < 1024) {
+                fprintf(stderr, "quiverd: --max-queued-writes %s: want a size of at least 1K\n",
+                        optarg);
                 return 2;
             }
             break;

@@ -61,6 +61,38 @@ static atomic_int g_stopping;
 
 static void post_request(int method);
 
+/* Write calls are not taken from the network while the writer's queue is at
+ * its budget (--max-queued-writes): their request slots wait here, and gRPC's
+ * flow control holds the senders back instead of quiverd buffering them. */
+static atomic_int g_deferred[NMETHODS];
+
+static int is_write_method(int m)
+{
+    return m >= 0 && g_methods[m].start == items_upsert ? 1
+           : m >= 0 && (g_methods[m].start == items_import_start ||
+                        g_methods[m].start == items_delete);
+}
+
+static void repost_deferred(void)
+{
+    for (int m = 0; m < NMETHODS; m++)
+        for (int n = atomic_exchange(&g_deferred[m], 0); n > 0; n--)
+            if (!atomic_load(&g_stopping)) post_request(m);
+}
+
+static void on_write_room(void *ctx)
+{
+    (void)ctx;
+    repost_deferred();
+}
+
+int64_t rpc_deadline_ms(const rpc *r)
+{
+    gpr_timespec t = gpr_convert_clock_type(r->deadline, GPR_CLOCK_REALTIME);
+    if (gpr_time_cmp(t, gpr_inf_future(GPR_CLOCK_REALTIME)) >= 0 || t.tv_sec <= 0) return 0;
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 static void rpc_free(rpc *r)
 {
     if (r->state_free) r->state_free(r->state);
@@ -318,7 +350,15 @@ static void on_accept(rpc *r, int ok)
         return;
     }
     r->accepted = 1;
-    if (!atomic_load(&g_stopping)) post_request(r->method);
+    if (!atomic_load(&g_stopping)) {
+        if (is_write_method(r->method) && qv_db_write_pressure(g_db)) {
+            atomic_fetch_add(&g_deferred[r->method], 1);
+            /* room may have come back in between: never leave a slot behind */
+            if (!qv_db_write_pressure(g_db)) repost_deferred();
+        } else {
+            post_request(r->method);
+        }
+    }
     /* cancellation watcher in its own batch (never with SEND_STATUS) */
     grpc_op op;
     memset(&op, 0, sizeof op);
@@ -436,6 +476,7 @@ int rpc_serve(const rpc_server_opts *o)
         grpc_completion_queue_destroy(g_cq);
         return 1;
     }
+    qv_db_on_room(g_db, on_write_room, NULL);
     grpc_server_start(g_server);
     for (int m = 0; m < NMETHODS; m++)
         for (int s = 0; s < SLOTS; s++) post_request(m);

@@ -66,6 +66,9 @@ extern qv_db *g_db;
 extern unsigned g_max_k;
 extern size_t g_max_reply; /* --max-reply: bytes a reply may take */
 
+/* The call's deadline as CLOCK_REALTIME milliseconds, 0 when it has none. */
+int64_t rpc_deadline_ms(const rpc *r);
+
 void rpc_ref(rpc *r);
 void rpc_unref(rpc *r);
 

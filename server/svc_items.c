@@ -149,6 +149,10 @@ static void fail_write(rpc *r, const qv_write *w, const char *what)
     const char *name = w->coll ? qv_coll_config_of(w->coll)->name : "?";
     if (w->rc == QV_NOTFOUND)
         rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", name);
+    else if (w->rc == QV_OVERLOAD)
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "%s to \"%s\" not written: the write queue stayed at its limit "
+                 "(--max-queued-writes) until the call's deadline; retry later", what, name);
     else if (w->rc == QV_FULL)
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
                  "%s to \"%s\" not written: storage full (raise --map-size or free disk)", what, name);
@@ -180,6 +184,10 @@ void items_upsert(rpc *r)
     }
     Quiver__V1__UpsertRequest *req =
         (Quiver__V1__UpsertRequest *)rpc_unpack(r->payload, &quiver__v1__upsert_request__descriptor);
+    size_t wire_bytes = r->payload ? grpc_byte_buffer_length(r->payload) : 0;
+    /* decoded: the wire copy is not needed any more */
+    if (r->payload) grpc_byte_buffer_destroy(r->payload);
+    r->payload = NULL;
     if (!req) {
         rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode UpsertRequest: %s", rpc_unpack_error());
         return;
@@ -193,6 +201,8 @@ void items_upsert(rpc *r)
     }
     s->b.w.done = upsert_done;
     s->b.w.ctx = s;
+    s->b.w.bytes = wire_bytes;
+    s->b.w.deadline_ms = rpc_deadline_ms(r);
     rpc_ref(r);
     qv_db_submit(g_db, &s->b.w);
 }
@@ -235,6 +245,7 @@ void items_import_step(rpc *r, int ok)
     }
     Quiver__V1__UpsertRequest *req =
         (Quiver__V1__UpsertRequest *)rpc_unpack(r->recv_bb, &quiver__v1__upsert_request__descriptor);
+    size_t wire_bytes = grpc_byte_buffer_length(r->recv_bb);
     grpc_byte_buffer_destroy(r->recv_bb);
     r->recv_bb = NULL;
     s->nmsgs++;
@@ -254,6 +265,8 @@ void items_import_step(rpc *r, int ok)
     }
     s->b.w.done = import_done;
     s->b.w.ctx = s;
+    s->b.w.bytes = wire_bytes;
+    s->b.w.deadline_ms = rpc_deadline_ms(r);
     rpc_ref(r);
     qv_db_submit(g_db, &s->b.w);
 }

@@ -87,6 +87,13 @@ struct qv_db {
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
     qv_write *qhead, *qtail;
+    /* bytes of the writes queued and being applied (w->bytes), bounded by
+     * opts.max_queued_bytes; writes over it wait in order in `waiting` until
+     * there is room or their deadline passes */
+    size_t queued;
+    qv_write *whead, *wtail;
+    void (*room_cb)(void *ctx);
+    void *room_ctx;
     int stopping;
     pthread_t writer;
     int writer_started;
@@ -1314,6 +1321,105 @@ static char *dup_skips(const qv_write *w)
     return skip;
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void enqueue_locked(qv_db *db, qv_write *w)
+{
+    w->next = NULL;
+    if (db->qtail) db->qtail->next = w;
+    else db->qhead = w;
+    db->qtail = w;
+    db->queued += w->bytes;
+}
+
+/* Room for w in the queue? One write bigger than the whole budget still goes
+ * alone, when nothing else is queued. */
+static int has_room_locked(const qv_db *db, const qv_write *w)
+{
+    return db->queued == 0 || db->queued + w->bytes <= db->opts.max_queued_bytes;
+}
+
+/* Admit the waiting writes that fit now (in order), fail those whose deadline
+ * has passed; returns the failed ones (linked) to complete outside the lock. */
+static qv_write *admit_waiting_locked(qv_db *db)
+{
+    qv_write *failed = NULL, **ftail = &failed;
+    int64_t now = db->whead ? now_ms() : 0;
+    while (db->whead) {
+        qv_write *w = db->whead;
+        if (has_room_locked(db, w)) {
+            db->whead = w->next;
+            enqueue_locked(db, w);
+            pthread_cond_signal(&db->qcv);
+            continue;
+        }
+        /* the head waits for room; later ones past their deadline give up */
+        break;
+    }
+    qv_write **pp = &db->whead, *last = NULL;
+    while (*pp) {
+        qv_write *w = *pp;
+        if (w->deadline_ms && w->deadline_ms <= now) {
+            *pp = w->next;
+            w->next = NULL;
+            *ftail = w;
+            ftail = &w->next;
+        } else {
+            last = w;
+            pp = &w->next;
+        }
+    }
+    db->wtail = last;
+    return failed;
+}
+
+static void fail_waiting(qv_write *failed)
+{
+    while (failed) {
+        qv_write *w = failed;
+        failed = w->next;
+        w->next = NULL;
+        w->rc = QV_OVERLOAD;
+        if (w->done) w->done(w);
+    }
+}
+
+/* After a batch: its bytes leave the budget; waiting writes move up; the
+ * server hears that there is room again (it takes write calls again). */
+static void release_queued(qv_db *db, size_t bytes)
+{
+    pthread_mutex_lock(&db->qmu);
+    db->queued = db->queued > bytes ? db->queued - bytes : 0;
+    qv_write *failed = admit_waiting_locked(db);
+    int room = !db->whead && db->queued < db->opts.max_queued_bytes;
+    void (*cb)(void *) = db->room_cb;
+    void *ctx = db->room_ctx;
+    pthread_mutex_unlock(&db->qmu);
+    fail_waiting(failed);
+    if (room && cb) cb(ctx);
+}
+
+int qv_db_write_pressure(qv_db *db)
+{
+    pthread_mutex_lock(&db->qmu);
+    int full = db->whead != NULL || db->queued >= db->opts.max_queued_bytes;
+    pthread_mutex_unlock(&db->qmu);
+    return full;
+}
+
+void qv_db_on_room(qv_db *db, void (*cb)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&db->qmu);
+    db->room_cb = cb;
+    db->room_ctx = ctx;
+    pthread_mutex_unlock(&db->qmu);
+}
+
 static void run_batch(qv_db *db, qv_write *batch)
 {
     MDB_txn *txn = NULL;
@@ -1369,6 +1475,8 @@ static void run_batch(qv_db *db, qv_write *batch)
     for (qv_write *w = batch; w; w = w->next, i++)
         if (!w->rc) publish_op(db, w, skips ? skips[i] : NULL);
     /* replies go out only now: committed and searchable */
+    size_t freed = 0;
+    for (qv_write *w = batch; w; w = w->next) freed += w->bytes;
     i = 0;
     qv_write *next;
     for (qv_write *w = batch; w; w = next, i++) {
@@ -1386,6 +1494,7 @@ static void run_batch(qv_db *db, qv_write *batch)
         }
     }
     free(skips);
+    if (freed) release_queued(db, freed);
 }
 
 static void *writer_main(void *arg)
@@ -1394,9 +1503,36 @@ static void *writer_main(void *arg)
     size_t max_items = db->opts.max_batch_items;
     for (;;) {
         pthread_mutex_lock(&db->qmu);
-        while (!db->qhead && !db->stopping) pthread_cond_wait(&db->qcv, &db->qmu);
+        while (!db->qhead && !db->stopping) {
+            if (!db->whead) {
+                pthread_cond_wait(&db->qcv, &db->qmu);
+                continue;
+            }
+            /* writes wait for room: look at their deadlines now and then */
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_nsec += 50 * 1000000L;
+            if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&db->qcv, &db->qmu, &t);
+            qv_write *failed = admit_waiting_locked(db);
+            if (failed) {
+                pthread_mutex_unlock(&db->qmu);
+                fail_waiting(failed);
+                pthread_mutex_lock(&db->qmu);
+            }
+        }
         if (!db->qhead) {
+            /* closing: writes still waiting for room are not taken */
+            qv_write *w = db->whead;
+            db->whead = db->wtail = NULL;
             pthread_mutex_unlock(&db->qmu);
+            while (w) {
+                qv_write *nx = w->next;
+                w->next = NULL;
+                w->rc = QV_SHUTDOWN;
+                if (w->done) w->done(w);
+                w = nx;
+            }
             break;
         }
         /* group commit: everything queued, up to max_items items */
@@ -1426,9 +1562,14 @@ void qv_db_submit(qv_db *db, qv_write *w)
         if (w->done) w->done(w);
         return;
     }
-    if (db->qtail) db->qtail->next = w;
-    else db->qhead = w;
-    db->qtail = w;
+    if (!db->whead && has_room_locked(db, w)) {
+        enqueue_locked(db, w);
+    } else {
+        /* over the budget: wait in order, no worker thread held */
+        if (db->wtail) db->wtail->next = w;
+        else db->whead = w;
+        db->wtail = w;
+    }
     pthread_cond_signal(&db->qcv);
     pthread_mutex_unlock(&db->qmu);
 }
@@ -1567,6 +1708,7 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     db->opts = *opts;
     if (!db->opts.auto_ivf_min) db->opts.auto_ivf_min = DEFAULT_AUTO_IVF_MIN;
     if (!db->opts.hnsw_coarse_min) db->opts.hnsw_coarse_min = DEFAULT_HNSW_COARSE_MIN;
+    if (!db->opts.max_queued_bytes) db->opts.max_queued_bytes = (size_t)256 << 20;
     if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
     pthread_mutex_init(&db->cmu, NULL);
     pthread_mutex_init(&db->qmu, NULL);

@@ -18,6 +18,7 @@ const char *qv_strerror(int rc)
     case QV_BUSY: return "busy";
     case QV_CANCELLED: return "cancelled";
     case QV_SHUTDOWN: return "shutting down";
+    case QV_OVERLOAD: return "the write queue stayed full until the deadline";
     case QV_LIMIT: return "over limit";
     default: return "unknown error";
     }

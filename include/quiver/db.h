@@ -35,6 +35,8 @@ typedef struct qv_db_opts {
     size_t max_batch_items; /* items per group commit (0 = 50000) */
     uint32_t hnsw_coarse_min; /* IVF builds of this many lists or more get an HNSW
                                * coarse quantizer (0 or UINT32_MAX: never) */
+    size_t max_queued_bytes; /* bytes of writes queued for the writer (0 = 256 MiB);
+                              * writes over it wait in order (qv_db_submit) */
     int no_auto_rebuild;    /* 1: never start rebuilds on its own */
     int no_index_files;     /* 1: never write/read index files */
 } qv_db_opts;
@@ -103,6 +105,11 @@ struct qv_write {
     uint64_t affected;  /* upserted / deleted (existing) items */
     void (*done)(qv_write *w);
     void *ctx;
+    /* what the write holds in memory until done (counted against
+     * max_queued_bytes; 0 = not counted), and when to give up waiting for
+     * room in the queue (CLOCK_REALTIME ms; 0 = never): QV_OVERLOAD then */
+    size_t bytes;
+    int64_t deadline_ms;
     /* internal */
     qv_write *next;
     uint64_t seq_from, seq_to;
@@ -110,8 +117,17 @@ struct qv_write {
 };
 
 /* Queue a write; w stays the caller's and must live until done() runs (on
- * the writer thread, or inline with QV_SHUTDOWN when the db is closing). */
+ * the writer thread, or inline with QV_SHUTDOWN when the db is closing).
+ * When the bytes queued would go over max_queued_bytes, w waits (no thread
+ * blocked) until there is room, in submission order, or until its deadline:
+ * done() with QV_OVERLOAD. */
 void qv_db_submit(qv_db *db, qv_write *w);
+/* 1 while writes wait for room or the queue is at its budget: the server
+ * stops taking write calls from the network then. */
+int qv_db_write_pressure(qv_db *db);
+/* cb(ctx) runs (on the writer thread) each time a batch leaves room with no
+ * write waiting; the server takes write calls again. */
+void qv_db_on_room(qv_db *db, void (*cb)(void *ctx), void *ctx);
 /* Submit and wait; returns w->rc. w->done must be NULL. */
 int qv_db_write_sync(qv_db *db, qv_write *w);
 

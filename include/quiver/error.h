@@ -22,6 +22,7 @@ enum {
     QV_CANCELLED = -30012, /* caller cancelled */
     QV_SHUTDOWN = -30013,  /* the database is closing */
     QV_LIMIT = -30014,     /* request over a configured limit */
+    QV_OVERLOAD = -30015,  /* no room in the write queue before the deadline */
 };
 
 /* Static, human-readable name of rc (never NULL). */

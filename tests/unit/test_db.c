@@ -370,6 +370,117 @@ static void test_drop(void **state)
     qv_coll_release(c);
 }
 
+/* ---- the write queue's byte budget (max_queued_bytes) ---- */
+typedef struct qw {
+    qv_write w;
+    uint64_t id;
+    float v[DIM];
+    int done, order;
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+    int *gate;    /* the first write's done() waits here: the writer is held */
+    int *counter; /* completion order */
+} qw;
+
+static void qw_done(qv_write *w)
+{
+    qw *q = w->ctx;
+    pthread_mutex_lock(q->mu);
+    q->order = ++*q->counter;
+    q->done = 1;
+    pthread_cond_broadcast(q->cv);
+    if (q->gate)
+        while (!*q->gate) pthread_cond_wait(q->cv, q->mu);
+    pthread_mutex_unlock(q->mu);
+}
+
+static int rooms;
+static void on_room(void *ctx)
+{
+    (void)ctx;
+    __atomic_add_fetch(&rooms, 1, __ATOMIC_SEQ_CST);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void test_write_queue_budget(void **state)
+{
+    fixture *f = *state;
+    qv_db_close(f->db);
+    f->opts.max_queued_bytes = 1000;
+    db_open(f);
+    qv_db_on_room(f->db, on_room, NULL);
+    create(f, "q", QV_METRIC_L2, QV_KIND_FLAT, 0);
+    qv_coll *c;
+    assert_int_equal(qv_db_coll_get(f->db, "q", &c), 0);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    int gate = 0, counter = 0;
+    enum { N = 6 };
+    qw q[N];
+    memset(q, 0, sizeof q);
+    for (int i = 0; i < N; i++) {
+        q[i].id = 100 + (uint64_t)i;
+        vec_of(q[i].id, q[i].v);
+        q[i].w.kind = QV_W_UPSERT;
+        q[i].w.coll = c;
+        q[i].w.n = 1;
+        q[i].w.ids = &q[i].id;
+        q[i].w.vecs = q[i].v;
+        q[i].w.done = qw_done;
+        q[i].w.ctx = &q[i];
+        q[i].w.bytes = 600; /* two never fit together */
+        q[i].mu = &mu;
+        q[i].cv = &cv;
+        q[i].counter = &counter;
+    }
+    /* 0 holds the writer in its done() (and counts for nothing: a write's
+     * bytes leave the budget only after its batch) */
+    q[0].gate = &gate;
+    q[0].w.bytes = 0;
+    assert_false(qv_db_write_pressure(f->db));
+    qv_db_submit(f->db, &q[0].w);
+    pthread_mutex_lock(&mu);
+    while (!q[0].done) pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    /* the writer is held: 1 is queued (600 <= 1000), 2.. wait for room */
+    qv_db_submit(f->db, &q[1].w);
+    assert_false(qv_db_write_pressure(f->db)); /* 600 of 1000 */
+    q[3].w.deadline_ms = wall_ms() + 100;      /* gives up while it waits */
+    for (int i = 2; i < N; i++) qv_db_submit(f->db, &q[i].w);
+    assert_true(qv_db_write_pressure(f->db));
+    /* 3's deadline passes while the writer is held; nothing else moved */
+    usleep(250 * 1000);
+    pthread_mutex_lock(&mu);
+    assert_false(q[1].done || q[2].done || q[3].done || q[4].done || q[5].done);
+    /* let the writer go: 3 gives up (its deadline passed while it waited), the
+     * rest complete in submission order */
+    gate = 1;
+    pthread_cond_broadcast(&cv);
+    while (!(q[1].done && q[2].done && q[3].done && q[4].done && q[5].done))
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    assert_int_equal(q[3].w.rc, QV_OVERLOAD);
+    for (int i = 0; i < N; i++)
+        if (i != 3) assert_int_equal(q[i].w.rc, 0);
+    assert_true(q[1].order < q[2].order && q[2].order < q[4].order && q[4].order < q[5].order);
+    assert_false(qv_db_write_pressure(f->db));
+    assert_true(__atomic_load_n(&rooms, __ATOMIC_SEQ_CST) >= 1);
+    qv_coll_info info;
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.count, N - 1); /* all but the one that gave up */
+    assert_true(top1(c, 103, 0) != 103); /* never written */
+    assert_int_equal(top1(c, 104, 0), 104);
+    /* one write over the whole budget still goes, alone */
+    upsert_range(f, c, 1000, 1);
+    qv_coll_release(c);
+}
+
 int main(void)
 {
     qv_log_set_level(getenv("QV_TEST_VERBOSE") ? QV_LOG_DEBUG : QV_LOG_ERROR);
@@ -379,6 +490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_index_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_queue_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
