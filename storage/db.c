@@ -73,6 +73,8 @@ struct rebuild {
     pthread_t th;
     uint64_t train_total; /* training: sample size, for progress */
     double last_tick;     /* elapsed seconds at the last training progress */
+    rebuild *next;        /* a requested rebuild that cancelled this automatic
+                           * one: it starts when this one has ended (under rmu) */
 };
 
 struct qv_db {
@@ -1018,6 +1020,8 @@ out:
 
 static void maybe_auto_rebuild(qv_coll *c);
 
+static int launch_rebuild(qv_coll *c, rebuild *rb, int notify);
+
 static void *rebuild_main(void *arg)
 {
     rebuild *rb = arg;
@@ -1034,9 +1038,17 @@ static void *rebuild_main(void *arg)
     malloc_trim(0); /* give the build's scratch memory back to the system */
     qv_store_release_pages(db->st);
     pthread_mutex_lock(&c->rmu);
-    c->rb = NULL;
+    /* a requested rebuild waiting for this (cancelled automatic) one takes
+     * its place at once: no other can start in between */
+    rebuild *next = rb->next;
+    c->rb = next;
+    if (next) {
+        snprintf(c->phase, sizeof c->phase, "sampling");
+        c->done = c->total = 0;
+    }
     pthread_mutex_unlock(&c->rmu);
     if (rb->req.finished) rb->req.finished(rb->req.ctx, rc, msg);
+    if (next) launch_rebuild(c, next, 1);
     /* writes that arrived during the build may already call for the next one */
     if (!rc) maybe_auto_rebuild(c);
     qv_coll_release(c);
@@ -1046,6 +1058,35 @@ static void *rebuild_main(void *arg)
     pthread_cond_broadcast(&db->rbcv);
     pthread_mutex_unlock(&db->rbmu);
     return NULL;
+}
+
+/* Start the thread of rb, already c->rb (set under rmu by the caller).
+ * Returns 0 or QV_NOMEM (then c->rb is cleared, rb freed and, with notify,
+ * its caller told through req.finished). */
+static int launch_rebuild(qv_coll *c, rebuild *rb, int notify)
+{
+    qv_db *db = c->db;
+    coll_ref(c);
+    pthread_mutex_lock(&db->rbmu);
+    db->nrebuilds++;
+    pthread_mutex_unlock(&db->rbmu);
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&rb->th, &a, rebuild_main, rb);
+    pthread_attr_destroy(&a);
+    if (!rc) return 0;
+    pthread_mutex_lock(&c->rmu);
+    if (c->rb == rb) c->rb = NULL;
+    pthread_mutex_unlock(&c->rmu);
+    pthread_mutex_lock(&db->rbmu);
+    db->nrebuilds--;
+    pthread_cond_broadcast(&db->rbcv);
+    pthread_mutex_unlock(&db->rbmu);
+    qv_coll_release(c);
+    if (notify && rb->req.finished) rb->req.finished(rb->req.ctx, QV_NOMEM, "cannot start a thread");
+    free(rb);
+    return QV_NOMEM;
 }
 
 static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, char *err,
@@ -1068,6 +1109,16 @@ static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, c
     rb->automatic = automatic;
     clock_gettime(CLOCK_MONOTONIC, &rb->t0);
     pthread_mutex_lock(&c->rmu);
+    if (c->rb && c->rb->automatic && !automatic && !c->rb->next) {
+        /* an operator's request wins over an automatic rebuild: cancel it;
+         * this one starts as soon as it has stopped (rebuild_main) */
+        c->rb->next = rb;
+        atomic_store(&c->rb->cancel, 1);
+        pthread_mutex_unlock(&c->rmu);
+        qv_info("collection %s: requested index rebuild (%s, nlist %u) cancels the automatic one",
+                c->cfg.name, qv_index_kind_name(resolved.kind), resolved.nlist);
+        return 0;
+    }
     if (c->rb) {
         snprintf(err, errlen, "collection \"%s\" already has %s rebuild running (phase %s, %llu/%llu)",
                  c->cfg.name, c->rb->automatic ? "an automatic" : "a requested", c->phase,
@@ -1080,29 +1131,12 @@ static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, c
     snprintf(c->phase, sizeof c->phase, "sampling");
     c->done = c->total = 0;
     pthread_mutex_unlock(&c->rmu);
-    coll_ref(c);
-    pthread_mutex_lock(&db->rbmu);
-    db->nrebuilds++;
-    pthread_mutex_unlock(&db->rbmu);
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&rb->th, &a, rebuild_main, rb);
-    pthread_attr_destroy(&a);
-    if (rc) {
-        pthread_mutex_lock(&c->rmu);
-        c->rb = NULL;
-        pthread_mutex_unlock(&c->rmu);
-        pthread_mutex_lock(&db->rbmu);
-        db->nrebuilds--;
-        pthread_mutex_unlock(&db->rbmu);
-        qv_coll_release(c);
-        free(rb);
-        return QV_NOMEM;
-    }
-    qv_info("collection %s: %s index rebuild started (%s, nlist %u)", c->cfg.name,
-            automatic ? "automatic" : "requested", qv_index_kind_name(resolved.kind), resolved.nlist);
-    return 0;
+    rc = launch_rebuild(c, rb, 0);
+    if (!rc)
+        qv_info("collection %s: %s index rebuild started (%s, nlist %u)", c->cfg.name,
+                automatic ? "automatic" : "requested", qv_index_kind_name(resolved.kind),
+                resolved.nlist);
+    return rc;
 }
 
 int qv_coll_rebuild(qv_coll *c, const qv_rebuild_req *req, char *err, size_t errlen)
@@ -1114,6 +1148,8 @@ void qv_coll_rebuild_cancel(qv_coll *c, void *ctx)
 {
     pthread_mutex_lock(&c->rmu);
     if (c->rb && c->rb->req.ctx == ctx) atomic_store(&c->rb->cancel, 1);
+    /* still waiting for the automatic one to stop: it will stop at once */
+    if (c->rb && c->rb->next && c->rb->next->req.ctx == ctx) atomic_store(&c->rb->next->cancel, 1);
     pthread_mutex_unlock(&c->rmu);
 }
 

@@ -236,3 +236,31 @@ def test_write_queue_deadline_gives_resource_exhausted(make_server):
     assert count % 1000 == 0 and count >= 1000 * len(acked), (count, acked)
     # room again: writes go through
     assert s.items.Upsert(pb.UpsertRequest.FromString(reqs[0]), timeout=60).upserted == 1000
+
+
+def test_requested_rebuild_cancels_an_automatic_one(make_server):
+    """An explicit RebuildIndex while an automatic rebuild of the same collection runs:
+    the automatic one is cancelled and the requested one runs (two explicit ones still
+    conflict: test_index_lifecycle.test_second_concurrent_rebuild_rejected)."""
+    s = make_server(["--auto-ivf-min", "20000"])
+    s.create("a", 32, pb.L2)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((60000, 32)).astype(np.float32)
+    for a in range(0, len(x), 5000):
+        s.upsert("a", [pb.Item(id=a + i, vector=v.tolist()) for i, v in enumerate(x[a:a + 5000])])
+    # the automatic build (at 20,000 items or later) is running or about to
+    end = time.time() + 60
+    while not s.describe("a").index.rebuilding and time.time() < end:
+        time.sleep(0.01)
+    assert s.describe("a").index.rebuilding, "no automatic rebuild started"
+    msgs = list(s.admin.RebuildIndex(pb.RebuildIndexRequest(
+        collection="a", index=pb.IndexSpec(kind="ivf_sq8", nlist=64)), timeout=300))
+    assert msgs and msgs[-1].phase == "done", [m.phase for m in msgs]
+    d = s.describe("a")
+    assert (d.index.kind, d.index.nlist, d.index.rebuilding) == ("ivf_sq8", 64, False), d.index
+    log = open(s._logs[-1], "rb").read().decode("utf-8", "replace")
+    assert "requested index rebuild (ivf_sq8, nlist 64) cancels the automatic one" in log, log
+    assert "collection a: index rebuild cancelled" in log, log
+    # searches work on the requested index
+    r = s.search_vectors("a", [x[7]], k=1, nprobe=64)
+    assert r.results[0].hits[0].id == 7
