@@ -38,6 +38,62 @@ static void reply_info(rpc *r, qv_coll *c)
     arena_free(a);
 }
 
+/* Create and Drop reply from the writer thread when their write is done: no
+ * worker thread waits for the writer (like Upsert). */
+typedef struct coll_write {
+    qv_write w;
+    rpc *r;
+} coll_write;
+
+static void create_done(qv_write *w)
+{
+    coll_write *cw = w->ctx;
+    rpc *r = cw->r;
+    const char *name = w->config.name;
+    if (w->rc == QV_EXISTS) {
+        rpc_fail(r, GRPC_STATUS_ALREADY_EXISTS, "collection \"%s\" already exists", name);
+    } else if (w->rc) {
+        rpc_fail(r, status_of(w->rc), "cannot create collection \"%s\": %s", name,
+                 qv_strerror(w->rc));
+    } else {
+        qv_coll *c;
+        if (qv_db_coll_get(r->db, name, &c)) {
+            rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" was dropped meanwhile", name);
+        } else {
+            reply_info(r, c);
+            qv_coll_release(c);
+        }
+    }
+    free(cw);
+    rpc_unref(r);
+}
+
+static void drop_done(qv_write *w)
+{
+    coll_write *cw = w->ctx;
+    rpc *r = cw->r;
+    if (w->rc == QV_NOTFOUND) {
+        rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", w->config.name);
+    } else if (w->rc) {
+        rpc_fail(r, status_of(w->rc), "cannot drop collection \"%s\": %s", w->config.name,
+                 qv_strerror(w->rc));
+    } else {
+        Quiver__V1__DropCollectionResponse rep = QUIVER__V1__DROP_COLLECTION_RESPONSE__INIT;
+        rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+    }
+    free(cw);
+    rpc_unref(r);
+}
+
+static void submit_coll_write(rpc *r, coll_write *cw, void (*done)(qv_write *))
+{
+    cw->r = r;
+    cw->w.done = done;
+    cw->w.ctx = cw;
+    rpc_ref(r); /* the write's reference, dropped in done */
+    qv_db_submit(r->db, &cw->w);
+}
+
 void collections_create(rpc *r)
 {
     Quiver__V1__CreateCollectionRequest *req =
@@ -47,6 +103,11 @@ void collections_create(rpc *r)
         return;
     }
     char err[512];
+    coll_write *cw = calloc(1, sizeof *cw);
+    if (!cw) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
     qv_write w;
     memset(&w, 0, sizeof w);
     if (check_name(r, req->name, "name")) goto out;
@@ -67,21 +128,11 @@ void collections_create(rpc *r)
     snprintf(w.config.name, sizeof w.config.name, "%s", req->name);
     w.config.dim = req->dim;
     w.config.metric = (qv_metric)req->metric;
-    int rc = qv_db_write_sync(r->db, &w);
-    if (rc == QV_EXISTS) {
-        rpc_fail(r, GRPC_STATUS_ALREADY_EXISTS, "collection \"%s\" already exists", req->name);
-    } else if (rc) {
-        rpc_fail(r, status_of(rc), "cannot create collection \"%s\": %s", req->name, qv_strerror(rc));
-    } else {
-        qv_coll *c;
-        if (qv_db_coll_get(r->db, req->name, &c)) {
-            rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" was dropped meanwhile", req->name);
-        } else {
-            reply_info(r, c);
-            qv_coll_release(c);
-        }
-    }
+    cw->w = w;
+    submit_coll_write(r, cw, create_done);
+    cw = NULL;
 out:
+    free(cw);
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -146,18 +197,13 @@ void collections_drop(rpc *r)
         return;
     }
     if (check_name(r, req->name, "name") == 0) {
-        qv_write w;
-        memset(&w, 0, sizeof w);
-        w.kind = QV_W_DROP;
-        snprintf(w.config.name, sizeof w.config.name, "%s", req->name);
-        int rc = qv_db_write_sync(r->db, &w);
-        if (rc == QV_NOTFOUND) {
-            rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", req->name);
-        } else if (rc) {
-            rpc_fail(r, status_of(rc), "cannot drop collection \"%s\": %s", req->name, qv_strerror(rc));
+        coll_write *cw = calloc(1, sizeof *cw);
+        if (!cw) {
+            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         } else {
-            Quiver__V1__DropCollectionResponse rep = QUIVER__V1__DROP_COLLECTION_RESPONSE__INIT;
-            rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+            cw->w.kind = QV_W_DROP;
+            snprintf(cw->w.config.name, sizeof cw->w.config.name, "%s", req->name);
+            submit_coll_write(r, cw, drop_done);
         }
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);

@@ -184,6 +184,9 @@ static int faiss_fail(int frc, const char *what)
 {
     const char *msg = faiss_get_last_error();
     qv_error("index: %s failed (FAISS %d): %s", what, frc, msg ? msg : "no message");
+    /* memory ran out inside FAISS: that call's failure (RESOURCE_EXHAUSTED),
+     * not a bug */
+    if (msg && strstr(msg, "bad_alloc")) return QV_NOMEM;
     return QV_FAISS;
 }
 
