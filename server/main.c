@@ -52,6 +52,8 @@ static void usage(FILE *f)
             "                       instead of a scan of all of them (default 0 =\n"
             "                       never); applies to builds from then on\n"
             "  --no-auto-rebuild    never start index rebuilds by itself\n"
+            "  --max-rebuilds N     index rebuilds building at once (default 1); the\n"
+            "                       others wait in phase \"queued\"\n"
             "  --unsafe-nosync      do not fsync on commit: faster writes, but a crash\n"
             "                       of the machine may lose acknowledged writes\n"
             "  --grace-ms N         how long shutdown waits for calls (default 5000)\n"
@@ -152,7 +154,7 @@ int main(int argc, char **argv)
     memset(&dbo, 0, sizeof dbo);
     enum { O_LISTEN = 256, O_DATA, O_THREADS, O_MAP, O_NOSYNC, O_MAXMSG, O_AUTOMIN, O_NOREB,
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
-           O_ATTRKEYS, O_QUEUED };
+           O_ATTRKEYS, O_QUEUED, O_MAXREB };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -166,6 +168,7 @@ int main(int argc, char **argv)
         {"max-attr-bytes", required_argument, 0, O_ATTRBYTES},
         {"max-attr-keys", required_argument, 0, O_ATTRKEYS},
         {"max-queued-writes", required_argument, 0, O_QUEUED},
+        {"max-rebuilds", required_argument, 0, O_MAXREB},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -213,6 +216,16 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_MAXREB: {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (*end || !*optarg || v < 1 || v > 64) {
+                fprintf(stderr, "quiverd: --max-rebuilds %s: want 1..64\n", optarg);
+                return 2;
+            }
+            dbo.max_rebuilds = (unsigned)v;
+            break;
+        }
         case O_ATTRKEYS: {
             char *end;
             unsigned long v = strtoul(optarg, &end, 10);

@@ -103,6 +103,7 @@ struct qv_db {
     pthread_mutex_t rbmu;
     pthread_cond_t rbcv;
     int nrebuilds;
+    int building; /* rebuilds past their "queued" phase (at most opts.max_rebuilds) */
     atomic_int closing;
     size_t written_since_release; /* writer only */
 };
@@ -1028,7 +1029,33 @@ static void *rebuild_main(void *arg)
     qv_coll *c = rb->c;
     qv_db *db = c->db;
     char msg[256] = "";
-    int rc = do_rebuild(rb, msg, sizeof msg);
+    /* at most max_rebuilds build at once: the others wait, phase "queued" */
+    int rc = 0;
+    pthread_mutex_lock(&db->rbmu);
+    if (db->building >= (int)db->opts.max_rebuilds) {
+        pthread_mutex_unlock(&db->rbmu);
+        set_phase(c, rb, "queued", 0, 0);
+        pthread_mutex_lock(&db->rbmu);
+        while (db->building >= (int)db->opts.max_rebuilds && !atomic_load(&rb->cancel) &&
+               !atomic_load(&db->closing)) {
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_nsec += 100 * 1000000L; /* cancels are flags: look now and then */
+            if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&db->rbcv, &db->rbmu, &t);
+        }
+        if (atomic_load(&rb->cancel) || atomic_load(&db->closing)) rc = QV_CANCELLED;
+    }
+    if (!rc) db->building++;
+    pthread_mutex_unlock(&db->rbmu);
+    int counted = !rc;
+    if (!rc) rc = do_rebuild(rb, msg, sizeof msg);
+    if (counted) {
+        pthread_mutex_lock(&db->rbmu);
+        db->building--;
+        pthread_cond_broadcast(&db->rbcv);
+        pthread_mutex_unlock(&db->rbmu);
+    }
     if (rc && !msg[0]) snprintf(msg, sizeof msg, "%s", qv_strerror(rc));
     if (rc && rc != QV_CANCELLED)
         qv_error("collection %s: index rebuild failed: %s", c->cfg.name, msg);
@@ -1745,6 +1772,7 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     if (!db->opts.auto_ivf_min) db->opts.auto_ivf_min = DEFAULT_AUTO_IVF_MIN;
     if (!db->opts.hnsw_coarse_min) db->opts.hnsw_coarse_min = DEFAULT_HNSW_COARSE_MIN;
     if (!db->opts.max_queued_bytes) db->opts.max_queued_bytes = (size_t)256 << 20;
+    if (!db->opts.max_rebuilds) db->opts.max_rebuilds = 1;
     if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
     pthread_mutex_init(&db->cmu, NULL);
     pthread_mutex_init(&db->qmu, NULL);

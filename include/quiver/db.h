@@ -37,6 +37,8 @@ typedef struct qv_db_opts {
                                * coarse quantizer (0 or UINT32_MAX: never) */
     size_t max_queued_bytes; /* bytes of writes queued for the writer (0 = 256 MiB);
                               * writes over it wait in order (qv_db_submit) */
+    unsigned max_rebuilds;  /* rebuilds building at once (0 = 1); the others wait
+                             * in phase "queued" */
     int no_auto_rebuild;    /* 1: never start rebuilds on its own */
     int no_index_files;     /* 1: never write/read index files */
 } qv_db_opts;
@@ -142,7 +144,7 @@ int qv_coll_search(qv_coll *c, size_t nq, const float *q, const int64_t *exclude
 
 /* --------------------------------------------------------------- rebuilds */
 typedef struct qv_rebuild_progress {
-    const char *phase; /* sampling, training, adding, saving, catching_up, done */
+    const char *phase; /* queued, sampling, training, adding, saving, catching_up, done */
     uint64_t done, total;
     double elapsed;
 } qv_rebuild_progress;

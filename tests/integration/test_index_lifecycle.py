@@ -24,7 +24,7 @@ import pytest
 import quiver_testlib as qt
 from quiver_testlib import SC, assert_hits_match, bits, expect_error, f32, pb
 
-PHASES = ["sampling", "training", "adding", "saving", "catching_up", "done"]
+PHASES = ["queued", "sampling", "training", "adding", "saving", "catching_up", "done"]
 REBUILD_TIMEOUT = 180.0   # deadline of one RebuildIndex stream
 POLL_TIMEOUT = 120.0      # waiting for background rebuilds
 K = 10

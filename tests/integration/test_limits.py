@@ -264,3 +264,50 @@ def test_requested_rebuild_cancels_an_automatic_one(make_server):
     # searches work on the requested index
     r = s.search_vectors("a", [x[7]], k=1, nprobe=64)
     assert r.results[0].hits[0].id == 7
+
+
+def test_rebuilds_queue_beyond_max_rebuilds(make_server):
+    """--max-rebuilds 1: a second collection's requested rebuild waits in phase
+    "queued" until the first has finished, then runs; cancelling a queued one works."""
+    import threading
+    s = make_server(["--max-rebuilds", "1", "--no-auto-rebuild"])
+    rng = np.random.default_rng(9)
+    for name in ("r1", "r2", "r3"):
+        s.create(name, 64, pb.L2, kind="flat")
+        x = rng.standard_normal((40000, 64)).astype(np.float32)
+        for a in range(0, len(x), 10000):
+            s.upsert(name, [pb.Item(id=a + i, vector=v.tolist()) for i, v in enumerate(x[a:a + 10000])])
+    phases = {}
+
+    def run(name):
+        phases[name] = [m.phase for m in s.admin.RebuildIndex(pb.RebuildIndexRequest(
+            collection=name, index=pb.IndexSpec(kind="ivf_flat", nlist=256)), timeout=300)]
+
+    t1 = threading.Thread(target=run, args=("r1",))
+    t1.start()
+    end = time.time() + 30
+    while s.describe("r1").index.phase in ("", "queued") and time.time() < end:
+        time.sleep(0.005)
+    t2 = threading.Thread(target=run, args=("r2",))
+    t2.start()
+    end = time.time() + 30
+    while s.describe("r2").index.phase != "queued" and time.time() < end:
+        time.sleep(0.005)
+    assert s.describe("r2").index.phase == "queued", s.describe("r2").index
+    assert s.describe("r1").index.rebuilding
+    # a third one, cancelled while it is queued
+    call = s.admin.RebuildIndex(pb.RebuildIndexRequest(
+        collection="r3", index=pb.IndexSpec(kind="ivf_flat", nlist=256)), timeout=300)
+    first = next(call)
+    assert first.phase == "queued", first
+    call.cancel()
+    t1.join()
+    t2.join()
+    assert phases["r1"][-1] == "done" and "queued" not in phases["r1"], phases
+    assert phases["r2"][0] == "queued" and phases["r2"][-1] == "done", phases
+    assert s.describe("r2").index.kind == "ivf_flat"
+    end = time.time() + 30
+    while s.describe("r3").index.rebuilding and time.time() < end:
+        time.sleep(0.05)
+    d3 = s.describe("r3").index
+    assert d3.kind == "flat" and not d3.rebuilding, d3
