@@ -1228,6 +1228,15 @@ static int cmp_i64_idx(const void *a, const void *b, void *ids)
 }
 
 /* Applies one write op inside txn (a nested txn of the batch). */
+/* Does w's collection still exist in txn? A Drop earlier in the same group
+ * commit is only in the transaction, not yet in the registry. */
+static int coll_alive_in(qv_db *db, MDB_txn *txn, const qv_coll *c)
+{
+    qv_coll_config cfg;
+    if (atomic_load(&c->dropped)) return 0;
+    return qv_store_coll_get(db->st, txn, c->cfg.name, &cfg) == 0 && cfg.id == c->cfg.id;
+}
+
 static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
 {
     int rc = 0;
@@ -1243,10 +1252,11 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
     }
     case QV_W_PRUNE: {
         size_t n = 0;
+        if (!coll_alive_in(db, txn, w->coll)) return QV_NOTFOUND;
         return qv_store_tombstones_prune(db->st, txn, w->coll->cfg.id, w->seq_to, &n);
     }
     case QV_W_SPEC: {
-        if (atomic_load(&w->coll->dropped)) return QV_NOTFOUND;
+        if (!coll_alive_in(db, txn, w->coll)) return QV_NOTFOUND;
         qv_coll_config cfg = w->coll->cfg; /* name, id, dim, metric never change */
         cfg.spec = w->config.spec;
         return qv_store_coll_update(db->st, txn, &cfg);
@@ -1258,7 +1268,9 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
         return QV_INVALID;
     }
     qv_coll *c = w->coll;
-    if (atomic_load(&c->dropped)) return QV_NOTFOUND;
+    /* a Drop of this collection earlier in this group commit wins: the write
+     * fails NOT_FOUND instead of leaving rows under a dropped id */
+    if (!coll_alive_in(db, txn, c)) return QV_NOTFOUND;
     uint64_t seq = c->w_seq, count = c->w_count;
     w->seq_from = seq + 1;
     w->affected = 0;

@@ -481,6 +481,71 @@ static void test_write_queue_budget(void **state)
     qv_coll_release(c);
 }
 
+/* A Drop and an Upsert of the same collection in one group commit: the Upsert
+ * fails NOT_FOUND, no row lands under the dropped collection's id. */
+static void test_drop_and_upsert_in_one_batch(void **state)
+{
+    fixture *f = *state;
+    create(f, "hold", QV_METRIC_L2, QV_KIND_FLAT, 0);
+    create(f, "gone", QV_METRIC_L2, QV_KIND_FLAT, 0);
+    qv_coll *hold, *gone;
+    assert_int_equal(qv_db_coll_get(f->db, "hold", &hold), 0);
+    assert_int_equal(qv_db_coll_get(f->db, "gone", &gone), 0);
+    uint32_t gone_id = qv_coll_config_of(gone)->id;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    int gate = 0, counter = 0;
+    qw q[3];
+    memset(q, 0, sizeof q);
+    for (int i = 0; i < 3; i++) {
+        q[i].mu = &mu;
+        q[i].cv = &cv;
+        q[i].counter = &counter;
+        q[i].w.done = qw_done;
+        q[i].w.ctx = &q[i];
+    }
+    /* 0: an upsert to "hold" whose done() holds the writer */
+    q[0].id = 1;
+    vec_of(1, q[0].v);
+    q[0].w.kind = QV_W_UPSERT;
+    q[0].w.coll = hold;
+    q[0].w.n = 1;
+    q[0].w.ids = &q[0].id;
+    q[0].w.vecs = q[0].v;
+    q[0].gate = &gate;
+    qv_db_submit(f->db, &q[0].w);
+    pthread_mutex_lock(&mu);
+    while (!q[0].done) pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    /* 1: drop "gone"; 2: upsert to "gone": queued together, one batch */
+    q[1].w.kind = QV_W_DROP;
+    snprintf(q[1].w.config.name, sizeof q[1].w.config.name, "gone");
+    q[2].id = 7;
+    vec_of(7, q[2].v);
+    q[2].w.kind = QV_W_UPSERT;
+    q[2].w.coll = gone;
+    q[2].w.n = 1;
+    q[2].w.ids = &q[2].id;
+    q[2].w.vecs = q[2].v;
+    qv_db_submit(f->db, &q[1].w);
+    qv_db_submit(f->db, &q[2].w);
+    pthread_mutex_lock(&mu);
+    gate = 1;
+    pthread_cond_broadcast(&cv);
+    while (!(q[1].done && q[2].done)) pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    assert_int_equal(q[1].w.rc, 0);
+    assert_int_equal(q[2].w.rc, QV_NOTFOUND);
+    /* nothing under the dropped id */
+    MDB_txn *txn;
+    assert_int_equal(qv_store_read_begin(qv_db_store(f->db), &txn), 0);
+    qv_item_view v;
+    assert_int_equal(qv_store_item_get(qv_db_store(f->db), txn, gone_id, 7, &v), QV_NOTFOUND);
+    qv_store_abort(txn);
+    qv_coll_release(hold);
+    qv_coll_release(gone);
+}
+
 int main(void)
 {
     qv_log_set_level(getenv("QV_TEST_VERBOSE") ? QV_LOG_DEBUG : QV_LOG_ERROR);
@@ -491,6 +556,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_index_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_queue_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop_and_upsert_in_one_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
