@@ -53,7 +53,8 @@ struct rpc {
     int cancelled;             /* from RECV_CLOSE_ON_SERVER */
     atomic_int refs;
     atomic_int closed;
-    int md_sent, done;
+    int md_sent;
+    atomic_int done;           /* status sent: read by other workers (on_step) */
     grpc_slice status_details;
     qv_db *db;
     void *state;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "quiver/error.h"
 #include "services.h"
@@ -25,7 +26,13 @@ typedef struct admin_state {
     int frc;
     char fmsg[256];
     int over;        /* status sent or client gone */
+    int started;     /* the rebuild was started (under g_admin_mu) */
 } admin_state;
+
+/* The close watcher can run on another worker while the call's start is still
+ * running: this orders the two, so that a cancel arriving at the start is
+ * never lost. */
+static pthread_mutex_t g_admin_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void state_free(void *p)
 {
@@ -124,7 +131,9 @@ void admin_rebuild_start(rpc *r)
     }
     pthread_mutex_init(&s->mu, NULL);
     s->r = r;
+    pthread_mutex_lock(&g_admin_mu);
     r->state = s;
+    pthread_mutex_unlock(&g_admin_mu);
     r->state_free = state_free;
     if (!req->collection || !req->collection[0]) {
         rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "collection is empty");
@@ -143,6 +152,13 @@ void admin_rebuild_start(rpc *r)
     rr.progress = on_progress;
     rr.finished = on_finished;
     rr.ctx = s;
+    /* tests widen the window between the call's start and the rebuild's */
+    static int delay_ms = -1;
+    if (delay_ms < 0) {
+        const char *d = getenv("QUIVER_TEST_REBUILD_START_DELAY_MS");
+        delay_ms = d ? atoi(d) : 0;
+    }
+    if (delay_ms > 0) usleep((useconds_t)delay_ms * 1000);
     rpc_ref(r); /* held by the rebuild until on_finished */
     /* hold the lock so that the first progress cannot race this start */
     pthread_mutex_lock(&s->mu);
@@ -157,6 +173,11 @@ void admin_rebuild_start(rpc *r)
         goto out;
     }
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&g_admin_mu);
+    s->started = 1;
+    int gone = atomic_load(&r->closed) && r->cancelled;
+    pthread_mutex_unlock(&g_admin_mu);
+    if (gone) qv_coll_rebuild_cancel(s->c, s); /* cancelled before it started */
 out:
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -173,6 +194,10 @@ void admin_rebuild_step(rpc *r, int ok)
 
 void admin_rebuild_closed(rpc *r)
 {
+    pthread_mutex_lock(&g_admin_mu);
     admin_state *s = r->state;
-    if (s && s->c && r->cancelled) qv_coll_rebuild_cancel(s->c, s);
+    int started = s && s->started;
+    pthread_mutex_unlock(&g_admin_mu);
+    /* not started yet: the start sees r->closed and cancels itself */
+    if (started && r->cancelled) qv_coll_rebuild_cancel(s->c, s);
 }

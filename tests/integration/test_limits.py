@@ -311,3 +311,31 @@ def test_rebuilds_queue_beyond_max_rebuilds(make_server):
         time.sleep(0.05)
     d3 = s.describe("r3").index
     assert d3.kind == "flat" and not d3.rebuilding, d3
+
+
+def test_rebuild_cancelled_at_once_is_never_lost(make_server):
+    """RebuildIndex calls cancelled right after they are made: whatever the moment the
+    cancel reaches quiverd (before, during or after the handler starts the rebuild), no
+    rebuild runs to the end."""
+    import os
+    # quiverd waits 300 ms between a RebuildIndex call's start and the rebuild's, so
+    # that the cancel lands in that window
+    os.environ["QUIVER_TEST_REBUILD_START_DELAY_MS"] = "300"
+    try:
+        s = make_server(["--no-auto-rebuild"])
+    finally:
+        del os.environ["QUIVER_TEST_REBUILD_START_DELAY_MS"]
+    s.create("c", 32, pb.L2, kind="flat")
+    x = np.random.default_rng(10).standard_normal((30000, 32)).astype(np.float32)
+    for a in range(0, len(x), 10000):
+        s.upsert("c", [pb.Item(id=a + i, vector=v.tolist()) for i, v in enumerate(x[a:a + 10000])])
+    for attempt in range(4):
+        call = s.admin.RebuildIndex(pb.RebuildIndexRequest(
+            collection="c", index=pb.IndexSpec(kind="ivf_flat", nlist=64)), timeout=120)
+        time.sleep(0.1)   # the call has reached quiverd, its start is waiting
+        call.cancel()
+        end = time.time() + 60
+        while s.describe("c").index.rebuilding and time.time() < end:
+            time.sleep(0.02)
+        d = s.describe("c").index
+        assert d.kind == "flat" and not d.rebuilding, (attempt, d)
