@@ -991,6 +991,9 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
     int saved = 0;
     if (tmp[0]) saved = qv_ixfile_commit(db->ixdir, c->cfg.id, tmp) == 0;
     else if (p.kind == QV_KIND_FLAT) qv_ixfile_remove(db->ixdir, c->cfg.id);
+    /* dropped meanwhile: its Drop sets the flag, then removes the file; seen
+     * here or not, one of the two removes what was just renamed */
+    if (saved && atomic_load(&c->dropped)) qv_ixfile_remove(db->ixdir, c->cfg.id);
     pthread_rwlock_wrlock(&c->ilock);
     if (!(rc = qv_store_read_begin(db->st, &txn))) {
         rc = replay_log(c, txn, ix, covered, &covered, NULL);
@@ -1716,9 +1719,19 @@ static int open_coll(void *ctx, const qv_coll_config *cfg)
     char why[256] = "";
     int frc = db->opts.no_index_files ? QV_NOTFOUND
                                       : qv_ixfile_load(db->ixdir, cfg, &meta, &ix, why, sizeof why);
-    if (frc == 0 && cfg->spec.kind != QV_KIND_AUTO && meta.params.kind != cfg->spec.kind) {
-        snprintf(why, sizeof why, "it holds a %s index but the collection's spec is %s",
-                 qv_index_kind_name(meta.params.kind), qv_index_kind_name(cfg->spec.kind));
+    /* The spec is committed before a requested build's file is renamed into
+     * place: a crash in between leaves the old file under the new spec. Any
+     * parameter the spec sets must match the file's, not only the kind. */
+    const qv_index_params *sp = &cfg->spec, *fp = &meta.params;
+    if (frc == 0 && sp->kind != QV_KIND_AUTO &&
+        (fp->kind != sp->kind || (sp->nlist && fp->nlist != sp->nlist) ||
+         (sp->pq_m && fp->pq_m != sp->pq_m) ||
+         (sp->pq_nbits && sp->kind == QV_KIND_IVF_PQ && fp->pq_nbits != sp->pq_nbits) ||
+         (sp->kind != QV_KIND_IVF_FLAT && sp->refine > 1 && fp->refine != sp->refine))) {
+        snprintf(why, sizeof why,
+                 "it holds %s nlist %u pq_m %u refine %u but the collection's spec is %s nlist %u "
+                 "pq_m %u refine %u", qv_index_kind_name(fp->kind), fp->nlist, fp->pq_m, fp->refine,
+                 qv_index_kind_name(sp->kind), sp->nlist, sp->pq_m, sp->refine);
         qv_index_free(ix);
         ix = NULL;
         frc = QV_CORRUPT;
@@ -1775,6 +1788,28 @@ static void remove_stale_temps(const char *dir)
     closedir(d);
 }
 
+/* Index files of collections that no longer exist (a Drop during a build's
+ * save, or a crash between a Drop's commit and the file's removal). */
+static void remove_orphan_files(qv_db *db)
+{
+    DIR *d = opendir(db->ixdir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        unsigned long id = strtoul(e->d_name, &end, 10);
+        if (end == e->d_name || strcmp(end, ".qvi") != 0) continue;
+        int known = 0;
+        for (size_t i = 0; i < db->ncolls && !known; i++) known = db->colls[i]->cfg.id == id;
+        if (known) continue;
+        char p[8192];
+        snprintf(p, sizeof p, "%s/%s", db->ixdir, e->d_name);
+        if (unlink(p) == 0)
+            qv_info("removed %s: no collection has id %lu (dropped)", p, id);
+    }
+    closedir(d);
+}
+
 int qv_db_open(const qv_db_opts *opts, qv_db **out)
 {
     *out = NULL;
@@ -1805,6 +1840,7 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     rc = qv_store_coll_foreach(db->st, txn, open_coll, db);
     qv_store_abort(txn);
     if (rc) goto fail;
+    remove_orphan_files(db);
     if (pthread_create(&db->writer, NULL, writer_main, db)) {
         rc = QV_NOMEM;
         goto fail;

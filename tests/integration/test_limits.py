@@ -339,3 +339,40 @@ def test_rebuild_cancelled_at_once_is_never_lost(make_server):
             time.sleep(0.02)
         d = s.describe("c").index
         assert d.kind == "flat" and not d.rebuilding, (attempt, d)
+
+
+def test_startup_removes_orphans_and_checks_the_whole_spec(make_server, tmp_path):
+    """Start-up removes index files of collections that no longer exist, and does not
+    load a file whose parameters differ from the collection's spec (a crash between
+    committing a new spec and renaming the new file leaves exactly that)."""
+    import glob
+    import os
+    import shutil
+    s = make_server(["--no-auto-rebuild"])
+    s.create("keep", 16, pb.L2, kind="flat")
+    x = np.random.default_rng(11).standard_normal((5000, 16)).astype(np.float32)
+    s.upsert("keep", [pb.Item(id=i, vector=v.tolist()) for i, v in enumerate(x)])
+    list(s.admin.RebuildIndex(pb.RebuildIndexRequest(
+        collection="keep", index=pb.IndexSpec(kind="ivf_flat", nlist=32)), timeout=120))
+    ixdir = os.path.join(s.data_dir, "indexes")
+    files = glob.glob(os.path.join(ixdir, "*.qvi"))
+    assert len(files) == 1, files
+    keep_file = files[0]
+    f32 = str(tmp_path / "nlist32.qvi")
+    shutil.copyfile(keep_file, f32)
+    list(s.admin.RebuildIndex(pb.RebuildIndexRequest(
+        collection="keep", index=pb.IndexSpec(kind="ivf_flat", nlist=64)), timeout=120))
+    assert s.describe("keep").index.nlist == 64
+    assert s.stop() == 0
+    orphan = os.path.join(ixdir, "4242.qvi")
+    shutil.copyfile(keep_file, orphan)
+    shutil.copyfile(f32, keep_file)   # the nlist-32 file under the nlist-64 spec
+    s.start()
+    log = open(s._logs[-1], "rb").read().decode("utf-8", "replace")
+    assert not os.path.exists(orphan), os.listdir(ixdir)
+    assert "removed %s: no collection has id 4242 (dropped)" % orphan in log, log
+    assert "collection keep: index file not used: it holds ivf_flat nlist 32" in log, log
+    assert "spec is ivf_flat nlist 64" in log, log
+    ii = s.describe("keep").index
+    assert ii.nlist != 32, ii
+    assert s.describe("keep").count == 5000
