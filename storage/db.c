@@ -53,6 +53,8 @@ struct qv_coll {
     uint64_t index_seq;
     uint64_t trained_for;
     uint64_t deleted_since; /* deletes since the index was trained */
+    atomic_int index_stale; /* an update of the live index failed after its commit:
+                             * a rebuild from LMDB is forced (cleared at install) */
     uint32_t nprobe;
     uint32_t n_recall;
     qv_recall_point recall[QV_MAX_RECALL_POINTS];
@@ -106,6 +108,8 @@ struct qv_db {
     int building; /* rebuilds past their "queued" phase (at most opts.max_rebuilds) */
     atomic_int closing;
     size_t written_since_release; /* writer only */
+    /* tests: the test_fail_update-th index update fails (QUIVER_TEST_FAIL_INDEX_UPDATE) */
+    unsigned long test_fail_update, updates;
 };
 
 /* internal write kinds: drop tombstones covered by an index file; store the
@@ -898,6 +902,7 @@ static void install_index(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, 
     c->index_seq = seq;
     c->trained_for = meta->trained_for;
     c->deleted_since = 0;
+    atomic_store(&c->index_stale, 0); /* built from LMDB up to seq */
     c->nprobe = meta->nprobe ? meta->nprobe : 1;
     c->n_recall = meta->n_recall;
     memcpy(c->recall, meta->recall, sizeof c->recall);
@@ -1187,7 +1192,8 @@ void qv_coll_rebuild_cancel(qv_coll *c, void *ctx)
 static void maybe_auto_rebuild(qv_coll *c)
 {
     qv_db *db = c->db;
-    if (db->opts.no_auto_rebuild || atomic_load(&c->dropped)) return;
+    int stale = atomic_load(&c->index_stale);
+    if ((db->opts.no_auto_rebuild && !stale) || atomic_load(&c->dropped)) return;
     pthread_mutex_lock(&c->rmu);
     int running = c->rb != NULL;
     pthread_mutex_unlock(&c->rmu);
@@ -1211,6 +1217,11 @@ static void maybe_auto_rebuild(qv_coll *c)
          * on an index trained at 20k loses 3 points of recall), or half of
          * what it was trained on deleted */
         want = n >= REBUILD_GROWTH * trained_for || (trained_for > 0 && deleted * 2 > trained_for);
+    }
+    if (stale) {
+        want = 1;
+        qv_info("collection %s: rebuilding the index from LMDB after a failed update",
+                c->cfg.name);
     }
     if (!want) return;
     qv_rebuild_req req = {.spec = *spec};
@@ -1372,9 +1383,15 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
                 rc = qv_index_add(c->index, w->n, rm, w->vecs);
             }
         }
-        if (rc) qv_error("collection %s: index update failed (%s); searches may miss writes "
-                         "up to seq %llu until a rebuild", c->cfg.name, qv_strerror(rc),
-                         (unsigned long long)w->seq_to);
+        if (!rc && db->test_fail_update && ++db->updates == db->test_fail_update) rc = QV_NOMEM;
+        if (rc) {
+            /* committed but not searchable: rebuild from LMDB, whatever
+             * --no-auto-rebuild says (maybe_auto_rebuild after the reply) */
+            qv_error("collection %s: index update failed (%s); searches miss writes up to seq "
+                     "%llu until the rebuild from LMDB that starts now", c->cfg.name,
+                     qv_strerror(rc), (unsigned long long)w->seq_to);
+            atomic_store(&c->index_stale, 1);
+        }
         c->index_seq = w->seq_to;
         free(rm);
     }
@@ -1820,6 +1837,8 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     if (!db->opts.hnsw_coarse_min) db->opts.hnsw_coarse_min = DEFAULT_HNSW_COARSE_MIN;
     if (!db->opts.max_queued_bytes) db->opts.max_queued_bytes = (size_t)256 << 20;
     if (!db->opts.max_rebuilds) db->opts.max_rebuilds = 1;
+    const char *tf = getenv("QUIVER_TEST_FAIL_INDEX_UPDATE");
+    if (tf) db->test_fail_update = strtoul(tf, NULL, 10);
     if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
     pthread_mutex_init(&db->cmu, NULL);
     pthread_mutex_init(&db->qmu, NULL);

@@ -376,3 +376,28 @@ def test_startup_removes_orphans_and_checks_the_whole_spec(make_server, tmp_path
     ii = s.describe("keep").index
     assert ii.nlist != 32, ii
     assert s.describe("keep").count == 5000
+
+
+def test_failed_index_update_forces_a_rebuild(make_server):
+    """An index update that fails after its commit (forced here through a test hook) is
+    not left silent: it is logged and the index is rebuilt from LMDB, even with
+    --no-auto-rebuild, after which the acknowledged write is found."""
+    import os
+    os.environ["QUIVER_TEST_FAIL_INDEX_UPDATE"] = "2"
+    try:
+        s = make_server(["--no-auto-rebuild"])
+    finally:
+        del os.environ["QUIVER_TEST_FAIL_INDEX_UPDATE"]
+    s.create("u", 4, pb.L2)
+    assert s.upsert("u", [qt.item(1, [1, 0, 0, 0])]) == 1
+    assert s.upsert("u", [qt.item(2, [0, 1, 0, 0])]) == 1      # its index update fails
+    end = time.time() + 30
+    while time.time() < end:
+        hits = s.search_vectors("u", [[0, 1, 0, 0]], k=1).results[0].hits
+        if hits and hits[0].id == 2:
+            break
+        time.sleep(0.05)
+    assert hits and hits[0].id == 2, hits
+    log = open(s._logs[-1], "rb").read().decode("utf-8", "replace")
+    assert "collection u: index update failed" in log, log
+    assert "collection u: rebuilding the index from LMDB after a failed update" in log, log
