@@ -15,3 +15,5 @@ cmake --build build-asan -j "$JOBS" >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_WERROR=ON -DQUIVER_DATA_DIR="$DATA" >/dev/null
 cmake --build build -j "$JOBS" >/dev/null
 cd build && ctest --output-on-failure --timeout 1800
+# fuzzing: each libFuzzer target for a short time on its seeds and regressions
+cd .. && tools/fuzz.sh "${QUIVER_FUZZ_SECONDS:-20}"
