@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -150,7 +151,26 @@ int qv_store_write_begin(qv_store *st, MDB_txn *parent, MDB_txn **txn)
     return qv_store_err(mdb_txn_begin(st->env, parent, 0, txn), "write txn");
 }
 
-int qv_store_commit(MDB_txn *txn) { return qv_store_err(mdb_txn_commit(txn), "commit"); }
+/* Is the filesystem holding env's files (nearly) full? LMDB reports a short
+ * write, which is how a full disk shows, as EIO. */
+static int disk_full(MDB_env *env)
+{
+    const char *path = NULL;
+    struct statvfs vs;
+    if (mdb_env_get_path(env, &path) || !path || statvfs(path, &vs) != 0) return 0;
+    return (uint64_t)vs.f_bavail * vs.f_frsize < ((uint64_t)4 << 20);
+}
+
+int qv_store_commit(MDB_txn *txn)
+{
+    MDB_env *env = mdb_txn_env(txn);
+    int rc = mdb_txn_commit(txn);
+    if (rc == EIO && disk_full(env)) {
+        qv_error("commit: the disk is full (%s)", mdb_strerror(rc));
+        return QV_FULL;
+    }
+    return qv_store_err(rc, "commit");
+}
 
 void qv_store_abort(MDB_txn *txn)
 {
