@@ -7,7 +7,7 @@ PKGS=(build-essential cmake pkg-config xxd
       libprotobuf-c-dev protobuf-c-compiler libgrpc-dev libcmocka-dev
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
       python3-numpy python3-pytest grpc-proto python3-hnswlib gnuplot-nox
-      clang libclang-rt-14-dev libfuzzer-14-dev)
+      clang libclang-rt-14-dev libfuzzer-14-dev strace)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

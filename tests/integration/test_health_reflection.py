@@ -165,8 +165,15 @@ def test_help():
 def test_bad_flag_fails():
     if not os.path.exists(qt.QUIVERD):
         pytest.fail("quiverd not found at %s" % qt.QUIVERD)
-    r = subprocess.run([qt.QUIVERD, "--no-such-flag"], capture_output=True, text=True, timeout=30)
-    assert r.returncode != 0, (r.stdout, r.stderr)
+    # usage errors exit 2 with a message naming the flag; a crash (negative status)
+    # or any other code is a failure
+    for args, names in ((["--no-such-flag"], "no-such-flag"), (["--threads", "0"], "--threads"),
+                        (["--max-reply", "12Q"], "--max-reply"),
+                        (["--max-queued-writes", "x"], "--max-queued-writes"),
+                        (["--max-rebuilds", "0"], "--max-rebuilds")):
+        r = subprocess.run([qt.QUIVERD] + args, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2, (args, r.returncode, r.stdout, r.stderr)
+        assert names in r.stderr, (args, r.stderr)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
