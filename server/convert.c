@@ -11,6 +11,22 @@
 #include "quiver/error.h"
 #include "services.h"
 
+qv_coll *find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen)
+{
+    qv_coll *c;
+    if (!name || !name[0]) {
+        *code = GRPC_STATUS_INVALID_ARGUMENT;
+        snprintf(err, errlen, "collection is empty");
+        return NULL;
+    }
+    if (qv_db_coll_get(g_db, name, &c)) {
+        *code = GRPC_STATUS_NOT_FOUND;
+        snprintf(err, errlen, "collection \"%.200s\" does not exist", name);
+        return NULL;
+    }
+    return c;
+}
+
 grpc_status_code status_of(int rc)
 {
     switch (rc) {

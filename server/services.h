@@ -50,6 +50,12 @@ void *arena_alloc(arena *a, size_t n); /* zeroed; NULL on OOM */
 char *arena_strndup(arena *a, const char *s, size_t n);
 void arena_free(arena *a);
 
+/* The collection a request names (one reference: qv_coll_release), or NULL
+ * with the status and message to fail the call with: INVALID_ARGUMENT when
+ * the name is empty, NOT_FOUND when there is no such collection. Every
+ * handler looks collections up through it. */
+qv_coll *find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen);
+
 /* Validate a vector: n floats for a collection of dimension dim named coll.
  * field names the vector in messages ("items[3].vector"). Returns 0 or -1
  * with the message in err. */

@@ -135,12 +135,9 @@ void admin_rebuild_start(rpc *r)
     r->state = s;
     pthread_mutex_unlock(&g_admin_mu);
     r->state_free = state_free;
-    if (!req->collection || !req->collection[0]) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "collection is empty");
-        goto out;
-    }
-    if (qv_db_coll_get(g_db, req->collection, &s->c)) {
-        rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%.200s\" does not exist", req->collection);
+    grpc_status_code code;
+    if (!(s->c = find_coll(req->collection, &code, err, sizeof err))) {
+        rpc_fail(r, code, "%s", err);
         goto out;
     }
     qv_rebuild_req rr;

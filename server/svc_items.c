@@ -62,22 +62,6 @@ static items_state *state_new(rpc *r)
 }
 
 /* Looks up a collection, answering NOT_FOUND (or the name error) itself. */
-static qv_coll *find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen)
-{
-    qv_coll *c;
-    if (!name || !name[0]) {
-        *code = GRPC_STATUS_INVALID_ARGUMENT;
-        snprintf(err, errlen, "collection is empty");
-        return NULL;
-    }
-    if (qv_db_coll_get(g_db, name, &c)) {
-        *code = GRPC_STATUS_NOT_FOUND;
-        snprintf(err, errlen, "collection \"%.200s\" does not exist", name);
-        return NULL;
-    }
-    return c;
-}
-
 /* Validates req and fills b; prefix names the message in errors ("" for
  * Upsert, "request #3: " for Import). Returns 0 or -1 with code/err set. */
 static int prepare_upsert(const Quiver__V1__UpsertRequest *req, const char *prefix, batch *b,

@@ -63,12 +63,9 @@ void search_search(rpc *r)
     qv_store *st = qv_db_store(g_db);
     char err[512];
     int rc;
-    if (!req->collection || !req->collection[0]) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "collection is empty");
-        goto out;
-    }
-    if (qv_db_coll_get(g_db, req->collection, &c)) {
-        rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%.200s\" does not exist", req->collection);
+    grpc_status_code code;
+    if (!(c = find_coll(req->collection, &code, err, sizeof err))) {
+        rpc_fail(r, code, "%s", err);
         goto out;
     }
     const qv_coll_config *cfg = qv_coll_config_of(c);

@@ -14,6 +14,8 @@
 #include "services.h"
 #include "wirecheck.h"
 
+qv_db *g_db; /* convert.c's lookups are not reached here */
+
 static const ProtobufCMessageDescriptor *const types[] = {
     &quiver__v1__upsert_request__descriptor,        &quiver__v1__search_request__descriptor,
     &quiver__v1__create_collection_request__descriptor, &quiver__v1__get_items_request__descriptor,

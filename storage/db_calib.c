@@ -1,0 +1,179 @@
+/*
+ * The engine, part: calibration: exact neighbours of held-out items, recall per nprobe.
+ * Private declarations in db_int.h.
+ */
+#include "db_int.h"
+
+/* --------------------------------------------------------- calibration */
+
+
+static int better(qv_metric m, float a, float b) { return m == QV_METRIC_L2 ? a < b : a > b; }
+
+int calib_init(calib *cal, qv_coll *c, const sample *s)
+{
+    memset(cal, 0, sizeof *cal);
+    cal->m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_IP : c->cfg.metric;
+    cal->dim = c->cfg.dim;
+    cal->nq = s->n < CALIB_POOL ? s->n : CALIB_POOL;
+    cal->qs = malloc((cal->nq ? cal->nq : 1) * cal->dim * sizeof *cal->qs);
+    cal->qid = malloc((cal->nq ? cal->nq : 1) * sizeof *cal->qid);
+    cal->bs = malloc((cal->nq ? cal->nq : 1) * CAL_K * sizeof *cal->bs);
+    cal->bl = malloc((cal->nq ? cal->nq : 1) * CAL_K * sizeof *cal->bl);
+    if (!cal->qs || !cal->qid || !cal->bs || !cal->bl) return QV_NOMEM;
+    /* the head of the sample was shuffled (hold_out): a uniform sample */
+    memcpy(cal->qs, s->vecs, cal->nq * cal->dim * sizeof *cal->qs);
+    memcpy(cal->qid, s->ids, cal->nq * sizeof *cal->qid);
+    for (size_t i = 0; i < cal->nq * CAL_K; i++) cal->bl[i] = -1;
+    return 0;
+}
+
+/* Move a uniform random choice of min(want, n) of the sample's items to its
+ * head (a partial Fisher-Yates shuffle; a reservoir's slots are not in random
+ * order: slot i keeps the i-th item scanned with probability cap/n). Returns
+ * how many. */
+size_t hold_out(sample *s, size_t want)
+{
+    size_t h = want < s->n ? want : s->n;
+    float *tmp = malloc(s->dim * sizeof *tmp);
+    if (!tmp) return 0;
+    for (size_t i = 0; i < h; i++) {
+        s->rng = s->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t j = i + (size_t)((s->rng >> 11) % (s->n - i));
+        int64_t id = s->ids[i];
+        s->ids[i] = s->ids[j];
+        s->ids[j] = id;
+        memcpy(tmp, s->vecs + i * s->dim, s->dim * sizeof *tmp);
+        memcpy(s->vecs + i * s->dim, s->vecs + j * s->dim, s->dim * sizeof *tmp);
+        memcpy(s->vecs + j * s->dim, tmp, s->dim * sizeof *tmp);
+    }
+    free(tmp);
+    return h;
+}
+
+void calib_free(calib *cal)
+{
+    free(cal->qs);
+    free(cal->qid);
+    free(cal->bs);
+    free(cal->bl);
+}
+
+/* Merges the exact top-11 of the queries within one chunk. */
+int calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs)
+{
+    if (cal->nq == 0 || n == 0) return 0;
+    qv_index *flat = NULL;
+    qv_index_params fp = {.kind = QV_KIND_FLAT};
+    size_t k = n < CAL_K ? n : CAL_K;
+    float *s = malloc(cal->nq * k * sizeof *s);
+    int64_t *l = malloc(cal->nq * k * sizeof *l);
+    int rc = s && l ? qv_index_new(cal->dim, cal->m, &fp, &flat) : QV_NOMEM;
+    if (!rc) rc = qv_index_add(flat, n, ids, vecs);
+    if (!rc) rc = qv_index_search(flat, cal->nq, cal->qs, k, 0, s, l);
+    for (size_t q = 0; !rc && q < cal->nq; q++) {
+        float ms[CAL_K];
+        int64_t ml[CAL_K];
+        float *bs = cal->bs + q * CAL_K;
+        int64_t *bl = cal->bl + q * CAL_K;
+        size_t a = 0, b = 0;
+        for (size_t o = 0; o < CAL_K; o++) {
+            int take_a = a < CAL_K && bl[a] >= 0;
+            int take_b = b < k && l[q * k + b] >= 0;
+            if (take_a && take_b) take_a = !better(cal->m, s[q * k + b], bs[a]);
+            if (take_a) {
+                ms[o] = bs[a];
+                ml[o] = bl[a++];
+            } else if (take_b) {
+                ms[o] = s[q * k + b];
+                ml[o] = l[q * k + b++];
+            } else {
+                ml[o] = -1;
+                ms[o] = 0;
+            }
+        }
+        memcpy(bs, ms, sizeof ms);
+        memcpy(bl, ml, sizeof ml);
+    }
+    qv_index_free(flat);
+    free(s);
+    free(l);
+    return rc;
+}
+
+static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq)
+{
+    size_t hit = 0, want = 0;
+    for (size_t i = 0; i < nq; i++)
+        for (size_t b = 0; b < 10; b++) {
+            if (truth[i * 10 + b] < 0) continue;
+            want++;
+            for (size_t a = 0; a < 10; a++)
+                if (got[i * 10 + a] == truth[i * 10 + b]) {
+                    hit++;
+                    break;
+                }
+        }
+    return want ? (double)hit / (double)want : 1.0;
+}
+
+/* Ladder of nprobe values against the exact top-10s gathered in cal: the
+ * pool is a uniform sample of the collection, each item searched with its own
+ * id left out, which is what a query from the same distribution as the data
+ * meets (a held-out item). Queries from far outside it (a rare word against a
+ * collection of frequent ones) need more probes: they ask for a higher
+ * min_recall. */
+int calibrate(qv_coll *c, qv_index *ix, const calib *cal, const atomic_int *cancel,
+                     qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe)
+{
+    (void)c;
+    const qv_index_params *p = qv_index_get_params(ix);
+    size_t nq = cal->nq;
+    *npts = 0;
+    *def_nprobe = 1;
+    if (nq == 0) return 0;
+    size_t kk = CAL_K;
+    float *sc = malloc(nq * kk * sizeof *sc);
+    int64_t *lb = malloc(nq * kk * sizeof *lb);
+    int64_t *truth = malloc(nq * 10 * sizeof *truth);
+    int64_t *got = malloc(nq * 10 * sizeof *got);
+    const float *qs = cal->qs;
+    const int64_t *qid = cal->qid;
+    int rc = QV_NOMEM;
+    if (!sc || !lb || !truth || !got) goto out;
+    for (size_t i = 0; i < nq; i++) {
+        size_t o = 0;
+        for (size_t j = 0; j < CAL_K && o < 10; j++)
+            if (cal->bl[i * CAL_K + j] != qid[i]) truth[i * 10 + o++] = cal->bl[i * CAL_K + j];
+        while (o < 10) truth[i * 10 + o++] = -1;
+    }
+    static const uint32_t ladder[] = {1,   2,   3,   4,   6,    8,    12,   16,
+                                      24,  32,  48,  64,  96,   128,  192,  256,
+                                      384, 512, 768, 1024, 1536, 2048, 4096, 65536};
+    for (size_t s = 0; s < sizeof ladder / sizeof *ladder && *npts < QV_MAX_RECALL_POINTS; s++) {
+        uint32_t np = ladder[s] < p->nlist ? ladder[s] : p->nlist;
+        if (cancel && atomic_load(cancel)) {
+            rc = QV_CANCELLED;
+            goto out;
+        }
+        if ((rc = qv_index_search(ix, nq, qs, kk, np, sc, lb))) goto out;
+        for (size_t i = 0; i < nq; i++) {
+            size_t o = 0;
+            for (size_t j = 0; j < kk && o < 10; j++)
+                if (lb[i * kk + j] != qid[i]) got[i * 10 + o++] = lb[i * kk + j];
+            while (o < 10) got[i * 10 + o++] = -2;
+        }
+        double r = recall_at10(got, truth, nq);
+        pts[*npts].nprobe = np;
+        pts[*npts].recall = (float)r;
+        (*npts)++;
+        if (r >= 0.9995 || np >= p->nlist) break;
+    }
+    *def_nprobe = nprobe_for(pts, *npts, DEFAULT_MIN_RECALL);
+    rc = 0;
+out:
+    free(sc);
+    free(lb);
+    free(truth);
+    free(got);
+    return rc;
+}

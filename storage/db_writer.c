@@ -1,0 +1,487 @@
+/*
+ * The engine, part: the group-commit writer thread: the bounded queue, batches, applying and publishing writes.
+ * Private declarations in db_int.h.
+ */
+#include "db_int.h"
+
+/* ----------------------------------------------------------------- writer */
+static int cmp_i64_idx(const void *a, const void *b, void *ids)
+{
+    const uint64_t *v = ids;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    if (v[x] != v[y]) return v[x] < v[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* Applies one write op inside txn (a nested txn of the batch). */
+/* Does w's collection still exist in txn? A Drop earlier in the same group
+ * commit is only in the transaction, not yet in the registry. */
+static int coll_alive_in(qv_db *db, MDB_txn *txn, const qv_coll *c)
+{
+    qv_coll_config cfg;
+    if (atomic_load(&c->dropped)) return 0;
+    return qv_store_coll_get(db->st, txn, c->cfg.name, &cfg) == 0 && cfg.id == c->cfg.id;
+}
+
+static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
+{
+    int rc = 0;
+    switch ((int)w->kind) {
+    case QV_W_CREATE:
+        w->config.created = (uint64_t)time(NULL);
+        return qv_store_coll_create(db->st, txn, &w->config);
+    case QV_W_DROP: {
+        uint64_t n = 0;
+        rc = qv_store_coll_drop(db->st, txn, w->config.name, &n);
+        w->affected = n;
+        return rc;
+    }
+    case QV_W_PRUNE: {
+        size_t n = 0;
+        if (!coll_alive_in(db, txn, w->coll)) return QV_NOTFOUND;
+        return qv_store_tombstones_prune(db->st, txn, w->coll->cfg.id, w->seq_to, &n);
+    }
+    case QV_W_SPEC: {
+        if (!coll_alive_in(db, txn, w->coll)) return QV_NOTFOUND;
+        qv_coll_config cfg = w->coll->cfg; /* name, id, dim, metric never change */
+        cfg.spec = w->config.spec;
+        return qv_store_coll_update(db->st, txn, &cfg);
+    }
+    case QV_W_UPSERT:
+    case QV_W_DELETE:
+        break;
+    default:
+        return QV_INVALID;
+    }
+    qv_coll *c = w->coll;
+    /* a Drop of this collection earlier in this group commit wins: the write
+     * fails NOT_FOUND instead of leaving rows under a dropped id */
+    if (!coll_alive_in(db, txn, c)) return QV_NOTFOUND;
+    uint64_t seq = c->w_seq, count = c->w_count;
+    w->seq_from = seq + 1;
+    w->affected = 0;
+    for (size_t i = 0; i < w->n && !rc; i++) {
+        if (skip && skip[i]) continue;
+        if (w->kind == QV_W_UPSERT) {
+            const uint8_t *a = w->attr_off ? w->attrs + w->attr_off[i] : NULL;
+            size_t alen = w->attr_off ? w->attr_off[i + 1] - w->attr_off[i] : 0;
+            rc = qv_store_item_put(db->st, txn, c->cfg.id, w->ids[i], ++seq, c->cfg.dim,
+                                   w->vecs + i * c->cfg.dim, a, alen, &w->existed[i]);
+            if (!rc && !w->existed[i]) count++;
+            w->affected++;
+        } else {
+            rc = qv_store_item_delete(db->st, txn, c->cfg.id, w->ids[i], seq + 1);
+            if (rc == QV_NOTFOUND) {
+                rc = 0;
+                w->existed[i] = 0;
+                continue;
+            }
+            seq++;
+            w->existed[i] = 1;
+            count--;
+            w->affected++;
+        }
+    }
+    if (rc) return rc;
+    w->seq_to = seq;
+    if (seq != c->w_seq) {
+        qv_coll_stats s = {seq, count};
+        if ((rc = qv_store_stats_put(db->st, txn, c->cfg.id, &s))) return rc;
+    }
+    c->w_seq = seq;
+    c->w_count = count;
+    return 0;
+}
+
+/* After commit: make the op visible (registry, index). */
+static void publish_op(qv_db *db, qv_write *w, const char *skip)
+{
+    if (w->kind == QV_W_CREATE) {
+        qv_coll *c = coll_new(db, &w->config);
+        qv_index_params fp = {.kind = QV_KIND_FLAT};
+        qv_metric m = w->config.metric;
+        if (!c || qv_index_new(w->config.dim, m, &fp, &c->index) || reg_add(db, c)) {
+            qv_error("collection %s: created on disk but not in memory; restart quiverd",
+                     w->config.name);
+            w->rc = QV_NOMEM;
+            qv_coll_release(c);
+        }
+        return;
+    }
+    if (w->kind == QV_W_DROP) {
+        qv_coll *c = reg_remove(db, w->config.name);
+        if (c) {
+            atomic_store(&c->dropped, 1);
+            pthread_mutex_lock(&c->rmu);
+            if (c->rb) atomic_store(&c->rb->cancel, 1);
+            pthread_mutex_unlock(&c->rmu);
+            qv_ixfile_remove(db->ixdir, c->cfg.id);
+            qv_coll_release(c);
+        }
+        return;
+    }
+    if ((int)w->kind == QV_W_PRUNE) return;
+    if ((int)w->kind == QV_W_SPEC) return; /* memory was updated at the swap */
+    qv_coll *c = w->coll;
+    atomic_store(&c->last_seq, c->w_seq);
+    atomic_store(&c->count, c->w_count);
+    if (w->affected == 0) return;
+    uint32_t dim = c->cfg.dim;
+    pthread_rwlock_wrlock(&c->ilock);
+    if (w->seq_to > c->index_seq) {
+        int64_t *rm = malloc(w->n * sizeof *rm);
+        size_t nrm = 0;
+        int rc = rm ? 0 : QV_NOMEM;
+        for (size_t i = 0; rm && i < w->n; i++)
+            if ((!skip || !skip[i]) && w->existed[i]) rm[nrm++] = (int64_t)w->ids[i];
+        if (!rc && nrm) rc = qv_index_remove(c->index, nrm, rm, NULL);
+        if (w->kind == QV_W_DELETE) {
+            c->deleted_since += nrm;
+        } else if (!rc) {
+            if (skip) { /* duplicates in one batch: the last one wins */
+                size_t na = 0;
+                float *v = malloc(w->n * dim * sizeof *v);
+                if (!v) rc = QV_NOMEM;
+                for (size_t i = 0; v && i < w->n; i++)
+                    if (!skip[i]) {
+                        rm[na] = (int64_t)w->ids[i];
+                        memcpy(v + na * dim, w->vecs + i * dim, dim * sizeof *v);
+                        na++;
+                    }
+                if (v) rc = qv_index_add(c->index, na, rm, v);
+                free(v);
+            } else {
+                for (size_t i = 0; i < w->n; i++) rm[i] = (int64_t)w->ids[i];
+                rc = qv_index_add(c->index, w->n, rm, w->vecs);
+            }
+        }
+        if (!rc && db->test_fail_update && ++db->updates == db->test_fail_update) rc = QV_NOMEM;
+        if (rc) {
+            /* committed but not searchable: rebuild from LMDB, whatever
+             * --no-auto-rebuild says (maybe_auto_rebuild after the reply) */
+            qv_error("collection %s: index update failed (%s); searches miss writes up to seq "
+                     "%llu until the rebuild from LMDB that starts now", c->cfg.name,
+                     qv_strerror(rc), (unsigned long long)w->seq_to);
+            atomic_store(&c->index_stale, 1);
+        }
+        c->index_seq = w->seq_to;
+        free(rm);
+    }
+    pthread_rwlock_unlock(&c->ilock);
+}
+
+/* Marks all but the last occurrence of each id (NULL when all are unique). */
+static char *dup_skips(const qv_write *w)
+{
+    if (w->kind != QV_W_UPSERT || w->n < 2) return NULL;
+    size_t *ord = malloc(w->n * sizeof *ord);
+    if (!ord) return NULL;
+    for (size_t i = 0; i < w->n; i++) ord[i] = i;
+    qsort_r(ord, w->n, sizeof *ord, cmp_i64_idx, (void *)w->ids);
+    char *skip = NULL;
+    for (size_t i = 0; i + 1 < w->n; i++)
+        if (w->ids[ord[i]] == w->ids[ord[i + 1]]) {
+            if (!skip && !(skip = calloc(w->n, 1))) break;
+            skip[ord[i]] = 1; /* ord is stable by position: ord[i] is earlier */
+        }
+    free(ord);
+    return skip;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void enqueue_locked(qv_db *db, qv_write *w)
+{
+    w->next = NULL;
+    if (db->qtail) db->qtail->next = w;
+    else db->qhead = w;
+    db->qtail = w;
+    db->queued += w->bytes;
+}
+
+/* Room for w in the queue? One write bigger than the whole budget still goes
+ * alone, when nothing else is queued. */
+static int has_room_locked(const qv_db *db, const qv_write *w)
+{
+    return db->queued == 0 || db->queued + w->bytes <= db->opts.max_queued_bytes;
+}
+
+/* Admit the waiting writes that fit now (in order), fail those whose deadline
+ * has passed; returns the failed ones (linked) to complete outside the lock. */
+static qv_write *admit_waiting_locked(qv_db *db)
+{
+    qv_write *failed = NULL, **ftail = &failed;
+    int64_t now = db->whead ? now_ms() : 0;
+    while (db->whead) {
+        qv_write *w = db->whead;
+        if (has_room_locked(db, w)) {
+            db->whead = w->next;
+            enqueue_locked(db, w);
+            pthread_cond_signal(&db->qcv);
+            continue;
+        }
+        /* the head waits for room; later ones past their deadline give up */
+        break;
+    }
+    qv_write **pp = &db->whead, *last = NULL;
+    while (*pp) {
+        qv_write *w = *pp;
+        if (w->deadline_ms && w->deadline_ms <= now) {
+            *pp = w->next;
+            w->next = NULL;
+            *ftail = w;
+            ftail = &w->next;
+        } else {
+            last = w;
+            pp = &w->next;
+        }
+    }
+    db->wtail = last;
+    return failed;
+}
+
+static void fail_waiting(qv_write *failed)
+{
+    while (failed) {
+        qv_write *w = failed;
+        failed = w->next;
+        w->next = NULL;
+        w->rc = QV_OVERLOAD;
+        if (w->done) w->done(w);
+    }
+}
+
+/* After a batch: its bytes leave the budget; waiting writes move up; the
+ * server hears that there is room again (it takes write calls again). */
+static void release_queued(qv_db *db, size_t bytes)
+{
+    pthread_mutex_lock(&db->qmu);
+    db->queued = db->queued > bytes ? db->queued - bytes : 0;
+    qv_write *failed = admit_waiting_locked(db);
+    int room = !db->whead && db->queued < db->opts.max_queued_bytes;
+    void (*cb)(void *) = db->room_cb;
+    void *ctx = db->room_ctx;
+    pthread_mutex_unlock(&db->qmu);
+    fail_waiting(failed);
+    if (room && cb) cb(ctx);
+}
+
+int qv_db_write_pressure(qv_db *db)
+{
+    pthread_mutex_lock(&db->qmu);
+    int full = db->whead != NULL || db->queued >= db->opts.max_queued_bytes;
+    pthread_mutex_unlock(&db->qmu);
+    return full;
+}
+
+void qv_db_on_room(qv_db *db, void (*cb)(void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&db->qmu);
+    db->room_cb = cb;
+    db->room_ctx = ctx;
+    pthread_mutex_unlock(&db->qmu);
+}
+
+static void run_batch(qv_db *db, qv_write *batch)
+{
+    MDB_txn *txn = NULL;
+    int rc = qv_store_write_begin(db->st, NULL, &txn);
+    size_t nops = 0;
+    for (qv_write *w = batch; w; w = w->next) nops++;
+    char **skips = calloc(nops ? nops : 1, sizeof *skips);
+    size_t i = 0;
+    for (qv_write *w = batch; w; w = w->next, i++) {
+        if (rc) {
+            w->rc = rc;
+            continue;
+        }
+        if (w->kind == QV_W_UPSERT || w->kind == QV_W_DELETE) {
+            w->existed = calloc(w->n ? w->n : 1, sizeof *w->existed);
+            if (!w->existed) {
+                w->rc = QV_NOMEM;
+                continue;
+            }
+            if (skips) skips[i] = dup_skips(w);
+        }
+        qv_coll *c = w->coll;
+        uint64_t seq0 = c ? c->w_seq : 0, cnt0 = c ? c->w_count : 0;
+        MDB_txn *child = NULL;
+        w->rc = qv_store_write_begin(db->st, txn, &child);
+        if (!w->rc) w->rc = apply_op(db, child, w, skips ? skips[i] : NULL);
+        if (!w->rc) w->rc = qv_store_commit(child);
+        else qv_store_abort(child);
+        if (w->rc && c) { /* the op wrote nothing: roll its counters back */
+            c->w_seq = seq0;
+            c->w_count = cnt0;
+        }
+    }
+    if (!rc) rc = qv_store_commit(txn);
+    /* the B-tree pages the writer looked up stay mapped: every 64 MiB of
+     * writes, let them go (they are page cache, not process memory) */
+    for (qv_write *w = batch; w; w = w->next)
+        if (w->kind == QV_W_UPSERT && w->coll)
+            db->written_since_release += w->n * ((size_t)w->coll->cfg.dim * 4 + 64);
+    if (db->written_since_release > ((size_t)64 << 20)) {
+        qv_store_release_pages(db->st);
+        db->written_since_release = 0;
+    }
+    i = 0;
+    for (qv_write *w = batch; w; w = w->next, i++) {
+        if (rc && !w->rc) w->rc = rc;
+        if (rc && w->coll) { /* nothing committed: back to the published state */
+            w->coll->w_seq = atomic_load(&w->coll->last_seq);
+            w->coll->w_count = atomic_load(&w->coll->count);
+        }
+    }
+    i = 0;
+    for (qv_write *w = batch; w; w = w->next, i++)
+        if (!w->rc) publish_op(db, w, skips ? skips[i] : NULL);
+    /* replies go out only now: committed and searchable */
+    size_t freed = 0;
+    for (qv_write *w = batch; w; w = w->next) freed += w->bytes;
+    i = 0;
+    qv_write *next;
+    for (qv_write *w = batch; w; w = next, i++) {
+        next = w->next;
+        qv_coll *c = w->coll;
+        int check = !w->rc && c && (w->kind == QV_W_UPSERT || w->kind == QV_W_DELETE);
+        if (c && check) coll_ref(c);
+        free(w->existed);
+        w->existed = NULL;
+        if (skips) free(skips[i]);
+        if (w->done) w->done(w);
+        if (check) {
+            maybe_auto_rebuild(c);
+            qv_coll_release(c);
+        }
+    }
+    free(skips);
+    if (freed) release_queued(db, freed);
+}
+
+void *writer_main(void *arg)
+{
+    qv_db *db = arg;
+    size_t max_items = db->opts.max_batch_items;
+    for (;;) {
+        pthread_mutex_lock(&db->qmu);
+        while (!db->qhead && !db->stopping) {
+            if (!db->whead) {
+                pthread_cond_wait(&db->qcv, &db->qmu);
+                continue;
+            }
+            /* writes wait for room: look at their deadlines now and then */
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_nsec += 50 * 1000000L;
+            if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&db->qcv, &db->qmu, &t);
+            qv_write *failed = admit_waiting_locked(db);
+            if (failed) {
+                pthread_mutex_unlock(&db->qmu);
+                fail_waiting(failed);
+                pthread_mutex_lock(&db->qmu);
+            }
+        }
+        if (!db->qhead) {
+            /* closing: writes still waiting for room are not taken */
+            qv_write *w = db->whead;
+            db->whead = db->wtail = NULL;
+            pthread_mutex_unlock(&db->qmu);
+            while (w) {
+                qv_write *nx = w->next;
+                w->next = NULL;
+                w->rc = QV_SHUTDOWN;
+                if (w->done) w->done(w);
+                w = nx;
+            }
+            break;
+        }
+        /* group commit: everything queued, up to max_items items */
+        qv_write *batch = db->qhead, *last = db->qhead;
+        size_t items = last->n + 1;
+        while (last->next && items + last->next->n <= max_items) {
+            last = last->next;
+            items += last->n + 1;
+        }
+        db->qhead = last->next;
+        if (!db->qhead) db->qtail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&db->qmu);
+        run_batch(db, batch);
+    }
+    return NULL;
+}
+
+void qv_db_submit(qv_db *db, qv_write *w)
+{
+    w->next = NULL;
+    w->existed = NULL;
+    pthread_mutex_lock(&db->qmu);
+    if (db->stopping) {
+        pthread_mutex_unlock(&db->qmu);
+        w->rc = QV_SHUTDOWN;
+        if (w->done) w->done(w);
+        return;
+    }
+    if (!db->whead && has_room_locked(db, w)) {
+        enqueue_locked(db, w);
+    } else {
+        /* over the budget: wait in order, no worker thread held */
+        if (db->wtail) db->wtail->next = w;
+        else db->whead = w;
+        db->wtail = w;
+    }
+    pthread_cond_signal(&db->qcv);
+    pthread_mutex_unlock(&db->qmu);
+}
+
+typedef struct sync_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} sync_wait;
+
+static void sync_done(qv_write *w)
+{
+    sync_wait *s = w->ctx;
+    pthread_mutex_lock(&s->mu);
+    s->done = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int qv_db_write_sync(qv_db *db, qv_write *w)
+{
+    sync_wait s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    w->done = sync_done;
+    w->ctx = &s;
+    qv_db_submit(db, w);
+    pthread_mutex_lock(&s.mu);
+    while (!s.done) pthread_cond_wait(&s.cv, &s.mu);
+    pthread_mutex_unlock(&s.mu);
+    return w->rc;
+}
+
+static void prune_done(qv_write *w)
+{
+    qv_coll_release(w->coll);
+    free(w);
+}
+
+void submit_prune(qv_db *db, qv_coll *c, uint64_t upto)
+{
+    qv_write *w = calloc(1, sizeof *w);
+    if (!w) return;
+    w->kind = (qv_write_kind)QV_W_PRUNE;
+    w->coll = c;
+    coll_ref(c);
+    w->seq_to = upto;
+    w->done = prune_done;
+    qv_db_submit(db, w);
+}
