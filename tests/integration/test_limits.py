@@ -401,3 +401,53 @@ def test_failed_index_update_forces_a_rebuild(make_server):
     log = open(s._logs[-1], "rb").read().decode("utf-8", "replace")
     assert "collection u: index update failed" in log, log
     assert "collection u: rebuilding the index from LMDB after a failed update" in log, log
+
+
+def test_huge_search_reply_refused_with_bounded_memory(make_server):
+    """The search that used to abort quiverd: many `id` queries with a large k over items
+    with large attributes, about 50 KB of request asking for gigabytes of reply. Refused
+    with RESOURCE_EXHAUSTED before building anything; quiverd's memory barely moves."""
+    s = make_server(["--max-k", "100000"])
+    s.create("h", 4)
+    for a in range(0, 3000, 500):
+        s.upsert("h", [qt.item(a + i, [i % 7, i % 5, 1, 0], {"blob": "z" * 20000})
+                       for i in range(500)])
+    before = rss_kb(s.proc.pid)
+    req = pb.SearchRequest(collection="h", k=100000, queries=[pb.Query(id=i % 3000)
+                                                               for i in range(10000)])
+    assert len(req.SerializeToString()) < 60000
+    expect_error(lambda: s.search.Search(req, timeout=60), SC.RESOURCE_EXHAUSTED, "--max-reply")
+    # k within the budget's reach but attributes far beyond it
+    req2 = pb.SearchRequest(collection="h", k=3000, queries=[pb.Query(id=i) for i in range(20)])
+    expect_error(lambda: s.search.Search(req2, timeout=60), SC.RESOURCE_EXHAUSTED,
+                 "without_attributes")
+    assert rss_kb(s.proc.pid) - before < 200 * 1024, (before, rss_kb(s.proc.pid))
+    assert s.alive()
+    r = s.search.Search(pb.SearchRequest(collection="h", k=3, queries=[pb.Query(id=5)]), timeout=30)
+    assert len(r.results[0].hits) == 3
+
+
+def test_index_file_of_another_collection_is_not_loaded(make_server):
+    """An index file under another collection's id (a restored backup, a stray copy) is
+    refused with the reason and the collection rebuilt from LMDB."""
+    import glob
+    import os
+    import shutil
+    s = make_server(["--no-auto-rebuild"])
+    rng = np.random.default_rng(14)
+    for name in ("a", "b"):
+        s.create(name, 8, pb.L2, kind="flat")
+        x = rng.standard_normal((3000, 8)).astype(np.float32)
+        s.upsert(name, [pb.Item(id=i, vector=v.tolist()) for i, v in enumerate(x)])
+        list(s.admin.RebuildIndex(pb.RebuildIndexRequest(
+            collection=name, index=pb.IndexSpec(kind="ivf_flat", nlist=16)), timeout=120))
+    files = sorted(glob.glob(os.path.join(s.data_dir, "indexes", "*.qvi")))
+    assert len(files) == 2, files
+    assert s.stop() == 0
+    shutil.copyfile(files[0], files[1])   # b's file is now a's
+    s.start()
+    log = open(s._logs[-1], "rb").read().decode("utf-8", "replace")
+    assert "index file not used" in log and "belongs to collection" in log, log
+    assert s.describe("b").count == 3000
+    r = s.search_vectors("b", [x[5]], k=1)
+    assert r.results[0].hits[0].id == 5
