@@ -1,6 +1,6 @@
 """Recall on real data: the first 50,000 GloVe-100 rows (cosine), ground truth computed here.
 
-(a) index kind "flat": recall@10 >= 0.99 (it is exact).
+(a) index kind "flat": exactly the true top 10, up to ties.
 (b) kind "auto": once the collection holds >= 20,000 items the server trains an IVF index in
     the background; after it covers every item, recall@10 at the default nprobe >= 0.90.
 """
@@ -77,6 +77,21 @@ def recall(results, gt):
     return hit / (K * len(gt))
 
 
+def assert_exact(results, gt, sims, what):
+    """Exact search: each query's hits are its true top K, position by position, up to
+    ties (a rank whose exact score equals a neighbour's may hold either id)."""
+    for qi, res in enumerate(results):
+        exp = sims[qi, gt[qi][:K]]
+        got = [h.score for h in res.hits]
+        assert len(got) == K, (what, qi, got)
+        assert np.allclose(got, exp, atol=2e-5), (what, qi, got, exp.tolist())
+        for r, h in enumerate(res.hits):
+            tied = (r > 0 and abs(exp[r] - exp[r - 1]) < 2e-5) or \
+                   (r + 1 < K and abs(exp[r] - exp[r + 1]) < 2e-5)
+            if not tied:
+                assert h.id == gt[qi][r], (what, qi, r, h.id, int(gt[qi][r]))
+
+
 def test_flat_recall(srv, glove):
     base, queries, gt, sims = glove
     srv.create("glove_flat", 100, pb.COSINE, kind="flat")
@@ -93,7 +108,7 @@ def test_flat_recall(srv, glove):
     took = time.time() - t0
     r = recall(res, gt)
     print("flat: load %.1fs, %d queries %.2fs, recall@10 %.4f" % (load, N_QUERY, took, r))
-    assert r >= 0.99, r
+    assert_exact(res, gt, sims, "flat")
     # scores are the exact cosine similarities
     for qi in range(0, N_QUERY, 20):
         for h in res[qi].hits:
@@ -141,9 +156,11 @@ def test_auto_ivf_recall(srv, glove):
         ix.default_nprobe, r_default, N_QUERY, took))
     # (the recall thresholds are asserted at the end, so that the other checks run too)
     # probing every list is exhaustive, hence exact
-    r_all = recall(run_queries(srv, "glove_auto", queries, nprobe=ix.nlist), gt)
+    res_all = run_queries(srv, "glove_auto", queries, nprobe=ix.nlist)
+    r_all = recall(res_all, gt)
     print("auto: recall@10 at nprobe=nlist: %.4f" % r_all)
-    assert r_all >= 0.99, r_all
+    assert ix.kind == "ivf_flat", ix   # auto below 100k items
+    assert_exact(res_all, gt, sims, "ivf_flat nprobe=nlist")
 
     res = run_queries(srv, "glove_auto", queries[:20], nprobe=0)
     for qi, r in enumerate(res):   # IVF scores are exact cosine similarities too
@@ -200,6 +217,8 @@ def test_auto_ivf_recall(srv, glove):
     g = srv.get("glove_auto", gone[:5] + [1100], with_vectors=False)
     assert sorted(g.missing_ids) == gone[:5] and [it.id for it in g.items] == [1100]
 
-    assert r_default >= 0.90, "recall@10 %.4f at default nprobe %d (nlist %d, trained_for %d, count %d)" % (
+    # the default is min_recall 0.95, calibrated on held-out items: the 200 most frequent
+    # held-out words (queries from the collection's own distribution) get it within 0.02
+    assert 0.93 <= r_default <= 0.99, "recall@10 %.4f at default nprobe %d (nlist %d, trained_for %d, count %d)" % (
         r_default, ix.default_nprobe, ix.nlist, ix.trained_for, N_BASE)
-    assert r_after >= 0.90, "recall@10 %.4f after restart" % r_after
+    assert 0.93 <= r_after <= 0.99, "recall@10 %.4f after restart" % r_after
