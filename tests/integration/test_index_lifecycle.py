@@ -289,10 +289,12 @@ def populated(srv, name, n, dim, metric=pb.L2, kind="flat", seed=1, **index):
 
 # ============================================================== 1. explicit specs
 KIND_CASES = [
-    ("ivf_flat", pb.L2, dict(nlist=64), 0.85),
-    ("ivf_pq", pb.L2, dict(nlist=64, pq_m=8, pq_nbits=8, refine=4), 0.85),
-    ("ivf_sq8", pb.COSINE, dict(nlist=64), 0.85),
-    ("ivf_pq_fs", pb.INNER_PRODUCT, dict(nlist=64, pq_m=16, refine=10), 0.85),
+    # the default min_recall is 0.95: delivered within 0.02 on queries from the data's
+    # own distribution
+    ("ivf_flat", pb.L2, dict(nlist=64), 0.93),
+    ("ivf_pq", pb.L2, dict(nlist=64, pq_m=8, pq_nbits=8, refine=4), 0.93),
+    ("ivf_sq8", pb.COSINE, dict(nlist=64), 0.93),
+    ("ivf_pq_fs", pb.INNER_PRODUCT, dict(nlist=64, pq_m=16, refine=10), 0.93),
 ]
 
 
@@ -345,7 +347,7 @@ def test_rebuild_explicit_spec(server, kind, metric, params, min_rec):
         "min_recall 0.99 searches like nprobe %s, expected %d (table %s)" % (m99, np99, table_str(ii))
     assert np50 <= ii.default_nprobe and np50 in m50, \
         "min_recall 0.5 searches like nprobe %s, expected %d (table %s)" % (m50, np50, table_str(ii))
-    assert r99 >= 0.9, "recall@10 %.4f with min_recall 0.99 (nprobe %s)" % (r99, m99)
+    assert r99 >= 0.97, "recall@10 %.4f with min_recall 0.99 (nprobe %s)" % (r99, m99)
     assert r99 >= r_def - 0.01, (r99, r_def)
 
     if kind == "ivf_flat":
