@@ -451,3 +451,76 @@ def test_index_file_of_another_collection_is_not_loaded(make_server):
     assert s.describe("b").count == 3000
     r = s.search_vectors("b", [x[5]], k=1)
     assert r.results[0].hits[0].id == 5
+
+
+def test_drop_during_searches_rebuild_and_import(make_server):
+    """Drop a collection while searches, a rebuild and an Import stream use it: every call
+    ends with a status (OK before the drop, NOT_FOUND / CANCELLED after), quiverd stays up,
+    the name can be created again, and a restart finds no trace of the dropped one."""
+    import glob
+    import os
+    import threading
+    s = make_server(["--no-auto-rebuild"])
+    s.create("d", 32, pb.L2, kind="flat")
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((40000, 32)).astype(np.float32)
+    for a in range(0, len(x), 10000):
+        s.upsert("d", [pb.Item(id=a + i, vector=v.tolist()) for i, v in enumerate(x[a:a + 10000])])
+    stop = threading.Event()
+    codes = {"search": set(), "import": set(), "rebuild": set()}
+
+    def searcher():
+        while not stop.is_set():
+            try:
+                s.search_vectors("d", [x[rng.integers(40000)]], k=5, timeout=30)
+                codes["search"].add(SC.OK)
+            except grpc.RpcError as e:
+                codes["search"].add(e.code())
+
+    def importer():
+        def gen():
+            for b in range(1000):
+                if stop.is_set():
+                    return
+                yield pb.UpsertRequest(collection="d", items=[
+                    pb.Item(id=10**6 + b * 50 + i, vector=[0.1] * 32) for i in range(50)])
+        try:
+            s.items.Import(gen(), timeout=60)
+            codes["import"].add(SC.OK)
+        except grpc.RpcError as e:
+            codes["import"].add(e.code())
+
+    def rebuilder():
+        try:
+            list(s.admin.RebuildIndex(pb.RebuildIndexRequest(
+                collection="d", index=pb.IndexSpec(kind="ivf_flat", nlist=128)), timeout=120))
+            codes["rebuild"].add(SC.OK)
+        except grpc.RpcError as e:
+            codes["rebuild"].add(e.code())
+
+    ts = [threading.Thread(target=f) for f in (searcher, searcher, importer, rebuilder)]
+    for t in ts:
+        t.start()
+    end = time.time() + 30
+    while s.describe("d").index.phase in ("", "queued", "sampling") and time.time() < end:
+        time.sleep(0.005)
+    s.collections.Drop(pb.DropCollectionRequest(name="d"), timeout=30)
+    time.sleep(0.3)
+    stop.set()
+    for t in ts:
+        t.join(60)
+    assert not any(t.is_alive() for t in ts)
+    assert s.alive()
+    print(codes)
+    assert codes["search"] <= {SC.OK, SC.NOT_FOUND}, codes
+    assert SC.NOT_FOUND in codes["search"], codes
+    assert codes["import"] <= {SC.OK, SC.NOT_FOUND}, codes
+    assert codes["rebuild"] <= {SC.OK, SC.NOT_FOUND, SC.CANCELLED}, codes
+    qt.expect_error(lambda: s.describe("d"), SC.NOT_FOUND)
+    s.create("d", 8, pb.L2)
+    assert s.describe("d").count == 0
+    assert s.stop() == 0
+    s.start()
+    assert s.describe("d").count == 0 and s.describe("d").dim == 8
+    files = glob.glob(os.path.join(s.data_dir, "indexes", "*.qvi"))
+    assert len(files) <= 1, files
