@@ -25,6 +25,7 @@ class Writer(threading.Thread):
         self.acked = []       # list of (ids, vectors)
         self.inflight = []    # batches whose outcome the client does not know
         self.errors = []
+        self.failures = []    # (monotonic time, code, details) of failed calls
         self.rng = np.random.default_rng(1000 * cycle + tid)
 
     def run(self):
@@ -49,6 +50,7 @@ class Writer(threading.Thread):
                     rep = stub.Upsert(req, timeout=20)
                 except qt.grpc.RpcError as e:
                     self.errors.append("%s %s" % (e.code(), e.details()))
+                    self.failures.append((time.monotonic(), e.code(), e.details()))
                     break  # the outcome of this batch is unknown: it stays in flight
                 if rep.upserted != BATCH:
                     self.errors.append("upserted=%d for a batch of %d" % (rep.upserted, BATCH))
@@ -80,7 +82,11 @@ def test_kill9_under_concurrent_writes(server):
         writers = [Writer(server.addr, t, cycle, stop) for t in range(THREADS)]
         for w in writers:
             w.start()
-        time.sleep(RUN_SECONDS)
+        # writers busy for RUN_SECONDS, and at least one batch acknowledged
+        end = time.time() + RUN_SECONDS
+        while time.time() < end or (not any(w.acked for w in writers) and time.time() < end + 60):
+            time.sleep(0.05)
+        killed_at = time.monotonic()
         server.kill()          # kill -9 while the writers are busy
         stop.set()
         for w in writers:
@@ -88,6 +94,14 @@ def test_kill9_under_concurrent_writes(server):
             assert not w.is_alive(), "writer thread hung"
         bad = [e for w in writers for e in w.errors if e.startswith("upserted=")]
         assert not bad, bad
+        # only the kill may fail a call: a failure before it, or with another status than
+        # a lost connection, is a bug, not a batch "in flight"
+        lost = (qt.grpc.StatusCode.UNAVAILABLE, qt.grpc.StatusCode.CANCELLED,
+                qt.grpc.StatusCode.DEADLINE_EXCEEDED, qt.grpc.StatusCode.UNKNOWN,
+                qt.grpc.StatusCode.INTERNAL)
+        early = [(round(killed_at - t, 3), c, d) for w in writers for t, c, d in w.failures
+                 if t < killed_at - 0.001 or c not in lost]
+        assert not early, "calls failed before the kill or not for it: %s" % early
         acked = [b for w in writers for b in w.acked]
         inflight = [b for w in writers for b in w.inflight]
         assert len(acked) > 0, "no write acknowledged in %.1fs: %s" % (
