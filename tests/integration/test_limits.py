@@ -524,3 +524,48 @@ def test_drop_during_searches_rebuild_and_import(make_server):
     assert s.describe("d").count == 0 and s.describe("d").dim == 8
     files = glob.glob(os.path.join(s.data_dir, "indexes", "*.qvi"))
     assert len(files) <= 1, files
+
+
+def test_sigterm_drains_in_flight_calls_within_grace(make_server):
+    """SIGTERM finishes the calls in flight (a long search returns its full answer: a
+    drain, not a dropped connection), then exits 0; what outlives --grace-ms (a long
+    rebuild stream) is cancelled so that the exit does not wait for it."""
+    import signal
+    s = make_server(["--grace-ms", "20000", "--no-auto-rebuild"])
+    s.create("g", 128, pb.L2, kind="flat")
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((60000, 128)).astype(np.float32)
+    for a in range(0, len(x), 10000):
+        s.upsert("g", [pb.Item(id=a + i, vector=v.tolist()) for i, v in enumerate(x[a:a + 10000])])
+    q = rng.standard_normal((10000, 128)).astype(np.float32)
+    req = pb.SearchRequest(collection="g", k=10, without_attributes=True,
+                           queries=[pb.Query(vector=pb.Vector(values=v.tolist())) for v in q])
+    fut = s.search.Search.future(req, timeout=120)
+    time.sleep(0.2)
+    assert not fut.done(), "the search ended before the signal: make it longer"
+    t0 = time.time()
+    s.proc.send_signal(signal.SIGTERM)
+    res = fut.result()             # raises if the call was dropped
+    assert len(res.results) == 10000 and all(len(r.hits) == 10 for r in res.results)
+    assert s.proc.wait(60) == 0
+    print("drained a search in %.2f s" % (time.time() - t0))
+
+    s2 = make_server(["--grace-ms", "300", "--no-auto-rebuild"])
+    s2.create("r", 64, pb.L2, kind="flat")
+    y = rng.standard_normal((150000, 64)).astype(np.float32)
+    for a in range(0, len(y), 15000):
+        s2.upsert("r", [pb.Item(id=a + i, vector=v.tolist()) for i, v in enumerate(y[a:a + 15000])])
+    call = s2.admin.RebuildIndex(pb.RebuildIndexRequest(
+        collection="r", index=pb.IndexSpec(kind="ivf_flat", nlist=2048)), timeout=300)
+    first = next(call)
+    assert first.phase in ("sampling", "training", "queued"), first
+    t0 = time.time()
+    s2.proc.send_signal(signal.SIGTERM)
+    assert s2.proc.wait(60) == 0
+    took = time.time() - t0
+    try:
+        phases = [m.phase for m in call]
+        assert "done" not in phases, phases
+    except grpc.RpcError as e:
+        assert e.code() in (SC.CANCELLED, SC.UNAVAILABLE), (e.code(), e.details())
+    assert took < 10, "shutdown took %.1f s with --grace-ms 300" % took
