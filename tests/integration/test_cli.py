@@ -437,7 +437,12 @@ def _start_rebuild(server, *extra):
            "--pq-m", "8", "--nlist", "64"] + list(extra)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          encoding="utf-8", env=_env())
-    first = p.stderr.readline()  # the rebuild runs once the first progress line is out
+    # the rebuild runs once the first progress line is out (waited for with a deadline:
+    # a CLI that never prints must fail the test, not hang it)
+    import select
+    ready, _, _ = select.select([p.stderr], [], [], CLI_TIMEOUT)
+    assert ready, "no progress line within %ss" % CLI_TIMEOUT
+    first = p.stderr.readline()
     assert PROGRESS.match(first.strip()), (first, p.poll())
     return p, first
 
@@ -466,10 +471,13 @@ def test_ctrl_c_cancels_rebuild(make_server):
     server = _big(make_server)
     before = server.describe("big").index
     p, _ = _start_rebuild(server)
-    time.sleep(0.2)
+    # Ctrl-C once the server has the rebuild (not after a fixed sleep)
+    end = time.time() + CLI_TIMEOUT
+    while not server.describe("big").index.rebuilding and time.time() < end:
+        time.sleep(0.01)
     p.send_signal(signal.SIGINT)
     try:
-        out, err = p.communicate(timeout=10)
+        out, err = p.communicate(timeout=CLI_TIMEOUT)
     finally:
         if p.poll() is None:
             p.kill()
