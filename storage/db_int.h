@@ -151,6 +151,17 @@ typedef struct calib {
 
 #define CAL_K 11
 
+/* The writer's bookkeeping of a write, kept in qv_write.engine_ (the public
+ * header does not show it). */
+typedef struct qv_write_int {
+    qv_write *next;            /* queue and batch links */
+    uint64_t seq_from, seq_to; /* sequence numbers the write took */
+    int *existed;              /* per item: was there before (upsert/delete) */
+} qv_write_int;
+_Static_assert(sizeof(qv_write_int) <= sizeof(((qv_write *)0)->engine_),
+               "qv_write.engine_ too small");
+#define WI(w) ((qv_write_int *)(void *)(w)->engine_)
+
 /* ---- functions one part of the engine calls in another ---- */
 qv_coll *coll_new(qv_db *db, const qv_coll_config *cfg);
 void coll_ref(qv_coll *c);

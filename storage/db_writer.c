@@ -39,7 +39,7 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
     case QV_W_PRUNE: {
         size_t n = 0;
         if (!coll_alive_in(db, txn, w->coll)) return QV_NOTFOUND;
-        return qv_store_tombstones_prune(db->st, txn, w->coll->cfg.id, w->seq_to, &n);
+        return qv_store_tombstones_prune(db->st, txn, w->coll->cfg.id, WI(w)->seq_to, &n);
     }
     case QV_W_SPEC: {
         if (!coll_alive_in(db, txn, w->coll)) return QV_NOTFOUND;
@@ -58,7 +58,7 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
      * fails NOT_FOUND instead of leaving rows under a dropped id */
     if (!coll_alive_in(db, txn, c)) return QV_NOTFOUND;
     uint64_t seq = c->w_seq, count = c->w_count;
-    w->seq_from = seq + 1;
+    WI(w)->seq_from = seq + 1;
     w->affected = 0;
     for (size_t i = 0; i < w->n && !rc; i++) {
         if (skip && skip[i]) continue;
@@ -66,24 +66,24 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
             const uint8_t *a = w->attr_off ? w->attrs + w->attr_off[i] : NULL;
             size_t alen = w->attr_off ? w->attr_off[i + 1] - w->attr_off[i] : 0;
             rc = qv_store_item_put(db->st, txn, c->cfg.id, w->ids[i], ++seq, c->cfg.dim,
-                                   w->vecs + i * c->cfg.dim, a, alen, &w->existed[i]);
-            if (!rc && !w->existed[i]) count++;
+                                   w->vecs + i * c->cfg.dim, a, alen, &WI(w)->existed[i]);
+            if (!rc && !WI(w)->existed[i]) count++;
             w->affected++;
         } else {
             rc = qv_store_item_delete(db->st, txn, c->cfg.id, w->ids[i], seq + 1);
             if (rc == QV_NOTFOUND) {
                 rc = 0;
-                w->existed[i] = 0;
+                WI(w)->existed[i] = 0;
                 continue;
             }
             seq++;
-            w->existed[i] = 1;
+            WI(w)->existed[i] = 1;
             count--;
             w->affected++;
         }
     }
     if (rc) return rc;
-    w->seq_to = seq;
+    WI(w)->seq_to = seq;
     if (seq != c->w_seq) {
         qv_coll_stats s = {seq, count};
         if ((rc = qv_store_stats_put(db->st, txn, c->cfg.id, &s))) return rc;
@@ -128,12 +128,12 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
     if (w->affected == 0) return;
     uint32_t dim = c->cfg.dim;
     pthread_rwlock_wrlock(&c->ilock);
-    if (w->seq_to > c->index_seq) {
+    if (WI(w)->seq_to > c->index_seq) {
         int64_t *rm = malloc(w->n * sizeof *rm);
         size_t nrm = 0;
         int rc = rm ? 0 : QV_NOMEM;
         for (size_t i = 0; rm && i < w->n; i++)
-            if ((!skip || !skip[i]) && w->existed[i]) rm[nrm++] = (int64_t)w->ids[i];
+            if ((!skip || !skip[i]) && WI(w)->existed[i]) rm[nrm++] = (int64_t)w->ids[i];
         if (!rc && nrm) rc = qv_index_remove(c->index, nrm, rm, NULL);
         if (w->kind == QV_W_DELETE) {
             c->deleted_since += nrm;
@@ -161,10 +161,10 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
              * --no-auto-rebuild says (maybe_auto_rebuild after the reply) */
             qv_error("collection %s: index update failed (%s); searches miss writes up to seq "
                      "%llu until the rebuild from LMDB that starts now", c->cfg.name,
-                     qv_strerror(rc), (unsigned long long)w->seq_to);
+                     qv_strerror(rc), (unsigned long long)WI(w)->seq_to);
             atomic_store(&c->index_stale, 1);
         }
-        c->index_seq = w->seq_to;
+        c->index_seq = WI(w)->seq_to;
         free(rm);
     }
     pthread_rwlock_unlock(&c->ilock);
@@ -197,8 +197,8 @@ static int64_t now_ms(void)
 
 static void enqueue_locked(qv_db *db, qv_write *w)
 {
-    w->next = NULL;
-    if (db->qtail) db->qtail->next = w;
+    WI(w)->next = NULL;
+    if (db->qtail) WI(db->qtail)->next = w;
     else db->qhead = w;
     db->qtail = w;
     db->queued += w->bytes;
@@ -220,7 +220,7 @@ static qv_write *admit_waiting_locked(qv_db *db)
     while (db->whead) {
         qv_write *w = db->whead;
         if (has_room_locked(db, w)) {
-            db->whead = w->next;
+            db->whead = WI(w)->next;
             enqueue_locked(db, w);
             pthread_cond_signal(&db->qcv);
             continue;
@@ -232,13 +232,13 @@ static qv_write *admit_waiting_locked(qv_db *db)
     while (*pp) {
         qv_write *w = *pp;
         if (w->deadline_ms && w->deadline_ms <= now) {
-            *pp = w->next;
-            w->next = NULL;
+            *pp = WI(w)->next;
+            WI(w)->next = NULL;
             *ftail = w;
-            ftail = &w->next;
+            ftail = &WI(w)->next;
         } else {
             last = w;
-            pp = &w->next;
+            pp = &WI(w)->next;
         }
     }
     db->wtail = last;
@@ -249,8 +249,8 @@ static void fail_waiting(qv_write *failed)
 {
     while (failed) {
         qv_write *w = failed;
-        failed = w->next;
-        w->next = NULL;
+        failed = WI(w)->next;
+        WI(w)->next = NULL;
         w->rc = QV_OVERLOAD;
         if (w->done) w->done(w);
     }
@@ -292,17 +292,17 @@ static void run_batch(qv_db *db, qv_write *batch)
     MDB_txn *txn = NULL;
     int rc = qv_store_write_begin(db->st, NULL, &txn);
     size_t nops = 0;
-    for (qv_write *w = batch; w; w = w->next) nops++;
+    for (qv_write *w = batch; w; w = WI(w)->next) nops++;
     char **skips = calloc(nops ? nops : 1, sizeof *skips);
     size_t i = 0;
-    for (qv_write *w = batch; w; w = w->next, i++) {
+    for (qv_write *w = batch; w; w = WI(w)->next, i++) {
         if (rc) {
             w->rc = rc;
             continue;
         }
         if (w->kind == QV_W_UPSERT || w->kind == QV_W_DELETE) {
-            w->existed = calloc(w->n ? w->n : 1, sizeof *w->existed);
-            if (!w->existed) {
+            WI(w)->existed = calloc(w->n ? w->n : 1, sizeof *WI(w)->existed);
+            if (!WI(w)->existed) {
                 w->rc = QV_NOMEM;
                 continue;
             }
@@ -323,7 +323,7 @@ static void run_batch(qv_db *db, qv_write *batch)
     if (!rc) rc = qv_store_commit(txn);
     /* the B-tree pages the writer looked up stay mapped: every 64 MiB of
      * writes, let them go (they are page cache, not process memory) */
-    for (qv_write *w = batch; w; w = w->next)
+    for (qv_write *w = batch; w; w = WI(w)->next)
         if (w->kind == QV_W_UPSERT && w->coll)
             db->written_since_release += w->n * ((size_t)w->coll->cfg.dim * 4 + 64);
     if (db->written_since_release > ((size_t)64 << 20)) {
@@ -331,7 +331,7 @@ static void run_batch(qv_db *db, qv_write *batch)
         db->written_since_release = 0;
     }
     i = 0;
-    for (qv_write *w = batch; w; w = w->next, i++) {
+    for (qv_write *w = batch; w; w = WI(w)->next, i++) {
         if (rc && !w->rc) w->rc = rc;
         if (rc && w->coll) { /* nothing committed: back to the published state */
             w->coll->w_seq = atomic_load(&w->coll->last_seq);
@@ -339,20 +339,20 @@ static void run_batch(qv_db *db, qv_write *batch)
         }
     }
     i = 0;
-    for (qv_write *w = batch; w; w = w->next, i++)
+    for (qv_write *w = batch; w; w = WI(w)->next, i++)
         if (!w->rc) publish_op(db, w, skips ? skips[i] : NULL);
     /* replies go out only now: committed and searchable */
     size_t freed = 0;
-    for (qv_write *w = batch; w; w = w->next) freed += w->bytes;
+    for (qv_write *w = batch; w; w = WI(w)->next) freed += w->bytes;
     i = 0;
     qv_write *next;
     for (qv_write *w = batch; w; w = next, i++) {
-        next = w->next;
+        next = WI(w)->next;
         qv_coll *c = w->coll;
         int check = !w->rc && c && (w->kind == QV_W_UPSERT || w->kind == QV_W_DELETE);
         if (c && check) coll_ref(c);
-        free(w->existed);
-        w->existed = NULL;
+        free(WI(w)->existed);
+        WI(w)->existed = NULL;
         if (skips) free(skips[i]);
         if (w->done) w->done(w);
         if (check) {
@@ -394,8 +394,8 @@ void *writer_main(void *arg)
             db->whead = db->wtail = NULL;
             pthread_mutex_unlock(&db->qmu);
             while (w) {
-                qv_write *nx = w->next;
-                w->next = NULL;
+                qv_write *nx = WI(w)->next;
+                WI(w)->next = NULL;
                 w->rc = QV_SHUTDOWN;
                 if (w->done) w->done(w);
                 w = nx;
@@ -405,13 +405,13 @@ void *writer_main(void *arg)
         /* group commit: everything queued, up to max_items items */
         qv_write *batch = db->qhead, *last = db->qhead;
         size_t items = last->n + 1;
-        while (last->next && items + last->next->n <= max_items) {
-            last = last->next;
+        while (WI(last)->next && items + WI(last)->next->n <= max_items) {
+            last = WI(last)->next;
             items += last->n + 1;
         }
-        db->qhead = last->next;
+        db->qhead = WI(last)->next;
         if (!db->qhead) db->qtail = NULL;
-        last->next = NULL;
+        WI(last)->next = NULL;
         pthread_mutex_unlock(&db->qmu);
         run_batch(db, batch);
     }
@@ -420,8 +420,8 @@ void *writer_main(void *arg)
 
 void qv_db_submit(qv_db *db, qv_write *w)
 {
-    w->next = NULL;
-    w->existed = NULL;
+    WI(w)->next = NULL;
+    WI(w)->existed = NULL;
     pthread_mutex_lock(&db->qmu);
     if (db->stopping) {
         pthread_mutex_unlock(&db->qmu);
@@ -433,7 +433,7 @@ void qv_db_submit(qv_db *db, qv_write *w)
         enqueue_locked(db, w);
     } else {
         /* over the budget: wait in order, no worker thread held */
-        if (db->wtail) db->wtail->next = w;
+        if (db->wtail) WI(db->wtail)->next = w;
         else db->whead = w;
         db->wtail = w;
     }
@@ -481,7 +481,7 @@ void submit_prune(qv_db *db, qv_coll *c, uint64_t upto)
     w->kind = (qv_write_kind)QV_W_PRUNE;
     w->coll = c;
     coll_ref(c);
-    w->seq_to = upto;
+    WI(w)->seq_to = upto;
     w->done = prune_done;
     qv_db_submit(db, w);
 }

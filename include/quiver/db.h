@@ -112,10 +112,8 @@ struct qv_write {
      * room in the queue (CLOCK_REALTIME ms; 0 = never): QV_OVERLOAD then */
     size_t bytes;
     int64_t deadline_ms;
-    /* internal */
-    qv_write *next;
-    uint64_t seq_from, seq_to;
-    int *existed;
+    /* the engine's own bookkeeping while the write is queued and applied */
+    void *engine_[4];
 };
 
 /* Queue a write; w stays the caller's and must live until done() runs (on
