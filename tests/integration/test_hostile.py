@@ -87,3 +87,46 @@ def test_oversized_requests(make_server):
     qt.expect_error(lambda: s.search.Search(qs, timeout=20), SC.RESOURCE_EXHAUSTED, "10000")
     assert s.upsert("o", [qt.item(1, [1] * 8)]) == 1
     assert s.alive()
+
+
+def test_mutated_streams_and_health(server):
+    """The streaming RPCs (Import, RebuildIndex, reflection) and health get mutated
+    messages too."""
+    server.create("h", 4, pb.COSINE)
+    x = np.random.default_rng(2).standard_normal((200, 4)).astype(np.float32)
+    server.upsert("h", [qt.item(i, v) for i, v in enumerate(x)])
+    ident = lambda b: b  # noqa: E731
+    imp = server.channel.stream_unary("/quiver.v1.Items/Import", request_serializer=ident,
+                                      response_deserializer=ident)
+    reb = server.channel.unary_stream("/quiver.v1.Admin/RebuildIndex", request_serializer=ident,
+                                      response_deserializer=ident)
+    hc = server.channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=ident,
+                                    response_deserializer=ident)
+    refl = server.channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=ident, response_deserializer=ident)
+    up = pb.UpsertRequest(collection="h", items=[qt.item(500000, [1, 0, 0, 0], {"a": "b"})]
+                          ).SerializeToString()
+    rb = pb.RebuildIndexRequest(collection="h", index=pb.IndexSpec(kind="ivf_flat", nlist=4)
+                                ).SerializeToString()
+    hreq = qt.health_pb2.HealthCheckRequest(service="").SerializeToString()
+    rreq = qt.rpb.ServerReflectionRequest(list_services="*").SerializeToString()
+    rng = random.Random(9)
+    for n in range(300):
+        kind = n % 4
+        try:
+            if kind == 0:
+                imp(iter([up, mutate(rng, up), up]), timeout=10)
+            elif kind == 1:
+                for _ in reb(mutate(rng, rb), timeout=30):
+                    pass
+            elif kind == 2:
+                hc(mutate(rng, hreq), timeout=10)
+            else:
+                for _ in refl(iter([mutate(rng, rreq)]), timeout=10):
+                    pass
+        except grpc.RpcError as e:
+            assert e.code() in OK_CODES | {SC.CANCELLED}, (kind, e.code(), e.details())
+    assert server.alive()
+    r = server.search_vectors("h", [x[3]], k=1).results[0].hits
+    assert r and r[0].id == 3
