@@ -288,6 +288,15 @@ static size_t dedupe_ids(uint64_t *ids, size_t n)
     return o;
 }
 
+/* The Get reply would outgrow --max-reply at ids[i]. */
+static void fail_reply_budget(rpc *r, size_t bytes, size_t i, const Quiver__V1__GetItemsRequest *req)
+{
+    rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+             "the reply would take over %zu bytes by ids[%zu] (%" PRIu64 "), over the reply "
+             "limit of %zu (--max-reply): ask for fewer ids per call%s",
+             bytes, i, req->ids[i], g_max_reply, req->with_vectors ? " or without vectors" : "");
+}
+
 void items_get(rpc *r)
 {
     Quiver__V1__GetItemsRequest *req =
@@ -353,11 +362,7 @@ void items_get(rpc *r)
          * attributes' sizes (bounded by --max-attr-bytes), checked before
          * the item is decoded into the reply; exact once decoded, below */
         if (reply_bytes + 24 + (req->with_vectors ? (size_t)v.dim * 4 + 8 : 0) + blen > g_max_reply) {
-            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                     "the reply would take over %zu bytes by ids[%zu] (%" PRIu64 "), over the "
-                     "reply limit of %zu (--max-reply): ask for fewer ids per call%s",
-                     reply_bytes, i, req->ids[i], g_max_reply,
-                     req->with_vectors ? " or without vectors" : "");
+            fail_reply_budget(r, reply_bytes + blen, i, req);
             goto out;
         }
         Quiver__V1__Item *it = &items[rep.n_items];
@@ -378,11 +383,7 @@ void items_get(rpc *r)
         rep.items[rep.n_items++] = it;
         reply_bytes += protobuf_c_message_get_packed_size(&it->base) + 6;
         if (reply_bytes > g_max_reply) {
-            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                     "the reply would take over %zu bytes by ids[%zu] (%" PRIu64 "), over the "
-                     "reply limit of %zu (--max-reply): ask for fewer ids per call%s",
-                     reply_bytes, i, req->ids[i], g_max_reply,
-                     req->with_vectors ? " or without vectors" : "");
+            fail_reply_budget(r, reply_bytes, i, req);
             goto out;
         }
     }
