@@ -5,6 +5,7 @@
  * rebuild (the old index keeps serving).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,12 +151,12 @@ void admin_rebuild_start(rpc *r)
     rr.finished = on_finished;
     rr.ctx = s;
     /* tests widen the window between the call's start and the rebuild's */
-    static int delay_ms = -1;
-    if (delay_ms < 0) {
+    static atomic_int delay_ms = -1;
+    if (atomic_load(&delay_ms) < 0) {
         const char *d = getenv("QUIVER_TEST_REBUILD_START_DELAY_MS");
-        delay_ms = d ? atoi(d) : 0;
+        atomic_store(&delay_ms, d ? atoi(d) : 0);
     }
-    if (delay_ms > 0) usleep((useconds_t)delay_ms * 1000);
+    if (atomic_load(&delay_ms) > 0) usleep((useconds_t)atomic_load(&delay_ms) * 1000);
     rpc_ref(r); /* held by the rebuild until on_finished */
     /* hold the lock so that the first progress cannot race this start */
     pthread_mutex_lock(&s->mu);
