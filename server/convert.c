@@ -119,14 +119,13 @@ static const char *entry_key_of(const Quiver__V1__Item__AttributesEntry *e)
     return e->key ? e->key : "";
 }
 
-static _Thread_local Quiver__V1__Item__AttributesEntry **sort_entries;
-
 /* Order of entry indices by key, then by position (so the last of equal keys
- * comes last). */
-static int cmp_entry(const void *a, const void *b)
+ * comes last); ctx: the entries. */
+static int cmp_entry(const void *a, const void *b, void *ctx)
 {
+    Quiver__V1__Item__AttributesEntry **e = ctx;
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    int c = strcmp(entry_key_of(sort_entries[x]), entry_key_of(sort_entries[y]));
+    int c = strcmp(entry_key_of(e[x]), entry_key_of(e[y]));
     return c ? c : (x > y) - (x < y);
 }
 
@@ -144,8 +143,7 @@ int encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, c
         goto oom_early;
     }
     for (size_t i = 0; i < n; i++) ord[i] = i;
-    sort_entries = e;
-    qsort(ord, n, sizeof *ord, cmp_entry);
+    qsort_r(ord, n, sizeof *ord, cmp_entry, e);
     size_t nkeys = 0;
     for (size_t i = 0; i < n; i++)
         if (i + 1 == n || strcmp(entry_key_of(e[ord[i]]), entry_key_of(e[ord[i + 1]])) != 0) {

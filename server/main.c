@@ -4,6 +4,8 @@
  * LMDB. The event loop is in rpc.c, handlers in svc_*.c.
  */
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -42,9 +44,10 @@ static void usage(FILE *f)
             "                       RESOURCE_EXHAUSTED before anything is built\n"
             "  --max-attr-bytes SIZE  encoded attributes per item (default 64K)\n"
             "  --max-attr-keys N    attribute keys per item (default 256)\n"
-            "  --max-queued-writes SIZE  bytes of write requests queued for the writer\n"
-            "                       (default 256M); beyond it quiverd stops taking write\n"
-            "                       calls from the network until there is room\n"
+            "  --max-queued-writes SIZE  memory of write requests taken in and not yet\n"
+            "                       answered (default 256M; about twice their wire size);\n"
+            "                       beyond it quiverd stops taking write calls from the\n"
+            "                       network until there is room\n"
             "  --auto-ivf-min N     items at which index kind \"auto\" moves from exact\n"
             "                       search to IVF (default 20000)\n"
             "  --hnsw-coarse-min N  IVF indexes of N lists or more find their nearest\n"
@@ -65,6 +68,22 @@ static void usage(FILE *f)
             "picked an older core, OPENBLAS_CORETYPE=SkylakeX; variables you set win\n"
             "(e.g. OPENBLAS_CORETYPE=Haswell). OpenBLAS runs single-threaded unless\n"
             "OPENBLAS_NUM_THREADS is set. The BLAS core in use is logged at start-up.\n");
+}
+
+/* A decimal count in lo..hi for flag `name` into *out; prints the usage
+ * error and returns -1 otherwise. */
+static int parse_count(const char *name, const char *s, unsigned long long lo,
+                       unsigned long long hi, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || *s == '-' || errno || v < lo || v > hi) {
+        fprintf(stderr, "quiverd: %s %s: want %llu..%llu\n", name, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -171,6 +190,7 @@ int main(int argc, char **argv)
         {"max-rebuilds", required_argument, 0, O_MAXREB},
         {0, 0, 0, 0}};
     int c;
+    unsigned long long v;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_LISTEN: listen = optarg; break;
@@ -216,56 +236,26 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case O_MAXREB: {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || !*optarg || v < 1 || v > 64) {
-                fprintf(stderr, "quiverd: --max-rebuilds %s: want 1..64\n", optarg);
-                return 2;
-            }
+        case O_MAXREB:
+            if (parse_count("--max-rebuilds", optarg, 1, 64, &v)) return 2;
             dbo.max_rebuilds = (unsigned)v;
             break;
-        }
-        case O_ATTRKEYS: {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || !*optarg || v < 1 || v > 1000000) {
-                fprintf(stderr, "quiverd: --max-attr-keys %s: want 1..1000000\n", optarg);
-                return 2;
-            }
+        case O_ATTRKEYS:
+            if (parse_count("--max-attr-keys", optarg, 1, 1000000, &v)) return 2;
             g_max_attr_keys = (unsigned)v;
             break;
-        }
-        case O_MAXK: {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || v < 1 || v > 100000) {
-                fprintf(stderr, "quiverd: --max-k %s: want 1..100000\n", optarg);
-                return 2;
-            }
+        case O_MAXK:
+            if (parse_count("--max-k", optarg, 1, 100000, &v)) return 2;
             g_max_k = (unsigned)v;
             break;
-        }
-        case O_AUTOMIN: {
-            char *end;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            if (*end || v < 1) {
-                fprintf(stderr, "quiverd: --auto-ivf-min %s: want a positive count\n", optarg);
-                return 2;
-            }
+        case O_AUTOMIN:
+            if (parse_count("--auto-ivf-min", optarg, 1, ULLONG_MAX, &v)) return 2;
             dbo.auto_ivf_min = (size_t)v;
             break;
-        }
-        case O_HNSWMIN: {
-            char *end;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || !*optarg || v > (1ul << 20)) {
-                fprintf(stderr, "quiverd: --hnsw-coarse-min %s: want 0..1048576 lists\n", optarg);
-                return 2;
-            }
+        case O_HNSWMIN:
+            if (parse_count("--hnsw-coarse-min", optarg, 0, 1u << 20, &v)) return 2;
             dbo.hnsw_coarse_min = v ? (uint32_t)v : UINT32_MAX;
             break;
-        }
         case O_NOREB: dbo.no_auto_rebuild = 1; break;
         case O_GRACE:
             grace_ms = atoi(optarg);

@@ -68,9 +68,9 @@ static atomic_int g_deferred[NMETHODS];
 
 static int is_write_method(int m)
 {
-    return m >= 0 && g_methods[m].start == items_upsert ? 1
-           : m >= 0 && (g_methods[m].start == items_import_start ||
-                        g_methods[m].start == items_delete);
+    if (m < 0) return 0;
+    void (*start)(rpc *) = g_methods[m].start;
+    return start == items_upsert || start == items_import_start || start == items_delete;
 }
 
 static void repost_deferred(void)
@@ -90,11 +90,24 @@ int64_t rpc_deadline_ms(const rpc *r)
 {
     gpr_timespec t = gpr_convert_clock_type(r->deadline, GPR_CLOCK_REALTIME);
     if (gpr_time_cmp(t, gpr_inf_future(GPR_CLOCK_REALTIME)) >= 0 || t.tv_sec <= 0) return 0;
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    int64_t at = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    /* a tenth of what is left (at least 30 ms) before it: a reply sent at the
+     * deadline itself reaches a caller that has already given up */
+    gpr_timespec now = gpr_now(GPR_CLOCK_REALTIME);
+    int64_t left = at - ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+    int64_t margin = left / 10 > 30 ? left / 10 : 30;
+    return at - margin > 0 ? at - margin : 1;
+}
+
+void rpc_unreserve(rpc *r)
+{
+    if (r->reserved) qv_db_write_unreserve(g_db, r->reserved);
+    r->reserved = 0;
 }
 
 static void rpc_free(rpc *r)
 {
+    rpc_unreserve(r);
     if (r->state_free) r->state_free(r->state);
     if (r->call) grpc_call_unref(r->call);
     grpc_metadata_array_destroy(&r->req_md);
@@ -350,6 +363,12 @@ static void on_accept(rpc *r, int ok)
         return;
     }
     r->accepted = 1;
+    /* a unary write's message is in memory from now on: it counts until it is
+     * submitted, so that the next slot is not taken on an empty queue's word */
+    if (is_write_method(r->method) && r->payload) {
+        r->reserved = items_held_bytes(grpc_byte_buffer_length(r->payload));
+        qv_db_write_reserve(g_db, r->reserved);
+    }
     if (!atomic_load(&g_stopping)) {
         if (is_write_method(r->method) && qv_db_write_pressure(g_db)) {
             atomic_fetch_add(&g_deferred[r->method], 1);
@@ -447,6 +466,10 @@ int rpc_serve(const rpc_server_opts *o)
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = 20000}},
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = 10000}},
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
+        /* flow control is the backpressure: without BDP probing a stream's window
+         * stays at 64 KB, so a call quiverd has not taken (write queue full) holds
+         * that much of its message here, not all of it */
+        {GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
     };
     grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
     g_server = grpc_server_create(&cargs, NULL);

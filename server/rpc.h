@@ -53,6 +53,7 @@ struct rpc {
     int cancelled;             /* from RECV_CLOSE_ON_SERVER */
     atomic_int refs;
     atomic_int closed;
+    size_t reserved;           /* write bytes reserved at accept (rpc_unreserve) */
     int md_sent;
     atomic_int done;           /* status sent: read by other workers (on_step) */
     grpc_slice status_details;
@@ -67,7 +68,12 @@ extern qv_db *g_db;
 extern unsigned g_max_k;
 extern size_t g_max_reply; /* --max-reply: bytes a reply may take */
 
-/* The call's deadline as CLOCK_REALTIME milliseconds, 0 when it has none. */
+/* Give back the write bytes reserved when the call was taken in (before its
+ * write is submitted; done at the latest when r is freed). */
+void rpc_unreserve(rpc *r);
+
+/* When to give up on the call's behalf (CLOCK_REALTIME ms, 0 = never): its
+ * deadline less a margin for the reply to reach the caller. */
 int64_t rpc_deadline_ms(const rpc *r);
 
 void rpc_ref(rpc *r);

@@ -66,6 +66,10 @@ int check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const
  * g_max_attr_bytes encoded bytes per item (--max-attr-keys,
  * --max-attr-bytes). Returns 0 or -1 with a message naming the field in err. */
 extern size_t g_max_attr_bytes;
+/* What a decoded write holds until its reply, counted against
+ * --max-queued-writes: the decoded request and the batch built from it (the
+ * wire copy is freed once decoded), each about as big as the wire form. */
+size_t items_held_bytes(size_t wire_bytes);
 extern unsigned g_max_attr_keys;
 int encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, const char *field,
                  char *err, size_t errlen);

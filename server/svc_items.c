@@ -144,6 +144,8 @@ static void fail_write(rpc *r, const qv_write *w, const char *what)
         rpc_fail(r, status_of(w->rc), "%s to \"%s\" not written: %s", what, name, qv_strerror(w->rc));
 }
 
+size_t items_held_bytes(size_t wire_bytes) { return 2 * wire_bytes; }
+
 /* ----------------------------------------------------------------- Upsert */
 static void upsert_done(qv_write *w)
 {
@@ -185,8 +187,9 @@ void items_upsert(rpc *r)
     }
     s->b.w.done = upsert_done;
     s->b.w.ctx = s;
-    s->b.w.bytes = wire_bytes;
+    s->b.w.bytes = items_held_bytes(wire_bytes);
     s->b.w.deadline_ms = rpc_deadline_ms(r);
+    rpc_unreserve(r); /* counted by the queue from here on */
     rpc_ref(r);
     qv_db_submit(g_db, &s->b.w);
 }
@@ -249,7 +252,7 @@ void items_import_step(rpc *r, int ok)
     }
     s->b.w.done = import_done;
     s->b.w.ctx = s;
-    s->b.w.bytes = wire_bytes;
+    s->b.w.bytes = items_held_bytes(wire_bytes);
     s->b.w.deadline_ms = rpc_deadline_ms(r);
     rpc_ref(r);
     qv_db_submit(g_db, &s->b.w);

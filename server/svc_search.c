@@ -98,19 +98,13 @@ void search_search(rpc *r)
                  nq, k, nq * k * HIT_MIN_BYTES, g_max_reply);
         goto out;
     }
-    {
-        qv_coll_info info;
-        qv_coll_info_get(c, &info);
-        size_t per = k + 1, rf = info.params.refine > 1 ? info.params.refine : 1;
-        size_t cand = rf > 1 ? rf * (per > QV_REFINE_MIN_K ? per : QV_REFINE_MIN_K) : per;
-        size_t scratch = nq * (cand + per) * (sizeof(float) + sizeof(int64_t));
-        if (scratch > SEARCH_SCRATCH_MAX) {
-            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                     "%zu queries x %zu candidates (k %zu, refine %zu) need %zu bytes of search "
-                     "memory, over the limit of %zu: ask for a smaller k or fewer queries per call",
-                     nq, cand, k, rf, scratch, SEARCH_SCRATCH_MAX);
-            goto out;
-        }
+    size_t scratch = qv_coll_search_scratch(c, nq, k);
+    if (scratch > SEARCH_SCRATCH_MAX) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "%zu queries with k %zu need %zu bytes of search memory (refine's candidates "
+                 "included), over the limit of %zu: ask for a smaller k or fewer queries per call",
+                 nq, k, scratch, SEARCH_SCRATCH_MAX);
+        goto out;
     }
     q = malloc(nq * dim * sizeof *q);
     exclude = malloc(nq * sizeof *exclude);

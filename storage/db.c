@@ -129,10 +129,13 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     if (!db->opts.max_rebuilds) db->opts.max_rebuilds = 1;
     const char *tf = getenv("QUIVER_TEST_FAIL_INDEX_UPDATE");
     if (tf) db->test_fail_update = strtoul(tf, NULL, 10);
+    const char *td = getenv("QUIVER_TEST_WRITER_DELAY_MS");
+    if (td) db->test_writer_delay_ms = (unsigned)strtoul(td, NULL, 10);
     if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
     pthread_mutex_init(&db->cmu, NULL);
     pthread_mutex_init(&db->qmu, NULL);
     pthread_cond_init(&db->qcv, NULL);
+    pthread_cond_init(&db->wcv, NULL);
     pthread_mutex_init(&db->rbmu, NULL);
     pthread_cond_init(&db->rbcv, NULL);
     int rc = qv_store_open(&opts->store, &db->st);
@@ -155,6 +158,11 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
         goto fail;
     }
     db->writer_started = 1;
+    if (pthread_create(&db->reaper, NULL, reaper_main, db)) {
+        rc = QV_NOMEM;
+        goto fail;
+    }
+    db->reaper_started = 1;
     for (size_t i = 0; i < db->ncolls; i++) maybe_auto_rebuild(db->colls[i]);
     *out = db;
     return 0;
@@ -184,8 +192,10 @@ void qv_db_close(qv_db *db)
         pthread_mutex_lock(&db->qmu);
         db->stopping = 1;
         pthread_cond_broadcast(&db->qcv);
+        pthread_cond_broadcast(&db->wcv);
         pthread_mutex_unlock(&db->qmu);
         pthread_join(db->writer, NULL);
+        if (db->reaper_started) pthread_join(db->reaper, NULL);
     }
     for (size_t i = 0; i < db->ncolls; i++) qv_coll_release(db->colls[i]);
     free(db->colls);
@@ -193,6 +203,7 @@ void qv_db_close(qv_db *db)
     pthread_mutex_destroy(&db->cmu);
     pthread_mutex_destroy(&db->qmu);
     pthread_cond_destroy(&db->qcv);
+    pthread_cond_destroy(&db->wcv);
     pthread_mutex_destroy(&db->rbmu);
     pthread_cond_destroy(&db->rbcv);
     free(db);

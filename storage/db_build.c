@@ -198,6 +198,15 @@ static int sample_chunk(void *ctx, size_t n, const int64_t *ids, const float *ve
 }
 
 /* ----------------------------------------------------------------- builds */
+/* The largest divisor of dim up to dim/2 (sub-vectors of at least 2 floats)
+ * and up to cap; 1 when there is none. */
+static uint32_t default_pq_m(uint32_t dim, uint32_t cap)
+{
+    for (uint32_t m = dim / 2; m >= 1; m--)
+        if (dim % m == 0 && m <= cap) return m;
+    return 1;
+}
+
 /* Resolves spec (AUTO, nlist 0) for n items. Returns 0 or QV_INVALID with a
  * message naming the field. */
 int resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_index_params *spec,
@@ -226,27 +235,12 @@ int resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_index_pa
     if (out->kind == QV_KIND_IVF_PQ_FS) {
         if (out->pq_nbits == 0) out->pq_nbits = 4;
         if (out->refine == 0) out->refine = QV_PQ_FS_DEFAULT_REFINE;
-        if (out->pq_m == 0) {
-            /* 2 floats per 4-bit sub-code (glove-100: 50, as FAISS's PQ50x4fs) */
-            out->pq_m = 1;
-            for (uint32_t m = cfg->dim / 2; m >= 1; m--)
-                if (cfg->dim % m == 0 && m <= 256) {
-                    out->pq_m = m;
-                    break;
-                }
-        }
+        /* 2 floats per 4-bit sub-code (glove-100: 50, as FAISS's PQ50x4fs) */
+        if (out->pq_m == 0) out->pq_m = default_pq_m(cfg->dim, 256);
     }
     if (out->kind == QV_KIND_IVF_PQ) {
         if (out->pq_nbits == 0) out->pq_nbits = 8;
-        if (out->pq_m == 0) {
-            /* largest divisor of dim giving sub-vectors of at least 2 floats */
-            out->pq_m = 1;
-            for (uint32_t m = cfg->dim / 2; m >= 1; m--)
-                if (cfg->dim % m == 0 && m <= 64) {
-                    out->pq_m = m;
-                    break;
-                }
-        }
+        if (out->pq_m == 0) out->pq_m = default_pq_m(cfg->dim, 64);
     }
     int rc = qv_index_params_check(cfg->dim, out, err, errlen);
     if (rc) return rc;
@@ -345,7 +339,7 @@ int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
             rc = QV_CANCELLED;
             goto out;
         }
-        if ((rc = calibrate(c, ix, &cal, rb ? &rb->cancel : NULL, meta->recall,
+        if ((rc = calibrate(ix, &cal, rb ? &rb->cancel : NULL, meta->recall,
                             &meta->n_recall, &meta->nprobe)))
             goto out;
         qv_index_set_nprobe(ix, meta->nprobe);

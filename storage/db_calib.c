@@ -122,10 +122,9 @@ static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq)
  * meets (a held-out item). Queries from far outside it (a rare word against a
  * collection of frequent ones) need more probes: they ask for a higher
  * min_recall. */
-int calibrate(qv_coll *c, qv_index *ix, const calib *cal, const atomic_int *cancel,
+int calibrate(qv_index *ix, const calib *cal, const atomic_int *cancel,
                      qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe)
 {
-    (void)c;
     const qv_index_params *p = qv_index_get_params(ix);
     size_t nq = cal->nq;
     *npts = 0;

@@ -98,7 +98,12 @@ struct qv_db {
      * opts.max_queued_bytes; writes over it wait in order in `waiting` until
      * there is room or their deadline passes */
     size_t queued;
+    size_t pending; /* bytes of write calls taken in but not yet submitted
+                     * (qv_db_write_reserve): they count toward the pressure */
     qv_write *whead, *wtail;
+    pthread_cond_t wcv;  /* wakes the reaper: a write started waiting, or closing */
+    pthread_t reaper;
+    int reaper_started;
     void (*room_cb)(void *ctx);
     void *room_ctx;
     int stopping;
@@ -113,6 +118,9 @@ struct qv_db {
     size_t written_since_release; /* writer only */
     /* tests: the test_fail_update-th index update fails (QUIVER_TEST_FAIL_INDEX_UPDATE) */
     unsigned long test_fail_update, updates;
+    /* tests: each batch waits this long first (QUIVER_TEST_WRITER_DELAY_MS): a
+     * slow disk, so that the write queue fills */
+    unsigned test_writer_delay_ms;
 };
 
 /* internal write kinds: drop tombstones covered by an index file; store the
@@ -182,10 +190,11 @@ int calib_init(calib *cal, qv_coll *c, const sample *s);
 size_t hold_out(sample *s, size_t want);
 void calib_free(calib *cal);
 int calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs);
-int calibrate(qv_coll *c, qv_index *ix, const calib *cal, const atomic_int *cancel,
+int calibrate(qv_index *ix, const calib *cal, const atomic_int *cancel,
                      qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe);
 void maybe_auto_rebuild(qv_coll *c);
 void *writer_main(void *arg);
+void *reaper_main(void *arg);
 void submit_prune(qv_db *db, qv_coll *c, uint64_t upto);
 
 #endif

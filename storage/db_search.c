@@ -30,6 +30,17 @@ static uint32_t pick_nprobe(const qv_coll *c, float min_recall)
     return nprobe_for(c->recall, c->n_recall, min_recall);
 }
 
+size_t qv_coll_search_scratch(qv_coll *c, size_t nq, size_t k)
+{
+    size_t per = k + 1; /* + the excluded query id */
+    pthread_rwlock_rdlock(&c->ilock);
+    size_t cand = qv_index_candidates(c->index, per);
+    pthread_rwlock_unlock(&c->ilock);
+    size_t each = sizeof(float) + sizeof(int64_t);
+    if (cand > SIZE_MAX / each / 2 || nq > SIZE_MAX / each / 2 / (cand + per)) return SIZE_MAX;
+    return nq * (cand + per) * each;
+}
+
 int qv_coll_search(qv_coll *c, size_t nq, const float *q, const int64_t *exclude, size_t k,
                    uint32_t nprobe, float min_recall, float *scores, int64_t *labels)
 {

@@ -263,7 +263,7 @@ static void release_queued(qv_db *db, size_t bytes)
     pthread_mutex_lock(&db->qmu);
     db->queued = db->queued > bytes ? db->queued - bytes : 0;
     qv_write *failed = admit_waiting_locked(db);
-    int room = !db->whead && db->queued < db->opts.max_queued_bytes;
+    int room = !db->whead && db->queued + db->pending < db->opts.max_queued_bytes;
     void (*cb)(void *) = db->room_cb;
     void *ctx = db->room_ctx;
     pthread_mutex_unlock(&db->qmu);
@@ -271,12 +271,58 @@ static void release_queued(qv_db *db, size_t bytes)
     if (room && cb) cb(ctx);
 }
 
+/* Writes waiting for room give up at their deadline even while the writer is
+ * busy with a long batch (a slow disk is when the queue fills): this thread
+ * looks at them every 20 ms while any wait, and sleeps otherwise. */
+void *reaper_main(void *arg)
+{
+    qv_db *db = arg;
+    pthread_mutex_lock(&db->qmu);
+    while (!db->stopping) {
+        if (!db->whead) {
+            pthread_cond_wait(&db->wcv, &db->qmu);
+            continue;
+        }
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 20 * 1000000L;
+        if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&db->wcv, &db->qmu, &t);
+        qv_write *failed = admit_waiting_locked(db);
+        if (failed) {
+            pthread_mutex_unlock(&db->qmu);
+            fail_waiting(failed);
+            pthread_mutex_lock(&db->qmu);
+        }
+    }
+    pthread_mutex_unlock(&db->qmu);
+    return NULL;
+}
+
 int qv_db_write_pressure(qv_db *db)
 {
     pthread_mutex_lock(&db->qmu);
-    int full = db->whead != NULL || db->queued >= db->opts.max_queued_bytes;
+    int full = db->whead != NULL || db->queued + db->pending >= db->opts.max_queued_bytes;
     pthread_mutex_unlock(&db->qmu);
     return full;
+}
+
+void qv_db_write_reserve(qv_db *db, size_t bytes)
+{
+    pthread_mutex_lock(&db->qmu);
+    db->pending += bytes;
+    pthread_mutex_unlock(&db->qmu);
+}
+
+void qv_db_write_unreserve(qv_db *db, size_t bytes)
+{
+    pthread_mutex_lock(&db->qmu);
+    db->pending = db->pending > bytes ? db->pending - bytes : 0;
+    int room = !db->whead && db->queued + db->pending < db->opts.max_queued_bytes;
+    void (*cb)(void *) = db->room_cb;
+    void *ctx = db->room_ctx;
+    pthread_mutex_unlock(&db->qmu);
+    if (room && cb) cb(ctx);
 }
 
 void qv_db_on_room(qv_db *db, void (*cb)(void *ctx), void *ctx)
@@ -370,24 +416,7 @@ void *writer_main(void *arg)
     size_t max_items = db->opts.max_batch_items;
     for (;;) {
         pthread_mutex_lock(&db->qmu);
-        while (!db->qhead && !db->stopping) {
-            if (!db->whead) {
-                pthread_cond_wait(&db->qcv, &db->qmu);
-                continue;
-            }
-            /* writes wait for room: look at their deadlines now and then */
-            struct timespec t;
-            clock_gettime(CLOCK_REALTIME, &t);
-            t.tv_nsec += 50 * 1000000L;
-            if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&db->qcv, &db->qmu, &t);
-            qv_write *failed = admit_waiting_locked(db);
-            if (failed) {
-                pthread_mutex_unlock(&db->qmu);
-                fail_waiting(failed);
-                pthread_mutex_lock(&db->qmu);
-            }
-        }
+        while (!db->qhead && !db->stopping) pthread_cond_wait(&db->qcv, &db->qmu);
         if (!db->qhead) {
             /* closing: writes still waiting for room are not taken */
             qv_write *w = db->whead;
@@ -413,6 +442,7 @@ void *writer_main(void *arg)
         if (!db->qhead) db->qtail = NULL;
         WI(last)->next = NULL;
         pthread_mutex_unlock(&db->qmu);
+        if (db->test_writer_delay_ms) usleep(db->test_writer_delay_ms * 1000u);
         run_batch(db, batch);
     }
     return NULL;
@@ -436,6 +466,7 @@ void qv_db_submit(qv_db *db, qv_write *w)
         if (db->wtail) WI(db->wtail)->next = w;
         else db->whead = w;
         db->wtail = w;
+        pthread_cond_signal(&db->wcv); /* the reaper watches its deadline */
     }
     pthread_cond_signal(&db->qcv);
     pthread_mutex_unlock(&db->qmu);

@@ -616,9 +616,8 @@ int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uin
     int64_t *cl = labels, *rows = NULL;
     hit *h = NULL;
     if (ix->rs) {
-        size_t kr = k > QV_REFINE_MIN_K ? k : QV_REFINE_MIN_K;
-        kk = kr * ix->params.refine;
-        if (kk / ix->params.refine != kr || kk > SIZE_MAX / sizeof(float) / nq) frc = QV_NOMEM;
+        kk = qv_index_candidates(ix, k);
+        if (kk < k || kk > SIZE_MAX / sizeof(float) / nq) frc = QV_NOMEM;
         cs = frc ? NULL : malloc(nq * kk * sizeof *cs);
         cl = frc ? NULL : malloc(nq * kk * sizeof *cl);
         rows = malloc(kk * sizeof *rows);
@@ -834,6 +833,14 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
 }
 
 int qv_index_has_refine(const qv_index *ix) { return ix && ix->rs; }
+
+size_t qv_index_candidates(const qv_index *ix, size_t k)
+{
+    if (!ix || !ix->rs) return k;
+    size_t kr = k > QV_REFINE_MIN_K ? k : QV_REFINE_MIN_K;
+    if (kr > SIZE_MAX / ix->params.refine) return SIZE_MAX;
+    return kr * ix->params.refine;
+}
 
 int qv_index_reserve(qv_index *ix, size_t n, size_t ns, const float *xs)
 {

@@ -125,6 +125,11 @@ void qv_db_submit(qv_db *db, qv_write *w);
 /* 1 while writes wait for room or the queue is at its budget: the server
  * stops taking write calls from the network then. */
 int qv_db_write_pressure(qv_db *db);
+/* Bytes of a write call taken in but not yet submitted (the server decodes
+ * it meanwhile): counted by qv_db_write_pressure until unreserved, which is
+ * done just before the write is submitted or when the call fails. */
+void qv_db_write_reserve(qv_db *db, size_t bytes);
+void qv_db_write_unreserve(qv_db *db, size_t bytes);
 /* cb(ctx) runs (on the writer thread) each time a batch leaves room with no
  * write waiting; the server takes write calls again. */
 void qv_db_on_room(qv_db *db, void (*cb)(void *ctx), void *ctx);
@@ -132,6 +137,9 @@ void qv_db_on_room(qv_db *db, void (*cb)(void *ctx), void *ctx);
 int qv_db_write_sync(qv_db *db, qv_write *w);
 
 /* ----------------------------------------------------------------- search */
+/* Bytes of scratch (candidate scores and ids, refine's included) a search of
+ * nq queries for k would allocate: what a caller bounds before asking. */
+size_t qv_coll_search_scratch(qv_coll *c, size_t nq, size_t k);
 /* k nearest neighbours of nq queries q (nq*dim floats, normalised for cosine)
  * in c. exclude: nq ids to leave out (-1 none; "more like this"), may be NULL.
  * nprobe 0: the smallest calibrated nprobe reaching min_recall (0 = 0.95).

@@ -146,6 +146,10 @@ void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx);
 /* The refine copy: does the index keep one (refine > 1 on a compressed kind)? */
 int qv_index_has_refine(const qv_index *ix);
 
+/* Candidates FAISS returns for a search of k: refine x max(k,
+ * QV_REFINE_MIN_K) with a refine copy, else k (SIZE_MAX on overflow). */
+size_t qv_index_candidates(const qv_index *ix, size_t k);
+
 /* Room for n items in all, before filling a trained index of known size, so
  * that no std::vector doubling leaves slack: the refine copy exactly, and
  * (array-list IVF kinds) each inverted list as estimated from where the ns

@@ -191,33 +191,51 @@ def big_upsert(coll, n_items, dim, base=0):
 
 
 def test_upsert_flood_bounded_by_the_write_queue(make_server):
-    """96 concurrent upserts of 8 MB each with the defaults: every one acknowledged and
-    quiverd's peak RSS under 1.5 GB (the engine's queue budget itself is tested
-    deterministically in tests/unit/test_db.c)."""
+    """96 concurrent upserts of 8 MB each with a writer slowed to 500 ms a batch (a test
+    hook standing for a slow disk, so that writes pile up): every one acknowledged; with
+    the default queue budget quiverd's peak RSS stays under 1.5 GB and below what it takes
+    with the budget lifted (every request taken in at once)."""
+    import os
     payload = big_upsert("f", 2000, 1024)
     assert len(payload) > 8e6
-    s = make_server()
-    s.create("f", 1024)
-    ok, errs = flood(s, "f", payload, 96, timeout=600)
-    assert ok == 96 and not errs, errs[:3]
-    assert s.describe("f").count == 2000
-    peak = peak_rss_mb(s.proc.pid)
-    print("peak RSS %.0f MB, 96 x %.1f MB in flight" % (peak, len(payload) / 2**20))
-    assert peak < 1536, peak
+    peaks = {}
+    for label, args in (("bounded", []), ("unbounded", ["--max-queued-writes", "64G"])):
+        os.environ["QUIVER_TEST_WRITER_DELAY_MS"] = "500"
+        try:
+            s = make_server(["--unsafe-nosync"] + args)
+        finally:
+            del os.environ["QUIVER_TEST_WRITER_DELAY_MS"]
+        s.create("f", 1024)
+        ok, errs = flood(s, "f", payload, 96, timeout=600)
+        assert ok == 96 and not errs, errs[:3]
+        assert s.describe("f").count == 2000
+        peaks[label] = peak_rss_mb(s.proc.pid)
+        s.kill()
+    print("peak RSS (MB), 96 x %.1f MB in flight: %s" % (len(payload) / 2**20, peaks))
+    # measured 2026-11-30: bounded 1.03-1.17 GB, unbounded 1.35-1.51 GB; the queue's
+    # budget is not all of it (gRPC keeps the messages of calls not yet taken)
+    assert peaks["bounded"] < 1536, peaks
+    assert peaks["bounded"] < peaks["unbounded"], peaks
 
 
 def test_write_queue_deadline_gives_resource_exhausted(make_server):
-    """A tiny queue budget and short deadlines: calls that cannot be queued in time fail
-    with RESOURCE_EXHAUSTED (or DEADLINE_EXCEEDED while gRPC still holds them back),
-    never half-applied; the ones acknowledged are there; writes resume afterwards."""
-    s = make_server(["--max-queued-writes", "1M"])
-    s.create("q", 256)
-    reqs = [big_upsert("q", 1000, 256, base=1000 * i) for i in range(24)]  # ~1 MB each
+    """A full queue (1 MB budget, a writer slowed to 300 ms a batch through a test hook, as
+    a slow disk would) and short deadlines: calls that cannot be queued in time fail with
+    RESOURCE_EXHAUSTED (or DEADLINE_EXCEEDED while gRPC still holds them back), never
+    half-applied; the ones acknowledged are there; writes resume afterwards."""
     import concurrent.futures as cf
+    import os
+    os.environ["QUIVER_TEST_WRITER_DELAY_MS"] = "300"
+    try:
+        s = make_server(["--max-queued-writes", "1M"])
+    finally:
+        del os.environ["QUIVER_TEST_WRITER_DELAY_MS"]
+    s.create("q", 256)
+    reqs = [big_upsert("q", 1000, 256, base=1000 * i) for i in range(12)]  # ~1 MB each
     up = raw(s, UPSERT)
     acked, codes, msgs = [], [], []
-    with cf.ThreadPoolExecutor(24) as ex:
-        futs = [ex.submit(up, r, timeout=0.4) for r in reqs]
+    with cf.ThreadPoolExecutor(12) as ex:
+        futs = [ex.submit(up, r, timeout=1.0) for r in reqs]
         for i, f in enumerate(futs):
             try:
                 f.result()
@@ -225,13 +243,16 @@ def test_write_queue_deadline_gives_resource_exhausted(make_server):
             except grpc.RpcError as e:
                 codes.append(e.code())
                 msgs.append(e.details())
+    print("acked %d, refused %s" % (len(acked), {c.name: codes.count(c) for c in set(codes)}))
     assert set(codes) <= {SC.RESOURCE_EXHAUSTED, SC.DEADLINE_EXCEEDED}, set(codes)
-    for c, m in zip(codes, msgs):
-        if c == SC.RESOURCE_EXHAUSTED:
-            assert "--max-queued-writes" in m, m
+    exhausted = [m for c, m in zip(codes, msgs) if c == SC.RESOURCE_EXHAUSTED]
+    assert exhausted, "no write was refused for want of room: %s" % set(codes)
+    assert all("--max-queued-writes" in m for m in exhausted), exhausted
     assert s.alive()
     # whatever was acknowledged is there entirely; nothing else is half there
-    time.sleep(1.0)
+    end = time.time() + 30
+    while s.describe("q").count < 1000 * len(acked) and time.time() < end:
+        time.sleep(0.1)
     count = s.describe("q").count
     assert count % 1000 == 0 and count >= 1000 * len(acked), (count, acked)
     # room again: writes go through
