@@ -210,11 +210,13 @@ def test_upsert_flood_bounded_by_the_write_queue(make_server):
         assert ok == 96 and not errs, errs[:3]
         assert s.describe("f").count == 2000
         peaks[label] = peak_rss_mb(s.proc.pid)
+        asan = "libasan" in open("/proc/%d/maps" % s.proc.pid).read()
         s.kill()
     print("peak RSS (MB), 96 x %.1f MB in flight: %s" % (len(payload) / 2**20, peaks))
     # measured 2026-11-30: bounded 1.03-1.17 GB, unbounded 1.35-1.51 GB; the queue's
     # budget is not all of it (gRPC keeps the messages of calls not yet taken)
-    assert peaks["bounded"] < 1536, peaks
+    if not asan:  # ASan's shadow and quarantine add memory of their own
+        assert peaks["bounded"] < 1536, peaks
     assert peaks["bounded"] < peaks["unbounded"], peaks
 
 
