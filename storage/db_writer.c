@@ -132,7 +132,9 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
         int64_t *rm = malloc(w->n * sizeof *rm);
         size_t nrm = 0;
         int rc = rm ? 0 : QV_NOMEM;
-        for (size_t i = 0; rm && i < w->n; i++)
+        /* tests: this update fails before touching the index, as a real one would */
+        if (!rc && db->test_fail_update && ++db->updates == db->test_fail_update) rc = QV_NOMEM;
+        for (size_t i = 0; !rc && i < w->n; i++)
             if ((!skip || !skip[i]) && WI(w)->existed[i]) rm[nrm++] = (int64_t)w->ids[i];
         if (!rc && nrm) rc = qv_index_remove(c->index, nrm, rm, NULL);
         if (w->kind == QV_W_DELETE) {
@@ -155,7 +157,6 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
                 rc = qv_index_add(c->index, w->n, rm, w->vecs);
             }
         }
-        if (!rc && db->test_fail_update && ++db->updates == db->test_fail_update) rc = QV_NOMEM;
         if (rc) {
             /* committed but not searchable: rebuild from LMDB, whatever
              * --no-auto-rebuild says (maybe_auto_rebuild after the reply) */

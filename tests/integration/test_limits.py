@@ -419,6 +419,11 @@ def test_failed_index_update_forces_a_rebuild(make_server):
     s.create("u", 4, pb.L2)
     assert s.upsert("u", [qt.item(1, [1, 0, 0, 0])]) == 1
     assert s.upsert("u", [qt.item(2, [0, 1, 0, 0])]) == 1      # its index update fails
+    log = ""
+    end = time.time() + 30
+    while "rebuilding the index from LMDB" not in log and time.time() < end:
+        log = open(s._logs[-1], "rb").read().decode("utf-8", "replace")
+        time.sleep(0.02)
     end = time.time() + 30
     while time.time() < end:
         hits = s.search_vectors("u", [[0, 1, 0, 0]], k=1).results[0].hits
