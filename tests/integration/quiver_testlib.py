@@ -453,3 +453,151 @@ def data_set(name):
     if not os.path.isdir(p):
         pytest.skip("data set %s not found under %s (set QUIVER_DATA)" % (name, DATA))
     return p
+
+
+# ------------------------------------------- issue 9: filters, similarities (ground truth)
+# A filter is written in the tests as plain Python: F(must=[...], should=[...], must_not=[...])
+# holding conditions eq / any_of / in_range / exists / has_id / nested. to_filter() turns it
+# into a quiver.v1.Filter; filter_match() evaluates it here, independently of the server,
+# over the attributes the test wrote (the ground truth).
+def F(must=(), should=(), must_not=()):
+    return {"must": list(must), "should": list(should), "must_not": list(must_not)}
+
+
+def eq(key, v):
+    return ("eq", key, v)
+
+
+def any_of(key, *vs):
+    return ("any", key, list(vs))
+
+
+def in_range(key, lo=None, hi=None, lo_inc=True, hi_inc=True):
+    """Numeric range; None = open bound."""
+    return ("range", key, lo, lo_inc, hi, hi_inc)
+
+
+def exists(key, present=True):
+    return ("exists", key, present)
+
+
+def has_id(*ids):
+    return ("ids", [int(i) for i in ids])
+
+
+def nested(f):
+    return ("filter", f)
+
+
+def to_condition(c):
+    cd = pb.Condition()
+    kind = c[0]
+    if kind == "filter":
+        cd.filter.CopyFrom(to_filter(c[1]))
+    elif kind == "ids":
+        cd.has_id.SetInParent()
+        cd.has_id.ids.extend(c[1])
+    else:
+        fc = cd.field
+        fc.SetInParent()
+        fc.key = c[1]
+        if kind == "eq":
+            fc.equals.CopyFrom(value(c[2]))
+        elif kind == "any":
+            fc.any_of.SetInParent()
+            fc.any_of.values.extend([value(v) for v in c[2]])
+        elif kind == "range":
+            _, _, lo, lo_inc, hi, hi_inc = c
+            fc.range.SetInParent()
+            if lo is not None:
+                fc.range.lower.SetInParent()
+                fc.range.lower.value = float(lo)
+                fc.range.lower.inclusive = lo_inc
+            if hi is not None:
+                fc.range.upper.SetInParent()
+                fc.range.upper.value = float(hi)
+                fc.range.upper.inclusive = hi_inc
+        elif kind == "exists":
+            fc.exists = bool(c[2])
+        else:
+            raise ValueError(kind)
+    return cd
+
+
+def to_filter(f):
+    if isinstance(f, pb.Filter):
+        return f
+    return pb.Filter(must=[to_condition(c) for c in f["must"]],
+                     should=[to_condition(c) for c in f["should"]],
+                     must_not=[to_condition(c) for c in f["must_not"]])
+
+
+def _is_num(a):
+    return isinstance(a, (int, float)) and not isinstance(a, bool)
+
+
+def value_equals(v, a):
+    """FieldCondition.equals: v (the test's value) against a (an item's attribute)."""
+    if isinstance(v, bool):
+        return isinstance(a, bool) and a == v
+    if isinstance(v, str):
+        return (isinstance(a, str) and a == v) or (isinstance(a, list) and v in a)
+    if _is_num(v):
+        return _is_num(a) and a == v      # Python compares int and float numerically
+    raise TypeError(type(v))
+
+
+def cond_match(c, id_, attrs):
+    kind = c[0]
+    if kind == "filter":
+        return filter_match(c[1], id_, attrs)
+    if kind == "ids":
+        return id_ in c[1]
+    key = c[1]
+    if kind == "exists":
+        return (key in attrs) == c[2]
+    if key not in attrs:
+        return False
+    a = attrs[key]
+    if kind == "eq":
+        return value_equals(c[2], a)
+    if kind == "any":
+        return any(value_equals(v, a) for v in c[2])
+    if kind == "range":
+        _, _, lo, lo_inc, hi, hi_inc = c
+        if not _is_num(a):
+            return False
+        if lo is not None and not (a >= lo if lo_inc else a > lo):
+            return False
+        if hi is not None and not (a <= hi if hi_inc else a < hi):
+            return False
+        return True
+    raise ValueError(kind)
+
+
+def filter_match(f, id_, attrs):
+    if isinstance(f, tuple):
+        return cond_match(f, id_, attrs)
+    return (all(cond_match(c, id_, attrs) for c in f["must"])
+            and (not f["should"] or any(cond_match(c, id_, attrs) for c in f["should"]))
+            and not any(cond_match(c, id_, attrs) for c in f["must_not"]))
+
+
+def similarity(a, b, metric):
+    """Pairwise similarity in float64 (rows of a x rows of b): COSINE cosine, INNER_PRODUCT
+    dot, L2 minus the squared distance."""
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
+    if metric == pb.L2:
+        return -((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    if metric == pb.COSINE:
+        a, b = normalize(a), normalize(b)
+    return a @ b.T
+
+
+def ranked(ids, scores, k, ascending):
+    """(ids, scores, all_scores) of the best k, the triple assert_hits_match wants."""
+    ids = [int(i) for i in ids]
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(scores if ascending else -scores, kind="stable")[:k]
+    return [ids[o] for o in order], [float(scores[o]) for o in order], dict(zip(ids, scores.tolist()))
