@@ -52,6 +52,8 @@ extern "C" {
 #define QVC_ITEMS_GET            "/quiver.v1.Items/Get"
 #define QVC_ITEMS_DELETE         "/quiver.v1.Items/Delete"
 #define QVC_SEARCH_SEARCH        "/quiver.v1.Search/Search"
+#define QVC_SEARCH_RECOMMEND     "/quiver.v1.Search/Recommend"
+#define QVC_SEARCH_RECOMMEND_BATCH "/quiver.v1.Search/RecommendBatch"
 #define QVC_ADMIN_REBUILD_INDEX  "/quiver.v1.Admin/RebuildIndex"
 #define QVC_HEALTH_CHECK         "/grpc.health.v1.Health/Check"
 

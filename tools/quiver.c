@@ -1,7 +1,8 @@
 /*
  * quiver: the admin command line of a Quiver server. Collections (list,
  * create, describe, drop), index rebuild with live progress and index status,
- * one search, and the health check; aligned tables for people, --json for
+ * searches (filtered, grouped, diversified, fused) and recommendations by
+ * example, and the health check; aligned tables for people, --json for
  * scripts, exit codes that say what went wrong. It talks to the server only
  * through the qvc client library (client.h). Not a bulk loader: that is
  * quiver-import.
@@ -24,7 +25,10 @@
 
 #include <grpc/status.h>
 
+#include <jansson.h>
+
 #include "client.h"
+#include "filter_json.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "quiver/v1/quiver.pb-c.h"
 
@@ -56,8 +60,11 @@ static const char usage_top[] =
     "  collections drop NAME            delete a collection and all its items\n"
     "  index rebuild COLLECTION         rebuild an index, with live progress\n"
     "  index status COLLECTION          show the state of a collection's index\n"
-    "  search COLLECTION (--id N | --vector X,Y,...)\n"
-    "                                   nearest neighbours of an item or a vector\n"
+    "  search COLLECTION (--id N | --vector X,Y,...)... [--filter JSON] ...\n"
+    "                                   nearest neighbours of items or vectors,\n"
+    "                                   filtered, grouped, diversified or fused\n"
+    "  recommend COLLECTION --positive ID[:W],... [--negative ID[:W],...] ...\n"
+    "                                   items like some examples and unlike others\n"
     "\n"
     "Global options (accepted anywhere on the command line):\n"
     "  --addr HOST:PORT   server address (default: $QUIVER_ADDR, else " DEFAULT_ADDR ")\n"
@@ -158,18 +165,66 @@ static const char usage_index_status[] =
     "Show a collection's index: kind, training, items, nlist, default nprobe, a\n"
     "running rebuild and the recall table (nprobe reaching each recall@10).\n";
 
+#define QUERY_OPTIONS_HELP                                                                    \
+    "  --k N            hits to return (default 10)\n"                                       \
+    "  --filter JSON    only items matching a quiver.v1.Filter in the proto3 JSON\n"          \
+    "                   mapping, e.g. '{\"must\":[{\"field\":{\"key\":\"lang\",\n"            \
+    "                   \"equals\":{\"stringValue\":\"en\"}}}]}' (snake_case names too)\n"    \
+    "  --exclude ID,... never return these items (repeatable)\n"                              \
+    "  --threshold V    score bound: an L2 distance keeps score <= V, a similarity\n"         \
+    "                   (ip, cosine, best_score, sum_scores) keeps score >= V\n"              \
+    "  --group-by KEY   at most --group-size hits per value of attribute KEY (items\n"        \
+    "                   without it are left out)\n"                                           \
+    "  --group-size N   hits per group (default 1)\n"                                         \
+    "  --nprobe N       IVF lists to scan (default: chosen from --min-recall)\n"              \
+    "  --min-recall R   recall@10 to aim for when --nprobe is not given (server\n"            \
+    "                   default 0.95)\n"                                                      \
+    "  --without-attributes, --no-attributes\n"                                               \
+    "                   do not fetch the hits' attributes\n"
+
 static const char usage_search[] =
-    "Usage: quiver search COLLECTION (--id N | --vector X,Y,...) [--k N]\n"
-    "                    [--nprobe N] [--min-recall R] [--no-attributes]\n"
+    "Usage: quiver search COLLECTION (--id N | --vector X,Y,...)... [--k N]\n"
+    "                    [--filter JSON] [--exclude ID,...] [--threshold V]\n"
+    "                    [--group-by KEY [--group-size N]]\n"
+    "                    [--mmr DIVERSITY [--mmr-candidates N]]\n"
+    "                    [--fusion rrf|max_score [--rrf-k N]]\n"
+    "                    [--nprobe N] [--min-recall R] [--without-attributes]\n"
     "\n"
     "Nearest neighbours of a stored item (--id: the item itself is left out) or of\n"
     "a vector (--vector: dim comma-separated floats; brackets and spaces allowed).\n"
+    "--id and --vector may be repeated: one query each, answered in the order given\n"
+    "(--json: {\"results\": [{\"hits\": ...}, ...]}), or fused into one list by\n"
+    "--fusion (--json: {\"hits\": ...}, as for one query).\n"
+    "\n" QUERY_OPTIONS_HELP
+    "  --mmr DIVERSITY  re-rank by maximal marginal relevance: 0 = plain relevance\n"
+    "                   order, 1 = most diverse (the first hit stays the nearest)\n"
+    "  --mmr-candidates N\n"
+    "                   nearest hits MMR chooses from (default 10 x k)\n"
+    "  --fusion F       several queries into one list: rrf (reciprocal-rank fusion,\n"
+    "                   sum of 1/(rrf_k + rank)) or max_score (each item's best score)\n"
+    "  --rrf-k N        the RRF constant (default 60)\n";
+
+static const char usage_recommend[] =
+    "Usage: quiver recommend COLLECTION --positive ID[:WEIGHT],...\n"
+    "                       [--negative ID[:WEIGHT],...] [--k N]\n"
+    "                       [--strategy average_vector|best_score|sum_scores]\n"
+    "                       [--filter JSON] [--exclude ID,...] [--threshold V]\n"
+    "                       [--group-by KEY [--group-size N]]\n"
+    "                       [--nprobe N] [--min-recall R] [--without-attributes]\n"
     "\n"
-    "  --k N            hits to return (default 10)\n"
-    "  --nprobe N       IVF lists to scan (default: chosen from --min-recall)\n"
-    "  --min-recall R   recall@10 to aim for when --nprobe is not given (server\n"
-    "                   default 0.95)\n"
-    "  --no-attributes  do not fetch the hits' attributes\n";
+    "Items like the positive examples and unlike the negative ones (stored items by\n"
+    "id; the examples themselves are never returned). --positive and --negative may\n"
+    "be repeated; WEIGHT > 0 (default 1).\n"
+    "\n"
+    "  --positive ID[:WEIGHT],...   examples to be near (at least one)\n"
+    "  --negative ID[:WEIGHT],...   examples to be far from\n"
+    "  --strategy S     average_vector (default): search for the weighted mean of the\n"
+    "                   positives minus that of the negatives (score as for search);\n"
+    "                   best_score: score = best similarity to a positive, dropping\n"
+    "                   items more similar to a negative; sum_scores: score = weighted\n"
+    "                   similarity to the positives minus that to the negatives\n"
+    "                   (similarity: cosine, dot product, or minus the L2 distance)\n"
+    QUERY_OPTIONS_HELP;
 
 /* ----------------------------------------------------------------- globals */
 static int g_json;
@@ -260,14 +315,36 @@ static int report(const qvc_status *st)
 }
 
 /* ------------------------------------------------------------ arguments */
+/* The values of a repeatable option (or of several options sharing one list,
+ * which keeps their order: search's --id and --vector). */
+typedef struct arglist {
+    size_t n;
+    struct argval {
+        const char *opt, *val; /* the option's name, its value (argv's) */
+    } *a;
+} arglist;
+
+static void arglist_free(arglist *l)
+{
+    free(l->a);
+    l->a = NULL;
+    l->n = 0;
+}
+
 typedef struct optdef {
     const char *name;  /* "--k" */
-    const char **val;  /* where the value goes; NULL for a flag */
+    const char **val;  /* where the value goes (the last one given) */
     int *flag;         /* set to 1 for a flag */
+    arglist *list;     /* where each value is appended */
 } optdef;
+#define OPT_VAL(name, p) {(name), (p), NULL, NULL}
+#define OPT_FLAG(name, p) {(name), NULL, (p), NULL}
+#define OPT_LIST(name, p) {(name), NULL, NULL, (p)}
+#define OPT_END {NULL, NULL, NULL, NULL}
 
 /* Parse a subcommand's arguments: options from opts, at most maxpos
- * positionals. Returns -1 to go on, or an exit code (0 after --help). */
+ * positionals. Returns -1 to go on, or an exit code (0 after --help). Lists
+ * filled here are the caller's to free, whatever this returns. */
 static int parse_args(int argc, char **argv, const optdef *opts, const char **pos, int maxpos,
                       int *npos, const char *cmd, const char *help)
 {
@@ -290,13 +367,25 @@ static int parse_args(int argc, char **argv, const optdef *opts, const char **po
             for (const optdef *p = opts; p && p->name; p++)
                 if (strlen(p->name) == nl && strncmp(p->name, a, nl) == 0) o = p;
             if (!o) return usage_error(cmd, "unknown option '%.*s' for 'quiver %s'", (int)nl, a, cmd);
-            if (o->val) {
-                if (eq) *o->val = eq + 1;
-                else if (i + 1 < argc) *o->val = argv[++i];
-                else return usage_error(cmd, "option %s needs a value", o->name);
-            } else {
+            if (o->flag) {
                 if (eq) return usage_error(cmd, "option %s takes no value", o->name);
                 *o->flag = 1;
+                continue;
+            }
+            const char *v;
+            if (eq) v = eq + 1;
+            else if (i + 1 < argc) v = argv[++i];
+            else return usage_error(cmd, "option %s needs a value", o->name);
+            if (o->val) {
+                *o->val = v;
+            } else {
+                struct argval *grown = realloc(o->list->a, (o->list->n + 1) * sizeof *grown);
+                if (!grown) {
+                    fprintf(stderr, "quiver: out of memory\n");
+                    return EXIT_SERVER;
+                }
+                o->list->a = grown;
+                o->list->a[o->list->n++] = (struct argval){o->name, v};
             }
             continue;
         }
@@ -400,131 +489,121 @@ static const char *metric_name(Quiver__V1__Metric m)
 }
 
 /* --------------------------------------------------------------- JSON out */
-/* A small streaming writer (to stdout unless redirected): commas and nesting
- * are tracked; a document ends with a newline when its outermost value
- * closes. */
-typedef struct jwriter {
-    FILE *out; /* NULL = stdout */
-    int depth;
-    int after_key;
-    unsigned char count[64];
-} jwriter;
-static jwriter J;
+/* Documents are built with jansson and printed on one line by j_print. A
+ * failed allocation anywhere marks the document; j_print then fails the
+ * command instead of printing half of it. */
+static int g_json_oom;
 
-#define JOUT (J.out ? J.out : stdout)
-
-static void j_sep(void)
+/* s with every byte that does not begin a valid UTF-8 sequence replaced by
+ * U+FFFD (jansson refuses invalid UTF-8); malloc'd, NULL when out of memory. */
+static char *utf8_fix(const char *s)
 {
-    if (J.after_key) {
-        J.after_key = 0;
-        return;
-    }
-    if (J.depth > 0) {
-        if (J.count[J.depth]) fputc(',', JOUT);
-        J.count[J.depth] = 1;
-    }
-}
-
-static void j_raw_string(const char *s)
-{
-    FILE *f = JOUT;
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        case '\b': fputs("\\b", f); break;
-        case '\f': fputs("\\f", f); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p);
-            else fputc(*p, f);
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        json_t *t = len && i + len <= n ? json_stringn(s + i, len) : NULL; /* jansson's own check */
+        if (t) {
+            memcpy(o, s + i, len);
+            o += len;
+            i += len;
+            json_decref(t);
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
         }
     }
-    fputc('"', f);
+    *o = '\0';
+    return out;
 }
 
-static void j_open(char c)
+static json_t *j_str(const char *s)
 {
-    j_sep();
-    fputc(c, JOUT);
-    J.depth++;
-    J.count[J.depth] = 0;
-}
-
-static void j_close(char c)
-{
-    J.depth--;
-    fputc(c, JOUT);
-    if (J.depth == 0) fputc('\n', JOUT);
-}
-
-static void j_key(const char *k)
-{
-    j_sep();
-    j_raw_string(k);
-    fputc(':', JOUT);
-    J.after_key = 1;
-}
-
-static void j_str(const char *s)
-{
-    j_sep();
-    j_raw_string(s);
-}
-
-static void j_null(void)
-{
-    j_sep();
-    fputs("null", JOUT);
-}
-
-static void j_u64(uint64_t v)
-{
-    j_sep();
-    fprintf(JOUT, "%" PRIu64, v);
-}
-
-static void j_i64(int64_t v)
-{
-    j_sep();
-    fprintf(JOUT, "%" PRId64, v);
-}
-
-static void j_bool(int b)
-{
-    j_sep();
-    fputs(b ? "true" : "false", JOUT);
-}
-
-/* Shortest text that reads back as the same double (float when is_float). */
-static void fmt_num(char *buf, size_t len, double v, int is_float)
-{
-    for (int prec = is_float ? 6 : 15; prec <= (is_float ? 9 : 17); prec++) {
-        snprintf(buf, len, "%.*g", prec, v);
-        if (is_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v) return;
+    json_t *j = json_string(s ? s : "");
+    if (!j && s) {
+        char *fixed = utf8_fix(s);
+        j = fixed ? json_string(fixed) : NULL;
+        free(fixed);
     }
+    if (!j) g_json_oom = 1;
+    return j;
 }
 
 /* A number; NaN and infinities (not JSON) become null. */
-static void j_num(double v, int is_float)
+static json_t *j_num(double v)
 {
-    char buf[40];
-    if (!isfinite(v)) {
-        j_null();
-        return;
-    }
-    j_sep();
-    fmt_num(buf, sizeof buf, v, is_float);
-    fputs(buf, JOUT);
+    json_t *j = isfinite(v) ? json_real(v) : json_null();
+    if (!j) g_json_oom = 1;
+    return j;
 }
 
-static void jk_str(const char *k, const char *v) { j_key(k); j_str(v); }
-static void jk_u64(const char *k, uint64_t v) { j_key(k); j_u64(v); }
-static void jk_bool(const char *k, int v) { j_key(k); j_bool(v); }
-static void jk_num(const char *k, double v, int is_float) { j_key(k); j_num(v, is_float); }
+static json_t *j_i64(int64_t v)
+{
+    json_t *j = json_integer((json_int_t)v);
+    if (!j) g_json_oom = 1;
+    return j;
+}
+
+/* jansson integers are signed 64-bit: beyond that (never an id) a real. */
+static json_t *j_u64(uint64_t v)
+{
+    return v <= INT64_MAX ? j_i64((int64_t)v) : j_num((double)v);
+}
+
+static json_t *j_bool(int b) { return json_boolean(b); }
+
+static json_t *j_obj(void)
+{
+    json_t *j = json_object();
+    if (!j) g_json_oom = 1;
+    return j;
+}
+
+static json_t *j_arr(void)
+{
+    json_t *j = json_array();
+    if (!j) g_json_oom = 1;
+    return j;
+}
+
+/* obj[key] = v, taking v's reference (NULL v: out of memory, marked). */
+static void j_set(json_t *obj, const char *key, json_t *v)
+{
+    if (!obj || !v) {
+        json_decref(v);
+        g_json_oom = 1;
+        return;
+    }
+    if (json_object_set_new(obj, key, v) == 0) return;
+    char *fixed = utf8_fix(key); /* a key that is not UTF-8 */
+    if (!fixed || json_object_set_new(obj, fixed, v)) g_json_oom = 1;
+    free(fixed);
+}
+
+static void j_push(json_t *arr, json_t *v)
+{
+    if (!arr || !v || json_array_append_new(arr, v)) {
+        if (arr && v) json_decref(v);
+        g_json_oom = 1;
+    }
+}
+
+/* Print doc as one line on stdout and release it. Returns an exit code. */
+static int j_print(json_t *doc)
+{
+    int rc = EXIT_OK;
+    if (!doc || g_json_oom || json_dumpf(doc, stdout, JSON_COMPACT) != 0) {
+        fprintf(stderr, "quiver: out of memory writing JSON\n");
+        rc = EXIT_SERVER;
+    } else {
+        putchar('\n');
+    }
+    json_decref(doc);
+    return rc;
+}
 
 /* ------------------------------------------------------------- table out */
 typedef struct table {
@@ -592,59 +671,60 @@ static void kv(const char *indent, const char *key, const char *fmt, ...)
 }
 
 /* ------------------------------------------------------ shared printing */
-static void json_index(const Quiver__V1__IndexInfo *ii)
+static json_t *json_index(const Quiver__V1__IndexInfo *ii)
 {
-    j_open('{');
-    jk_str("kind", ii->kind);
-    jk_bool("trained", ii->trained);
-    jk_u64("count", ii->count);
-    jk_u64("nlist", ii->nlist);
-    jk_u64("default_nprobe", ii->default_nprobe);
-    jk_u64("trained_for", ii->trained_for);
-    jk_u64("pq_m", ii->pq_m);
-    jk_u64("pq_nbits", ii->pq_nbits);
-    jk_u64("refine", ii->refine);
-    jk_u64("covered_seq", ii->covered_seq);
-    jk_bool("rebuilding", ii->rebuilding);
-    jk_str("phase", ii->phase);
-    jk_u64("rebuild_done", ii->rebuild_done);
-    jk_u64("rebuild_total", ii->rebuild_total);
-    j_key("spec");
+    json_t *o = j_obj();
+    j_set(o, "kind", j_str(ii->kind));
+    j_set(o, "trained", j_bool(ii->trained));
+    j_set(o, "count", j_u64(ii->count));
+    j_set(o, "nlist", j_u64(ii->nlist));
+    j_set(o, "default_nprobe", j_u64(ii->default_nprobe));
+    j_set(o, "trained_for", j_u64(ii->trained_for));
+    j_set(o, "pq_m", j_u64(ii->pq_m));
+    j_set(o, "pq_nbits", j_u64(ii->pq_nbits));
+    j_set(o, "refine", j_u64(ii->refine));
+    j_set(o, "covered_seq", j_u64(ii->covered_seq));
+    j_set(o, "rebuilding", j_bool(ii->rebuilding));
+    j_set(o, "phase", j_str(ii->phase));
+    j_set(o, "rebuild_done", j_u64(ii->rebuild_done));
+    j_set(o, "rebuild_total", j_u64(ii->rebuild_total));
+    json_t *spec = json_null();
     if (ii->spec) {
-        j_open('{');
-        jk_str("kind", ii->spec->kind);
-        jk_u64("nlist", ii->spec->nlist);
-        jk_u64("pq_m", ii->spec->pq_m);
-        jk_u64("pq_nbits", ii->spec->pq_nbits);
-        jk_u64("refine", ii->spec->refine);
-        j_close('}');
-    } else {
-        j_null();
+        spec = j_obj();
+        j_set(spec, "kind", j_str(ii->spec->kind));
+        j_set(spec, "nlist", j_u64(ii->spec->nlist));
+        j_set(spec, "pq_m", j_u64(ii->spec->pq_m));
+        j_set(spec, "pq_nbits", j_u64(ii->spec->pq_nbits));
+        j_set(spec, "refine", j_u64(ii->spec->refine));
     }
-    j_key("recall_table");
-    j_open('[');
+    j_set(o, "spec", spec);
+    json_t *rt = j_arr();
     for (size_t i = 0; i < ii->n_recall_table; i++) {
-        j_open('{');
-        jk_num("recall", ii->recall_table[i]->recall, 1);
-        jk_u64("nprobe", ii->recall_table[i]->nprobe);
-        j_close('}');
+        json_t *p = j_obj();
+        j_set(p, "recall", j_num(ii->recall_table[i]->recall));
+        j_set(p, "nprobe", j_u64(ii->recall_table[i]->nprobe));
+        j_push(rt, p);
     }
-    j_close(']');
-    j_close('}');
+    j_set(o, "recall_table", rt);
+    return o;
 }
 
-static void json_collection(const Quiver__V1__CollectionInfo *ci)
+/* An index, or null when there is none. */
+static json_t *json_index_or_null(const Quiver__V1__IndexInfo *ii)
 {
-    j_open('{');
-    jk_str("name", ci->name);
-    jk_u64("dim", ci->dim);
-    jk_str("metric", metric_name(ci->metric));
-    jk_u64("count", ci->count);
-    jk_u64("last_seq", ci->last_seq);
-    j_key("index");
-    if (ci->index) json_index(ci->index);
-    else j_null();
-    j_close('}');
+    return ii ? json_index(ii) : json_null();
+}
+
+static json_t *json_collection(const Quiver__V1__CollectionInfo *ci)
+{
+    json_t *o = j_obj();
+    j_set(o, "name", j_str(ci->name));
+    j_set(o, "dim", j_u64(ci->dim));
+    j_set(o, "metric", j_str(metric_name(ci->metric)));
+    j_set(o, "count", j_u64(ci->count));
+    j_set(o, "last_seq", j_u64(ci->last_seq));
+    j_set(o, "index", json_index_or_null(ci->index));
+    return o;
 }
 
 static void print_spec(const char *indent, const Quiver__V1__IndexSpec *s)
@@ -764,7 +844,7 @@ static int cmd_health(int argc, char **argv)
 {
     const char *service = NULL, *pos[1];
     int npos;
-    optdef opts[] = {{"--service", &service, NULL}, {NULL, NULL, NULL}};
+    optdef opts[] = {OPT_VAL("--service", &service), OPT_END};
     int rc = parse_args(argc, argv, opts, pos, 0, &npos, "health", usage_health);
     if (rc >= 0) return rc;
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -783,16 +863,16 @@ static int cmd_health(int argc, char **argv)
     default: name = "UNKNOWN"; break;
     }
     int serving = rep->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
     if (g_json) {
-        j_open('{');
-        jk_str("addr", g_addr);
-        jk_str("service", req.service);
-        jk_str("status", name);
-        j_close('}');
+        json_t *o = j_obj();
+        j_set(o, "addr", j_str(g_addr));
+        j_set(o, "service", j_str(req.service));
+        j_set(o, "status", j_str(name));
+        if ((rc = j_print(o))) return rc;
     } else {
         printf("%s\n", name);
     }
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
     return serving ? EXIT_OK : EXIT_SERVER;
 }
 
@@ -808,12 +888,10 @@ static int cmd_coll_list(int argc, char **argv)
               (ProtobufCMessage **)&rep);
     if (rc) return rc;
     if (g_json) {
-        j_open('{');
-        j_key("collections");
-        j_open('[');
-        for (size_t i = 0; i < rep->n_collections; i++) json_collection(rep->collections[i]);
-        j_close(']');
-        j_close('}');
+        json_t *o = j_obj(), *list = j_arr();
+        for (size_t i = 0; i < rep->n_collections; i++) j_push(list, json_collection(rep->collections[i]));
+        j_set(o, "collections", list);
+        rc = j_print(o);
     } else if (rep->n_collections == 0) {
         printf("no collections\n");
     } else {
@@ -837,7 +915,7 @@ static int cmd_coll_list(int argc, char **argv)
         tbl_free(&t);
     }
     protobuf_c_message_free_unpacked(&rep->base, NULL);
-    return EXIT_OK;
+    return rc;
 }
 
 static int cmd_coll_create(int argc, char **argv)
@@ -846,10 +924,10 @@ static int cmd_coll_create(int argc, char **argv)
     const char *pos[1], *dim = NULL, *metric = NULL;
     index_opts io = {0};
     int npos;
-    optdef opts[] = {{"--dim", &dim, NULL},        {"--metric", &metric, NULL},
-                     {"--kind", &io.kind, NULL},   {"--nlist", &io.nlist, NULL},
-                     {"--pq-m", &io.pq_m, NULL},   {"--pq-nbits", &io.pq_nbits, NULL},
-                     {"--refine", &io.refine, NULL}, {NULL, NULL, NULL}};
+    optdef opts[] = {OPT_VAL("--dim", &dim),         OPT_VAL("--metric", &metric),
+                     OPT_VAL("--kind", &io.kind),     OPT_VAL("--nlist", &io.nlist),
+                     OPT_VAL("--pq-m", &io.pq_m),     OPT_VAL("--pq-nbits", &io.pq_nbits),
+                     OPT_VAL("--refine", &io.refine), OPT_END};
     int rc = parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_coll_create);
     if (rc >= 0) return rc;
     if (npos != 1) return usage_error(cmd, "the collection NAME is missing");
@@ -868,13 +946,13 @@ static int cmd_coll_create(int argc, char **argv)
     if ((rc = call(QVC_COLLECTIONS_CREATE, &req.base, &quiver__v1__collection_info__descriptor,
                    (ProtobufCMessage **)&ci)))
         return rc;
-    if (g_json) json_collection(ci);
+    if (g_json) rc = j_print(json_collection(ci));
     else {
         printf("created collection \"%s\"\n", ci->name);
         print_collection(ci);
     }
     protobuf_c_message_free_unpacked(&ci->base, NULL);
-    return EXIT_OK;
+    return rc;
 }
 
 static int cmd_coll_describe(int argc, char **argv)
@@ -886,10 +964,10 @@ static int cmd_coll_describe(int argc, char **argv)
     if (npos != 1) return usage_error(cmd, "the collection NAME is missing");
     Quiver__V1__CollectionInfo *ci = NULL;
     if ((rc = describe(pos[0], &ci))) return rc;
-    if (g_json) json_collection(ci);
+    if (g_json) rc = j_print(json_collection(ci));
     else print_collection(ci);
     protobuf_c_message_free_unpacked(&ci->base, NULL);
-    return EXIT_OK;
+    return rc;
 }
 
 static int cmd_coll_drop(int argc, char **argv)
@@ -907,9 +985,9 @@ static int cmd_coll_drop(int argc, char **argv)
         return rc;
     protobuf_c_message_free_unpacked(&rep->base, NULL);
     if (g_json) {
-        j_open('{');
-        jk_str("dropped", pos[0]);
-        j_close('}');
+        json_t *o = j_obj();
+        j_set(o, "dropped", j_str(pos[0]));
+        return j_print(o);
     } else {
         printf("dropped collection \"%s\"\n", pos[0]);
     }
@@ -926,20 +1004,18 @@ static int cmd_index_status(int argc, char **argv)
     Quiver__V1__CollectionInfo *ci = NULL;
     if ((rc = describe(pos[0], &ci))) return rc;
     if (g_json) {
-        j_open('{');
-        jk_str("collection", ci->name);
-        jk_u64("items", ci->count);
-        j_key("index");
-        if (ci->index) json_index(ci->index);
-        else j_null();
-        j_close('}');
+        json_t *o = j_obj();
+        j_set(o, "collection", j_str(ci->name));
+        j_set(o, "items", j_u64(ci->count));
+        j_set(o, "index", json_index_or_null(ci->index));
+        rc = j_print(o);
     } else {
         kv("", "collection", "%s", ci->name);
         kv("", "items", "%" PRIu64, ci->count);
         if (ci->index) print_index("", ci->index);
     }
     protobuf_c_message_free_unpacked(&ci->base, NULL);
-    return EXIT_OK;
+    return rc;
 }
 
 /* Progress of a rebuild on stderr: on a terminal a bar redrawn in place,
@@ -1060,9 +1136,9 @@ static int cmd_index_rebuild(int argc, char **argv)
     const char *cmd = "index rebuild", *pos[1];
     index_opts io = {0};
     int npos;
-    optdef opts[] = {{"--kind", &io.kind, NULL},         {"--nlist", &io.nlist, NULL},
-                     {"--pq-m", &io.pq_m, NULL},         {"--pq-nbits", &io.pq_nbits, NULL},
-                     {"--refine", &io.refine, NULL},     {NULL, NULL, NULL}};
+    optdef opts[] = {OPT_VAL("--kind", &io.kind),         OPT_VAL("--nlist", &io.nlist),
+                     OPT_VAL("--pq-m", &io.pq_m),         OPT_VAL("--pq-nbits", &io.pq_nbits),
+                     OPT_VAL("--refine", &io.refine),     OPT_END};
     int rc = parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_index_rebuild);
     if (rc >= 0) return rc;
     if (npos != 1) return usage_error(cmd, "the COLLECTION is missing");
@@ -1114,37 +1190,35 @@ static int cmd_index_rebuild(int argc, char **argv)
         ii = ci->index;
     }
     if (g_json) {
-        j_open('{');
-        jk_str("collection", pos[0]);
-        jk_num("elapsed_seconds", elapsed, 0);
-        j_key("index");
-        if (ii) json_index(ii);
-        else j_null();
-        j_close('}');
+        json_t *o = j_obj();
+        j_set(o, "collection", j_str(pos[0]));
+        j_set(o, "elapsed_seconds", j_num(elapsed));
+        j_set(o, "index", json_index_or_null(ii));
+        rc = j_print(o);
     } else {
         printf("rebuilt the index of \"%s\" in %.1fs\n", pos[0], elapsed);
         if (ii) print_index("", ii);
     }
     if (last) protobuf_c_message_free_unpacked(&last->base, NULL);
     if (ci) protobuf_c_message_free_unpacked(&ci->base, NULL);
-    return EXIT_OK;
+    return rc;
 }
 
 /* An attribute value as JSON (also the human form: quoted strings). */
-static void json_value(const Quiver__V1__Value *v)
+static json_t *json_value(const Quiver__V1__Value *v)
 {
     switch (v ? v->kind_case : QUIVER__V1__VALUE__KIND__NOT_SET) {
-    case QUIVER__V1__VALUE__KIND_STRING_VALUE: j_str(v->string_value); break;
-    case QUIVER__V1__VALUE__KIND_INT_VALUE: j_i64(v->int_value); break;
-    case QUIVER__V1__VALUE__KIND_DOUBLE_VALUE: j_num(v->double_value, 0); break;
-    case QUIVER__V1__VALUE__KIND_BOOL_VALUE: j_bool(v->bool_value); break;
-    case QUIVER__V1__VALUE__KIND_STRING_LIST:
-        j_open('[');
+    case QUIVER__V1__VALUE__KIND_STRING_VALUE: return j_str(v->string_value);
+    case QUIVER__V1__VALUE__KIND_INT_VALUE: return j_i64(v->int_value);
+    case QUIVER__V1__VALUE__KIND_DOUBLE_VALUE: return j_num(v->double_value);
+    case QUIVER__V1__VALUE__KIND_BOOL_VALUE: return j_bool(v->bool_value);
+    case QUIVER__V1__VALUE__KIND_STRING_LIST: {
+        json_t *a = j_arr();
         for (size_t i = 0; v->string_list && i < v->string_list->n_values; i++)
-            j_str(v->string_list->values[i]);
-        j_close(']');
-        break;
-    default: j_null(); break;
+            j_push(a, j_str(v->string_list->values[i]));
+        return a;
+    }
+    default: return json_null();
     }
 }
 
@@ -1171,117 +1245,419 @@ static char *attrs_text(const Quiver__V1__Hit *h)
     }
     memcpy(sorted, h->attributes, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, cmp_entry_key);
-    jwriter saved = J;
     for (size_t i = 0; i < n; i++) {
-        if (i) fputs(", ", f);
-        fprintf(f, "%s=", sorted[i]->key);
-        /* write the value alone, as if nested (no separator, no newline) */
-        memset(&J, 0, sizeof J);
-        J.out = f;
-        J.depth = 1;
-        J.after_key = 1;
-        json_value(sorted[i]->value);
+        json_t *v = json_value(sorted[i]->value);
+        char *text = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        fprintf(f, "%s%s=%s", i ? ", " : "", sorted[i]->key, text ? text : "?");
+        free(text);
+        json_decref(v);
     }
-    J = saved;
     free(sorted);
     fclose(f);
     return buf;
 }
 
-static int cmd_search(int argc, char **argv)
+/* Hits as a JSON array of {rank, id, score, attributes}. */
+static json_t *json_hits(const Quiver__V1__Hits *hits)
+{
+    json_t *arr = j_arr();
+    for (size_t i = 0; hits && i < hits->n_hits; i++) {
+        const Quiver__V1__Hit *h = hits->hits[i];
+        json_t *o = j_obj(), *attrs = j_obj();
+        j_set(o, "rank", j_u64(i + 1));
+        j_set(o, "id", j_u64(h->id));
+        j_set(o, "score", j_num(h->score));
+        for (size_t a = 0; a < h->n_attributes; a++)
+            j_set(attrs, h->attributes[a]->key, json_value(h->attributes[a]->value));
+        j_set(o, "attributes", attrs);
+        j_push(arr, o);
+    }
+    return arr;
+}
+
+/* Hits as a table: RANK ID SCORE ATTRIBUTES, or "no hits". */
+static void print_hits(const Quiver__V1__Hits *hits)
+{
+    size_t n = hits ? hits->n_hits : 0;
+    if (n == 0) {
+        printf("no hits\n");
+        return;
+    }
+    table t = {.ncol = 4, .align = "rrrl"};
+    tbl_cell(&t, "RANK");
+    tbl_cell(&t, "ID");
+    tbl_cell(&t, "SCORE");
+    tbl_cell(&t, "ATTRIBUTES");
+    for (size_t i = 0; i < n; i++) {
+        const Quiver__V1__Hit *h = hits->hits[i];
+        char *at = attrs_text(h);
+        tbl_cell(&t, "%zu", i + 1);
+        tbl_cell(&t, "%" PRIu64, h->id);
+        tbl_cell(&t, "%.6g", h->score);
+        tbl_cell(&t, "%s", at && at[0] ? at : "-");
+        free(at);
+    }
+    tbl_print(&t);
+    tbl_free(&t);
+}
+
+/* Options search and recommend share: their values as given, and what they
+ * become. Everything allocated is released by query_opts_free. */
+typedef struct query_opts {
+    const char *k, *nprobe, *min_recall, *filter, *threshold, *group_by, *group_size;
+    int no_attrs, without_attrs;
+    arglist exclude;
+    /* parsed */
+    uint32_t k_val, nprobe_val, group_size_val;
+    float min_recall_val;
+    Quiver__V1__Filter *filter_msg;
+    uint64_t *exclude_ids;
+    size_t n_exclude_ids;
+    Quiver__V1__Threshold threshold_msg;
+} query_opts;
+
+#define QUERY_OPTDEFS(q)                                                                     \
+    OPT_VAL("--k", &(q).k), OPT_VAL("--nprobe", &(q).nprobe),                                \
+        OPT_VAL("--min-recall", &(q).min_recall), OPT_FLAG("--no-attributes", &(q).no_attrs), \
+        OPT_FLAG("--without-attributes", &(q).without_attrs), OPT_VAL("--filter", &(q).filter), \
+        OPT_LIST("--exclude", &(q).exclude), OPT_VAL("--threshold", &(q).threshold),          \
+        OPT_VAL("--group-by", &(q).group_by), OPT_VAL("--group-size", &(q).group_size)
+
+static void query_opts_free(query_opts *q)
+{
+    arglist_free(&q->exclude);
+    free(q->exclude_ids);
+    if (q->filter_msg) protobuf_c_message_free_unpacked(&q->filter_msg->base, NULL);
+}
+
+/* "1,2, 3" (each of list's values) -> ids appended to *ids. */
+static int parse_id_list(const char *cmd, const arglist *list, uint64_t **ids, size_t *n)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        const char *s = list->a[i].val;
+        size_t cap = *n + 2;
+        for (const char *p = s; *p; p++) cap += *p == ',';
+        uint64_t *grown = realloc(*ids, cap * sizeof *grown);
+        if (!grown) {
+            fprintf(stderr, "quiver: out of memory\n");
+            return EXIT_SERVER;
+        }
+        *ids = grown;
+        for (const char *p = s;;) {
+            while (*p == ' ') p++;
+            size_t len = strcspn(p, ", ");
+            char tok[32];
+            const char *q = p + len;
+            while (*q == ' ') q++;
+            if (len == 0 || len >= sizeof tok || (*q && *q != ','))
+                return usage_error(cmd, "%s wants comma-separated ids, not '%s'", list->a[i].opt, s);
+            memcpy(tok, p, len);
+            tok[len] = '\0';
+            if (parse_u64(tok, UINT64_MAX, &(*ids)[*n]))
+                return usage_error(cmd, "%s wants comma-separated ids; '%s' is not one", list->a[i].opt,
+                                   tok);
+            (*n)++;
+            if (!*q) break;
+            p = q + 1;
+        }
+    }
+    return EXIT_OK;
+}
+
+/* Check and convert the shared options; returns an exit code. */
+static int parse_query_opts(const char *cmd, query_opts *q)
+{
+    int rc = EXIT_OK;
+    q->k_val = 10;
+    q->without_attrs |= q->no_attrs;
+    if (opt_u32(cmd, "--k", q->k, &q->k_val, &rc) || opt_u32(cmd, "--nprobe", q->nprobe, &q->nprobe_val, &rc) ||
+        opt_u32(cmd, "--group-size", q->group_size, &q->group_size_val, &rc))
+        return rc;
+    if (q->min_recall && parse_float(q->min_recall, &q->min_recall_val))
+        return usage_error(cmd, "--min-recall wants a number such as 0.9, not '%s'", q->min_recall);
+    if (q->threshold &&
+        (parse_float(q->threshold, &q->threshold_msg.value) || !isfinite(q->threshold_msg.value)))
+        return usage_error(cmd, "--threshold wants a number, not '%s'", q->threshold);
+    if (q->group_by && !q->group_by[0]) return usage_error(cmd, "--group-by needs an attribute KEY");
+    if (q->group_size && !q->group_by) return usage_error(cmd, "--group-size goes with --group-by");
+    if (q->filter) {
+        char err[512];
+        if (qvc_filter_from_json(q->filter, &q->filter_msg, err, sizeof err))
+            return usage_error(cmd, "--filter: %s", err);
+    }
+    return parse_id_list(cmd, &q->exclude, &q->exclude_ids, &q->n_exclude_ids);
+}
+
+/* Print the answer of a search or recommend: one list of hits as
+ * {"collection", "hits"}, several (one per query) as {"collection",
+ * "results": [{"hits"}, ...]}; tables with a heading per query. */
+static int print_results(const char *coll, Quiver__V1__Hits *const *lists, size_t n, int several)
+{
+    if (g_json) {
+        json_t *o = j_obj();
+        j_set(o, "collection", j_str(coll));
+        if (!several) {
+            j_set(o, "hits", json_hits(n ? lists[0] : NULL));
+        } else {
+            json_t *res = j_arr();
+            for (size_t i = 0; i < n; i++) {
+                json_t *r = j_obj();
+                j_set(r, "hits", json_hits(lists[i]));
+                j_push(res, r);
+            }
+            j_set(o, "results", res);
+        }
+        return j_print(o);
+    }
+    if (!several) {
+        print_hits(n ? lists[0] : NULL);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        printf("%squery %zu:\n", i ? "\n" : "", i + 1);
+        print_hits(lists[i]);
+    }
+    return EXIT_OK;
+}
+
+static int parse_fusion(const char *s, Quiver__V1__Fusion *f)
+{
+    if (!strcasecmp(s, "rrf")) *f = QUIVER__V1__FUSION__RRF;
+    else if (!strcasecmp(s, "max_score") || !strcasecmp(s, "max-score")) *f = QUIVER__V1__FUSION__MAX_SCORE;
+    else if (!strcasecmp(s, "none")) *f = QUIVER__V1__FUSION__FUSION_NONE;
+    else return -1;
+    return 0;
+}
+
+/* What cmd_search allocates, released in one place. */
+typedef struct search_state {
+    query_opts q;
+    arglist queries; /* --id and --vector, in command-line order */
+    Quiver__V1__Query *qs, **qptrs;
+    Quiver__V1__Vector *vecs;
+    size_t nq;
+    Quiver__V1__SearchResponse *rep;
+} search_state;
+
+static int search_run(search_state *s, int argc, char **argv)
 {
     const char *cmd = "search", *pos[1];
-    const char *id = NULL, *vector = NULL, *k = NULL, *nprobe = NULL, *min_recall = NULL;
-    int no_attrs = 0, npos;
-    optdef opts[] = {{"--id", &id, NULL},         {"--vector", &vector, NULL},
-                     {"--k", &k, NULL},           {"--nprobe", &nprobe, NULL},
-                     {"--min-recall", &min_recall, NULL}, {"--no-attributes", NULL, &no_attrs},
-                     {NULL, NULL, NULL}};
+    const char *mmr = NULL, *mmr_cand = NULL, *fusion = NULL, *rrf_k = NULL;
+    int npos;
+    optdef opts[] = {OPT_LIST("--id", &s->queries), OPT_LIST("--vector", &s->queries),
+                     QUERY_OPTDEFS(s->q),            OPT_VAL("--mmr", &mmr),
+                     OPT_VAL("--mmr-candidates", &mmr_cand), OPT_VAL("--fusion", &fusion),
+                     OPT_VAL("--rrf-k", &rrf_k),     OPT_END};
     int rc = parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_search);
     if (rc >= 0) return rc;
     if (npos != 1) return usage_error(cmd, "the COLLECTION is missing");
-    if (!id == !vector) return usage_error(cmd, "give exactly one of --id and --vector");
+    if (s->queries.n == 0) return usage_error(cmd, "give at least one --id or --vector");
+    if ((rc = parse_query_opts(cmd, &s->q))) return rc;
+
     Quiver__V1__SearchRequest req = QUIVER__V1__SEARCH_REQUEST__INIT;
-    Quiver__V1__Query q = QUIVER__V1__QUERY__INIT;
-    Quiver__V1__Vector v = QUIVER__V1__VECTOR__INIT;
-    Quiver__V1__Query *qs[1] = {&q};
+    Quiver__V1__Mmr mmr_msg = QUIVER__V1__MMR__INIT;
     req.collection = (char *)pos[0];
-    req.queries = qs;
-    req.n_queries = 1;
-    req.k = 10;
-    req.without_attributes = no_attrs;
-    if (opt_u32(cmd, "--k", k, &req.k, &rc) || opt_u32(cmd, "--nprobe", nprobe, &req.nprobe, &rc))
-        return rc;
-    if (min_recall && parse_float(min_recall, &req.min_recall))
-        return usage_error(cmd, "--min-recall wants a number such as 0.9, not '%s'", min_recall);
-    float *vals = NULL;
-    if (id) {
-        uint64_t x;
-        if (parse_u64(id, UINT64_MAX, &x))
-            return usage_error(cmd, "--id wants a whole number, not '%s'", id);
-        q.kind_case = QUIVER__V1__QUERY__KIND_ID;
-        q.id = x;
-    } else {
-        char bad[64] = "";
-        long n = parse_vector(vector, &vals, bad, sizeof bad);
-        if (n < 0)
-            return usage_error(cmd, "--vector wants comma-separated numbers; '%s' is not one", bad);
-        v.values = vals;
-        v.n_values = (size_t)n;
-        q.kind_case = QUIVER__V1__QUERY__KIND_VECTOR;
-        q.vector = &v;
+    req.k = s->q.k_val;
+    req.nprobe = s->q.nprobe_val;
+    req.min_recall = s->q.min_recall_val;
+    req.without_attributes = s->q.without_attrs;
+    req.filter = s->q.filter_msg;
+    req.exclude_ids = s->q.exclude_ids;
+    req.n_exclude_ids = s->q.n_exclude_ids;
+    if (s->q.threshold) req.score_threshold = &s->q.threshold_msg;
+    if (s->q.group_by) req.group_by = (char *)s->q.group_by;
+    req.group_size = s->q.group_size_val;
+    if (mmr) {
+        if (parse_float(mmr, &mmr_msg.diversity) || !(mmr_msg.diversity >= 0 && mmr_msg.diversity <= 1))
+            return usage_error(cmd, "--mmr wants a diversity from 0 to 1, not '%s'", mmr);
+        if (opt_u32(cmd, "--mmr-candidates", mmr_cand, &mmr_msg.candidates, &rc)) return rc;
+        req.mmr = &mmr_msg;
+    } else if (mmr_cand) {
+        return usage_error(cmd, "--mmr-candidates goes with --mmr");
     }
-    Quiver__V1__SearchResponse *rep = NULL;
+    if (fusion && parse_fusion(fusion, &req.fusion))
+        return usage_error(cmd, "--fusion must be rrf, max_score or none, not '%s'", fusion);
+    if (rrf_k && req.fusion != QUIVER__V1__FUSION__RRF) return usage_error(cmd, "--rrf-k goes with --fusion rrf");
+    if (opt_u32(cmd, "--rrf-k", rrf_k, &req.rrf_k, &rc)) return rc;
+
+    s->nq = s->queries.n;
+    s->qs = calloc(s->nq, sizeof *s->qs);
+    s->qptrs = calloc(s->nq, sizeof *s->qptrs);
+    s->vecs = calloc(s->nq, sizeof *s->vecs);
+    if (!s->qs || !s->qptrs || !s->vecs) {
+        fprintf(stderr, "quiver: out of memory\n");
+        return EXIT_SERVER;
+    }
+    for (size_t i = 0; i < s->nq; i++) {
+        const struct argval *a = &s->queries.a[i];
+        Quiver__V1__Query *q = &s->qs[i];
+        quiver__v1__query__init(q);
+        quiver__v1__vector__init(&s->vecs[i]);
+        s->qptrs[i] = q;
+        if (!strcmp(a->opt, "--id")) {
+            uint64_t x;
+            if (parse_u64(a->val, UINT64_MAX, &x))
+                return usage_error(cmd, "--id wants a whole number, not '%s'", a->val);
+            q->kind_case = QUIVER__V1__QUERY__KIND_ID;
+            q->id = x;
+        } else {
+            char bad[64] = "";
+            long n = parse_vector(a->val, &s->vecs[i].values, bad, sizeof bad);
+            if (n < 0)
+                return usage_error(cmd, "--vector wants comma-separated numbers; '%s' is not one", bad);
+            s->vecs[i].n_values = (size_t)n;
+            q->kind_case = QUIVER__V1__QUERY__KIND_VECTOR;
+            q->vector = &s->vecs[i];
+        }
+    }
+    req.queries = s->qptrs;
+    req.n_queries = s->nq;
     rc = call(QVC_SEARCH_SEARCH, &req.base, &quiver__v1__search_response__descriptor,
-              (ProtobufCMessage **)&rep);
-    free(vals);
+              (ProtobufCMessage **)&s->rep);
     if (rc) return rc;
-    const Quiver__V1__Hits *hits = rep->n_results ? rep->results[0] : NULL;
-    size_t n = hits ? hits->n_hits : 0;
-    if (g_json) {
-        j_open('{');
-        jk_str("collection", pos[0]);
-        j_key("hits");
-        j_open('[');
-        for (size_t i = 0; i < n; i++) {
-            const Quiver__V1__Hit *h = hits->hits[i];
-            j_open('{');
-            jk_u64("rank", i + 1);
-            jk_u64("id", h->id);
-            jk_num("score", h->score, 1);
-            j_key("attributes");
-            j_open('{');
-            for (size_t a = 0; a < h->n_attributes; a++) {
-                j_key(h->attributes[a]->key);
-                json_value(h->attributes[a]->value);
-            }
-            j_close('}');
-            j_close('}');
-        }
-        j_close(']');
-        j_close('}');
-    } else if (n == 0) {
-        printf("no hits\n");
-    } else {
-        table t = {.ncol = 4, .align = "rrrl"};
-        tbl_cell(&t, "RANK");
-        tbl_cell(&t, "ID");
-        tbl_cell(&t, "SCORE");
-        tbl_cell(&t, "ATTRIBUTES");
-        for (size_t i = 0; i < n; i++) {
-            const Quiver__V1__Hit *h = hits->hits[i];
-            char *at = attrs_text(h);
-            tbl_cell(&t, "%zu", i + 1);
-            tbl_cell(&t, "%" PRIu64, h->id);
-            tbl_cell(&t, "%.6g", h->score);
-            tbl_cell(&t, "%s", at && at[0] ? at : "-");
-            free(at);
-        }
-        tbl_print(&t);
-        tbl_free(&t);
+    int several = s->nq > 1 && req.fusion == QUIVER__V1__FUSION__FUSION_NONE;
+    return print_results(pos[0], s->rep->results, s->rep->n_results, several);
+}
+
+static int cmd_search(int argc, char **argv)
+{
+    search_state s = {0};
+    int rc = search_run(&s, argc, argv);
+    for (size_t i = 0; i < s.nq && s.vecs; i++) free(s.vecs[i].values);
+    free(s.vecs);
+    free(s.qptrs);
+    free(s.qs);
+    if (s.rep) protobuf_c_message_free_unpacked(&s.rep->base, NULL);
+    arglist_free(&s.queries);
+    query_opts_free(&s.q);
+    return rc;
+}
+
+/* What cmd_recommend allocates, released in one place. */
+typedef struct recommend_state {
+    query_opts q;
+    arglist pos_list, neg_list;
+    Quiver__V1__Example *ex, **pos_ptrs, **neg_ptrs;
+    size_t nex;
+    Quiver__V1__Hits *rep;
+} recommend_state;
+
+/* "ID[:WEIGHT],..." of each value in list -> examples from s->ex, pointers in *ptrs. */
+static int parse_examples(const char *cmd, recommend_state *s, const arglist *list,
+                          Quiver__V1__Example ***ptrs, size_t *n)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < list->n; i++) {
+        cap++;
+        for (const char *p = list->a[i].val; *p; p++) cap += *p == ',';
     }
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    if (!(*ptrs = calloc(cap ? cap : 1, sizeof **ptrs))) {
+        fprintf(stderr, "quiver: out of memory\n");
+        return EXIT_SERVER;
+    }
+    for (size_t i = 0; i < list->n; i++) {
+        const char *opt = list->a[i].opt, *s0 = list->a[i].val;
+        for (const char *p = s0;;) {
+            while (*p == ' ') p++;
+            size_t len = strcspn(p, ",");
+            char tok[96];
+            if (len >= sizeof tok) return usage_error(cmd, "%s: '%.*s...' is too long", opt, 20, p);
+            memcpy(tok, p, len);
+            tok[len] = '\0';
+            while (len && tok[len - 1] == ' ') tok[--len] = '\0';
+            char *colon = strchr(tok, ':');
+            if (colon) {
+                *colon = '\0';
+                for (char *t = colon; t > tok && t[-1] == ' ';) *--t = '\0';
+            }
+            Quiver__V1__Example *e = &s->ex[s->nex++];
+            quiver__v1__example__init(e);
+            uint64_t id;
+            if (parse_u64(tok, UINT64_MAX, &id))
+                return usage_error(cmd, "%s wants ID[:WEIGHT],...; '%s' is not an id", opt, tok);
+            e->kind_case = QUIVER__V1__EXAMPLE__KIND_ID;
+            e->id = id;
+            if (colon && (parse_float(colon + 1, &e->weight) || !isfinite(e->weight) || !(e->weight > 0)))
+                return usage_error(cmd, "%s: the weight of %s must be a number > 0, not '%s'", opt, tok,
+                                   colon + 1);
+            (*ptrs)[(*n)++] = e;
+            if (!p[len]) break;
+            p += len + 1;
+        }
+    }
     return EXIT_OK;
+}
+
+static int parse_strategy(const char *s, Quiver__V1__RecommendStrategy *st)
+{
+    if (!strcasecmp(s, "average_vector") || !strcasecmp(s, "average-vector"))
+        *st = QUIVER__V1__RECOMMEND_STRATEGY__AVERAGE_VECTOR;
+    else if (!strcasecmp(s, "best_score") || !strcasecmp(s, "best-score"))
+        *st = QUIVER__V1__RECOMMEND_STRATEGY__BEST_SCORE;
+    else if (!strcasecmp(s, "sum_scores") || !strcasecmp(s, "sum-scores"))
+        *st = QUIVER__V1__RECOMMEND_STRATEGY__SUM_SCORES;
+    else return -1;
+    return 0;
+}
+
+static int recommend_run(recommend_state *s, int argc, char **argv)
+{
+    const char *cmd = "recommend", *pos[1], *strategy = NULL;
+    int npos;
+    optdef opts[] = {OPT_LIST("--positive", &s->pos_list), OPT_LIST("--negative", &s->neg_list),
+                     OPT_VAL("--strategy", &strategy), QUERY_OPTDEFS(s->q), OPT_END};
+    int rc = parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_recommend);
+    if (rc >= 0) return rc;
+    if (npos != 1) return usage_error(cmd, "the COLLECTION is missing");
+    if (s->pos_list.n == 0) return usage_error(cmd, "--positive is required");
+    Quiver__V1__RecommendRequest req = QUIVER__V1__RECOMMEND_REQUEST__INIT;
+    if (strategy && parse_strategy(strategy, &req.strategy))
+        return usage_error(cmd, "--strategy must be average_vector, best_score or sum_scores, not '%s'",
+                           strategy);
+    if ((rc = parse_query_opts(cmd, &s->q))) return rc;
+
+    size_t cap = s->pos_list.n + s->neg_list.n;
+    for (size_t i = 0; i < s->pos_list.n; i++)
+        for (const char *p = s->pos_list.a[i].val; *p; p++) cap += *p == ',';
+    for (size_t i = 0; i < s->neg_list.n; i++)
+        for (const char *p = s->neg_list.a[i].val; *p; p++) cap += *p == ',';
+    if (!(s->ex = calloc(cap, sizeof *s->ex))) {
+        fprintf(stderr, "quiver: out of memory\n");
+        return EXIT_SERVER;
+    }
+    if ((rc = parse_examples(cmd, s, &s->pos_list, &s->pos_ptrs, &req.n_positive)) ||
+        (rc = parse_examples(cmd, s, &s->neg_list, &s->neg_ptrs, &req.n_negative)))
+        return rc;
+    req.collection = (char *)pos[0];
+    req.positive = s->pos_ptrs;
+    req.negative = s->neg_ptrs;
+    req.k = s->q.k_val;
+    req.nprobe = s->q.nprobe_val;
+    req.min_recall = s->q.min_recall_val;
+    req.without_attributes = s->q.without_attrs;
+    req.filter = s->q.filter_msg;
+    req.exclude_ids = s->q.exclude_ids;
+    req.n_exclude_ids = s->q.n_exclude_ids;
+    if (s->q.threshold) req.score_threshold = &s->q.threshold_msg;
+    if (s->q.group_by) req.group_by = (char *)s->q.group_by;
+    req.group_size = s->q.group_size_val;
+    rc = call(QVC_SEARCH_RECOMMEND, &req.base, &quiver__v1__hits__descriptor, (ProtobufCMessage **)&s->rep);
+    if (rc) return rc;
+    return print_results(pos[0], &s->rep, 1, 0);
+}
+
+static int cmd_recommend(int argc, char **argv)
+{
+    recommend_state s = {0};
+    int rc = recommend_run(&s, argc, argv);
+    if (s.rep) protobuf_c_message_free_unpacked(&s.rep->base, NULL);
+    free(s.pos_ptrs);
+    free(s.neg_ptrs);
+    free(s.ex);
+    arglist_free(&s.pos_list);
+    arglist_free(&s.neg_list);
+    query_opts_free(&s.q);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ main */
@@ -1329,6 +1705,7 @@ static int run(int argc, char **argv)
         return run_group("collections", usage_collections, coll, argc - 1, argv + 1);
     if (strcmp(c, "index") == 0) return run_group("index", usage_index, index, argc - 1, argv + 1);
     if (strcmp(c, "search") == 0) return cmd_search(argc - 1, argv + 1);
+    if (strcmp(c, "recommend") == 0) return cmd_recommend(argc - 1, argv + 1);
     return usage_error("", "unknown command '%s'", c);
 }
 

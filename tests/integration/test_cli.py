@@ -113,7 +113,7 @@ HELP_LEVELS = [
     ["collections", "list", "--help"], ["collections", "create", "--help"],
     ["collections", "describe", "-h"], ["collections", "drop", "--help"],
     ["index", "--help"], ["index", "rebuild", "--help"], ["index", "status", "--help"],
-    ["search", "--help"],
+    ["search", "--help"], ["recommend", "--help"], ["recommend", "x", "--positive", "bad", "-h"],
     # --help wins over missing or bad arguments of its level
     ["collections", "create", "x", "--dim", "nope", "--help"],
     ["--json", "search", "--help"],
@@ -154,11 +154,26 @@ USAGE_ERRORS = [
     ["collections", "describe"], ["collections", "describe", "a", "b"], ["collections", "drop"],
     ["collections", "list", "extra"], ["collections", "list", "--verbose"],
     ["index", "rebuild"], ["index", "rebuild", "c", "--pq-m", "x"], ["index", "status"],
-    ["search"], ["search", "c"], ["search", "c", "--id", "1", "--vector", "1,2"],
+    ["search"], ["search", "c"],
     ["search", "c", "--id", "-1"], ["search", "c", "--id", "x"],
     ["search", "c", "--vector", "1,abc,3"], ["search", "c", "--vector", ""],
     ["search", "c", "--vector", "1,,2"],
     ["search", "c", "--id", "1", "--k", "ten"], ["search", "c", "--id", "1", "--min-recall", "hi"],
+    # issue 9: filters, exclusions, groups, MMR, fusion, recommend
+    ["search", "c", "--id", "1", "--filter", "{"], ["search", "c", "--id", "1", "--filter", "[]"],
+    ["search", "c", "--id", "1", "--filter", '{"must":[{"feild":{}}]}'],
+    ["search", "c", "--id", "1", "--exclude", "1,x"], ["search", "c", "--id", "1", "--exclude", ""],
+    ["search", "c", "--id", "1", "--threshold", "near"], ["search", "c", "--id", "1", "--group-size", "2"],
+    ["search", "c", "--id", "1", "--group-by", ""], ["search", "c", "--id", "1", "--mmr", "1.5"],
+    ["search", "c", "--id", "1", "--mmr-candidates", "50"], ["search", "c", "--id", "1", "--fusion", "avg"],
+    ["search", "c", "--id", "1", "--id", "2", "--rrf-k", "10"],
+    ["recommend"], ["recommend", "c"], ["recommend", "c", "--positive", "x"],
+    ["recommend", "c", "--positive", "1:0"], ["recommend", "c", "--positive", "1:-2"],
+    ["recommend", "c", "--positive", "1:w"], ["recommend", "c", "--positive", "1,,2"],
+    ["recommend", "c", "--positive", "1", "--negative", "-3"],
+    ["recommend", "c", "--positive", "1", "--strategy", "median"],
+    ["recommend", "c", "--positive", "1", "--mmr", "0.5"],
+    ["recommend", "c", "--positive", "1", "--filter", '{"must":[{"field":{"key":"a","exists":"yes"}}]}'],
     ["health", "extra"], ["health", "--service"],
     ["--addr"], ["--timeout", "0", "health"], ["--timeout", "x", "health"],
 ]
@@ -492,3 +507,311 @@ def test_ctrl_c_cancels_rebuild(make_server):
     # and a new rebuild may start
     ok(cli(server.addr, "index", "rebuild", "big", "--kind", "ivf_flat", "--nlist", "32"))
     assert server.describe("big").index.kind == "ivf_flat"
+
+
+# ================================================= issue 9: filters, recommend
+# The server side follows /work/notes/issue9-semantics.md. Expected answers are computed
+# here by numpy brute force (float64) on small flat collections, where every answer is
+# exact.
+
+def test_help_mentions_recommend_and_filters():
+    out = ok(cli(None, "--help")).stdout
+    assert "recommend COLLECTION" in out and "--filter" in out
+    sub = ok(cli(None, "search", "--help")).stdout
+    for w in ["--filter", "--exclude", "--threshold", "--group-by", "--group-size", "--mmr",
+              "--mmr-candidates", "--fusion", "--rrf-k", "--without-attributes", "stringValue"]:
+        assert w in sub, w
+    sub = ok(cli(None, "recommend", "--help")).stdout
+    for w in ["--positive", "--negative", "--strategy", "average_vector", "best_score", "sum_scores",
+              "--filter", "--exclude", "--threshold", "--group-by", "--nprobe", "--min-recall"]:
+        assert w in sub, w
+
+
+def test_filter_json_errors_name_the_path():
+    port = closed_port()
+    r = fails(cli("127.0.0.1:%d" % port, "search", "c", "--id", "1", "--filter",
+                  '{"must":[{"field":{"key":"p","range":{"lower":{"value":"x"}}}}]}'), USAGE)
+    assert r.stdout == ""
+    assert r.stderr.startswith("quiver: --filter: must[0].field.range.lower.value: expected a number"), r.stderr
+    r = fails(cli("127.0.0.1:%d" % port, "recommend", "c", "--positive", "1", "--filter",
+                  '{"should":[{}, {"has_id":{"ids":[1,-2]}}]}'), USAGE)
+    assert "--filter: should[1].has_id.ids[1]: expected a whole number" in r.stderr, r.stderr
+    r = fails(cli("127.0.0.1:%d" % port, "search", "c", "--id", "1", "--filter",
+                  '{"must":[{"field":{"key":"a","exists":true,"equals":{"boolValue":true}}}]}'), USAGE)
+    assert "--filter: must[0].field.equals: exists is set already" in r.stderr, r.stderr
+    r = fails(cli("127.0.0.1:%d" % port, "search", "c", "--id", "1", "--filter", '{"must": [}'), USAGE)
+    assert "--filter: invalid JSON at line 1, column" in r.stderr, r.stderr
+
+
+N9, DIM9 = 300, 8
+
+
+def _attrs9(i):
+    a = {"price": float(i % 97), "year": 1990 + i % 30, "board": "b%d" % (i % 7),
+         "tags": ["a", "c"] if i % 5 == 0 else (["a"] if i % 2 else ["b", "c"])}
+    if i % 10 != 9:
+        a["lang"] = ["en", "fr", "de"][i % 3]
+    return a
+
+
+# (filter in the proto3 JSON mapping, the same as a Python predicate over (id, attributes))
+FILTERS9 = {
+    "camel": ({"must": [{"field": {"key": "lang", "equals": {"stringValue": "en"}}},
+                        {"field": {"key": "price", "range": {"lower": {"value": 10, "inclusive": True},
+                                                             "upper": {"value": "60"}}}}],
+               "mustNot": [{"hasId": {"ids": [4, "7"]}}]},
+              lambda i, a: a.get("lang") == "en" and 10 <= a["price"] < 60 and i not in (4, 7)),
+    "snake_nested": ({"should": [{"field": {"key": "tags", "any_of": {"values": [{"string_value": "c"},
+                                                                                {"string_value": "z"}]}}},
+                                 {"field": {"key": "lang", "exists": False}}],
+                      "must_not": [{"filter": {"must": [{"field": {"key": "year", "range": {
+                          "lower": {"value": 2010, "inclusive": True}}}}]}}]},
+                     lambda i, a: ("c" in a["tags"] or "lang" not in a) and not a["year"] >= 2010),
+    # an int compares numerically with a double attribute
+    "int_equals_double": ({"must": [{"field": {"key": "price", "equals": {"intValue": "5"}}}]},
+                          lambda i, a: a["price"] == 5.0),
+    # fewer matches than k: exactly the matches
+    "rare": ({"must": [{"field": {"key": "year", "equals": {"intValue": 1995}}},
+                       {"field": {"key": "lang", "any_of": {"values": [{"stringValue": "de"}]}}}]},
+             lambda i, a: a["year"] == 1995 and a.get("lang") == "de"),
+}
+
+
+def _hits_pb(hits):
+    return pb.Hits(hits=[pb.Hit(id=h["id"], score=h["score"]) for h in hits])
+
+
+def _truth(vecs, attrs, q, metric, k, pred=None, exclude=()):
+    ids = np.arange(1, len(vecs) + 1)
+    keep = np.array([(pred is None or pred(int(i), attrs[int(i)])) and int(i) not in exclude for i in ids])
+    return qt.brute_force(ids[keep], vecs[keep], q[None, :], metric, k)[0]
+
+
+def _vec_arg(v):
+    return ",".join(repr(float(x)) for x in v)
+
+
+@pytest.fixture
+def coll9(server):
+    vecs = populated(server, "f", N9, DIM9, seed=21, attrs=_attrs9)
+    attrs = {i + 1: _attrs9(i) for i in range(N9)}
+    return server, vecs, attrs
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS9))
+def test_search_filter_json(coll9, name):
+    server, vecs, attrs = coll9
+    flt, pred = FILTERS9[name]
+    q = qt.rand_vectors(np.random.default_rng(5), 1, DIM9)[0]
+    k = 10
+    res = jcli(server.addr, "search", "f", "--vector", _vec_arg(q), "--k", k, "--filter", json.dumps(flt))
+    assert res["collection"] == "f" and set(res) == {"collection", "hits"}
+    want = _truth(vecs, attrs, q, pb.L2, k, pred)
+    matches = sum(pred(i, a) for i, a in attrs.items())
+    assert len(res["hits"]) == min(k, matches), (len(res["hits"]), matches)
+    qt.assert_hits_match(_hits_pb(res["hits"]), want, what="--filter %s" % name)
+    assert [h["rank"] for h in res["hits"]] == list(range(1, len(res["hits"]) + 1))
+    for h in res["hits"]:   # attributes come back with the hits, and they pass the filter
+        assert pred(h["id"], h["attributes"]), h
+
+    # exclusions (repeatable, comma lists) on top of the filter: the next ones move up
+    top = [h["id"] for h in res["hits"]]
+    if len(top) >= 3:
+        ex = top[:3]
+        res2 = jcli(server.addr, "search", "f", "--vector", _vec_arg(q), "--k", k, "--filter",
+                    json.dumps(flt), "--exclude", "%d,%d" % (ex[0], ex[1]), "--exclude", ex[2],
+                    "--without-attributes")
+        qt.assert_hits_match(_hits_pb(res2["hits"]), _truth(vecs, attrs, q, pb.L2, k, pred, set(ex)),
+                             what="--filter %s --exclude" % name)
+        assert all(h["attributes"] == {} for h in res2["hits"])
+
+    # the table form: one row per hit
+    lines = ok(cli(server.addr, "search", "f", "--vector", _vec_arg(q), "--k", k, "--filter",
+                   json.dumps(flt))).stdout.splitlines()
+    if matches:
+        assert lines[0].split() == ["RANK", "ID", "SCORE", "ATTRIBUTES"] and len(lines) == 1 + min(k, matches)
+    else:
+        assert lines == ["no hits"]
+
+
+def test_search_filter_by_id_and_server_errors(coll9):
+    server, vecs, attrs = coll9
+    a = server.addr
+    flt, pred = FILTERS9["camel"]
+    # a query by id: the item itself never comes back, the filter still applies
+    res = jcli(a, "search", "f", "--id", 3, "--k", 5, "--filter", json.dumps(flt))
+    want = _truth(vecs, attrs, vecs[2], pb.L2, 5, pred, exclude={3})
+    qt.assert_hits_match(_hits_pb(res["hits"]), want, what="--id 3 --filter")
+    # the server judges the filter's meaning: exit 5, its message names the condition
+    fails(cli(a, "search", "f", "--id", 3, "--filter",
+              '{"must":[{"field":{"key":"price","exists":true}},{"field":{"key":"board","range":{"lower":{"value":1}}}}]}'),
+          REJECTED, "INVALID_ARGUMENT", "filter.must[1].field.range", "board")
+    fails(cli(a, "search", "f", "--id", 3, "--filter", '{"must":[{"field":{"key":"lang"}}]}'),
+          REJECTED, "INVALID_ARGUMENT", "filter.must[0].field")
+    fails(cli(a, "search", "f", "--id", 3, "--group-by", "tags"), REJECTED, "INVALID_ARGUMENT", "group_by")
+    fails(cli(a, "search", "nope", "--id", 3, "--filter", "{}"), NOT_FOUND, "NOT_FOUND", "nope")
+
+
+def test_search_threshold_groups_mmr(coll9):
+    server, vecs, attrs = coll9
+    a = server.addr
+    q = qt.rand_vectors(np.random.default_rng(6), 1, DIM9)[0]
+    plain = jcli(a, "search", "f", "--vector", _vec_arg(q), "--k", 10)["hits"]
+    ids = np.arange(1, N9 + 1)
+    d = ((vecs.astype(np.float64) - q.astype(np.float64)) ** 2).sum(1)
+    order = ids[np.argsort(d, kind="stable")]
+
+    # --threshold on L2: distance <= V
+    t = float(np.sort(d)[4] + np.sort(d)[5]) / 2
+    res = jcli(a, "search", "f", "--vector", _vec_arg(q), "--k", 10, "--threshold", repr(t))["hits"]
+    assert [h["id"] for h in res] == list(order[:5]) and all(h["score"] <= t for h in res)
+
+    # --group-by: at most --group-size per board, filled in score order
+    res = jcli(a, "search", "f", "--vector", _vec_arg(q), "--k", 6, "--group-by", "board",
+               "--group-size", 2)["hits"]
+    want, per = [], {}
+    for i in order:
+        b = attrs[int(i)]["board"]
+        if per.get(b, 0) < 2:
+            per[b] = per.get(b, 0) + 1
+            want.append(int(i))
+        if len(want) == 6:
+            break
+    assert [h["id"] for h in res] == want
+    # --group-by without --group-size: one per group
+    res = jcli(a, "search", "f", "--vector", _vec_arg(q), "--k", 7, "--group-by", "board")["hits"]
+    assert len({h["attributes"]["board"] for h in res}) == len(res) == 7
+
+    # --mmr 0 is plain search; full diversity keeps the nearest first and changes the order
+    res = jcli(a, "search", "f", "--vector", _vec_arg(q), "--k", 10, "--mmr", 0)["hits"]
+    assert [h["id"] for h in res] == [h["id"] for h in plain]
+    res = jcli(a, "search", "f", "--vector", _vec_arg(q), "--k", 10, "--mmr", 1, "--mmr-candidates", 60)["hits"]
+    assert len(res) == 10 and res[0]["id"] == plain[0]["id"]
+    assert set(h["id"] for h in res) <= set(int(i) for i in order[:60])
+    assert [h["id"] for h in res] != [h["id"] for h in plain]
+    # reported scores stay search scores
+    for h in res:
+        assert h["score"] == pytest.approx(d[h["id"] - 1], rel=1e-5, abs=1e-4)
+
+
+def _rrf(lists, rrf_k, k):
+    from fractions import Fraction
+    score = {}
+    for lst in lists:
+        for r, i in enumerate(lst, 1):
+            score[i] = score.get(i, Fraction(0)) + Fraction(1, rrf_k + r)
+    best = sorted(score, key=lambda i: (-score[i], i))[:k]
+    return best, [float(score[i]) for i in best]
+
+
+def test_search_several_queries_and_fusion(coll9):
+    server, vecs, attrs = coll9
+    a = server.addr
+    rng = np.random.default_rng(7)
+    q1, q2 = qt.rand_vectors(rng, 2, DIM9)
+    flt, pred = FILTERS9["snake_nested"]
+    k = 5
+
+    # several queries, no fusion: one result list per query, in order (--id and --vector mixed)
+    res = jcli(a, "search", "f", "--vector", _vec_arg(q1), "--id", 9, "--vector", _vec_arg(q2), "--k", k)
+    assert set(res) == {"collection", "results"} and len(res["results"]) == 3
+    for got, (q, ex) in zip(res["results"], [(q1, ()), (vecs[8], {9}), (q2, ())]):
+        qt.assert_hits_match(_hits_pb(got["hits"]), _truth(vecs, attrs, q, pb.L2, k, exclude=ex))
+    txt = ok(cli(a, "search", "f", "--vector", _vec_arg(q1), "--vector", _vec_arg(q2), "--k", 2)).stdout
+    assert re.search(r"^query 1:$", txt, re.M) and re.search(r"^query 2:$", txt, re.M), txt
+
+    # max_score on L2: each item's smallest distance over the queries, ascending; the filter applies
+    res = jcli(a, "search", "f", "--vector", _vec_arg(q1), "--vector", _vec_arg(q2), "--k", k,
+               "--fusion", "max_score", "--filter", json.dumps(flt))
+    assert set(res) == {"collection", "hits"}
+    ids = np.arange(1, N9 + 1)
+    keep = np.array([pred(int(i), attrs[int(i)]) for i in ids])
+    d = np.stack([((vecs.astype(np.float64) - q.astype(np.float64)) ** 2).sum(1) for q in (q1, q2)])
+    best = d.min(0)
+    order = [int(i) for i in ids[keep][np.argsort(best[keep], kind="stable")]]
+    qt.assert_hits_match(_hits_pb(res["hits"]),
+                         (order[:k], [best[i - 1] for i in order[:k]], {int(i): best[i - 1] for i in ids}),
+                         what="max_score")
+
+    # rrf: sum of 1 / (rrf_k + rank) over each query's filtered list, 10 x k deep; ties by id
+    for rrf_k in (None, 7):
+        extra = ["--rrf-k", rrf_k] if rrf_k else []
+        res = jcli(a, "search", "f", "--vector", _vec_arg(q1), "--vector", _vec_arg(q2), "--k", k,
+                   "--fusion", "rrf", "--filter", json.dumps(flt), *extra)
+        lists = [[int(i) for i in ids[keep][np.argsort(d[j][keep], kind="stable")][:10 * k]] for j in (0, 1)]
+        want_ids, want_scores = _rrf(lists, rrf_k or 60, k)
+        assert [h["id"] for h in res["hits"]] == want_ids, (rrf_k, res["hits"], want_ids)
+        np.testing.assert_allclose([h["score"] for h in res["hits"]], want_scores, rtol=1e-5)
+
+
+def _sim(metric, c, x):
+    c, x = np.asarray(c, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    if metric == pb.L2:
+        return -((c - x) ** 2).sum(-1)
+    if metric == pb.COSINE:
+        return (qt.normalize(c) * qt.normalize(x)).sum(-1)
+    return (c * x).sum(-1)
+
+
+@pytest.mark.parametrize("metric", [pb.L2, pb.COSINE], ids=["l2", "cosine"])
+def test_recommend(server, metric):
+    n, dim = 200, 6
+    rng = np.random.default_rng(31)
+    vecs = qt.rand_vectors(rng, n, dim)
+    if metric == pb.COSINE:   # unit vectors: the stored and the normalised examples agree
+        vecs = qt.normalize(vecs).astype(np.float32)
+    server.create("r", dim, metric)
+    load(server, "r", vecs, _attrs9)
+    attrs = {i + 1: _attrs9(i) for i in range(n)}
+    a = server.addr
+    pos, neg = {3: 2.0, 10: 1.0}, {25: 1.0}
+    examples = set(pos) | set(neg)
+    ids = np.arange(1, n + 1)
+    V = vecs.astype(np.float64)
+    sp = np.stack([_sim(metric, V, V[i - 1]) for i in pos])       # (positives, n)
+    sn = np.stack([_sim(metric, V, V[i - 1]) for i in neg])
+    wp, wn = np.array(list(pos.values())), np.array(list(neg.values()))
+
+    qv = (wp[:, None] * V[[i - 1 for i in pos]]).sum(0) / wp.sum() - \
+        (wn[:, None] * V[[i - 1 for i in neg]]).sum(0) / wn.sum()
+    expected = {
+        "average_vector": ((((V - qv) ** 2).sum(1)) if metric == pb.L2 else _sim(metric, V, qv),
+                           metric == pb.L2, np.ones(n, bool)),
+        "best_score": (sp.max(0), False, ~(sn.max(0) > sp.max(0))),
+        "sum_scores": ((wp[:, None] * sp).sum(0) - (wn[:, None] * sn).sum(0), False, np.ones(n, bool)),
+    }
+    flt, pred = FILTERS9["snake_nested"]
+    k = 7
+    for strategy, (score, ascending, alive) in expected.items():
+        for filtered in (False, True):
+            keep = alive & np.array([int(i) not in examples and (not filtered or pred(int(i), attrs[int(i)]))
+                                     and int(i) != 40 for i in ids])
+            o = np.argsort(score[keep] if ascending else -score[keep], kind="stable")[:k]
+            want = ([int(i) for i in ids[keep][o]], list(score[keep][o]),
+                    {int(i): score[i - 1] for i in ids})
+            args = ["recommend", "r", "--positive", "3:2", "--positive", "10", "--negative", "25:1",
+                    "--strategy", strategy, "--k", k, "--exclude", 40]
+            if filtered:
+                args += ["--filter", json.dumps(flt)]
+            res = jcli(a, *args)
+            assert set(res) == {"collection", "hits"} and res["collection"] == "r"
+            qt.assert_hits_match(_hits_pb(res["hits"]), want, what="%s filtered=%s" % (strategy, filtered))
+            assert not examples & {h["id"] for h in res["hits"]}
+            if filtered:
+                assert all(pred(h["id"], h["attributes"]) for h in res["hits"])
+    # the default strategy is average_vector; comma lists equal repeated flags
+    d1 = jcli(a, "recommend", "r", "--positive", "3:2,10", "--negative", "25", "--k", k, "--exclude", 40)
+    d2 = jcli(a, "recommend", "r", "--positive", "3:2", "--positive", "10", "--negative", "25:1",
+              "--strategy", "average_vector", "--k", k, "--exclude", 40)
+    assert d1 == d2
+    # the human table
+    lines = ok(cli(a, "recommend", "r", "--positive", "3", "--k", 4)).stdout.splitlines()
+    assert lines[0].split() == ["RANK", "ID", "SCORE", "ATTRIBUTES"] and len(lines) == 5, lines
+    # group-by and threshold reach the server
+    res = jcli(a, "recommend", "r", "--positive", "3", "--k", 5, "--group-by", "board")["hits"]
+    assert len({h["attributes"]["board"] for h in res}) == len(res) == 5
+    # errors: an unknown example is NOT_FOUND naming it, bad collections and weights too
+    fails(cli(a, "recommend", "r", "--positive", "3,99999"), NOT_FOUND, "NOT_FOUND", "positive[1].id")
+    fails(cli(a, "recommend", "nope", "--positive", "3"), NOT_FOUND, "NOT_FOUND", "nope")
+    fails(cli(a, "recommend", "r", "--positive", "3", "--filter", '{"must":[{}]}'), REJECTED,
+          "INVALID_ARGUMENT", "filter.must[0]")
