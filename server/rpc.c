@@ -35,6 +35,8 @@ static rpc_method g_methods[] = {
     {"/quiver.v1.Items/Get", 0, items_get, NULL, NULL, NULL},
     {"/quiver.v1.Items/Delete", 0, items_delete, NULL, NULL, NULL},
     {"/quiver.v1.Search/Search", 0, search_search, NULL, NULL, NULL},
+    {"/quiver.v1.Search/Recommend", 0, search_recommend, NULL, NULL, NULL},
+    {"/quiver.v1.Search/RecommendBatch", 0, search_recommend_batch, NULL, NULL, NULL},
     {"/quiver.v1.Admin/RebuildIndex", 0, admin_rebuild_start, admin_rebuild_step,
      admin_rebuild_closed, NULL},
     {"/grpc.health.v1.Health/Check", 0, health_check, NULL, NULL, NULL},

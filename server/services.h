@@ -24,6 +24,8 @@ void items_delete(rpc *r);
 /* svc_search.c */
 void search_init(void);
 void search_search(rpc *r);
+void search_recommend(rpc *r);
+void search_recommend_batch(rpc *r);
 
 /* svc_admin.c */
 void admin_rebuild_start(rpc *r);

@@ -166,3 +166,25 @@ void wire_search_response(uint8_t *p, const wire_hit *hits, const size_t *off, s
         }
     }
 }
+
+size_t wire_hits_size(wire_hit *hits, size_t n)
+{
+    for (size_t i = 0; i < n; i++) hit_size(&hits[i]);
+    return hits_size(hits, n);
+}
+
+void wire_hits(uint8_t *p, const wire_hit *hits, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        *p++ = TAG(1, LEN); /* Hits.hits */
+        p = put_varint(p, hits[i].size);
+        *p++ = TAG(1, VARINT);
+        p = put_varint(p, hits[i].id);
+        uint32_t u;
+        memcpy(&u, &hits[i].score, 4);
+        *p++ = TAG(2, FIXED32);
+        qv_put_le32(p, u);
+        p += 4;
+        p = put_attrs(p, hits[i].attrs, hits[i].attrs_len);
+    }
+}

@@ -28,4 +28,9 @@ size_t wire_search_response_size(wire_hit *hits, const size_t *off, size_t nq);
 /* Encode it into out (exactly wire_search_response_size bytes, after it). */
 void wire_search_response(uint8_t *out, const wire_hit *hits, const size_t *off, size_t nq);
 
+/* The same for one Hits message (Recommend's reply): its size (caching each
+ * hit's), and its encoding into out. */
+size_t wire_hits_size(wire_hit *hits, size_t n);
+void wire_hits(uint8_t *out, const wire_hit *hits, size_t n);
+
 #endif

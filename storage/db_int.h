@@ -40,6 +40,7 @@
 #define CATCHUP_SMALL 2000      /* log entries small enough to apply under the lock */
 
 typedef struct rebuild rebuild;
+#define FCACHE_SLOTS 16 /* evaluated filters kept per collection */
 
 struct qv_coll {
     qv_db *db;
@@ -61,6 +62,16 @@ struct qv_coll {
     uint32_t nprobe;
     uint32_t n_recall;
     qv_recall_point recall[QV_MAX_RECALL_POINTS];
+    /* evaluated filters, valid while last_seq is what they were evaluated
+     * at (storage/query.c), under fmu */
+    pthread_mutex_t fmu;
+    struct fslot {
+        void *key;
+        size_t klen;
+        uint64_t seq, used;
+        struct qv_filt *f;
+    } fcache[FCACHE_SLOTS];
+    uint64_t fclock;
     /* rebuild state, under rmu */
     pthread_mutex_t rmu;
     rebuild *rb;
@@ -196,5 +207,7 @@ void maybe_auto_rebuild(qv_coll *c);
 void *writer_main(void *arg);
 void *reaper_main(void *arg);
 void submit_prune(qv_db *db, qv_coll *c, uint64_t upto);
+/* Free the collection's cached filters (query.c). */
+void fcache_clear(qv_coll *c);
 
 #endif

@@ -19,6 +19,7 @@ qv_coll *coll_new(qv_db *db, const qv_coll_config *cfg)
     pthread_rwlock_init(&c->ilock, &a);
     pthread_rwlockattr_destroy(&a);
     pthread_mutex_init(&c->rmu, NULL);
+    pthread_mutex_init(&c->fmu, NULL);
     c->nprobe = 1;
     return c;
 }
@@ -37,8 +38,10 @@ void qv_coll_release(qv_coll *c)
 {
     if (!c || atomic_fetch_sub(&c->refs, 1) != 1) return;
     qv_index_free(c->index);
+    fcache_clear(c);
     pthread_rwlock_destroy(&c->ilock);
     pthread_mutex_destroy(&c->rmu);
+    pthread_mutex_destroy(&c->fmu);
     free(c);
 }
 

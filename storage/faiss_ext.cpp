@@ -74,9 +74,23 @@ struct ThreadHookInterrupt : faiss::InterruptCallback {
     }
 };
 
+struct IDSelectorCallback : faiss::IDSelector {
+    int (*fn)(void*, faiss::idx_t);
+    void* ctx;
+    IDSelectorCallback(int (*f)(void*, faiss::idx_t), void* c) : fn(f), ctx(c) {}
+    bool is_member(faiss::idx_t id) const override { return fn(ctx, id) != 0; }
+};
+
 } // namespace
 
 extern "C" {
+
+int faiss_IDSelectorCallback_new(FaissIDSelector** p_sel, int (*is_member)(void* ctx, idx_t id),
+                                 void* ctx) {
+    return guarded([&] {
+        *p_sel = reinterpret_cast<FaissIDSelector*>(new IDSelectorCallback(is_member, ctx));
+    });
+}
 
 int faiss_IndexIVF_set_direct_map(FaissIndexIVF* index, int direct_map_type) {
     return guarded([&] {

@@ -22,6 +22,7 @@
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
+#include <faiss/c_api/utils/distances_c.h>
 
 #include "quiver/error.h"
 #include "quiver/faiss_ext.h"
@@ -581,8 +582,113 @@ static void refine_one(const qv_index *ix, const float *q, const int64_t *cand, 
     }
 }
 
+struct qv_idsel {
+    FaissIDSelector *sel;             /* what searches use */
+    FaissIDSelector *allow, *deny, *not_deny;
+    int (*member)(void *ctx, int64_t id);
+    void *ctx;
+};
+
+static int cb_member(void *ctx, idx_t id)
+{
+    const qv_idsel *s = ctx;
+    return s->member(s->ctx, id);
+}
+
+int qv_idsel_new(const uint8_t *bitmap, uint64_t nbits, int (*member)(void *ctx, int64_t id),
+                 void *ctx, const int64_t *deny, size_t ndeny, qv_idsel **out)
+{
+    *out = NULL;
+    qv_idsel *s = calloc(1, sizeof *s);
+    if (!s) return QV_NOMEM;
+    s->member = member;
+    s->ctx = ctx;
+    int frc = 0;
+    if (bitmap)
+        frc = faiss_IDSelectorBitmap_new((FaissIDSelectorBitmap **)&s->allow, (size_t)nbits,
+                                         bitmap);
+    else if (member)
+        frc = faiss_IDSelectorCallback_new(&s->allow, cb_member, s);
+    if (!frc && ndeny) {
+        frc = faiss_IDSelectorBatch_new((FaissIDSelectorBatch **)&s->deny, ndeny, deny);
+        if (!frc) frc = faiss_IDSelectorNot_new((FaissIDSelectorNot **)&s->not_deny, s->deny);
+    }
+    if (!frc) {
+        if (s->allow && s->not_deny)
+            frc = faiss_IDSelectorAnd_new((FaissIDSelectorAnd **)&s->sel, s->allow, s->not_deny);
+        else s->sel = s->allow ? s->allow : s->not_deny;
+    }
+    if (frc) {
+        qv_idsel_free(s);
+        return faiss_fail(frc, "id selector");
+    }
+    *out = s;
+    return 0;
+}
+
+void qv_idsel_free(qv_idsel *s)
+{
+    if (!s) return;
+    if (s->sel != s->allow && s->sel != s->not_deny) faiss_IDSelector_free(s->sel);
+    faiss_IDSelector_free(s->not_deny);
+    faiss_IDSelector_free(s->deny);
+    faiss_IDSelector_free(s->allow);
+    free(s);
+}
+
+int qv_index_get_vector(const qv_index *ix, int64_t id, float *out)
+{
+    if (ix->rs) {
+        int64_t row = rs_find(ix->rs, id);
+        if (row < 0) return QV_NOTFOUND;
+        memcpy(out, ix->rs->vec + (size_t)row * ix->dim, ix->dim * sizeof *out);
+        return 0;
+    }
+    /* ivf_flat keeps the vectors whole; its direct map finds them by id */
+    if (ix->params.kind != QV_KIND_IVF_FLAT) return QV_INVALID;
+    int frc = faiss_Index_reconstruct(ix->fi, id, out);
+    return frc ? QV_NOTFOUND : 0;
+}
+
+int qv_index_score_ids(const qv_index *ix, const float *q, size_t n, const int64_t *ids,
+                       float *scores, uint8_t *found)
+{
+    bool l2 = ix->metric == QV_METRIC_L2;
+    if (ix->rs) {
+        enum { CH = 256 };
+        int64_t rows[CH];
+        for (size_t o = 0; o < n; o += CH) {
+            size_t m = n - o < CH ? n - o : CH;
+            for (size_t j = 0; j < m; j++) {
+                rows[j] = rs_find(ix->rs, ids[o + j]);
+                found[o + j] = rows[j] >= 0;
+            }
+            if (l2) faiss_fvec_L2sqr_by_idx(scores + o, q, ix->rs->vec, rows, ix->dim, m);
+            else faiss_fvec_inner_products_by_idx(scores + o, q, ix->rs->vec, rows, ix->dim, m);
+        }
+        return 0;
+    }
+    if (ix->params.kind != QV_KIND_IVF_FLAT) return QV_INVALID;
+    float *v = malloc(ix->dim * sizeof *v);
+    if (!v) return QV_NOMEM;
+    for (size_t j = 0; j < n; j++) {
+        found[j] = faiss_Index_reconstruct(ix->fi, ids[j], v) == 0;
+        if (!found[j]) continue;
+        if (l2) faiss_fvec_L2sqr_ny(&scores[j], q, v, ix->dim, 1);
+        else faiss_fvec_inner_products_ny(&scores[j], q, v, ix->dim, 1);
+    }
+    free(v);
+    return 0;
+}
+
 int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
                     float *scores, int64_t *labels)
+{
+    return qv_index_search_sel(ix, nq, q, k, nprobe, NULL, scores, labels);
+}
+
+int qv_index_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
+                        const qv_idsel *sel, float *scores, int64_t *labels)
 {
     if (!ix || !q || !scores || !labels) return QV_INVALID;
     if (nq == 0) return 0;
@@ -595,13 +701,19 @@ int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uin
         q = copy;
     }
     FaissSearchParametersIVF *sp = NULL;
+    FaissSearchParameters *fp = NULL;
+    FaissIDSelector *fsel = sel ? sel->sel : NULL;
     int frc = 0;
     if (ix->ivf) {
         size_t np = nprobe ? nprobe : atomic_load_explicit(&ix->nprobe, memory_order_relaxed);
-        if ((frc = faiss_SearchParametersIVF_new_with(&sp, NULL, np, 0)) != 0) {
+        if (np > ix->params.nlist) np = ix->params.nlist;
+        if ((frc = faiss_SearchParametersIVF_new_with(&sp, fsel, np, 0)) != 0) {
             free(copy);
             return faiss_fail(frc, "search parameters");
         }
+    } else if (fsel && (frc = faiss_SearchParameters_new(&fp, fsel)) != 0) {
+        free(copy);
+        return faiss_fail(frc, "search parameters");
     }
     /* Concurrent callers bring the parallelism: a small search must not
      * start an OpenMP team. omp_set_num_threads sets this thread's ICV only. */
@@ -627,7 +739,10 @@ int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uin
     int rc = frc;
     if (!rc) {
         if (sp)
-            frc = faiss_Index_search_with_params(ix->fi, (idx_t)nq, q, (idx_t)kk, sp, cs, cl);
+            frc = faiss_Index_search_with_params(ix->fi, (idx_t)nq, q, (idx_t)kk,
+                                                 (FaissSearchParameters *)sp, cs, cl);
+        else if (fp)
+            frc = faiss_Index_search_with_params(ix->fi, (idx_t)nq, q, (idx_t)kk, fp, cs, cl);
         else
             frc = faiss_Index_search(ix->fi, (idx_t)nq, q, (idx_t)kk, cs, cl);
         rc = frc ? faiss_fail(frc, "search") : 0;
@@ -638,6 +753,7 @@ int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uin
                        rows, cs + i * kk, h);
     if (nq < QV_INDEX_SERIAL_NQ) omp_set_num_threads(saved_threads);
     faiss_SearchParametersIVF_free(sp);
+    faiss_SearchParameters_free(fp);
     if (ix->rs) {
         free(cs);
         free(cl);

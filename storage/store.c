@@ -14,13 +14,25 @@
 
 #include "quiver/error.h"
 #include "quiver/log.h"
+#include "quiver/postings.h"
 #include "quiver/store.h"
+
+#define MAX_NEST 8
 
 struct qv_store {
     MDB_env *env;
     void *map;      /* LMDB's mapping of data.mdb, from /proc/self/maps */
     size_t map_len;
-    MDB_dbi colls, stats, items, attrs, seqlog, meta;
+    MDB_dbi colls, stats, items, attrs, seqlog, meta, postings;
+    /* the write txn (one writer) and its nested txns, with where each one's
+     * posting changes start: an abort drops them, the top commit applies them */
+    qv_postings *pend;
+    MDB_txn *wtxn;
+    struct {
+        MDB_txn *txn;
+        size_t mark;
+    } nest[MAX_NEST];
+    int nnest;
 };
 
 int qv_store_err(int rc, const char *what)
@@ -40,6 +52,7 @@ int qv_store_err(int rc, const char *what)
 }
 
 static void find_map(qv_store *st, const char *dir);
+static int build_postings(qv_store *st, MDB_txn *txn);
 
 static MDB_val val(const void *p, size_t n) { return (MDB_val){n, (void *)p}; }
 
@@ -52,6 +65,10 @@ int qv_store_open(const qv_store_opts *o, qv_store **out)
     }
     qv_store *st = calloc(1, sizeof *st);
     if (!st) return QV_NOMEM;
+    if (qv_postings_new(&st->pend)) {
+        free(st);
+        return QV_NOMEM;
+    }
     int rc = mdb_env_create(&st->env);
     if (rc) goto fail;
     if ((rc = mdb_env_set_maxdbs(st->env, 8))) goto fail;
@@ -59,6 +76,7 @@ int qv_store_open(const qv_store_opts *o, qv_store **out)
     if ((rc = mdb_env_set_mapsize(st->env, o->map_size ? o->map_size : (size_t)64 << 30))) goto fail;
     unsigned flags = MDB_NOTLS | (o->nosync ? MDB_NOSYNC : 0);
     if ((rc = mdb_env_open(st->env, o->dir, flags, 0644))) goto fail;
+    mdb_env_set_userctx(st->env, st);
 
     MDB_txn *txn;
     if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn))) goto fail;
@@ -67,7 +85,8 @@ int qv_store_open(const qv_store_opts *o, qv_store **out)
         (rc = mdb_dbi_open(txn, "items", MDB_CREATE, &st->items)) ||
         (rc = mdb_dbi_open(txn, "attrs", MDB_CREATE, &st->attrs)) ||
         (rc = mdb_dbi_open(txn, "seqlog", MDB_CREATE, &st->seqlog)) ||
-        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta))) {
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) ||
+        (rc = mdb_dbi_open(txn, "postings", MDB_CREATE, &st->postings))) {
         mdb_txn_abort(txn);
         goto fail;
     }
@@ -80,7 +99,21 @@ int qv_store_open(const qv_store_opts *o, qv_store **out)
     } else if (rc == 0) {
         uint32_t f = 0;
         if (v.mv_size == 4) memcpy(&f, v.mv_data, 4);
-        if (f != QV_STORE_FORMAT) {
+        if (f == 2) { /* format 2 had no attribute index: build it */
+            int mrc = build_postings(st, txn);
+            if (mrc) {
+                mdb_txn_abort(txn);
+                qv_error("%s: cannot build the attribute index: %s", o->dir, qv_strerror(mrc));
+                qv_store_close(st);
+                return mrc;
+            }
+            f = QV_STORE_FORMAT;
+            v = val(&f, 4);
+            if ((rc = mdb_put(txn, st->meta, &k, &v, 0))) {
+                mdb_txn_abort(txn);
+                goto fail;
+            }
+        } else if (f != QV_STORE_FORMAT) {
             mdb_txn_abort(txn);
             qv_error("%s: store format %u, this quiverd reads format %u", o->dir, f,
                      QV_STORE_FORMAT);
@@ -106,6 +139,7 @@ void qv_store_close(qv_store *st)
 {
     if (!st) return;
     if (st->env) mdb_env_close(st->env);
+    qv_postings_free(st->pend);
     free(st);
 }
 
@@ -148,7 +182,33 @@ int qv_store_read_begin(qv_store *st, MDB_txn **txn)
 
 int qv_store_write_begin(qv_store *st, MDB_txn *parent, MDB_txn **txn)
 {
-    return qv_store_err(mdb_txn_begin(st->env, parent, 0, txn), "write txn");
+    if (parent && st->nnest == MAX_NEST) return QV_INVALID;
+    int rc = qv_store_err(mdb_txn_begin(st->env, parent, 0, txn), "write txn");
+    if (rc) return rc;
+    if (!parent) {
+        st->wtxn = *txn;
+        st->nnest = 0;
+        qv_postings_rollback(st->pend, 0);
+    } else {
+        st->nest[st->nnest].txn = *txn;
+        st->nest[st->nnest++].mark = qv_postings_mark(st->pend);
+    }
+    return 0;
+}
+
+MDB_dbi qv_store_postings_dbi(qv_store *st) { return st->postings; }
+
+/* The store of a write txn, with the nesting level of txn (-1: the top,
+ * -2: not a write txn of ours). */
+static qv_store *owner(MDB_txn *txn, int *level)
+{
+    qv_store *st = mdb_env_get_userctx(mdb_txn_env(txn));
+    *level = -2;
+    if (!st) return NULL;
+    if (txn == st->wtxn) *level = -1;
+    for (int i = 0; i < st->nnest; i++)
+        if (st->nest[i].txn == txn) *level = i;
+    return st;
 }
 
 /* Is the filesystem holding env's files (nearly) full? LMDB reports a short
@@ -164,6 +224,21 @@ static int disk_full(MDB_env *env)
 int qv_store_commit(MDB_txn *txn)
 {
     MDB_env *env = mdb_txn_env(txn);
+    int level;
+    qv_store *st = owner(txn, &level);
+    if (level >= 0) {
+        st->nnest = level; /* its changes now belong to the parent */
+    } else if (level == -1) {
+        st->wtxn = NULL;
+        st->nnest = 0;
+        int prc = qv_postings_pending(st->pend)
+                      ? qv_postings_flush(st->pend, txn, st->postings) : 0;
+        if (prc) {
+            qv_postings_rollback(st->pend, 0);
+            mdb_txn_abort(txn);
+            return prc;
+        }
+    }
     int rc = mdb_txn_commit(txn);
     if (rc == EIO && disk_full(env)) {
         qv_error("commit: the disk is full (%s)", mdb_strerror(rc));
@@ -174,7 +249,18 @@ int qv_store_commit(MDB_txn *txn)
 
 void qv_store_abort(MDB_txn *txn)
 {
-    if (txn) mdb_txn_abort(txn);
+    if (!txn) return;
+    int level;
+    qv_store *st = owner(txn, &level);
+    if (level >= 0) {
+        qv_postings_rollback(st->pend, st->nest[level].mark);
+        st->nnest = level;
+    } else if (level == -1) {
+        qv_postings_rollback(st->pend, 0);
+        st->wtxn = NULL;
+        st->nnest = 0;
+    }
+    mdb_txn_abort(txn);
 }
 
 /* ------------------------------------------------------------ collections */
@@ -281,6 +367,7 @@ int qv_store_coll_drop(qv_store *st, MDB_txn *txn, const char *name, uint64_t *i
     if (rc && rc != MDB_NOTFOUND) return qv_store_err(rc, "stats del");
     if ((rc = del_prefix(txn, st->items, c.id, items_deleted))) return rc;
     if ((rc = del_prefix(txn, st->attrs, c.id, NULL))) return rc;
+    if ((rc = del_prefix(txn, st->postings, c.id, NULL))) return rc;
     return del_prefix(txn, st->seqlog, c.id, NULL);
 }
 
@@ -363,7 +450,7 @@ int qv_store_item_put(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
 {
     uint8_t kb[QV_ITEM_KEY_LEN];
     qv_key_item(kb, coll_id, id);
-    MDB_val k = val(kb, sizeof kb), v;
+    MDB_val k = val(kb, sizeof kb), v, ov = {0, NULL};
     int rc = mdb_get(txn, st->items, &k, &v);
     *existed = rc == 0;
     if (rc == 0) {
@@ -371,9 +458,15 @@ int qv_store_item_put(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
         if (qv_item_decode(v.mv_data, v.mv_size, &old) == 0 &&
             (rc = log_del(st, txn, coll_id, old.seq)))
             return rc;
+        if ((rc = mdb_get(txn, st->attrs, &k, &ov)) && rc != MDB_NOTFOUND)
+            return qv_store_err(rc, "attrs get");
     } else if (rc != MDB_NOTFOUND) {
         return qv_store_err(rc, "item get");
     }
+    /* the posting changes first: ov points into pages the puts may reuse */
+    if ((rc = qv_postings_item(st->pend, coll_id, id, *existed, ov.mv_data, ov.mv_size, 1, attrs,
+                               attrs_len)))
+        return rc;
     v.mv_size = qv_item_size(dim, 0);
     v.mv_data = NULL;
     if ((rc = mdb_put(txn, st->items, &k, &v, MDB_RESERVE))) return qv_store_err(rc, "item put");
@@ -399,6 +492,11 @@ int qv_store_item_delete(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t 
     qv_item_view old;
     if (qv_item_decode(v.mv_data, v.mv_size, &old) == 0 &&
         (rc = log_del(st, txn, coll_id, old.seq)))
+        return rc;
+    MDB_val ov = {0, NULL};
+    if ((rc = mdb_get(txn, st->attrs, &k, &ov)) && rc != MDB_NOTFOUND)
+        return qv_store_err(rc, "attrs get");
+    if ((rc = qv_postings_item(st->pend, coll_id, id, 1, ov.mv_data, ov.mv_size, 0, NULL, 0)))
         return rc;
     if ((rc = mdb_del(txn, st->items, &k, NULL))) return qv_store_err(rc, "item del");
     if ((rc = mdb_del(txn, st->attrs, &k, NULL)) && rc != MDB_NOTFOUND)
@@ -492,4 +590,35 @@ int qv_store_tombstones_prune(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint
     mdb_cursor_close(cur);
     if (pruned) *pruned = n;
     return rc == MDB_NOTFOUND || rc == 0 ? 0 : qv_store_err(rc, "tombstone prune");
+}
+
+/* Format 2 -> 3: the posting lists of every item, in the open txn (flushed
+ * every 100,000 items so that the pending list stays small). */
+static int build_postings(qv_store *st, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, st->items, &cur);
+    if (rc) return qv_store_err(rc, "cursor");
+    MDB_val k, v;
+    size_t n = 0;
+    int ret = 0;
+    qv_info("building the attribute index of this data directory (once)");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !ret;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != QV_ITEM_KEY_LEN) continue;
+        uint32_t c;
+        uint64_t id;
+        qv_key_item_parse(k.mv_data, &c, &id);
+        MDB_val av = {0, NULL};
+        int g = mdb_get(txn, st->attrs, &k, &av);
+        if (g && g != MDB_NOTFOUND) ret = qv_store_err(g, "attrs get");
+        if (!ret) ret = qv_postings_item(st->pend, c, id, 0, NULL, 0, 1, av.mv_data, av.mv_size);
+        if (!ret && ++n % 100000 == 0) ret = qv_postings_flush(st->pend, txn, st->postings);
+    }
+    mdb_cursor_close(cur);
+    if (!ret && rc != MDB_NOTFOUND) ret = qv_store_err(rc, "item scan");
+    if (!ret) ret = qv_postings_flush(st->pend, txn, st->postings);
+    qv_postings_rollback(st->pend, 0);
+    if (!ret) qv_info("attribute index built: %zu items", n);
+    return ret;
 }

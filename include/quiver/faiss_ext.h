@@ -60,6 +60,11 @@ int faiss_IndexIVF_set_direct_map(FaissIndexIVF* index, int direct_map_type);
 FAISS_DECLARE_CLASS(IDSelectorArray)
 int faiss_IDSelectorArray_new(FaissIDSelectorArray** p_sel, size_t n, const idx_t* ids);
 
+/* An IDSelector asking is_member(ctx, id) (FAISS has no selector on a
+ * caller's function; filtered searches over sparse ids need one). */
+int faiss_IDSelectorCallback_new(FaissIDSelector** p_sel, int (*is_member)(void* ctx, idx_t id),
+                                 void* ctx);
+
 /* Release the spare capacity of an IVF index's inverted lists (array lists
  * only; others are left alone). */
 int faiss_IndexIVF_shrink_to_fit(FaissIndexIVF* index);

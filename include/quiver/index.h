@@ -111,6 +111,33 @@ int qv_index_remove(qv_index *ix, size_t n, const int64_t *ids, size_t *removed)
 int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
                     float *scores, int64_t *labels);
 
+/* An id selector for filtered searches: ids allowed by a dense bitmap
+ * (bit i of byte i/8 for ids below nbits; the bitmap must outlive the
+ * selector) or, without one, by member(ctx, id) != 0 (NULL: every id); minus
+ * the ndeny ids deny (copied). [out] out: free with qv_idsel_free.
+ * Returns 0, QV_NOMEM, QV_FAISS. */
+typedef struct qv_idsel qv_idsel;
+int qv_idsel_new(const uint8_t *bitmap, uint64_t nbits, int (*member)(void *ctx, int64_t id),
+                 void *ctx, const int64_t *deny, size_t ndeny, qv_idsel **out);
+void qv_idsel_free(qv_idsel *s);
+
+/* qv_index_search over the ids sel allows only (NULL: all). IVF kinds scan
+ * nprobe lists (capped at nlist) and return fewer than k hits when those
+ * lists hold fewer allowed items. */
+int qv_index_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
+                        const qv_idsel *sel, float *scores, int64_t *labels);
+
+/* The vector of id (dim floats; unit length for cosine) from the index's own
+ * memory: the refine copy, or ivf_flat's lists. Returns 0, QV_NOTFOUND,
+ * QV_INVALID (this kind keeps no exact vectors: read them from the store). */
+int qv_index_get_vector(const qv_index *ix, int64_t id, float *out);
+
+/* Exact scores of q (normalised for cosine) against the n ids from the
+ * index's own vectors (as qv_index_get_vector): found[j] 0 where id j is not
+ * in the index. Returns 0, QV_NOMEM, QV_INVALID (no exact vectors here). */
+int qv_index_score_ids(const qv_index *ix, const float *q, size_t n, const int64_t *ids,
+                       float *scores, uint8_t *found);
+
 /* Items held. */
 size_t qv_index_count(const qv_index *ix);
 int qv_index_is_trained(const qv_index *ix);

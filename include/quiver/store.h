@@ -6,6 +6,8 @@
  *   seqlog       (u32be coll, u64be seq) -> (op, item id): the newest write of
  *                every live item plus tombstones of deletes
  *   meta         "format" -> u32 version, "next_coll_id" -> u32
+ *   postings     attribute value -> roaring bitmap of item ids (postings.h),
+ *                kept by item_put/item_delete and applied at the top commit
  * This layer knows records and transactions; it has no threads, no indexes.
  *
  * Caveats:
@@ -26,8 +28,10 @@
 #include "quiver/codec.h"
 
 /* Bump when the set or meaning of named databases changes.
- * 2: attributes moved from item records to the attrs database. */
-#define QV_STORE_FORMAT 2
+ * 2: attributes moved from item records to the attrs database.
+ * 3: the postings database (attribute index, quiver/postings.h); a format 2
+ *    store gets it built when opened. */
+#define QV_STORE_FORMAT 3
 
 typedef struct qv_store qv_store;
 
@@ -55,6 +59,8 @@ int qv_store_read_begin(qv_store *st, MDB_txn **txn);
 int qv_store_write_begin(qv_store *st, MDB_txn *parent, MDB_txn **txn);
 int qv_store_commit(MDB_txn *txn);
 void qv_store_abort(MDB_txn *txn);
+/* The postings database, for lookups in read txns (quiver/postings.h). */
+MDB_dbi qv_store_postings_dbi(qv_store *st);
 
 /* Translate an LMDB return code (logging unexpected ones with what). */
 int qv_store_err(int mdb_rc, const char *what);

@@ -1,0 +1,1106 @@
+/*
+ * Composed queries (include/quiver/query.h): the filter as an id set (cached
+ * per collection), the planner (exact over the set's vectors, or the index
+ * with the set as IDSelector, probing further until k hits), then fusion,
+ * threshold, MMR and groups; recommendation strategies on top.
+ */
+#include <faiss/c_api/utils/distances_c.h>
+
+#include "db_int.h"
+#include "quiver/postings.h"
+#include "quiver/query.h"
+
+#define DEEPEN 4              /* a search that needs more candidates asks this many times more */
+#define MAX_INDEX_DEPTH 16384 /* deeper than this, score every allowed item instead */
+#define EXACT_MAX_SLOW 2000   /* the exact cut when vectors come from LMDB */
+#define DENSE_MAX ((uint64_t)16 << 20) /* largest dense bitmap of a cached filter, bytes */
+
+/* ------------------------------------------------------------ filter cache */
+typedef struct qv_filt {
+    atomic_int refs;
+    qv_idset *set;
+    uint64_t count;
+    uint8_t *bits; /* dense bitmap of the ids below nbits, or NULL */
+    uint64_t nbits;
+} filt;
+
+static void filt_release(filt *f)
+{
+    if (!f || atomic_fetch_sub(&f->refs, 1) != 1) return;
+    qv_idset_free(f->set);
+    free(f->bits);
+    free(f);
+}
+
+void fcache_clear(qv_coll *c)
+{
+    for (int i = 0; i < FCACHE_SLOTS; i++) {
+        free(c->fcache[i].key);
+        filt_release(c->fcache[i].f);
+        memset(&c->fcache[i], 0, sizeof c->fcache[i]);
+    }
+}
+
+/* The filter's id set for c as of now: from the cache when no write was
+ * published since it was evaluated, else evaluated in a new snapshot. */
+static int filter_get(qv_coll *c, const qv_query_opts *o, filt **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    uint64_t seq = atomic_load(&c->last_seq);
+    int cacheable = o->filter_key && o->filter_key_len;
+    if (cacheable) {
+        pthread_mutex_lock(&c->fmu);
+        for (int i = 0; i < FCACHE_SLOTS; i++) {
+            struct fslot *s = &c->fcache[i];
+            if (s->f && s->seq == seq && s->klen == o->filter_key_len &&
+                memcmp(s->key, o->filter_key, s->klen) == 0) {
+                s->used = ++c->fclock;
+                atomic_fetch_add(&s->f->refs, 1);
+                *out = s->f;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&c->fmu);
+        if (*out) return 0;
+    }
+    qv_store *st = qv_db_store(c->db);
+    MDB_txn *txn;
+    int rc = qv_store_read_begin(st, &txn);
+    if (rc) {
+        snprintf(err, errlen, "cannot start a read: %s", qv_strerror(rc));
+        return rc;
+    }
+    filt *f = calloc(1, sizeof *f);
+    if (!f) rc = QV_NOMEM;
+    if (!rc) rc = qv_filter_eval(st, txn, c->cfg.id, o->filter, "filter", &f->set, err, errlen);
+    qv_store_abort(txn);
+    if (rc) {
+        if (f) free(f);
+        return rc;
+    }
+    atomic_init(&f->refs, 1);
+    f->count = qv_idset_count(f->set);
+    uint64_t max = qv_idset_max(f->set);
+    if (f->count && max / 8 + 1 <= DENSE_MAX) {
+        f->nbits = max + 1;
+        if ((f->bits = calloc(max / 8 + 1, 1))) qv_idset_to_bitmap(f->set, f->bits, f->nbits);
+    }
+    if (cacheable) {
+        void *key = malloc(o->filter_key_len);
+        if (key) {
+            memcpy(key, o->filter_key, o->filter_key_len);
+            pthread_mutex_lock(&c->fmu);
+            int v = 0;
+            for (int i = 1; i < FCACHE_SLOTS; i++)
+                if (c->fcache[i].used < c->fcache[v].used) v = i;
+            struct fslot *s = &c->fcache[v];
+            free(s->key);
+            filt_release(s->f);
+            s->key = key;
+            s->klen = o->filter_key_len;
+            s->seq = seq;
+            s->used = ++c->fclock;
+            s->f = f;
+            atomic_fetch_add(&f->refs, 1);
+            pthread_mutex_unlock(&c->fmu);
+        }
+    }
+    *out = f;
+    return 0;
+}
+
+/* ------------------------------------------------------------- the context */
+typedef struct cand {
+    int64_t id;
+    float score; /* as reported */
+    float sim;   /* higher is better: the order, threshold and MMR relevance */
+} cand;
+
+typedef struct qctx {
+    qv_coll *c;
+    const qv_query_opts *o;
+    uint32_t dim;
+    int l2;
+    filt *f;
+    int64_t *deny; /* sorted, unique */
+    size_t ndeny;
+    qv_idset *denyset; /* the same as a set, for the selector's callback */
+    int64_t *allowed;  /* exact path: filter minus deny, ascending */
+    size_t nallowed;
+    int have_allowed;
+    uint64_t allowed_est; /* items that can be returned (estimate without a filter) */
+    int exact;
+    qv_idsel *sel;
+    int sel_built;
+    MDB_txn *txn; /* read snapshot for vectors and attributes */
+    char *err;
+    size_t errlen;
+} qctx;
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int denied(const qctx *x, int64_t id)
+{
+    return x->ndeny && bsearch(&id, x->deny, x->ndeny, sizeof *x->deny, cmp_i64) != NULL;
+}
+
+static int fail(qctx *x, int rc, const char *what)
+{
+    snprintf(x->err, x->errlen, "%s: %s", what, qv_strerror(rc));
+    return rc;
+}
+
+/* Vectors of n ids into out (n*dim), found[j] 0 for ids that do not exist. */
+static int get_vectors(qctx *x, size_t n, const int64_t *ids, float *out, uint8_t *found)
+{
+    qv_store *st = qv_db_store(x->c->db);
+    pthread_rwlock_rdlock(&x->c->ilock);
+    for (size_t j = 0; j < n; j++) {
+        int rc = x->c->index ? qv_index_get_vector(x->c->index, ids[j], out + j * x->dim) : QV_INVALID;
+        found[j] = rc == 0;
+    }
+    pthread_rwlock_unlock(&x->c->ilock);
+    for (size_t j = 0; j < n; j++) {
+        if (found[j]) continue;
+        qv_item_view v;
+        if (ids[j] >= 0 && qv_store_item_get(st, x->txn, x->c->cfg.id, (uint64_t)ids[j], &v) == 0 &&
+            v.dim == x->dim) {
+            qv_item_vector(&v, out + j * x->dim);
+            found[j] = 1;
+        }
+    }
+    return 0;
+}
+
+/* metric score of a against b: squared distance (L2) or inner product */
+static float raw_score(const qctx *x, const float *a, const float *b)
+{
+    float s;
+    if (x->l2) faiss_fvec_L2sqr_ny(&s, a, b, x->dim, 1);
+    else faiss_fvec_inner_products_ny(&s, a, b, x->dim, 1);
+    return s;
+}
+
+static float sim_of(const qctx *x, float raw) { return x->l2 ? -raw : raw; }
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const cand *p = a, *q = b;
+    if (p->sim != q->sim) return p->sim > q->sim ? -1 : 1;
+    return (p->id > q->id) - (p->id < q->id);
+}
+
+/* the ids the exact path scores: the filter's minus the denied */
+static int build_allowed(qctx *x)
+{
+    if (x->have_allowed) return 0;
+    qv_idset *s = NULL;
+    int rc = 0;
+    if (x->f) {
+        s = x->f->set;
+    } else {
+        /* every item: the postings of the collection */
+        qv_idset *all = qv_idset_new();
+        if (!all) return QV_NOMEM;
+        if ((rc = qv_postings_all(x->txn, qv_store_postings_dbi(qv_db_store(x->c->db)),
+                                  x->c->cfg.id, all))) {
+            qv_idset_free(all);
+            return fail(x, rc, "cannot read the collection's ids");
+        }
+        s = all;
+    }
+    uint64_t n = qv_idset_count(s);
+    uint64_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) rc = QV_NOMEM;
+    else {
+        qv_idset_to_array(s, ids);
+        size_t o = 0;
+        for (uint64_t i = 0; i < n; i++)
+            if (ids[i] <= (uint64_t)INT64_MAX && !denied(x, (int64_t)ids[i])) ids[o++] = ids[i];
+        x->allowed = (int64_t *)ids;
+        x->nallowed = o;
+        x->have_allowed = 1;
+    }
+    if (!x->f) qv_idset_free(s);
+    return rc;
+}
+
+/* the best D of n scored candidates, in order */
+static size_t top(cand *cs, size_t n, size_t D)
+{
+    qsort(cs, n, sizeof *cs, cmp_cand);
+    return n < D ? n : D;
+}
+
+/* Exact: every allowed item scored against q. [out] *out (malloc), *n. */
+static int knn_exact(qctx *x, const float *q, size_t D, cand **out, size_t *n)
+{
+    int rc = build_allowed(x);
+    if (rc) return rc;
+    size_t m = x->nallowed;
+    cand *cs = malloc((m ? m : 1) * sizeof *cs);
+    float *sc = malloc((m ? m : 1) * sizeof *sc);
+    uint8_t *found = malloc(m ? m : 1);
+    if (!cs || !sc || !found) {
+        free(cs), free(sc), free(found);
+        return QV_NOMEM;
+    }
+    pthread_rwlock_rdlock(&x->c->ilock);
+    rc = x->c->index ? qv_index_score_ids(x->c->index, q, m, x->allowed, sc, found) : QV_INVALID;
+    pthread_rwlock_unlock(&x->c->ilock);
+    if (rc == QV_INVALID) {
+        memset(found, 0, m);
+        rc = 0;
+    }
+    qv_store *st = qv_db_store(x->c->db);
+    float *v = malloc(x->dim * sizeof *v);
+    if (!v) rc = QV_NOMEM;
+    size_t o = 0;
+    for (size_t j = 0; j < m && !rc; j++) {
+        if (!found[j]) {
+            qv_item_view iv;
+            if (qv_store_item_get(st, x->txn, x->c->cfg.id, (uint64_t)x->allowed[j], &iv) ||
+                iv.dim != x->dim)
+                continue; /* not an item (a has_id of nothing, or deleted) */
+            qv_item_vector(&iv, v);
+            sc[j] = raw_score(x, q, v);
+        }
+        cs[o].id = x->allowed[j];
+        cs[o].score = sc[j];
+        cs[o].sim = sim_of(x, sc[j]);
+        o++;
+    }
+    free(v);
+    free(sc);
+    free(found);
+    if (rc) {
+        free(cs);
+        return rc;
+    }
+    *n = top(cs, o, D);
+    *out = cs;
+    return 0;
+}
+
+static int deny_member(void *ctx, int64_t id)
+{
+    const qctx *x = ctx;
+    return qv_idset_contains(x->f->set, (uint64_t)id);
+}
+
+static int build_sel(qctx *x)
+{
+    if (x->sel_built) return 0;
+    x->sel_built = 1;
+    if (!x->f && !x->ndeny) return 0;
+    int rc;
+    if (x->f && x->f->bits)
+        rc = qv_idsel_new(x->f->bits, x->f->nbits, NULL, NULL, x->deny, x->ndeny, &x->sel);
+    else if (x->f)
+        rc = qv_idsel_new(NULL, 0, deny_member, x, x->deny, x->ndeny, &x->sel);
+    else
+        rc = qv_idsel_new(NULL, 0, NULL, NULL, x->deny, x->ndeny, &x->sel);
+    return rc ? fail(x, rc, "cannot build the id selector") : 0;
+}
+
+static uint32_t pick_nprobe(const qv_coll *c, float min_recall)
+{
+    if (c->n_recall == 0) return c->nprobe;
+    return nprobe_for(c->recall, c->n_recall, min_recall > 0 ? min_recall : DEFAULT_MIN_RECALL);
+}
+
+static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n);
+
+/* The D nearest allowed items of q (fewer only when fewer are allowed),
+ * leaving out self (>= 0: the query's own item). */
+static int knn(qctx *x, const float *q, size_t D, int64_t self, cand **out, size_t *n)
+{
+    int rc = knn_all(x, q, self >= 0 ? D + 1 : D, out, n);
+    if (rc || self < 0) return rc;
+    size_t o = 0;
+    for (size_t i = 0; i < *n; i++)
+        if ((*out)[i].id != self) (*out)[o++] = (*out)[i];
+    *n = o < D ? o : D;
+    return 0;
+}
+
+static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (x->exact || D > MAX_INDEX_DEPTH) return knn_exact(x, q, D, out, n);
+    int rc = build_sel(x);
+    if (rc) return rc;
+    float *sc = malloc(D * sizeof *sc);
+    int64_t *lb = malloc(D * sizeof *lb);
+    cand *cs = malloc(D * sizeof *cs);
+    if (!sc || !lb || !cs) {
+        free(sc), free(lb), free(cs);
+        return QV_NOMEM;
+    }
+    qv_coll *c = x->c;
+    size_t m = 0;
+    pthread_rwlock_rdlock(&c->ilock);
+    const qv_index_params *p = qv_index_get_params(c->index);
+    int ivf = p->kind != QV_KIND_FLAT;
+    uint32_t np = 0;
+    if (ivf) {
+        np = x->o->nprobe ? x->o->nprobe : pick_nprobe(c, x->o->min_recall);
+        /* a filter keeping a fraction f of the items leaves f of each list:
+         * the true neighbours sit further out, probe 1/sqrt(f) times more */
+        if (x->f && c->count) {
+            double frac = (double)x->allowed_est / (double)atomic_load(&c->count);
+            if (frac > 0 && frac < 1) np = (uint32_t)ceil(np / sqrt(frac));
+        }
+        if (np > p->nlist) np = p->nlist;
+        if (np < 1) np = 1;
+    }
+    for (;;) {
+        rc = qv_index_search_sel(c->index, 1, q, D, np, x->sel, sc, lb);
+        if (rc) break;
+        m = 0;
+        while (m < D && lb[m] >= 0) m++;
+        /* k hits whenever k items match: probe further while short */
+        if (m >= D || !ivf || np >= p->nlist || m >= x->allowed_est) break;
+        np = np * 2 > p->nlist ? p->nlist : np * 2;
+    }
+    pthread_rwlock_unlock(&c->ilock);
+    if (rc) {
+        free(sc), free(lb), free(cs);
+        return fail(x, rc, "search failed");
+    }
+    size_t o = 0;
+    for (size_t j = 0; j < m; j++) {
+        if (denied(x, lb[j])) continue; /* cannot happen: the selector left them out */
+        cs[o].id = lb[j];
+        cs[o].score = sc[j];
+        cs[o].sim = sim_of(x, sc[j]);
+        o++;
+    }
+    free(sc);
+    free(lb);
+    /* still short of what the filter holds (items not yet in the index):
+     * exact over the filter's ids */
+    if (o < D && x->f && o < x->allowed_est) {
+        free(cs);
+        return knn_exact(x, q, D, out, n);
+    }
+    *out = cs;
+    *n = o;
+    return 0;
+}
+
+static void ctx_free(qctx *x)
+{
+    filt_release(x->f);
+    free(x->deny);
+    qv_idset_free(x->denyset);
+    free(x->allowed);
+    qv_idsel_free(x->sel);
+    qv_store_abort(x->txn);
+}
+
+/* Filter, exclusions (plus extra ids: queries', examples'), plan. */
+static int ctx_init(qctx *x, qv_coll *c, const qv_query_opts *o, const int64_t *extra,
+                    size_t nextra, char *err, size_t errlen)
+{
+    memset(x, 0, sizeof *x);
+    x->c = c;
+    x->o = o;
+    x->dim = c->cfg.dim;
+    x->l2 = c->cfg.metric == QV_METRIC_L2;
+    x->err = err;
+    x->errlen = errlen;
+    if (o->n_exclude > QV_MAX_EXCLUDE) {
+        snprintf(err, errlen, "exclude_ids has %zu ids, over the limit of %d", o->n_exclude,
+                 QV_MAX_EXCLUDE);
+        return QV_INVALID;
+    }
+    if (o->has_mmr && !(o->mmr_diversity >= 0 && o->mmr_diversity <= 1)) {
+        snprintf(err, errlen, "mmr.diversity %g is out of range 0..1", (double)o->mmr_diversity);
+        return QV_INVALID;
+    }
+    if (o->has_threshold && isnan(o->threshold)) {
+        snprintf(err, errlen, "score_threshold.value is NaN");
+        return QV_INVALID;
+    }
+    int rc = qv_store_read_begin(qv_db_store(c->db), &x->txn);
+    if (rc) return fail(x, rc, "cannot start a read");
+    if (o->group_by && o->group_by_len) {
+        unsigned mask;
+        rc = qv_postings_types(x->txn, qv_store_postings_dbi(qv_db_store(c->db)), c->cfg.id,
+                               o->group_by, o->group_by_len, &mask);
+        if (rc) return fail(x, rc, "cannot read attribute types");
+        if (mask & (1u << QV_ATTR_STRING_LIST)) {
+            snprintf(err, errlen,
+                     "group_by: attribute \"%.*s\" holds string lists; group by a string, int or "
+                     "bool attribute", (int)(o->group_by_len < 64 ? o->group_by_len : 64),
+                     o->group_by);
+            return QV_INVALID;
+        }
+    }
+    size_t nd = o->n_exclude + nextra;
+    x->deny = malloc((nd ? nd : 1) * sizeof *x->deny);
+    if (!x->deny) return QV_NOMEM;
+    for (size_t i = 0; i < o->n_exclude; i++)
+        if (o->exclude[i] <= (uint64_t)INT64_MAX) x->deny[x->ndeny++] = (int64_t)o->exclude[i];
+    for (size_t i = 0; i < nextra; i++)
+        if (extra[i] >= 0) x->deny[x->ndeny++] = extra[i];
+    qsort(x->deny, x->ndeny, sizeof *x->deny, cmp_i64);
+    size_t u = 0;
+    for (size_t i = 0; i < x->ndeny; i++)
+        if (u == 0 || x->deny[u - 1] != x->deny[i]) x->deny[u++] = x->deny[i];
+    x->ndeny = u;
+    if (o->filter && (rc = filter_get(c, o, &x->f, err, errlen))) return rc;
+    uint64_t count = atomic_load(&c->count);
+    if (x->f) {
+        uint64_t gone = 0;
+        for (size_t i = 0; i < x->ndeny; i++) gone += qv_idset_contains(x->f->set, (uint64_t)x->deny[i]);
+        x->allowed_est = x->f->count - gone;
+        pthread_rwlock_rdlock(&c->ilock);
+        int fast = c->index && (qv_index_has_refine(c->index) ||
+                                qv_index_get_params(c->index)->kind == QV_KIND_IVF_FLAT);
+        pthread_rwlock_unlock(&c->ilock);
+        x->exact = x->allowed_est <= (fast ? QV_EXACT_MAX : EXACT_MAX_SLOW);
+    } else {
+        x->allowed_est = count > x->ndeny ? count - x->ndeny : 0;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- finishing */
+/* The group value of id as bytes (type + payload) into buf; 0 = no value. */
+static size_t group_value(qctx *x, int64_t id, uint8_t *buf, size_t cap)
+{
+    const uint8_t *blob;
+    size_t len;
+    if (qv_store_attrs_get(qv_db_store(x->c->db), x->txn, x->c->cfg.id, (uint64_t)id, &blob, &len))
+        return 0;
+    qv_attr_iter it;
+    qv_attr a;
+    if (qv_attr_iter_init(&it, blob, len)) return 0;
+    while (qv_attr_next(&it, &a) == 1) {
+        if (a.key_len != x->o->group_by_len || memcmp(a.key, x->o->group_by, a.key_len) != 0) continue;
+        buf[0] = (uint8_t)a.type;
+        switch (a.type) {
+        case QV_ATTR_STRING: {
+            size_t n = a.str_len < cap - 1 ? a.str_len : cap - 1;
+            memcpy(buf + 1, a.str, n);
+            return n + 1;
+        }
+        case QV_ATTR_INT: memcpy(buf + 1, &a.i, 8); return 9;
+        case QV_ATTR_DOUBLE: {
+            double d = a.d == 0 ? 0 : a.d;
+            memcpy(buf + 1, &d, 8);
+            return 9;
+        }
+        case QV_ATTR_BOOL: buf[1] = (uint8_t)(a.b != 0); return 2;
+        default: return 0;
+        }
+    }
+    return 0;
+}
+
+/* Groups seen so far: value bytes -> hits taken (a small linear table: k is
+ * at most 1000). */
+typedef struct groups {
+    uint8_t (*val)[QV_POST_MAX_STR + 2];
+    size_t *len;
+    uint32_t *cnt;
+    size_t n, cap;
+} groups;
+
+/* May id join (its group is not full)? Counts it when take. -1: no value. */
+static int group_take(qctx *x, groups *g, int64_t id, int take)
+{
+    uint8_t buf[QV_POST_MAX_STR + 2];
+    size_t len = group_value(x, id, buf, sizeof buf);
+    if (!len) return -1;
+    uint32_t gsize = x->o->group_size ? x->o->group_size : 1;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->len[i] == len && memcmp(g->val[i], buf, len) == 0) {
+            if (g->cnt[i] >= gsize) return 0;
+            if (take) g->cnt[i]++;
+            return 1;
+        }
+    if (!take) return 1;
+    if (g->n == g->cap) {
+        size_t nc = g->cap ? 2 * g->cap : 16;
+        void *v = realloc(g->val, nc * sizeof *g->val);
+        if (v) g->val = v;
+        size_t *l = realloc(g->len, nc * sizeof *l);
+        if (l) g->len = l;
+        uint32_t *c = realloc(g->cnt, nc * sizeof *c);
+        if (c) g->cnt = c;
+        if (!v || !l || !c) return 0;
+        g->cap = nc;
+    }
+    memcpy(g->val[g->n], buf, len);
+    g->len[g->n] = len;
+    g->cnt[g->n++] = 1;
+    return 1;
+}
+
+static void groups_free(groups *g)
+{
+    free(g->val);
+    free(g->len);
+    free(g->cnt);
+}
+
+/* similarity between two items in the collection's terms */
+static float item_sim(const qctx *x, const float *a, const float *b)
+{
+    return sim_of(x, raw_score(x, a, b));
+}
+
+static long select_cands(qctx *x, const cand *cs, size_t n, size_t k, cand *out);
+
+/* Pick up to k of the n ranked candidates into out: MMR and/or groups.
+ * Returns how many, or a negative code. */
+static long select_hits(qctx *x, const cand *cs, size_t n, size_t k, qv_hit *out)
+{
+    cand *tmp = malloc((k ? k : 1) * sizeof *tmp);
+    if (!tmp) return -QV_NOMEM;
+    long got = select_cands(x, cs, n, k, tmp);
+    for (long i = 0; i < got; i++) {
+        out[i].id = (uint64_t)tmp[i].id;
+        out[i].score = tmp[i].score;
+    }
+    free(tmp);
+    return got;
+}
+
+static long select_cands(qctx *x, const cand *cs, size_t n, size_t k, cand *out)
+{
+    const qv_query_opts *o = x->o;
+    int grouping = o->group_by && o->group_by_len;
+    groups g = {0};
+    size_t got = 0;
+    if (!o->has_mmr) {
+        for (size_t i = 0; i < n && got < k; i++) {
+            if (grouping && group_take(x, &g, cs[i].id, 1) != 1) continue;
+            out[got++] = cs[i];
+        }
+        groups_free(&g);
+        return (long)got;
+    }
+    size_t m = o->mmr_candidates ? o->mmr_candidates : 10 * k;
+    if (m < k) m = k;
+    if (m > n) m = n;
+    float lambda = 1 - o->mmr_diversity;
+    float *vec = malloc((m ? m : 1) * x->dim * sizeof *vec);
+    int64_t *ids = malloc((m ? m : 1) * sizeof *ids);
+    uint8_t *found = malloc(m ? m : 1), *used = calloc(m ? m : 1, 1);
+    float *maxsim = malloc((m ? m : 1) * sizeof *maxsim);
+    if (!vec || !ids || !found || !used || !maxsim) {
+        free(vec), free(ids), free(found), free(used), free(maxsim);
+        return -QV_NOMEM;
+    }
+    for (size_t i = 0; i < m; i++) {
+        ids[i] = cs[i].id;
+        maxsim[i] = -INFINITY;
+    }
+    get_vectors(x, m, ids, vec, found);
+    while (got < k) {
+        long best = -1;
+        float bv = 0;
+        for (size_t i = 0; i < m; i++) {
+            if (used[i] || !found[i]) continue;
+            float v = got == 0 ? cs[i].sim : lambda * cs[i].sim - (1 - lambda) * maxsim[i];
+            if (best < 0 || v > bv) {
+                if (grouping && group_take(x, &g, cs[i].id, 0) != 1) {
+                    used[i] = 1; /* its group is full, or it has no value */
+                    continue;
+                }
+                best = (long)i;
+                bv = v;
+            }
+        }
+        if (best < 0) break;
+        used[best] = 1;
+        if (grouping) group_take(x, &g, cs[best].id, 1);
+        out[got++] = cs[best];
+        for (size_t i = 0; i < m; i++) {
+            if (used[i] || !found[i]) continue;
+            float s = item_sim(x, vec + i * x->dim, vec + (size_t)best * x->dim);
+            if (s > maxsim[i]) maxsim[i] = s;
+        }
+    }
+    free(vec), free(ids), free(found), free(used), free(maxsim);
+    groups_free(&g);
+    return (long)got;
+}
+
+static size_t cut_threshold(const qctx *x, cand *cs, size_t n, int dist_units)
+{
+    if (!x->o->has_threshold) return n;
+    float t = dist_units ? -x->o->threshold : x->o->threshold;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++)
+        if (cs[i].sim >= t) cs[o++] = cs[i];
+    return o;
+}
+
+/* ---------------------------------------------------------------- results */
+static int result_init(qv_query_result *r, size_t nlists, size_t k)
+{
+    memset(r, 0, sizeof *r);
+    r->nlists = nlists;
+    r->off = calloc(nlists + 1, sizeof *r->off);
+    r->hits = malloc((nlists * k > 0 ? nlists * k : 1) * sizeof *r->hits);
+    if (!r->off || !r->hits) {
+        qv_query_result_free(r);
+        return QV_NOMEM;
+    }
+    return 0;
+}
+
+void qv_query_result_free(qv_query_result *r)
+{
+    if (!r) return;
+    free(r->off);
+    free(r->hits);
+    r->off = NULL;
+    r->hits = NULL;
+}
+
+/* ----------------------------------------------------------------- search */
+static int cmp_perm(const void *a, const void *b, void *ctx)
+{
+    const cand *all = ctx;
+    int64_t x = all[*(const size_t *)a].id, y = all[*(const size_t *)b].id;
+    if (x != y) return (x > y) - (x < y);
+    return (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+}
+
+/* Fuse nq ranked lists into one (RRF or best score). */
+static int fuse(qctx *x, qv_fusion fusion, uint32_t rrf_k, cand **lists, const size_t *ns,
+                size_t nq, cand **out, size_t *nout)
+{
+    (void)x;
+    size_t total = 0;
+    for (size_t i = 0; i < nq; i++) total += ns[i];
+    cand *all = malloc((total ? total : 1) * sizeof *all);
+    float *rrf = malloc((total ? total : 1) * sizeof *rrf);
+    if (!all || !rrf) {
+        free(all), free(rrf);
+        return QV_NOMEM;
+    }
+    size_t t = 0;
+    for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < ns[i]; j++) {
+            all[t] = lists[i][j];
+            rrf[t] = 1.0f / (float)((rrf_k ? rrf_k : 60) + j + 1);
+            t++;
+        }
+    /* group by id: sort a permutation by id */
+    size_t *perm = malloc((t ? t : 1) * sizeof *perm);
+    if (!perm) {
+        free(all), free(rrf);
+        return QV_NOMEM;
+    }
+    for (size_t i = 0; i < t; i++) perm[i] = i;
+    qsort_r(perm, t, sizeof *perm, cmp_perm, all);
+    size_t o = 0;
+    for (size_t i = 0; i < t;) {
+        size_t j = i;
+        cand best = all[perm[i]];
+        double sum = 0;
+        while (j < t && all[perm[j]].id == best.id) {
+            const cand *cj = &all[perm[j]];
+            sum += rrf[perm[j]];
+            if (cj->sim > best.sim) best = *cj;
+            j++;
+        }
+        if (fusion == QV_FUSION_RRF) {
+            /* sim keeps the best raw similarity for the rescale below */
+            best.score = (float)sum;
+        }
+        all[o++] = best;
+        i = j;
+    }
+    free(perm);
+    free(rrf);
+    if (fusion == QV_FUSION_RRF && o) {
+        /* order by RRF; MMR's relevance: RRF rescaled onto the similarities'
+         * range (monotone, so diversity 0 keeps RRF's order) */
+        float smin = INFINITY, smax = -INFINITY, rmin = INFINITY, rmax = -INFINITY;
+        for (size_t i = 0; i < o; i++) {
+            smin = fminf(smin, all[i].sim), smax = fmaxf(smax, all[i].sim);
+            rmin = fminf(rmin, all[i].score), rmax = fmaxf(rmax, all[i].score);
+        }
+        for (size_t i = 0; i < o; i++)
+            all[i].sim = rmax > rmin ? smin + (all[i].score - rmin) * (smax - smin) / (rmax - rmin)
+                                     : all[i].score;
+        /* ties of the rescaled value must keep RRF's order: sort on the score */
+        for (size_t i = 0; i < o; i++) {
+            float s = all[i].sim;
+            all[i].sim = all[i].score;
+            all[i].score = s;
+        }
+        qsort(all, o, sizeof *all, cmp_cand);
+        for (size_t i = 0; i < o; i++) {
+            float s = all[i].sim;
+            all[i].sim = all[i].score;
+            all[i].score = s;
+        }
+    } else {
+        qsort(all, o, sizeof *all, cmp_cand);
+    }
+    *out = all;
+    *nout = o;
+    return 0;
+}
+
+int qv_query_search(qv_coll *c, size_t nq, const float *q, const int64_t *qids,
+                    const qv_query_opts *o, qv_fusion fusion, uint32_t rrf_k,
+                    qv_query_result *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (atomic_load(&c->dropped)) {
+        snprintf(err, errlen, "collection \"%s\" does not exist", c->cfg.name);
+        return QV_NOTFOUND;
+    }
+    qctx x;
+    /* fused: no query's item is returned; else each list leaves out its own */
+    int rc = ctx_init(&x, c, o, qids, qids && fusion ? nq : 0, err, errlen);
+    size_t k = o->k, nlists = fusion ? 1 : nq;
+    int grouping = o->group_by && o->group_by_len;
+    if (!rc) rc = result_init(out, nlists, k);
+    cand **lists = calloc(nq ? nq : 1, sizeof *lists);
+    size_t *ns = calloc(nq ? nq : 1, sizeof *ns);
+    if (!rc && (!lists || !ns)) rc = QV_NOMEM;
+    size_t D = k;
+    if (o->has_mmr) D = o->mmr_candidates ? o->mmr_candidates : 10 * k;
+    else if (fusion) D = 10 * k;
+    if (D < k) D = k;
+    for (size_t li = 0; !rc && li < nlists; li++) {
+        size_t depth = D;
+        for (;;) {
+            /* the candidates of this list: its query's, or every query's fused */
+            size_t from = fusion ? 0 : li, to = fusion ? nq : li + 1;
+            int exhausted = 1;
+            for (size_t i = from; i < to && !rc; i++) {
+                free(lists[i]);
+                lists[i] = NULL;
+                rc = knn(&x, q + i * x.dim, depth, qids && !fusion ? qids[i] : -1, &lists[i],
+                         &ns[i]);
+                if (!rc && ns[i] >= depth && depth < x.allowed_est) exhausted = 0;
+                if (!rc) ns[i] = cut_threshold(&x, lists[i], ns[i], x.l2);
+            }
+            if (rc) break;
+            cand *cs = lists[li];
+            size_t n = ns[li];
+            cand *fused = NULL;
+            if (fusion) {
+                if ((rc = fuse(&x, fusion, rrf_k, lists, ns, nq, &fused, &n))) break;
+                cs = fused;
+            }
+            long got = select_hits(&x, cs, n, k, out->hits + out->off[li]);
+            free(fused);
+            if (got < 0) {
+                rc = (int)-got;
+                break;
+            }
+            if ((size_t)got < k && grouping && !exhausted) {
+                depth *= DEEPEN;
+                continue;
+            }
+            out->off[li + 1] = out->off[li] + (size_t)got;
+            break;
+        }
+    }
+    for (size_t i = 0; lists && i < nq; i++) free(lists[i]);
+    free(lists);
+    free(ns);
+    if (rc && !err[0]) snprintf(err, errlen, "search in \"%s\" failed: %s", c->cfg.name, qv_strerror(rc));
+    if (rc) qv_query_result_free(out);
+    ctx_free(&x);
+    return rc;
+}
+
+/* -------------------------------------------------------------- recommend */
+typedef struct recx {
+    qctx *x;
+    qv_rec_strategy strategy;
+    const float *pv, *nv; /* example vectors, npos*dim / nneg*dim */
+    const float *pw, *nw; /* weights */
+    size_t np, nn;
+} recx;
+
+/* score of an item vector v under the strategy; *drop for BEST_SCORE's rule */
+static float rec_score(const recx *r, const float *v, int *drop)
+{
+    const qctx *x = r->x;
+    *drop = 0;
+    if (r->strategy == QV_REC_BEST) {
+        float best = -INFINITY, neg = -INFINITY;
+        for (size_t i = 0; i < r->np; i++) best = fmaxf(best, item_sim(x, v, r->pv + i * x->dim));
+        for (size_t i = 0; i < r->nn; i++) neg = fmaxf(neg, item_sim(x, v, r->nv + i * x->dim));
+        *drop = neg > best;
+        return best;
+    }
+    double s = 0;
+    for (size_t i = 0; i < r->np; i++) s += r->pw[i] * item_sim(x, v, r->pv + i * x->dim);
+    for (size_t i = 0; i < r->nn; i++) s -= r->nw[i] * item_sim(x, v, r->nv + i * x->dim);
+    return (float)s;
+}
+
+/* Rescore candidate ids (n) by the strategy from their vectors into cs,
+ * dropping what the strategy drops; sorted best first. */
+static int rescore(const recx *r, const int64_t *ids, size_t n, cand *cs, size_t *nout)
+{
+    qctx *x = r->x;
+    enum { CH = 1024 };
+    float *v = malloc((size_t)CH * x->dim * sizeof *v);
+    uint8_t *found = malloc(CH);
+    if (!v || !found) {
+        free(v), free(found);
+        return QV_NOMEM;
+    }
+    size_t o = 0;
+    for (size_t b = 0; b < n; b += CH) {
+        size_t m = n - b < CH ? n - b : CH;
+        get_vectors(x, m, ids + b, v, found);
+        for (size_t j = 0; j < m; j++) {
+            int drop;
+            if (!found[j]) continue;
+            float sc = rec_score(r, v + j * x->dim, &drop);
+            if (drop) continue;
+            cs[o].id = ids[b + j];
+            cs[o].score = cs[o].sim = sc;
+            o++;
+        }
+    }
+    free(v);
+    free(found);
+    qsort(cs, o, sizeof *cs, cmp_cand);
+    *nout = o;
+    return 0;
+}
+
+/* Ranked candidates of depth D for BEST_SCORE / SUM_SCORES. *exhausted: no
+ * deeper search can change the answer. */
+static int rec_candidates(const recx *r, const float *qv, int exhaustive, size_t D, cand **out,
+                          size_t *n, int *exhausted, size_t k)
+{
+    qctx *x = r->x;
+    int rc;
+    *out = NULL;
+    *n = 0;
+    if (exhaustive) { /* every allowed item */
+        if ((rc = build_allowed(x))) return rc;
+        cand *cs = malloc((x->nallowed ? x->nallowed : 1) * sizeof *cs);
+        if (!cs) return QV_NOMEM;
+        if ((rc = rescore(r, x->allowed, x->nallowed, cs, n))) {
+            free(cs);
+            return rc;
+        }
+        *out = cs;
+        *exhausted = 1;
+        return 0;
+    }
+    size_t nl = r->strategy == QV_REC_BEST ? r->np : 1;
+    cand **lists = calloc(nl, sizeof *lists);
+    size_t *ns = calloc(nl, sizeof *ns), total = 0;
+    float bound = -INFINITY; /* no unseen item scores above it (BEST_SCORE) */
+    *exhausted = 1;
+    rc = lists && ns ? 0 : QV_NOMEM;
+    for (size_t i = 0; i < nl && !rc; i++) {
+        const float *q = r->strategy == QV_REC_BEST ? r->pv + i * x->dim : qv;
+        if ((rc = knn(x, q, D, -1, &lists[i], &ns[i]))) break;
+        total += ns[i];
+        if (ns[i] >= D && D < x->allowed_est) {
+            *exhausted = 0;
+            bound = fmaxf(bound, lists[i][ns[i] - 1].sim);
+        }
+    }
+    int64_t *ids = rc ? NULL : malloc((total ? total : 1) * sizeof *ids);
+    cand *cs = rc ? NULL : malloc((total ? total : 1) * sizeof *cs);
+    if (!rc && (!ids || !cs)) rc = QV_NOMEM;
+    if (!rc) {
+        size_t t = 0;
+        for (size_t i = 0; i < nl; i++)
+            for (size_t j = 0; j < ns[i]; j++) ids[t++] = lists[i][j].id;
+        qsort(ids, t, sizeof *ids, cmp_i64);
+        size_t u = 0;
+        for (size_t i = 0; i < t; i++)
+            if (u == 0 || ids[u - 1] != ids[i]) ids[u++] = ids[i];
+        rc = rescore(r, ids, u, cs, n);
+    }
+    /* BEST_SCORE is exact once the k-th score is at least what any unseen
+     * item could reach: its similarity to every positive is below the last
+     * one of that positive's list */
+    if (!rc && r->strategy == QV_REC_BEST && !*exhausted && *n >= k && cs[k - 1].sim >= bound)
+        *exhausted = 1;
+    for (size_t i = 0; lists && i < nl; i++) free(lists[i]);
+    free(lists);
+    free(ns);
+    free(ids);
+    if (rc) {
+        free(cs);
+        return rc;
+    }
+    *out = cs;
+    return 0;
+}
+
+static int bad_example(char *err, size_t errlen, const char *side, size_t i, const char *fmt,
+                       double v)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg, fmt, v);
+    snprintf(err, errlen, "%s[%zu].%s", side, i, msg);
+    return QV_INVALID;
+}
+
+int qv_query_recommend(qv_coll *c, const qv_example *pos, size_t npos, const qv_example *neg,
+                       size_t nneg, qv_rec_strategy strategy, const qv_query_opts *o,
+                       qv_query_result *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (atomic_load(&c->dropped)) {
+        snprintf(err, errlen, "collection \"%s\" does not exist", c->cfg.name);
+        return QV_NOTFOUND;
+    }
+    if (npos == 0) {
+        snprintf(err, errlen, "positive is empty: give at least one example to recommend from");
+        return QV_INVALID;
+    }
+    if (strategy != QV_REC_AVERAGE && strategy != QV_REC_BEST && strategy != QV_REC_SUM) {
+        snprintf(err, errlen, "strategy %d is unknown", (int)strategy);
+        return QV_INVALID;
+    }
+    uint32_t dim = c->cfg.dim;
+    size_t ne = npos + nneg;
+    float *ev = malloc(ne * dim * sizeof *ev), *w = malloc(ne * sizeof *w);
+    int64_t *eids = malloc(ne * sizeof *eids);
+    if (!ev || !w || !eids) {
+        free(ev), free(w), free(eids);
+        return QV_NOMEM;
+    }
+    int rc = 0;
+    MDB_txn *txn = NULL;
+    qv_store *st = qv_db_store(c->db);
+    for (size_t i = 0; i < ne && !rc; i++) {
+        const qv_example *e = i < npos ? &pos[i] : &neg[i - npos];
+        const char *side = i < npos ? "positive" : "negative";
+        size_t j = i < npos ? i : i - npos;
+        float wt = e->weight == 0 ? 1 : e->weight;
+        if (!(wt > 0) || isinf(wt)) {
+            rc = bad_example(err, errlen, side, j, "weight %g must be positive and finite (0 = 1)",
+                             (double)e->weight);
+            break;
+        }
+        w[i] = wt;
+        eids[i] = e->id;
+        if (e->id >= 0) {
+            qv_item_view v;
+            if (!txn && (rc = qv_store_read_begin(st, &txn))) {
+                snprintf(err, errlen, "cannot start a read: %s", qv_strerror(rc));
+                break;
+            }
+            rc = qv_store_item_get(st, txn, c->cfg.id, (uint64_t)e->id, &v);
+            if (rc == QV_NOTFOUND) {
+                snprintf(err, errlen, "%s[%zu].id %lld does not exist in collection \"%s\"", side, j,
+                         (long long)e->id, c->cfg.name);
+                break;
+            }
+            if (rc || v.dim != dim) {
+                rc = rc ? rc : QV_CORRUPT;
+                snprintf(err, errlen, "%s[%zu].id %lld cannot be read: %s", side, j,
+                         (long long)e->id, qv_strerror(rc));
+                break;
+            }
+            qv_item_vector(&v, ev + i * dim);
+        } else {
+            memcpy(ev + i * dim, e->vec, dim * sizeof *ev);
+            if (c->cfg.metric == QV_METRIC_COSINE) qv_vec_normalize(ev + i * dim, dim);
+        }
+    }
+    qv_store_abort(txn);
+    if (rc) {
+        free(ev), free(w), free(eids);
+        return rc;
+    }
+    qctx x;
+    rc = ctx_init(&x, c, o, eids, ne, err, errlen);
+    size_t k = o->k;
+    int grouping = o->group_by && o->group_by_len;
+    recx r = {&x, strategy, ev, ev + npos * dim, w, w + npos, npos, nneg};
+    float *q = calloc(dim, sizeof *q);
+    if (!rc && !q) rc = QV_NOMEM;
+    if (!rc) rc = result_init(out, 1, k);
+    /* the query vector of AVERAGE_VECTOR and SUM_SCORES */
+    int exhaustive = 0;
+    if (!rc && strategy != QV_REC_BEST) {
+        double wp = 0, wn = 0;
+        for (size_t i = 0; i < npos; i++) wp += w[i];
+        for (size_t i = 0; i < nneg; i++) wn += w[npos + i];
+        for (uint32_t d = 0; d < dim; d++) {
+            double sp = 0, sn = 0;
+            for (size_t i = 0; i < npos; i++) sp += w[i] * ev[i * dim + d];
+            for (size_t i = 0; i < nneg; i++) sn += w[npos + i] * ev[(npos + i) * dim + d];
+            if (strategy == QV_REC_AVERAGE) q[d] = (float)(sp / wp - (nneg ? sn / wn : 0));
+            else q[d] = (float)(sp - sn);
+        }
+        if (strategy == QV_REC_AVERAGE && c->cfg.metric == QV_METRIC_COSINE) qv_vec_normalize(q, dim);
+        /* SUM_SCORES on L2: -sum w_i |v - e_i|^2 = -W |v - q/W|^2 + const with
+         * W = sum w_p - sum w_n: a search for q/W when W > 0; otherwise every
+         * allowed item is scored */
+        if (strategy == QV_REC_SUM && x.l2) {
+            double W = wp - wn;
+            if (W > 0)
+                for (uint32_t d = 0; d < dim; d++) q[d] = (float)(q[d] / W);
+            else exhaustive = 1;
+        }
+    }
+    size_t depth = grouping ? 4 * k : k;
+    if (strategy != QV_REC_AVERAGE && depth < 2 * k) depth = 2 * k;
+    while (!rc) {
+        cand *cs = NULL;
+        size_t n = 0;
+        int exhausted = 1;
+        if (strategy == QV_REC_AVERAGE) {
+            rc = knn(&x, q, depth, -1, &cs, &n);
+            if (!rc) {
+                exhausted = !(n >= depth && depth < x.allowed_est);
+                n = cut_threshold(&x, cs, n, x.l2);
+            }
+        } else {
+            rc = rec_candidates(&r, q, exhaustive, depth, &cs, &n, &exhausted, k);
+            if (!rc) n = cut_threshold(&x, cs, n, 0);
+        }
+        if (rc) {
+            free(cs);
+            break;
+        }
+        long got = select_hits(&x, cs, n, k, out->hits);
+        free(cs);
+        if (got < 0) {
+            rc = (int)-got;
+            break;
+        }
+        if (!exhausted && ((size_t)got < k || (strategy == QV_REC_BEST && depth < k))) {
+            depth *= DEEPEN;
+            continue;
+        }
+        if (strategy == QV_REC_BEST && !exhausted) {
+            depth *= DEEPEN;
+            continue;
+        }
+        out->off[1] = (size_t)got;
+        break;
+    }
+    free(q);
+    free(ev), free(w), free(eids);
+    if (rc && !err[0]) snprintf(err, errlen, "recommend in \"%s\" failed: %s", c->cfg.name, qv_strerror(rc));
+    if (rc) qv_query_result_free(out);
+    ctx_free(&x);
+    return rc;
+}
