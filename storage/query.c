@@ -349,7 +349,12 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
     int ivf = p->kind != QV_KIND_FLAT;
     uint32_t np = 0;
     if (ivf) {
-        np = x->o->nprobe ? x->o->nprobe : pick_nprobe(c, x->o->min_recall);
+        /* exclusions take the nearest items away: the answer lies further
+         * out, where a calibrated nprobe finds less of it; aim halfway
+         * between the recall asked for and 1 */
+        float want = x->o->min_recall > 0 ? x->o->min_recall : DEFAULT_MIN_RECALL;
+        if (x->ndeny) want = (1 + want) / 2;
+        np = x->o->nprobe ? x->o->nprobe : pick_nprobe(c, want);
         /* a filter keeping a fraction f of the items leaves f of each list:
          * the true neighbours sit further out, probe 1/sqrt(f) times more */
         if (x->f && c->count) {
@@ -706,6 +711,11 @@ static int fuse(qctx *x, qv_fusion fusion, uint32_t rrf_k, cand **lists, const s
     }
     for (size_t i = 0; i < t; i++) perm[i] = i;
     qsort_r(perm, t, sizeof *perm, cmp_perm, all);
+    cand *uniq = malloc((t ? t : 1) * sizeof *uniq);
+    if (!uniq) {
+        free(all), free(rrf), free(perm);
+        return QV_NOMEM;
+    }
     size_t o = 0;
     for (size_t i = 0; i < t;) {
         size_t j = i;
@@ -721,11 +731,13 @@ static int fuse(qctx *x, qv_fusion fusion, uint32_t rrf_k, cand **lists, const s
             /* sim keeps the best raw similarity for the rescale below */
             best.score = (float)sum;
         }
-        all[o++] = best;
+        uniq[o++] = best;
         i = j;
     }
     free(perm);
     free(rrf);
+    free(all);
+    all = uniq;
     if (fusion == QV_FUSION_RRF && o) {
         /* order by RRF; MMR's relevance: RRF rescaled onto the similarities'
          * range (monotone, so diversity 0 keeps RRF's order) */

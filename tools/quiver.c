@@ -1375,6 +1375,7 @@ static int parse_query_opts(const char *cmd, query_opts *q)
         return rc;
     if (q->min_recall && parse_float(q->min_recall, &q->min_recall_val))
         return usage_error(cmd, "--min-recall wants a number such as 0.9, not '%s'", q->min_recall);
+    q->threshold_msg = (Quiver__V1__Threshold)QUIVER__V1__THRESHOLD__INIT;
     if (q->threshold &&
         (parse_float(q->threshold, &q->threshold_msg.value) || !isfinite(q->threshold_msg.value)))
         return usage_error(cmd, "--threshold wants a number, not '%s'", q->threshold);
