@@ -3,7 +3,7 @@
 Ground truth is computed here, independently of the server: filters are evaluated in Python
 over the attributes the test wrote (quiver_testlib.filter_match), scores by numpy brute force
 in float64. Flat collections must give exactly the true (filtered) top k; IVF collections
-(clustered data, 20,000 items, ivf_flat and ivf_pq_fs) recall@10 >= 0.95 at the default
+(clustered data, 50,000 items, ivf_flat and ivf_pq_fs) recall@10 >= 0.95 at the default
 min_recall at every selectivity, and k hits whenever k items match.
 Semantics where the issue is silent: /work/notes/issue9-semantics.md (lead engineer).
 """
@@ -125,6 +125,7 @@ def filter_cases(c):
         ("equals int on a string key", F(must=[eq("cat", 1)])),             # no match, no error
         ("equals string on an int key", F(must=[eq("n", "7")])),
         ("equals bool on an int key", F(must=[eq("n", True)])),             # bool is not int 1
+        ("equals int on a bool key", F(must=[eq("flag", 1)])),              # nor is int 1 true
         ("any_of strings", F(must=[any_of("cat", "c0", "c3")])),
         ("any_of ints", F(must=[any_of("n", 1, 2, 3, -40)])),
         ("any_of string_list", F(must=[any_of("tags", "big", "blue")])),
@@ -141,6 +142,7 @@ def filter_cases(c):
         ("range double below -50 exclusive (-inf)", F(must=[in_range("price", None, -50, hi_inc=False)])),
         ("range on int and double attrs", F(must=[in_range("m", 3, 6, hi_inc=False)])),
         ("range big ints", F(must=[in_range("big", 2 ** 40)])),
+        ("range big negative ints", F(must=[in_range("big", -(2 ** 41), 0)])),
         ("range on a key nobody has", F(must=[in_range("nokey", 0, 1)])),
         ("exists true", F(must=[exists("n", True)])),
         ("exists false", F(must=[exists("n", False)])),
@@ -191,6 +193,7 @@ def test_filter_counts_sane(server):
     counts = {case[0]: len(c.matching(case[1])) for case in filter_cases(c)}
     assert counts["equals int on a string key"] == 0
     assert counts["equals bool on an int key"] == 0
+    assert counts["equals int on a bool key"] == 0
     assert counts["range on a key nobody has"] == 0
     assert counts["exists true on a key nobody has"] == 0
     assert 0 < counts["equals int"] < 10, counts
@@ -213,6 +216,84 @@ def test_filter_with_query_by_id(server, coll):
         assert p not in got
         exp = coll.expected(coll.live[p][None, :], 15, flt, exclude={p})
         assert_hits_match(r.results[qi], exp, what="query by id %d" % p)
+
+
+def test_attribute_index_keys_and_values(server):
+    """Keys and values that a careless index encoding would confuse: a key that is a prefix
+    of another ("a" / "ab"), the same bytes split differently between key and value, values
+    that are prefixes of others, the empty string, numbers of both signs and types, int 5
+    against string "5", unicode."""
+    server.create("f_enc", 2, pb.L2, kind="flat")
+    rows = [
+        {"a": "bc"}, {"ab": "c"}, {"a": "b"}, {"a": "b "}, {"a": "bcd"}, {"a": ""}, {"ab": ""},
+        {"a": 5}, {"a": "5"}, {"a": -5}, {"a": 5.5}, {"a": -0.5}, {"a": True}, {"a": ["b", "bc"]},
+        {"a": "é"}, {"a": "e"}, {"aa": 5}, {"a\u00e9": 5}, {"a": 2 ** 62}, {"a": -(2 ** 62)}, {},
+    ]
+    attrs = {i + 1: r for i, r in enumerate(rows)}
+    server.upsert("f_enc", [item(i, [float(i), 0.0], a) for i, a in attrs.items()])
+    cases = [F(must=[eq("a", "bc")]), F(must=[eq("ab", "c")]), F(must=[eq("a", "b")]), F(must=[eq("a", "")]),
+             F(must=[eq("ab", "")]), F(must=[eq("a", 5)]), F(must=[eq("a", "5")]), F(must=[eq("a", -5)]),
+             F(must=[eq("a", True)]), F(must=[eq("a", "é")]), F(must=[eq("a", "e")]),
+             F(must=[any_of("a", "b", "bcd", 5.5)]), F(must=[exists("a")]), F(must=[exists("ab", False)]),
+             F(must=[exists("a\u00e9")]), F(must=[exists("aa", False)]), F(must=[eq("aa", 5)])]
+    for flt in cases:
+        want = sorted(i for i, a in attrs.items() if qt.filter_match(flt, i, a))
+        r = server.search.Search(pb.SearchRequest(collection="f_enc", k=100, queries=[vq([0.0, 0.0])],
+                                                  filter=to_filter(flt)))
+        got = sorted(h.id for h in r.results[0].hits)
+        assert got == want, "%s: got %s expected %s" % (flt, got, want)
+    # range needs numbers: "a" holds strings, "aa" only numbers
+    expect_error(lambda: server.search.Search(pb.SearchRequest(
+        collection="f_enc", k=10, queries=[vq([0.0, 0.0])], filter=to_filter(F(must=[in_range("a", 0)])))),
+        SC.INVALID_ARGUMENT, "filter.must[0].field.range:", '"a"')
+    r = server.search.Search(pb.SearchRequest(collection="f_enc", k=10, queries=[vq([0.0, 0.0])],
+                                              filter=to_filter(F(must=[in_range("aa", 0)]))))
+    assert [h.id for h in r.results[0].hits] == [17]
+
+
+def test_range_bounds_on_big_ints(server):
+    """Numeric comparison stays exact for int64 values beyond 2^53 (where doubles have gaps):
+    an exclusive bound never admits its own value, an inclusive one always does."""
+    server.create("f_big", 2, pb.L2, kind="flat")
+    vals = [2 ** 53 - 1, 2 ** 53, 2 ** 53 + 1, 2 ** 62 - 1, 2 ** 62, 2 ** 62 + 1, -(2 ** 62) - 1, -(2 ** 62),
+            -(2 ** 62) + 1, 2 ** 63 - 1, -(2 ** 63), 0, 7]
+    attrs = {i + 1: {"v": v} for i, v in enumerate(vals)}
+    server.upsert("f_big", [item(i, [float(i), 0.0], a) for i, a in attrs.items()])
+    bad = []
+    for b in (2 ** 53, 2 ** 62, -(2 ** 62), 7):
+        for inc in (True, False):
+            for flt in (F(must=[in_range("v", b, None, lo_inc=inc)]), F(must=[in_range("v", None, b, hi_inc=inc)])):
+                want = sorted(i for i, a in attrs.items() if qt.filter_match(flt, i, a))
+                r = server.search.Search(pb.SearchRequest(collection="f_big", k=100, queries=[vq([0.0, 0.0])],
+                                                          filter=to_filter(flt), without_attributes=True))
+                got = sorted(h.id for h in r.results[0].hits)
+                if got != want:
+                    bad.append("%s: got values %s, expected %s" % (flt["must"][0], [vals[i - 1] for i in got],
+                                                                    [vals[i - 1] for i in want]))
+    assert not bad, "\n".join(bad)
+
+
+def test_range_validity_follows_writes(server):
+    """'holds strings in any item': a range works, stops working once an item stores a string
+    under the key, and works again (exactly) once that item is gone or rewritten."""
+    c = Coll(server, "f_rv", pb.L2, n=80)
+    q = c.queries(1)
+    flt = F(must=[in_range("n", -20, 20)])
+    r = c.search(q, k=100, flt=flt)
+    assert_hits_match(r.results[0], c.expected(q, 100, flt), what="before")
+    x = 10 ** 6
+    server.upsert(c.name, [item(x, c.vecs[0], {"n": "seven"})])
+    expect_error(lambda: c.search(q, k=100, flt=flt), SC.INVALID_ARGUMENT, "filter.must[0].field.range:", '"n"')
+    server.upsert(c.name, [item(x, c.vecs[0], {"n": 7})])       # rewritten as a number
+    c.live[x], c.attrs[x] = c.vecs[0], {"n": 7}
+    r = c.search(q, k=100, flt=flt)
+    assert_hits_match(r.results[0], c.expected(q, 100, flt), what="string rewritten as a number")
+    server.upsert(c.name, [item(x, c.vecs[0], {"n": ["a"]})])
+    expect_error(lambda: c.search(q, k=100, flt=flt), SC.INVALID_ARGUMENT, "filter.must[0].field.range:")
+    server.delete(c.name, [x])
+    c.live.pop(x), c.attrs.pop(x)
+    r = c.search(q, k=100, flt=flt)
+    assert_hits_match(r.results[0], c.expected(q, 100, flt), what="string item deleted")
 
 
 # ========================================================================= exclusions
@@ -747,7 +828,7 @@ def test_filters_exact_across_writes_restarts_rebuild(server):
 
 
 # ======================================================================= IVF collections
-IVF_N = 20000
+IVF_N = 50000   # 50% and 90% then match more than the planner's exact cut (20,000 today)
 IVF_DIM = 16
 IVF_Q = 100
 K = 10
@@ -900,22 +981,44 @@ def test_ivf_k_hits(isrv, ivf):
 
 
 def test_ivf_exclusions_cost_no_recall(isrv, ivf):
+    """An excluded item never takes a top-k slot: at a fixed nprobe, the answer with exclusions
+    is the answer of the same probes without the excluded items (the deep unexcluded answer at
+    that nprobe, minus them). At the default min_recall: k hits, none excluded, recall high."""
     c = ivf
     qs = c.queries[:50]
     top5 = {i for qi in range(50) for i in c.truth(qi, np.ones(IVF_N, bool))[:5]}
     rnd = set(np.random.default_rng(3).choice(c.ids, 1000, replace=False).tolist())
     excl = sorted(top5 | rnd)
+    exs = set(excl)
     keep = ~np.isin(c.ids, excl)
-    for flt, fmask in ((None, np.ones(IVF_N, bool)), (F(must=[in_range("r", None, IVF_N // 2, hi_inc=False)]),
-                                                     c.r < IVF_N // 2)):
+    half = F(must=[in_range("r", None, IVF_N // 2, hi_inc=False)])
+    for flt, fmask in ((None, np.ones(IVF_N, bool)), (half, c.r < IVF_N // 2)):
+        P = c.info.default_nprobe
+        got = c.search(flt=flt, queries=qs, exclude_ids=excl, nprobe=P)
+        deep = c.search(k=1000, flt=flt, queries=qs, nprobe=P)
+        same = 0
+        for qi, (r, d) in enumerate(zip(got, deep)):
+            ideal = [h.id for h in d.hits if h.id not in exs][:K]
+            assert len(ideal) == K
+            ids = [h.id for h in r.hits]
+            assert len(ids) == K and not (set(ids) & exs), (qi, ids)
+            same += len(set(ids) & set(ideal))
+        agree = same / (K * len(qs))
+        # IVF-Flat scores exactly: the same probes give the same answer; fast-scan PQ re-ranks a
+        # shortlist whose depth follows k, so the deep search may find a little more
+        need = 0.999 if c.kind == "ivf_flat" else 0.97
+        assert agree >= need, "nprobe %d, filter %s: with exclusions %.4f of the hits are those of the " \
+            "same probes without the excluded items" % (P, flt, agree)
         res = c.search(flt=flt, queries=qs, exclude_ids=excl)
         hit = 0
         for qi, r in enumerate(res):
-            got = [h.id for h in r.hits]
-            assert len(got) == K and not (set(got) & set(excl))
-            hit += len(set(got) & set(c.truth(qi, keep & fmask)))
+            ids = [h.id for h in r.hits]
+            assert len(ids) == K and not (set(ids) & exs)
+            hit += len(set(ids) & set(c.truth(qi, keep & fmask)))
         rec = hit / (K * len(qs))
-        assert rec >= 0.95, "recall@10 %.4f with %d exclusions (filter %s)" % (rec, len(excl), flt)
+        print("%s, %d exclusions, filter %s: same-probes agreement %.4f, recall@10 at the default %.4f"
+              % (c.kind, len(excl), flt is not None, agree, rec))
+        assert rec >= 0.90, "recall@10 %.4f with %d exclusions (filter %s)" % (rec, len(excl), flt)
 
 
 def test_ivf_group_by_searches_deeper(isrv, ivf):
@@ -929,3 +1032,34 @@ def test_ivf_group_by_searches_deeper(isrv, ivf):
     rare = {i for i in c.attrs if "rare" in c.attrs[i]}
     for r in c.search(k=20, queries=qs, group_by="rare", group_size=2):
         assert {h.id for h in r.hits} == rare
+
+
+def test_ivf_filter_sees_writes(isrv, ivf):
+    """On the IVF path (a filter broader than the exact cut) a write is visible to filters at
+    once: a new item passing the filter is found, one rewritten to fail it is not, a deleted
+    one is gone. (Runs last on its collection and removes what it wrote.)"""
+    c = ivf
+    broad = F(must=[in_range("r", None, int(IVF_N * 0.9), hi_inc=False)])
+    narrow = F(must=[in_range("r", IVF_N, None)])        # only what this test writes
+    qs = c.queries[:5]
+    vecs = qs * 10.0 if c.metric == pb.INNER_PRODUCT else qs   # each its own query's best hit
+    new = [10 ** 7 + j for j in range(len(qs))]
+    try:
+        isrv.upsert(c.name, [item(i, v, {"r": 0}) for i, v in zip(new, vecs)])
+        for i, r in zip(new, c.search(flt=broad, queries=qs)):
+            assert len(r.hits) == K and r.hits[0].id == i, (i, [h.id for h in r.hits])
+        assert all(len(r.hits) == 0 for r in c.search(flt=narrow, queries=qs))
+        isrv.upsert(c.name, [item(i, v, {"r": IVF_N + j}) for j, (i, v) in enumerate(zip(new, vecs))])
+        for r in c.search(flt=broad, queries=qs):
+            assert len(r.hits) == K and not ({h.id for h in r.hits} & set(new)), [h.id for h in r.hits]
+        for r in c.search(flt=narrow, queries=qs):
+            assert sorted(h.id for h in r.hits) == new
+        isrv.upsert(c.name, [item(i, v, {"r": 1}) for i, v in zip(new, vecs)])
+        isrv.delete(c.name, new[:2])
+        for j, r in enumerate(c.search(flt=broad, queries=qs)):
+            ids = [h.id for h in r.hits]
+            assert len(ids) == K and not (set(ids) & set(new[:2])), ids
+            if j >= 2:
+                assert ids[0] == new[j], ids
+    finally:
+        isrv.delete(c.name, new)
