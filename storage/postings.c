@@ -308,14 +308,33 @@ static int same_chunk(const qv_postings *p, const pdelta *a, const pdelta *b)
            memcmp(p->keys.data + a->koff, p->keys.data + b->koff, a->klen) == 0;
 }
 
-int qv_postings_flush(qv_postings *p, MDB_txn *txn, MDB_dbi dbi)
+int qv_postings_flush(qv_postings *p, MDB_txn *txn, MDB_dbi dbi, MDB_dbi stats)
 {
     qsort_r(p->d, p->n, sizeof *p->d, cmp_delta, p);
     int rc = 0;
     uint8_t k[MAX_PREFIX + 8];
+    uint8_t coll[4] = {0};
+    int have_coll = 0, coll_alive = 0;
     for (size_t i = 0; i < p->n && !rc;) {
         size_t j = i + 1;
         while (j < p->n && same_chunk(p, &p->d[i], &p->d[j])) j++;
+        /* sorted by key: one collection after another */
+        const uint8_t *kc = p->keys.data + p->d[i].koff;
+        if (!have_coll || memcmp(kc, coll, 4) != 0) {
+            memcpy(coll, kc, 4);
+            have_coll = 1;
+            MDB_val sk = {4, coll}, sv;
+            int g = mdb_get(txn, stats, &sk, &sv);
+            if (g && g != MDB_NOTFOUND) {
+                rc = qv_store_err(g, "stats get");
+                break;
+            }
+            coll_alive = g == 0;
+        }
+        if (!coll_alive) {
+            i = j;
+            continue;
+        }
         memcpy(k, p->keys.data + p->d[i].koff, p->d[i].klen);
         be64(k + p->d[i].klen, p->d[i].id >> CHUNK_BITS);
         MDB_val kv = {p->d[i].klen + 8u, k}, v;

@@ -232,7 +232,7 @@ int qv_store_commit(MDB_txn *txn)
         st->wtxn = NULL;
         st->nnest = 0;
         int prc = qv_postings_pending(st->pend)
-                      ? qv_postings_flush(st->pend, txn, st->postings) : 0;
+                      ? qv_postings_flush(st->pend, txn, st->postings, st->stats) : 0;
         if (prc) {
             qv_postings_rollback(st->pend, 0);
             mdb_txn_abort(txn);
@@ -613,11 +613,11 @@ static int build_postings(qv_store *st, MDB_txn *txn)
         int g = mdb_get(txn, st->attrs, &k, &av);
         if (g && g != MDB_NOTFOUND) ret = qv_store_err(g, "attrs get");
         if (!ret) ret = qv_postings_item(st->pend, c, id, 0, NULL, 0, 1, av.mv_data, av.mv_size);
-        if (!ret && ++n % 100000 == 0) ret = qv_postings_flush(st->pend, txn, st->postings);
+        if (!ret && ++n % 100000 == 0) ret = qv_postings_flush(st->pend, txn, st->postings, st->stats);
     }
     mdb_cursor_close(cur);
     if (!ret && rc != MDB_NOTFOUND) ret = qv_store_err(rc, "item scan");
-    if (!ret) ret = qv_postings_flush(st->pend, txn, st->postings);
+    if (!ret) ret = qv_postings_flush(st->pend, txn, st->postings, st->stats);
     qv_postings_rollback(st->pend, 0);
     if (!ret) qv_info("attribute index built: %zu items", n);
     return ret;

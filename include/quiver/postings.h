@@ -43,9 +43,10 @@ void qv_postings_rollback(qv_postings *p, size_t mark);
 int qv_postings_item(qv_postings *p, uint32_t coll, uint64_t id, int old_exists,
                      const void *old_attrs, size_t old_len, int new_exists, const void *new_attrs,
                      size_t new_len);
-/* Apply and clear the pending changes in txn. Returns 0, QV_FULL, QV_LMDB,
- * QV_NOMEM, QV_CORRUPT. */
-int qv_postings_flush(qv_postings *p, MDB_txn *txn, MDB_dbi dbi);
+/* Apply and clear the pending changes in txn; changes of a collection whose
+ * record in stats (u32 big-endian id keys) is gone, dropped later in the same
+ * txn, are left out. Returns 0, QV_FULL, QV_LMDB, QV_NOMEM, QV_CORRUPT. */
+int qv_postings_flush(qv_postings *p, MDB_txn *txn, MDB_dbi dbi, MDB_dbi stats);
 /* Pending changes (0 after a flush). */
 size_t qv_postings_pending(const qv_postings *p);
 

@@ -69,8 +69,10 @@ def _check_reflection(channel, path, mod):
     assert fd.package == "quiver.v1"
     assert sorted(s.name for s in fd.service) == ["Admin", "Collections", "Items", "Search"]
     search = next(s for s in fd.service if s.name == "Search")
-    assert [m.name for m in search.method] == ["Search"]
+    assert [m.name for m in search.method] == ["Search", "Recommend", "RecommendBatch"]
     assert search.method[0].input_type == ".quiver.v1.SearchRequest"
+    assert search.method[1].input_type == ".quiver.v1.RecommendRequest"
+    assert search.method[1].output_type == ".quiver.v1.Hits"
     assert "SearchRequest" in [m.name for m in fd.message_type]
     assert res[2].WhichOneof("message_response") == "error_response", res[2]
     assert res[2].error_response.error_code == SC.NOT_FOUND.value[0], res[2]
