@@ -121,3 +121,48 @@ def test_bench_smoke(dataset, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == len(pts)
+
+
+def test_bench_filter_selectivity(dataset, tmp_path):
+    """--filter-selectivity: the "sel" attribute at import, filtered vs unfiltered rows
+    in results.json, the table and summary.md; exact answers (every filter here is
+    under the server's exact cut), k hits whenever k items match."""
+    for path in (QUIVERD, LOADER):
+        if not os.access(path, os.X_OK):
+            pytest.skip("%s is not built" % path)
+    out = tmp_path / "out"
+    cmd = [sys.executable, BENCH, "--data", dataset, "--build", BUILD, "--quiverd", QUIVERD,
+           "--out", str(out), "--queries", "30", "--warmup", "5", "--threads", "2",
+           "--batch", "8", "--nprobes", "4", "--min-recalls", "0.95", "--spec", "ivf_flat,nlist=16",
+           "--skip-faiss", "--skip-hnsw", "--skip-restart", "--no-plot", "--k", "20",
+           "--filter-selectivity", "0.005,0.1,0.5", "--filter-queries", "25",
+           "--workdir", str(tmp_path / "work")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "quiver-bench failed:\n%s\n%s" % (r.stdout, r.stderr[-5000:])
+    assert "filtered search" in r.stdout and "x unfiltered" in r.stdout
+
+    res = json.loads((out / "results.json").read_text())
+    assert res["import"]["vectors"] == N_BASE and "sel" in res["import"]["attribute_keys"]
+    f = res["filters"]
+    assert f["queries"] == 25 and f["k"] == 20
+    sels = {x["selectivity"]: x["matching"] for x in f["selectivities"]}
+    assert sorted(sels) == [0.005, 0.1, 0.5]
+    assert 0 < sels[0.005] < sels[0.1] < sels[0.5] < N_BASE
+    pts = f["points"]
+    assert {(p["mode"], p["selectivity"]) for p in pts} == \
+        {(m, s) for m in ("single", "batch") for s in (None, 0.005, 0.1, 0.5)}
+    for p in pts:
+        assert p["queries"] == 25 and p["qps"] > 0 and p["short_answers"] == 0, p
+        if p["selectivity"] is None:
+            assert p["matching"] == N_BASE and "qps_ratio" not in p
+        else:
+            assert p["matching"] == sels[p["selectivity"]] and p["qps_ratio"] > 0
+            # 2,000 items: every filter is answered exactly over its ids
+            assert p["recall@10"] >= 0.99, p
+            assert p["mean_hits"] == min(20, p["matching"]), p
+    # the unfiltered sweep is unchanged
+    assert {p["param"] for p in res["points"]} == {"nprobe", "min_recall"}
+    assert any(t["target"].startswith("filtered QPS at selectivity 0.5")
+               for t in res["summary"]["targets"])
+    md = (out / "summary.md").read_text()
+    assert "## Filtered search" in md and "sel < 50" in md
