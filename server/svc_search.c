@@ -442,6 +442,13 @@ void search_search(rpc *r)
                  MAX_MMR_CANDIDATES);
         goto fail;
     }
+    /* MMR compares each pick with every candidate */
+    if (req->mmr && (double)k * (double)depth * cfg->dim > 4e9) {
+        snprintf(err, sizeof err,
+                 "mmr over %zu candidates for k %zu in dim %u is too much work for one call: ask "
+                 "for fewer mmr.candidates or a smaller k", depth, k, cfg->dim);
+        goto fail;
+    }
     size_t scratch = qv_coll_search_scratch(c, nq, depth);
     if (scratch > SEARCH_SCRATCH_MAX || nq * depth > MAX_CANDIDATES) {
         snprintf(err, sizeof err,

@@ -255,6 +255,17 @@ int qv_postings_item(qv_postings *p, uint32_t coll, uint64_t id, int old_exists,
                      const void *old_attrs, size_t old_len, int new_exists, const void *new_attrs,
                      size_t new_len)
 {
+    /* the common cases without building lists: unchanged attributes, and a
+     * new item without any */
+    if (old_exists && new_exists && old_len == new_len &&
+        (old_len == 0 || memcmp(old_attrs, new_attrs, old_len) == 0))
+        return 0;
+    if (old_exists == !new_exists && (old_exists ? old_len : new_len) == 0) {
+        uint8_t k[5];
+        be32(k, coll);
+        k[4] = K_ALL;
+        return push(p, k, 5, id, new_exists);
+    }
     plist o = {0}, n = {0};
     size_t *oi = NULL, *ni = NULL, on = 0, nn = 0;
     int rc = 0;
@@ -483,15 +494,29 @@ int qv_postings_range(MDB_txn *txn, MDB_dbi dbi, uint32_t coll, const char *key,
     /* ints: the bounds rounded inwards */
     int64_t ilo = INT64_MIN, ihi = INT64_MAX;
     int empty = 0;
+    /* the step past an exclusive integral bound is taken in integers: in
+     * doubles, +1 is lost from 2^53 on */
     if (has_lo) {
-        double c = lo_incl ? ceil(lo) : floor(lo) + 1;
+        double c = lo_incl ? ceil(lo) : floor(lo);
         if (c >= TWO63) empty = 1;
-        else if (c > -TWO63) ilo = (int64_t)c;
+        else if (c >= -TWO63) {
+            ilo = (int64_t)c;
+            if (!lo_incl) {
+                if (ilo == INT64_MAX) empty = 1;
+                else ilo++;
+            }
+        }
     }
     if (has_hi) {
-        double f = hi_incl ? floor(hi) : ceil(hi) - 1;
+        double f = hi_incl ? floor(hi) : ceil(hi);
         if (f < -TWO63) empty = 1;
-        else if (f < TWO63) ihi = (int64_t)f;
+        else if (f < TWO63) {
+            ihi = (int64_t)f;
+            if (!hi_incl) {
+                if (ihi == INT64_MIN) empty = 1;
+                else ihi--;
+            }
+        }
     }
     int rc = 0;
     k[n] = 'i';

@@ -1098,11 +1098,11 @@ int qv_query_recommend(qv_coll *c, const qv_example *pos, size_t npos, const qv_
             rc = (int)-got;
             break;
         }
-        if (!exhausted && ((size_t)got < k || (strategy == QV_REC_BEST && depth < k))) {
-            depth *= DEEPEN;
-            continue;
-        }
-        if (strategy == QV_REC_BEST && !exhausted) {
+        /* deeper while short of k (groups, BEST_SCORE's drops) and more can
+         * be had; BEST_SCORE also until its bound proves the answer exact,
+         * up to the depth an index search goes to */
+        int inexact = strategy == QV_REC_BEST && depth <= MAX_INDEX_DEPTH;
+        if (!exhausted && ((size_t)got < k || inexact)) {
             depth *= DEEPEN;
             continue;
         }
