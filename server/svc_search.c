@@ -355,21 +355,9 @@ static int plain_search(qv_coll *c, size_t nq, const float *q, const int64_t *qi
     res->off = malloc((nq + 1) * sizeof *res->off);
     res->hits = malloc((nq * k > 0 ? nq * k : 1) * sizeof *res->hits);
     int rc = scores && labels && res->off && res->hits ? 0 : QV_NOMEM;
-    if (!rc) {
-        /* a batch may spread over the cores that concurrent searches leave
-         * idle (more threads than cores would only preempt each other) */
-        int active = atomic_fetch_add(&g_active_searches, 1) + 1;
-        int saved = omp_get_max_threads(), want = 1;
-        if (nq >= BATCH_OMP_MIN) {
-            want = (int)g_ncpu / active;
-            if (want < 1) want = 1;
-            omp_set_num_threads(want);
-        }
+    if (!rc)
         rc = qv_coll_search(c, nq, q, any_id ? qids : NULL, k, req->nprobe, req->min_recall,
                             scores, labels);
-        if (want != saved) omp_set_num_threads(saved);
-        atomic_fetch_sub(&g_active_searches, 1);
-    }
     if (!rc) {
         size_t n = 0;
         for (size_t i = 0; i < nq; i++) {
@@ -472,6 +460,15 @@ void search_search(rpc *r)
     int any_id;
     if (resolve_queries(r, req, cfg, q, qids, &any_id)) goto out;
     int rc;
+    /* a batch may spread over the cores that concurrent searches leave idle
+     * (more threads than cores would only preempt each other) */
+    int active = atomic_fetch_add(&g_active_searches, 1) + 1;
+    int saved = omp_get_max_threads(), want = 1;
+    if (nq >= BATCH_OMP_MIN) {
+        want = (int)g_ncpu / active;
+        if (want < 1) want = 1;
+    }
+    omp_set_num_threads(want);
     if (!composed(req)) {
         rc = plain_search(c, nq, q, qids, any_id, k, req, &res);
         if (rc == QV_NOTFOUND) snprintf(err, sizeof err, "collection \"%s\" does not exist", cfg->name);
@@ -485,10 +482,14 @@ void search_search(rpc *r)
         }
         if (conv_opts(a, &o, req->filter, req->exclude_ids, req->n_exclude_ids,
                       req->score_threshold, req->group_by, req->group_size, &code, err, sizeof err))
-            goto fail;
-        rc = qv_query_search(c, nq, q, qids, &o, (qv_fusion)req->fusion, req->rrf_k, &res, err,
-                             sizeof err);
+            rc = -1;
+        else
+            rc = qv_query_search(c, nq, q, qids, &o, (qv_fusion)req->fusion, req->rrf_k, &res,
+                                 err, sizeof err);
     }
+    omp_set_num_threads(saved);
+    atomic_fetch_sub(&g_active_searches, 1);
+    if (rc == -1) goto fail;
     if (rc) {
         fail_rc(r, rc, err);
         goto out;
