@@ -145,35 +145,8 @@ size_t wire_search_response_size(wire_hit *hits, const size_t *off, size_t nq)
     return s;
 }
 
-void wire_search_response(uint8_t *p, const wire_hit *hits, const size_t *off, size_t nq)
-{
-    for (size_t q = 0; q < nq; q++) {
-        const wire_hit *hq = hits + off[q];
-        size_t n = off[q + 1] - off[q];
-        *p++ = TAG(1, LEN); /* SearchResponse.results */
-        p = put_varint(p, hits_size(hq, n));
-        for (size_t i = 0; i < n; i++) {
-            *p++ = TAG(1, LEN); /* Hits.hits */
-            p = put_varint(p, hq[i].size);
-            *p++ = TAG(1, VARINT);
-            p = put_varint(p, hq[i].id);
-            uint32_t u;
-            memcpy(&u, &hq[i].score, 4);
-            *p++ = TAG(2, FIXED32);
-            qv_put_le32(p, u);
-            p += 4;
-            p = put_attrs(p, hq[i].attrs, hq[i].attrs_len);
-        }
-    }
-}
-
-size_t wire_hits_size(wire_hit *hits, size_t n)
-{
-    for (size_t i = 0; i < n; i++) hit_size(&hits[i]);
-    return hits_size(hits, n);
-}
-
-void wire_hits(uint8_t *p, const wire_hit *hits, size_t n)
+/* The body of a Hits message: its n hits. Returns the end. */
+static uint8_t *put_hits(uint8_t *p, const wire_hit *hits, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         *p++ = TAG(1, LEN); /* Hits.hits */
@@ -187,4 +160,24 @@ void wire_hits(uint8_t *p, const wire_hit *hits, size_t n)
         p += 4;
         p = put_attrs(p, hits[i].attrs, hits[i].attrs_len);
     }
+    return p;
 }
+
+void wire_search_response(uint8_t *p, const wire_hit *hits, const size_t *off, size_t nq)
+{
+    for (size_t q = 0; q < nq; q++) {
+        const wire_hit *hq = hits + off[q];
+        size_t n = off[q + 1] - off[q];
+        *p++ = TAG(1, LEN); /* SearchResponse.results */
+        p = put_varint(p, hits_size(hq, n));
+        p = put_hits(p, hq, n);
+    }
+}
+
+size_t wire_hits_size(wire_hit *hits, size_t n)
+{
+    for (size_t i = 0; i < n; i++) hit_size(&hits[i]);
+    return hits_size(hits, n);
+}
+
+void wire_hits(uint8_t *p, const wire_hit *hits, size_t n) { put_hits(p, hits, n); }

@@ -1365,6 +1365,22 @@ static int parse_id_list(const char *cmd, const arglist *list, uint64_t **ids, s
 }
 
 /* Check and convert the shared options; returns an exit code. */
+/* The fields SearchRequest and RecommendRequest share (same names in both),
+ * from parsed options q. */
+#define SET_QUERY_FIELDS(req, q)                                                \
+    do {                                                                        \
+        (req).k = (q).k_val;                                                    \
+        (req).nprobe = (q).nprobe_val;                                          \
+        (req).min_recall = (q).min_recall_val;                                  \
+        (req).without_attributes = (q).without_attrs;                           \
+        (req).filter = (q).filter_msg;                                          \
+        (req).exclude_ids = (q).exclude_ids;                                    \
+        (req).n_exclude_ids = (q).n_exclude_ids;                                \
+        if ((q).threshold) (req).score_threshold = &(q).threshold_msg;          \
+        if ((q).group_by) (req).group_by = (char *)(q).group_by;                \
+        (req).group_size = (q).group_size_val;                                  \
+    } while (0)
+
 static int parse_query_opts(const char *cmd, query_opts *q)
 {
     int rc = EXIT_OK;
@@ -1458,16 +1474,7 @@ static int search_run(search_state *s, int argc, char **argv)
     Quiver__V1__SearchRequest req = QUIVER__V1__SEARCH_REQUEST__INIT;
     Quiver__V1__Mmr mmr_msg = QUIVER__V1__MMR__INIT;
     req.collection = (char *)pos[0];
-    req.k = s->q.k_val;
-    req.nprobe = s->q.nprobe_val;
-    req.min_recall = s->q.min_recall_val;
-    req.without_attributes = s->q.without_attrs;
-    req.filter = s->q.filter_msg;
-    req.exclude_ids = s->q.exclude_ids;
-    req.n_exclude_ids = s->q.n_exclude_ids;
-    if (s->q.threshold) req.score_threshold = &s->q.threshold_msg;
-    if (s->q.group_by) req.group_by = (char *)s->q.group_by;
-    req.group_size = s->q.group_size_val;
+    SET_QUERY_FIELDS(req, s->q);
     if (mmr) {
         if (parse_float(mmr, &mmr_msg.diversity) || !(mmr_msg.diversity >= 0 && mmr_msg.diversity <= 1))
             return usage_error(cmd, "--mmr wants a diversity from 0 to 1, not '%s'", mmr);
@@ -1632,16 +1639,7 @@ static int recommend_run(recommend_state *s, int argc, char **argv)
     req.collection = (char *)pos[0];
     req.positive = s->pos_ptrs;
     req.negative = s->neg_ptrs;
-    req.k = s->q.k_val;
-    req.nprobe = s->q.nprobe_val;
-    req.min_recall = s->q.min_recall_val;
-    req.without_attributes = s->q.without_attrs;
-    req.filter = s->q.filter_msg;
-    req.exclude_ids = s->q.exclude_ids;
-    req.n_exclude_ids = s->q.n_exclude_ids;
-    if (s->q.threshold) req.score_threshold = &s->q.threshold_msg;
-    if (s->q.group_by) req.group_by = (char *)s->q.group_by;
-    req.group_size = s->q.group_size_val;
+    SET_QUERY_FIELDS(req, s->q);
     rc = call(QVC_SEARCH_RECOMMEND, &req.base, &quiver__v1__hits__descriptor, (ProtobufCMessage **)&s->rep);
     if (rc) return rc;
     return print_results(pos[0], &s->rep, 1, 0);

@@ -2,22 +2,22 @@ set terminal pngcairo size 1400,650 font 'Sans,10'
 set output 'plot.png'
 set termoption noenhanced
 $c1 << EOD
-0.965150 3481.880
+0.965150 8385.090
 EOD
 $c2 << EOD
-0.965150 4387.950
+0.965150 7194.820
 EOD
 $c3 << EOD
-0.966000 2515.090
+0.966000 5490.990
 EOD
 $c4 << EOD
-0.966000 2017.990
+0.966000 3468.780
 EOD
 $c5 << EOD
-0.954900 3183.810
+0.954900 5374.500
 EOD
 $c6 << EOD
-0.954900 2043.400
+0.954900 3752.430
 EOD
 set multiplot layout 1,2 title 'glove-100: 331479 vectors, dim 100, cosine, k=100, 2000 queries; AMD EPYC, 2 cores'
 set logscale y
