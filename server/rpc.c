@@ -34,6 +34,7 @@ static rpc_method g_methods[] = {
     {"/quiver.v1.Items/Import", 1, items_import_start, items_import_step, NULL, NULL},
     {"/quiver.v1.Items/Get", 0, items_get, NULL, NULL, NULL},
     {"/quiver.v1.Items/Delete", 0, items_delete, NULL, NULL, NULL},
+    {"/quiver.v1.Items/Scan", 0, items_scan, items_scan_step, NULL, NULL},
     {"/quiver.v1.Search/Search", 0, search_search, NULL, NULL, NULL},
     {"/quiver.v1.Search/Recommend", 0, search_recommend, NULL, NULL, NULL},
     {"/quiver.v1.Search/RecommendBatch", 0, search_recommend_batch, NULL, NULL, NULL},

@@ -20,6 +20,8 @@ void items_import_start(rpc *r);
 void items_import_step(rpc *r, int ok);
 void items_get(rpc *r);
 void items_delete(rpc *r);
+void items_scan(rpc *r);
+void items_scan_step(rpc *r, int ok);
 
 /* svc_search.c */
 void search_init(void);

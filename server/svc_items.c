@@ -4,6 +4,8 @@
  * the engine's group-commit writer and replies from its completion.
  */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,20 +130,33 @@ fail:
     return -1;
 }
 
-static void fail_write(rpc *r, const qv_write *w, const char *what)
+/* The status and message of a failed write. */
+static grpc_status_code write_error(const qv_write *w, const char *what, char *msg, size_t len)
 {
     const char *name = w->coll ? qv_coll_config_of(w->coll)->name : "?";
-    if (w->rc == QV_NOTFOUND)
-        rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", name);
-    else if (w->rc == QV_OVERLOAD)
-        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                 "%s to \"%s\" not written: the write queue stayed at its limit "
+    if (w->rc == QV_NOTFOUND) {
+        snprintf(msg, len, "collection \"%s\" does not exist", name);
+        return GRPC_STATUS_NOT_FOUND;
+    }
+    if (w->rc == QV_OVERLOAD) {
+        snprintf(msg, len, "%s to \"%s\" not written: the write queue stayed at its limit "
                  "(--max-queued-writes) until the call's deadline; retry later", what, name);
-    else if (w->rc == QV_FULL)
-        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                 "%s to \"%s\" not written: storage full (raise --map-size or free disk)", what, name);
-    else
-        rpc_fail(r, status_of(w->rc), "%s to \"%s\" not written: %s", what, name, qv_strerror(w->rc));
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    if (w->rc == QV_FULL) {
+        snprintf(msg, len, "%s to \"%s\" not written: storage full (free disk, or raise "
+                 "--map-size)", what, name);
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    snprintf(msg, len, "%s to \"%s\" not written: %s", what, name, qv_strerror(w->rc));
+    return status_of(w->rc);
+}
+
+static void fail_write(rpc *r, const qv_write *w, const char *what)
+{
+    char msg[600];
+    grpc_status_code code = write_error(w, what, msg, sizeof msg);
+    rpc_fail(r, code, "%s", msg);
 }
 
 size_t items_held_bytes(size_t wire_bytes) { return 2 * wire_bytes; }
@@ -195,67 +210,206 @@ void items_upsert(rpc *r)
 }
 
 /* ----------------------------------------------------------------- Import */
+/* Up to IMPORT_WINDOW messages of a stream are decoded and queued at once, so
+ * that the writer group-commits them; they are applied in order. The first
+ * that fails ends the stream: the ones before it are committed, the ones
+ * after it are skipped by the writer (w.chain) or never submitted. */
+#define IMPORT_WINDOW 4
+
+typedef struct import_slot {
+    struct import_state *s;
+    batch b;
+    void *req;
+    int busy;
+    uint64_t msgno;
+} import_slot;
+
+typedef struct import_state {
+    rpc *r;
+    pthread_mutex_t mu;
+    import_slot slot[IMPORT_WINDOW];
+    int inflight;
+    int recv_posted;  /* a RECV_MESSAGE batch is out: nothing else may start */
+    int closing;      /* the client half-closed */
+    int ended;        /* the status was sent */
+    _Atomic uint64_t chain; /* the first failed message's number (UINT64_MAX:
+                             * none): the writer skips the ones after it */
+    int failed;
+    grpc_status_code fail_code;
+    char fail_msg[700];
+    uint64_t total, nmsgs, committed_msgs;
+} import_state;
+
+static void import_state_free(void *p)
+{
+    import_state *s = p;
+    if (!s) return;
+    for (int i = 0; i < IMPORT_WINDOW; i++) {
+        batch_clear(&s->slot[i].b);
+        if (s->slot[i].req) protobuf_c_message_free_unpacked(s->slot[i].req, NULL);
+    }
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static void import_fail(import_state *s, uint64_t msgno, grpc_status_code code, const char *msg)
+{
+    uint64_t cur = atomic_load(&s->chain);
+    while (msgno < cur && !atomic_compare_exchange_weak(&s->chain, &cur, msgno)) {
+    }
+    if (s->failed) return;
+    s->failed = 1;
+    s->fail_code = code;
+    snprintf(s->fail_msg, sizeof s->fail_msg, "%s", msg);
+}
+
+/* With s->mu held: start what the state calls for (the status when the stream
+ * is over, else the next RECV when a slot is free). Returns after starting a
+ * batch on r or doing nothing; the caller unlocks and must not touch r. */
+static void import_next(import_state *s)
+{
+    rpc *r = s->r;
+    if (s->ended || s->recv_posted) return;
+    if ((s->failed || s->closing) && s->inflight == 0) {
+        s->ended = 1;
+        if (s->failed) {
+            rpc_fail(r, s->fail_code, "%s (%" PRIu64 " messages, %" PRIu64
+                     " items committed before it)", s->fail_msg, s->committed_msgs, s->total);
+        } else {
+            Quiver__V1__UpsertResponse rep = QUIVER__V1__UPSERT_RESPONSE__INIT;
+            rep.upserted = s->total;
+            rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+        }
+        return;
+    }
+    /* after a failure, messages still coming are read and dropped until the
+     * client half-closes (a client stream cannot be cut short from here) */
+    if (!s->closing && s->inflight < IMPORT_WINDOW) {
+        s->recv_posted = 1;
+        rpc_recv(r);
+    }
+}
+
 static void import_done(qv_write *w)
 {
-    items_state *s = w->ctx;
+    import_slot *sl = w->ctx;
+    import_state *s = sl->s;
     rpc *r = s->r;
-    if (w->rc) {
-        char what[64];
-        snprintf(what, sizeof what, "import request #%" PRIu64, s->nmsgs);
-        fail_write(r, w, what);
-    } else {
+    pthread_mutex_lock(&s->mu);
+    if (w->rc && w->rc != QV_CANCELLED) {
+        char what[64], msg[600];
+        snprintf(what, sizeof what, "import request #%" PRIu64, sl->msgno);
+        grpc_status_code code = write_error(w, what, msg, sizeof msg);
+        import_fail(s, sl->msgno, code, msg);
+    } else if (!w->rc) {
         s->total += w->affected;
-        batch_clear(&s->b);
-        rpc_recv(r); /* the next message */
+        s->committed_msgs++;
     }
+    batch_clear(&sl->b);
+    if (sl->req) protobuf_c_message_free_unpacked(sl->req, NULL);
+    sl->req = NULL;
+    sl->busy = 0;
+    s->inflight--;
+    import_next(s);
+    pthread_mutex_unlock(&s->mu);
     rpc_unref(r);
 }
 
 void items_import_start(rpc *r)
 {
-    if (!state_new(r)) {
+    import_state *s = calloc(1, sizeof *s);
+    if (!s) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
+    s->r = r;
+    pthread_mutex_init(&s->mu, NULL);
+    atomic_init(&s->chain, UINT64_MAX);
+    for (int i = 0; i < IMPORT_WINDOW; i++) s->slot[i].s = s;
+    r->state = s;
+    r->state_free = import_state_free;
+    s->recv_posted = 1;
     rpc_start_stream(r);
 }
 
 void items_import_step(rpc *r, int ok)
 {
-    items_state *s = r->state;
-    if (!ok) return; /* cancelled: nothing more to do */
-    if (!r->recv_bb) { /* client half-closed: done */
-        Quiver__V1__UpsertResponse rep = QUIVER__V1__UPSERT_RESPONSE__INIT;
-        rep.upserted = s->total;
-        rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+    import_state *s = r->state;
+    pthread_mutex_lock(&s->mu);
+    s->recv_posted = 0;
+    if (s->ended) {
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    if (!ok) { /* cancelled: the writes in flight finish; nothing more is sent */
+        s->ended = 1;
+        atomic_store(&s->chain, 0);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    if (!r->recv_bb) { /* the client half-closed */
+        s->closing = 1;
+        import_next(s);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    size_t wire_bytes = grpc_byte_buffer_length(r->recv_bb);
+    uint64_t msgno = ++s->nmsgs;
+    if (s->failed) { /* read and dropped */
+        grpc_byte_buffer_destroy(r->recv_bb);
+        r->recv_bb = NULL;
+        import_next(s);
+        pthread_mutex_unlock(&s->mu);
         return;
     }
     Quiver__V1__UpsertRequest *req =
         (Quiver__V1__UpsertRequest *)rpc_unpack(r->recv_bb, &quiver__v1__upsert_request__descriptor);
-    size_t wire_bytes = grpc_byte_buffer_length(r->recv_bb);
     grpc_byte_buffer_destroy(r->recv_bb);
     r->recv_bb = NULL;
-    s->nmsgs++;
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "import request #%" PRIu64 ": cannot decode UpsertRequest: %s",
-                 s->nmsgs, rpc_unpack_error());
-        return;
-    }
-    if (s->req) protobuf_c_message_free_unpacked(s->req, NULL);
-    s->req = req;
-    grpc_status_code code;
     char err[600], prefix[64];
-    snprintf(prefix, sizeof prefix, "import request #%" PRIu64 ": ", s->nmsgs);
-    if (prepare_upsert(req, prefix, &s->b, &code, err, sizeof err)) {
-        rpc_fail(r, code, "%s", err);
+    if (!req) {
+        snprintf(err, sizeof err, "import request #%" PRIu64 ": cannot decode UpsertRequest: %s",
+                 msgno, rpc_unpack_error());
+        import_fail(s, msgno, GRPC_STATUS_INVALID_ARGUMENT, err);
+        import_next(s);
+        pthread_mutex_unlock(&s->mu);
         return;
     }
-    s->b.w.done = import_done;
-    s->b.w.ctx = s;
-    s->b.w.bytes = items_held_bytes(wire_bytes);
-    s->b.w.deadline_ms = rpc_deadline_ms(r);
-    rpc_ref(r);
-    qv_db_submit(g_db, &s->b.w);
+    import_slot *sl = NULL;
+    for (int i = 0; i < IMPORT_WINDOW && !sl; i++)
+        if (!s->slot[i].busy) sl = &s->slot[i];
+    /* a slot is free: a RECV is posted only then */
+    sl->busy = 1;
+    sl->req = req;
+    sl->msgno = msgno;
+    grpc_status_code code;
+    snprintf(prefix, sizeof prefix, "import request #%" PRIu64 ": ", msgno);
+    if (prepare_upsert(req, prefix, &sl->b, &code, err, sizeof err)) {
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+        sl->req = NULL;
+        sl->busy = 0;
+        import_fail(s, msgno, code, err);
+        import_next(s);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    sl->b.w.done = import_done;
+    sl->b.w.ctx = sl;
+    sl->b.w.chain = &s->chain;
+    sl->b.w.chain_pos = msgno;
+    sl->b.w.bytes = items_held_bytes(wire_bytes);
+    sl->b.w.deadline_ms = rpc_deadline_ms(r);
+    s->inflight++;
+    rpc_ref(r); /* the write's, dropped by import_done */
+    rpc_ref(r); /* ours: s stays valid until we are done with it */
+    /* submitted before the next RECV is posted, so that messages reach the
+     * writer in order; done() may run meanwhile (it takes mu) */
+    pthread_mutex_unlock(&s->mu);
+    qv_db_submit(g_db, &sl->b.w);
+    pthread_mutex_lock(&s->mu);
+    import_next(s);
+    pthread_mutex_unlock(&s->mu);
+    rpc_unref(r);
 }
 
 /* -------------------------------------------------------------------- Get */
@@ -457,4 +611,139 @@ void items_delete(rpc *r)
     w->ctx = s;
     rpc_ref(r);
     qv_db_submit(g_db, w);
+}
+
+/* ------------------------------------------------------------------- Scan */
+#define SCAN_MSG_BYTES ((size_t)4 << 20) /* a ScanResponse holds about this much at most */
+#define SCAN_MSG_ITEMS 10000
+
+typedef struct scan_state {
+    qv_coll *c;
+    MDB_txn *txn;       /* the one snapshot every message reads */
+    uint64_t next;      /* first id of the next message */
+    uint64_t left;      /* items still to send (UINT64_MAX: all) */
+    int with_vectors, with_attrs;
+    int over;           /* past the last item: the next message ends the stream */
+} scan_state;
+
+static void scan_free(void *p)
+{
+    scan_state *s = p;
+    if (!s) return;
+    qv_store_abort(s->txn);
+    qv_coll_release(s->c);
+    free(s);
+}
+
+typedef struct scan_fill {
+    scan_state *s;
+    arena *a;
+    Quiver__V1__ScanResponse *rep;
+    Quiver__V1__Item **items;
+    size_t bytes;
+    int rc;
+} scan_fill;
+
+static int scan_one(void *ctx, uint64_t id, const qv_item_view *v)
+{
+    scan_fill *f = ctx;
+    scan_state *s = f->s;
+    if (f->rep->n_items == SCAN_MSG_ITEMS || f->bytes >= SCAN_MSG_BYTES || s->left == 0) {
+        s->next = id;
+        return 1; /* full: this id starts the next message */
+    }
+    Quiver__V1__Item *it = arena_alloc(f->a, sizeof *it);
+    if (!it) return f->rc = QV_NOMEM;
+    quiver__v1__item__init(it);
+    it->id = id;
+    if (s->with_vectors) {
+        if (!(it->vector = arena_alloc(f->a, v->dim * sizeof(float)))) return f->rc = QV_NOMEM;
+        qv_item_vector(v, it->vector);
+        it->n_vector = v->dim;
+    }
+    const uint8_t *blob;
+    size_t blen;
+    if (s->with_attrs &&
+        qv_store_attrs_get(qv_db_store(g_db), s->txn, qv_coll_config_of(s->c)->id, id, &blob, &blen) == 0)
+        it->attributes = (Quiver__V1__Item__AttributesEntry **)decode_attrs(
+            f->a, &quiver__v1__item__attributes_entry__descriptor, blob, blen, &it->n_attributes);
+    f->items[f->rep->n_items++] = it;
+    f->bytes += protobuf_c_message_get_packed_size(&it->base) + 6;
+    if (s->left != UINT64_MAX) s->left--;
+    return 0;
+}
+
+/* Send the next message (the last one with the status). */
+static void scan_send(rpc *r)
+{
+    scan_state *s = r->state;
+    arena *a = arena_new();
+    Quiver__V1__ScanResponse rep = QUIVER__V1__SCAN_RESPONSE__INIT;
+    scan_fill f = {s, a, &rep, NULL, 0, 0};
+    if (!a || !(f.items = arena_alloc(a, SCAN_MSG_ITEMS * sizeof *f.items))) {
+        arena_free(a);
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    rep.items = f.items;
+    uint64_t from = s->next;
+    s->next = UINT64_MAX;
+    int rc = s->over ? 0 : qv_store_item_foreach(qv_db_store(g_db), s->txn,
+                                                qv_coll_config_of(s->c)->id, from, scan_one, &f);
+    if (rc == 1) rc = 0;
+    if (f.rc) rc = f.rc;
+    if (rc) {
+        arena_free(a);
+        rpc_fail(r, status_of(rc), "scan of \"%s\" failed at id %" PRIu64 ": %s",
+                 qv_coll_config_of(s->c)->name, from, qv_strerror(rc));
+        return;
+    }
+    /* no id started a next message: the collection (or the limit) is done */
+    int last = s->next == UINT64_MAX || s->left == 0;
+    if (last) s->over = 1;
+    rpc_send(r, &rep.base, last);
+    arena_free(a);
+}
+
+void items_scan(rpc *r)
+{
+    Quiver__V1__ScanRequest *req =
+        (Quiver__V1__ScanRequest *)rpc_unpack(r->payload, &quiver__v1__scan_request__descriptor);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode ScanRequest: %s", rpc_unpack_error());
+        return;
+    }
+    scan_state *s = calloc(1, sizeof *s);
+    grpc_status_code code;
+    char err[512];
+    int rc;
+    if (!s) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    r->state = s;
+    r->state_free = scan_free;
+    if (!(s->c = find_coll(req->collection, &code, err, sizeof err))) {
+        rpc_fail(r, code, "%s", err);
+        goto out;
+    }
+    if ((rc = qv_store_read_begin(qv_db_store(g_db), &s->txn))) {
+        rpc_fail(r, status_of(rc), "cannot start a read: %s", qv_strerror(rc));
+        goto out;
+    }
+    s->with_vectors = req->with_vectors;
+    s->with_attrs = !req->without_attributes;
+    s->left = req->limit ? req->limit : UINT64_MAX;
+    if (req->after_id >= (uint64_t)QV_MAX_ID) s->over = 1; /* nothing after the largest id */
+    s->next = req->after_id ? req->after_id + 1 : 0;
+    scan_send(r);
+out:
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+void items_scan_step(rpc *r, int ok)
+{
+    scan_state *s = r->state;
+    if (!ok || s->over) return; /* client gone, or the status went with the last message */
+    scan_send(r);
 }

@@ -334,6 +334,14 @@ void qv_db_on_room(qv_db *db, void (*cb)(void *ctx), void *ctx)
     pthread_mutex_unlock(&db->qmu);
 }
 
+/* w failed: its stream's writes after it must not apply */
+static void chain_fail(qv_write *w)
+{
+    uint64_t cur = atomic_load(w->chain);
+    while (w->chain_pos < cur && !atomic_compare_exchange_weak(w->chain, &cur, w->chain_pos)) {
+    }
+}
+
 static void run_batch(qv_db *db, qv_write *batch)
 {
     MDB_txn *txn = NULL;
@@ -356,12 +364,17 @@ static void run_batch(qv_db *db, qv_write *batch)
             if (skips) skips[i] = dup_skips(w);
         }
         qv_coll *c = w->coll;
+        if (w->chain && w->chain_pos >= atomic_load(w->chain)) { /* an earlier write of its stream failed */
+            w->rc = QV_CANCELLED;
+            continue;
+        }
         uint64_t seq0 = c ? c->w_seq : 0, cnt0 = c ? c->w_count : 0;
         MDB_txn *child = NULL;
         w->rc = qv_store_write_begin(db->st, txn, &child);
         if (!w->rc) w->rc = apply_op(db, child, w, skips ? skips[i] : NULL);
         if (!w->rc) w->rc = qv_store_commit(child);
         else qv_store_abort(child);
+        if (w->rc && w->chain) chain_fail(w);
         if (w->rc && c) { /* the op wrote nothing: roll its counters back */
             c->w_seq = seq0;
             c->w_count = cnt0;
@@ -380,6 +393,7 @@ static void run_batch(qv_db *db, qv_write *batch)
     i = 0;
     for (qv_write *w = batch; w; w = WI(w)->next, i++) {
         if (rc && !w->rc) w->rc = rc;
+        if (rc && w->chain) chain_fail(w);
         if (rc && w->coll) { /* nothing committed: back to the published state */
             w->coll->w_seq = atomic_load(&w->coll->last_seq);
             w->coll->w_count = atomic_load(&w->coll->count);

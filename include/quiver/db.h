@@ -112,6 +112,12 @@ struct qv_write {
      * room in the queue (CLOCK_REALTIME ms; 0 = never): QV_OVERLOAD then */
     size_t bytes;
     int64_t deadline_ms;
+    /* writes of one stream, in order (chain NULL: none): a write is applied
+     * only while its chain_pos is below *chain (start it at UINT64_MAX); one
+     * that fails lowers *chain to its chain_pos, so that the stream's later
+     * writes end with QV_CANCELLED and its earlier ones still apply */
+    _Atomic uint64_t *chain;
+    uint64_t chain_pos;
     /* the engine's own bookkeeping while the write is queued and applied */
     void *engine_[4];
 };
