@@ -18,6 +18,7 @@
 
 #include <grpc/grpc.h>
 
+#include "quiver/backup.h"
 #include "quiver/error.h"
 #include "quiver/faiss_ext.h"
 #include "quiver/log.h"
@@ -34,6 +35,10 @@ static void usage(FILE *f)
             "  --listen ADDR        address to serve on (default 127.0.0.1:50051;\n"
             "                       port 0 picks a free port, printed on stdout)\n"
             "  --data DIR           data directory (default ./data; created if missing)\n"
+            "  --restore FILE       restore a backup (quiver backup, Admin/Backup) into\n"
+            "                       --data and exit: every member's size and SHA-256 are\n"
+            "                       checked first; DIR must be empty unless --force\n"
+            "  --force              with --restore: replace the data in a non-empty DIR\n"
             "  --threads N          gRPC worker threads (default: one per core, at least 2)\n"
             "  --map-size SIZE      LMDB map size, the most the data may grow to\n"
             "                       (default 64G; suffixes K, M, G, T)\n"
@@ -173,7 +178,7 @@ int main(int argc, char **argv)
     memset(&dbo, 0, sizeof dbo);
     enum { O_LISTEN = 256, O_DATA, O_THREADS, O_MAP, O_NOSYNC, O_MAXMSG, O_AUTOMIN, O_NOREB,
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
-           O_ATTRKEYS, O_QUEUED, O_MAXREB };
+           O_ATTRKEYS, O_QUEUED, O_MAXREB, O_RESTORE, O_FORCE };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -188,7 +193,10 @@ int main(int argc, char **argv)
         {"max-attr-keys", required_argument, 0, O_ATTRKEYS},
         {"max-queued-writes", required_argument, 0, O_QUEUED},
         {"max-rebuilds", required_argument, 0, O_MAXREB},
+        {"restore", required_argument, 0, O_RESTORE}, {"force", no_argument, 0, O_FORCE},
         {0, 0, 0, 0}};
+    const char *restore = NULL;
+    int force = 0;
     int c;
     unsigned long long v;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -257,6 +265,8 @@ int main(int argc, char **argv)
             dbo.hnsw_coarse_min = v ? (uint32_t)v : UINT32_MAX;
             break;
         case O_NOREB: dbo.no_auto_rebuild = 1; break;
+        case O_RESTORE: restore = optarg; break;
+        case O_FORCE: force = 1; break;
         case O_GRACE:
             grace_ms = atoi(optarg);
             if (grace_ms < 0) {
@@ -284,6 +294,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "quiverd: unexpected argument %s (see --help)\n", argv[optind]);
         return 2;
     }
+    if (force && !restore) {
+        fprintf(stderr, "quiverd: --force goes with --restore\n");
+        return 2;
+    }
+    if (restore) {
+        char err[1024] = "";
+        qv_backup_info bi;
+        int rrc = qv_backup_restore(restore, data, force, &bi, err, sizeof err);
+        if (rrc) {
+            fprintf(stderr, "quiverd: restore refused: %s\n", err);
+            return 1;
+        }
+        printf("restored %s into %s: %llu bytes, writes up to sequence number %llu; serve it "
+               "with quiverd --data %s\n", restore, data, (unsigned long long)bi.size,
+               (unsigned long long)bi.last_seq, data);
+        return 0;
+    }
     /* signals are taken by sigwait in rpc_serve: block them before any thread
      * (engine, gRPC, OpenMP) starts, so that every thread inherits the mask */
     sigset_t sigs;
@@ -306,6 +333,7 @@ int main(int argc, char **argv)
     }
     dbo.store.dir = data;
     dbo.store.map_size = map_size;
+    g_version = QUIVER_VERSION;
     int rc = qv_db_open(&dbo, &g_db);
     if (rc) {
         qv_error("cannot open data directory %s: %s", data, qv_strerror(rc));

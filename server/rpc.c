@@ -40,6 +40,7 @@ static rpc_method g_methods[] = {
     {"/quiver.v1.Search/RecommendBatch", 0, search_recommend_batch, NULL, NULL, NULL},
     {"/quiver.v1.Admin/RebuildIndex", 0, admin_rebuild_start, admin_rebuild_step,
      admin_rebuild_closed, NULL},
+    {"/quiver.v1.Admin/Backup", 0, admin_backup_start, admin_backup_step, NULL, NULL},
     {"/grpc.health.v1.Health/Check", 0, health_check, NULL, NULL, NULL},
     {"/grpc.health.v1.Health/Watch", 0, health_watch, NULL, NULL, NULL},
     {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", 1, reflection_start,

@@ -33,6 +33,9 @@ void search_recommend_batch(rpc *r);
 void admin_rebuild_start(rpc *r);
 void admin_rebuild_step(rpc *r, int ok);
 void admin_rebuild_closed(rpc *r);
+void admin_backup_start(rpc *r);
+void admin_backup_step(rpc *r, int ok);
+extern const char *g_version; /* quiverd's version, for backups' manifests */
 
 /* health.c */
 void health_check(rpc *r);

@@ -4,6 +4,7 @@
  * newer progress replaces what is waiting. Cancelling the call cancels the
  * rebuild (the old index keeps serving).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "quiver/backup.h"
 #include "quiver/error.h"
+#include "quiver/log.h"
 #include "services.h"
 
 typedef struct admin_state {
@@ -198,4 +201,112 @@ void admin_rebuild_closed(rpc *r)
     pthread_mutex_unlock(&g_admin_mu);
     /* not started yet: the start sees r->closed and cancels itself */
     if (started && r->cancelled) qv_coll_rebuild_cancel(s->c, s);
+}
+
+/* ----------------------------------------------------------------- Backup */
+#define BACKUP_CHUNK (1 << 20)
+
+const char *g_version = "";
+
+typedef struct backup_state {
+    rpc *r;
+    int fd;
+    qv_backup_info info;
+    uint64_t sent;
+    int over;
+} backup_state;
+
+static void backup_free(void *p)
+{
+    backup_state *s = p;
+    if (!s) return;
+    if (s->fd >= 0) close(s->fd);
+    free(s);
+}
+
+/* The next chunk (the last one with the status). */
+static void backup_send(backup_state *s)
+{
+    rpc *r = s->r;
+    uint8_t *buf = malloc(BACKUP_CHUNK);
+    uint64_t left = s->info.size - s->sent;
+    size_t want = left < BACKUP_CHUNK ? (size_t)left : BACKUP_CHUNK;
+    ssize_t n = buf ? pread(s->fd, buf, want, (off_t)s->sent) : -1;
+    if (n != (ssize_t)want) {
+        free(buf);
+        s->over = 1;
+        rpc_fail(r, GRPC_STATUS_INTERNAL, "cannot read the backup archive at offset %llu: %s",
+                 (unsigned long long)s->sent, buf ? strerror(errno) : "out of memory");
+        return;
+    }
+    Quiver__V1__BackupChunk ch = QUIVER__V1__BACKUP_CHUNK__INIT;
+    ch.data.data = buf;
+    ch.data.len = want;
+    ch.total_bytes = s->info.size;
+    ch.last_seq = s->info.last_seq;
+    s->sent += want;
+    int last = s->sent == s->info.size;
+    if (last) s->over = 1;
+    rpc_send(r, &ch.base, last);
+    free(buf);
+}
+
+static void *backup_thread(void *arg)
+{
+    backup_state *s = arg;
+    rpc *r = s->r;
+    char err[1024] = "";
+    int rc = qv_backup_create(g_db, g_version, &s->fd, &s->info, err, sizeof err);
+    if (rc) {
+        s->over = 1;
+        grpc_status_code code = rc == QV_BUSY ? GRPC_STATUS_FAILED_PRECONDITION
+                                : rc == QV_FULL ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                                : status_of(rc);
+        rpc_fail(r, code, "%s", err);
+    } else {
+        qv_info("backup: %llu bytes, writes up to sequence number %llu",
+                (unsigned long long)s->info.size, (unsigned long long)s->info.last_seq);
+        backup_send(s);
+    }
+    rpc_unref(r);
+    return NULL;
+}
+
+void admin_backup_start(rpc *r)
+{
+    Quiver__V1__BackupRequest *req =
+        (Quiver__V1__BackupRequest *)rpc_unpack(r->payload, &quiver__v1__backup_request__descriptor);
+    if (!req) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode BackupRequest: %s", rpc_unpack_error());
+        return;
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    backup_state *s = calloc(1, sizeof *s);
+    if (!s) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    s->r = r;
+    s->fd = -1;
+    r->state = s;
+    r->state_free = backup_free;
+    /* the copy takes seconds: not on a poller */
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    rpc_ref(r);
+    if (pthread_create(&th, &at, backup_thread, s) != 0) {
+        rpc_unref(r);
+        s->over = 1;
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start the backup's thread");
+    }
+    pthread_attr_destroy(&at);
+}
+
+void admin_backup_step(rpc *r, int ok)
+{
+    backup_state *s = r->state;
+    if (!ok || s->over) return;
+    backup_send(s);
 }

@@ -115,6 +115,22 @@ static void remove_orphan_files(qv_db *db)
             qv_info("removed %s: no collection has id %lu (dropped)", p, id);
     }
     closedir(d);
+    /* the working folders of backups a crash interrupted */
+    if (!(d = opendir(db->opts.store.dir))) return;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, ".backup-", 8) != 0) continue;
+        char p[4096], q[4400];
+        snprintf(p, sizeof p, "%s/%s", db->opts.store.dir, e->d_name);
+        DIR *b = opendir(p);
+        struct dirent *f;
+        while (b && (f = readdir(b))) {
+            snprintf(q, sizeof q, "%s/%s", p, f->d_name);
+            if (f->d_name[0] != '.') unlink(q);
+        }
+        if (b) closedir(b);
+        if (rmdir(p) == 0) qv_info("removed %s: an interrupted backup's copy", p);
+    }
+    closedir(d);
 }
 
 int qv_db_open(const qv_db_opts *opts, qv_db **out)
@@ -133,6 +149,7 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     if (td) db->test_writer_delay_ms = (unsigned)strtoul(td, NULL, 10);
     if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
     pthread_mutex_init(&db->cmu, NULL);
+    pthread_rwlock_init(&db->flock, NULL);
     pthread_mutex_init(&db->qmu, NULL);
     pthread_cond_init(&db->qcv, NULL);
     pthread_cond_init(&db->wcv, NULL);

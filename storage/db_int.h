@@ -126,6 +126,10 @@ struct qv_db {
     int nrebuilds;
     int building; /* rebuilds past their "queued" phase (at most opts.max_rebuilds) */
     atomic_int closing;
+    /* index files: rebuilds replace or remove them under rdlock, a backup
+     * links them and copies LMDB under wrlock (storage/backup.c) */
+    pthread_rwlock_t flock;
+    atomic_int backup_busy;
     size_t written_since_release; /* writer only */
     /* tests: the test_fail_update-th index update fails (QUIVER_TEST_FAIL_INDEX_UPDATE) */
     unsigned long test_fail_update, updates;

@@ -88,8 +88,10 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
     /* the new file replaces the old one (a flat index has none: an older IVF
      * file must not come back at the next start) */
     int saved = 0;
+    pthread_rwlock_rdlock(&db->flock); /* not while a backup links the files */
     if (tmp[0]) saved = qv_ixfile_commit(db->ixdir, c->cfg.id, tmp) == 0;
     else if (p.kind == QV_KIND_FLAT) qv_ixfile_remove(db->ixdir, c->cfg.id);
+    pthread_rwlock_unlock(&db->flock);
     /* dropped meanwhile: its Drop sets the flag, then removes the file; seen
      * here or not, one of the two removes what was just renamed */
     if (saved && atomic_load(&c->dropped)) qv_ixfile_remove(db->ixdir, c->cfg.id);

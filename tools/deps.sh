@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config xxd
       libopenblas-dev liblapack-dev liblmdb-dev lmdb-utils
       libprotobuf-c-dev protobuf-c-compiler libgrpc-dev libcmocka-dev
-      libroaring-dev libjansson-dev
+      libroaring-dev libjansson-dev libarchive-dev libssl-dev
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
       python3-numpy python3-pytest grpc-proto python3-hnswlib gnuplot-nox
       clang libclang-rt-14-dev libfuzzer-14-dev strace)
