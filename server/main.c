@@ -40,8 +40,10 @@ static void usage(FILE *f)
             "                       checked first; DIR must be empty unless --force\n"
             "  --force              with --restore: replace the data in a non-empty DIR\n"
             "  --threads N          gRPC worker threads (default: one per core, at least 2)\n"
-            "  --map-size SIZE      LMDB map size, the most the data may grow to\n"
-            "                       (default 64G; suffixes K, M, G, T)\n"
+            "  --map-size SIZE      the most the data may grow to (default 1T; suffixes\n"
+            "                       K, M, G, T): reserved as address space, data.mdb\n"
+            "                       grows with the data; over it writes fail with\n"
+            "                       RESOURCE_EXHAUSTED\n"
             "  --max-message SIZE   largest request accepted (default 64M)\n"
             "  --max-k N            largest k a search may ask for (default 1000)\n"
             "  --max-reply SIZE     largest reply a call may build (default: --max-message);\n"
@@ -172,7 +174,7 @@ int main(int argc, char **argv)
      * writes and rebuilds never block a poller for long */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu >= 2 ? (int)ncpu : 2;
-    size_t map_size = (size_t)64 << 30, max_msg = (size_t)64 << 20, max_reply = 0;
+    size_t map_size = QV_STORE_MAP_CAP, max_msg = (size_t)64 << 20, max_reply = 0;
     int grace_ms = 5000;
     qv_db_opts dbo;
     memset(&dbo, 0, sizeof dbo);

@@ -73,7 +73,11 @@ int qv_store_open(const qv_store_opts *o, qv_store **out)
     if (rc) goto fail;
     if ((rc = mdb_env_set_maxdbs(st->env, 8))) goto fail;
     if ((rc = mdb_env_set_maxreaders(st->env, o->max_readers ? o->max_readers : 1024))) goto fail;
-    if ((rc = mdb_env_set_mapsize(st->env, o->map_size ? o->map_size : (size_t)64 << 30))) goto fail;
+    /* the map is address space reserved at the cap: data.mdb itself grows
+     * page by page with the data (nothing is preallocated), so the store
+     * grows by itself up to map_size without ever remapping, which would
+     * need every reader of the process stopped */
+    if ((rc = mdb_env_set_mapsize(st->env, o->map_size ? o->map_size : QV_STORE_MAP_CAP))) goto fail;
     unsigned flags = MDB_NOTLS | (o->nosync ? MDB_NOSYNC : 0);
     if ((rc = mdb_env_open(st->env, o->dir, flags, 0644))) goto fail;
     mdb_env_set_userctx(st->env, st);

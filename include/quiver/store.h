@@ -35,9 +35,13 @@
 
 typedef struct qv_store qv_store;
 
+/* The default cap on the store's size: LMDB's map is reserved at the cap as
+ * address space only (the file grows with the data). */
+#define QV_STORE_MAP_CAP ((size_t)1 << 40)
+
 typedef struct qv_store_opts {
     const char *dir;     /* data directory; created if missing */
-    size_t map_size;     /* LMDB map size in bytes (0 = 64 GiB) */
+    size_t map_size;     /* the most the store may grow to (0 = QV_STORE_MAP_CAP) */
     int nosync;          /* 1: no fsync on commit (unsafe: loses recent writes on crash) */
     unsigned max_readers;/* 0 = 1024 */
 } qv_store_opts;
