@@ -84,3 +84,47 @@ def test_disk_full(small_fs):
         assert r.results[0].hits[0].id == 10**6 + 3
     finally:
         s.kill()
+
+
+def test_disk_full_during_import(small_fs):
+    """An Import stream that fills the disk: RESOURCE_EXHAUSTED for the message that hit
+    it, every message before it kept (the status says how many), nothing after it; the
+    database is intact, and the import completes once space is freed."""
+    s = qt.Server(os.path.join(small_fs, "data"), tempfile.mkdtemp(prefix="quiver-full-log-"),
+                  args=["--no-auto-rebuild"]).start()
+    try:
+        ballast = os.path.join(small_fs, "ballast")
+        fill(ballast, 8)
+        s.create("imp", 64, pb.L2, kind="flat")
+        rng = np.random.default_rng(13)
+        x = rng.standard_normal((1000, 64)).astype(np.float32)
+
+        def msgs(lo, hi):
+            for m in range(lo, hi):
+                yield pb.UpsertRequest(collection="imp", items=[
+                    pb.Item(id=m * 1000 + i, vector=v.tolist(), attributes={"m": pb.Value(int_value=m)})
+                    for i, v in enumerate(x)])
+
+        with pytest.raises(qt.grpc.RpcError) as ei:
+            s.items.Import(msgs(0, 200), timeout=120)
+        e = ei.value
+        assert e.code() == SC.RESOURCE_EXHAUSTED, (e.code(), e.details())
+        assert "storage full" in e.details(), e.details()
+        import re
+        m = re.search(r"\((\d+) messages, (\d+) items committed before it\)", e.details())
+        assert m, e.details()
+        kept_msgs, kept_items = int(m.group(1)), int(m.group(2))
+        assert kept_items == kept_msgs * 1000 and 0 < kept_msgs < 200
+        assert s.describe("imp").count == kept_items
+        # exactly the first kept_msgs messages
+        got = s.get("imp", [0, kept_items - 1, kept_items], with_vectors=False)
+        assert [it.id for it in got.items] == [0, kept_items - 1], got
+        # intact after a restart; then the rest goes in once there is room
+        s.restart()
+        assert s.describe("imp").count == kept_items
+        os.remove(ballast)
+        r = s.items.Import(msgs(kept_msgs, kept_msgs + 3), timeout=120)
+        assert r.upserted == 3000
+        assert s.describe("imp").count == kept_items + 3000
+    finally:
+        s.kill()
