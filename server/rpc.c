@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include "quiver/log.h"
+#include "metrics.h"
 #include "rpc.h"
 #include "wirecheck.h"
 #include "services.h"
@@ -109,8 +110,17 @@ void rpc_unreserve(rpc *r)
     r->reserved = 0;
 }
 
+int rpc_method_count(void) { return NMETHODS; }
+const char *rpc_method_path(int m) { return m >= 0 && m < NMETHODS ? g_methods[m].path : "unknown"; }
+
 static void rpc_free(rpc *r)
 {
+    if (r->accepted) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double sec = (double)(t.tv_sec - r->t0.tv_sec) + (double)(t.tv_nsec - r->t0.tv_nsec) / 1e9;
+        metrics_rpc_end(r->method, r->status >= 0 ? r->status : GRPC_STATUS_CANCELLED, sec);
+    }
     rpc_unreserve(r);
     if (r->state_free) r->state_free(r->state);
     if (r->call) grpc_call_unref(r->call);
@@ -192,6 +202,7 @@ static grpc_op op_recv_msg(rpc *r)
 
 static grpc_op op_send_status(rpc *r, grpc_status_code code, const char *details)
 {
+    r->status = (int)code;
     grpc_op o;
     memset(&o, 0, sizeof o);
     o.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -342,6 +353,7 @@ static void post_request(int method)
     r->method = method;
     r->db = g_db;
     r->status_details = grpc_empty_slice();
+    r->status = -1;
     atomic_init(&r->refs, 1); /* held by the pending request */
     grpc_metadata_array_init(&r->req_md);
     grpc_call_error e;
@@ -367,6 +379,8 @@ static void on_accept(rpc *r, int ok)
         return;
     }
     r->accepted = 1;
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    metrics_rpc_begin(r->method);
     /* a unary write's message is in memory from now on: it counts until it is
      * submitted, so that the next slot is not taken on an empty queue's word */
     if (is_write_method(r->method) && r->payload) {

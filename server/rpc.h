@@ -20,6 +20,7 @@
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "quiver/db.h"
 
@@ -58,6 +59,8 @@ struct rpc {
     atomic_int done;           /* status sent: read by other workers (on_step) */
     grpc_slice status_details;
     qv_db *db;
+    struct timespec t0; /* taken in (CLOCK_MONOTONIC), for the latency metric */
+    int status;         /* the status sent (-1: none: the call was cancelled) */
     void *state;
     void (*state_free)(void *state);
 };
@@ -112,6 +115,10 @@ typedef struct rpc_server_opts {
     int grace_ms;
 } rpc_server_opts;
 int rpc_serve(const rpc_server_opts *o);
+
+/* The method table: how many, and each one's path ("/quiver.v1.Search/Search"). */
+int rpc_method_count(void);
+const char *rpc_method_path(int m);
 
 /* Health: serving state for Check/Watch. */
 void health_set_serving(int serving);

@@ -109,6 +109,7 @@ struct qv_db {
      * opts.max_queued_bytes; writes over it wait in order in `waiting` until
      * there is room or their deadline passes */
     size_t queued;
+    qv_db_stats stats; /* counters, under qmu (queued/pending filled in at read) */
     size_t pending; /* bytes of write calls taken in but not yet submitted
                      * (qv_db_write_reserve): they count toward the pressure */
     qv_write *whead, *wtail;

@@ -380,7 +380,25 @@ static void run_batch(qv_db *db, qv_write *batch)
             c->w_count = cnt0;
         }
     }
+    struct timespec tc;
+    clock_gettime(CLOCK_MONOTONIC, &tc);
     if (!rc) rc = qv_store_commit(txn);
+    double csec = elapsed_since(&tc);
+    size_t nitems = 0;
+    for (qv_write *w = batch; w; w = WI(w)->next)
+        if (!w->rc && (w->kind == QV_W_UPSERT || w->kind == QV_W_DELETE)) nitems += w->affected;
+    pthread_mutex_lock(&db->qmu);
+    db->stats.commits++;
+    db->stats.commit_seconds += csec;
+    int cb = 0;
+    while (cb < QV_COMMIT_BUCKETS - 1 && csec > qv_commit_bounds[cb]) cb++;
+    db->stats.commit_hist[cb]++;
+    db->stats.batch_writes += nops;
+    int bb = 0;
+    while (bb < QV_BATCH_BUCKETS - 1 && (double)nops > qv_batch_bounds[bb]) bb++;
+    db->stats.batch_hist[bb]++;
+    if (!rc) db->stats.items_written += nitems;
+    pthread_mutex_unlock(&db->qmu);
     /* the B-tree pages the writer looked up stay mapped: every 64 MiB of
      * writes, let them go (they are page cache, not process memory) */
     for (qv_write *w = batch; w; w = WI(w)->next)
@@ -530,4 +548,24 @@ void submit_prune(qv_db *db, qv_coll *c, uint64_t upto)
     WI(w)->seq_to = upto;
     w->done = prune_done;
     qv_db_submit(db, w);
+}
+
+const double qv_commit_bounds[QV_COMMIT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                    0.05,   0.1,   0.25,   0.5,   1,    INFINITY};
+const double qv_batch_bounds[QV_BATCH_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, INFINITY};
+
+void qv_db_stats_get(qv_db *db, qv_db_stats *out)
+{
+    pthread_mutex_lock(&db->qmu);
+    *out = db->stats;
+    out->queued_bytes = db->queued;
+    out->pending_bytes = db->pending;
+    pthread_mutex_unlock(&db->qmu);
+    MDB_envinfo ei;
+    MDB_stat ms;
+    MDB_env *env = qv_store_env(db->st);
+    mdb_env_info(env, &ei);
+    mdb_env_stat(env, &ms);
+    out->map_size = ei.me_mapsize;
+    out->map_used = (size_t)(ei.me_last_pgno + 1) * ms.ms_psize;
 }

@@ -142,6 +142,28 @@ void qv_db_on_room(qv_db *db, void (*cb)(void *ctx), void *ctx);
 /* Submit and wait; returns w->rc. w->done must be NULL. */
 int qv_db_write_sync(qv_db *db, qv_write *w);
 
+/* ------------------------------------------------------------ statistics */
+/* Upper bounds of the histogram buckets (the last is +Inf). */
+#define QV_COMMIT_BUCKETS 12 /* seconds: 0.0005 .. 5, +Inf */
+#define QV_BATCH_BUCKETS 10  /* writes per group commit: 1 .. 256, +Inf */
+extern const double qv_commit_bounds[QV_COMMIT_BUCKETS];
+extern const double qv_batch_bounds[QV_BATCH_BUCKETS];
+
+typedef struct qv_db_stats {
+    size_t queued_bytes;  /* bytes of writes queued and being applied (w->bytes) */
+    size_t pending_bytes; /* write calls taken in, not yet submitted */
+    uint64_t commits;     /* group commits (one LMDB transaction and fsync each) */
+    double commit_seconds;                  /* their total duration */
+    uint64_t commit_hist[QV_COMMIT_BUCKETS]; /* per bucket (not cumulative) */
+    uint64_t batch_writes;                  /* writes committed in them */
+    uint64_t batch_hist[QV_BATCH_BUCKETS];   /* writes per commit, per bucket */
+    uint64_t items_written;                 /* items upserted or deleted */
+    size_t map_size, map_used;              /* LMDB: the map (cap) and the bytes in use */
+} qv_db_stats;
+
+/* A consistent snapshot of the counters. */
+void qv_db_stats_get(qv_db *db, qv_db_stats *out);
+
 /* ----------------------------------------------------------------- search */
 /* Bytes of scratch (candidate scores and ids, refine's included) a search of
  * nq queries for k would allocate: what a caller bounds before asking. */
