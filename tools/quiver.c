@@ -4,8 +4,8 @@
  * searches (filtered, grouped, diversified, fused) and recommendations by
  * example, and the health check; aligned tables for people, --json for
  * scripts, exit codes that say what went wrong. It talks to the server only
- * through the qvc client library (client.h). Not a bulk loader: that is
- * quiver-import.
+ * through the qvc client library (client.h). Bulk import, export and backup
+ * live in transfer.c (file formats in formats.c), sharing cli.h with this file.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,21 +27,12 @@
 
 #include <jansson.h>
 
+#include "cli.h"
 #include "client.h"
 #include "filter_json.h"
+#include "transfer.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "quiver/v1/quiver.pb-c.h"
-
-/* Exit codes (documented in the top-level usage). */
-enum {
-    EXIT_OK = 0,
-    EXIT_USAGE = 2,
-    EXIT_UNAVAILABLE = 3,
-    EXIT_NOT_FOUND = 4,
-    EXIT_REJECTED = 5,
-    EXIT_SERVER = 6,
-    EXIT_INTERRUPTED = 130,
-};
 
 #define DEFAULT_ADDR "127.0.0.1:50051"
 #define CONNECT_TIMEOUT_MS 5000
@@ -65,11 +56,19 @@ static const char usage_top[] =
     "                                   filtered, grouped, diversified or fused\n"
     "  recommend COLLECTION --positive ID[:W],... [--negative ID[:W],...] ...\n"
     "                                   items like some examples and unlike others\n"
+    "  import COLLECTION FILE... [--create] [--resume] ...\n"
+    "                                   load fvecs, bvecs, npy, JSON Lines or CSV\n"
+    "                                   files, pipelined and resumable\n"
+    "  export COLLECTION --format F -o FILE\n"
+    "                                   write a collection to fvecs, npy, jsonl or csv\n"
+    "  backup FILE                      hot backup of the server's whole data (restore:\n"
+    "                                   quiverd --restore FILE --data DIR)\n"
     "\n"
     "Global options (accepted anywhere on the command line):\n"
     "  --addr HOST:PORT   server address (default: $QUIVER_ADDR, else " DEFAULT_ADDR ")\n"
     "  --json             print one JSON document instead of tables\n"
-    "  --timeout SECONDS  deadline of each request (default 60; index rebuild has none)\n"
+    "  --timeout SECONDS  deadline of each request (default 60; index rebuild, export\n"
+    "                     and backup have none; import: of each Import stream)\n"
     "  -h, --help         show this help; 'quiver COMMAND --help' shows a command's\n"
     "\n"
     "Exit codes:\n"
@@ -79,8 +78,11 @@ static const char usage_top[] =
     "       within 5 s)\n"
     "  4    not found (NOT_FOUND: unknown collection or item)\n"
     "  5    request rejected (INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION,\n"
-    "       OUT_OF_RANGE), e.g. a bad dimension or a rebuild already running\n"
-    "  6    other server error (INTERNAL, RESOURCE_EXHAUSTED, ...; health: not serving)\n"
+    "       OUT_OF_RANGE), e.g. a bad dimension or a rebuild already running; import:\n"
+    "       a bad row, a file of the wrong dimension, an unreadable or unsupported\n"
+    "       input file, a checkpoint that does not match\n"
+    "  6    other server error (INTERNAL, RESOURCE_EXHAUSTED, ...; health: not serving);\n"
+    "       export, backup: the output file cannot be written\n"
     "  130  cancelled with Ctrl-C\n"
     "Errors go to stderr as \"quiver: STATUS: message\" (with --json too; stdout then\n"
     "stays empty).\n";
@@ -315,32 +317,12 @@ static int report(const qvc_status *st)
 }
 
 /* ------------------------------------------------------------ arguments */
-/* The values of a repeatable option (or of several options sharing one list,
- * which keeps their order: search's --id and --vector). */
-typedef struct arglist {
-    size_t n;
-    struct argval {
-        const char *opt, *val; /* the option's name, its value (argv's) */
-    } *a;
-} arglist;
-
 static void arglist_free(arglist *l)
 {
     free(l->a);
     l->a = NULL;
     l->n = 0;
 }
-
-typedef struct optdef {
-    const char *name;  /* "--k" */
-    const char **val;  /* where the value goes (the last one given) */
-    int *flag;         /* set to 1 for a flag */
-    arglist *list;     /* where each value is appended */
-} optdef;
-#define OPT_VAL(name, p) {(name), (p), NULL, NULL}
-#define OPT_FLAG(name, p) {(name), NULL, (p), NULL}
-#define OPT_LIST(name, p) {(name), NULL, NULL, (p)}
-#define OPT_END {NULL, NULL, NULL, NULL}
 
 /* Parse a subcommand's arguments: options from opts, at most maxpos
  * positionals. Returns -1 to go on, or an exit code (0 after --help). Lists
@@ -820,11 +802,6 @@ static int describe(const char *name, Quiver__V1__CollectionInfo **ci)
     return call(QVC_COLLECTIONS_DESCRIBE, &req.base, &quiver__v1__collection_info__descriptor,
                 (ProtobufCMessage **)ci);
 }
-
-/* Index options shared by create and rebuild. */
-typedef struct index_opts {
-    const char *kind, *nlist, *pq_m, *pq_nbits, *refine;
-} index_opts;
 
 static int fill_spec(const char *cmd, const index_opts *o, Quiver__V1__IndexSpec *spec, int *any)
 {
@@ -1659,6 +1636,58 @@ static int cmd_recommend(int argc, char **argv)
     return rc;
 }
 
+/* ------------------------------------------ for the other command files */
+/* cli.h: what transfer.c (import, export, backup) shares with this file. */
+int cli_parse_args(int argc, char **argv, const optdef *opts, const char **pos, int maxpos,
+                   int *npos, const char *cmd, const char *help)
+{
+    return parse_args(argc, argv, opts, pos, maxpos, npos, cmd, help);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return usage_error(cmd, "%s", msg);
+}
+
+int cli_report(const qvc_status *st) { return report(st); }
+int cli_exit_code_of(int code) { return exit_code_of(code); }
+
+qvc *cli_conn(int *rc)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
+    *rc = connect_server();
+    pthread_mutex_unlock(&mu);
+    return *rc ? NULL : g_conn;
+}
+
+int cli_call(const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply)
+{
+    return call(method, req, desc, reply);
+}
+
+int cli_json(void) { return g_json; }
+int cli_timeout_ms(void) { return g_timeout_ms; }
+int cli_parse_u64(const char *s, uint64_t max, uint64_t *out) { return parse_u64(s, max, out); }
+int cli_parse_metric(const char *s, Quiver__V1__Metric *m) { return parse_metric(s, m); }
+const char *cli_metric_name(Quiver__V1__Metric m) { return metric_name(m); }
+
+int cli_fill_spec(const char *cmd, const index_opts *o, Quiver__V1__IndexSpec *spec, int *any)
+{
+    return fill_spec(cmd, o, spec, any);
+}
+
+void cli_set_cancel_mode(int on) { set_cancel_mode(on); }
+void cli_set_stream(qvc_stream *s) { set_stream(s); }
+int cli_interrupted(void) { return atomic_load(&g_interrupted); }
+int cli_json_print(json_t *doc) { return j_print(doc); }
+
 /* ------------------------------------------------------------------ main */
 typedef struct subcmd {
     const char *name;
@@ -1705,6 +1734,9 @@ static int run(int argc, char **argv)
     if (strcmp(c, "index") == 0) return run_group("index", usage_index, index, argc - 1, argv + 1);
     if (strcmp(c, "search") == 0) return cmd_search(argc - 1, argv + 1);
     if (strcmp(c, "recommend") == 0) return cmd_recommend(argc - 1, argv + 1);
+    if (strcmp(c, "import") == 0) return cmd_import(argc - 1, argv + 1);
+    if (strcmp(c, "export") == 0) return cmd_export(argc - 1, argv + 1);
+    if (strcmp(c, "backup") == 0) return cmd_backup(argc - 1, argv + 1);
     return usage_error("", "unknown command '%s'", c);
 }
 
