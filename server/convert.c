@@ -19,6 +19,10 @@ qv_coll *find_coll(const char *name, grpc_status_code *code, char *err, size_t e
         snprintf(err, errlen, "collection is empty");
         return NULL;
     }
+    if (!auth_may_use(name, err, errlen)) { /* before the lookup: no hint it exists */
+        *code = GRPC_STATUS_PERMISSION_DENIED;
+        return NULL;
+    }
     if (qv_db_coll_get(g_db, name, &c)) {
         *code = GRPC_STATUS_NOT_FOUND;
         snprintf(err, errlen, "collection \"%.200s\" does not exist", name);

@@ -22,10 +22,14 @@
 #include "quiver/error.h"
 #include "quiver/faiss_ext.h"
 #include "quiver/log.h"
+#include "metrics.h"
 #include "rpc.h"
 #include "services.h"
 
 #define QUIVER_VERSION "0.1.0"
+#ifndef QUIVER_GIT_REVISION /* CMake: git describe at configure time */
+#define QUIVER_GIT_REVISION "unknown"
+#endif
 
 static void usage(FILE *f)
 {
@@ -39,6 +43,16 @@ static void usage(FILE *f)
             "                       --data and exit: every member's size and SHA-256 are\n"
             "                       checked first; DIR must be empty unless --force\n"
             "  --force              with --restore: replace the data in a non-empty DIR\n"
+            "  --auth-keys FILE     require API keys: one per line, SHA256-HEX ROLE NAME\n"
+            "                       [collections=a,b]; roles read, write, admin; clients\n"
+            "                       send \"authorization: Bearer KEY\"; re-read on SIGHUP\n"
+            "  --hash-key           read a key on stdin, print its SHA-256 for the key file\n"
+            "  --insecure-no-auth   serve without API keys on a non-loopback address\n"
+            "                       (without --auth-keys quiverd listens on loopback only)\n"
+            "  --tls-cert FILE --tls-key FILE  serve TLS (PEM); re-read on SIGHUP\n"
+            "  --tls-client-ca FILE require client certificates signed by this CA (mTLS)\n"
+            "  --log-format F       text (default) or json: one object per line\n"
+            "  --slow-ms N          log searches slower than N ms (default 500; 0 = off)\n"
             "  --threads N          gRPC worker threads (default: one per core, at least 2)\n"
             "  --map-size SIZE      the most the data may grow to (default 1T; suffixes\n"
             "                       K, M, G, T): reserved as address space, data.mdb\n"
@@ -68,6 +82,8 @@ static void usage(FILE *f)
             "                       of the machine may lose acknowledged writes\n"
             "  --grace-ms N         how long shutdown waits for calls (default 5000)\n"
             "  --log-level LEVEL    error, warn, info (default), debug\n"
+            "  --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n"
+            "                       (HOST:PORT; port 0 picks a free port, logged)\n"
             "  --version            print the version and exit\n"
             "  --help               this help\n\n"
             "Runtime environment: quiverd restarts itself once at start-up with\n"
@@ -158,6 +174,38 @@ static void blas_single_threaded(void)
     if (set && !getenv("OPENBLAS_NUM_THREADS")) set(1);
 }
 
+/* Is the host of a listen address (HOST:PORT) a loopback one? */
+static int is_loopback(const char *listen)
+{
+    const char *colon = strrchr(listen, ':');
+    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+    char host[256];
+    if (n >= sizeof host) return 0;
+    memcpy(host, listen, n);
+    host[n] = 0;
+    return !strcmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "[::1]") ||
+           !strcmp(host, "ipv4:127.0.0.1") || !strcmp(host, "::1");
+}
+
+/* --hash-key: a key from stdin (one line) to the hash the key file holds. */
+static int hash_key(void)
+{
+    char key[4096];
+    if (!fgets(key, sizeof key, stdin)) {
+        fprintf(stderr, "quiverd --hash-key: give the key on stdin\n");
+        return 2;
+    }
+    key[strcspn(key, "\r\n")] = 0;
+    if (!key[0]) {
+        fprintf(stderr, "quiverd --hash-key: the key is empty\n");
+        return 2;
+    }
+    char hex[65];
+    auth_hash_hex(key, strlen(key), hex);
+    printf("%s\n", hex);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     maybe_reexec_with_runtime_env(argv);
@@ -180,7 +228,8 @@ int main(int argc, char **argv)
     memset(&dbo, 0, sizeof dbo);
     enum { O_LISTEN = 256, O_DATA, O_THREADS, O_MAP, O_NOSYNC, O_MAXMSG, O_AUTOMIN, O_NOREB,
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
-           O_ATTRKEYS, O_QUEUED, O_MAXREB, O_RESTORE, O_FORCE };
+           O_ATTRKEYS, O_QUEUED, O_MAXREB, O_RESTORE, O_FORCE, O_AUTHKEYS, O_HASHKEY, O_NOAUTH,
+           O_TLSCERT, O_TLSKEY, O_TLSCA, O_LOGFMT, O_SLOW, O_METRICS };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -196,8 +245,16 @@ int main(int argc, char **argv)
         {"max-queued-writes", required_argument, 0, O_QUEUED},
         {"max-rebuilds", required_argument, 0, O_MAXREB},
         {"restore", required_argument, 0, O_RESTORE}, {"force", no_argument, 0, O_FORCE},
+        {"auth-keys", required_argument, 0, O_AUTHKEYS}, {"hash-key", no_argument, 0, O_HASHKEY},
+        {"insecure-no-auth", no_argument, 0, O_NOAUTH},
+        {"tls-cert", required_argument, 0, O_TLSCERT}, {"tls-key", required_argument, 0, O_TLSKEY},
+        {"tls-client-ca", required_argument, 0, O_TLSCA},
+        {"log-format", required_argument, 0, O_LOGFMT}, {"slow-ms", required_argument, 0, O_SLOW},
+        {"metrics-listen", required_argument, 0, O_METRICS},
         {0, 0, 0, 0}};
-    const char *restore = NULL;
+    const char *auth_keys = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
+    int insecure_no_auth = 0;
+    const char *restore = NULL, *metrics_listen = NULL;
     int force = 0;
     int c;
     unsigned long long v;
@@ -268,6 +325,24 @@ int main(int argc, char **argv)
             break;
         case O_NOREB: dbo.no_auto_rebuild = 1; break;
         case O_RESTORE: restore = optarg; break;
+        case O_METRICS: metrics_listen = optarg; break;
+        case O_AUTHKEYS: auth_keys = optarg; break;
+        case O_NOAUTH: insecure_no_auth = 1; break;
+        case O_TLSCERT: tls_cert = optarg; break;
+        case O_TLSKEY: tls_key = optarg; break;
+        case O_TLSCA: tls_ca = optarg; break;
+        case O_HASHKEY: return hash_key();
+        case O_LOGFMT:
+            if (!strcmp(optarg, "json")) qv_log_set_json(1);
+            else if (strcmp(optarg, "text") != 0) {
+                fprintf(stderr, "quiverd: --log-format %s: want text or json\n", optarg);
+                return 2;
+            }
+            break;
+        case O_SLOW:
+            if (parse_count("--slow-ms", optarg, 0, 86400000, &v)) return 2;
+            g_slow_ms = (unsigned)v;
+            break;
         case O_FORCE: force = 1; break;
         case O_GRACE:
             grace_ms = atoi(optarg);
@@ -296,6 +371,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "quiverd: unexpected argument %s (see --help)\n", argv[optind]);
         return 2;
     }
+    if ((tls_cert != NULL) != (tls_key != NULL) || (tls_ca && !tls_cert)) {
+        fprintf(stderr, "quiverd: --tls-cert and --tls-key go together (and --tls-client-ca "
+                        "with them)\n");
+        return 2;
+    }
+    if (!auth_keys && !insecure_no_auth && !is_loopback(listen)) {
+        fprintf(stderr, "quiverd: --listen %s is not a loopback address and no --auth-keys is "
+                        "given: anyone who can reach it could read and drop every collection. "
+                        "Give --auth-keys FILE, or --insecure-no-auth to serve it open.\n", listen);
+        return 2;
+    }
     if (force && !restore) {
         fprintf(stderr, "quiverd: --force goes with --restore\n");
         return 2;
@@ -319,6 +405,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -345,8 +432,37 @@ int main(int argc, char **argv)
     search_init();
     grpc_init();
     g_max_reply = max_reply ? max_reply : max_msg;
-    rpc_server_opts so = {listen, threads, (int)max_msg, grace_ms};
+    rpc_server_opts so = {listen, threads, (int)max_msg, grace_ms, NULL, auth_keys};
+    char aerr[600];
+    if (auth_keys && auth_load(auth_keys, aerr, sizeof aerr)) {
+        qv_error("--auth-keys: %s", aerr);
+        grpc_shutdown();
+        qv_db_close(g_db);
+        reflection_free();
+        return 1;
+    }
+    if (tls_cert && !(so.creds = tls_server_credentials(tls_cert, tls_key, tls_ca, aerr, sizeof aerr))) {
+        qv_error("TLS: %s", aerr);
+        grpc_shutdown();
+        qv_db_close(g_db);
+        reflection_free();
+        return 1;
+    }
+    if (metrics_listen) { /* /metrics: from now until the calls are drained */
+        char msimd[32] = "unknown", merr[600];
+        int mdd = 0;
+        faiss_get_simd_level(msimd, sizeof msimd, &mdd);
+        metrics_build mb = {QUIVER_VERSION, QUIVER_GIT_REVISION, QV_FAISS_VERSION, msimd, blas_core()};
+        if (metrics_start(metrics_listen, &mb, merr, sizeof merr)) {
+            qv_error("--metrics-listen: %s", merr);
+            grpc_shutdown();
+            qv_db_close(g_db);
+            reflection_free();
+            return 1;
+        }
+    }
     int exit_code = rpc_serve(&so);
+    metrics_stop();
     grpc_shutdown();
     qv_db_close(g_db);
     reflection_free();

@@ -123,6 +123,7 @@ static void rpc_free(rpc *r)
     }
     rpc_unreserve(r);
     if (r->state_free) r->state_free(r->state);
+    auth_release(&r->auth);
     if (r->call) grpc_call_unref(r->call);
     grpc_metadata_array_destroy(&r->req_md);
     if (r->method == M_UNKNOWN) grpc_call_details_destroy(&r->details);
@@ -405,8 +406,23 @@ static void on_accept(rpc *r, int ok)
     if (grpc_call_start_batch(r->call, &op, 1, &r->t_close, NULL) != GRPC_CALL_OK) rpc_unref(r);
     rpc_ref(r); /* the handler's start runs with its own reference */
     rpc_unref(r); /* the request slot's */
-    if (r->method == M_UNKNOWN) unknown_start(r);
-    else g_methods[r->method].start(r);
+    if (r->method == M_UNKNOWN) {
+        unknown_start(r);
+    } else {
+        /* the API key first: a call without the role it needs never reaches
+         * its handler */
+        char err[512];
+        const char *path = g_methods[r->method].path;
+        grpc_status_code code = auth_check(&r->req_md, path, auth_method_role(path), &r->auth, err,
+                                           sizeof err);
+        if (code != GRPC_STATUS_OK) {
+            rpc_fail(r, code, "%s", err);
+        } else {
+            auth_set_current(&r->auth);
+            g_methods[r->method].start(r);
+            auth_set_current(NULL);
+        }
+    }
     rpc_unref(r);
 }
 
@@ -420,7 +436,11 @@ static void on_step(rpc *r, int ok)
         grpc_byte_buffer_destroy(r->send_bb);
         r->send_bb = NULL;
     }
-    if (!r->done && r->method >= 0 && g_methods[r->method].step) g_methods[r->method].step(r, ok);
+    if (!r->done && r->method >= 0 && g_methods[r->method].step) {
+        auth_set_current(&r->auth);
+        g_methods[r->method].step(r, ok);
+        auth_set_current(NULL);
+    }
     rpc_unref(r);
 }
 
@@ -476,6 +496,7 @@ int rpc_serve(const rpc_server_opts *o)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     /* the caller blocked these before any thread started */
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = o->max_recv}},
@@ -504,7 +525,7 @@ int rpc_serve(const rpc_server_opts *o)
     }
     g_cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(g_server, g_cq, NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = o->creds ? o->creds : grpc_insecure_server_credentials_create();
     int port = grpc_server_add_http2_port(g_server, o->listen, creds);
     grpc_server_credentials_release(creds);
     if (port == 0) {
@@ -526,13 +547,25 @@ int rpc_serve(const rpc_server_opts *o)
     pthread_t *ws = calloc((size_t)o->threads, sizeof *ws);
     for (int i = 0; i < o->threads; i++) pthread_create(&ws[i], NULL, worker_main, NULL);
     health_set_serving(1);
-    qv_info("serving on %s (port %d, %d worker threads, grpc core %s)", o->listen, port,
-            o->threads, grpc_version_string());
+    qv_info("serving on %s (port %d, %d worker threads, grpc core %s, %s, %s)", o->listen, port,
+            o->threads, grpc_version_string(), o->creds ? "TLS" : "plain text",
+            o->auth_keys ? "API keys required" : "no API keys");
     printf("listening on port %d\n", port);
     fflush(stdout);
 
     int sig;
-    sigwait(&sigs, &sig);
+    for (;;) {
+        sigwait(&sigs, &sig);
+        if (sig != SIGHUP) break;
+        /* SIGHUP: keys and certificates are re-read; a bad file keeps the
+         * ones in force (and says why) */
+        char err[512];
+        if (o->auth_keys && auth_load(o->auth_keys, err, sizeof err))
+            qv_error("SIGHUP: %s; the keys in force stay", err);
+        if (o->creds) tls_reload();
+        qv_info("SIGHUP: %s%s re-read", o->auth_keys ? "API keys" : "",
+                o->creds ? (o->auth_keys ? " and TLS certificates" : "TLS certificates") : "");
+    }
     qv_info("%s: shutting down (draining calls for up to %d ms)",
             sig == SIGINT ? "SIGINT" : "SIGTERM", o->grace_ms);
     health_set_serving(0);

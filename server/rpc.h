@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "auth.h"
 #include "quiver/db.h"
 
 typedef struct rpc rpc;
@@ -61,6 +62,7 @@ struct rpc {
     qv_db *db;
     struct timespec t0; /* taken in (CLOCK_MONOTONIC), for the latency metric */
     int status;         /* the status sent (-1: none: the call was cancelled) */
+    auth_ctx auth;      /* the API key the call was admitted with */
     void *state;
     void (*state_free)(void *state);
 };
@@ -113,6 +115,8 @@ typedef struct rpc_server_opts {
     int threads;
     int max_recv;   /* bytes */
     int grace_ms;
+    grpc_server_credentials *creds; /* TLS (taken over), or NULL: plain text */
+    const char *auth_keys;          /* re-read on SIGHUP (NULL: none) */
 } rpc_server_opts;
 int rpc_serve(const rpc_server_opts *o);
 

@@ -24,6 +24,7 @@ void items_scan(rpc *r);
 void items_scan_step(rpc *r, int ok);
 
 /* svc_search.c */
+extern unsigned g_slow_ms; /* --slow-ms: searches slower than this are logged (0 = off) */
 void search_init(void);
 void search_search(rpc *r);
 void search_recommend(rpc *r);

@@ -281,6 +281,11 @@ void admin_backup_start(rpc *r)
         return;
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (auth_scoped()) {
+        rpc_fail(r, GRPC_STATUS_PERMISSION_DENIED,
+                 "a backup copies every collection: a key scoped to some cannot take one");
+        return;
+    }
     backup_state *s = calloc(1, sizeof *s);
     if (!s) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");

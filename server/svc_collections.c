@@ -14,7 +14,13 @@
 
 static int check_name(rpc *r, const char *name, const char *field)
 {
-    if (qv_name_check(name ? name : "") == 0) return 0;
+    char err[400];
+    if (qv_name_check(name ? name : "") == 0) {
+        /* a key scoped to some collections creates and drops only those */
+        if (auth_may_use(name, err, sizeof err)) return 0;
+        rpc_fail(r, GRPC_STATUS_PERMISSION_DENIED, "%s", err);
+        return -1;
+    }
     if (!name || !name[0])
         rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s is empty", field);
     else
@@ -175,7 +181,10 @@ void collections_list(rpc *r)
     }
     Quiver__V1__ListCollectionsResponse rep = QUIVER__V1__LIST_COLLECTIONS_RESPONSE__INIT;
     rep.collections = arena_alloc(a, (n ? n : 1) * sizeof *rep.collections);
+    char err[400];
     for (size_t i = 0; i < n && rep.collections; i++) {
+        /* a scoped key sees only its collections */
+        if (!auth_may_use(qv_coll_config_of(cs[i])->name, err, sizeof err)) continue;
         Quiver__V1__CollectionInfo *ci = arena_alloc(a, sizeof *ci);
         Quiver__V1__IndexInfo *ii = arena_alloc(a, sizeof *ii);
         if (!ci || !ii) break;

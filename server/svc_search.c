@@ -13,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "quiver/error.h"
+#include "quiver/log.h"
 #include "quiver/query.h"
 #include "services.h"
 #include "wire.h"
@@ -34,6 +36,7 @@
 #define SEARCH_SCRATCH_MAX ((size_t)1 << 30)
 
 unsigned g_max_k = 1000;
+unsigned g_slow_ms = 500;
 size_t g_max_reply = (size_t)64 << 20;
 static atomic_int g_active_searches;
 static long g_ncpu = 1;
@@ -42,6 +45,48 @@ void search_init(void)
 {
     g_ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (g_ncpu < 1) g_ncpu = 1;
+}
+
+/* ------------------------------------------------ deadlines, slow calls */
+/* Has the call's deadline passed, or has it ended (cancelled)? Searches
+ * check it between chunks of work (FAISS's interrupt hook, the query
+ * module's stop) and give up: the worker is free again. */
+static int call_gone(void *ctx)
+{
+    rpc *r = ctx;
+    if (atomic_load(&r->closed)) return 1;
+    if (gpr_time_cmp(r->deadline, gpr_inf_future(r->deadline.clock_type)) == 0) return 0;
+    return gpr_time_cmp(gpr_now(r->deadline.clock_type), r->deadline) >= 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* The status of a search stopped by call_gone. */
+static void fail_stopped(rpc *r, const char *what)
+{
+    if (atomic_load(&r->closed))
+        rpc_fail(r, GRPC_STATUS_CANCELLED, "%s stopped: the call was cancelled", what);
+    else
+        rpc_fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "%s stopped: the call's deadline passed", what);
+}
+
+static void log_slow(const char *what, const char *coll, size_t nq, size_t k, uint32_t nprobe,
+                     double ms)
+{
+    if (!g_slow_ms || ms < g_slow_ms) return;
+    char q[24], kk[24], np[24], t[32];
+    snprintf(q, sizeof q, "%zu", nq);
+    snprintf(kk, sizeof kk, "%zu", k);
+    if (nprobe) snprintf(np, sizeof np, "%u", nprobe);
+    else snprintf(np, sizeof np, "auto");
+    snprintf(t, sizeof t, "%.1f", ms);
+    const char *kv[] = {"collection", coll, "queries", q, "k", kk, "nprobe", np, "ms", t, NULL};
+    qv_log_kv(QV_LOG_WARN, kv, "slow %s: %.1f ms (over --slow-ms %u)", what, ms, g_slow_ms);
 }
 
 /* ---------------------------------------------------------- translation */
@@ -388,6 +433,7 @@ void search_search(rpc *r)
         rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode SearchRequest: %s", rpc_unpack_error());
         return;
     }
+    double t0 = now_ms();
     qv_coll *c = NULL;
     float *q = NULL;
     int64_t *qids = NULL;
@@ -469,12 +515,14 @@ void search_search(rpc *r)
         if (want < 1) want = 1;
     }
     omp_set_num_threads(want);
+    qv_index_cancel_hook(call_gone, r);
     if (!composed(req)) {
         rc = plain_search(c, nq, q, qids, any_id, k, req, &res);
         if (rc == QV_NOTFOUND) snprintf(err, sizeof err, "collection \"%s\" does not exist", cfg->name);
         else if (rc) snprintf(err, sizeof err, "search in \"%s\" failed: %s", cfg->name, qv_strerror(rc));
     } else {
-        qv_query_opts o = {.k = k, .nprobe = req->nprobe, .min_recall = req->min_recall};
+        qv_query_opts o = {.k = k, .nprobe = req->nprobe, .min_recall = req->min_recall,
+                           .stop = call_gone, .stop_ctx = r};
         if (req->mmr) {
             o.has_mmr = 1;
             o.mmr_diversity = req->mmr->diversity;
@@ -487,9 +535,15 @@ void search_search(rpc *r)
             rc = qv_query_search(c, nq, q, qids, &o, (qv_fusion)req->fusion, req->rrf_k, &res,
                                  err, sizeof err);
     }
+    qv_index_cancel_hook(NULL, NULL);
     omp_set_num_threads(saved);
     atomic_fetch_sub(&g_active_searches, 1);
+    log_slow("search", cfg->name, nq, k, req->nprobe, now_ms() - t0);
     if (rc == -1) goto fail;
+    if (rc == QV_CANCELLED) {
+        fail_stopped(r, "search");
+        goto out;
+    }
     if (rc) {
         fail_rc(r, rc, err);
         goto out;
@@ -545,8 +599,9 @@ static int conv_examples(arena *a, Quiver__V1__Example **pe, size_t n, const cha
 
 /* One RecommendRequest into res (one list). Returns 0 or -1 with code and
  * err set; *coll_id names the collection for the attribute fetch. */
-static int recommend_one(const Quiver__V1__RecommendRequest *req, arena *a, qv_query_result *res,
-                         uint32_t *coll_id, grpc_status_code *code, char *err, size_t errlen)
+static int recommend_one(rpc *r, const Quiver__V1__RecommendRequest *req, arena *a,
+                         qv_query_result *res, uint32_t *coll_id, grpc_status_code *code, char *err,
+                         size_t errlen)
 {
     qv_coll *c = find_coll(req->collection, code, err, errlen);
     if (!c) return -1;
@@ -565,12 +620,25 @@ static int recommend_one(const Quiver__V1__RecommendRequest *req, arena *a, qv_q
     if (conv_examples(a, req->positive, req->n_positive, "positive", cfg, &pos, err, errlen) ||
         conv_examples(a, req->negative, req->n_negative, "negative", cfg, &neg, err, errlen))
         goto out;
-    qv_query_opts o = {.k = k, .nprobe = req->nprobe, .min_recall = req->min_recall};
+    qv_query_opts o = {.k = k, .nprobe = req->nprobe, .min_recall = req->min_recall,
+                       .stop = call_gone, .stop_ctx = r};
     if (conv_opts(a, &o, req->filter, req->exclude_ids, req->n_exclude_ids, req->score_threshold,
                   req->group_by, req->group_size, code, err, errlen))
         goto out;
+    double t0 = now_ms();
+    qv_index_cancel_hook(call_gone, r);
     int rc = qv_query_recommend(c, pos, req->n_positive, neg, req->n_negative,
                                 (qv_rec_strategy)req->strategy, &o, res, err, errlen);
+    qv_index_cancel_hook(NULL, NULL);
+    log_slow("recommend", cfg->name, req->n_positive + req->n_negative, k, req->nprobe,
+             now_ms() - t0);
+    if (rc == QV_CANCELLED) {
+        *code = atomic_load(&r->closed) ? GRPC_STATUS_CANCELLED : GRPC_STATUS_DEADLINE_EXCEEDED;
+        snprintf(err, errlen, "recommend stopped: %s", *code == GRPC_STATUS_CANCELLED
+                                                           ? "the call was cancelled"
+                                                           : "the call's deadline passed");
+        goto out;
+    }
     if (rc) {
         *code = status_of(rc);
         goto out;
@@ -596,7 +664,7 @@ void search_recommend(rpc *r)
     grpc_status_code code = GRPC_STATUS_RESOURCE_EXHAUSTED;
     uint32_t coll_id = 0;
     if (!a) snprintf(err, sizeof err, "out of memory");
-    if (!a || recommend_one(req, a, &res, &coll_id, &code, err, sizeof err))
+    if (!a || recommend_one(r, req, a, &res, &coll_id, &code, err, sizeof err))
         rpc_fail(r, code, "%s", err);
     else
         finish_hits(r, coll_id, res.hits, res.off, 1, !req->without_attributes, 1);
@@ -632,7 +700,7 @@ void search_recommend_batch(rpc *r)
         goto out;
     }
     for (i = 0; i < n; i++) {
-        if (recommend_one(req->requests[i], a, &rs[i], &coll_id, &code, err, sizeof err)) {
+        if (recommend_one(r, req->requests[i], a, &rs[i], &coll_id, &code, err, sizeof err)) {
             snprintf(msg, sizeof msg, "requests[%zu]: %s", i, err);
             rpc_fail(r, code, "%s", msg);
             goto out;

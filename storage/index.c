@@ -745,7 +745,9 @@ int qv_index_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k,
             frc = faiss_Index_search_with_params(ix->fi, (idx_t)nq, q, (idx_t)kk, fp, cs, cl);
         else
             frc = faiss_Index_search(ix->fi, (idx_t)nq, q, (idx_t)kk, cs, cl);
-        rc = frc ? faiss_fail(frc, "search") : 0;
+        /* stopped by the thread's hook (a call's deadline or cancel) */
+        if (frc && tls_hook && tls_hook(tls_hook_ctx)) rc = QV_CANCELLED;
+        else rc = frc ? faiss_fail(frc, "search") : 0;
     }
     if (!rc && ix->rs)
         for (size_t i = 0; i < nq; i++)

@@ -282,8 +282,11 @@ static size_t top(cand *cs, size_t n, size_t D)
 }
 
 /* Exact: every allowed item scored against q. [out] *out (malloc), *n. */
+static int stopped(const qctx *x) { return x->o->stop && x->o->stop(x->o->stop_ctx); }
+
 static int knn_exact(qctx *x, const float *q, size_t D, cand **out, size_t *n)
 {
+    if (stopped(x)) return QV_CANCELLED;
     int rc = build_allowed(x);
     if (rc) return rc;
     size_t m = x->nallowed;
@@ -306,6 +309,7 @@ static int knn_exact(qctx *x, const float *q, size_t D, cand **out, size_t *n)
     if (!v) rc = QV_NOMEM;
     size_t o = 0;
     for (size_t j = 0; j < m && !rc; j++) {
+        if ((j & 65535) == 65535 && stopped(x)) rc = QV_CANCELLED;
         if (!found[j]) {
             qv_item_view iv;
             if (qv_store_item_get(st, x->txn, x->c->cfg.id, (uint64_t)x->allowed[j], &iv) ||
@@ -824,6 +828,7 @@ static int one_list(qctx *x, size_t li, size_t nq, const float *q, const int64_t
     size_t k = x->o->k, depth = D;
     int grouping = x->o->group_by && x->o->group_by_len, rc = 0;
     for (;;) {
+        if (stopped(x)) return QV_CANCELLED;
         size_t from = fusion ? 0 : li, to = fusion ? nq : li + 1;
         int exhausted = 1;
         for (size_t i = from; i < to && !rc; i++) {
@@ -963,6 +968,10 @@ static int rescore(const recx *r, const int64_t *ids, size_t n, cand *cs, size_t
     size_t o = 0;
     for (size_t b = 0; b < n; b += CH) {
         size_t m = n - b < CH ? n - b : CH;
+        if (stopped(x)) {
+            free(v), free(found);
+            return QV_CANCELLED;
+        }
         get_vectors(x, m, ids + b, v, found);
         for (size_t j = 0; j < m; j++) {
             int drop;
@@ -1163,6 +1172,10 @@ int qv_query_recommend(qv_coll *c, const qv_example *pos, size_t npos, const qv_
         cand *cs = NULL;
         size_t n = 0;
         int exhausted = 1;
+        if (stopped(&x)) {
+            rc = QV_CANCELLED;
+            break;
+        }
         if (strategy == QV_REC_AVERAGE) {
             rc = knn(&x, q, depth, -1, &cs, &n);
             if (!rc) {

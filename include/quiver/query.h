@@ -103,6 +103,10 @@ typedef struct qv_query_opts {
     int has_mmr;
     float mmr_diversity;
     uint32_t mmr_candidates; /* 0 = 10 x k */
+    /* checked between queries and chunks of work (NULL: never): non-zero
+     * stops the call with QV_CANCELLED (its deadline passed, or cancelled) */
+    int (*stop)(void *ctx);
+    void *stop_ctx;
 } qv_query_opts;
 
 typedef struct qv_hit {
