@@ -8,7 +8,8 @@ PKGS=(build-essential cmake pkg-config xxd
       libroaring-dev libjansson-dev libarchive-dev libssl-dev
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
       python3-numpy python3-pytest grpc-proto python3-hnswlib gnuplot-nox
-      clang libclang-rt-14-dev libfuzzer-14-dev strace)
+      clang libclang-rt-14-dev libfuzzer-14-dev strace
+      libmicrohttpd-dev prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
