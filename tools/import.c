@@ -7,20 +7,18 @@
  * checkpoint file, from which --resume continues. File formats: formats.c.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <grpc/status.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "formats.h"
 #include "transfer.h"
@@ -33,7 +31,6 @@
 #define MAX_BATCH 100000      /* the server's items per request */
 #define MAX_WINDOW 64
 #define MAX_BAD_SHOWN 100     /* bad rows printed with --skip-bad */
-#define CHECKPOINT_VERSION 1  /* bump when the checkpoint's fields change meaning */
 #define MAX_ID INT64_MAX
 
 static const char usage_import[] =
@@ -191,7 +188,7 @@ typedef struct importer {
     size_t seg_batches, window;
     const char *format_name;
     char *ckpt_path;
-    json_t *ckpt_files;
+    json_t *ck_identity; /* the checkpoint's description of this import */
     qvc *conn;
     meter m;
     /* where this run starts */
@@ -347,48 +344,6 @@ static int ids_meet(const segment *a, const segment *b)
 }
 
 /* ------------------------------------------------------------- checkpoint */
-/* Replace the checkpoint file atomically (temp file, fsync, rename). */
-static int ckpt_write(importer *im, uint64_t rows_done, uint64_t skipped, char *err, size_t errlen)
-{
-    json_t *o = json_pack("{s:i, s:s, s:s, s:I, s:O, s:I, s:I, s:I}", "version", CHECKPOINT_VERSION,
-                          "collection", im->coll, "format", im->format_name, "id_offset",
-                          (json_int_t)im->id_offset, "files", im->ckpt_files, "rows_done",
-                          (json_int_t)rows_done, "rows_skipped", (json_int_t)skipped, "dim", (json_int_t)im->dim);
-    char *text = o ? json_dumps(o, JSON_INDENT(1)) : NULL;
-    json_decref(o);
-    char *tmp = NULL;
-    if (!text || asprintf(&tmp, "%s.tmp", im->ckpt_path) < 0) {
-        free(text);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    size_t len = strlen(text);
-    int rc = -1;
-    if (fd < 0) goto fail;
-    text[len] = '\n';
-    for (size_t off = 0; off < len + 1;) {
-        ssize_t w = write(fd, text + off, len + 1 - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) goto fail;
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0) goto fail;
-    int c = close(fd);
-    fd = -1;
-    if (c != 0 || rename(tmp, im->ckpt_path) != 0) goto fail;
-    rc = 0;
-fail:
-    if (rc) {
-        snprintf(err, errlen, "%s: %s", im->ckpt_path, strerror(errno));
-        if (fd >= 0) close(fd);
-        unlink(tmp);
-    }
-    free(text);
-    free(tmp);
-    return rc;
-}
-
 /* Write the acknowledged prefix if it moved (any thread). */
 static void ckpt_update(importer *im)
 {
@@ -397,7 +352,7 @@ static void ckpt_update(importer *im)
     uint64_t rec = im->ack_rec, skipped = im->ack_skipped;
     pthread_mutex_unlock(&im->mu);
     if (rec > im->ck_written && !im->ck_failed) {
-        if (ckpt_write(im, rec, skipped, im->ck_err, sizeof im->ck_err)) {
+        if (qvck_write(im->ckpt_path, im->ck_identity, rec, skipped, im->ck_err, sizeof im->ck_err)) {
             im->ck_failed = 1;
             pthread_mutex_lock(&im->mu);
             im->failed = 1; /* resuming would not be safe: stop */
@@ -410,87 +365,24 @@ static void ckpt_update(importer *im)
     pthread_mutex_unlock(&im->ck_mu);
 }
 
-/* The files' identity for the checkpoint: [{path, size, mtime, format}]. */
-static json_t *ckpt_files_of(importer *im, char *err, size_t errlen)
+/* --resume: where the checkpoint says to start (0 without one). Returns 0 or
+ * an exit code, the message printed. */
+static int ckpt_resume(importer *im)
 {
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < im->nfiles; i++) {
-        struct stat st;
-        char *abs = realpath(im->paths[i], NULL);
-        if (!abs || stat(abs, &st) != 0) {
-            snprintf(err, errlen, "%s: %s", im->paths[i], strerror(errno));
-            free(abs);
-            json_decref(a);
-            return NULL;
-        }
-        json_int_t mtime = (json_int_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-        json_t *f = json_pack("{s:s, s:I, s:I, s:s}", "path", abs, "size", (json_int_t)st.st_size, "mtime",
-                              mtime, "format", qvf_format_name(im->fmts[i]));
-        free(abs);
-        if (!f || json_array_append_new(a, f)) {
-            json_decref(f);
-            json_decref(a);
-            a = NULL;
-        }
-    }
-    if (!a) snprintf(err, errlen, "out of memory");
-    return a;
-}
-
-/* FILE.quiver-import.json beside FILE; in the current folder when FILE's
- * folder is not writable (a read-only data set). malloc'd. */
-static char *default_ckpt_path(const char *file)
-{
-    char *dir = strdup(file), *p = NULL;
-    if (!dir) return NULL;
-    const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
-    int writable = access(dirname(dir), W_OK) == 0;
-    free(dir);
-    if (asprintf(&p, "%s.quiver-import.json", writable ? file : base) < 0) return NULL;
-    return p;
-}
-
-/* --resume: read the checkpoint and check it matches this command. Returns
- * 0 (im->start_rec/start_skipped set; 0 when there is no checkpoint) or an
- * exit code, the message printed. */
-static int ckpt_load(importer *im)
-{
-    json_error_t je;
-    json_t *o = json_load_file(im->ckpt_path, 0, &je);
-    if (!o) {
-        if (access(im->ckpt_path, F_OK) != 0 && errno == ENOENT) {
-            fprintf(stderr, "quiver: no checkpoint at %s: starting at the first row\n", im->ckpt_path);
-            return EXIT_OK;
-        }
-        fprintf(stderr, "quiver: checkpoint %s does not read: %s (line %d)\n", im->ckpt_path, je.text, je.line);
-        return EXIT_REJECTED;
-    }
-    const char *why = NULL;
-    json_t *v = json_object_get(o, "version");
-    const char *coll = json_string_value(json_object_get(o, "collection"));
-    const char *fmt = json_string_value(json_object_get(o, "format"));
-    json_t *off = json_object_get(o, "id_offset"), *rows = json_object_get(o, "rows_done");
-    json_t *skipped = json_object_get(o, "rows_skipped");
-    if (!json_is_integer(v) || json_integer_value(v) != CHECKPOINT_VERSION) why = "its version is not 1";
-    else if (!coll || strcmp(coll, im->coll)) why = "it is for another collection";
-    else if (!fmt || strcmp(fmt, im->format_name)) why = "it is for another --format";
-    else if (!json_is_integer(off) || (uint64_t)json_integer_value(off) != im->id_offset)
-        why = "it is for another --id-offset";
-    else if (!json_equal(json_object_get(o, "files"), im->ckpt_files))
-        why = "it is for other FILEs, or they changed since (path, size or mtime)";
-    else if (!json_is_integer(rows) || json_integer_value(rows) < 0) why = "rows_done is missing";
-    if (why) {
+    char why[512];
+    switch (qvck_load(im->ckpt_path, im->ck_identity, &im->start_rec, &im->start_skipped, why, sizeof why)) {
+    case QVCK_OK: return EXIT_OK;
+    case QVCK_NONE:
+        fprintf(stderr, "quiver: no checkpoint at %s: starting at the first row\n", im->ckpt_path);
+        return EXIT_OK;
+    case QVCK_MISMATCH:
         fprintf(stderr,
                 "quiver: checkpoint %s does not match this import: %s; run without --resume to start "
                 "again (or delete it)\n",
                 im->ckpt_path, why);
-        json_decref(o);
         return EXIT_REJECTED;
+    default: fprintf(stderr, "quiver: checkpoint %s does not read: %s\n", im->ckpt_path, why); return EXIT_REJECTED;
     }
-    im->start_rec = (uint64_t)json_integer_value(rows);
-    im->start_skipped = json_is_integer(skipped) ? (uint64_t)json_integer_value(skipped) : 0;
-    json_decref(o);
-    return EXIT_OK;
 }
 
 /* ------------------------------------------------------------- the reader */
@@ -920,13 +812,22 @@ static int import_run(importer *im, int argc, char **argv)
     }
 
     /* the checkpoint */
-    if (!(im->ckpt_path = a.checkpoint ? strdup(a.checkpoint) : default_ckpt_path(im->paths[0])))
+    if (!(im->ckpt_path = a.checkpoint ? strdup(a.checkpoint) : qvck_default_path(im->paths[0])))
         return EXIT_SERVER;
-    if (!(im->ckpt_files = ckpt_files_of(im, err, sizeof err))) {
+    const char **names = calloc(im->nfiles, sizeof *names);
+    if (!names) return EXIT_SERVER;
+    for (size_t i = 0; i < im->nfiles; i++) names[i] = qvf_format_name(im->fmts[i]);
+    json_t *files = qvck_files(im->paths, names, im->nfiles, err, sizeof err);
+    free(names);
+    if (!files) {
         fprintf(stderr, "quiver: %s\n", err);
         return EXIT_REJECTED;
     }
-    if (a.resume && (rc = ckpt_load(im))) return rc;
+    im->ck_identity = json_pack("{s:s, s:s, s:I, s:o, s:I}", "collection", im->coll, "format", im->format_name,
+                                "id_offset", (json_int_t)im->id_offset, "files", files, "dim",
+                                (json_int_t)file_dim);
+    if (!im->ck_identity) return EXIT_SERVER;
+    if (a.resume && (rc = ckpt_resume(im))) return rc;
 
     /* the collection */
     if (!(im->conn = cli_conn(&rc))) return rc;
@@ -938,7 +839,7 @@ static int import_run(importer *im, int argc, char **argv)
     if (im->batch_rows > fit) im->batch_rows = fit ? fit : 1;
 
     if ((rc = skip_done(im))) return rc;
-    if (ckpt_write(im, im->start_rec, im->start_skipped, err, sizeof err)) {
+    if (qvck_write(im->ckpt_path, im->ck_identity, im->start_rec, im->start_skipped, err, sizeof err)) {
         fprintf(stderr, "quiver: cannot write the checkpoint: %s (--checkpoint PATH puts it elsewhere)\n", err);
         return EXIT_SERVER;
     }
@@ -1035,7 +936,7 @@ int cmd_import(int argc, char **argv)
     free(im.base);
     free(im.paths ? (void *)(im.paths - 1) : NULL);
     free(im.ckpt_path);
-    json_decref(im.ckpt_files);
+    json_decref(im.ck_identity);
     pthread_mutex_destroy(&im.mu);
     pthread_cond_destroy(&im.cv);
     pthread_mutex_destroy(&im.ck_mu);

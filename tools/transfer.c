@@ -2,7 +2,8 @@
  * transfer: `quiver export` (Items/Scan into an fvecs, npy, JSON Lines or
  * CSV file) and `quiver backup` (Admin/Backup into an archive file), both
  * written to FILE.tmp and renamed into place once complete and fsynced; and
- * the progress meter they share with `quiver import` (import.c).
+ * the progress meter they share with `quiver import` (import.c). File
+ * formats: formats.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -215,6 +216,7 @@ static int export_run(export_state *x, int argc, char **argv)
     }
     int to_stdout = !strcmp(out, "-");
     if (to_stdout && fmt == QVF_NPY) return cli_usage_error(cmd, "npy cannot be written to stdout");
+    if (to_stdout && cli_json()) return cli_usage_error(cmd, "--json and -o - would both write to stdout");
 
     Quiver__V1__DescribeCollectionRequest dreq = QUIVER__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
     dreq.name = (char *)pos[0];
