@@ -45,7 +45,10 @@ char *qvck_default_path(const char *file)
     char *dir = strdup(file), *p = NULL;
     if (!dir) return NULL;
     const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
-    int writable = access(dirname(dir), W_OK) == 0;
+    /* root may write anywhere: a folder without any w bit counts as read-only */
+    struct stat st;
+    const char *d = dirname(dir);
+    int writable = access(d, W_OK) == 0 && stat(d, &st) == 0 && (st.st_mode & 0222);
     free(dir);
     if (asprintf(&p, "%s.quiver-import.json", writable ? file : base) < 0) return NULL;
     return p;

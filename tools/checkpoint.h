@@ -35,7 +35,8 @@ json_t *qvck_files(const char *const *paths, const char *const *formats, size_t 
                    size_t errlen);
 
 /* FILE.quiver-import.json beside file, or in the current folder when file's
- * folder is not writable. malloc'd; NULL when out of memory. */
+ * folder is not writable (or has no w bit: root ignores them). malloc'd;
+ * NULL when out of memory. */
 char *qvck_default_path(const char *file);
 
 /* Replace path with identity's members plus rows_done and rows_skipped.

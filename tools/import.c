@@ -82,7 +82,7 @@ static const char usage_import[] =
     "                      acknowledged (from the start when there is none)\n"
     "  --checkpoint PATH   the checkpoint file (default: FILE.quiver-import.json\n"
     "                      beside the first FILE, or in the current folder when\n"
-    "                      FILE's folder is not writable)\n"
+    "                      FILE's folder is not writable or has no w bit)\n"
     "\n"
     "Checkpoint: after each acknowledged segment (and all before it) the importer\n"
     "replaces, atomically, a JSON file {\"version\": 1, \"collection\", \"format\",\n"

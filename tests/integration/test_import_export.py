@@ -700,3 +700,29 @@ def test_progress_bar_on_a_terminal(server, tmp_path, big):
     # not a terminal: no bar, one summary line
     r = ok(cli(server.addr, "import", "tty", p, "--batch", 5000))
     assert r.stderr == "" and r.stdout.count("\n") == 1 and "rows/s" in r.stdout
+
+
+def test_default_checkpoint_beside_the_file_or_in_the_current_folder(server, tmp_path):
+    rng = np.random.default_rng(17)
+    x = qt.rand_vectors(rng, 50, 4)
+    x[30, 1] = np.nan  # a bad row keeps the checkpoint
+    rw = tmp_path / "rw"
+    ro = tmp_path / "ro"
+    cwd = tmp_path / "cwd"
+    for d in (rw, ro, cwd):
+        d.mkdir()
+    np.save(rw / "a.npy", x)
+    np.save(ro / "a.npy", x)
+    ro.chmod(0o555)
+    try:
+        server.create("dc", 4)
+        fails(cli(server.addr, "import", "dc", rw / "a.npy", "--batch", 10, cwd=cwd), REJECTED)
+        assert ckpt_rows(rw / "a.npy.quiver-import.json") == 30
+        fails(cli(server.addr, "import", "dc", ro / "a.npy", "--batch", 10, cwd=cwd), REJECTED)
+        assert not os.path.exists(ro / "a.npy.quiver-import.json")
+        assert ckpt_rows(cwd / "a.npy.quiver-import.json") == 30
+        out = jimport(server.addr, "dc", ro / "a.npy", "--batch", 10, "--resume", "--skip-bad", cwd=cwd)
+        assert out["resumed_from"] == 30 and out["rows_acknowledged"] == 19 and out["rows_skipped"] == 1
+        assert not os.path.exists(cwd / "a.npy.quiver-import.json")
+    finally:
+        ro.chmod(0o755)
