@@ -63,7 +63,8 @@ static const char usage[] =
     "                               --k K (--nprobes 1,2,4,... --mode single|batch [--threads T]\n"
     "                               [--batch B] [--warmup N] --out-prefix P | --serve)\n"
     "\n"
-    "The C half of tools/quiver-bench. Vector files are fvecs or bvecs (bvecs are\n"
+    "The C half of tools/quiver-bench (an API key comes from $QUIVER_API_KEY).\n"
+    "Vector files are fvecs or bvecs (bvecs are\n"
     "converted to float); row number = item id. --order is a file of uint32 row\n"
     "numbers into --queries: the queries timed, in that order. Result ids (int64,\n"
     "len(order) x k, -1 past the end) go to --out (faiss: P.<nprobe>.ids).\n"
@@ -339,7 +340,9 @@ static qvc *connect_or_die(const char *addr, int flags)
 {
     qvc *c;
     qvc_status st;
-    if (qvc_open_ex(addr, flags, &c)) die("cannot open a channel to %s", addr);
+    /* an API key from the environment (quiver-bench --api-key sets it) */
+    qvc_security sec = {.api_key = getenv("QUIVER_API_KEY")};
+    if (qvc_open_secure(addr, flags, &sec, &c, NULL, 0)) die("cannot open a channel to %s", addr);
     if (qvc_wait_ready(c, CONNECT_TIMEOUT_MS, &st)) die("%s", st.details);
     return c;
 }

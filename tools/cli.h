@@ -27,6 +27,7 @@ enum {
     EXIT_NOT_FOUND = 4,
     EXIT_REJECTED = 5,
     EXIT_SERVER = 6,
+    EXIT_DENIED = 7, /* UNAUTHENTICATED, PERMISSION_DENIED: no key, or not this one */
     EXIT_INTERRUPTED = 130,
 };
 

@@ -31,6 +31,8 @@ typedef struct method_reg {
 struct qvc {
     grpc_channel *ch;
     char *addr;
+    grpc_metadata auth; /* authorization: Bearer KEY */
+    size_t n_md;        /* 1 with an API key */
     pthread_mutex_t mu; /* guards methods and pool */
     method_reg *methods;
     size_t n_methods, cap_methods;
@@ -231,7 +233,32 @@ static grpc_call *call_new(qvc *c, const char *method, grpc_completion_queue *cq
 }
 
 /* ------------------------------------------------------------- connection */
+static char *read_pem(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0;
+    if (f) {
+        buf = malloc((1 << 20) + 1);
+        n = buf ? fread(buf, 1, 1 << 20, f) : 0;
+        fclose(f);
+    }
+    if (!buf || !n) {
+        if (err) snprintf(err, errlen, "cannot read %s", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
 int qvc_open_ex(const char *addr, int flags, qvc **out)
+{
+    return qvc_open_secure(addr, flags, NULL, out, NULL, 0);
+}
+
+int qvc_open_secure(const char *addr, int flags, const qvc_security *sec, qvc **out, char *err,
+                    size_t errlen)
 {
     *out = NULL;
     if (!addr || !addr[0]) return GRPC_STATUS_INVALID_ARGUMENT;
@@ -252,9 +279,33 @@ int qvc_open_ex(const char *addr, int flags, qvc **out)
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}},
     };
     grpc_channel_args ca = {(flags & QVC_OWN_CONNECTION) ? 3 : 2, args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = NULL;
+    if (sec && (sec->tls || sec->tls_ca || sec->tls_cert)) {
+        char *roots = sec->tls_ca ? read_pem(sec->tls_ca, err, errlen) : NULL;
+        char *cert = sec->tls_cert ? read_pem(sec->tls_cert, err, errlen) : NULL;
+        char *key = sec->tls_key ? read_pem(sec->tls_key, err, errlen) : NULL;
+        if ((sec->tls_ca && !roots) || (sec->tls_cert && !cert) || (sec->tls_key && !key)) {
+            free(roots), free(cert), free(key);
+            free(c->addr);
+            free(c);
+            grpc_shutdown();
+            return GRPC_STATUS_INVALID_ARGUMENT;
+        }
+        grpc_ssl_pem_key_cert_pair pair = {key, cert};
+        creds = grpc_ssl_credentials_create(roots, cert && key ? &pair : NULL, NULL, NULL);
+        free(roots), free(cert), free(key);
+    } else {
+        creds = grpc_insecure_credentials_create();
+    }
     c->ch = grpc_channel_create(addr, creds, &ca);
     grpc_channel_credentials_release(creds);
+    if (sec && sec->api_key && sec->api_key[0]) {
+        char hdr[4200];
+        snprintf(hdr, sizeof hdr, "Bearer %s", sec->api_key);
+        c->auth.key = grpc_slice_from_static_string("authorization");
+        c->auth.value = grpc_slice_from_copied_string(hdr);
+        c->n_md = 1;
+    }
     *out = c;
     return 0;
 }
@@ -265,6 +316,7 @@ void qvc_close(qvc *c)
 {
     if (!c) return;
     grpc_channel_destroy(c->ch);
+    if (c->n_md) grpc_slice_unref(c->auth.value);
     for (size_t i = 0; i < c->n_pool; i++) cq_destroy(c->pool[i]);
     free(c->pool);
     for (size_t i = 0; i < c->n_methods; i++) free(c->methods[i].path);
@@ -326,6 +378,8 @@ static int unary_call(qvc *c, const char *method, const ProtobufCMessage *req, q
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->n_md;
+    ops[0].data.send_initial_metadata.metadata = c->n_md ? &c->auth : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -439,6 +493,8 @@ int qvc_stream_start(qvc *c, const char *method, const ProtobufCMessage *req, in
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->n_md;
+    ops[0].data.send_initial_metadata.metadata = c->n_md ? &c->auth : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = s->request;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -560,6 +616,8 @@ int qvc_upload_start(qvc *c, const char *method, int timeout_ms, qvc_upload **ou
     grpc_op md;
     memset(&md, 0, sizeof md);
     md.op = GRPC_OP_SEND_INITIAL_METADATA;
+    md.data.send_initial_metadata.count = c->n_md;
+    md.data.send_initial_metadata.metadata = c->n_md ? &c->auth : NULL;
     /* The receiving side is posted at once, so that an early answer of the
      * server (an error before the stream ends) is noticed by the sender. */
     grpc_op rv[3];

@@ -90,6 +90,20 @@ int qvc_open(const char *addr, qvc **out);
 /* qvc_open with flags (QVC_OWN_CONNECTION). */
 int qvc_open_ex(const char *addr, int flags, qvc **out);
 
+/* How to reach a server that wants API keys or TLS. */
+typedef struct qvc_security {
+    const char *api_key; /* sent as "authorization: Bearer KEY" on every call (NULL: none) */
+    int tls;             /* 1: TLS, trusting the system's roots unless tls_ca */
+    const char *tls_ca;  /* PEM file of the CA to trust (implies tls) */
+    const char *tls_cert, *tls_key; /* PEM files: a client certificate (mTLS) */
+} qvc_security;
+
+/* qvc_open_ex with security (sec may be NULL: plain text, no key). A PEM
+ * file that cannot be read is GRPC_STATUS_INVALID_ARGUMENT with err naming
+ * it (err may be NULL). */
+int qvc_open_secure(const char *addr, int flags, const qvc_security *sec, qvc **out, char *err,
+                    size_t errlen);
+
 /* Close the connection. Every call made on it must have ended. NULL is a
  * no-op. */
 void qvc_close(qvc *c);

@@ -67,6 +67,11 @@ static const char usage_top[] =
     "Global options (accepted anywhere on the command line):\n"
     "  --addr HOST:PORT   server address (default: $QUIVER_ADDR, else " DEFAULT_ADDR ")\n"
     "  --json             print one JSON document instead of tables\n"
+    "  --api-key KEY      API key sent as \"authorization: Bearer KEY\" (default:\n"
+    "                     $QUIVER_API_KEY)\n"
+    "  --tls              connect with TLS, trusting the system's CA certificates\n"
+    "  --tls-ca FILE      connect with TLS, trusting this CA (PEM)\n"
+    "  --tls-cert FILE --tls-key FILE  client certificate for mTLS (PEM)\n"
     "  --timeout SECONDS  deadline of each request (default 60; index rebuild, export\n"
     "                     and backup have none; import: of each Import stream)\n"
     "  -h, --help         show this help; 'quiver COMMAND --help' shows a command's\n"
@@ -83,6 +88,8 @@ static const char usage_top[] =
     "       input file, a checkpoint that does not match\n"
     "  6    other server error (INTERNAL, RESOURCE_EXHAUSTED, ...; health: not serving);\n"
     "       export, backup: the output file cannot be written\n"
+    "  7    not allowed (UNAUTHENTICATED: no or unknown API key; PERMISSION_DENIED:\n"
+    "       the key lacks the role or the collection)\n"
     "  130  cancelled with Ctrl-C\n"
     "Errors go to stderr as \"quiver: STATUS: message\" (with --json too; stdout then\n"
     "stays empty).\n";
@@ -232,6 +239,7 @@ static const char usage_recommend[] =
 static int g_json;
 static const char *g_addr;
 static int g_timeout_ms = 60000;
+static qvc_security g_sec; /* --api-key, --tls... */
 static qvc *g_conn;
 
 /* Ctrl-C: a thread waits for SIGINT (blocked everywhere else). It cancels the
@@ -302,6 +310,8 @@ static int exit_code_of(int code)
     case GRPC_STATUS_ALREADY_EXISTS:
     case GRPC_STATUS_FAILED_PRECONDITION:
     case GRPC_STATUS_OUT_OF_RANGE: return EXIT_REJECTED;
+    case GRPC_STATUS_UNAUTHENTICATED:
+    case GRPC_STATUS_PERMISSION_DENIED: return EXIT_DENIED;
     case GRPC_STATUS_CANCELLED:
         return atomic_load(&g_interrupted) ? EXIT_INTERRUPTED : EXIT_SERVER;
     default: return EXIT_SERVER;
@@ -773,7 +783,13 @@ static int connect_server(void)
 {
     qvc_status st;
     if (g_conn) return EXIT_OK;
-    if (qvc_open(g_addr, &g_conn)) {
+    char err[512] = "";
+    int orc = qvc_open_secure(g_addr, 0, &g_sec, &g_conn, err, sizeof err);
+    if (orc == GRPC_STATUS_INVALID_ARGUMENT && err[0]) {
+        fprintf(stderr, "quiver: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (orc) {
         fprintf(stderr, "quiver: cannot open a channel to %s\n", g_addr);
         return EXIT_UNAVAILABLE;
     }
@@ -1748,6 +1764,7 @@ int main(int argc, char **argv)
     if (!args) return EXIT_SERVER;
     g_addr = getenv("QUIVER_ADDR");
     if (!g_addr || !g_addr[0]) g_addr = DEFAULT_ADDR;
+    g_sec.api_key = getenv("QUIVER_API_KEY");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) {
@@ -1763,6 +1780,23 @@ int main(int argc, char **argv)
                 break;
             }
             g_addr = v;
+        } else if (strcmp(a, "--tls") == 0) {
+            g_sec.tls = 1;
+        } else if (!strcmp(a, "--api-key") || !strcmp(a, "--tls-ca") || !strcmp(a, "--tls-cert") ||
+                   !strcmp(a, "--tls-key") || !strncmp(a, "--api-key=", 10) ||
+                   !strncmp(a, "--tls-ca=", 9) || !strncmp(a, "--tls-cert=", 11) ||
+                   !strncmp(a, "--tls-key=", 10)) {
+            const char *eq = strchr(a, '=');
+            size_t nl = eq ? (size_t)(eq - a) : strlen(a);
+            const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+            if (!v || !v[0]) {
+                rc = usage_error("", "%.*s needs a value", (int)nl, a);
+                break;
+            }
+            if (!strncmp(a, "--api-key", nl)) g_sec.api_key = v;
+            else if (!strncmp(a, "--tls-ca", nl)) g_sec.tls_ca = v;
+            else if (!strncmp(a, "--tls-cert", nl)) g_sec.tls_cert = v;
+            else g_sec.tls_key = v;
         } else if (strcmp(a, "--timeout") == 0 || strncmp(a, "--timeout=", 10) == 0) {
             const char *v = a[9] == '=' ? a + 10 : i + 1 < argc ? argv[++i] : NULL;
             float secs;
@@ -1775,6 +1809,8 @@ int main(int argc, char **argv)
             args[n++] = argv[i];
         }
     }
+    if (rc < 0 && (g_sec.tls_cert != NULL) != (g_sec.tls_key != NULL))
+        rc = usage_error("", "--tls-cert and --tls-key go together");
     if (rc >= 0) {
         free(args);
         return rc;

@@ -343,3 +343,88 @@ def test_search_stops_at_its_deadline(tmp_path):
         assert freed < 0.2 + took / 2, (freed, took)
     finally:
         s.kill()
+
+
+def test_cli_with_keys_and_mtls(tmp_path, certs):
+    quiver = os.path.join(qt.BUILD, "quiver")
+    loader = os.path.join(qt.BUILD, "quiver-bench-load")
+    if not os.path.exists(quiver):
+        pytest.skip("build/quiver is missing")
+    kf = str(tmp_path / "keys")
+    write_keys(kf, ["%s admin ops" % hash_key(KEYS["admin"]), "%s read dash" % hash_key(KEYS["reader"])])
+    p = subprocess.Popen([qt.QUIVERD, "--listen", "127.0.0.1:0", "--data", str(tmp_path / "cdata"),
+                          "--auth-keys", kf, "--tls-cert", os.path.join(certs, "server.pem"),
+                          "--tls-key", os.path.join(certs, "server.key"), "--tls-client-ca",
+                          os.path.join(certs, "ca.pem")],
+                         stdout=subprocess.PIPE, stderr=open(str(tmp_path / "cli.log"), "w"), text=True)
+    try:
+        port = int(p.stdout.readline().split()[-1])
+        tls = ["--addr", "localhost:%d" % port, "--tls-ca", os.path.join(certs, "ca.pem"),
+               "--tls-cert", os.path.join(certs, "client.pem"), "--tls-key", os.path.join(certs, "client.key")]
+
+        def q(*args, key=None, env_key=None):
+            env = dict(os.environ)
+            env.pop("QUIVER_API_KEY", None)
+            if env_key:
+                env["QUIVER_API_KEY"] = env_key
+            extra = ["--api-key", key] if key else []
+            return subprocess.run([quiver] + tls + extra + list(args), capture_output=True, text=True,
+                                  env=env, timeout=60)
+
+        r = q("collections", "create", "c", "--dim", "3", key=KEYS["admin"])
+        assert r.returncode == 0, r.stderr
+        r = q("collections", "list", "--json", env_key=KEYS["reader"])
+        assert r.returncode == 0 and '"c"' in r.stdout, r.stderr
+        r = q("collections", "list")
+        assert r.returncode == 7 and "UNAUTHENTICATED" in r.stderr, (r.returncode, r.stderr)
+        r = q("collections", "drop", "c", key=KEYS["reader"])
+        assert r.returncode == 7 and "PERMISSION_DENIED" in r.stderr and "admin" in r.stderr, r.stderr
+        # import goes through the same connection options
+        rows = str(tmp_path / "rows.jsonl")
+        with open(rows, "w") as f:
+            for i in range(50):
+                f.write(json.dumps({"id": i, "vector": [i, 1.0, 2.0]}) + "\n")
+        r = q("import", "c", rows, key=KEYS["admin"])
+        assert r.returncode == 0, r.stderr
+        # plain text against the TLS port: cannot connect, cleanly
+        r = subprocess.run([quiver, "--addr", "127.0.0.1:%d" % port, "--api-key", KEYS["admin"],
+                            "collections", "list"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 3, (r.returncode, r.stderr)
+        # a CA file that cannot be read is a usage error
+        r = q("collections", "list", "--tls-ca", str(tmp_path / "nope.pem"), key=KEYS["admin"])
+        assert r.returncode == 2 and "nope.pem" in r.stderr, r.stderr
+        # the benchmark's loader takes the key from the environment (plain text server below)
+        assert os.path.exists(loader)
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    assert KEYS["admin"] not in open(str(tmp_path / "cli.log")).read()
+
+
+def test_bench_loader_with_key(tmp_path):
+    loader = os.path.join(qt.BUILD, "quiver-bench-load")
+    if not os.path.exists(loader):
+        pytest.skip("build/quiver-bench-load is missing")
+    kf = str(tmp_path / "keys")
+    write_keys(kf, ["%s write w" % hash_key(KEYS["writer"]), "%s admin a" % hash_key(KEYS["admin"])])
+    os.makedirs(str(tmp_path / "logs"))
+    s = qt.Server(str(tmp_path / "data"), str(tmp_path / "logs"), args=["--auth-keys", kf]).start()
+    try:
+        qt.pbg.CollectionsStub(s.channel).Create(pb.CreateCollectionRequest(name="b", dim=4, metric=pb.L2),
+                                                 metadata=md(KEYS["admin"]), timeout=10)
+        base = str(tmp_path / "base.fvecs")
+        x = np.random.default_rng(8).standard_normal((300, 4)).astype(np.float32)
+        with open(base, "wb") as f:
+            for v in x:
+                f.write(np.int32(4).tobytes() + v.tobytes())
+        args = [loader, "import", "--addr", s.addr, "--collection", "b", "--base", base]
+        env = dict(os.environ)
+        env.pop("QUIVER_API_KEY", None)
+        r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode != 0
+        env["QUIVER_API_KEY"] = KEYS["writer"]
+        r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.strip().splitlines()[-1])["vectors"] == 300
+    finally:
+        s.kill()
