@@ -257,6 +257,10 @@ void qv_vec_normalize(float *x, uint32_t dim)
     double s = 0;
     for (uint32_t i = 0; i < dim; i++) s += (double)x[i] * x[i];
     if (!(s > 0) || !isfinite(s)) return;
+    /* already unit length to float precision (e.g. a vector exported from a
+     * cosine collection): kept bit for bit, so that export and import give
+     * back the same vectors */
+    if (fabs(s - 1.0) < 1e-6) return;
     float inv = (float)(1.0 / sqrt(s));
     for (uint32_t i = 0; i < dim; i++) x[i] *= inv;
 }

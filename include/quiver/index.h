@@ -70,7 +70,9 @@ typedef struct qv_index qv_index;
 const char *qv_index_kind_name(qv_index_kind kind);
 int qv_index_kind_parse(const char *name);
 
-/* Normalise x (dim floats) to unit length in place; a zero vector stays zero. */
+/* Normalise x (dim floats) to unit length in place; a zero vector stays zero,
+ * and one already of unit length (within 1e-6 in squared norm) is left as it
+ * is, bit for bit. */
 void qv_vec_normalize(float *x, uint32_t dim);
 
 /* Check that params can work for dim: [in] p, whose kind must be resolved
