@@ -62,6 +62,9 @@ static const char usage[] =
     "                               [--train-per-list 50] [--hnsw-coarse-min 0]\n"
     "                               --k K (--nprobes 1,2,4,... --mode single|batch [--threads T]\n"
     "                               [--batch B] [--warmup N] --out-prefix P | --serve)\n"
+    "       quiver-bench-load faiss --build-only --base FILE [--limit N] --metric M --kind K\n"
+    "                               [--nlist N] [--pq-m M] [--pq-nbits B] [--refine R]\n"
+    "                               [--train-per-list 50] [--hnsw-coarse-min 0]\n"
     "\n"
     "The C half of tools/quiver-bench (an API key comes from $QUIVER_API_KEY).\n"
     "Vector files are fvecs or bvecs (bvecs are\n"
@@ -98,7 +101,9 @@ static const char usage[] =
     "         --serve: after the build, reads commands from stdin, one per line:\n"
     "           search NPROBE single|batch THREADS BATCH WARMUP OUTFILE\n"
     "           quit\n"
-    "         and answers each with one JSON line.\n";
+    "         and answers each with one JSON line.\n"
+    "         --build-only: the build and its JSON line only (no --queries, --order,\n"
+    "         --k): FAISS's own train and add times for an index spec.\n";
 
 /* ------------------------------------------------------------------ misc */
 static void die(const char *fmt, ...)
@@ -1028,7 +1033,7 @@ static int cmd_faiss(int argc, char **argv)
     const char *metric_s = "l2", *kind_s = "ivf_flat";
     size_t limit = 0, k = 10, batch = 100, warmup = 0, per_list = TRAIN_PER_LIST;
     long nlist = 0, pq_m = 0, pq_nbits = 8, refine = 0, hnsw_min = 0;
-    int mode = -1, threads = default_threads(), serve = 0;
+    int mode = -1, threads = default_threads(), serve = 0, build_only = 0;
     static const struct option opts[] = {
         {"base", 1, 0, 'b'},     {"limit", 1, 0, 'l'},    {"queries", 1, 0, 'q'},
         {"order", 1, 0, 'o'},    {"metric", 1, 0, 'M'},   {"kind", 1, 0, 'K'},
@@ -1037,7 +1042,7 @@ static int cmd_faiss(int argc, char **argv)
         {"mode", 1, 0, 'm'},     {"threads", 1, 0, 't'},  {"batch", 1, 0, 'B'},
         {"warmup", 1, 0, 'w'},   {"out-prefix", 1, 0, 'O'}, {"serve", 0, 0, 'S'},
         {"train-per-list", 1, 0, 'T'}, {"hnsw-coarse-min", 1, 0, 'H'},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"build-only", 0, 0, 'Y'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -1061,12 +1066,14 @@ static int cmd_faiss(int argc, char **argv)
         case 'S': serve = 1; break;
         case 'T': per_list = (size_t)parse_long("train-per-list", optarg, 1, 100000); break;
         case 'H': hnsw_min = parse_long("hnsw-coarse-min", optarg, 0, 1 << 20); break;
+        case 'Y': build_only = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
-    if (!bpath || !qpath || !opath) die("faiss needs --base, --queries and --order");
-    if (!serve && (!nprobes || !prefix || mode < 0))
+    if (!bpath) die("faiss needs --base");
+    if (!build_only && (!qpath || !opath)) die("faiss needs --queries and --order (or --build-only)");
+    if (!serve && !build_only && (!nprobes || !prefix || mode < 0))
         die("faiss needs --nprobes, --mode and --out-prefix (or --serve)");
     fmetric metric = strcmp(metric_s, "l2") == 0       ? FM_L2
                      : strcmp(metric_s, "ip") == 0     ? FM_IP
@@ -1076,12 +1083,15 @@ static int cmd_faiss(int argc, char **argv)
     fkind kind = fkind_parse(kind_s);
     if (!kind) die("--kind %s: expected flat, ivf_flat, ivf_pq, ivf_pq_fs or ivf_sq8", kind_s);
 
-    vecs base, q;
+    vecs base, q = {0};
     vecs_load(bpath, limit, &base);
-    vecs_load(qpath, 0, &q);
-    if (q.d != base.d) die("queries have dim %u, base %u", q.d, base.d);
-    size_t norder;
-    uint32_t *order = order_load(opath, q.n, &norder);
+    size_t norder = 0;
+    uint32_t *order = NULL;
+    if (!build_only) {
+        vecs_load(qpath, 0, &q);
+        if (q.d != base.d) die("queries have dim %u, base %u", q.d, base.d);
+        order = order_load(opath, q.n, &norder);
+    }
     /* the server stores unit vectors for cosine: train, add and re-rank from the same */
     if (metric == FM_COSINE)
         for (size_t i = 0; i < base.n; i++) vec_normalize(base.x + i * base.d, base.d);
@@ -1169,14 +1179,17 @@ static int cmd_faiss(int argc, char **argv)
     if (use_refine) index_bytes += base.n * (size_t)d * 4;
     printf("{\"engine\": \"faiss\", \"event\": \"built\", \"kind\": \"%s\", \"metric\": \"%s\", "
            "\"vectors\": %zu, \"dim\": %u, \"nlist\": %u, \"pq_m\": %u, \"pq_nbits\": %u, "
-           "\"refine\": %ld, \"train_vectors\": %zu, \"train_s\": %.3f, \"add_s\": %.3f, "
+           "\"refine\": %ld, \"train_vectors\": %zu, \"train_s\": %.6f, \"add_s\": %.6f, "
            "\"index_bytes\": %zu, \"rss_kb\": %ld, \"hwm_kb\": %ld, \"omp_max_threads\": %d, "
-           "\"blas_core\": \"%s\"}\n",
+           "\"blas_core\": \"%s\", \"factory\": \"%s%s\"}\n",
            fkind_names[kind], metric_s, base.n, d, nl, pm, pb, refine, nsample, train_s, add_s,
-           index_bytes, rss_kb("VmRSS"), rss_kb("VmHWM"), omp_get_max_threads(), blas_core());
+           index_bytes, rss_kb("VmRSS"), rss_kb("VmHWM"), omp_get_max_threads(), blas_core(), desc,
+           use_refine ? " + IndexRefineFlat" : "");
     fflush(stdout);
     char path[4096];
-    if (!serve) {
+    if (build_only) {
+        /* nothing more: the build line is the answer */
+    } else if (!serve) {
         const char *s = nprobes;
         while (*s) {
             char *end;

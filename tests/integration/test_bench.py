@@ -166,3 +166,58 @@ def test_bench_filter_selectivity(dataset, tmp_path):
                for t in res["summary"]["targets"])
     md = (out / "summary.md").read_text()
     assert "## Filtered search" in md and "sel < 50" in md
+
+
+def test_bench_import_cli(dataset, tmp_path):
+    """--import-cli: the import is `quiver --json import` of the base file (here its first
+    --limit rows, written to the work folder), reported next to FAISS adding the same
+    vectors in-process to IDMap,Flat; --import-cli-again imports them again as new ids
+    into the built IVF index, next to FAISS's add for that spec (--skip-faiss: through
+    quiver-bench-load faiss --build-only); the 150,000 vectors/s target is a met/missed
+    line. Form only, no speed asserted."""
+    cli = os.path.join(BUILD, "quiver")
+    for path in (QUIVERD, LOADER, cli):
+        if not os.access(path, os.X_OK):
+            pytest.skip("%s is not built" % path)
+    out = tmp_path / "out"
+    work = tmp_path / "work"
+    n = 1500
+    cmd = [sys.executable, BENCH, "--data", dataset, "--build", BUILD, "--quiverd", QUIVERD,
+           "--out", str(out), "--limit", str(n), "--queries", "20", "--warmup", "5",
+           "--threads", "2", "--batch", "8", "--nprobes", "4", "--min-recalls", "",
+           "--modes", "single", "--spec", "ivf_flat,nlist=16", "--skip-faiss", "--skip-hnsw",
+           "--skip-restart", "--no-plot", "--import-cli", "--import-cli-again",
+           "--cli-arg=--batch=500", "--workdir", str(work)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "quiver-bench failed:\n%s\n%s" % (r.stdout, r.stderr[-5000:])
+    assert "quiver import (CLI) vs FAISS alone" in r.stdout
+
+    res = json.loads((out / "results.json").read_text())
+    imp = res["import"]
+    assert imp["client"] == "quiver import (CLI)" and imp["vectors"] == n
+    assert imp["collection_count"] == n and imp["attributes"] is False
+    assert imp["cli_json"]["rows_acknowledged"] == n and imp["cli_json"]["rows_skipped"] == 0
+    assert imp["seconds"] > 0 and imp["cli_rows_per_second"] > 0 and imp["server_cpu_s"] >= 0
+    assert " --json import " in imp["command"] and "--batch=500" in imp["command"]
+    assert imp["index_after"]["kind"] == "flat"
+    assert imp["faiss"]["kind"] == "flat" and imp["faiss"]["vectors"] == n
+    assert imp["faiss"]["add_s"] >= 0 and imp["faiss"]["train_s"] == 0
+    again = res["import_again"]
+    assert again["id_offset"] == n and again["vectors"] == n and again["collection_count"] == 2 * n
+    assert again["index_before"]["kind"] == "ivf_flat" and again["index_before"]["trained"]
+    assert again["faiss"]["kind"] == "ivf_flat" and again["faiss"]["nlist"] == 16
+    assert again["faiss"]["vectors"] == n and again["faiss"]["train_s"] >= 0
+    assert "--id-offset %d" % n in again["command"]
+    # the base file was cut to --limit rows in the work folder, the checkpoints deleted
+    assert os.path.getsize(work / ("base-%d.fvecs" % n)) == n * (4 + 4 * DIM)
+    assert not list(work.glob("*.quiver-import.json"))
+    rows = res["import_rows"]
+    assert [x["index"] for x in rows] == ["flat", "ivf_flat nlist=16"]
+    assert rows[0]["faiss_index"] == "IDMap,Flat"
+    for x in rows:
+        assert x["vectors"] == n and x["quiver_vectors_per_s"] > 0 and x["faiss_vectors_per_s"] > 0
+    t = [t for t in res["summary"]["targets"] if t["target"].startswith("quiver import >= 150,000")]
+    assert len(t) == 1 and t[0]["met"] == (t[0]["value"] >= 150000), t
+    assert "fsync on every commit" in t[0]["target"]
+    md = (out / "summary.md").read_text()
+    assert "## Import through `quiver import`" in md and "FAISS add s" in md
