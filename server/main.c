@@ -48,7 +48,8 @@ static void usage(FILE *f)
             "                       send \"authorization: Bearer KEY\"; re-read on SIGHUP\n"
             "  --hash-key           read a key on stdin, print its SHA-256 for the key file\n"
             "  --insecure-no-auth   serve without API keys on a non-loopback address\n"
-            "                       (without --auth-keys quiverd listens on loopback only)\n"
+            "                       (without --auth-keys quiverd listens on loopback only:\n"
+            "                       --listen 0.0.0.0:50051 becomes 127.0.0.1:50051)\n"
             "  --tls-cert FILE --tls-key FILE  serve TLS (PEM); re-read on SIGHUP\n"
             "  --tls-client-ca FILE require client certificates signed by this CA (mTLS)\n"
             "  --log-format F       text (default) or json: one object per line\n"
@@ -376,11 +377,16 @@ int main(int argc, char **argv)
                         "with them)\n");
         return 2;
     }
+    /* no keys: loopback only, unless asked for an open database; the port
+     * asked for is kept, on the loopback address of the same family */
+    char loop_listen[300];
+    int rebound = 0;
     if (!auth_keys && !insecure_no_auth && !is_loopback(listen)) {
-        fprintf(stderr, "quiverd: --listen %s is not a loopback address and no --auth-keys is "
-                        "given: anyone who can reach it could read and drop every collection. "
-                        "Give --auth-keys FILE, or --insecure-no-auth to serve it open.\n", listen);
-        return 2;
+        const char *colon = strrchr(listen, ':');
+        snprintf(loop_listen, sizeof loop_listen, "%s:%s", listen[0] == '[' ? "[::1]" : "127.0.0.1",
+                 colon ? colon + 1 : "50051");
+        listen = loop_listen;
+        rebound = 1;
     }
     if (force && !restore) {
         fprintf(stderr, "quiverd: --force goes with --restore\n");
@@ -412,6 +418,10 @@ int main(int argc, char **argv)
     char simd[32] = "unknown";
     int dd = 0;
     faiss_get_simd_level(simd, sizeof simd, &dd);
+    if (rebound)
+        qv_warn("no --auth-keys: listening on %s only (loopback), so that nothing else can read "
+                "or drop the collections; give --auth-keys FILE to serve beyond this machine, or "
+                "--insecure-no-auth to serve it open", listen);
     qv_info("quiverd %s starting: data %s, listen %s, %s, BLAS core %s, FAISS %s SIMD %s (%s)",
             QUIVER_VERSION, data, listen,
             dbo.store.nosync ? "UNSAFE no fsync on commit" : "fsync on commit", blas_core(),

@@ -53,7 +53,7 @@ static int check_cond(fctx *x, const qv_cond *c, char *path, size_t plen, int de
 {
     size_t base = strlen(path);
     if (++x->nconds > QV_FILTER_MAX_CONDS) {
-        snprintf(x->err, x->errlen, "filter has over %d conditions (at %s)", QV_FILTER_MAX_CONDS, path);
+        snprintf(x->err, x->errlen, "filter has over 1,000 conditions (the limit; at %s)", path);
         return QV_INVALID;
     }
     int rc = 0;

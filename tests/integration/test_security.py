@@ -139,19 +139,55 @@ def test_sighup_reload(keyed):
     call(cs.List, pb.ListCollectionsRequest(), new_key)
 
 
-def test_loopback_only_without_keys(tmp_path):
-    r = subprocess.run([qt.QUIVERD, "--listen", "0.0.0.0:0", "--data", str(tmp_path / "d")],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 2 and "--auth-keys" in r.stderr and "--insecure-no-auth" in r.stderr
-    assert not os.path.exists(str(tmp_path / "d"))
-    os.makedirs(str(tmp_path / "logs"))
-    # --insecure-no-auth on a wildcard address starts
-    p = subprocess.Popen([qt.QUIVERD, "--listen", "0.0.0.0:0", "--data", str(tmp_path / "d3"),
-                          "--insecure-no-auth"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+def local_ip():
+    """A non-loopback address of this machine, or None."""
+    import socket
     try:
-        line = p.stdout.readline()
-        assert line.startswith("listening on port"), (line, p.stderr.read() if p.poll() else "")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.connect(("192.0.2.1", 9))      # no packet is sent
+            ip = u.getsockname()[0]
+        return None if ip.startswith("127.") else ip
+    except OSError:
+        return None
+
+
+def serve_wildcard(data, *extra):
+    p = subprocess.Popen([qt.QUIVERD, "--listen", "0.0.0.0:0", "--data", data] + list(extra),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert line.startswith("listening on port"), (line, p.stderr.read() if p.poll() is not None else "")
+    return p, int(line.split()[-1])
+
+
+def reachable(host, port):
+    ch = grpc.insecure_channel("%s:%d" % (host, port))
+    try:
+        lst(ch, timeout=3)
+        return True
+    except grpc.RpcError:
+        return False
+    finally:
+        ch.close()
+
+
+def test_loopback_only_without_keys(tmp_path):
+    ip = local_ip()
+    # no keys: asked for every interface, it listens on loopback only (and says so)
+    p, port = serve_wildcard(str(tmp_path / "d"))
+    try:
+        assert reachable("127.0.0.1", port)
+        if ip:
+            assert not reachable(ip, port)
+    finally:
+        p.terminate()
+        err = p.communicate(timeout=30)[1]
+    assert "127.0.0.1:0 only" in err and "--auth-keys" in err and "--insecure-no-auth" in err, err
+    # --insecure-no-auth: every interface
+    p, port = serve_wildcard(str(tmp_path / "d2"), "--insecure-no-auth")
+    try:
+        assert reachable("127.0.0.1", port)
+        if ip:
+            assert reachable(ip, port)
     finally:
         p.terminate()
         p.wait(timeout=30)

@@ -339,7 +339,7 @@ static void test_filter_logic_and_errors(void **state)
     for (int i = 0; i < 1001; i++) many[i] = must;
     qv_filter big = {.should = many, .n_should = 1001};
     assert_int_equal(eval(f, &big, got, N, err), (size_t)-QV_INVALID);
-    assert_non_null(strstr(err, "over 1000 conditions"));
+    assert_non_null(strstr(err, "over 1,000 conditions"));
     free(many);
 }
 
