@@ -510,7 +510,7 @@ def test_ctrl_c_cancels_rebuild(make_server):
 
 
 # ================================================= issue 9: filters, recommend
-# The server side follows /work/notes/issue9-semantics.md. Expected answers are computed
+# The semantics are the README's "Composed queries" section. Expected answers are computed
 # here by numpy brute force (float64) on small flat collections, where every answer is
 # exact.
 

@@ -5,7 +5,7 @@ over the attributes the test wrote (quiver_testlib.filter_match), scores by nump
 in float64. Flat collections must give exactly the true (filtered) top k; IVF collections
 (clustered data, 50,000 items, ivf_flat and ivf_pq_fs) recall@10 >= 0.95 at the default
 min_recall at every selectivity, and k hits whenever k items match.
-Semantics where the issue is silent: /work/notes/issue9-semantics.md (lead engineer).
+Semantics where the issue is silent: README.md, "Composed queries".
 """
 from fractions import Fraction
 

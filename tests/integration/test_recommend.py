@@ -10,7 +10,7 @@ definition computed here in numpy (float64):
 
 Weight 0 = 1; example ids are never returned; example vectors of a COSINE collection are
 normalised first; filter, exclusions, score_threshold and group_by apply.
-Semantics where the issue is silent: /work/notes/issue9-semantics.md (lead engineer).
+Semantics where the issue is silent: README.md, "Composed queries".
 """
 import numpy as np
 import pytest
