@@ -292,7 +292,7 @@ int auth_may_use(const char *name, char *err, size_t errlen)
 static struct {
     char *cert, *key, *ca;
     atomic_int reload;
-    int loaded;
+    atomic_int loaded; /* the fetcher runs on gRPC's threads */
 } g_tls;
 
 static char *read_all(const char *path, char *err, size_t errlen)
@@ -385,17 +385,16 @@ static grpc_ssl_certificate_config_reload_status fetch_config(void *ud,
                                                              grpc_ssl_server_certificate_config **cfg)
 {
     (void)ud;
-    if (g_tls.loaded && !atomic_exchange(&g_tls.reload, 0))
+    if (atomic_load(&g_tls.loaded) && !atomic_exchange(&g_tls.reload, 0))
         return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
     char err[512];
     grpc_ssl_server_certificate_config *c = load_config(err, sizeof err);
     if (!c) {
         qv_error("TLS: %s; the certificates in force stay", err);
-        return g_tls.loaded ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED
+        return atomic_load(&g_tls.loaded) ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED
                             : GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
     }
-    if (g_tls.loaded) qv_info("TLS: certificates re-read");
-    g_tls.loaded = 1;
+    if (atomic_exchange(&g_tls.loaded, 1)) qv_info("TLS: certificates re-read");
     *cfg = c;
     return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
 }

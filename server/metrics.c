@@ -667,8 +667,6 @@ int metrics_start(const char *addr, const metrics_build *bi, char *err, size_t e
     return 0;
 }
 
-int metrics_port(void) { return g_port; }
-
 void metrics_stop(void)
 {
     if (!g_mhd) return;

@@ -24,8 +24,6 @@ typedef struct metrics_build {
 /* Serve /metrics on addr ("HOST:PORT"; port 0 picks a free one, printed in
  * the log). Returns 0, or -1 with the reason in err. */
 int metrics_start(const char *addr, const metrics_build *b, char *err, size_t errlen);
-/* The port serving /metrics (0 when off). */
-int metrics_port(void);
 void metrics_stop(void);
 
 /* A call of method taken in / finished with status code after seconds. */

@@ -21,7 +21,6 @@
 #include "db_int.h"
 #include "quiver/backup.h"
 
-#define MAX_MEMBERS 65536
 #define MANIFEST_MAX (16 << 20)
 #define IOBUF (1 << 20)
 
@@ -179,7 +178,8 @@ int qv_backup_create(qv_db *db, const char *version, int *fd_out, qv_backup_info
     char tmp[4096], path[4400];
     snprintf(tmp, sizeof tmp, "%s/.backup-%d-%u", db->opts.store.dir, (int)getpid(),
              atomic_fetch_add(&seqno, 1));
-    member *m = calloc(MAX_MEMBERS, sizeof *m);
+    size_t cap = 16; /* data.mdb and the index files: grows with them */
+    member *m = calloc(cap, sizeof *m);
     char *buf = malloc(IOBUF);
     json_t *manifest = NULL, *colls = json_array(), *members = json_array();
     size_t nm = 0;
@@ -200,7 +200,16 @@ int qv_backup_create(qv_db *db, const char *version, int *fd_out, qv_backup_info
     DIR *d = opendir(db->ixdir);
     struct dirent *e;
     while (d && (e = readdir(d)) && !rc) {
-        if (!is_index_name(e->d_name) || nm == MAX_MEMBERS) continue;
+        if (!is_index_name(e->d_name)) continue;
+        if (nm == cap) {
+            member *nmem = realloc(m, 2 * cap * sizeof *m);
+            if (!nmem) {
+                rc = QV_NOMEM;
+                break;
+            }
+            m = nmem;
+            cap *= 2;
+        }
         member *x = &m[nm++];
         snprintf(x->name, sizeof x->name, "indexes/%s", e->d_name);
         snprintf(path, sizeof path, "%s/%s", db->ixdir, e->d_name);

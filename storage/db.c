@@ -3,6 +3,7 @@
  * Private declarations in db_int.h.
  */
 #include "db_int.h"
+#include "quiver/query.h"
 
 /* --------------------------------------------------------------- start-up */
 static int open_coll(void *ctx, const qv_coll_config *cfg)
@@ -147,6 +148,8 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     if (tf) db->test_fail_update = strtoul(tf, NULL, 10);
     const char *td = getenv("QUIVER_TEST_WRITER_DELAY_MS");
     if (td) db->test_writer_delay_ms = (unsigned)strtoul(td, NULL, 10);
+    const char *te = getenv("QUIVER_TEST_EXACT_MAX");
+    db->exact_max = te ? (uint64_t)strtoull(te, NULL, 10) : QV_EXACT_MAX;
     if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
     pthread_mutex_init(&db->cmu, NULL);
     pthread_rwlock_init(&db->flock, NULL);

@@ -137,6 +137,9 @@ struct qv_db {
     /* tests: each batch waits this long first (QUIVER_TEST_WRITER_DELAY_MS): a
      * slow disk, so that the write queue fills */
     unsigned test_writer_delay_ms;
+    /* the planner's exact cut (QV_EXACT_MAX; QUIVER_TEST_EXACT_MAX moves it, for
+     * the benchmark that measures where it belongs) */
+    uint64_t exact_max;
 };
 
 /* internal write kinds: drop tombstones covered by an index file; store the

@@ -232,10 +232,3 @@ void qv_idset_to_bitmap(const qv_idset *s, uint8_t *out, uint64_t nbits)
         roaring_iterate(s->p[i].bm, bit_cb, &b);
     }
 }
-
-size_t qv_idset_memory(const qv_idset *s)
-{
-    size_t m = sizeof *s + s->cap * sizeof *s->p;
-    for (size_t i = 0; i < s->n; i++) m += roaring_bitmap_size_in_bytes(s->p[i].bm);
-    return m;
-}

@@ -43,24 +43,26 @@ static void emit(int level, const char *const *kv, const char *msg)
     fprintf(stderr, "%sZ quiverd[%d] %s %s%s\n", ts, (int)getpid(), g_names[li], msg, fields);
 }
 
-void qv_log(int level, const char *fmt, ...)
+static void vlog(int level, const char *const *kv, const char *fmt, va_list ap)
 {
     if (level > g_level) return;
     char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    emit(level, kv, msg);
+}
+
+void qv_log(int level, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vlog(level, NULL, fmt, ap);
     va_end(ap);
-    emit(level, NULL, msg);
 }
 
 void qv_log_kv(int level, const char *const *kv, const char *fmt, ...)
 {
-    if (level > g_level) return;
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vlog(level, kv, fmt, ap);
     va_end(ap);
-    emit(level, kv, msg);
 }

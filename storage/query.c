@@ -131,7 +131,6 @@ typedef struct qctx {
     filt *f;
     int64_t *deny; /* sorted, unique */
     size_t ndeny;
-    qv_idset *denyset; /* the same as a set, for the selector's callback */
     int64_t *allowed;  /* exact path: filter minus deny, ascending */
     size_t nallowed;
     int have_allowed;
@@ -335,7 +334,8 @@ static int knn_exact(qctx *x, const float *q, size_t D, cand **out, size_t *n)
     return 0;
 }
 
-static int deny_member(void *ctx, int64_t id)
+/* The selector's callback when the filter's ids are too sparse for a bitmap. */
+static int filter_member(void *ctx, int64_t id)
 {
     const qctx *x = ctx;
     return qv_idset_contains(x->f->set, (uint64_t)id);
@@ -350,7 +350,7 @@ static int build_sel(qctx *x)
     if (x->f && x->f->bits)
         rc = qv_idsel_new(x->f->bits, x->f->nbits, NULL, NULL, x->deny, x->ndeny, &x->sel);
     else if (x->f)
-        rc = qv_idsel_new(NULL, 0, deny_member, x, x->deny, x->ndeny, &x->sel);
+        rc = qv_idsel_new(NULL, 0, filter_member, x, x->deny, x->ndeny, &x->sel);
     else
         rc = qv_idsel_new(NULL, 0, NULL, NULL, x->deny, x->ndeny, &x->sel);
     return rc ? fail(x, rc, "cannot build the id selector") : 0;
@@ -430,7 +430,6 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
     }
     size_t o = 0;
     for (size_t j = 0; j < m; j++) {
-        if (denied(x, lb[j])) continue; /* cannot happen: the selector left them out */
         cs[o].id = lb[j];
         cs[o].score = sc[j];
         cs[o].sim = sim_of(x, sc[j]);
@@ -453,7 +452,6 @@ static void ctx_free(qctx *x)
 {
     filt_release(x->f);
     free(x->deny);
-    qv_idset_free(x->denyset);
     free(x->allowed);
     qv_idsel_free(x->sel);
     qv_store_abort(x->txn);
@@ -520,7 +518,8 @@ static int ctx_init(qctx *x, qv_coll *c, const qv_query_opts *o, const int64_t *
         int fast = c->index && (qv_index_has_refine(c->index) ||
                                 qv_index_get_params(c->index)->kind == QV_KIND_IVF_FLAT);
         pthread_rwlock_unlock(&c->ilock);
-        x->exact = x->allowed_est <= (fast ? QV_EXACT_MAX : EXACT_MAX_SLOW);
+        uint64_t cut = c->db->exact_max;
+        x->exact = x->allowed_est <= (fast || cut < EXACT_MAX_SLOW ? cut : EXACT_MAX_SLOW);
     } else {
         x->allowed_est = count > x->ndeny ? count - x->ndeny : 0;
     }
@@ -734,10 +733,9 @@ static int cmp_perm(const void *a, const void *b, void *ctx)
 }
 
 /* Fuse nq ranked lists into one (RRF or best score). */
-static int fuse(qctx *x, qv_fusion fusion, uint32_t rrf_k, cand **lists, const size_t *ns,
+static int fuse(qv_fusion fusion, uint32_t rrf_k, cand **lists, const size_t *ns,
                 size_t nq, cand **out, size_t *nout)
 {
-    (void)x;
     size_t total = 0;
     for (size_t i = 0; i < nq; i++) total += ns[i];
     cand *all = malloc((total ? total : 1) * sizeof *all);
@@ -843,7 +841,7 @@ static int one_list(qctx *x, size_t li, size_t nq, const float *q, const int64_t
         size_t n = ns[li];
         cand *fused = NULL;
         if (fusion) {
-            if ((rc = fuse(x, fusion, rrf_k, lists, ns, nq, &fused, &n))) return rc;
+            if ((rc = fuse(fusion, rrf_k, lists, ns, nq, &fused, &n))) return rc;
             cs = fused;
         }
         long g = select_hits(x, cs, n, k, out);

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1045,21 +1044,7 @@ static void progress_draw(progress *p)
         snprintf(tail, sizeof tail, " %5.1f%%  %" PRIu64 "/%" PRIu64 "  %.1fs", 100 * f, p->done,
                  p->total, elapsed);
     else snprintf(tail, sizeof tail, "  %.1fs", elapsed);
-    int cols = 80;
-    struct winsize ws;
-    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) cols = ws.ws_col;
-    int width = cols - 1 - 12 - 3 - (int)strlen(tail); /* phase, " []", tail */
-    if (width > 40) width = 40;
-    char bar[48];
-    if (width >= 5 && p->total) {
-        int fill = (int)(f * width + 0.5);
-        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
-        bar[width] = '\0';
-        fprintf(stderr, "\r\033[K%-12.12s [%s]%s", p->phase, bar, tail);
-    } else {
-        fprintf(stderr, "\r\033[K%-12.12s%s", p->phase, tail);
-    }
-    fflush(stderr);
+    bar_line(p->phase, 12, p->total ? f : -1, tail);
     p->drawn = 1;
 }
 
@@ -1068,14 +1053,7 @@ static void *progress_tick(void *arg)
     progress *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_nsec += 250 * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-            t.tv_sec++;
-            t.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&p->cv, &p->mu, &t);
+        bar_tick_wait(&p->cv, &p->mu);
         if (!p->stop && p->drawn) progress_draw(p);
     }
     pthread_mutex_unlock(&p->mu);

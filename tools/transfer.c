@@ -64,22 +64,39 @@ static void meter_draw(meter *m)
                  human_bytes(b, sizeof b, rate), eta);
     else
         snprintf(tail, sizeof tail, " %5.1f%%  %" PRIu64 " rows  %.0f rows/s%s", 100 * f, count, rate, eta);
+    bar_line(m->label, 8, total ? f : -1, tail);
+    m->drawn = 1;
+}
+
+void bar_line(const char *label, int label_w, double f, const char *tail)
+{
     int cols = 80;
     struct winsize ws;
     if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) cols = ws.ws_col;
-    int width = cols - 1 - 8 - 3 - (int)strlen(tail);
+    int width = cols - 1 - label_w - 3 - (int)strlen(tail); /* label, " []", tail */
     if (width > 40) width = 40;
     char bar[48];
-    if (width >= 5 && total) {
+    if (width >= 5 && f >= 0) {
         int fill = (int)(f * width + 0.5);
         for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
         bar[width] = '\0';
-        fprintf(stderr, "\r\033[K%-8.8s [%s]%s", m->label, bar, tail);
+        fprintf(stderr, "\r\033[K%-*.*s [%s]%s", label_w, label_w, label, bar, tail);
     } else {
-        fprintf(stderr, "\r\033[K%-8.8s%s", m->label, tail);
+        fprintf(stderr, "\r\033[K%-*.*s%s", label_w, label_w, label, tail);
     }
     fflush(stderr);
-    m->drawn = 1;
+}
+
+int bar_tick_wait(pthread_cond_t *cv, pthread_mutex_t *mu)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_nsec += 250 * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return pthread_cond_timedwait(cv, mu, &t);
 }
 
 static void *meter_main(void *arg)
@@ -87,14 +104,7 @@ static void *meter_main(void *arg)
     meter *m = arg;
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_nsec += 250 * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-            t.tv_sec++;
-            t.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&m->cv, &m->mu, &t);
+        bar_tick_wait(&m->cv, &m->mu);
         if (!m->stop) meter_draw(m);
     }
     pthread_mutex_unlock(&m->mu);

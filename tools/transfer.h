@@ -46,6 +46,12 @@ double meter_seconds(const meter *m);
 /* Stop redrawing and end the bar's line. */
 void meter_end(meter *m);
 
+/* One progress line on stderr, redrawn in place: label (padded to label_w),
+ * a bar of fraction f (f < 0: no bar) sized to the terminal, then tail. */
+void bar_line(const char *label, int label_w, double f, const char *tail);
+/* Wait on cv (mu held) until signalled or a redraw is due (250 ms). */
+int bar_tick_wait(pthread_cond_t *cv, pthread_mutex_t *mu);
+
 /* Durable replace: fsync the directory holding path (after a rename into
  * it). Returns 0 or -1 with errno. */
 int fsync_dir_of(const char *path);

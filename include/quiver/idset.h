@@ -49,7 +49,4 @@ void qv_idset_to_array(const qv_idset *s, uint64_t *out);
  * zeroed by the caller). */
 void qv_idset_to_bitmap(const qv_idset *s, uint8_t *out, uint64_t nbits);
 
-/* Bytes of memory held (approximate). */
-size_t qv_idset_memory(const qv_idset *s);
-
 #endif

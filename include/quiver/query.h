@@ -30,7 +30,7 @@
 
 /* Filters with at most this many matching ids are answered exactly (the cut
  * chosen by quiver-bench --filter-selectivity; README "Filters"). */
-#define QV_EXACT_MAX 20000
+#define QV_EXACT_MAX 10000
 /* Limits of a filter and of exclusions. */
 #define QV_FILTER_MAX_DEPTH 4
 #define QV_FILTER_MAX_CONDS 1000

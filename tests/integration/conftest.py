@@ -38,6 +38,14 @@ def _new_server(request, tmp_path_factory, args=()):
     return s
 
 
+@pytest.fixture(scope="module")
+def module_server(request, tmp_path_factory):
+    """One quiverd shared by a whole test module."""
+    s = _new_server(request, tmp_path_factory)
+    yield s
+    s.kill()
+
+
 @pytest.fixture
 def make_server(request, tmp_path_factory):
     made = []

@@ -850,16 +850,8 @@ class Clusters:
 
 
 @pytest.fixture(scope="module")
-def ivf_server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("quiverd-filters-ivf")
-    s = qt.Server(str(base / "data"), str(base))
-    try:
-        s.start()
-    except qt.ServerError as e:
-        s.kill()
-        pytest.fail(str(e), pytrace=False)
-    yield s
-    s.kill()
+def ivf_server(module_server):
+    return module_server
 
 
 class IvfColl:

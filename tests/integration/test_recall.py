@@ -35,16 +35,8 @@ def glove():
 
 
 @pytest.fixture(scope="module")
-def rserver(tmp_path_factory):
-    base = tmp_path_factory.mktemp("quiverd-recall")
-    s = qt.Server(str(base / "data"), str(base))
-    try:
-        s.start()
-    except qt.ServerError as e:
-        s.kill()
-        pytest.fail(str(e), pytrace=False)
-    yield s
-    s.kill()
+def rserver(module_server):
+    return module_server
 
 
 @pytest.fixture

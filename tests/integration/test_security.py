@@ -117,23 +117,22 @@ def test_sighup_reload(keyed):
     new_key = "fresh-k3y-9"
     write_keys(s.keyfile, ["%s admin ops" % hash_key(KEYS["admin"]), "%s read new" % hash_key(new_key)])
     s.proc.send_signal(signal.SIGHUP)
-    deadline = time.time() + 10
-    while time.time() < deadline:
+
+    def admitted(key):
         try:
-            call(cs.List, pb.ListCollectionsRequest(), new_key)
-            break
+            call(cs.List, pb.ListCollectionsRequest(), key)
+            return True
         except grpc.RpcError:
-            time.sleep(0.05)
-    call(cs.List, pb.ListCollectionsRequest(), new_key)
+            return False
+
+    assert wait_until(lambda: admitted(new_key))
     code, _ = err_of(cs.List, pb.ListCollectionsRequest(), KEYS["reader"])
     assert code == SC.UNAUTHENTICATED
     # a bad file keeps the keys in force and says why
     with open(s.keyfile, "w") as f:
         f.write("not-a-hash admin x\n")
     s.proc.send_signal(signal.SIGHUP)
-    deadline = time.time() + 10
-    while "the keys in force stay" not in s.stderr_text() and time.time() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "the keys in force stay" in s.stderr_text())
     log = s.stderr_text()
     assert "line 1" in log and "the keys in force stay" in log, log
     call(cs.List, pb.ListCollectionsRequest(), new_key)
@@ -151,12 +150,30 @@ def local_ip():
         return None
 
 
-def serve_wildcard(data, *extra):
-    p = subprocess.Popen([qt.QUIVERD, "--listen", "0.0.0.0:0", "--data", data] + list(extra),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def wait_until(pred, secs=10):
+    """pred() true within secs (polled)?"""
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def serve(tmp_path, name, *args, listen="127.0.0.1:0"):
+    """A quiverd started by hand (the harness talks plain text to loopback): the
+    process, its port (read from stdout) and its log's path."""
+    log = str(tmp_path / (name + ".log"))
+    p = subprocess.Popen([qt.QUIVERD, "--listen", listen, "--data", str(tmp_path / name)] + list(args),
+                         stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
     line = p.stdout.readline()
-    assert line.startswith("listening on port"), (line, p.stderr.read() if p.poll() is not None else "")
-    return p, int(line.split()[-1])
+    assert line.startswith("listening on port"), (line, open(log).read())
+    return p, int(line.split()[-1]), log
+
+
+def tls_args(certs, client_ca=False):
+    a = ["--tls-cert", os.path.join(certs, "server.pem"), "--tls-key", os.path.join(certs, "server.key")]
+    return a + (["--tls-client-ca", os.path.join(certs, "ca.pem")] if client_ca else [])
 
 
 def reachable(host, port):
@@ -173,17 +190,18 @@ def reachable(host, port):
 def test_loopback_only_without_keys(tmp_path):
     ip = local_ip()
     # no keys: asked for every interface, it listens on loopback only (and says so)
-    p, port = serve_wildcard(str(tmp_path / "d"))
+    p, port, log = serve(tmp_path, "d", listen="0.0.0.0:0")
     try:
         assert reachable("127.0.0.1", port)
         if ip:
             assert not reachable(ip, port)
     finally:
         p.terminate()
-        err = p.communicate(timeout=30)[1]
+        p.wait(timeout=30)
+    err = open(log).read()
     assert "127.0.0.1:0 only" in err and "--auth-keys" in err and "--insecure-no-auth" in err, err
     # --insecure-no-auth: every interface
-    p, port = serve_wildcard(str(tmp_path / "d2"), "--insecure-no-auth")
+    p, port, _ = serve(tmp_path, "d2", "--insecure-no-auth", listen="0.0.0.0:0")
     try:
         assert reachable("127.0.0.1", port)
         if ip:
@@ -246,13 +264,8 @@ def lst(ch, timeout=10):
 
 
 def test_tls(tmp_path, certs):
-    # the harness talks plain text: started by hand, the port read from stdout
-    p = subprocess.Popen([qt.QUIVERD, "--listen", "127.0.0.1:0", "--data", str(tmp_path / "tdata"),
-                          "--tls-cert", os.path.join(certs, "server.pem"), "--tls-key",
-                          os.path.join(certs, "server.key")],
-                         stdout=subprocess.PIPE, stderr=open(str(tmp_path / "tls.log"), "w"), text=True)
+    p, port, log = serve(tmp_path, "tdata", *tls_args(certs))
     try:
-        port = int(p.stdout.readline().split()[-1])
         ch = tls_channel(port, certs)
         qt.pbg.CollectionsStub(ch).Create(pb.CreateCollectionRequest(name="t", dim=2, metric=pb.L2),
                                           timeout=10)
@@ -270,27 +283,23 @@ def test_tls(tmp_path, certs):
         shutil.copy(os.path.join(certs, "server2.pem"), os.path.join(certs, "server.pem"))
         shutil.copy(os.path.join(certs, "server2.key"), os.path.join(certs, "server.key"))
         p.send_signal(signal.SIGHUP)
-        deadline, ok = time.time() + 10, False
-        while time.time() < deadline and not ok:
+
+        def trusted_by_other_ca():
             try:
                 lst(tls_channel(port, certs, ca="other.pem"), timeout=2)
-                ok = True
+                return True
             except grpc.RpcError:
-                time.sleep(0.1)
-        assert ok, open(str(tmp_path / "tls.log")).read()
+                return False
+
+        assert wait_until(trusted_by_other_ca), open(log).read()
     finally:
         p.terminate()
         p.wait(timeout=30)
 
 
 def test_mtls(tmp_path, certs):
-    p = subprocess.Popen([qt.QUIVERD, "--listen", "127.0.0.1:0", "--data", str(tmp_path / "mdata"),
-                          "--tls-cert", os.path.join(certs, "server.pem"), "--tls-key",
-                          os.path.join(certs, "server.key"), "--tls-client-ca",
-                          os.path.join(certs, "ca.pem")],
-                         stdout=subprocess.PIPE, stderr=open(str(tmp_path / "mtls.log"), "w"), text=True)
+    p, port, _ = serve(tmp_path, "mdata", *tls_args(certs, client_ca=True))
     try:
-        port = int(p.stdout.readline().split()[-1])
         assert len(lst(tls_channel(port, certs, cert="client")).collections) == 0
         with pytest.raises(grpc.RpcError):       # no client certificate
             lst(tls_channel(port, certs), timeout=3)
@@ -383,18 +392,12 @@ def test_search_stops_at_its_deadline(tmp_path):
 
 def test_cli_with_keys_and_mtls(tmp_path, certs):
     quiver = os.path.join(qt.BUILD, "quiver")
-    loader = os.path.join(qt.BUILD, "quiver-bench-load")
     if not os.path.exists(quiver):
         pytest.skip("build/quiver is missing")
     kf = str(tmp_path / "keys")
     write_keys(kf, ["%s admin ops" % hash_key(KEYS["admin"]), "%s read dash" % hash_key(KEYS["reader"])])
-    p = subprocess.Popen([qt.QUIVERD, "--listen", "127.0.0.1:0", "--data", str(tmp_path / "cdata"),
-                          "--auth-keys", kf, "--tls-cert", os.path.join(certs, "server.pem"),
-                          "--tls-key", os.path.join(certs, "server.key"), "--tls-client-ca",
-                          os.path.join(certs, "ca.pem")],
-                         stdout=subprocess.PIPE, stderr=open(str(tmp_path / "cli.log"), "w"), text=True)
+    p, port, log = serve(tmp_path, "cdata", "--auth-keys", kf, *tls_args(certs, client_ca=True))
     try:
-        port = int(p.stdout.readline().split()[-1])
         tls = ["--addr", "localhost:%d" % port, "--tls-ca", os.path.join(certs, "ca.pem"),
                "--tls-cert", os.path.join(certs, "client.pem"), "--tls-key", os.path.join(certs, "client.key")]
 
@@ -429,12 +432,10 @@ def test_cli_with_keys_and_mtls(tmp_path, certs):
         # a CA file that cannot be read is a usage error
         r = q("collections", "list", "--tls-ca", str(tmp_path / "nope.pem"), key=KEYS["admin"])
         assert r.returncode == 2 and "nope.pem" in r.stderr, r.stderr
-        # the benchmark's loader takes the key from the environment (plain text server below)
-        assert os.path.exists(loader)
     finally:
         p.terminate()
         p.wait(timeout=30)
-    assert KEYS["admin"] not in open(str(tmp_path / "cli.log")).read()
+    assert KEYS["admin"] not in open(log).read()
 
 
 def test_bench_loader_with_key(tmp_path):
