@@ -66,6 +66,11 @@ def test_bench_smoke(dataset, tmp_path):
     assert "| engine" in r.stdout and "QPS at recall@10" in r.stdout
 
     res = json.loads((out / "results.json").read_text())
+    # committed results name no folder of this machine (the data set is in one here)
+    import tempfile
+    for f in ("results.json", "summary.md"):
+        text = (out / f).read_text()
+        assert tempfile.gettempdir() + "/" not in text and "$WORK" in text, f
     for key in ("machine", "versions", "dataset", "settings", "import", "indexes", "points",
                 "summary", "hnswlib"):
         assert key in res, key
