@@ -11,7 +11,7 @@
 #include "quiver/error.h"
 #include "services.h"
 
-qv_coll *find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen)
+qv_coll *srv_find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen)
 {
     qv_coll *c;
     if (!name || !name[0]) {
@@ -31,7 +31,7 @@ qv_coll *find_coll(const char *name, grpc_status_code *code, char *err, size_t e
     return c;
 }
 
-grpc_status_code status_of(int rc)
+grpc_status_code srv_status_of(int rc)
 {
     switch (rc) {
     case 0: return GRPC_STATUS_OK;
@@ -99,7 +99,7 @@ void arena_free(arena *a)
 }
 
 /* ------------------------------------------------------------- validation */
-int check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
+int srv_check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
                  char *err, size_t errlen)
 {
     if (n != dim) {
@@ -133,7 +133,7 @@ static int cmp_entry(const void *a, const void *b, void *ctx)
     return c ? c : (x > y) - (x < y);
 }
 
-int encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, const char *field,
+int srv_encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, const char *field,
                  char *err, size_t errlen)
 {
     /* A map may repeat a key on the wire: the last occurrence wins (proto3's
@@ -235,7 +235,7 @@ typedef struct entry {
     Quiver__V1__Value *value;
 } entry;
 
-void **decode_attrs(arena *a, const ProtobufCMessageDescriptor *ed, const uint8_t *blob,
+void **srv_decode_attrs(arena *a, const ProtobufCMessageDescriptor *ed, const uint8_t *blob,
                     size_t len, size_t *n)
 {
     *n = 0;
@@ -291,7 +291,7 @@ void **decode_attrs(arena *a, const ProtobufCMessageDescriptor *ed, const uint8_
 }
 
 /* ----------------------------------------------------------- descriptions */
-int parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_params *out,
+int srv_parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_params *out,
                      char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -348,7 +348,7 @@ static const char *kind_name_or_auto(qv_index_kind k)
     return k == QV_KIND_AUTO ? "auto" : qv_index_kind_name(k);
 }
 
-void fill_index_info(arena *a, const qv_coll_info *in, Quiver__V1__IndexInfo *ii)
+void srv_fill_index_info(arena *a, const qv_coll_info *in, Quiver__V1__IndexInfo *ii)
 {
     quiver__v1__index_info__init(ii);
     ii->kind = (char *)kind_name_or_auto(in->params.kind);
@@ -390,7 +390,7 @@ void fill_index_info(arena *a, const qv_coll_info *in, Quiver__V1__IndexInfo *ii
     }
 }
 
-void fill_collection_info(arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
+void srv_fill_collection_info(arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
                           Quiver__V1__IndexInfo *ii)
 {
     qv_coll_info in;
@@ -401,6 +401,6 @@ void fill_collection_info(arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
     ci->metric = (Quiver__V1__Metric)in.config.metric;
     ci->count = in.count;
     ci->last_seq = in.last_seq;
-    fill_index_info(a, &in, ii);
+    srv_fill_index_info(a, &in, ii);
     ci->index = ii;
 }

@@ -3,8 +3,16 @@
  * completion queue, a per-call object (struct rpc) driven by two tags, request
  * slots per method, and the shutdown order of GRPC-CORE.md section 6. Service
  * files implement handlers against this header; they never see the queue.
+ * This layer knows handlers only through the method table it is given
+ * (rpc_server_opts.methods, server/methods.c) and the hooks beside it: it
+ * calls no handler, health or metrics function by name.
  *
  * Rules for handlers:
+ *  - A call's first message (unary and server-streaming methods) is decoded
+ *    before start runs, with the method's request descriptor, and handed over
+ *    as r->req; one that does not decode is answered INVALID_ARGUMENT
+ *    ("cannot decode SearchRequest: <reason>") and never reaches start.
+ *    r->req is the loop's: it lives as long as r and is freed with it.
  *  - start(r) runs once when a call arrives; step(r, ok) runs when the batch
  *    the handler started completes (at most one step batch in flight).
  *  - rpc_finish/rpc_send/rpc_recv start a batch and must be the handler's last
@@ -32,13 +40,28 @@ typedef struct {
     rpc *r;
 } rpc_tag;
 
+/* Flags of a method (Redis's CMD_WRITE), checked by the loop only. */
+enum {
+    /* A write: its first message counts against --max-queued-writes from the
+     * moment it is taken in (held_bytes), and no call of it is taken from the
+     * network while the write queue is at that budget. */
+    RPC_WRITE = 1 << 0,
+    /* Client streaming or bidi: there is no first message; the handler reads
+     * each one with rpc_recv and rpc_recv_unpack. */
+    RPC_STREAM_IN = 1 << 1,
+};
+
+/* One entry of the method table. */
 typedef struct rpc_method {
-    const char *path;
-    int streaming_request; /* 1: client streaming / bidi (no initial payload) */
+    const char *path;                          /* "/quiver.v1.Search/Search" */
+    const ProtobufCMessageDescriptor *request; /* what each request message is */
+    int flags;                                 /* RPC_WRITE, RPC_STREAM_IN */
+    /* What a decoded request of wire_bytes holds until its reply (NULL: as
+     * many bytes as its wire form). */
+    size_t (*held_bytes)(size_t wire_bytes);
     void (*start)(rpc *r);
-    void (*step)(rpc *r, int ok);     /* may be NULL: nothing to do */
-    void (*closed)(rpc *r);           /* call ended (cancelled or not); may be NULL */
-    void *handle;
+    void (*step)(rpc *r, int ok); /* may be NULL: nothing to do */
+    void (*closed)(rpc *r);       /* call ended (cancelled or not); may be NULL */
 } rpc_method;
 
 struct rpc {
@@ -49,13 +72,15 @@ struct rpc {
     gpr_timespec deadline;
     grpc_call_details details; /* unknown methods */
     grpc_metadata_array req_md;
-    grpc_byte_buffer *payload; /* first message of unary/server-streaming calls */
+    grpc_byte_buffer *payload; /* first message on the wire (freed once decoded) */
+    ProtobufCMessage *req;     /* first message decoded (NULL: RPC_STREAM_IN); freed with r */
+    size_t held;               /* what req holds by the method's held_bytes */
     grpc_byte_buffer *recv_bb; /* target of rpc_recv */
     grpc_byte_buffer *send_bb; /* kept until its batch completes */
     int cancelled;             /* from RECV_CLOSE_ON_SERVER */
     atomic_int refs;
     atomic_int closed;
-    size_t reserved;           /* write bytes reserved at accept (rpc_unreserve) */
+    size_t reserved;           /* write bytes reserved at accept (RPC_WRITE; rpc_unreserve) */
     int md_sent;
     atomic_int done;           /* status sent: read by other workers (on_step) */
     grpc_slice status_details;
@@ -67,11 +92,8 @@ struct rpc {
     void (*state_free)(void *state);
 };
 
-/* The method table (server/rpc.c) and the db every handler uses. */
+/* The db every handler uses (opened by main before rpc_serve). */
 extern qv_db *g_db;
-/* Largest k a search may ask for (--max-k). */
-extern unsigned g_max_k;
-extern size_t g_max_reply; /* --max-reply: bytes a reply may take */
 
 /* Give back the write bytes reserved when the call was taken in (before its
  * write is submitted; done at the latest when r is freed). */
@@ -84,11 +106,16 @@ int64_t rpc_deadline_ms(const rpc *r);
 void rpc_ref(rpc *r);
 void rpc_unref(rpc *r);
 
-/* Decode a byte buffer into a protobuf-c message (NULL if malformed). */
-ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
-/* Why the last rpc_unpack of this thread returned NULL: a string field's path
- * and what is wrong with it (invalid UTF-8, a NUL byte), or a malformed
- * message. */
+/* Decode the message a step received (r->recv_bb, taken and destroyed here)
+ * with the method's request descriptor: strings are checked first (valid
+ * UTF-8, no NUL), then protobuf-c unpacks it. Returns the message, which the
+ * caller frees (protobuf_c_message_free_unpacked), or NULL when there was none
+ * or it does not decode: rpc_unpack_error says why. held (may be NULL): what
+ * the decoded message holds, by the method's held_bytes. */
+ProtobufCMessage *rpc_recv_unpack(rpc *r, size_t *held);
+/* Why this thread's last decode failed: a string field's path and what is
+ * wrong with it (invalid UTF-8, a NUL byte), a malformed message, or no
+ * message. Valid until the thread's next decode. */
 const char *rpc_unpack_error(void);
 
 /* [initial metadata] [+ reply] + status, in one batch. details may be NULL. */
@@ -117,14 +144,15 @@ typedef struct rpc_server_opts {
     int grace_ms;
     grpc_server_credentials *creds; /* TLS (taken over), or NULL: plain text */
     const char *auth_keys;          /* re-read on SIGHUP (NULL: none) */
+    const rpc_method *methods;      /* the method table: nmethods entries, */
+    int nmethods;                   /* alive until rpc_serve returns */
+    /* Hooks, each may be NULL. method is an index into methods, or -1 for a
+     * method quiverd does not serve; code is the status sent (CANCELLED when
+     * none was). */
+    void (*call_begin)(int method);
+    void (*call_end)(int method, int code, double seconds);
+    void (*serving)(int on); /* 1 once calls are taken, 0 when shutdown begins */
 } rpc_server_opts;
 int rpc_serve(const rpc_server_opts *o);
-
-/* The method table: how many, and each one's path ("/quiver.v1.Search/Search"). */
-int rpc_method_count(void);
-const char *rpc_method_path(int m);
-
-/* Health: serving state for Check/Watch. */
-void health_set_serving(int serving);
 
 #endif

@@ -1,12 +1,19 @@
 /*
- * Handlers of every service quiverd serves (one file per service) and the
- * helpers they share for translating between protobuf and the engine.
+ * Handlers of every service quiverd serves (one file per service), the method
+ * table that joins them to the RPC loop (server/methods.c), and the helpers
+ * they share for translating between protobuf and the engine (server/convert.c,
+ * prefixed srv_). Handlers take their decoded request from r->req (rpc.h).
  */
 #ifndef QUIVERD_SERVICES_H
 #define QUIVERD_SERVICES_H
 
 #include "quiver/v1/quiver.pb-c.h"
 #include "rpc.h"
+
+/* methods.c: every method quiverd serves, for rpc_serve (rpc_server_opts.methods)
+ * and the metrics' labels; a method's index here is its index everywhere. */
+extern const rpc_method srv_methods[];
+extern const int srv_nmethods;
 
 /* svc_collections.c */
 void collections_create(rpc *r);
@@ -23,8 +30,16 @@ void items_delete(rpc *r);
 void items_scan(rpc *r);
 void items_scan_step(rpc *r, int ok);
 
+/* What a decoded write holds until its reply, counted against
+ * --max-queued-writes: the decoded request and the batch built from it (the
+ * wire copy is freed once decoded), each about as big as the wire form. The
+ * held_bytes of Upsert, Import and Delete in the method table. */
+size_t srv_items_held_bytes(size_t wire_bytes);
+
 /* svc_search.c */
 extern unsigned g_slow_ms; /* --slow-ms: searches slower than this are logged (0 = off) */
+extern unsigned g_max_k;   /* --max-k: the largest k a search may ask for */
+extern size_t g_max_reply; /* --max-reply: bytes a reply may take */
 void search_init(void);
 void search_search(rpc *r);
 void search_recommend(rpc *r);
@@ -39,6 +54,7 @@ void admin_backup_step(rpc *r, int ok);
 extern const char *g_version; /* quiverd's version, for backups' manifests */
 
 /* health.c */
+void health_set_serving(int serving); /* for Check/Watch: rpc_server_opts.serving */
 void health_check(rpc *r);
 void health_watch(rpc *r);
 
@@ -49,7 +65,7 @@ void reflection_start(rpc *r);
 void reflection_step(rpc *r, int ok);
 
 /* convert.c: engine codes to gRPC statuses */
-grpc_status_code status_of(int qv_rc);
+grpc_status_code srv_status_of(int qv_rc);
 
 /* A bump allocator for one call's reply (freed at once). */
 typedef struct arena arena;
@@ -60,38 +76,36 @@ void arena_free(arena *a);
 
 /* The collection a request names (one reference: qv_coll_release), or NULL
  * with the status and message to fail the call with: INVALID_ARGUMENT when
- * the name is empty, NOT_FOUND when there is no such collection. Every
- * handler looks collections up through it. */
-qv_coll *find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen);
+ * the name is empty, PERMISSION_DENIED when the call's key is not scoped to
+ * it, NOT_FOUND when there is no such collection. Items, Search and
+ * RebuildIndex look their collection up through it; Collections checks its
+ * `name` field itself (the name's syntax, then the key's scope). */
+qv_coll *srv_find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen);
 
 /* Validate a vector: n floats for a collection of dimension dim named coll.
  * field names the vector in messages ("items[3].vector"). Returns 0 or -1
  * with the message in err. */
-int check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
+int srv_check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
                  char *err, size_t errlen);
 /* Encode an item's attribute map into the builder's blob: a key repeated in
  * the map counts once, its last value wins; at most g_max_attr_keys keys and
  * g_max_attr_bytes encoded bytes per item (--max-attr-keys,
  * --max-attr-bytes). Returns 0 or -1 with a message naming the field in err. */
 extern size_t g_max_attr_bytes;
-/* What a decoded write holds until its reply, counted against
- * --max-queued-writes: the decoded request and the batch built from it (the
- * wire copy is freed once decoded), each about as big as the wire form. */
-size_t items_held_bytes(size_t wire_bytes);
 extern unsigned g_max_attr_keys;
-int encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, const char *field,
+int srv_encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *out, const char *field,
                  char *err, size_t errlen);
 /* Decode an attribute blob into protobuf map entries allocated in a, of the
  * entry type `entry` (Item's or Hit's AttributesEntry: same layout). Returns
  * the entries (count in *n), NULL when empty or out of memory. */
-void **decode_attrs(arena *a, const ProtobufCMessageDescriptor *entry, const uint8_t *blob,
+void **srv_decode_attrs(arena *a, const ProtobufCMessageDescriptor *entry, const uint8_t *blob,
                     size_t len, size_t *n);
 /* Fill an IndexInfo / CollectionInfo from the engine's view (strings in a). */
-void fill_collection_info(arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
-                          Quiver__V1__IndexInfo *ii);
-void fill_index_info(arena *a, const qv_coll_info *info, Quiver__V1__IndexInfo *ii);
+void srv_fill_collection_info(arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
+                              Quiver__V1__IndexInfo *ii);
+void srv_fill_index_info(arena *a, const qv_coll_info *info, Quiver__V1__IndexInfo *ii);
 /* Parse an IndexSpec (NULL = auto). Returns 0 or -1 with a message. */
-int parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_params *out,
-                     char *err, size_t errlen);
+int srv_parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_params *out,
+                         char *err, size_t errlen);
 
 #endif

@@ -1,7 +1,9 @@
 /*
- * quiver.v1.Items: Upsert, Import (client stream), Get, Delete. Validates a
- * whole batch before anything is written (all or nothing), hands writes to
- * the engine's group-commit writer and replies from its completion.
+ * quiver.v1.Items: the writes Upsert, Import (client stream) and Delete, and
+ * the reads Get and Scan (server stream). A write's batch is validated whole
+ * before anything is written (all or nothing), handed to the engine's
+ * group-commit writer and answered from its completion. Requests arrive
+ * decoded (r->req, by rpc.c); this file does not parse the wire.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -28,7 +30,6 @@ typedef struct batch {
 
 typedef struct items_state {
     rpc *r;
-    void *req; /* the decoded request (unpacked protobuf) */
     batch b;
     uint64_t total;  /* Import: items so far */
     uint64_t nmsgs;  /* Import: messages so far */
@@ -49,7 +50,6 @@ static void state_free(void *p)
     items_state *s = p;
     if (!s) return;
     batch_clear(&s->b);
-    if (s->req) protobuf_c_message_free_unpacked(s->req, NULL);
     free(s);
 }
 
@@ -63,15 +63,14 @@ static items_state *state_new(rpc *r)
     return s;
 }
 
-/* Looks up a collection, answering NOT_FOUND (or the name error) itself. */
 /* Validates req and fills b; prefix names the message in errors ("" for
- * Upsert, "request #3: " for Import). Returns 0 or -1 with code/err set. */
+ * Upsert, "import request #3: " for Import). Returns 0 or -1 with code/err set. */
 static int prepare_upsert(const Quiver__V1__UpsertRequest *req, const char *prefix, batch *b,
                           grpc_status_code *code, char *err, size_t errlen)
 {
     char msg[512];
     *code = GRPC_STATUS_INVALID_ARGUMENT;
-    if (!(b->coll = find_coll(req->collection, code, msg, sizeof msg))) goto fail;
+    if (!(b->coll = srv_find_coll(req->collection, code, msg, sizeof msg))) goto fail;
     const qv_coll_config *cfg = qv_coll_config_of(b->coll);
     size_t n = req->n_items;
     if (n == 0) {
@@ -101,7 +100,7 @@ static int prepare_upsert(const Quiver__V1__UpsertRequest *req, const char *pref
             goto fail;
         }
         snprintf(field, sizeof field, "items[%zu].vector", i);
-        if (check_vector(it->vector, it->n_vector, cfg->dim, cfg->name, field, msg, sizeof msg))
+        if (srv_check_vector(it->vector, it->n_vector, cfg->dim, cfg->name, field, msg, sizeof msg))
             goto fail;
         b->ids[i] = it->id;
         float *v = b->vecs + i * cfg->dim;
@@ -110,7 +109,7 @@ static int prepare_upsert(const Quiver__V1__UpsertRequest *req, const char *pref
         b->off[i] = b->attrs.len;
         if (it->n_attributes) {
             snprintf(field, sizeof field, "items[%zu].attributes", i);
-            if (encode_attrs(it->attributes, it->n_attributes, &b->attrs, field, msg, sizeof msg))
+            if (srv_encode_attrs(it->attributes, it->n_attributes, &b->attrs, field, msg, sizeof msg))
                 goto fail;
         }
     }
@@ -149,7 +148,7 @@ static grpc_status_code write_error(const qv_write *w, const char *what, char *m
         return GRPC_STATUS_RESOURCE_EXHAUSTED;
     }
     snprintf(msg, len, "%s to \"%s\" not written: %s", what, name, qv_strerror(w->rc));
-    return status_of(w->rc);
+    return srv_status_of(w->rc);
 }
 
 static void fail_write(rpc *r, const qv_write *w, const char *what)
@@ -159,7 +158,7 @@ static void fail_write(rpc *r, const qv_write *w, const char *what)
     rpc_fail(r, code, "%s", msg);
 }
 
-size_t items_held_bytes(size_t wire_bytes) { return 2 * wire_bytes; }
+size_t srv_items_held_bytes(size_t wire_bytes) { return 2 * wire_bytes; }
 
 /* ----------------------------------------------------------------- Upsert */
 static void upsert_done(qv_write *w)
@@ -183,17 +182,7 @@ void items_upsert(rpc *r)
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    Quiver__V1__UpsertRequest *req =
-        (Quiver__V1__UpsertRequest *)rpc_unpack(r->payload, &quiver__v1__upsert_request__descriptor);
-    size_t wire_bytes = r->payload ? grpc_byte_buffer_length(r->payload) : 0;
-    /* decoded: the wire copy is not needed any more */
-    if (r->payload) grpc_byte_buffer_destroy(r->payload);
-    r->payload = NULL;
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode UpsertRequest: %s", rpc_unpack_error());
-        return;
-    }
-    s->req = req;
+    const Quiver__V1__UpsertRequest *req = (const Quiver__V1__UpsertRequest *)r->req;
     grpc_status_code code;
     char err[600];
     if (prepare_upsert(req, "", &s->b, &code, err, sizeof err)) {
@@ -202,7 +191,7 @@ void items_upsert(rpc *r)
     }
     s->b.w.done = upsert_done;
     s->b.w.ctx = s;
-    s->b.w.bytes = items_held_bytes(wire_bytes);
+    s->b.w.bytes = r->held;
     s->b.w.deadline_ms = rpc_deadline_ms(r);
     rpc_unreserve(r); /* counted by the queue from here on */
     rpc_ref(r);
@@ -353,7 +342,6 @@ void items_import_step(rpc *r, int ok)
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    size_t wire_bytes = grpc_byte_buffer_length(r->recv_bb);
     uint64_t msgno = ++s->nmsgs;
     if (s->failed) { /* read and dropped */
         grpc_byte_buffer_destroy(r->recv_bb);
@@ -362,10 +350,8 @@ void items_import_step(rpc *r, int ok)
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    Quiver__V1__UpsertRequest *req =
-        (Quiver__V1__UpsertRequest *)rpc_unpack(r->recv_bb, &quiver__v1__upsert_request__descriptor);
-    grpc_byte_buffer_destroy(r->recv_bb);
-    r->recv_bb = NULL;
+    size_t held;
+    Quiver__V1__UpsertRequest *req = (Quiver__V1__UpsertRequest *)rpc_recv_unpack(r, &held);
     char err[600], prefix[64];
     if (!req) {
         snprintf(err, sizeof err, "import request #%" PRIu64 ": cannot decode UpsertRequest: %s",
@@ -397,7 +383,7 @@ void items_import_step(rpc *r, int ok)
     sl->b.w.ctx = sl;
     sl->b.w.chain = &s->chain;
     sl->b.w.chain_pos = msgno;
-    sl->b.w.bytes = items_held_bytes(wire_bytes);
+    sl->b.w.bytes = held;
     sl->b.w.deadline_ms = rpc_deadline_ms(r);
     s->inflight++;
     rpc_ref(r); /* the write's, dropped by import_done */
@@ -456,17 +442,12 @@ static void fail_reply_budget(rpc *r, size_t bytes, size_t i, const Quiver__V1__
 
 void items_get(rpc *r)
 {
-    Quiver__V1__GetItemsRequest *req =
-        (Quiver__V1__GetItemsRequest *)rpc_unpack(r->payload, &quiver__v1__get_items_request__descriptor);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode GetItemsRequest: %s", rpc_unpack_error());
-        return;
-    }
+    const Quiver__V1__GetItemsRequest *req = (const Quiver__V1__GetItemsRequest *)r->req;
     grpc_status_code code;
     char err[512];
     arena *a = NULL;
     MDB_txn *txn = NULL;
-    qv_coll *c = find_coll(req->collection, &code, err, sizeof err);
+    qv_coll *c = srv_find_coll(req->collection, &code, err, sizeof err);
     if (!c) {
         rpc_fail(r, code, "%s", err);
         goto out;
@@ -535,7 +516,7 @@ void items_get(rpc *r)
             it->n_vector = v.dim;
         }
         if (has_attrs)
-            it->attributes = (Quiver__V1__Item__AttributesEntry **)decode_attrs(
+            it->attributes = (Quiver__V1__Item__AttributesEntry **)srv_decode_attrs(
                 a, &quiver__v1__item__attributes_entry__descriptor, blob, blen, &it->n_attributes);
         rep.items[rep.n_items++] = it;
         reply_bytes += protobuf_c_message_get_packed_size(&it->base) + 6;
@@ -549,7 +530,6 @@ out:
     qv_store_abort(txn);
     arena_free(a);
     qv_coll_release(c);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 /* ----------------------------------------------------------------- Delete */
@@ -574,16 +554,10 @@ void items_delete(rpc *r)
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    Quiver__V1__DeleteItemsRequest *req = (Quiver__V1__DeleteItemsRequest *)rpc_unpack(
-        r->payload, &quiver__v1__delete_items_request__descriptor);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DeleteItemsRequest: %s", rpc_unpack_error());
-        return;
-    }
-    s->req = req;
+    const Quiver__V1__DeleteItemsRequest *req = (const Quiver__V1__DeleteItemsRequest *)r->req;
     grpc_status_code code;
     char err[512];
-    if (!(s->b.coll = find_coll(req->collection, &code, err, sizeof err))) {
+    if (!(s->b.coll = srv_find_coll(req->collection, &code, err, sizeof err))) {
         rpc_fail(r, code, "%s", err);
         return;
     }
@@ -665,7 +639,7 @@ static int scan_one(void *ctx, uint64_t id, const qv_item_view *v)
     size_t blen;
     if (s->with_attrs &&
         qv_store_attrs_get(qv_db_store(g_db), s->txn, qv_coll_config_of(s->c)->id, id, &blob, &blen) == 0)
-        it->attributes = (Quiver__V1__Item__AttributesEntry **)decode_attrs(
+        it->attributes = (Quiver__V1__Item__AttributesEntry **)srv_decode_attrs(
             f->a, &quiver__v1__item__attributes_entry__descriptor, blob, blen, &it->n_attributes);
     f->items[f->rep->n_items++] = it;
     f->bytes += protobuf_c_message_get_packed_size(&it->base) + 6;
@@ -694,7 +668,7 @@ static void scan_send(rpc *r)
     if (f.rc) rc = f.rc;
     if (rc) {
         arena_free(a);
-        rpc_fail(r, status_of(rc), "scan of \"%s\" failed at id %" PRIu64 ": %s",
+        rpc_fail(r, srv_status_of(rc), "scan of \"%s\" failed at id %" PRIu64 ": %s",
                  qv_coll_config_of(s->c)->name, from, qv_strerror(rc));
         return;
     }
@@ -707,29 +681,24 @@ static void scan_send(rpc *r)
 
 void items_scan(rpc *r)
 {
-    Quiver__V1__ScanRequest *req =
-        (Quiver__V1__ScanRequest *)rpc_unpack(r->payload, &quiver__v1__scan_request__descriptor);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode ScanRequest: %s", rpc_unpack_error());
-        return;
-    }
+    const Quiver__V1__ScanRequest *req = (const Quiver__V1__ScanRequest *)r->req;
     scan_state *s = calloc(1, sizeof *s);
     grpc_status_code code;
     char err[512];
     int rc;
     if (!s) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
+        return;
     }
     r->state = s;
     r->state_free = scan_free;
-    if (!(s->c = find_coll(req->collection, &code, err, sizeof err))) {
+    if (!(s->c = srv_find_coll(req->collection, &code, err, sizeof err))) {
         rpc_fail(r, code, "%s", err);
-        goto out;
+        return;
     }
     if ((rc = qv_store_read_begin(qv_db_store(g_db), &s->txn))) {
-        rpc_fail(r, status_of(rc), "cannot start a read: %s", qv_strerror(rc));
-        goto out;
+        rpc_fail(r, srv_status_of(rc), "cannot start a read: %s", qv_strerror(rc));
+        return;
     }
     s->with_vectors = req->with_vectors;
     s->with_attrs = !req->without_attributes;
@@ -737,8 +706,6 @@ void items_scan(rpc *r)
     if (req->after_id >= (uint64_t)QV_MAX_ID) s->over = 1; /* nothing after the largest id */
     s->next = req->after_id ? req->after_id + 1 : 0;
     scan_send(r);
-out:
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 void items_scan_step(rpc *r, int ok)

@@ -288,7 +288,7 @@ static void finish_hits_of(rpc *r, const uint32_t *colls, const uint8_t *want, u
         goto out;
     }
     if (with_attrs && (rc = qv_store_read_begin(st, &txn))) {
-        rpc_fail(r, status_of(rc), "cannot start a read: %s", qv_strerror(rc));
+        rpc_fail(r, srv_status_of(rc), "cannot start a read: %s", qv_strerror(rc));
         goto out;
     }
     memcpy(e.off, off, (nlists + 1) * sizeof *off);
@@ -329,7 +329,7 @@ static void finish_hits(rpc *r, uint32_t coll_id, const qv_hit *hits, const size
 
 static void fail_rc(rpc *r, int rc, const char *err)
 {
-    rpc_fail(r, status_of(rc), "%s", err);
+    rpc_fail(r, srv_status_of(rc), "%s", err);
 }
 
 /* --------------------------------------------------------------- Search */
@@ -351,7 +351,7 @@ static int resolve_queries(rpc *r, const Quiver__V1__SearchRequest *req, const q
             char field[48];
             snprintf(field, sizeof field, "queries[%zu].vector", i);
             const Quiver__V1__Vector *v = qu->vector;
-            if (check_vector(v ? v->values : NULL, v ? v->n_values : 0, dim, cfg->name, field,
+            if (srv_check_vector(v ? v->values : NULL, v ? v->n_values : 0, dim, cfg->name, field,
                              err, sizeof err)) {
                 rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
                 goto out;
@@ -361,7 +361,7 @@ static int resolve_queries(rpc *r, const Quiver__V1__SearchRequest *req, const q
         } else if (qu->kind_case == QUIVER__V1__QUERY__KIND_ID) {
             qv_item_view v;
             if (!txn && (rc = qv_store_read_begin(st, &txn))) {
-                rpc_fail(r, status_of(rc), "cannot start a read: %s", qv_strerror(rc));
+                rpc_fail(r, srv_status_of(rc), "cannot start a read: %s", qv_strerror(rc));
                 goto out;
             }
             *any_id = 1;
@@ -427,12 +427,7 @@ static int composed(const Quiver__V1__SearchRequest *req)
 
 void search_search(rpc *r)
 {
-    Quiver__V1__SearchRequest *req =
-        (Quiver__V1__SearchRequest *)rpc_unpack(r->payload, &quiver__v1__search_request__descriptor);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode SearchRequest: %s", rpc_unpack_error());
-        return;
-    }
+    const Quiver__V1__SearchRequest *req = (const Quiver__V1__SearchRequest *)r->req;
     double t0 = now_ms();
     qv_coll *c = NULL;
     float *q = NULL;
@@ -442,7 +437,7 @@ void search_search(rpc *r)
     char err[1024] = "";
     grpc_status_code code = GRPC_STATUS_INVALID_ARGUMENT;
     size_t nq = req->n_queries, k;
-    if (!(c = find_coll(req->collection, &code, err, sizeof err))) goto fail;
+    if (!(c = srv_find_coll(req->collection, &code, err, sizeof err))) goto fail;
     const qv_coll_config *cfg = qv_coll_config_of(c);
     code = GRPC_STATUS_INVALID_ARGUMENT;
     if (check_k(&k, req->k, req->min_recall, err, sizeof err)) goto fail;
@@ -558,7 +553,6 @@ out:
     free(qids);
     arena_free(a);
     qv_coll_release(c);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 /* ------------------------------------------------------------ Recommend */
@@ -583,7 +577,7 @@ static int conv_examples(arena *a, Quiver__V1__Example **pe, size_t n, const cha
             char field[48];
             snprintf(field, sizeof field, "%s[%zu].vector", side, i);
             const Quiver__V1__Vector *v = pe[i]->vector;
-            if (check_vector(v ? v->values : NULL, v ? v->n_values : 0, cfg->dim, cfg->name, field,
+            if (srv_check_vector(v ? v->values : NULL, v ? v->n_values : 0, cfg->dim, cfg->name, field,
                              err, errlen))
                 return -1;
             e[i].id = -1;
@@ -603,7 +597,7 @@ static int recommend_one(rpc *r, const Quiver__V1__RecommendRequest *req, arena 
                          qv_query_result *res, uint32_t *coll_id, grpc_status_code *code, char *err,
                          size_t errlen)
 {
-    qv_coll *c = find_coll(req->collection, code, err, errlen);
+    qv_coll *c = srv_find_coll(req->collection, code, err, errlen);
     if (!c) return -1;
     const qv_coll_config *cfg = qv_coll_config_of(c);
     *coll_id = cfg->id;
@@ -640,7 +634,7 @@ static int recommend_one(rpc *r, const Quiver__V1__RecommendRequest *req, arena 
         goto out;
     }
     if (rc) {
-        *code = status_of(rc);
+        *code = srv_status_of(rc);
         goto out;
     }
     ret = 0;
@@ -651,13 +645,7 @@ out:
 
 void search_recommend(rpc *r)
 {
-    Quiver__V1__RecommendRequest *req = (Quiver__V1__RecommendRequest *)rpc_unpack(
-        r->payload, &quiver__v1__recommend_request__descriptor);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode RecommendRequest: %s",
-                 rpc_unpack_error());
-        return;
-    }
+    const Quiver__V1__RecommendRequest *req = (const Quiver__V1__RecommendRequest *)r->req;
     arena *a = arena_new();
     qv_query_result res = {0};
     char err[1024] = "";
@@ -670,18 +658,11 @@ void search_recommend(rpc *r)
         finish_hits(r, coll_id, res.hits, res.off, 1, !req->without_attributes, 1);
     qv_query_result_free(&res);
     arena_free(a);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 void search_recommend_batch(rpc *r)
 {
-    Quiver__V1__RecommendBatchRequest *req = (Quiver__V1__RecommendBatchRequest *)rpc_unpack(
-        r->payload, &quiver__v1__recommend_batch_request__descriptor);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode RecommendBatchRequest: %s",
-                 rpc_unpack_error());
-        return;
-    }
+    const Quiver__V1__RecommendBatchRequest *req = (const Quiver__V1__RecommendBatchRequest *)r->req;
     size_t n = req->n_requests;
     arena *a = arena_new();
     qv_query_result *rs = calloc(n ? n : 1, sizeof *rs);
@@ -735,5 +716,4 @@ out:
     free(colls);
     free(want);
     arena_free(a);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
