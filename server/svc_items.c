@@ -14,6 +14,7 @@
 
 #include "quiver/error.h"
 #include "quiver/log.h"
+#include "quiver/query.h"
 #include "services.h"
 
 #define MAX_ITEMS_PER_CALL 100000
@@ -446,7 +447,7 @@ void items_get(rpc *r)
     grpc_status_code code;
     char err[512];
     arena *a = NULL;
-    MDB_txn *txn = NULL;
+    qv_items got = {0};
     qv_coll *c = srv_find_coll(req->collection, &code, err, sizeof err);
     if (!c) {
         rpc_fail(r, code, "%s", err);
@@ -462,62 +463,59 @@ void items_get(rpc *r)
         goto out;
     }
     const qv_coll_config *cfg = qv_coll_config_of(c);
-    qv_store *st = qv_db_store(g_db);
-    int rc;
-    a = arena_new();
-    if (!a || (rc = qv_store_read_begin(st, &txn))) {
-        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start a read");
-        goto out;
-    }
     /* an id asked for more than once is answered once (first position) */
     size_t nids = dedupe_ids(req->ids, req->n_ids);
+    uint64_t bad = 0;
+    int rc = qv_items_get(c, req->ids, nids, &got, &bad);
+    if (rc == QV_CORRUPT || rc == QV_VERSION || rc == QV_LMDB) {
+        rpc_fail(r, GRPC_STATUS_INTERNAL, "item %" PRIu64 " of \"%s\" cannot be read: %s", bad,
+                 cfg->name, qv_strerror(rc));
+        goto out;
+    }
+    if (rc) {
+        rpc_fail(r, srv_status_of(rc), "get from \"%s\": %s", cfg->name, qv_strerror(rc));
+        goto out;
+    }
+    a = arena_new();
     Quiver__V1__GetItemsResponse rep = QUIVER__V1__GET_ITEMS_RESPONSE__INIT;
     size_t reply_bytes = 0; /* grows with each item found: checked before it is built */
-    rep.items = arena_alloc(a, req->n_ids * sizeof *rep.items);
-    rep.missing_ids = arena_alloc(a, req->n_ids * sizeof *rep.missing_ids);
-    Quiver__V1__Item *items = arena_alloc(a, req->n_ids * sizeof *items);
+    rep.items = a ? arena_alloc(a, req->n_ids * sizeof *rep.items) : NULL;
+    rep.missing_ids = a ? arena_alloc(a, req->n_ids * sizeof *rep.missing_ids) : NULL;
+    Quiver__V1__Item *items = a ? arena_alloc(a, req->n_ids * sizeof *items) : NULL;
     if (!rep.items || !rep.missing_ids || !items) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu items", req->n_ids);
         goto out;
     }
     for (size_t i = 0; i < nids; i++) {
-        qv_item_view v;
-        rc = req->ids[i] > (uint64_t)QV_MAX_ID ? QV_NOTFOUND
-                                               : qv_store_item_get(st, txn, cfg->id, req->ids[i], &v);
-        if (rc == QV_NOTFOUND) {
-            rep.missing_ids[rep.n_missing_ids++] = req->ids[i];
+        const qv_item_ref *g = &got.items[i];
+        if (!g->found) {
+            rep.missing_ids[rep.n_missing_ids++] = g->id;
             continue;
         }
-        if (rc) {
-            rpc_fail(r, GRPC_STATUS_INTERNAL, "item %" PRIu64 " of \"%s\" cannot be read: %s",
-                     req->ids[i], cfg->name, qv_strerror(rc));
-            goto out;
-        }
-        const uint8_t *blob = NULL;
-        size_t blen = 0;
-        int has_attrs = qv_store_attrs_get(st, txn, cfg->id, req->ids[i], &blob, &blen) == 0;
         /* the reply's size so far, from the vector's and the stored
          * attributes' sizes (bounded by --max-attr-bytes), checked before
          * the item is decoded into the reply; exact once decoded, below */
-        if (reply_bytes + 24 + (req->with_vectors ? (size_t)v.dim * 4 + 8 : 0) + blen > g_max_reply) {
-            fail_reply_budget(r, reply_bytes + blen, i, req);
+        if (reply_bytes + 24 + (req->with_vectors ? (size_t)g->v.dim * 4 + 8 : 0) + g->attrs_len >
+            g_max_reply) {
+            fail_reply_budget(r, reply_bytes + g->attrs_len, i, req);
             goto out;
         }
         Quiver__V1__Item *it = &items[rep.n_items];
         quiver__v1__item__init(it);
-        it->id = req->ids[i];
+        it->id = g->id;
         if (req->with_vectors) {
-            it->vector = arena_alloc(a, v.dim * sizeof(float));
+            it->vector = arena_alloc(a, g->v.dim * sizeof(float));
             if (!it->vector) {
                 rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
                 goto out;
             }
-            qv_item_vector(&v, it->vector);
-            it->n_vector = v.dim;
+            qv_item_vector(&g->v, it->vector);
+            it->n_vector = g->v.dim;
         }
-        if (has_attrs)
+        if (g->attrs)
             it->attributes = (Quiver__V1__Item__AttributesEntry **)srv_decode_attrs(
-                a, &quiver__v1__item__attributes_entry__descriptor, blob, blen, &it->n_attributes);
+                a, &quiver__v1__item__attributes_entry__descriptor, g->attrs, g->attrs_len,
+                &it->n_attributes);
         rep.items[rep.n_items++] = it;
         reply_bytes += protobuf_c_message_get_packed_size(&it->base) + 6;
         if (reply_bytes > g_max_reply) {
@@ -527,7 +525,7 @@ void items_get(rpc *r)
     }
     rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
 out:
-    qv_store_abort(txn);
+    qv_items_free(&got);
     arena_free(a);
     qv_coll_release(c);
 }
@@ -593,7 +591,7 @@ void items_delete(rpc *r)
 
 typedef struct scan_state {
     qv_coll *c;
-    MDB_txn *txn;       /* the one snapshot every message reads */
+    qv_scan *scan;      /* the one snapshot every message reads */
     uint64_t next;      /* first id of the next message */
     uint64_t left;      /* items still to send (UINT64_MAX: all) */
     int with_vectors, with_attrs;
@@ -604,7 +602,7 @@ static void scan_free(void *p)
 {
     scan_state *s = p;
     if (!s) return;
-    qv_store_abort(s->txn);
+    qv_scan_close(s->scan);
     qv_coll_release(s->c);
     free(s);
 }
@@ -618,10 +616,12 @@ typedef struct scan_fill {
     int rc;
 } scan_fill;
 
-static int scan_one(void *ctx, uint64_t id, const qv_item_view *v)
+static int scan_one(void *ctx, const qv_item_ref *ref)
 {
     scan_fill *f = ctx;
     scan_state *s = f->s;
+    uint64_t id = ref->id;
+    const qv_item_view *v = &ref->v;
     if (f->rep->n_items == SCAN_MSG_ITEMS || f->bytes >= SCAN_MSG_BYTES || s->left == 0) {
         s->next = id;
         return 1; /* full: this id starts the next message */
@@ -635,12 +635,10 @@ static int scan_one(void *ctx, uint64_t id, const qv_item_view *v)
         qv_item_vector(v, it->vector);
         it->n_vector = v->dim;
     }
-    const uint8_t *blob;
-    size_t blen;
-    if (s->with_attrs &&
-        qv_store_attrs_get(qv_db_store(g_db), s->txn, qv_coll_config_of(s->c)->id, id, &blob, &blen) == 0)
+    if (ref->attrs)
         it->attributes = (Quiver__V1__Item__AttributesEntry **)srv_decode_attrs(
-            f->a, &quiver__v1__item__attributes_entry__descriptor, blob, blen, &it->n_attributes);
+            f->a, &quiver__v1__item__attributes_entry__descriptor, ref->attrs, ref->attrs_len,
+            &it->n_attributes);
     f->items[f->rep->n_items++] = it;
     f->bytes += protobuf_c_message_get_packed_size(&it->base) + 6;
     if (s->left != UINT64_MAX) s->left--;
@@ -662,8 +660,7 @@ static void scan_send(rpc *r)
     rep.items = f.items;
     uint64_t from = s->next;
     s->next = UINT64_MAX;
-    int rc = s->over ? 0 : qv_store_item_foreach(qv_db_store(g_db), s->txn,
-                                                qv_coll_config_of(s->c)->id, from, scan_one, &f);
+    int rc = s->over ? 0 : qv_scan_step(s->scan, from, s->with_attrs, scan_one, &f);
     if (rc == 1) rc = 0;
     if (f.rc) rc = f.rc;
     if (rc) {
@@ -696,8 +693,9 @@ void items_scan(rpc *r)
         rpc_fail(r, code, "%s", err);
         return;
     }
-    if ((rc = qv_store_read_begin(qv_db_store(g_db), &s->txn))) {
-        rpc_fail(r, srv_status_of(rc), "cannot start a read: %s", qv_strerror(rc));
+    if ((rc = qv_scan_open(s->c, &s->scan))) {
+        rpc_fail(r, srv_status_of(rc), "cannot scan \"%s\": %s", qv_coll_config_of(s->c)->name,
+                 qv_strerror(rc));
         return;
     }
     s->with_vectors = req->with_vectors;

@@ -1,14 +1,13 @@
 /*
  * quiver.v1.Search: nearest neighbours of vectors or stored items ("more like
  * this", the item itself left out), composed queries (filter, exclusions,
- * threshold, groups, MMR, fusion) and recommendations. Here: validation,
- * translation of protobuf into the engine's structs (quiver/query.h) and the
- * reply; plain searches go straight to qv_coll_search (batched in FAISS),
- * composed ones to the query module.
+ * threshold, groups, MMR, fusion) and recommendations. Here: the limits of
+ * one call, translation of protobuf into the engine's read request
+ * (quiver/query.h), one qv_query_run, and the reply encoded straight from
+ * the hits (wire.h). The engine plans, searches and reads.
  */
 #include <inttypes.h>
 #include <math.h>
-#include <omp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,14 +37,6 @@
 unsigned g_max_k = 1000;
 unsigned g_slow_ms = 500;
 size_t g_max_reply = (size_t)64 << 20;
-static atomic_int g_active_searches;
-static long g_ncpu = 1;
-
-void search_init(void)
-{
-    g_ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (g_ncpu < 1) g_ncpu = 1;
-}
 
 /* ------------------------------------------------ deadlines, slow calls */
 /* Has the call's deadline passed, or has it ended (cancelled)? Searches
@@ -241,15 +232,11 @@ static int conv_opts(arena *a, qv_query_opts *o, const Quiver__V1__Filter *filte
 }
 
 /* k (0 = 10) within the limits. Returns 0 or -1 with the message set. */
-static int check_k(size_t *k, uint32_t req_k, float min_recall, char *err, size_t errlen)
+static int check_k(size_t *k, uint32_t req_k, char *err, size_t errlen)
 {
     *k = req_k ? req_k : 10;
     if (*k > g_max_k) {
         snprintf(err, errlen, "k %zu is over the limit %u", *k, g_max_k);
-        return -1;
-    }
-    if (!(min_recall >= 0 && min_recall <= 1)) {
-        snprintf(err, errlen, "min_recall %g is out of range 0..1", (double)min_recall);
         return -1;
     }
     return 0;
@@ -258,7 +245,8 @@ static int check_k(size_t *k, uint32_t req_k, float min_recall, char *err, size_
 /* -------------------------------------------------------------- replies */
 typedef struct reply {
     wire_hit *hits;
-    size_t *off, nlists;
+    const size_t *off;
+    size_t nlists;
     int single; /* one Hits message, not a SearchResponse */
 } reply;
 
@@ -269,178 +257,58 @@ static void encode_reply(void *ctx, uint8_t *buf)
     else wire_search_response(buf, e->hits, e->off, e->nlists);
 }
 
-/* Reply with the hits of nlists lists (ids, scores, off), each hit's
- * attributes read in one snapshot taken now (hits are as the index saw them;
- * an item deleted since comes without attributes): list i's from collection
- * colls[i] when want[i] (colls, want NULL: coll_id and with_attrs for all). */
-static void finish_hits_of(rpc *r, const uint32_t *colls, const uint8_t *want, uint32_t coll_id,
-                           const qv_hit *hits, const size_t *off, size_t nlists, int with_attrs,
-                           int single)
+/* Reply with the engine's hits, encoded straight from the attribute and
+ * vector views the result holds. */
+static void finish_hits(rpc *r, const qv_query_result *res, int single)
 {
-    qv_store *st = qv_db_store(g_db);
-    MDB_txn *txn = NULL;
-    size_t n = off[nlists];
-    int rc;
-    reply e = {malloc((n ? n : 1) * sizeof(wire_hit)), malloc((nlists + 1) * sizeof(size_t)),
-               nlists, single};
-    if (!e.hits || !e.off) {
+    size_t n = res->off[res->nlists], attrs = 0;
+    reply e = {malloc((n ? n : 1) * sizeof(wire_hit)), res->off, res->nlists, single};
+    if (!e.hits) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu results", n);
-        goto out;
+        return;
     }
-    if (with_attrs && (rc = qv_store_read_begin(st, &txn))) {
-        rpc_fail(r, srv_status_of(rc), "cannot start a read: %s", qv_strerror(rc));
-        goto out;
+    for (size_t i = 0; i < n; i++) {
+        const qv_hit *h = &res->hits[i];
+        e.hits[i] = (wire_hit){.id = h->id, .score = h->score, .attrs = h->attrs,
+                               .attrs_len = h->attrs_len, .vector = h->vector, .dim = h->dim};
+        attrs |= h->attrs_len | h->dim;
     }
-    memcpy(e.off, off, (nlists + 1) * sizeof *off);
-    for (size_t l = 0; l < nlists; l++) {
-        uint32_t cid = colls ? colls[l] : coll_id;
-        int w = want ? want[l] : with_attrs;
-        for (size_t i = off[l]; i < off[l + 1]; i++) {
-            wire_hit *h = &e.hits[i];
-            h->id = hits[i].id;
-            h->score = hits[i].score;
-            h->attrs = NULL;
-            h->attrs_len = 0;
-            if (w) qv_store_attrs_get(st, txn, cid, hits[i].id, &h->attrs, &h->attrs_len);
-        }
-    }
-    size_t len = single ? wire_hits_size(e.hits, n) : wire_search_response_size(e.hits, e.off, nlists);
-    if (len > g_max_reply) {
+    size_t len = single ? wire_hits_size(e.hits, n) : wire_search_response_size(e.hits, e.off, e.nlists);
+    if (len > g_max_reply)
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED,
                  "the reply would take %zu bytes (%zu hits%s), over the reply limit of %zu "
                  "(--max-reply): ask for a smaller k, fewer queries per call%s",
-                 len, n, with_attrs ? " with their attributes" : "", g_max_reply,
-                 with_attrs ? " or without_attributes" : "");
-        goto out;
-    }
-    /* encoded straight from the LMDB records, before the txn ends */
-    rpc_finish_encoded(r, len, encode_reply, &e);
-out:
-    qv_store_abort(txn);
+                 len, n, attrs ? " with their attributes or vectors" : "", g_max_reply,
+                 attrs ? " or without_attributes / without with_vectors" : "");
+    else
+        rpc_finish_encoded(r, len, encode_reply, &e);
     free(e.hits);
-    free(e.off);
 }
 
-static void finish_hits(rpc *r, uint32_t coll_id, const qv_hit *hits, const size_t *off,
-                        size_t nlists, int with_attrs, int single)
+/* The status of a failed read: stopped (deadline, cancel) or the engine's
+ * code; prefix names the request of a batch ("" for one). */
+static void fail_read(rpc *r, int rc, const char *what, const char *prefix, const char *err)
 {
-    finish_hits_of(r, NULL, NULL, coll_id, hits, off, nlists, with_attrs, single);
-}
-
-static void fail_rc(rpc *r, int rc, const char *err)
-{
-    rpc_fail(r, srv_status_of(rc), "%s", err);
+    if (rc == QV_CANCELLED) fail_stopped(r, what);
+    else rpc_fail(r, srv_status_of(rc), "%s%s", prefix, err);
 }
 
 /* --------------------------------------------------------------- Search */
-/* The queries as vectors (q: nq*dim) and their item ids (qids, -1 for a
- * vector). Returns 0 or -1 with the call failed. */
-static int resolve_queries(rpc *r, const Quiver__V1__SearchRequest *req, const qv_coll_config *cfg,
-                           float *q, int64_t *qids, int *any_id)
-{
-    qv_store *st = qv_db_store(g_db);
-    MDB_txn *txn = NULL;
-    char err[512];
-    int rc, ret = -1;
-    uint32_t dim = cfg->dim;
-    *any_id = 0;
-    for (size_t i = 0; i < req->n_queries; i++) {
-        const Quiver__V1__Query *qu = req->queries[i];
-        qids[i] = -1;
-        if (qu->kind_case == QUIVER__V1__QUERY__KIND_VECTOR) {
-            char field[48];
-            snprintf(field, sizeof field, "queries[%zu].vector", i);
-            const Quiver__V1__Vector *v = qu->vector;
-            if (srv_check_vector(v ? v->values : NULL, v ? v->n_values : 0, dim, cfg->name, field,
-                             err, sizeof err)) {
-                rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
-                goto out;
-            }
-            memcpy(q + i * dim, v->values, dim * sizeof *q);
-            if (cfg->metric == QV_METRIC_COSINE) qv_vec_normalize(q + i * dim, dim);
-        } else if (qu->kind_case == QUIVER__V1__QUERY__KIND_ID) {
-            qv_item_view v;
-            if (!txn && (rc = qv_store_read_begin(st, &txn))) {
-                rpc_fail(r, srv_status_of(rc), "cannot start a read: %s", qv_strerror(rc));
-                goto out;
-            }
-            *any_id = 1;
-            rc = qu->id > (uint64_t)QV_MAX_ID ? QV_NOTFOUND
-                                              : qv_store_item_get(st, txn, cfg->id, qu->id, &v);
-            if (rc == QV_NOTFOUND) {
-                rpc_fail(r, GRPC_STATUS_NOT_FOUND, "queries[%zu].id %" PRIu64
-                         " does not exist in collection \"%s\"", i, qu->id, cfg->name);
-                goto out;
-            }
-            if (rc || v.dim != dim) {
-                rpc_fail(r, GRPC_STATUS_INTERNAL, "queries[%zu].id %" PRIu64 " cannot be read: %s",
-                         i, qu->id, qv_strerror(rc ? rc : QV_CORRUPT));
-                goto out;
-            }
-            qv_item_vector(&v, q + i * dim);
-            qids[i] = (int64_t)qu->id;
-        } else {
-            rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "queries[%zu] has neither vector nor id", i);
-            goto out;
-        }
-    }
-    ret = 0;
-out:
-    qv_store_abort(txn);
-    return ret;
-}
-
-/* A plain search (no composition): FAISS's batched search. */
-static int plain_search(qv_coll *c, size_t nq, const float *q, const int64_t *qids, int any_id,
-                        size_t k, const Quiver__V1__SearchRequest *req, qv_query_result *res)
-{
-    float *scores = malloc(nq * k * sizeof *scores);
-    int64_t *labels = malloc(nq * k * sizeof *labels);
-    res->nlists = nq;
-    res->off = malloc((nq + 1) * sizeof *res->off);
-    res->hits = malloc((nq * k > 0 ? nq * k : 1) * sizeof *res->hits);
-    int rc = scores && labels && res->off && res->hits ? 0 : QV_NOMEM;
-    if (!rc)
-        rc = qv_coll_search(c, nq, q, any_id ? qids : NULL, k, req->nprobe, req->min_recall,
-                            scores, labels);
-    if (!rc) {
-        size_t n = 0;
-        for (size_t i = 0; i < nq; i++) {
-            res->off[i] = n;
-            for (size_t j = 0; j < k && labels[i * k + j] >= 0; j++) {
-                res->hits[n].id = (uint64_t)labels[i * k + j];
-                res->hits[n++].score = scores[i * k + j];
-            }
-        }
-        res->off[nq] = n;
-    }
-    free(scores);
-    free(labels);
-    return rc;
-}
-
-static int composed(const Quiver__V1__SearchRequest *req)
-{
-    return req->filter || req->n_exclude_ids || req->score_threshold || req->group_by[0] ||
-           req->mmr || req->fusion != QUIVER__V1__FUSION__FUSION_NONE;
-}
-
 void search_search(rpc *r)
 {
     const Quiver__V1__SearchRequest *req = (const Quiver__V1__SearchRequest *)r->req;
     double t0 = now_ms();
     qv_coll *c = NULL;
-    float *q = NULL;
-    int64_t *qids = NULL;
+    qv_query *qs = NULL;
     arena *a = arena_new();
     qv_query_result res = {0};
     char err[1024] = "";
     grpc_status_code code = GRPC_STATUS_INVALID_ARGUMENT;
-    size_t nq = req->n_queries, k;
+    size_t nq = req->n_queries, k, failed;
     if (!(c = srv_find_coll(req->collection, &code, err, sizeof err))) goto fail;
     const qv_coll_config *cfg = qv_coll_config_of(c);
     code = GRPC_STATUS_INVALID_ARGUMENT;
-    if (check_k(&k, req->k, req->min_recall, err, sizeof err)) goto fail;
+    if (check_k(&k, req->k, err, sizeof err)) goto fail;
     if (nq == 0) {
         snprintf(err, sizeof err, "queries is empty: nothing to search");
         goto fail;
@@ -478,7 +346,7 @@ void search_search(rpc *r)
                  "for fewer mmr.candidates or a smaller k", depth, k, cfg->dim);
         goto fail;
     }
-    size_t scratch = qv_coll_search_scratch(c, nq, depth);
+    size_t scratch = qv_query_scratch(c, nq, depth);
     if (scratch > SEARCH_SCRATCH_MAX || nq * depth > MAX_CANDIDATES) {
         snprintf(err, sizeof err,
                  "%zu queries ranking %zu candidates each need %zu bytes of search memory, over "
@@ -486,71 +354,50 @@ void search_search(rpc *r)
                  nq, depth, scratch, SEARCH_SCRATCH_MAX);
         goto fail;
     }
-    if (req->fusion != QUIVER__V1__FUSION__FUSION_NONE && req->fusion != QUIVER__V1__FUSION__RRF &&
-        req->fusion != QUIVER__V1__FUSION__MAX_SCORE) {
-        code = GRPC_STATUS_INVALID_ARGUMENT;
-        snprintf(err, sizeof err, "fusion %d is unknown", (int)req->fusion);
-        goto fail;
-    }
-    q = malloc(nq * cfg->dim * sizeof *q);
-    qids = malloc(nq * sizeof *qids);
-    if (!q || !qids || !a) {
+    if (!a || !(qs = arena_alloc(a, nq * sizeof *qs))) {
         snprintf(err, sizeof err, "out of memory for %zu queries", nq);
         goto fail;
     }
-    int any_id;
-    if (resolve_queries(r, req, cfg, q, qids, &any_id)) goto out;
-    int rc;
-    /* a batch may spread over the cores that concurrent searches leave idle
-     * (more threads than cores would only preempt each other) */
-    int active = atomic_fetch_add(&g_active_searches, 1) + 1;
-    int saved = omp_get_max_threads(), want = 1;
-    if (nq >= BATCH_OMP_MIN) {
-        want = (int)g_ncpu / active;
-        if (want < 1) want = 1;
-    }
-    omp_set_num_threads(want);
-    qv_index_cancel_hook(call_gone, r);
-    if (!composed(req)) {
-        rc = plain_search(c, nq, q, qids, any_id, k, req, &res);
-        if (rc == QV_NOTFOUND) snprintf(err, sizeof err, "collection \"%s\" does not exist", cfg->name);
-        else if (rc) snprintf(err, sizeof err, "search in \"%s\" failed: %s", cfg->name, qv_strerror(rc));
-    } else {
-        qv_query_opts o = {.k = k, .nprobe = req->nprobe, .min_recall = req->min_recall,
-                           .stop = call_gone, .stop_ctx = r};
-        if (req->mmr) {
-            o.has_mmr = 1;
-            o.mmr_diversity = req->mmr->diversity;
-            o.mmr_candidates = req->mmr->candidates;
+    code = GRPC_STATUS_INVALID_ARGUMENT;
+    for (size_t i = 0; i < nq; i++) {
+        const Quiver__V1__Query *qu = req->queries[i];
+        if (qu->kind_case == QUIVER__V1__QUERY__KIND_VECTOR) {
+            char field[48];
+            snprintf(field, sizeof field, "queries[%zu].vector", i);
+            const Quiver__V1__Vector *v = qu->vector;
+            if (srv_check_vector(v ? v->values : NULL, v ? v->n_values : 0, cfg->dim, cfg->name,
+                                 field, err, sizeof err))
+                goto fail;
+            qs[i].vec = v->values;
+        } else if (qu->kind_case == QUIVER__V1__QUERY__KIND_ID) {
+            qs[i].id = qu->id;
+        } else {
+            snprintf(err, sizeof err, "queries[%zu] has neither vector nor id", i);
+            goto fail;
         }
-        if (conv_opts(a, &o, req->filter, req->exclude_ids, req->n_exclude_ids,
-                      req->score_threshold, req->group_by, req->group_size, &code, err, sizeof err))
-            rc = -1;
-        else
-            rc = qv_query_search(c, nq, q, qids, &o, (qv_fusion)req->fusion, req->rrf_k, &res,
-                                 err, sizeof err);
     }
-    qv_index_cancel_hook(NULL, NULL);
-    omp_set_num_threads(saved);
-    atomic_fetch_sub(&g_active_searches, 1);
+    qv_read rd = {.coll = c, .kind = QV_READ_SEARCH, .queries = qs, .nq = nq,
+                  .fusion = (qv_fusion)req->fusion, .rrf_k = req->rrf_k,
+                  .opts = {.k = k, .nprobe = req->nprobe, .min_recall = req->min_recall,
+                           .stop = call_gone, .stop_ctx = r},
+                  .with_attributes = !req->without_attributes, .with_vectors = req->with_vectors};
+    if (req->mmr) {
+        rd.opts.has_mmr = 1;
+        rd.opts.mmr_diversity = req->mmr->diversity;
+        rd.opts.mmr_candidates = req->mmr->candidates;
+    }
+    if (conv_opts(a, &rd.opts, req->filter, req->exclude_ids, req->n_exclude_ids,
+                  req->score_threshold, req->group_by, req->group_size, &code, err, sizeof err))
+        goto fail;
+    int rc = qv_query_run(&rd, 1, &res, &failed, err, sizeof err);
     log_slow("search", cfg->name, nq, k, req->nprobe, now_ms() - t0);
-    if (rc == -1) goto fail;
-    if (rc == QV_CANCELLED) {
-        fail_stopped(r, "search");
-        goto out;
-    }
-    if (rc) {
-        fail_rc(r, rc, err);
-        goto out;
-    }
-    finish_hits(r, cfg->id, res.hits, res.off, res.nlists, !req->without_attributes, 0);
+    if (rc) fail_read(r, rc, "search", "", err);
+    else finish_hits(r, &res, 0);
     goto out;
 fail:
     rpc_fail(r, code, "%s", err);
 out:
     qv_query_result_free(&res);
-    free(q);
-    free(qids);
     arena_free(a);
     qv_coll_release(c);
 }
@@ -591,56 +438,38 @@ static int conv_examples(arena *a, Quiver__V1__Example **pe, size_t n, const cha
     return 0;
 }
 
-/* One RecommendRequest into res (one list). Returns 0 or -1 with code and
- * err set; *coll_id names the collection for the attribute fetch. */
-static int recommend_one(rpc *r, const Quiver__V1__RecommendRequest *req, arena *a,
-                         qv_query_result *res, uint32_t *coll_id, grpc_status_code *code, char *err,
-                         size_t errlen)
+/* One RecommendRequest into rd (its collection referenced in rd->coll:
+ * release it). Returns 0 or -1 with code and err set. */
+static int recommend_conv(rpc *r, const Quiver__V1__RecommendRequest *req, arena *a, qv_read *rd,
+                          grpc_status_code *code, char *err, size_t errlen)
 {
     qv_coll *c = srv_find_coll(req->collection, code, err, errlen);
     if (!c) return -1;
     const qv_coll_config *cfg = qv_coll_config_of(c);
-    *coll_id = cfg->id;
-    int ret = -1;
     size_t k;
     qv_example *pos = NULL, *neg = NULL;
+    *rd = (qv_read){.coll = c, .kind = QV_READ_RECOMMEND};
     *code = GRPC_STATUS_INVALID_ARGUMENT;
-    if (check_k(&k, req->k, req->min_recall, err, errlen)) goto out;
+    if (check_k(&k, req->k, err, errlen)) return -1;
     if (req->n_positive + req->n_negative > MAX_EXAMPLES) {
         snprintf(err, errlen, "%zu examples, over the limit of %d per request",
                  req->n_positive + req->n_negative, MAX_EXAMPLES);
-        goto out;
+        return -1;
     }
     if (conv_examples(a, req->positive, req->n_positive, "positive", cfg, &pos, err, errlen) ||
         conv_examples(a, req->negative, req->n_negative, "negative", cfg, &neg, err, errlen))
-        goto out;
-    qv_query_opts o = {.k = k, .nprobe = req->nprobe, .min_recall = req->min_recall,
-                       .stop = call_gone, .stop_ctx = r};
-    if (conv_opts(a, &o, req->filter, req->exclude_ids, req->n_exclude_ids, req->score_threshold,
-                  req->group_by, req->group_size, code, err, errlen))
-        goto out;
-    double t0 = now_ms();
-    qv_index_cancel_hook(call_gone, r);
-    int rc = qv_query_recommend(c, pos, req->n_positive, neg, req->n_negative,
-                                (qv_rec_strategy)req->strategy, &o, res, err, errlen);
-    qv_index_cancel_hook(NULL, NULL);
-    log_slow("recommend", cfg->name, req->n_positive + req->n_negative, k, req->nprobe,
-             now_ms() - t0);
-    if (rc == QV_CANCELLED) {
-        *code = atomic_load(&r->closed) ? GRPC_STATUS_CANCELLED : GRPC_STATUS_DEADLINE_EXCEEDED;
-        snprintf(err, errlen, "recommend stopped: %s", *code == GRPC_STATUS_CANCELLED
-                                                           ? "the call was cancelled"
-                                                           : "the call's deadline passed");
-        goto out;
-    }
-    if (rc) {
-        *code = srv_status_of(rc);
-        goto out;
-    }
-    ret = 0;
-out:
-    qv_coll_release(c);
-    return ret;
+        return -1;
+    rd->positive = pos;
+    rd->npos = req->n_positive;
+    rd->negative = neg;
+    rd->nneg = req->n_negative;
+    rd->strategy = (qv_rec_strategy)req->strategy;
+    rd->opts = (qv_query_opts){.k = k, .nprobe = req->nprobe, .min_recall = req->min_recall,
+                               .stop = call_gone, .stop_ctx = r};
+    rd->with_attributes = !req->without_attributes;
+    rd->with_vectors = req->with_vectors;
+    return conv_opts(a, &rd->opts, req->filter, req->exclude_ids, req->n_exclude_ids,
+                     req->score_threshold, req->group_by, req->group_size, code, err, errlen);
 }
 
 void search_recommend(rpc *r)
@@ -648,72 +477,60 @@ void search_recommend(rpc *r)
     const Quiver__V1__RecommendRequest *req = (const Quiver__V1__RecommendRequest *)r->req;
     arena *a = arena_new();
     qv_query_result res = {0};
+    qv_read rd = {0};
     char err[1024] = "";
     grpc_status_code code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-    uint32_t coll_id = 0;
-    if (!a) snprintf(err, sizeof err, "out of memory");
-    if (!a || recommend_one(r, req, a, &res, &coll_id, &code, err, sizeof err))
+    size_t failed;
+    double t0 = now_ms();
+    if (!a) {
+        rpc_fail(r, code, "out of memory");
+    } else if (recommend_conv(r, req, a, &rd, &code, err, sizeof err)) {
         rpc_fail(r, code, "%s", err);
-    else
-        finish_hits(r, coll_id, res.hits, res.off, 1, !req->without_attributes, 1);
+    } else {
+        int rc = qv_query_run(&rd, 1, &res, &failed, err, sizeof err);
+        log_slow("recommend", req->collection, req->n_positive + req->n_negative, rd.opts.k,
+                 req->nprobe, now_ms() - t0);
+        if (rc) fail_read(r, rc, "recommend", "", err);
+        else finish_hits(r, &res, 1);
+    }
     qv_query_result_free(&res);
+    qv_coll_release(rd.coll);
     arena_free(a);
 }
 
 void search_recommend_batch(rpc *r)
 {
     const Quiver__V1__RecommendBatchRequest *req = (const Quiver__V1__RecommendBatchRequest *)r->req;
-    size_t n = req->n_requests;
+    size_t n = req->n_requests, i, failed;
     arena *a = arena_new();
-    qv_query_result *rs = calloc(n ? n : 1, sizeof *rs);
-    char err[1024] = "", msg[1100];
+    qv_read *rds = calloc(n ? n : 1, sizeof *rds);
+    qv_query_result res = {0};
+    char err[1024] = "", prefix[48];
     grpc_status_code code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-    uint32_t coll_id = 0, *colls = malloc((n ? n : 1) * sizeof *colls);
-    uint8_t *want = malloc(n ? n : 1);
-    size_t total = 0, i;
+    double t0 = now_ms();
     if (n > MAX_RECOMMEND_BATCH) {
         rpc_fail(r, code, "requests has %zu entries, over the limit of %d per call", n,
                  MAX_RECOMMEND_BATCH);
         goto out;
     }
-    if (!a || !rs || !colls || !want) {
+    if (!a || !rds) {
         rpc_fail(r, code, "out of memory for %zu requests", n);
         goto out;
     }
-    for (i = 0; i < n; i++) {
-        if (recommend_one(r, req->requests[i], a, &rs[i], &coll_id, &code, err, sizeof err)) {
-            snprintf(msg, sizeof msg, "requests[%zu]: %s", i, err);
-            rpc_fail(r, code, "%s", msg);
+    for (i = 0; i < n; i++)
+        if (recommend_conv(r, req->requests[i], a, &rds[i], &code, err, sizeof err)) {
+            rpc_fail(r, code, "requests[%zu]: %s", i, err);
             goto out;
         }
-        colls[i] = coll_id;
-        want[i] = !req->requests[i]->without_attributes;
-        total += rs[i].off[1];
-    }
-    {
-        /* one list per request; attributes per request's collection */
-        qv_hit *hits = malloc((total ? total : 1) * sizeof *hits);
-        size_t *off = malloc((n + 1) * sizeof *off);
-        if (!hits || !off) {
-            free(hits), free(off);
-            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu results", total);
-            goto out;
-        }
-        size_t t = 0;
-        for (i = 0; i < n; i++) {
-            off[i] = t;
-            memcpy(hits + t, rs[i].hits, rs[i].off[1] * sizeof *hits);
-            t += rs[i].off[1];
-        }
-        off[n] = t;
-        finish_hits_of(r, colls, want, 0, hits, off, n, 0, 0);
-        free(hits);
-        free(off);
-    }
+    /* every request in one snapshot: one list each */
+    int rc = qv_query_run(rds, n, &res, &failed, err, sizeof err);
+    log_slow("recommend batch", n ? req->requests[0]->collection : "", n, 0, 0, now_ms() - t0);
+    snprintf(prefix, sizeof prefix, "requests[%zu]: ", failed);
+    if (rc) fail_read(r, rc, "recommend", prefix, err);
+    else finish_hits(r, &res, 0);
 out:
-    for (i = 0; rs && i < n; i++) qv_query_result_free(&rs[i]);
-    free(rs);
-    free(colls);
-    free(want);
+    qv_query_result_free(&res);
+    for (i = 0; rds && i < n; i++) qv_coll_release(rds[i].coll);
+    free(rds);
     arena_free(a);
 }

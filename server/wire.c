@@ -124,10 +124,15 @@ static uint8_t *put_attrs(uint8_t *p, const uint8_t *blob, size_t len)
     return p;
 }
 
-/* Hit body: id = 1, score = 2, attributes = 3 (cached in h->size). */
+/* Vector message body: repeated float values = 1, packed. */
+static size_t vector_size(const wire_hit *h) { return len_field((size_t)h->dim * 4); }
+
+/* Hit body: id = 1, score = 2, attributes = 3, vector = 4 (cached in
+ * h->size). */
 static size_t hit_size(wire_hit *h)
 {
-    return h->size = 1 + vsize(h->id) + 1 + 4 + attrs_size(h->attrs, h->attrs_len);
+    return h->size = 1 + vsize(h->id) + 1 + 4 + attrs_size(h->attrs, h->attrs_len) +
+                     (h->vector ? len_field(vector_size(h)) : 0);
 }
 
 static size_t hits_size(const wire_hit *hits, size_t n)
@@ -159,6 +164,17 @@ static uint8_t *put_hits(uint8_t *p, const wire_hit *hits, size_t n)
         qv_put_le32(p, u);
         p += 4;
         p = put_attrs(p, hits[i].attrs, hits[i].attrs_len);
+        if (hits[i].vector) {
+            *p++ = TAG(4, LEN); /* Hit.vector */
+            p = put_varint(p, vector_size(&hits[i]));
+            *p++ = TAG(1, LEN); /* Vector.values, packed */
+            p = put_varint(p, (size_t)hits[i].dim * 4);
+            for (uint32_t d = 0; d < hits[i].dim; d++) {
+                memcpy(&u, &hits[i].vector[d], 4);
+                qv_put_le32(p, u);
+                p += 4;
+            }
+        }
     }
     return p;
 }

@@ -1,6 +1,7 @@
 /*
  * Direct protobuf wire encoding of the hot reply: SearchResponse with each
- * hit's attributes transcoded straight from the stored attribute blob, in
+ * hit's attributes transcoded straight from the stored attribute blob (and
+ * its vector when asked), in
  * one buffer, without building protobuf-c message trees (which cost more
  * than the search itself for 100 hits with attributes). Everything else uses
  * protobuf-c.
@@ -18,6 +19,8 @@ typedef struct wire_hit {
     float score;
     const uint8_t *attrs;
     size_t attrs_len;
+    const float *vector; /* dim floats, or NULL: no vector field */
+    uint32_t dim;
     size_t size; /* set by wire_search_response_size */
 } wire_hit;
 

@@ -3,6 +3,7 @@
  * Private declarations in db_int.h.
  */
 #include "db_int.h"
+#include "faiss_ext.h"
 #include "quiver/query.h"
 
 /* --------------------------------------------------------------- start-up */
@@ -230,3 +231,8 @@ void qv_db_close(qv_db *db)
 }
 
 qv_store *qv_db_store(qv_db *db) { return db->st; }
+
+int qv_db_simd_level(char *name, size_t len, int *dynamic_dispatch)
+{
+    return faiss_get_simd_level(name, len, dynamic_dispatch);
+}

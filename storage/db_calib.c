@@ -176,3 +176,29 @@ out:
     free(got);
     return rc;
 }
+
+/* ---------------------------------------------------------------- nprobe */
+/* The smallest nprobe whose calibrated recall reaches min_recall, interpolated
+ * linearly between the two ladder points around it (recall grows concavely
+ * with nprobe, so the line under-estimates it: the pick errs on the safe
+ * side, by less than the ladder's steps would). */
+uint32_t nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall)
+{
+    float want = min_recall;
+    for (uint32_t i = 0; i < n; i++) {
+        if (pts[i].recall < want) continue;
+        if (i == 0 || pts[i].recall <= pts[i - 1].recall) return pts[i].nprobe;
+        double f = (want - pts[i - 1].recall) / (pts[i].recall - pts[i - 1].recall);
+        double np = pts[i - 1].nprobe + f * (pts[i].nprobe - pts[i - 1].nprobe);
+        uint32_t r = (uint32_t)ceil(np);
+        return r < pts[i - 1].nprobe + 1 ? pts[i - 1].nprobe + 1 : r;
+    }
+    /* not reached by any calibrated point: the largest measured */
+    return n ? pts[n - 1].nprobe : 1;
+}
+
+uint32_t calib_nprobe(const qv_coll *c, float min_recall)
+{
+    if (c->n_recall == 0) return c->nprobe;
+    return nprobe_for(c->recall, c->n_recall, min_recall > 0 ? min_recall : DEFAULT_MIN_RECALL);
+}

@@ -22,6 +22,9 @@
 #include "quiver/db.h"
 #include "quiver/error.h"
 #include "quiver/log.h"
+#include "index.h"
+#include "indexfile.h"
+#include "store.h"
 
 #define DEFAULT_AUTO_IVF_MIN 20000
 #define DEFAULT_MAX_BATCH 50000
@@ -72,6 +75,9 @@ struct qv_coll {
         struct qv_filt *f;
     } fcache[FCACHE_SLOTS];
     uint64_t fclock;
+    /* frees the cache when the collection goes (set by query.c, which owns
+     * the cache: the registry below it never calls into it by name) */
+    void (*cache_free)(qv_coll *c);
     /* rebuild state, under rmu */
     pthread_mutex_t rmu;
     rebuild *rb;
@@ -190,6 +196,8 @@ _Static_assert(sizeof(qv_write_int) <= sizeof(((qv_write *)0)->engine_),
 #define WI(w) ((qv_write_int *)(void *)(w)->engine_)
 
 /* ---- functions one part of the engine calls in another ---- */
+/* The store under db (db.c). */
+qv_store *qv_db_store(qv_db *db);
 qv_coll *coll_new(qv_db *db, const qv_coll_config *cfg);
 void coll_ref(qv_coll *c);
 /* The collection's index spec (requested rebuilds change it). */
@@ -215,7 +223,8 @@ void maybe_auto_rebuild(qv_coll *c);
 void *writer_main(void *arg);
 void *reaper_main(void *arg);
 void submit_prune(qv_db *db, qv_coll *c, uint64_t upto);
-/* Free the collection's cached filters (query.c). */
-void fcache_clear(qv_coll *c);
+/* The nprobe for min_recall (0 = 0.95) from the collection's calibrated
+ * table (its default when it has none); under c->ilock. */
+uint32_t calib_nprobe(const qv_coll *c, float min_recall);
 
 #endif

@@ -38,7 +38,7 @@ void qv_coll_release(qv_coll *c)
 {
     if (!c || atomic_fetch_sub(&c->refs, 1) != 1) return;
     qv_index_free(c->index);
-    fcache_clear(c);
+    if (c->cache_free) c->cache_free(c);
     pthread_rwlock_destroy(&c->ilock);
     pthread_mutex_destroy(&c->rmu);
     pthread_mutex_destroy(&c->fmu);

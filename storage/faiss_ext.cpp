@@ -25,7 +25,7 @@
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/error_impl.h>
 
-#include "quiver/faiss_ext.h"
+#include "faiss_ext.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 /*
- * Filters (include/quiver/query.h): checked against the collection's
+ * Filters (include/quiver/filter.h): checked against the collection's
  * attribute types, then evaluated to an id set from the posting lists.
  */
 #include <math.h>
@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "quiver/error.h"
-#include "quiver/postings.h"
-#include "quiver/query.h"
+#include "postings.h"
+#include "store.h"
 
 typedef struct fctx {
     qv_store *st;

@@ -9,7 +9,7 @@
 #include <roaring/roaring.h>
 
 #include "quiver/error.h"
-#include "quiver/idset.h"
+#include "idset.h"
 
 typedef struct part {
     uint32_t high;

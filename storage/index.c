@@ -25,8 +25,8 @@
 #include <faiss/c_api/utils/distances_c.h>
 
 #include "quiver/error.h"
-#include "quiver/faiss_ext.h"
-#include "quiver/index.h"
+#include "faiss_ext.h"
+#include "index.h"
 #include "quiver/log.h"
 
 /* Searches of fewer queries than this run on the calling thread only. */
@@ -699,11 +699,8 @@ int qv_index_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k,
     if (k == 0 || k > (size_t)INT64_MAX / nq) return QV_INVALID;
     if (!faiss_Index_is_trained(ix->fi)) return QV_INVALID;
 
+    /* COSINE queries come unit length: the engine normalised them (once) */
     float *copy = NULL;
-    if (ix->metric == QV_METRIC_COSINE) {
-        if (!(copy = normalized_copy(nq, ix->dim, q))) return QV_NOMEM;
-        q = copy;
-    }
     FaissSearchParametersIVF *sp = NULL;
     FaissSearchParameters *fp = NULL;
     FaissIDSelector *fsel = sel ? sel->sel : NULL;

@@ -13,7 +13,7 @@
 
 #include "quiver/codec.h"
 #include "quiver/error.h"
-#include "quiver/indexfile.h"
+#include "indexfile.h"
 #include "quiver/log.h"
 
 #define HDR_LEN 512

@@ -10,8 +10,8 @@
 
 #include "quiver/codec.h"
 #include "quiver/error.h"
-#include "quiver/postings.h"
-#include "quiver/store.h"
+#include "postings.h"
+#include "store.h"
 
 #define K_ALL 0x00
 #define K_TYPE 0x01

@@ -1,15 +1,19 @@
 /*
- * Composed queries (include/quiver/query.h): the filter as an id set (cached
- * per collection), the planner (exact over the set's vectors, or the index
- * with the set as IDSelector, probing further until k hits), then fusion,
- * threshold, MMR and groups; recommendation strategies on top.
+ * The engine's reads (include/quiver/query.h): qv_query_run resolves a
+ * request's ids and vectors in one snapshot, sends plain searches to FAISS
+ * as one batch, and composes the others: the filter as an id set (cached per
+ * collection), the planner (exact over the set's vectors, or the index with
+ * the set as IDSelector, probing further until k hits), then fusion,
+ * threshold, MMR and groups; recommendation strategies on top; last, each
+ * hit's attributes and vector from the same snapshot. Not here: item reads
+ * by id and scans (db_read.c).
  */
 #include <omp.h>
 
 #include <faiss/c_api/utils/distances_c.h>
 
 #include "db_int.h"
-#include "quiver/postings.h"
+#include "postings.h"
 #include "quiver/query.h"
 
 #define DEEPEN 4              /* a search that needs more candidates asks this many times more */
@@ -20,7 +24,11 @@
  * (glove-100, ivf_pq_fs: recall@10 >= 0.95 from 10% to 90%; 1/sqrt(f)
  * overshot to 0.98 at 10%, at 0.66x the QPS) */
 #define NPROBE_WIDEN 0.25
-#define PAR_MIN_QUERIES 32 /* batches this large may run their lists in parallel */
+#define PAR_MIN_QUERIES 32 /* batches this large may use the cores that concurrent
+                            * reads leave idle (more threads than cores would only
+                            * preempt each other) */
+
+static atomic_int g_active_reads;
 
 /* ------------------------------------------------------------ filter cache */
 typedef struct qv_filt {
@@ -39,7 +47,9 @@ static void filt_release(filt *f)
     free(f);
 }
 
-void fcache_clear(qv_coll *c)
+/* The collection's cached filters go with it (db_registry.c calls this
+ * through c->cache_free, set at the first cached filter). */
+static void fcache_clear(qv_coll *c)
 {
     for (int i = 0; i < FCACHE_SLOTS; i++) {
         free(c->fcache[i].key);
@@ -50,7 +60,8 @@ void fcache_clear(qv_coll *c)
 
 /* The filter's id set for c as of now: from the cache when no write was
  * published since it was evaluated, else evaluated in a new snapshot. */
-static int filter_get(qv_coll *c, const qv_query_opts *o, filt **out, char *err, size_t errlen)
+static int filter_get(qv_coll *c, MDB_txn *txn, const qv_query_opts *o, filt **out, char *err,
+                      size_t errlen)
 {
     *out = NULL;
     uint64_t seq = atomic_load(&c->last_seq);
@@ -71,16 +82,10 @@ static int filter_get(qv_coll *c, const qv_query_opts *o, filt **out, char *err,
         if (*out) return 0;
     }
     qv_store *st = qv_db_store(c->db);
-    MDB_txn *txn;
-    int rc = qv_store_read_begin(st, &txn);
-    if (rc) {
-        snprintf(err, errlen, "cannot start a read: %s", qv_strerror(rc));
-        return rc;
-    }
+    int rc = 0;
     filt *f = calloc(1, sizeof *f);
     if (!f) rc = QV_NOMEM;
     if (!rc) rc = qv_filter_eval(st, txn, c->cfg.id, o->filter, "filter", &f->set, err, errlen);
-    qv_store_abort(txn);
     if (rc) {
         if (f) free(f);
         return rc;
@@ -97,6 +102,7 @@ static int filter_get(qv_coll *c, const qv_query_opts *o, filt **out, char *err,
         if (key) {
             memcpy(key, o->filter_key, o->filter_key_len);
             pthread_mutex_lock(&c->fmu);
+            c->cache_free = fcache_clear;
             int v = 0;
             for (int i = 1; i < FCACHE_SLOTS; i++)
                 if (c->fcache[i].used < c->fcache[v].used) v = i;
@@ -138,7 +144,7 @@ typedef struct qctx {
     int exact;
     qv_idsel *sel;
     int sel_built;
-    MDB_txn *txn; /* read snapshot for vectors and attributes */
+    MDB_txn *txn; /* the call's read snapshot (not owned) */
     char *err;
     size_t errlen;
 } qctx;
@@ -356,25 +362,28 @@ static int build_sel(qctx *x)
     return rc ? fail(x, rc, "cannot build the id selector") : 0;
 }
 
-static uint32_t pick_nprobe(const qv_coll *c, float min_recall)
-{
-    if (c->n_recall == 0) return c->nprobe;
-    return nprobe_for(c->recall, c->n_recall, min_recall > 0 ? min_recall : DEFAULT_MIN_RECALL);
-}
-
 static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n);
+
+/* The one rule for a query's own item (self >= 0): the search goes one
+ * deeper (depth_with), the item is left out of its ranked candidates and the
+ * rest cut to D (keep_others). Plain and composed searches both use it. */
+static size_t depth_with(size_t D, int64_t self) { return self >= 0 ? D + 1 : D; }
+
+static size_t keep_others(cand *cs, size_t n, int64_t self, size_t D)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o < D; i++)
+        if (self < 0 || cs[i].id != self) cs[o++] = cs[i];
+    return o;
+}
 
 /* The D nearest allowed items of q (fewer only when fewer are allowed),
  * leaving out self (>= 0: the query's own item). */
 static int knn(qctx *x, const float *q, size_t D, int64_t self, cand **out, size_t *n)
 {
-    int rc = knn_all(x, q, self >= 0 ? D + 1 : D, out, n);
-    if (rc || self < 0) return rc;
-    size_t o = 0;
-    for (size_t i = 0; i < *n; i++)
-        if ((*out)[i].id != self) (*out)[o++] = (*out)[i];
-    *n = o < D ? o : D;
-    return 0;
+    int rc = knn_all(x, q, depth_with(D, self), out, n);
+    if (!rc) *n = keep_others(*out, *n, self, D);
+    return rc;
 }
 
 static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
@@ -403,7 +412,7 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
          * between the recall asked for and 1 */
         float want = x->o->min_recall > 0 ? x->o->min_recall : DEFAULT_MIN_RECALL;
         if (x->ndeny) want = (1 + want) / 2;
-        np = x->o->nprobe ? x->o->nprobe : pick_nprobe(c, want);
+        np = x->o->nprobe ? x->o->nprobe : calib_nprobe(c, want);
         /* a filter keeping a fraction f of the items leaves f of each list:
          * its k nearest are about the unfiltered k/f nearest, further out:
          * probe f^-NPROBE_WIDEN times more */
@@ -454,12 +463,11 @@ static void ctx_free(qctx *x)
     free(x->deny);
     free(x->allowed);
     qv_idsel_free(x->sel);
-    qv_store_abort(x->txn);
 }
 
 /* Filter, exclusions (plus extra ids: queries', examples'), plan. */
-static int ctx_init(qctx *x, qv_coll *c, const qv_query_opts *o, const int64_t *extra,
-                    size_t nextra, char *err, size_t errlen)
+static int ctx_init(qctx *x, qv_coll *c, MDB_txn *txn, const qv_query_opts *o,
+                    const int64_t *extra, size_t nextra, char *err, size_t errlen)
 {
     memset(x, 0, sizeof *x);
     x->c = c;
@@ -468,6 +476,7 @@ static int ctx_init(qctx *x, qv_coll *c, const qv_query_opts *o, const int64_t *
     x->l2 = c->cfg.metric == QV_METRIC_L2;
     x->err = err;
     x->errlen = errlen;
+    x->txn = txn;
     if (o->n_exclude > QV_MAX_EXCLUDE) {
         snprintf(err, errlen, "exclude_ids has %zu ids, over the limit of %d", o->n_exclude,
                  QV_MAX_EXCLUDE);
@@ -481,8 +490,7 @@ static int ctx_init(qctx *x, qv_coll *c, const qv_query_opts *o, const int64_t *
         snprintf(err, errlen, "score_threshold.value is NaN");
         return QV_INVALID;
     }
-    int rc = qv_store_read_begin(qv_db_store(c->db), &x->txn);
-    if (rc) return fail(x, rc, "cannot start a read");
+    int rc;
     if (o->group_by && o->group_by_len) {
         unsigned mask;
         rc = qv_postings_types(x->txn, qv_store_postings_dbi(qv_db_store(c->db)), c->cfg.id,
@@ -508,7 +516,7 @@ static int ctx_init(qctx *x, qv_coll *c, const qv_query_opts *o, const int64_t *
     for (size_t i = 0; i < x->ndeny; i++)
         if (u == 0 || x->deny[u - 1] != x->deny[i]) x->deny[u++] = x->deny[i];
     x->ndeny = u;
-    if (o->filter && (rc = filter_get(c, o, &x->f, err, errlen))) return rc;
+    if (o->filter && (rc = filter_get(c, txn, o, &x->f, err, errlen))) return rc;
     uint64_t count = atomic_load(&c->count);
     if (x->f) {
         uint64_t gone = 0;
@@ -719,8 +727,9 @@ void qv_query_result_free(qv_query_result *r)
     if (!r) return;
     free(r->off);
     free(r->hits);
-    r->off = NULL;
-    r->hits = NULL;
+    free(r->vecs_);
+    qv_store_abort(r->snap_);
+    memset(r, 0, sizeof *r);
 }
 
 /* ----------------------------------------------------------------- search */
@@ -856,18 +865,15 @@ static int one_list(qctx *x, size_t li, size_t nq, const float *q, const int64_t
     }
 }
 
-int qv_query_search(qv_coll *c, size_t nq, const float *q, const int64_t *qids,
-                    const qv_query_opts *o, qv_fusion fusion, uint32_t rrf_k,
-                    qv_query_result *out, char *err, size_t errlen)
+/* A composed search of nq queries (q: nq*dim, qids[i] >= 0: query i is that
+ * item) in the snapshot txn. */
+static int search_composed(qv_coll *c, MDB_txn *txn, size_t nq, const float *q,
+                           const int64_t *qids, const qv_query_opts *o, qv_fusion fusion,
+                           uint32_t rrf_k, qv_query_result *out, char *err, size_t errlen)
 {
-    memset(out, 0, sizeof *out);
-    if (atomic_load(&c->dropped)) {
-        snprintf(err, errlen, "collection \"%s\" does not exist", c->cfg.name);
-        return QV_NOTFOUND;
-    }
     qctx x;
     /* fused: no query's item is returned; else each list leaves out its own */
-    int rc = ctx_init(&x, c, o, qids, qids && fusion ? nq : 0, err, errlen);
+    int rc = ctx_init(&x, c, txn, o, qids, qids && fusion ? nq : 0, err, errlen);
     size_t k = o->k, nlists = fusion ? 1 : nq;
     if (!rc) rc = result_init(out, nlists, k);
     cand **lists = calloc(nq ? nq : 1, sizeof *lists);
@@ -878,10 +884,12 @@ int qv_query_search(qv_coll *c, size_t nq, const float *q, const int64_t *qids,
     else if (fusion) D = 10 * k;
     if (D < k) D = k;
     /* a batch without fusion: its lists are independent, and may run on
-     * the threads the caller allows (omp_set_num_threads), each with its
-     * own read snapshot; the sets every list reads are built first */
+     * the threads qv_query_run allows, sharing the call's snapshot; the sets
+     * every list reads are built first */
     int par = !rc && !fusion && nq >= PAR_MIN_QUERIES && omp_get_max_threads() > 1;
-    if (par && (rc = build_sel(&x)) == 0 && (x.exact || x.f)) rc = build_allowed(&x);
+    if (!rc) rc = build_sel(&x);
+    if (par && !rc && (x.exact || x.f)) rc = build_allowed(&x);
+    if (par && !rc) rc = qv_store_read_share(qv_db_store(c->db), txn);
     int *rcs = calloc(nlists ? nlists : 1, sizeof *rcs);
     size_t *got = calloc(nlists ? nlists : 1, sizeof *got);
     qv_hit *hits = malloc((nlists * k > 0 ? nlists * k : 1) * sizeof *hits);
@@ -889,19 +897,15 @@ int qv_query_search(qv_coll *c, size_t nq, const float *q, const int64_t *qids,
     if (!rc) {
 #pragma omp parallel if (par)
         {
-            qctx tx = x, *px = &x;
-            int own = par && omp_get_num_threads() > 1;
-            if (own) {
-                tx.txn = NULL;
-                px = &tx;
-            }
-            int trc = own ? qv_store_read_begin(qv_db_store(c->db), &tx.txn) : 0;
+            /* each thread's own context: what it builds late (a deeper
+             * search's set of every item) is its own */
+            qctx tx = x;
 #pragma omp for schedule(dynamic)
             for (size_t li = 0; li < nlists; li++)
-                rcs[li] = trc ? trc
-                              : one_list(px, li, nq, q, qids, fusion, rrf_k, D, lists, ns,
-                                         hits + li * k, &got[li]);
-            if (own) qv_store_abort(tx.txn);
+                rcs[li] = one_list(&tx, li, nq, q, qids, fusion, rrf_k, D, lists, ns,
+                                   hits + li * k, &got[li]);
+            if (tx.allowed != x.allowed) free(tx.allowed);
+            if (tx.sel != x.sel) qv_idsel_free(tx.sel);
         }
         size_t n = 0;
         for (size_t li = 0; li < nlists && !rc; li++) {
@@ -1063,15 +1067,11 @@ static int bad_example(char *err, size_t errlen, const char *side, size_t i, con
     return QV_INVALID;
 }
 
-int qv_query_recommend(qv_coll *c, const qv_example *pos, size_t npos, const qv_example *neg,
-                       size_t nneg, qv_rec_strategy strategy, const qv_query_opts *o,
-                       qv_query_result *out, char *err, size_t errlen)
+/* A recommendation from examples in the snapshot txn: one list. */
+static int recommend(qv_coll *c, MDB_txn *txn, const qv_example *pos, size_t npos,
+                     const qv_example *neg, size_t nneg, qv_rec_strategy strategy,
+                     const qv_query_opts *o, qv_query_result *out, char *err, size_t errlen)
 {
-    memset(out, 0, sizeof *out);
-    if (atomic_load(&c->dropped)) {
-        snprintf(err, errlen, "collection \"%s\" does not exist", c->cfg.name);
-        return QV_NOTFOUND;
-    }
     if (npos == 0) {
         snprintf(err, errlen, "positive is empty: give at least one example to recommend from");
         return QV_INVALID;
@@ -1089,7 +1089,6 @@ int qv_query_recommend(qv_coll *c, const qv_example *pos, size_t npos, const qv_
         return QV_NOMEM;
     }
     int rc = 0;
-    MDB_txn *txn = NULL;
     qv_store *st = qv_db_store(c->db);
     for (size_t i = 0; i < ne && !rc; i++) {
         const qv_example *e = i < npos ? &pos[i] : &neg[i - npos];
@@ -1105,10 +1104,6 @@ int qv_query_recommend(qv_coll *c, const qv_example *pos, size_t npos, const qv_
         eids[i] = e->id;
         if (e->id >= 0) {
             qv_item_view v;
-            if (!txn && (rc = qv_store_read_begin(st, &txn))) {
-                snprintf(err, errlen, "cannot start a read: %s", qv_strerror(rc));
-                break;
-            }
             rc = qv_store_item_get(st, txn, c->cfg.id, (uint64_t)e->id, &v);
             if (rc == QV_NOTFOUND) {
                 snprintf(err, errlen, "%s[%zu].id %lld does not exist in collection \"%s\"", side, j,
@@ -1127,13 +1122,12 @@ int qv_query_recommend(qv_coll *c, const qv_example *pos, size_t npos, const qv_
             if (c->cfg.metric == QV_METRIC_COSINE) qv_vec_normalize(ev + i * dim, dim);
         }
     }
-    qv_store_abort(txn);
     if (rc) {
         free(ev), free(w), free(eids);
         return rc;
     }
     qctx x;
-    rc = ctx_init(&x, c, o, eids, ne, err, errlen);
+    rc = ctx_init(&x, c, txn, o, eids, ne, err, errlen);
     size_t k = o->k;
     int grouping = o->group_by && o->group_by_len;
     recx r = {&x, strategy, ev, ev + npos * dim, w, w + npos, npos, nneg};
@@ -1210,5 +1204,260 @@ int qv_query_recommend(qv_coll *c, const qv_example *pos, size_t npos, const qv_
     if (rc && !err[0]) snprintf(err, errlen, "recommend in \"%s\" failed: %s", c->cfg.name, qv_strerror(rc));
     if (rc) qv_query_result_free(out);
     ctx_free(&x);
+    return rc;
+}
+
+/* ------------------------------------------------------------ plain search */
+/* A search without composition: every query in one FAISS batch (q: nq*dim;
+ * qids NULL, or qids[i] >= 0: query i is that item, left out of its list). */
+static int search_plain(qv_coll *c, size_t nq, const float *q, const int64_t *qids,
+                        const qv_query_opts *o, qv_query_result *out, char *err, size_t errlen)
+{
+    size_t k = o->k, kk = k;
+    for (size_t i = 0; qids && i < nq; i++)
+        if (depth_with(k, qids[i]) > kk) kk = depth_with(k, qids[i]);
+    int rc = result_init(out, nq, k);
+    float *ts = malloc(nq * kk * sizeof *ts);
+    int64_t *tl = malloc(nq * kk * sizeof *tl);
+    cand *row = malloc(kk * sizeof *row);
+    if (!rc && (!ts || !tl || !row)) rc = QV_NOMEM;
+    if (!rc) {
+        pthread_rwlock_rdlock(&c->ilock);
+        uint32_t np = o->nprobe;
+        if (np == 0 && qv_index_get_params(c->index)->kind != QV_KIND_FLAT)
+            np = calib_nprobe(c, o->min_recall);
+        rc = qv_index_search(c->index, nq, q, kk, np, ts, tl);
+        pthread_rwlock_unlock(&c->ilock);
+    }
+    for (size_t i = 0, n = 0; !rc && i < nq; i++) {
+        size_t m = 0;
+        while (m < kk && tl[i * kk + m] >= 0) {
+            row[m].id = tl[i * kk + m];
+            row[m].score = ts[i * kk + m];
+            m++;
+        }
+        m = keep_others(row, m, qids ? qids[i] : -1, k);
+        out->off[i] = n;
+        for (size_t j = 0; j < m; j++, n++) {
+            out->hits[n].id = (uint64_t)row[j].id;
+            out->hits[n].score = row[j].score;
+        }
+        out->off[i + 1] = n;
+    }
+    free(ts);
+    free(tl);
+    free(row);
+    if (rc) {
+        qv_query_result_free(out);
+        if (rc == QV_CANCELLED) snprintf(err, errlen, "search in \"%s\" stopped", c->cfg.name);
+        else snprintf(err, errlen, "search in \"%s\" failed: %s", c->cfg.name, qv_strerror(rc));
+    }
+    return rc;
+}
+
+size_t qv_query_scratch(qv_coll *c, size_t nq, size_t k)
+{
+    size_t per = k + 1; /* + the query's own item */
+    pthread_rwlock_rdlock(&c->ilock);
+    size_t cand = qv_index_candidates(c->index, per);
+    pthread_rwlock_unlock(&c->ilock);
+    size_t each = sizeof(float) + sizeof(int64_t);
+    if (cand > SIZE_MAX / each / 2 || nq > SIZE_MAX / each / 2 / (cand + per)) return SIZE_MAX;
+    return nq * (cand + per) * each;
+}
+
+/* ------------------------------------------------------------------ reads */
+/* The queries' vectors (q: nq*dim, normalised for cosine) and item ids
+ * (qids: -1 for a vector; *any_id when some query is an item), read in the
+ * call's snapshot. */
+static int resolve_queries(qv_coll *c, MDB_txn *txn, const qv_read *r, float *q, int64_t *qids,
+                           int *any_id, char *err, size_t errlen)
+{
+    uint32_t dim = c->cfg.dim;
+    qv_store *st = qv_db_store(c->db);
+    *any_id = 0;
+    for (size_t i = 0; i < r->nq; i++) {
+        const qv_query *qu = &r->queries[i];
+        qids[i] = -1;
+        if (qu->vec) {
+            memcpy(q + i * dim, qu->vec, dim * sizeof *q);
+            if (c->cfg.metric == QV_METRIC_COSINE) qv_vec_normalize(q + i * dim, dim);
+            continue;
+        }
+        qv_item_view v;
+        int rc = qu->id > (uint64_t)QV_MAX_ID ? QV_NOTFOUND
+                                             : qv_store_item_get(st, txn, c->cfg.id, qu->id, &v);
+        if (rc == QV_NOTFOUND) {
+            snprintf(err, errlen, "queries[%zu].id %llu does not exist in collection \"%s\"", i,
+                     (unsigned long long)qu->id, c->cfg.name);
+            return rc;
+        }
+        if (rc || v.dim != dim) {
+            rc = rc ? rc : QV_CORRUPT;
+            snprintf(err, errlen, "queries[%zu].id %llu cannot be read: %s", i,
+                     (unsigned long long)qu->id, qv_strerror(rc));
+            return rc;
+        }
+        qv_item_vector(&v, q + i * dim);
+        qids[i] = (int64_t)qu->id;
+        *any_id = 1;
+    }
+    return 0;
+}
+
+static int composed(const qv_read *r)
+{
+    const qv_query_opts *o = &r->opts;
+    return o->filter || o->n_exclude || o->has_threshold || (o->group_by && o->group_by_len) ||
+           o->has_mmr || r->fusion != QV_FUSION_NONE;
+}
+
+/* One request into part (its lists, ids and scores only). */
+static int run_one(const qv_read *r, MDB_txn *txn, qv_query_result *part, char *err, size_t errlen)
+{
+    qv_coll *c = r->coll;
+    if (atomic_load(&c->dropped)) {
+        snprintf(err, errlen, "collection \"%s\" does not exist", c->cfg.name);
+        return QV_NOTFOUND;
+    }
+    qv_query_opts o = r->opts;
+    if (o.k == 0) o.k = 10;
+    if (!(o.min_recall >= 0 && o.min_recall <= 1)) {
+        snprintf(err, errlen, "min_recall %g is out of range 0..1", (double)o.min_recall);
+        return QV_INVALID;
+    }
+    if (r->kind == QV_READ_RECOMMEND)
+        return recommend(c, txn, r->positive, r->npos, r->negative, r->nneg, r->strategy, &o, part,
+                         err, errlen);
+    if (r->kind != QV_READ_SEARCH) {
+        snprintf(err, errlen, "read kind %d is unknown", (int)r->kind);
+        return QV_INVALID;
+    }
+    if (r->nq == 0) {
+        snprintf(err, errlen, "queries is empty: nothing to search");
+        return QV_INVALID;
+    }
+    if (r->fusion != QV_FUSION_NONE && r->fusion != QV_FUSION_RRF && r->fusion != QV_FUSION_MAX) {
+        snprintf(err, errlen, "fusion %d is unknown", (int)r->fusion);
+        return QV_INVALID;
+    }
+    size_t nq = r->nq;
+    float *q = malloc(nq * c->cfg.dim * sizeof *q);
+    int64_t *qids = malloc(nq * sizeof *qids);
+    int any_id = 0, rc = q && qids ? 0 : QV_NOMEM;
+    if (rc) snprintf(err, errlen, "out of memory for %zu queries", nq);
+    if (!rc) rc = resolve_queries(c, txn, r, q, qids, &any_id, err, errlen);
+    if (!rc && composed(r))
+        rc = search_composed(c, txn, nq, q, any_id ? qids : NULL, &o, r->fusion, r->rrf_k, part,
+                             err, errlen);
+    else if (!rc)
+        rc = search_plain(c, nq, q, any_id ? qids : NULL, &o, part, err, errlen);
+    free(q);
+    free(qids);
+    return rc;
+}
+
+/* The parts' lists into out, each hit with what its request asks for,
+ * read in the call's snapshot (out->snap_). */
+static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_query_result *out)
+{
+    qv_store *st = qv_db_store(reqs[0].coll->db);
+    MDB_txn *txn = out->snap_;
+    size_t nlists = 0, nhits = 0, nfloats = 0;
+    for (size_t i = 0; i < nreq; i++) {
+        size_t n = parts[i].off[parts[i].nlists];
+        nlists += parts[i].nlists;
+        nhits += n;
+        if (reqs[i].with_vectors) nfloats += n * reqs[i].coll->cfg.dim;
+    }
+    out->nlists = nlists;
+    out->off = malloc((nlists + 1) * sizeof *out->off);
+    out->hits = malloc((nhits ? nhits : 1) * sizeof *out->hits);
+    out->vecs_ = nfloats ? malloc(nfloats * sizeof *out->vecs_) : NULL;
+    if (!out->off || !out->hits || (nfloats && !out->vecs_)) return QV_NOMEM;
+    size_t l = 0, h = 0;
+    float *v = out->vecs_;
+    for (size_t i = 0; i < nreq; i++) {
+        const qv_coll *c = reqs[i].coll;
+        for (size_t pl = 0; pl < parts[i].nlists; pl++) {
+            out->off[l++] = h;
+            for (size_t j = parts[i].off[pl]; j < parts[i].off[pl + 1]; j++, h++) {
+                qv_hit *o = &out->hits[h];
+                o->id = parts[i].hits[j].id;
+                o->score = parts[i].hits[j].score;
+                o->dim = 0;
+                o->attrs = NULL;
+                o->attrs_len = 0;
+                o->vector = NULL;
+                /* hits are as the index saw them: an item deleted since
+                 * comes without attributes and vector */
+                if (reqs[i].with_attributes &&
+                    qv_store_attrs_get(st, txn, c->cfg.id, o->id, &o->attrs, &o->attrs_len)) {
+                    o->attrs = NULL;
+                    o->attrs_len = 0;
+                }
+                qv_item_view iv;
+                if (reqs[i].with_vectors &&
+                    qv_store_item_get(st, txn, c->cfg.id, o->id, &iv) == 0 && iv.dim == c->cfg.dim) {
+                    qv_item_vector(&iv, v);
+                    o->vector = v;
+                    o->dim = iv.dim;
+                    v += iv.dim;
+                }
+            }
+        }
+    }
+    out->off[nlists] = h;
+    return 0;
+}
+
+int qv_query_run(const qv_read *reqs, size_t nreq, qv_query_result *out, size_t *failed,
+                 char *err, size_t errlen)
+{
+    static long ncpu;
+    memset(out, 0, sizeof *out);
+    *failed = 0;
+    if (errlen) err[0] = '\0';
+    if (nreq == 0) {
+        out->off = calloc(1, sizeof *out->off);
+        return out->off ? 0 : QV_NOMEM;
+    }
+    if (!ncpu && (ncpu = sysconf(_SC_NPROCESSORS_ONLN)) < 1) ncpu = 1;
+    MDB_txn *txn;
+    int rc = qv_store_read_begin(qv_db_store(reqs[0].coll->db), &txn);
+    if (rc) {
+        snprintf(err, errlen, "cannot start a read: %s", qv_strerror(rc));
+        return rc;
+    }
+    out->snap_ = txn;
+    qv_query_result *parts = calloc(nreq, sizeof *parts);
+    if (!parts) rc = QV_NOMEM;
+    int active = atomic_fetch_add(&g_active_reads, 1) + 1;
+    int saved = omp_get_max_threads();
+    qv_index_cancel_hook(reqs[0].opts.stop, reqs[0].opts.stop_ctx);
+    for (size_t i = 0; i < nreq && !rc; i++) {
+        const qv_read *r = &reqs[i];
+        int threads = 1;
+        if (r->kind == QV_READ_SEARCH && r->nq >= PAR_MIN_QUERIES) {
+            threads = (int)ncpu / active;
+            if (threads < 1) threads = 1;
+        }
+        omp_set_num_threads(threads);
+        if (r->coll->db != reqs[0].coll->db) {
+            snprintf(err, errlen, "requests name collections of two databases");
+            rc = QV_INVALID;
+        } else {
+            rc = run_one(r, txn, &parts[i], err, errlen);
+        }
+        if (rc) *failed = i;
+    }
+    qv_index_cancel_hook(NULL, NULL);
+    omp_set_num_threads(saved);
+    atomic_fetch_sub(&g_active_reads, 1);
+    if (!rc && (rc = gather(reqs, nreq, parts, out)))
+        snprintf(err, errlen, "out of memory for the hits");
+    for (size_t i = 0; parts && i < nreq; i++) qv_query_result_free(&parts[i]);
+    free(parts);
+    if (rc) qv_query_result_free(out);
     return rc;
 }

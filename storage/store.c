@@ -4,6 +4,7 @@
  * no threads and no knowledge of indexes.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +15,8 @@
 
 #include "quiver/error.h"
 #include "quiver/log.h"
-#include "quiver/postings.h"
-#include "quiver/store.h"
+#include "postings.h"
+#include "store.h"
 
 #define MAX_NEST 8
 
@@ -179,9 +180,33 @@ static void find_map(qv_store *st, const char *dir)
     if (!st->map) qv_debug("mapping of %s not found: full scans stay resident", want);
 }
 
+/* read snapshots begun so far (the engine's tests count them per call) */
+static _Atomic uint64_t g_reads_begun;
+
 int qv_store_read_begin(qv_store *st, MDB_txn **txn)
 {
+    atomic_fetch_add_explicit(&g_reads_begun, 1, memory_order_relaxed);
     return qv_store_err(mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn), "read txn");
+}
+
+uint64_t qv_store_reads_begun(void)
+{
+    return atomic_load_explicit(&g_reads_begun, memory_order_relaxed);
+}
+
+int qv_store_read_share(qv_store *st, MDB_txn *txn)
+{
+    /* a read txn looks each named database up on its first use of it (and
+     * records the root in the txn): do that now, in this thread, for every
+     * one, so that the threads sharing txn afterwards only read */
+    MDB_dbi dbis[] = {st->colls, st->stats, st->items, st->attrs, st->seqlog, st->meta, st->postings};
+    for (size_t i = 0; i < sizeof dbis / sizeof *dbis; i++) {
+        MDB_cursor *cur;
+        int rc = mdb_cursor_open(txn, dbis[i], &cur);
+        if (rc) return qv_store_err(rc, "read share");
+        mdb_cursor_close(cur);
+    }
+    return 0;
 }
 
 int qv_store_write_begin(qv_store *st, MDB_txn *parent, MDB_txn **txn)

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "quiver/index.h"
+#include "quiver/types.h"
 
 /* Bump when any record layout below changes incompatibly. */
 #define QV_REC_VERSION 1

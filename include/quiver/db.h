@@ -22,9 +22,7 @@
 #include <stdint.h>
 
 #include "quiver/codec.h"
-#include "quiver/index.h"
-#include "quiver/indexfile.h"
-#include "quiver/store.h"
+#include "quiver/types.h"
 
 typedef struct qv_db qv_db;
 typedef struct qv_coll qv_coll;
@@ -51,7 +49,6 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out);
 /* Stop accepting writes, finish queued ones, cancel and join rebuilds, free.
  * NULL is a no-op. */
 void qv_db_close(qv_db *db);
-qv_store *qv_db_store(qv_db *db);
 
 /* ------------------------------------------------------------ collections */
 /* Reference to a live collection. Returns 0 or QV_NOTFOUND. */
@@ -164,17 +161,8 @@ typedef struct qv_db_stats {
 /* A consistent snapshot of the counters. */
 void qv_db_stats_get(qv_db *db, qv_db_stats *out);
 
-/* ----------------------------------------------------------------- search */
-/* Bytes of scratch (candidate scores and ids, refine's included) a search of
- * nq queries for k would allocate: what a caller bounds before asking. */
-size_t qv_coll_search_scratch(qv_coll *c, size_t nq, size_t k);
-/* k nearest neighbours of nq queries q (nq*dim floats, normalised for cosine)
- * in c. exclude: nq ids to leave out (-1 none; "more like this"), may be NULL.
- * nprobe 0: the smallest calibrated nprobe reaching min_recall (0 = 0.95).
- * [out] scores, labels: nq*k, best first, label -1 past the end.
- * Returns 0, QV_NOTFOUND (dropped), QV_NOMEM, QV_FAISS. */
-int qv_coll_search(qv_coll *c, size_t nq, const float *q, const int64_t *exclude, size_t k,
-                   uint32_t nprobe, float min_recall, float *scores, int64_t *labels);
+/* Reads (searches, recommendations, items by id, scans) are in
+ * quiver/query.h. */
 
 /* --------------------------------------------------------------- rebuilds */
 typedef struct qv_rebuild_progress {
@@ -198,6 +186,11 @@ typedef struct qv_rebuild_req {
 int qv_coll_rebuild(qv_coll *c, const qv_rebuild_req *req, char *err, size_t errlen);
 /* Ask the running rebuild started with ctx to stop (no-op if none). */
 void qv_coll_rebuild_cancel(qv_coll *c, void *ctx);
+
+/* The SIMD level FAISS's kernels run with ("AVX2", "AVX512", "NONE"...) into
+ * name (at most len bytes, NUL-terminated), and whether it was chosen at run
+ * time (dynamic dispatch): for the start-up log. Returns 0. */
+int qv_db_simd_level(char *name, size_t len, int *dynamic_dispatch);
 
 /* The rule for "auto" and nlist 0: nlist for n items. */
 uint32_t qv_auto_nlist(uint64_t n);

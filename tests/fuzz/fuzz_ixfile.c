@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "quiver/indexfile.h"
+#include "indexfile.h"
 #include "quiver/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

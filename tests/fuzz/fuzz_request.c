@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "quiver/codec.h"
-#include "quiver/index.h"
+#include "quiver/types.h"
 #include "services.h"
 #include "wirecheck.h"
 

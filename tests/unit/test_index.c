@@ -18,8 +18,30 @@
 #include <cmocka.h>
 
 #include "quiver/error.h"
-#include "quiver/index.h"
+#include "index.h"
 #include "quiver/log.h"
+
+/* Searches as the engine makes them: COSINE queries normalised first. */
+static int unit_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k,
+                           uint32_t nprobe, const qv_idsel *sel, float *scores, int64_t *labels)
+{
+    if (qv_index_metric(ix) != QV_METRIC_COSINE || !q)
+        return qv_index_search_sel(ix, nq, q, k, nprobe, sel, scores, labels);
+    uint32_t dim = qv_index_dim(ix);
+    float *u = malloc((nq ? nq : 1) * dim * sizeof *u);
+    if (!u) return QV_NOMEM;
+    memcpy(u, q, nq * dim * sizeof *u);
+    for (size_t i = 0; i < nq; i++) qv_vec_normalize(u + i * dim, dim);
+    int rc = qv_index_search_sel(ix, nq, u, k, nprobe, sel, scores, labels);
+    free(u);
+    return rc;
+}
+
+static int unit_search(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
+                       float *scores, int64_t *labels)
+{
+    return unit_search_sel(ix, nq, q, k, nprobe, NULL, scores, labels);
+}
 
 /* rc must be 0; prints file, line, expression and qv_strerror(rc). */
 #define CHECK_OK(expr)                                                                       \
@@ -271,7 +293,7 @@ static void flat_vs_brute(qv_metric m)
     float sc[25 * 10];
     int64_t lab[25 * 10];
     /* nq = 25 goes through FAISS's batched (BLAS) path, single queries not */
-    CHECK_OK(qv_index_search(ix, nq, q, k, 0, sc, lab));
+    CHECK_OK(unit_search(ix, nq, q, k, 0, sc, lab));
     for (size_t i = 0; i < nq; i++) {
         int64_t bl[10];
         double bs[10];
@@ -279,13 +301,13 @@ static void flat_vs_brute(qv_metric m)
         expect_exact(m, sc + i * k, lab + i * k, bs, bl, k, "flat batch");
         float s1[10];
         int64_t l1[10];
-        CHECK_OK(qv_index_search(ix, 1, q + i * dim, k, 0, s1, l1));
+        CHECK_OK(unit_search(ix, 1, q + i * dim, k, 0, s1, l1));
         expect_exact(m, s1, l1, bs, bl, k, "flat single");
     }
     /* more than held: padded with -1 */
     float *sa = malloc((n + 5) * sizeof(float));
     int64_t *la = malloc((n + 5) * sizeof(int64_t));
-    CHECK_OK(qv_index_search(ix, 1, q, n + 5, 0, sa, la));
+    CHECK_OK(unit_search(ix, 1, q, n + 5, 0, sa, la));
     for (size_t i = 0; i < n; i++) assert_true(la[i] >= 100);
     for (size_t i = n; i < n + 5; i++) assert_int_equal(la[i], -1);
     free(sa);
@@ -328,7 +350,7 @@ static void test_l2_scores_are_squared(void **state)
     qv_index *ix = build(dim, QV_METRIC_L2, P_FLAT, 3, x, ids);
     float sc[3];
     int64_t lab[3];
-    CHECK_OK(qv_index_search(ix, 1, x, 3, 0, sc, lab));
+    CHECK_OK(unit_search(ix, 1, x, 3, 0, sc, lab));
     assert_int_equal(lab[0], 5);
     assert_int_equal(lab[1], 7);
     assert_int_equal(lab[2], 6);
@@ -353,7 +375,7 @@ static void cosine_checks(qv_index_params p)
         for (uint32_t j = 0; j < dim; j++) q[j] = 7.5f * x[i * dim + j];
         float sc[10];
         int64_t lab[10];
-        CHECK_OK(qv_index_search(ix, 1, q, k, nprobe, sc, lab));
+        CHECK_OK(unit_search(ix, 1, q, k, nprobe, sc, lab));
         assert_int_equal(lab[0], ids[i]);
         assert_float_equal(sc[0], 1.0f, 1e-5);
         for (size_t r = 0; r < k; r++) {
@@ -369,10 +391,10 @@ static void cosine_checks(qv_index_params p)
     for (uint32_t j = 0; j < dim; j++) neg[j] = -x[j];
     float sc[3000];
     int64_t lab[3000];
-    CHECK_OK(qv_index_search(ix, 1, neg, n, nprobe, sc, lab));
+    CHECK_OK(unit_search(ix, 1, neg, n, nprobe, sc, lab));
     assert_int_equal(lab[n - 1], ids[0]);
     assert_float_equal(sc[n - 1], -1.0f, 1e-5);
-    CHECK_OK(qv_index_search(ix, 1, zero, k, nprobe, sc, lab));
+    CHECK_OK(unit_search(ix, 1, zero, k, nprobe, sc, lab));
     qv_index_free(ix);
     free(x);
     free(ids);
@@ -412,12 +434,12 @@ static void test_ivf_recall(void **state)
         float sc[10];
         int64_t lab[10];
         /* nprobe == nlist: IVF-Flat is exhaustive and exact */
-        CHECK_OK(qv_index_search(ix, 1, q + i * dim, k, nlist, sc, lab));
+        CHECK_OK(unit_search(ix, 1, q + i * dim, k, nlist, sc, lab));
         expect_exact(QV_METRIC_L2, sc, lab, bs, bl, k, "ivf nprobe=nlist");
-        CHECK_OK(qv_index_search(ix, 1, q + i * dim, k, 8, sc, lab));
+        CHECK_OK(unit_search(ix, 1, q + i * dim, k, 8, sc, lab));
         for (size_t a = 0; a < k; a++)
             for (size_t b = 0; b < k; b++) hits += lab[a] == bl[b];
-        CHECK_OK(qv_index_search(ix, 1, q + i * dim, k, 1, sc, lab));
+        CHECK_OK(unit_search(ix, 1, q + i * dim, k, 1, sc, lab));
         for (size_t a = 0; a < k; a++)
             for (size_t b = 0; b < k; b++) hits1 += lab[a] == bl[b];
     }
@@ -431,8 +453,8 @@ static void test_ivf_recall(void **state)
     int64_t l0[10], l8[10];
     qv_index_set_nprobe(ix, 3);
     assert_int_equal(qv_index_get_nprobe(ix), 3);
-    CHECK_OK(qv_index_search(ix, 1, q, k, 0, s0, l0));
-    CHECK_OK(qv_index_search(ix, 1, q, k, 3, s8, l8));
+    CHECK_OK(unit_search(ix, 1, q, k, 0, s0, l0));
+    CHECK_OK(unit_search(ix, 1, q, k, 3, s8, l8));
     assert_memory_equal(l0, l8, sizeof l0);
     qv_index_set_nprobe(ix, 0);
     assert_int_equal(qv_index_get_nprobe(ix), 8); /* max(8, sqrt(32)) */
@@ -475,7 +497,7 @@ static void removal(qv_index_params p)
         float sc[20];
         int64_t lab[20], bl[20];
         double bs[20];
-        CHECK_OK(qv_index_search(ix, 1, x + i * dim, k, nprobe, sc, lab));
+        CHECK_OK(unit_search(ix, 1, x + i * dim, k, nprobe, sc, lab));
         for (size_t r = 0; r < k; r++)
             if (lab[r] >= 0) assert_true(alive[lab[r] / 7]);
         if (p.kind != QV_KIND_IVF_PQ && p.kind != QV_KIND_IVF_SQ8 && p.kind != QV_KIND_IVF_PQ_FS) {
@@ -507,7 +529,7 @@ static void removal(qv_index_params p)
     assert_int_equal(qv_index_count(ix), n - n / 10);
     float sc[20];
     int64_t lab[20];
-    CHECK_OK(qv_index_search(ix, 1, nv, k, nprobe, sc, lab));
+    CHECK_OK(unit_search(ix, 1, nv, k, nprobe, sc, lab));
     if (p.kind != QV_KIND_IVF_PQ && (p.kind != QV_KIND_IVF_PQ_FS || p.refine > 1))
         assert_int_equal(lab[0], up); /* PQ without refine: approximate */
     if (p.refine > 1) assert_float_equal(sc[0], 0.0f, 1e-4); /* exact from the copy */
@@ -516,19 +538,19 @@ static void removal(qv_index_params p)
     for (size_t r = 0; r < k; r++) seen += lab[r] == up;
     assert_int_equal(seen, 1);
     /* the old place no longer finds it */
-    CHECK_OK(qv_index_search(ix, 1, x + (size_t)123 * dim, 5, nprobe, sc, lab));
+    CHECK_OK(unit_search(ix, 1, x + (size_t)123 * dim, 5, nprobe, sc, lab));
     for (size_t r = 0; r < 5; r++) assert_true(lab[r] != up);
     /* and it is removable again: the direct map followed the moves */
     CHECK_OK(qv_index_remove(ix, 1, &up, &removed));
     assert_int_equal(removed, 1);
-    CHECK_OK(qv_index_search(ix, 1, nv, k, nprobe, sc, lab));
+    CHECK_OK(unit_search(ix, 1, nv, k, nprobe, sc, lab));
     for (size_t r = 0; r < k; r++) assert_true(lab[r] != up);
 
     /* remove everything that is left */
     CHECK_OK(qv_index_remove(ix, n, ids, &removed));
     assert_int_equal(removed, n - n / 10 - 1);
     assert_int_equal(qv_index_count(ix), 0);
-    CHECK_OK(qv_index_search(ix, 1, x, 3, nprobe, sc, lab));
+    CHECK_OK(unit_search(ix, 1, x, 3, nprobe, sc, lab));
     for (size_t r = 0; r < 3; r++) assert_int_equal(lab[r], -1);
 
     free(alive);
@@ -598,8 +620,8 @@ static void refine_case(qv_metric m)
         double bs[10];
         float sb[10], sr[10];
         brute(m, x, ids, NULL, n, dim, q + i * dim, k, bl, bs);
-        CHECK_OK(qv_index_search(bare, 1, q + i * dim, k, 16, sb, lb));
-        CHECK_OK(qv_index_search(ref, 1, q + i * dim, k, 16, sr, lr));
+        CHECK_OK(unit_search(bare, 1, q + i * dim, k, 16, sb, lb));
+        CHECK_OK(unit_search(ref, 1, q + i * dim, k, 16, sr, lr));
         for (size_t a = 0; a < k; a++) {
             assert_true(lr[a] >= 0);
             double exact = score_of(m, q + i * dim, x + (size_t)(lr[a] - 3) / 7 * dim, dim);
@@ -620,13 +642,13 @@ static void refine_case(qv_metric m)
     float s1[50 * 10];
     int64_t l1[50 * 10], l0[10];
     float s0[10];
-    CHECK_OK(qv_index_search(ref, nq, q, k, 16, s1, l1));
-    CHECK_OK(qv_index_search(ref, 1, q + 7 * dim, k, 16, s0, l0));
+    CHECK_OK(unit_search(ref, nq, q, k, 16, s1, l1));
+    CHECK_OK(unit_search(ref, 1, q + 7 * dim, k, 16, s0, l0));
     assert_memory_equal(l1 + 7 * k, l0, sizeof l0);
     /* k beyond the item count: padded with -1 */
     float *sk = malloc(n * 2 * sizeof *sk);
     int64_t *lk = malloc(n * 2 * sizeof *lk);
-    CHECK_OK(qv_index_search(ref, 1, q, n + 5, 16, sk, lk));
+    CHECK_OK(unit_search(ref, 1, q, n + 5, 16, sk, lk));
     for (size_t a = 0; a < n; a++) assert_true(lk[a] >= 0);
     for (size_t a = n; a < n + 5; a++) assert_int_equal(lk[a], -1);
     free(sk);
@@ -690,7 +712,7 @@ static void roundtrip(qv_metric metric, qv_index_params p)
 
     float s1[20 * 10], s2[20 * 10];
     int64_t l1[20 * 10], l2[20 * 10];
-    CHECK_OK(qv_index_search(ix, nq, q, k, 5, s1, l1));
+    CHECK_OK(unit_search(ix, nq, q, k, 5, s1, l1));
 
     /* at an offset, with bytes after it: the index sits between the caller's data */
     FILE *f = tmpfile();
@@ -715,7 +737,7 @@ static void roundtrip(qv_metric metric, qv_index_params p)
     assert_int_equal(a->pq_m, b->pq_m);
     assert_int_equal(a->pq_nbits, b->pq_nbits);
     qv_index_set_nprobe(rx, 5); /* the caller restores its default */
-    CHECK_OK(qv_index_search(rx, nq, q, k, 0, s2, l2));
+    CHECK_OK(unit_search(rx, nq, q, k, 0, s2, l2));
     assert_memory_equal(l1, l2, sizeof l1);
     assert_memory_equal(s1, s2, sizeof s1);
 
@@ -882,13 +904,13 @@ static void test_errors(void **state)
     float sc[4];
     int64_t lab[4];
     CHECK_RC(QV_INVALID, qv_index_add(ix, 10, ids, x));    /* not trained */
-    CHECK_RC(QV_INVALID, qv_index_search(ix, 1, x, 4, 0, sc, lab));
+    CHECK_RC(QV_INVALID, unit_search(ix, 1, x, 4, 0, sc, lab));
     CHECK_RC(QV_INVALID, qv_index_train(ix, 31, x));       /* n < nlist */
     CHECK_OK(qv_index_train(ix, 1300, x));
     CHECK_OK(qv_index_add(ix, 10, ids, x));
     CHECK_RC(QV_INVALID, qv_index_train(ix, 1300, x));     /* holds items */
-    CHECK_RC(QV_INVALID, qv_index_search(ix, 1, x, 0, 0, sc, lab)); /* k = 0 */
-    CHECK_OK(qv_index_search(ix, 0, x, 4, 0, sc, lab));   /* nq = 0: nothing to do */
+    CHECK_RC(QV_INVALID, unit_search(ix, 1, x, 0, 0, sc, lab)); /* k = 0 */
+    CHECK_OK(unit_search(ix, 0, x, 4, 0, sc, lab));   /* nq = 0: nothing to do */
     int64_t neg = -5;
     CHECK_RC(QV_INVALID, qv_index_add(ix, 1, &neg, x));
     assert_int_equal(qv_index_count(ix), 10);
@@ -929,7 +951,7 @@ static void test_omp_restored(void **state)
     omp_set_num_threads(3);
     float sc[5];
     int64_t lab[5];
-    CHECK_OK(qv_index_search(ix, 1, x, 5, 0, sc, lab));
+    CHECK_OK(unit_search(ix, 1, x, 5, 0, sc, lab));
     assert_int_equal(omp_get_max_threads(), 3);
     omp_set_num_threads(before);
     qv_index_free(ix);
@@ -958,7 +980,7 @@ static void *worker_run(void *arg)
         for (size_t i = 0; i < CQ; i++) {
             float sc[CK];
             int64_t lab[CK];
-            if (qv_index_search(w->ix, 1, w->q + i * w->dim, CK, w->nprobe, sc, lab) != 0) {
+            if (unit_search(w->ix, 1, w->q + i * w->dim, CK, w->nprobe, sc, lab) != 0) {
                 w->errors++;
                 continue;
             }
@@ -986,7 +1008,7 @@ static void test_concurrent_search(void **state)
     static float want_s[NT][CQ * CK];
     for (int t = 0; t < NT; t++)
         for (size_t i = 0; i < CQ; i++)
-            CHECK_OK(qv_index_search(ix, 1, q + i * dim, CK, nprobes[t], want_s[t] + i * CK,
+            CHECK_OK(unit_search(ix, 1, q + i * dim, CK, nprobes[t], want_s[t] + i * CK,
                                      want_l[t] + i * CK));
     /* different nprobe values really give different results */
     assert_true(memcmp(want_l[0], want_l[3], sizeof want_l[0]) != 0);
@@ -1001,7 +1023,7 @@ static void test_concurrent_search(void **state)
     /* meanwhile, a batched search on this thread (may use OpenMP) */
     float *bs = malloc(CQ * CK * sizeof(float));
     int64_t *bl = malloc(CQ * CK * sizeof(int64_t));
-    CHECK_OK(qv_index_search(ix, CQ, q, CK, 12, bs, bl));
+    CHECK_OK(unit_search(ix, CQ, q, CK, 12, bs, bl));
     for (int t = 0; t < NT; t++) assert_int_equal(pthread_join(th[t], NULL), 0);
     for (int t = 0; t < NT; t++) {
         assert_int_equal(w[t].errors, 0);

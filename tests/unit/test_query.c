@@ -16,10 +16,10 @@
 
 #include "quiver/db.h"
 #include "quiver/error.h"
-#include "quiver/idset.h"
-#include "quiver/postings.h"
+#include "idset.h"
+#include "postings.h"
 #include "quiver/query.h"
-#include "quiver/store.h"
+#include "store.h"
 
 /* ------------------------------------------------------------------ idset */
 static void test_idset_ops(void **state)
@@ -455,6 +455,28 @@ static size_t brute(const float *q, int lim, uint64_t excl, size_t k, uint64_t *
     return m;
 }
 
+/* One search of nq vectors (DD floats each) through the engine's read call. */
+static int qsearch(qv_coll *c, size_t nq, const float *q, const qv_query_opts *o,
+                   qv_query_result *res, char *err, size_t errlen)
+{
+    qv_query qs[16];
+    assert_true(nq <= 16);
+    for (size_t i = 0; i < nq; i++) qs[i] = (qv_query){.vec = q + i * DD};
+    qv_read r = {.coll = c, .kind = QV_READ_SEARCH, .queries = qs, .nq = nq, .opts = *o};
+    size_t failed;
+    return qv_query_run(&r, 1, res, &failed, err, errlen);
+}
+
+static int qrecommend(qv_coll *c, const qv_example *pos, size_t npos, const qv_example *neg,
+                      size_t nneg, qv_rec_strategy strategy, const qv_query_opts *o,
+                      qv_query_result *res, char *err, size_t errlen)
+{
+    qv_read r = {.coll = c, .kind = QV_READ_RECOMMEND, .positive = pos, .npos = npos,
+                 .negative = neg, .nneg = nneg, .strategy = strategy, .opts = *o};
+    size_t failed;
+    return qv_query_run(&r, 1, res, &failed, err, errlen);
+}
+
 static void test_query_filtered_exact(void **state)
 {
     dfix *f = *state;
@@ -471,7 +493,7 @@ static void test_query_filtered_exact(void **state)
     qv_query_result res;
     char err[256] = "";
     for (int pass = 0; pass < 2; pass++) { /* the second from the filter cache */
-        assert_int_equal(qv_query_search(f->c, 1, q, NULL, &o, QV_FUSION_NONE, 0, &res, err, sizeof err), 0);
+        assert_int_equal(qsearch(f->c, 1, q, &o, &res, err, sizeof err), 0);
         size_t m = brute(q, 3, excl, k, exp);
         assert_int_equal(res.off[1], m);
         for (size_t i = 0; i < m; i++) assert_true(res.hits[i].id == exp[i]);
@@ -479,7 +501,7 @@ static void test_query_filtered_exact(void **state)
     }
     /* groups: at most 2 per value of g, filled in score order */
     o = (qv_query_opts){.k = 6, .group_by = "g", .group_by_len = 1, .group_size = 2};
-    assert_int_equal(qv_query_search(f->c, 1, q, NULL, &o, QV_FUSION_NONE, 0, &res, err, sizeof err), 0);
+    assert_int_equal(qsearch(f->c, 1, q, &o, &res, err, sizeof err), 0);
     assert_int_equal(res.off[1], 6);
     int per[4] = {0};
     for (size_t i = 0; i < 6; i++) per[res.hits[i].id % 4]++;
@@ -487,7 +509,7 @@ static void test_query_filtered_exact(void **state)
     qv_query_result_free(&res);
     /* group_by on a missing key: no item has it, no hits */
     o.group_by = "zz", o.group_by_len = 2;
-    assert_int_equal(qv_query_search(f->c, 1, q, NULL, &o, QV_FUSION_NONE, 0, &res, err, sizeof err), 0);
+    assert_int_equal(qsearch(f->c, 1, q, &o, &res, err, sizeof err), 0);
     assert_int_equal(res.off[1], 0);
     qv_query_result_free(&res);
 }
@@ -501,7 +523,7 @@ static void test_recommend_best_score(void **state)
     qv_query_opts o = {.k = 10};
     qv_query_result res;
     char err[256] = "";
-    assert_int_equal(qv_query_recommend(f->c, &pos, 1, &neg, 1, QV_REC_BEST, &o, &res, err, sizeof err), 0);
+    assert_int_equal(qrecommend(f->c, &pos, 1, &neg, 1, QV_REC_BEST, &o, &res, err, sizeof err), 0);
     float p[DD], n[DD], v[DD];
     dvec(5, p), dvec(6, n);
     /* expected: brute force */
@@ -528,13 +550,111 @@ static void test_recommend_best_score(void **state)
     qv_query_result_free(&res);
     /* an example id that does not exist: NOT_FOUND naming it */
     qv_example ghost = {.id = 99999};
-    assert_int_equal(qv_query_recommend(f->c, &ghost, 1, NULL, 0, QV_REC_SUM, &o, &res, err, sizeof err),
+    assert_int_equal(qrecommend(f->c, &ghost, 1, NULL, 0, QV_REC_SUM, &o, &res, err, sizeof err),
                      QV_NOTFOUND);
     assert_non_null(strstr(err, "positive[0].id 99999 does not exist"));
     qv_example negw = {.id = 5, .weight = -1};
-    assert_int_equal(qv_query_recommend(f->c, &negw, 1, NULL, 0, QV_REC_SUM, &o, &res, err, sizeof err),
+    assert_int_equal(qrecommend(f->c, &negw, 1, NULL, 0, QV_REC_SUM, &o, &res, err, sizeof err),
                      QV_INVALID);
     assert_non_null(strstr(err, "positive[0].weight"));
+}
+
+/* The string attribute "g" of a hit's attribute blob, or "" */
+static void attr_g(const qv_hit *h, char *out, size_t cap)
+{
+    qv_attr_iter it;
+    qv_attr a;
+    out[0] = 0;
+    if (!h->attrs || qv_attr_iter_init(&it, h->attrs, h->attrs_len)) return;
+    while (qv_attr_next(&it, &a) == 1)
+        if (a.key_len == 1 && a.key[0] == 'g' && a.type == QV_ATTR_STRING)
+            snprintf(out, cap, "%.*s", (int)a.str_len, a.str);
+}
+
+/* Every read call takes exactly one snapshot (a filtered search, by vector
+ * and by id; a recommendation; a batch of recommendations), and its hits
+ * carry attributes and vectors exactly when asked. */
+static void test_one_snapshot_per_read(void **state)
+{
+    dfix *f = *state;
+    char err[256] = "";
+    size_t failed;
+    qv_query_result res;
+    float q[DD] = {0.3f, 0.1f, -0.2f, 0.4f};
+    qv_cond r = field("n", QV_TEST_RANGE, NULL, 0);
+    r.has_hi = 1, r.hi = 5; /* n < 5: half */
+    qv_filter fl = {.must = &r, .n_must = 1};
+    qv_query qs[2] = {{.vec = q}, {.id = 7}};
+    qv_read sr = {.coll = f->c, .kind = QV_READ_SEARCH, .queries = qs, .nq = 2,
+                  .opts = {.k = 5, .filter = &fl, .filter_key = "snap", .filter_key_len = 4},
+                  .with_attributes = 1, .with_vectors = 1};
+    uint64_t before = qv_store_reads_begun();
+    assert_int_equal(qv_query_run(&sr, 1, &res, &failed, err, sizeof err), 0);
+    assert_int_equal(qv_store_reads_begun() - before, 1);
+    assert_int_equal(res.nlists, 2);
+    assert_int_equal(res.off[2], 10);
+    for (size_t i = 0; i < res.off[2]; i++) {
+        const qv_hit *h = &res.hits[i];
+        char g[8], want[8];
+        float v[DD];
+        assert_true(h->id % 10 < 5);
+        assert_true(h->id != 7 || i < res.off[1]); /* the query's own item is not its hit */
+        attr_g(h, g, sizeof g);
+        snprintf(want, sizeof want, "g%d", (int)(h->id % 4));
+        assert_string_equal(g, want);
+        assert_int_equal(h->dim, DD);
+        dvec(h->id, v);
+        for (int d = 0; d < DD; d++) assert_float_equal(h->vector[d], v[d], 1e-6);
+    }
+    qv_query_result_free(&res);
+    /* plain, without attributes or vectors: bare hits */
+    sr.opts = (qv_query_opts){.k = 3};
+    sr.with_attributes = sr.with_vectors = 0;
+    before = qv_store_reads_begun();
+    assert_int_equal(qv_query_run(&sr, 1, &res, &failed, err, sizeof err), 0);
+    assert_int_equal(qv_store_reads_begun() - before, 1);
+    assert_int_equal(res.off[2], 6);
+    for (size_t i = 0; i < 6; i++) {
+        assert_null(res.hits[i].attrs);
+        assert_null(res.hits[i].vector);
+        assert_int_equal(res.hits[i].dim, 0);
+    }
+    for (size_t i = 3; i < 6; i++) assert_true(res.hits[i].id != 7);
+    qv_query_result_free(&res);
+    /* a recommendation, and a batch of two: one snapshot each */
+    qv_example pos = {.id = 5}, neg = {.id = 6};
+    qv_read rr[2] = {{.coll = f->c, .kind = QV_READ_RECOMMEND, .positive = &pos, .npos = 1,
+                      .negative = &neg, .nneg = 1, .opts = {.k = 4, .filter = &fl},
+                      .with_attributes = 1},
+                     {.coll = f->c, .kind = QV_READ_RECOMMEND, .positive = &neg, .npos = 1,
+                      .strategy = QV_REC_BEST, .opts = {.k = 3}, .with_vectors = 1}};
+    before = qv_store_reads_begun();
+    assert_int_equal(qv_query_run(rr, 1, &res, &failed, err, sizeof err), 0);
+    assert_int_equal(qv_store_reads_begun() - before, 1);
+    assert_int_equal(res.off[1], 4);
+    for (size_t i = 0; i < 4; i++) assert_non_null(res.hits[i].attrs);
+    qv_query_result_free(&res);
+    before = qv_store_reads_begun();
+    assert_int_equal(qv_query_run(rr, 2, &res, &failed, err, sizeof err), 0);
+    assert_int_equal(qv_store_reads_begun() - before, 1);
+    assert_int_equal(res.nlists, 2);
+    assert_int_equal(res.off[2] - res.off[1], 3);
+    for (size_t i = 0; i < res.off[1]; i++) {
+        assert_non_null(res.hits[i].attrs);
+        assert_null(res.hits[i].vector);
+    }
+    for (size_t i = res.off[1]; i < res.off[2]; i++) {
+        assert_null(res.hits[i].attrs);
+        assert_non_null(res.hits[i].vector);
+    }
+    qv_query_result_free(&res);
+    /* the failing request of a batch is named */
+    qv_example ghost = {.id = 99999};
+    rr[1].positive = &ghost;
+    assert_int_equal(qv_query_run(rr, 2, &res, &failed, err, sizeof err), QV_NOTFOUND);
+    assert_int_equal(failed, 1);
+    assert_non_null(strstr(err, "positive[0].id 99999"));
+    qv_query_result_free(&res);
 }
 
 int main(void)
@@ -546,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_filter_logic_and_errors, store_setup, store_teardown),
         cmocka_unit_test_setup_teardown(test_query_filtered_exact, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_recommend_best_score, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(test_one_snapshot_per_read, db_setup, db_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

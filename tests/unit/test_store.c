@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "quiver/error.h"
-#include "quiver/store.h"
+#include "store.h"
 
 typedef struct fixture {
     char dir[64];

@@ -18,19 +18,12 @@
 #include <stdint.h>
 
 #include "quiver/codec.h"
-#include "quiver/index.h"
+#include "index.h"
 
 /* Bump when the header layout or payload meaning changes. 2: compressed kinds
  * with refine > 1 keep a copy of the vectors after the FAISS index (index.c);
  * format 1 files (FAISS 1.7.3) still load, except those, which are rebuilt. */
 #define QV_IXFILE_VERSION 2
-
-typedef struct qv_recall_point {
-    float recall;   /* recall@10 measured at this nprobe */
-    uint32_t nprobe;
-} qv_recall_point;
-
-#define QV_MAX_RECALL_POINTS 24
 
 typedef struct qv_ixfile_meta {
     uint32_t coll_id;

@@ -26,7 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "quiver/idset.h"
+#include "quiver/filter.h"
+#include "idset.h"
 
 #define QV_POST_MAX_STR 200
 
@@ -74,5 +75,14 @@ int qv_postings_range(MDB_txn *txn, MDB_dbi dbi, uint32_t coll, const char *key,
 /* Items whose key is the int v, or a double equal to it. */
 int qv_postings_int(MDB_txn *txn, MDB_dbi dbi, uint32_t coll, const char *key, size_t klen,
                     int64_t v, qv_idset *out);
+
+/* storage/filter.c: check a filter's shape and its tests against the
+ * attribute types the collection holds; evaluate it to the set of matching
+ * ids (from a snapshot of the store). prefix names it in messages
+ * ("filter"). Returns 0, QV_INVALID (err says which condition and why),
+ * QV_NOMEM, QV_LMDB, QV_CORRUPT. */
+typedef struct qv_store qv_store;
+int qv_filter_eval(qv_store *st, MDB_txn *txn, uint32_t coll_id, const qv_filter *f,
+                   const char *prefix, qv_idset **out, char *err, size_t errlen);
 
 #endif

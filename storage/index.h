@@ -11,8 +11,9 @@
  *  - Not thread-safe for writers: qv_index_add/remove/train must not run while
  *    any other call uses the same index. Concurrent qv_index_search calls on
  *    one index are safe (nprobe travels in per-call search parameters).
- *  - COSINE: vectors and queries are normalised inside (copies); the index
- *    itself runs inner product. Scores are what the API promises: squared L2
+ *  - COSINE: vectors added and trained on are normalised inside (copies);
+ *    queries must come unit length (the engine normalises them once, in
+ *    qv_query_run). The index itself runs inner product. Scores are what the API promises: squared L2
  *    distance (ascending), inner product / cosine similarity (descending).
  *  - ids are 0 .. INT64_MAX; -1 marks "no result" in label arrays.
  *  - Adding an id that is already in the index makes a duplicate: callers
@@ -25,21 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Values reach disk: never renumber. */
-typedef enum {
-    QV_METRIC_L2 = 1,
-    QV_METRIC_IP = 2,
-    QV_METRIC_COSINE = 3,
-} qv_metric;
-
-typedef enum {
-    QV_KIND_AUTO = 0,     /* only in specs: resolved before building */
-    QV_KIND_FLAT = 1,
-    QV_KIND_IVF_FLAT = 2,
-    QV_KIND_IVF_PQ = 3,
-    QV_KIND_IVF_SQ8 = 4,
-    QV_KIND_IVF_PQ_FS = 5, /* 4-bit fast-scan PQ (SIMD lookup tables) */
-} qv_index_kind;
+#include "quiver/types.h"
 
 /* refine for ivf_pq_fs when the spec says 0: re-rank 10 x k candidates */
 #define QV_PQ_FS_DEFAULT_REFINE 10
@@ -49,31 +36,7 @@ typedef enum {
  * to the scan). */
 #define QV_REFINE_MIN_K 50
 
-typedef struct qv_index_params {
-    qv_index_kind kind;
-    uint32_t nlist;    /* IVF kinds: number of lists (> 0) */
-    uint32_t pq_m;     /* ivf_pq, ivf_pq_fs: sub-quantizers, divides dim */
-    uint32_t pq_nbits; /* ivf_pq: bits per sub-code, 1..8 (0 = 8); ivf_pq_fs: 4 */
-    uint32_t refine;   /* ivf_pq, ivf_pq_fs, ivf_sq8: > 1 keeps a copy of the
-                        * vectors in RAM and re-ranks refine x k candidates
-                        * by exact distance (ivf_flat, flat: ignored) */
-    uint32_t hnsw_coarse; /* IVF kinds, at creation: 1 = find the nearest lists
-                           * through an HNSW graph of the centroids (M 32)
-                           * instead of scanning them; not stored (the FAISS
-                           * file holds the quantizer) */
-} qv_index_params;
-
 typedef struct qv_index qv_index;
-
-/* Name of a kind ("auto", "flat", "ivf_flat", "ivf_pq", "ivf_sq8", "ivf_pq_fs"; "unknown"
- * for other values, never NULL), and back; parse returns -1 if unknown. */
-const char *qv_index_kind_name(qv_index_kind kind);
-int qv_index_kind_parse(const char *name);
-
-/* Normalise x (dim floats) to unit length in place; a zero vector stays zero,
- * and one already of unit length (within 1e-6 in squared norm) is left as it
- * is, bit for bit. */
-void qv_vec_normalize(float *x, uint32_t dim);
 
 /* Check that params can work for dim: [in] p, whose kind must be resolved
  * (QV_KIND_AUTO is rejected); returns 0 or QV_INVALID with a message naming

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "quiver/codec.h"
+#include "quiver/types.h"
 
 /* Bump when the set or meaning of named databases changes.
  * 2: attributes moved from item records to the attrs database.
@@ -34,17 +35,6 @@
 #define QV_STORE_FORMAT 3
 
 typedef struct qv_store qv_store;
-
-/* The default cap on the store's size: LMDB's map is reserved at the cap as
- * address space only (the file grows with the data). */
-#define QV_STORE_MAP_CAP ((size_t)1 << 40)
-
-typedef struct qv_store_opts {
-    const char *dir;     /* data directory; created if missing */
-    size_t map_size;     /* the most the store may grow to (0 = QV_STORE_MAP_CAP) */
-    int nosync;          /* 1: no fsync on commit (unsafe: loses recent writes on crash) */
-    unsigned max_readers;/* 0 = 1024 */
-} qv_store_opts;
 
 /* Open or create the store. [out] out: close with qv_store_close.
  * Returns 0, QV_IO (dir not usable), QV_VERSION (format mismatch), QV_LMDB. */
@@ -63,6 +53,12 @@ int qv_store_read_begin(qv_store *st, MDB_txn **txn);
 int qv_store_write_begin(qv_store *st, MDB_txn *parent, MDB_txn **txn);
 int qv_store_commit(MDB_txn *txn);
 void qv_store_abort(MDB_txn *txn);
+/* Make a read txn safe to share between threads that only read through it
+ * (the env is MDB_NOTLS; LMDB updates a read txn on the first use of each
+ * database, done here in the calling thread). Returns 0, QV_LMDB. */
+int qv_store_read_share(qv_store *st, MDB_txn *txn);
+/* Read snapshots begun by this process so far (tests count them per call). */
+uint64_t qv_store_reads_begun(void);
 /* The postings database, for lookups in read txns (quiver/postings.h). */
 MDB_dbi qv_store_postings_dbi(qv_store *st);
 
