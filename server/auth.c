@@ -184,14 +184,6 @@ int auth_load(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-int auth_enabled(void)
-{
-    pthread_mutex_lock(&g_mu);
-    int on = g_table != NULL;
-    pthread_mutex_unlock(&g_mu);
-    return on;
-}
-
 auth_role auth_method_role(const char *p)
 {
     if (!strncmp(p, "/grpc.health.v1.Health/", 23)) return ROLE_NONE;
@@ -399,8 +391,8 @@ static grpc_ssl_certificate_config_reload_status fetch_config(void *ud,
     return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
 }
 
-grpc_server_credentials *tls_server_credentials(const char *cert, const char *key,
-                                                const char *client_ca, char *err, size_t errlen)
+grpc_server_credentials *auth_tls_credentials(const char *cert, const char *key,
+                                              const char *client_ca, char *err, size_t errlen)
 {
     g_tls.cert = strdup(cert);
     g_tls.key = strdup(key);
@@ -415,4 +407,4 @@ grpc_server_credentials *tls_server_credentials(const char *cert, const char *ke
     return grpc_ssl_server_credentials_create_with_options(o);
 }
 
-void tls_reload(void) { atomic_store(&g_tls.reload, 1); }
+void auth_tls_reload(void) { atomic_store(&g_tls.reload, 1); }

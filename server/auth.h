@@ -12,8 +12,9 @@
  *  - A call keeps a reference to the key table it was admitted with, so a
  *    reload never frees a key under a running call.
  *  - The collection scope is checked where handlers look collections up
- *    (find_coll), through the key of the call the thread is serving
- *    (auth_set_current around each handler step).
+ *    (srv_find_coll, and Collections' own name checks), through the key of
+ *    the call the thread is serving (auth_set_current around each handler
+ *    step).
  */
 #ifndef QUIVERD_AUTH_H
 #define QUIVERD_AUTH_H
@@ -36,7 +37,6 @@ typedef struct auth_ctx {
 /* Load (or, on SIGHUP, reload) the key file. On failure the keys in force
  * stay and err says why (file, line). Returns 0 or -1. */
 int auth_load(const char *path, char *err, size_t errlen);
-int auth_enabled(void);
 /* The role a method needs (ROLE_NONE: open to all). */
 auth_role auth_method_role(const char *path);
 /* Admit a call needing role from its metadata: 0 with ctx set, or the status
@@ -56,10 +56,10 @@ int auth_scoped(void);
 void auth_hash_hex(const char *key, size_t len, char out[65]);
 
 /* TLS: server credentials from the files (client_ca NULL: no client
- * certificates), re-read when tls_reload() was called since the last
+ * certificates), re-read when auth_tls_reload() was called since the last
  * handshake. Returns NULL with err set when the files do not load. */
-grpc_server_credentials *tls_server_credentials(const char *cert, const char *key,
-                                                const char *client_ca, char *err, size_t errlen);
-void tls_reload(void);
+grpc_server_credentials *auth_tls_credentials(const char *cert, const char *key,
+                                              const char *client_ca, char *err, size_t errlen);
+void auth_tls_reload(void);
 
 #endif

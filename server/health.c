@@ -4,6 +4,7 @@
  * and stays open until the client leaves or the server shuts down.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "grpc/health/v1/health.pb-c.h"
@@ -27,42 +28,25 @@ static int status_for(const char *svc)
     return -1;
 }
 
-static Grpc__Health__V1__HealthCheckRequest *decode(rpc *r)
-{
-    return (Grpc__Health__V1__HealthCheckRequest *)rpc_unpack(
-        r->payload, &grpc__health__v1__health_check_request__descriptor);
-}
-
 void health_check(rpc *r)
 {
-    Grpc__Health__V1__HealthCheckRequest *req = decode(r);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode HealthCheckRequest: %s", rpc_unpack_error());
-        return;
-    }
+    const Grpc__Health__V1__HealthCheckRequest *req = (const Grpc__Health__V1__HealthCheckRequest *)r->req;
     int st = status_for(req->service);
     Grpc__Health__V1__HealthCheckResponse rep = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     if (st < 0) {
         char msg[300];
         snprintf(msg, sizeof msg, "unknown service \"%.200s\"", req->service);
-        protobuf_c_message_free_unpacked(&req->base, NULL);
         rpc_finish(r, NULL, GRPC_STATUS_NOT_FOUND, msg);
         return;
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     rep.status = st;
     rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
 }
 
 void health_watch(rpc *r)
 {
-    Grpc__Health__V1__HealthCheckRequest *req = decode(r);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode HealthCheckRequest: %s", rpc_unpack_error());
-        return;
-    }
+    const Grpc__Health__V1__HealthCheckRequest *req = (const Grpc__Health__V1__HealthCheckRequest *)r->req;
     int st = status_for(req->service);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     Grpc__Health__V1__HealthCheckResponse rep = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     rep.status = st < 0 ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN : st;
     /* stays open: ends with the client's cancel or the server's shutdown */

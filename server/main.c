@@ -20,7 +20,6 @@
 
 #include "quiver/backup.h"
 #include "quiver/error.h"
-#include "quiver/faiss_ext.h"
 #include "quiver/log.h"
 #include "metrics.h"
 #include "rpc.h"
@@ -417,7 +416,7 @@ int main(int argc, char **argv)
 
     char simd[32] = "unknown";
     int dd = 0;
-    faiss_get_simd_level(simd, sizeof simd, &dd);
+    qv_db_simd_level(simd, sizeof simd, &dd);
     if (rebound)
         qv_warn("no --auth-keys: listening on %s only (loopback), so that nothing else can read "
                 "or drop the collections; give --auth-keys FILE to serve beyond this machine, or "
@@ -439,10 +438,18 @@ int main(int argc, char **argv)
         reflection_free();
         return 1;
     }
-    search_init();
     grpc_init();
     g_max_reply = max_reply ? max_reply : max_msg;
-    rpc_server_opts so = {listen, threads, (int)max_msg, grace_ms, NULL, auth_keys};
+    rpc_server_opts so = {.listen = listen,
+                          .threads = threads,
+                          .max_recv = (int)max_msg,
+                          .grace_ms = grace_ms,
+                          .auth_keys = auth_keys,
+                          .methods = srv_methods,
+                          .nmethods = srv_nmethods,
+                          .call_begin = metrics_rpc_begin,
+                          .call_end = metrics_rpc_end,
+                          .serving = health_set_serving};
     char aerr[600];
     if (auth_keys && auth_load(auth_keys, aerr, sizeof aerr)) {
         qv_error("--auth-keys: %s", aerr);
@@ -451,7 +458,7 @@ int main(int argc, char **argv)
         reflection_free();
         return 1;
     }
-    if (tls_cert && !(so.creds = tls_server_credentials(tls_cert, tls_key, tls_ca, aerr, sizeof aerr))) {
+    if (tls_cert && !(so.creds = auth_tls_credentials(tls_cert, tls_key, tls_ca, aerr, sizeof aerr))) {
         qv_error("TLS: %s", aerr);
         grpc_shutdown();
         qv_db_close(g_db);
@@ -461,9 +468,9 @@ int main(int argc, char **argv)
     if (metrics_listen) { /* /metrics: from now until the calls are drained */
         char msimd[32] = "unknown", merr[600];
         int mdd = 0;
-        faiss_get_simd_level(msimd, sizeof msimd, &mdd);
+        qv_db_simd_level(msimd, sizeof msimd, &mdd);
         metrics_build mb = {QUIVER_VERSION, QUIVER_GIT_REVISION, QV_FAISS_VERSION, msimd, blas_core()};
-        if (metrics_start(metrics_listen, &mb, merr, sizeof merr)) {
+        if (metrics_start(metrics_listen, &mb, srv_methods, srv_nmethods, merr, sizeof merr)) {
             qv_error("--metrics-listen: %s", merr);
             grpc_shutdown();
             qv_db_close(g_db);

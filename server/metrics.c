@@ -29,8 +29,8 @@
 
 /* ------------------------------------------------------- RPC counters */
 /* Rows: 0 = methods quiverd does not serve ("unknown"), 1 + m = method m of
- * rpc.c's table. Fixed size so that the hot path is a few relaxed atomic
- * adds; metrics_start refuses a table larger than this. */
+ * the table given to metrics_start. Fixed size so that the hot path is a few
+ * relaxed atomic adds; metrics_start refuses a table larger than this. */
 #define MAX_METHODS 63
 #define ROWS (MAX_METHODS + 1)
 #define NCODES 17 /* gRPC status codes 0..16 */
@@ -188,6 +188,8 @@ static void sb_histogram(sbuf *b, const char *name, const char *labels, const do
 /* ------------------------------------------------------------- state */
 static struct MHD_Daemon *g_mhd;
 static int g_port;
+static const rpc_method *g_methods; /* row labels: metrics_start's table */
+static int g_nmethods;
 static char g_build[5][128]; /* version, git revision, FAISS version, SIMD level, BLAS core */
 static double g_start_time;  /* process start, unix seconds */
 
@@ -195,7 +197,7 @@ static double g_start_time;  /* process start, unix seconds */
  * `service="quiver.v1.Search",method="Search"` */
 static void method_labels(char *out, size_t outlen, int row)
 {
-    const char *path = row ? rpc_method_path(row - 1) : NULL;
+    const char *path = row && row - 1 < g_nmethods ? g_methods[row - 1].path : NULL;
     const char *slash = path && path[0] == '/' ? strrchr(path, '/') : NULL;
     if (!slash || slash == path) {
         snprintf(out, outlen, "service=\"unknown\",method=\"unknown\"");
@@ -209,7 +211,7 @@ static void method_labels(char *out, size_t outlen, int row)
 
 static void render_rpc(sbuf *b)
 {
-    int rows = rpc_method_count() + 1;
+    int rows = g_nmethods + 1;
     if (rows > ROWS) rows = ROWS;
     /* one snapshot of every counter, then the text */
     uint64_t calls[ROWS][NCODES], lat[ROWS][NLAT], ns[ROWS];
@@ -591,17 +593,19 @@ static int split_addr(const char *addr, char *host, size_t hlen, char *port, siz
     return 0;
 }
 
-int metrics_start(const char *addr, const metrics_build *bi, char *err, size_t errlen)
+int metrics_start(const char *addr, const metrics_build *bi, const rpc_method *methods,
+                  int nmethods, char *err, size_t errlen)
 {
     if (g_mhd) {
         snprintf(err, errlen, "metrics already serving on port %d", g_port);
         return -1;
     }
-    if (rpc_method_count() > MAX_METHODS) {
-        snprintf(err, errlen, "%d gRPC methods, metrics count at most %d", rpc_method_count(),
-                 MAX_METHODS);
+    if (nmethods > MAX_METHODS) {
+        snprintf(err, errlen, "%d gRPC methods, metrics count at most %d", nmethods, MAX_METHODS);
         return -1;
     }
+    g_methods = methods;
+    g_nmethods = nmethods;
     const char *vals[5] = {bi ? bi->version : NULL, bi ? bi->git_revision : NULL,
                            bi ? bi->faiss_version : NULL, bi ? bi->simd_level : NULL,
                            bi ? bi->blas_core : NULL};

@@ -8,13 +8,17 @@
  *
  * Caveats:
  *  - metrics_rpc_begin/end are called from every gRPC worker: lock-free.
- *  - method is an index into rpc.c's method table (rpc_method_path), or -1
- *    for methods quiverd does not serve.
+ *  - method is an index into the method table given to metrics_start (the
+ *    one rpc_serve serves, server/methods.c), or -1 for methods quiverd does
+ *    not serve. rpc.c reaches metrics_rpc_begin/end only through the hooks
+ *    main.c sets in rpc_server_opts.
  */
 #ifndef QUIVERD_METRICS_H
 #define QUIVERD_METRICS_H
 
 #include <stddef.h>
+
+#include "rpc.h"
 
 /* Build facts shown as quiver_build_info labels (set once, before start). */
 typedef struct metrics_build {
@@ -22,8 +26,10 @@ typedef struct metrics_build {
 } metrics_build;
 
 /* Serve /metrics on addr ("HOST:PORT"; port 0 picks a free one, printed in
- * the log). Returns 0, or -1 with the reason in err. */
-int metrics_start(const char *addr, const metrics_build *b, char *err, size_t errlen);
+ * the log), labelling calls by the paths of methods (nmethods entries, alive
+ * until metrics_stop). Returns 0, or -1 with the reason in err. */
+int metrics_start(const char *addr, const metrics_build *b, const rpc_method *methods,
+                  int nmethods, char *err, size_t errlen);
 void metrics_stop(void);
 
 /* A call of method taken in / finished with status code after seconds. */

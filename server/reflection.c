@@ -113,10 +113,7 @@ void reflection_step(rpc *r, int ok) {
     return;
   }
   Grpc__Reflection__V1alpha__ServerReflectionRequest *req =
-      (Grpc__Reflection__V1alpha__ServerReflectionRequest *)rpc_unpack(
-          r->recv_bb, &grpc__reflection__v1alpha__server_reflection_request__descriptor);
-  grpc_byte_buffer_destroy(r->recv_bb);
-  r->recv_bb = NULL;
+      (Grpc__Reflection__V1alpha__ServerReflectionRequest *)rpc_recv_unpack(r, NULL);
   if (!req) {
     rpc_finish(r, NULL, GRPC_STATUS_INVALID_ARGUMENT, "bad ServerReflectionRequest");
     return;

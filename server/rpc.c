@@ -1,7 +1,9 @@
 /*
  * gRPC core event loop of quiverd (server/rpc.h): method registration,
  * request slots, worker threads on one shared completion queue, the per-call
- * state machine and the shutdown order. Handlers live in the svc_*.c files.
+ * state machine, decoding each call's request and the shutdown order. It
+ * serves the method table it is given (server/methods.c) and knows no
+ * handler by name; the handlers live in the svc_*.c files.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,37 +21,17 @@
 #include <omp.h>
 
 #include "quiver/log.h"
-#include "metrics.h"
 #include "rpc.h"
 #include "wirecheck.h"
-#include "services.h"
 
 #define SLOTS 8
 
-static rpc_method g_methods[] = {
-    {"/quiver.v1.Collections/Create", 0, collections_create, NULL, NULL, NULL},
-    {"/quiver.v1.Collections/Describe", 0, collections_describe, NULL, NULL, NULL},
-    {"/quiver.v1.Collections/List", 0, collections_list, NULL, NULL, NULL},
-    {"/quiver.v1.Collections/Drop", 0, collections_drop, NULL, NULL, NULL},
-    {"/quiver.v1.Items/Upsert", 0, items_upsert, NULL, NULL, NULL},
-    {"/quiver.v1.Items/Import", 1, items_import_start, items_import_step, NULL, NULL},
-    {"/quiver.v1.Items/Get", 0, items_get, NULL, NULL, NULL},
-    {"/quiver.v1.Items/Delete", 0, items_delete, NULL, NULL, NULL},
-    {"/quiver.v1.Items/Scan", 0, items_scan, items_scan_step, NULL, NULL},
-    {"/quiver.v1.Search/Search", 0, search_search, NULL, NULL, NULL},
-    {"/quiver.v1.Search/Recommend", 0, search_recommend, NULL, NULL, NULL},
-    {"/quiver.v1.Search/RecommendBatch", 0, search_recommend_batch, NULL, NULL, NULL},
-    {"/quiver.v1.Admin/RebuildIndex", 0, admin_rebuild_start, admin_rebuild_step,
-     admin_rebuild_closed, NULL},
-    {"/quiver.v1.Admin/Backup", 0, admin_backup_start, admin_backup_step, NULL, NULL},
-    {"/grpc.health.v1.Health/Check", 0, health_check, NULL, NULL, NULL},
-    {"/grpc.health.v1.Health/Watch", 0, health_watch, NULL, NULL, NULL},
-    {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", 1, reflection_start,
-     reflection_step, NULL, NULL},
-    {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", 1, reflection_start,
-     reflection_step, NULL, NULL},
-};
-#define NMETHODS ((int)(sizeof g_methods / sizeof g_methods[0]))
+/* The table and hooks rpc_serve was given (read-only once serving). */
+static const rpc_method *g_methods;
+static int g_nmethods;
+static void **g_handles; /* grpc_server_register_method's, per method */
+static void (*g_call_begin)(int method);
+static void (*g_call_end)(int method, int code, double seconds);
 #define M_UNKNOWN (-1)
 
 qv_db *g_db;
@@ -67,20 +49,25 @@ static atomic_int g_stopping;
 static void post_request(int method);
 
 /* Write calls are not taken from the network while the writer's queue is at
- * its budget (--max-queued-writes): their request slots wait here, and gRPC's
- * flow control holds the senders back instead of quiverd buffering them. */
-static atomic_int g_deferred[NMETHODS];
+ * its budget (--max-queued-writes): their request slots wait here (one count
+ * per method), and gRPC's flow control holds the senders back instead of
+ * quiverd buffering them. */
+static atomic_int *g_deferred;
 
 static int is_write_method(int m)
 {
-    if (m < 0) return 0;
-    void (*start)(rpc *) = g_methods[m].start;
-    return start == items_upsert || start == items_import_start || start == items_delete;
+    return m >= 0 && (g_methods[m].flags & RPC_WRITE);
+}
+
+/* What a request of wire_bytes holds once decoded, by method m's measure. */
+static size_t held_bytes(int m, size_t wire_bytes)
+{
+    return g_methods[m].held_bytes ? g_methods[m].held_bytes(wire_bytes) : wire_bytes;
 }
 
 static void repost_deferred(void)
 {
-    for (int m = 0; m < NMETHODS; m++)
+    for (int m = 0; m < g_nmethods; m++)
         for (int n = atomic_exchange(&g_deferred[m], 0); n > 0; n--)
             if (!atomic_load(&g_stopping)) post_request(m);
 }
@@ -110,16 +97,14 @@ void rpc_unreserve(rpc *r)
     r->reserved = 0;
 }
 
-int rpc_method_count(void) { return NMETHODS; }
-const char *rpc_method_path(int m) { return m >= 0 && m < NMETHODS ? g_methods[m].path : "unknown"; }
-
 static void rpc_free(rpc *r)
 {
     if (r->accepted) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
         double sec = (double)(t.tv_sec - r->t0.tv_sec) + (double)(t.tv_nsec - r->t0.tv_nsec) / 1e9;
-        metrics_rpc_end(r->method, r->status >= 0 ? r->status : GRPC_STATUS_CANCELLED, sec);
+        if (g_call_end)
+            g_call_end(r->method, r->status >= 0 ? r->status : GRPC_STATUS_CANCELLED, sec);
     }
     rpc_unreserve(r);
     if (r->state_free) r->state_free(r->state);
@@ -128,6 +113,7 @@ static void rpc_free(rpc *r)
     grpc_metadata_array_destroy(&r->req_md);
     if (r->method == M_UNKNOWN) grpc_call_details_destroy(&r->details);
     if (r->payload) grpc_byte_buffer_destroy(r->payload);
+    if (r->req) protobuf_c_message_free_unpacked(r->req, NULL);
     if (r->recv_bb) grpc_byte_buffer_destroy(r->recv_bb);
     if (r->send_bb) grpc_byte_buffer_destroy(r->send_bb);
     grpc_slice_unref(r->status_details);
@@ -312,7 +298,9 @@ static _Thread_local char unpack_err[600];
 
 const char *rpc_unpack_error(void) { return unpack_err; }
 
-ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
+/* Decode a byte buffer into a message of d: strings checked first, then
+ * protobuf-c. NULL with the reason in unpack_err. */
+static ProtobufCMessage *unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
 {
     snprintf(unpack_err, sizeof unpack_err, "no message");
     if (!bb) return NULL;
@@ -329,6 +317,31 @@ ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescrip
     }
     grpc_slice_unref(s);
     return m;
+}
+
+ProtobufCMessage *rpc_recv_unpack(rpc *r, size_t *held)
+{
+    size_t wire = r->recv_bb ? grpc_byte_buffer_length(r->recv_bb) : 0;
+    ProtobufCMessage *m = unpack(r->recv_bb, g_methods[r->method].request);
+    if (r->recv_bb) grpc_byte_buffer_destroy(r->recv_bb);
+    r->recv_bb = NULL;
+    if (held) *held = held_bytes(r->method, wire);
+    return m;
+}
+
+/* Decode the call's first message into r->req (RPC_STREAM_IN methods have
+ * none); the wire copy goes once decoded. 0, or -1 with the call failed. */
+static int decode_first(rpc *r)
+{
+    const rpc_method *m = &g_methods[r->method];
+    if (m->flags & RPC_STREAM_IN) return 0;
+    r->req = unpack(r->payload, m->request);
+    if (r->payload) grpc_byte_buffer_destroy(r->payload);
+    r->payload = NULL;
+    if (r->req) return 0;
+    rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode %s: %s", m->request->short_name,
+             unpack_err);
+    return -1;
 }
 
 /* ------------------------------------------------------------ dispatcher */
@@ -364,8 +377,9 @@ static void post_request(int method)
                                      &r->t_step);
     } else {
         e = grpc_server_request_registered_call(
-            g_server, g_methods[method].handle, &r->call, &r->deadline, &r->req_md,
-            g_methods[method].streaming_request ? NULL : &r->payload, g_cq, g_cq, &r->t_step);
+            g_server, g_handles[method], &r->call, &r->deadline, &r->req_md,
+            (g_methods[method].flags & RPC_STREAM_IN) ? NULL : &r->payload, g_cq, g_cq,
+            &r->t_step);
     }
     if (e != GRPC_CALL_OK) {
         qv_error("request_call: %s", grpc_call_error_to_string(e));
@@ -381,11 +395,12 @@ static void on_accept(rpc *r, int ok)
     }
     r->accepted = 1;
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
-    metrics_rpc_begin(r->method);
+    if (g_call_begin) g_call_begin(r->method);
     /* a unary write's message is in memory from now on: it counts until it is
      * submitted, so that the next slot is not taken on an empty queue's word */
+    if (r->payload) r->held = held_bytes(r->method, grpc_byte_buffer_length(r->payload));
     if (is_write_method(r->method) && r->payload) {
-        r->reserved = items_held_bytes(grpc_byte_buffer_length(r->payload));
+        r->reserved = r->held;
         qv_db_write_reserve(g_db, r->reserved);
     }
     if (!atomic_load(&g_stopping)) {
@@ -417,7 +432,7 @@ static void on_accept(rpc *r, int ok)
                                            sizeof err);
         if (code != GRPC_STATUS_OK) {
             rpc_fail(r, code, "%s", err);
-        } else {
+        } else if (decode_first(r) == 0) {
             auth_set_current(&r->auth);
             g_methods[r->method].start(r);
             auth_set_current(NULL);
@@ -511,15 +526,32 @@ int rpc_serve(const rpc_server_opts *o)
         {GRPC_ARG_INTEGER, (char *)GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
     };
     grpc_channel_args cargs = {sizeof args / sizeof args[0], args};
+    g_methods = o->methods;
+    g_nmethods = o->nmethods;
+    g_call_begin = o->call_begin;
+    g_call_end = o->call_end;
+    g_handles = calloc((size_t)g_nmethods + 1, sizeof *g_handles);
+    g_deferred = calloc((size_t)g_nmethods + 1, sizeof *g_deferred);
+    if (!g_handles || !g_deferred) {
+        qv_error("out of memory for %d methods", g_nmethods);
+        free(g_handles);
+        free(g_deferred);
+        if (o->creds) grpc_server_credentials_release(o->creds);
+        return 1;
+    }
     g_server = grpc_server_create(&cargs, NULL);
-    for (int m = 0; m < NMETHODS; m++) {
-        g_methods[m].handle = grpc_server_register_method(
+    for (int m = 0; m < g_nmethods; m++) {
+        g_handles[m] = grpc_server_register_method(
             g_server, g_methods[m].path, NULL,
-            g_methods[m].streaming_request ? GRPC_SRM_PAYLOAD_NONE
-                                           : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            (g_methods[m].flags & RPC_STREAM_IN) ? GRPC_SRM_PAYLOAD_NONE
+                                                 : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
             0);
-        if (!g_methods[m].handle) {
+        if (!g_handles[m]) {
             qv_error("cannot register method %s", g_methods[m].path);
+            grpc_server_destroy(g_server);
+            free(g_handles);
+            free(g_deferred);
+            if (o->creds) grpc_server_credentials_release(o->creds);
             return 1;
         }
     }
@@ -536,17 +568,19 @@ int rpc_serve(const rpc_server_opts *o)
                GRPC_QUEUE_SHUTDOWN)
             ;
         grpc_completion_queue_destroy(g_cq);
+        free(g_handles);
+        free(g_deferred);
         return 1;
     }
     qv_db_on_room(g_db, on_write_room, NULL);
     grpc_server_start(g_server);
-    for (int m = 0; m < NMETHODS; m++)
+    for (int m = 0; m < g_nmethods; m++)
         for (int s = 0; s < SLOTS; s++) post_request(m);
     for (int s = 0; s < SLOTS; s++) post_request(M_UNKNOWN);
 
     pthread_t *ws = calloc((size_t)o->threads, sizeof *ws);
     for (int i = 0; i < o->threads; i++) pthread_create(&ws[i], NULL, worker_main, NULL);
-    health_set_serving(1);
+    if (o->serving) o->serving(1);
     qv_info("serving on %s (port %d, %d worker threads, grpc core %s, %s, %s)", o->listen, port,
             o->threads, grpc_version_string(), o->creds ? "TLS" : "plain text",
             o->auth_keys ? "API keys required" : "no API keys");
@@ -562,13 +596,13 @@ int rpc_serve(const rpc_server_opts *o)
         char err[512];
         if (o->auth_keys && auth_load(o->auth_keys, err, sizeof err))
             qv_error("SIGHUP: %s; the keys in force stay", err);
-        if (o->creds) tls_reload();
+        if (o->creds) auth_tls_reload();
         qv_info("SIGHUP: %s%s re-read", o->auth_keys ? "API keys" : "",
                 o->creds ? (o->auth_keys ? " and TLS certificates" : "TLS certificates") : "");
     }
     qv_info("%s: shutting down (draining calls for up to %d ms)",
             sig == SIGINT ? "SIGINT" : "SIGTERM", o->grace_ms);
-    health_set_serving(0);
+    if (o->serving) o->serving(0);
     atomic_store(&g_stopping, 1);
     grpc_server_shutdown_and_notify(g_server, g_cq, &g_shutdown_tag);
     if (!wait_shutdown(o->grace_ms)) {
@@ -580,5 +614,9 @@ int rpc_serve(const rpc_server_opts *o)
     free(ws);
     grpc_server_destroy(g_server);
     grpc_completion_queue_destroy(g_cq);
+    free(g_handles);
+    g_handles = NULL;
+    /* g_deferred stays: the writer may still call on_write_room until the
+     * db is closed */
     return 0;
 }

@@ -12,7 +12,10 @@
  *    before start runs, with the method's request descriptor, and handed over
  *    as r->req; one that does not decode is answered INVALID_ARGUMENT
  *    ("cannot decode SearchRequest: <reason>") and never reaches start.
- *    r->req is the loop's: it lives as long as r and is freed with it.
+ *    r->req is the loop's: it lives as long as r and is freed with it, so it
+ *    stays valid through start and every step (the loop holds a reference
+ *    while they run), after rpc_finish too, and for a write in flight (which
+ *    holds its own reference).
  *  - start(r) runs once when a call arrives; step(r, ok) runs when the batch
  *    the handler started completes (at most one step batch in flight).
  *  - rpc_finish/rpc_send/rpc_recv start a batch and must be the handler's last
@@ -74,7 +77,8 @@ struct rpc {
     grpc_metadata_array req_md;
     grpc_byte_buffer *payload; /* first message on the wire (freed once decoded) */
     ProtobufCMessage *req;     /* first message decoded (NULL: RPC_STREAM_IN); freed with r */
-    size_t held;               /* what req holds by the method's held_bytes */
+    size_t held;               /* what req holds, by the method's held_bytes:
+                                * a write's charge to the queue (qv_write.bytes) */
     grpc_byte_buffer *recv_bb; /* target of rpc_recv */
     grpc_byte_buffer *send_bb; /* kept until its batch completes */
     int cancelled;             /* from RECV_CLOSE_ON_SERVER */

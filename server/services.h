@@ -40,7 +40,6 @@ size_t srv_items_held_bytes(size_t wire_bytes);
 extern unsigned g_slow_ms; /* --slow-ms: searches slower than this are logged (0 = off) */
 extern unsigned g_max_k;   /* --max-k: the largest k a search may ask for */
 extern size_t g_max_reply; /* --max-reply: bytes a reply may take */
-void search_init(void);
 void search_search(rpc *r);
 void search_recommend(rpc *r);
 void search_recommend_batch(rpc *r);

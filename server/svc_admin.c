@@ -1,8 +1,11 @@
 /*
- * quiver.v1.Admin: RebuildIndex streams the progress of a background rebuild.
- * Progress arrives on the rebuild thread; one send is in flight at a time and
- * newer progress replaces what is waiting. Cancelling the call cancels the
- * rebuild (the old index keeps serving).
+ * quiver.v1.Admin, two server streams. RebuildIndex streams the progress of a
+ * background rebuild: progress arrives on the rebuild thread; one send is in
+ * flight at a time and newer progress replaces what is waiting; cancelling
+ * the call cancels the rebuild (the old index keeps serving). Backup writes a
+ * consistent archive of the data directory on a thread of its own and
+ * streams it in 1 MiB chunks. The archive format and restore are the
+ * engine's (quiver/backup.h), not this file's.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -66,7 +69,7 @@ static int send_next(admin_state *s)
             m.done = m.total = info.indexed;
             m.elapsed_seconds = s->elapsed;
             if (a) {
-                fill_index_info(a, &info, &ii);
+                srv_fill_index_info(a, &info, &ii);
                 m.index = &ii;
             }
             rpc_send(r, &m.base, 1);
@@ -77,7 +80,7 @@ static int send_next(admin_state *s)
             char msg[512];
             snprintf(msg, sizeof msg, "rebuild of \"%s\" failed: %s", qv_coll_config_of(s->c)->name,
                      s->fmsg);
-            rpc_finish(r, NULL, status_of(s->frc), msg);
+            rpc_finish(r, NULL, srv_status_of(s->frc), msg);
         }
         return 1;
     }
@@ -121,17 +124,12 @@ static void on_finished(void *ctx, int rc, const char *msg)
 
 void admin_rebuild_start(rpc *r)
 {
-    Quiver__V1__RebuildIndexRequest *req = (Quiver__V1__RebuildIndexRequest *)rpc_unpack(
-        r->payload, &quiver__v1__rebuild_index_request__descriptor);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode RebuildIndexRequest: %s", rpc_unpack_error());
-        return;
-    }
+    const Quiver__V1__RebuildIndexRequest *req = (const Quiver__V1__RebuildIndexRequest *)r->req;
     admin_state *s = calloc(1, sizeof *s);
     char err[512];
     if (!s) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
+        return;
     }
     pthread_mutex_init(&s->mu, NULL);
     s->r = r;
@@ -140,15 +138,15 @@ void admin_rebuild_start(rpc *r)
     pthread_mutex_unlock(&g_admin_mu);
     r->state_free = state_free;
     grpc_status_code code;
-    if (!(s->c = find_coll(req->collection, &code, err, sizeof err))) {
+    if (!(s->c = srv_find_coll(req->collection, &code, err, sizeof err))) {
         rpc_fail(r, code, "%s", err);
-        goto out;
+        return;
     }
     qv_rebuild_req rr;
     memset(&rr, 0, sizeof rr);
-    if (parse_index_spec(req->index, qv_coll_config_of(s->c)->dim, &rr.spec, err, sizeof err)) {
+    if (srv_parse_index_spec(req->index, qv_coll_config_of(s->c)->dim, &rr.spec, err, sizeof err)) {
         rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
-        goto out;
+        return;
     }
     rr.progress = on_progress;
     rr.finished = on_finished;
@@ -170,8 +168,8 @@ void admin_rebuild_start(rpc *r)
         rpc_unref(r);
         if (rc == QV_BUSY) rpc_fail(r, GRPC_STATUS_FAILED_PRECONDITION, "%s", err);
         else if (rc == QV_INVALID) rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
-        else rpc_fail(r, status_of(rc), "cannot start rebuild: %s", qv_strerror(rc));
-        goto out;
+        else rpc_fail(r, srv_status_of(rc), "cannot start rebuild: %s", qv_strerror(rc));
+        return;
     }
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&g_admin_mu);
@@ -179,8 +177,6 @@ void admin_rebuild_start(rpc *r)
     int gone = atomic_load(&r->closed) && r->cancelled;
     pthread_mutex_unlock(&g_admin_mu);
     if (gone) qv_coll_rebuild_cancel(s->c, s); /* cancelled before it started */
-out:
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 void admin_rebuild_step(rpc *r, int ok)
@@ -261,7 +257,7 @@ static void *backup_thread(void *arg)
         s->over = 1;
         grpc_status_code code = rc == QV_BUSY ? GRPC_STATUS_FAILED_PRECONDITION
                                 : rc == QV_FULL ? GRPC_STATUS_RESOURCE_EXHAUSTED
-                                                : status_of(rc);
+                                                : srv_status_of(rc);
         rpc_fail(r, code, "%s", err);
     } else {
         qv_info("backup: %llu bytes, writes up to sequence number %llu",
@@ -274,13 +270,7 @@ static void *backup_thread(void *arg)
 
 void admin_backup_start(rpc *r)
 {
-    Quiver__V1__BackupRequest *req =
-        (Quiver__V1__BackupRequest *)rpc_unpack(r->payload, &quiver__v1__backup_request__descriptor);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode BackupRequest: %s", rpc_unpack_error());
-        return;
-    }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
+    /* the BackupRequest has no fields yet: nothing to read from r->req */
     if (auth_scoped()) {
         rpc_fail(r, GRPC_STATUS_PERMISSION_DENIED,
                  "a backup copies every collection: a key scoped to some cannot take one");

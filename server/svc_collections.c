@@ -1,6 +1,8 @@
 /*
  * quiver.v1.Collections: Create, Describe, List, Drop. Validation and
  * translation only; the engine (qv_db) does the work through its writer.
+ * The `name` field is checked here (syntax, then the key's scope), not by
+ * srv_find_coll: Create names a collection that does not exist yet.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +10,6 @@
 
 #include "quiver/error.h"
 #include "services.h"
-
-#define DECODE(type, desc, r)                                                      \
-    (type *)rpc_unpack((r)->payload, &desc)
 
 static int check_name(rpc *r, const char *name, const char *field)
 {
@@ -39,7 +38,7 @@ static void reply_info(rpc *r, qv_coll *c)
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    fill_collection_info(a, c, &ci, &ii);
+    srv_fill_collection_info(a, c, &ci, &ii);
     rpc_finish(r, &ci.base, GRPC_STATUS_OK, NULL); /* packed inside */
     arena_free(a);
 }
@@ -59,7 +58,7 @@ static void create_done(qv_write *w)
     if (w->rc == QV_EXISTS) {
         rpc_fail(r, GRPC_STATUS_ALREADY_EXISTS, "collection \"%s\" already exists", name);
     } else if (w->rc) {
-        rpc_fail(r, status_of(w->rc), "cannot create collection \"%s\": %s", name,
+        rpc_fail(r, srv_status_of(w->rc), "cannot create collection \"%s\": %s", name,
                  qv_strerror(w->rc));
     } else {
         qv_coll *c;
@@ -81,7 +80,7 @@ static void drop_done(qv_write *w)
     if (w->rc == QV_NOTFOUND) {
         rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", w->config.name);
     } else if (w->rc) {
-        rpc_fail(r, status_of(w->rc), "cannot drop collection \"%s\": %s", w->config.name,
+        rpc_fail(r, srv_status_of(w->rc), "cannot drop collection \"%s\": %s", w->config.name,
                  qv_strerror(w->rc));
     } else {
         Quiver__V1__DropCollectionResponse rep = QUIVER__V1__DROP_COLLECTION_RESPONSE__INIT;
@@ -102,12 +101,7 @@ static void submit_coll_write(rpc *r, coll_write *cw, void (*done)(qv_write *))
 
 void collections_create(rpc *r)
 {
-    Quiver__V1__CreateCollectionRequest *req =
-        DECODE(Quiver__V1__CreateCollectionRequest, quiver__v1__create_collection_request__descriptor, r);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode CreateCollectionRequest: %s", rpc_unpack_error());
-        return;
-    }
+    const Quiver__V1__CreateCollectionRequest *req = (const Quiver__V1__CreateCollectionRequest *)r->req;
     char err[512];
     coll_write *cw = calloc(1, sizeof *cw);
     if (!cw) {
@@ -126,7 +120,7 @@ void collections_create(rpc *r)
                  "metric %d is not valid: use L2 (1), INNER_PRODUCT (2) or COSINE (3)", (int)req->metric);
         goto out;
     }
-    if (parse_index_spec(req->index, req->dim, &w.config.spec, err, sizeof err)) {
+    if (srv_parse_index_spec(req->index, req->dim, &w.config.spec, err, sizeof err)) {
         rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
         goto out;
     }
@@ -139,17 +133,11 @@ void collections_create(rpc *r)
     cw = NULL;
 out:
     free(cw);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 void collections_describe(rpc *r)
 {
-    Quiver__V1__DescribeCollectionRequest *req =
-        DECODE(Quiver__V1__DescribeCollectionRequest, quiver__v1__describe_collection_request__descriptor, r);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DescribeCollectionRequest: %s", rpc_unpack_error());
-        return;
-    }
+    const Quiver__V1__DescribeCollectionRequest *req = (const Quiver__V1__DescribeCollectionRequest *)r->req;
     qv_coll *c;
     if (check_name(r, req->name, "name") == 0) {
         if (qv_db_coll_get(r->db, req->name, &c)) {
@@ -159,18 +147,11 @@ void collections_describe(rpc *r)
             qv_coll_release(c);
         }
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 void collections_list(rpc *r)
 {
-    Quiver__V1__ListCollectionsRequest *req =
-        DECODE(Quiver__V1__ListCollectionsRequest, quiver__v1__list_collections_request__descriptor, r);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode ListCollectionsRequest: %s", rpc_unpack_error());
-        return;
-    }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
+    /* the ListCollectionsRequest has no fields yet: nothing to read from r->req */
     qv_coll **cs;
     size_t n;
     arena *a = arena_new();
@@ -188,7 +169,7 @@ void collections_list(rpc *r)
         Quiver__V1__CollectionInfo *ci = arena_alloc(a, sizeof *ci);
         Quiver__V1__IndexInfo *ii = arena_alloc(a, sizeof *ii);
         if (!ci || !ii) break;
-        fill_collection_info(a, cs[i], ci, ii);
+        srv_fill_collection_info(a, cs[i], ci, ii);
         rep.collections[rep.n_collections++] = ci;
     }
     for (size_t i = 0; i < n; i++) qv_coll_release(cs[i]);
@@ -199,12 +180,7 @@ void collections_list(rpc *r)
 
 void collections_drop(rpc *r)
 {
-    Quiver__V1__DropCollectionRequest *req =
-        DECODE(Quiver__V1__DropCollectionRequest, quiver__v1__drop_collection_request__descriptor, r);
-    if (!req) {
-        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode DropCollectionRequest: %s", rpc_unpack_error());
-        return;
-    }
+    const Quiver__V1__DropCollectionRequest *req = (const Quiver__V1__DropCollectionRequest *)r->req;
     if (check_name(r, req->name, "name") == 0) {
         coll_write *cw = calloc(1, sizeof *cw);
         if (!cw) {
@@ -215,5 +191,4 @@ void collections_drop(rpc *r)
             submit_coll_write(r, cw, drop_done);
         }
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
 }
