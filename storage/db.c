@@ -10,7 +10,7 @@
 static int open_coll(void *ctx, const qv_coll_config *cfg)
 {
     qv_db *db = ctx;
-    qv_coll *c = coll_new(db, cfg);
+    qv_coll *c = qv_reg_coll_new(db, cfg);
     if (!c) return QV_NOMEM;
     MDB_txn *txn = NULL;
     qv_coll_stats s = {0, 0};
@@ -54,12 +54,12 @@ static int open_coll(void *ctx, const qv_coll_config *cfg)
     }
     if (frc == 0) {
         uint64_t last = meta.covered_seq, n = 0;
-        rc = replay_log(c, txn, ix, meta.covered_seq, &last, &n);
+        rc = qv_build_replay_log(c, txn, ix, meta.covered_seq, &last, &n);
         if (rc) {
             qv_index_free(ix);
             goto fail;
         }
-        install_index(c, ix, &meta, s.last_seq);
+        qv_build_install(c, ix, &meta, s.last_seq);
         qv_info("collection %s: loaded %s index file (%llu items, replayed %llu writes, %.2f s)",
                 cfg->name, qv_index_kind_name(meta.params.kind),
                 (unsigned long long)qv_index_count(ix), (unsigned long long)n, elapsed_since(&t0));
@@ -69,12 +69,12 @@ static int open_coll(void *ctx, const qv_coll_config *cfg)
                     why[0] ? why : qv_strerror(frc));
         /* exact index from LMDB now; an IVF one follows in the background */
         qv_index_params fp = {.kind = QV_KIND_FLAT};
-        if ((rc = build_index(c, NULL, txn, s.count, &fp, &ix, &meta))) goto fail;
-        install_index(c, ix, &meta, s.last_seq);
+        if ((rc = qv_build_index(c, NULL, txn, s.count, &fp, &ix, &meta))) goto fail;
+        qv_build_install(c, ix, &meta, s.last_seq);
         c->trained_for = 0;
     }
     qv_store_abort(txn);
-    return reg_add(db, c);
+    return qv_reg_add(db, c);
 fail:
     qv_error("collection %s: cannot load: %s", cfg->name, qv_strerror(rc));
     qv_store_abort(txn);
@@ -141,16 +141,12 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     qv_db *db = calloc(1, sizeof *db);
     if (!db) return QV_NOMEM;
     db->opts = *opts;
+    db->auto_rebuild = qv_rebuild_maybe_auto;
     if (!db->opts.auto_ivf_min) db->opts.auto_ivf_min = DEFAULT_AUTO_IVF_MIN;
     if (!db->opts.hnsw_coarse_min) db->opts.hnsw_coarse_min = DEFAULT_HNSW_COARSE_MIN;
     if (!db->opts.max_queued_bytes) db->opts.max_queued_bytes = (size_t)256 << 20;
     if (!db->opts.max_rebuilds) db->opts.max_rebuilds = 1;
-    const char *tf = getenv("QUIVER_TEST_FAIL_INDEX_UPDATE");
-    if (tf) db->test_fail_update = strtoul(tf, NULL, 10);
-    const char *td = getenv("QUIVER_TEST_WRITER_DELAY_MS");
-    if (td) db->test_writer_delay_ms = (unsigned)strtoul(td, NULL, 10);
-    const char *te = getenv("QUIVER_TEST_EXACT_MAX");
-    db->exact_max = te ? (uint64_t)strtoull(te, NULL, 10) : QV_EXACT_MAX;
+    if (!db->opts.exact_max) db->opts.exact_max = QV_EXACT_MAX;
     if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
     pthread_mutex_init(&db->cmu, NULL);
     pthread_rwlock_init(&db->flock, NULL);
@@ -174,17 +170,17 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     qv_store_abort(txn);
     if (rc) goto fail;
     remove_orphan_files(db);
-    if (pthread_create(&db->writer, NULL, writer_main, db)) {
+    if (pthread_create(&db->writer, NULL, qv_writer_main, db)) {
         rc = QV_NOMEM;
         goto fail;
     }
     db->writer_started = 1;
-    if (pthread_create(&db->reaper, NULL, reaper_main, db)) {
+    if (pthread_create(&db->reaper, NULL, qv_writer_reaper_main, db)) {
         rc = QV_NOMEM;
         goto fail;
     }
     db->reaper_started = 1;
-    for (size_t i = 0; i < db->ncolls; i++) maybe_auto_rebuild(db->colls[i]);
+    for (size_t i = 0; i < db->ncolls; i++) qv_rebuild_maybe_auto(db->colls[i]);
     *out = db;
     return 0;
 fail:

@@ -66,7 +66,7 @@ static int replay_entry(void *ctx, uint64_t seq, qv_op op, uint64_t id)
     return 0;
 }
 
-int replay_log(qv_coll *c, MDB_txn *txn, qv_index *ix, uint64_t after, uint64_t *last,
+int qv_build_replay_log(qv_coll *c, MDB_txn *txn, qv_index *ix, uint64_t after, uint64_t *last,
                       uint64_t *napplied)
 {
     replay r = {.c = c, .txn = txn, .ix = ix, .cap = 4096, .last = after};
@@ -105,7 +105,7 @@ typedef struct scanner {
 
 #define SCAN_CHUNK 20000
 
-void set_phase(qv_coll *c, rebuild *rb, const char *phase, uint64_t done, uint64_t total)
+void qv_build_set_phase(qv_coll *c, rebuild *rb, const char *phase, uint64_t done, uint64_t total)
 {
     if (!rb) return;
     pthread_mutex_lock(&c->rmu);
@@ -129,7 +129,7 @@ static int training_tick(void *ctx)
     double now = elapsed_since(&rb->t0);
     if (now - rb->last_tick >= 1.0) {
         rb->last_tick = now;
-        set_phase(rb->c, rb, "training", 0, rb->train_total);
+        qv_build_set_phase(rb->c, rb, "training", 0, rb->train_total);
     }
     return 0;
 }
@@ -143,7 +143,7 @@ static int scan_flush(scanner *s)
     s->n = 0;
     /* the scanned LMDB pages are page cache, not ours to keep resident */
     qv_store_release_pages(s->c->db->st);
-    set_phase(s->c, s->rb, s->phase, s->seen, s->total);
+    qv_build_set_phase(s->c, s->rb, s->phase, s->seen, s->total);
     return rc;
 }
 
@@ -166,7 +166,7 @@ static int scan_items(qv_coll *c, MDB_txn *txn, rebuild *rb, const char *phase, 
     s.vecs = malloc(s.cap * (size_t)c->cfg.dim * sizeof *s.vecs);
     int rc = QV_NOMEM;
     if (s.ids && s.vecs) {
-        set_phase(c, rb, phase, 0, total);
+        qv_build_set_phase(c, rb, phase, 0, total);
         rc = qv_store_item_foreach(c->db->st, txn, c->cfg.id, 0, scan_item, &s);
         if (!rc) rc = scan_flush(&s);
     }
@@ -209,7 +209,7 @@ static uint32_t default_pq_m(uint32_t dim, uint32_t cap)
 
 /* Resolves spec (AUTO, nlist 0) for n items. Returns 0 or QV_INVALID with a
  * message naming the field. */
-int resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_index_params *spec,
+int qv_build_resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_index_params *spec,
                           uint64_t n, qv_index_params *out, char *err, size_t errlen)
 {
     *out = *spec;
@@ -266,7 +266,7 @@ static int add_chunk(void *ctx, size_t n, const int64_t *ids, const float *vecs)
 {
     adder *a = ctx;
     int rc = qv_index_add(a->ix, n, ids, vecs);
-    if (!rc && a->cal) rc = calib_chunk(a->cal, n, ids, vecs);
+    if (!rc && a->cal) rc = qv_calib_chunk(a->cal, n, ids, vecs);
     return rc;
 }
 
@@ -274,7 +274,7 @@ static int add_chunk(void *ctx, size_t n, const int64_t *ids, const float *vecs)
  * (n of them): for IVF kinds sample, train, add (gathering exact neighbours
  * of the calibration queries on the way), calibrate; for flat just add.
  * Memory beyond the index: one chunk and the training sample. */
-int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
+int qv_build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
                        const qv_index_params *p, qv_index **out, qv_ixfile_meta *meta)
 {
     qv_index *ix = NULL;
@@ -310,7 +310,7 @@ int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
             rc = QV_INVALID;
             goto out;
         }
-        set_phase(c, rb, "training", 0, smp.n);
+        qv_build_set_phase(c, rb, "training", 0, smp.n);
         if (rb) {
             rb->train_total = smp.n;
             rb->last_tick = 0;
@@ -319,14 +319,14 @@ int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
         /* The calibration items are left out of training: the quantizer
          * never saw them, as it never sees the queries (trained on them, the
          * table promised 0.95 and glove-100's held-out words got 0.87) */
-        size_t held = hold_out(&smp, CALIB_POOL);
+        size_t held = qv_calib_hold_out(&smp, CALIB_POOL);
         if (smp.n - held < p->nlist || smp.n - held < (size_t)TRAIN_MIN_PER_LIST * p->nlist / 2)
             held = 0; /* too few items to spare them: train on all */
         rc = qv_index_train(ix, smp.n - held, smp.vecs + held * dim);
         qv_index_cancel_hook(NULL, NULL);
         if (rc) goto out;
-        set_phase(c, rb, "training", smp.n, smp.n);
-        if ((rc = calib_init(&cal, c, &smp))) goto out;
+        qv_build_set_phase(c, rb, "training", smp.n, smp.n);
+        if ((rc = qv_calib_init(&cal, c, &smp))) goto out;
         if ((rc = qv_index_reserve(ix, n, smp.n, smp.vecs))) goto out;
         free(smp.vecs);
         smp.vecs = NULL;
@@ -339,13 +339,13 @@ int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
             rc = QV_CANCELLED;
             goto out;
         }
-        if ((rc = calibrate(ix, &cal, rb ? &rb->cancel : NULL, meta->recall,
+        if ((rc = qv_calib_run(ix, &cal, rb ? &rb->cancel : NULL, meta->recall,
                             &meta->n_recall, &meta->nprobe)))
             goto out;
         qv_index_set_nprobe(ix, meta->nprobe);
     }
 out:
-    calib_free(&cal);
+    qv_calib_free(&cal);
     free(smp.ids);
     free(smp.vecs);
     if (rc) qv_index_free(ix);
@@ -354,7 +354,7 @@ out:
 }
 
 /* Installs a freshly built index (caller holds the write lock). */
-void install_index(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, uint64_t seq)
+void qv_build_install(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, uint64_t seq)
 {
     qv_index_free(c->index);
     c->index = ix;

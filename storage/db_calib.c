@@ -9,7 +9,7 @@
 
 static int better(qv_metric m, float a, float b) { return m == QV_METRIC_L2 ? a < b : a > b; }
 
-int calib_init(calib *cal, qv_coll *c, const sample *s)
+int qv_calib_init(calib *cal, qv_coll *c, const sample *s)
 {
     memset(cal, 0, sizeof *cal);
     cal->m = c->cfg.metric == QV_METRIC_COSINE ? QV_METRIC_IP : c->cfg.metric;
@@ -31,7 +31,7 @@ int calib_init(calib *cal, qv_coll *c, const sample *s)
  * head (a partial Fisher-Yates shuffle; a reservoir's slots are not in random
  * order: slot i keeps the i-th item scanned with probability cap/n). Returns
  * how many. */
-size_t hold_out(sample *s, size_t want)
+size_t qv_calib_hold_out(sample *s, size_t want)
 {
     size_t h = want < s->n ? want : s->n;
     float *tmp = malloc(s->dim * sizeof *tmp);
@@ -50,7 +50,7 @@ size_t hold_out(sample *s, size_t want)
     return h;
 }
 
-void calib_free(calib *cal)
+void qv_calib_free(calib *cal)
 {
     free(cal->qs);
     free(cal->qid);
@@ -59,7 +59,7 @@ void calib_free(calib *cal)
 }
 
 /* Merges the exact top-11 of the queries within one chunk. */
-int calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs)
+int qv_calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs)
 {
     if (cal->nq == 0 || n == 0) return 0;
     qv_index *flat = NULL;
@@ -122,7 +122,7 @@ static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq)
  * meets (a held-out item). Queries from far outside it (a rare word against a
  * collection of frequent ones) need more probes: they ask for a higher
  * min_recall. */
-int calibrate(qv_index *ix, const calib *cal, const atomic_int *cancel,
+int qv_calib_run(qv_index *ix, const calib *cal, const atomic_int *cancel,
                      qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe)
 {
     const qv_index_params *p = qv_index_get_params(ix);
@@ -167,7 +167,7 @@ int calibrate(qv_index *ix, const calib *cal, const atomic_int *cancel,
         (*npts)++;
         if (r >= 0.9995 || np >= p->nlist) break;
     }
-    *def_nprobe = nprobe_for(pts, *npts, DEFAULT_MIN_RECALL);
+    *def_nprobe = qv_calib_nprobe_for(pts, *npts, DEFAULT_MIN_RECALL);
     rc = 0;
 out:
     free(sc);
@@ -182,7 +182,7 @@ out:
  * linearly between the two ladder points around it (recall grows concavely
  * with nprobe, so the line under-estimates it: the pick errs on the safe
  * side, by less than the ladder's steps would). */
-uint32_t nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall)
+uint32_t qv_calib_nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall)
 {
     float want = min_recall;
     for (uint32_t i = 0; i < n; i++) {
@@ -197,8 +197,8 @@ uint32_t nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall)
     return n ? pts[n - 1].nprobe : 1;
 }
 
-uint32_t calib_nprobe(const qv_coll *c, float min_recall)
+uint32_t qv_calib_nprobe(const qv_coll *c, float min_recall)
 {
     if (c->n_recall == 0) return c->nprobe;
-    return nprobe_for(c->recall, c->n_recall, min_recall > 0 ? min_recall : DEFAULT_MIN_RECALL);
+    return qv_calib_nprobe_for(c->recall, c->n_recall, min_recall > 0 ? min_recall : DEFAULT_MIN_RECALL);
 }

@@ -133,19 +133,15 @@ struct qv_db {
     int nrebuilds;
     int building; /* rebuilds past their "queued" phase (at most opts.max_rebuilds) */
     atomic_int closing;
+    /* the writer asks for rebuilds through this (qv_rebuild_maybe_auto, set
+     * at open): the writer sits below the rebuilds, which write through it */
+    void (*auto_rebuild)(qv_coll *c);
     /* index files: rebuilds replace or remove them under rdlock, a backup
      * links them and copies LMDB under wrlock (storage/backup.c) */
     pthread_rwlock_t flock;
     atomic_int backup_busy;
     size_t written_since_release; /* writer only */
-    /* tests: the test_fail_update-th index update fails (QUIVER_TEST_FAIL_INDEX_UPDATE) */
-    unsigned long test_fail_update, updates;
-    /* tests: each batch waits this long first (QUIVER_TEST_WRITER_DELAY_MS): a
-     * slow disk, so that the write queue fills */
-    unsigned test_writer_delay_ms;
-    /* the planner's exact cut (QV_EXACT_MAX; QUIVER_TEST_EXACT_MAX moves it, for
-     * the benchmark that measures where it belongs) */
-    uint64_t exact_max;
+    unsigned long updates; /* index updates after commits (opts.test_fail_update) */
 };
 
 /* internal write kinds: drop tombstones covered by an index file; store the
@@ -198,33 +194,33 @@ _Static_assert(sizeof(qv_write_int) <= sizeof(((qv_write *)0)->engine_),
 /* ---- functions one part of the engine calls in another ---- */
 /* The store under db (db.c). */
 qv_store *qv_db_store(qv_db *db);
-qv_coll *coll_new(qv_db *db, const qv_coll_config *cfg);
-void coll_ref(qv_coll *c);
+qv_coll *qv_reg_coll_new(qv_db *db, const qv_coll_config *cfg);
+void qv_reg_coll_ref(qv_coll *c);
 /* The collection's index spec (requested rebuilds change it). */
-qv_index_params coll_spec(qv_coll *c);
-int reg_add(qv_db *db, qv_coll *c);
-qv_coll *reg_remove(qv_db *db, const char *name);
-int replay_log(qv_coll *c, MDB_txn *txn, qv_index *ix, uint64_t after, uint64_t *last,
+qv_index_params qv_reg_coll_spec(qv_coll *c);
+int qv_reg_add(qv_db *db, qv_coll *c);
+qv_coll *qv_reg_remove(qv_db *db, const char *name);
+int qv_build_replay_log(qv_coll *c, MDB_txn *txn, qv_index *ix, uint64_t after, uint64_t *last,
                uint64_t *napplied);
-void set_phase(qv_coll *c, rebuild *rb, const char *phase, uint64_t done, uint64_t total);
-int resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_index_params *spec,
+void qv_build_set_phase(qv_coll *c, rebuild *rb, const char *phase, uint64_t done, uint64_t total);
+int qv_build_resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv_index_params *spec,
                           uint64_t n, qv_index_params *out, char *err, size_t errlen);
-int build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
+int qv_build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
                        const qv_index_params *p, qv_index **out, qv_ixfile_meta *meta);
-void install_index(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, uint64_t seq);
-uint32_t nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall);
-int calib_init(calib *cal, qv_coll *c, const sample *s);
-size_t hold_out(sample *s, size_t want);
-void calib_free(calib *cal);
-int calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs);
-int calibrate(qv_index *ix, const calib *cal, const atomic_int *cancel,
+void qv_build_install(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, uint64_t seq);
+uint32_t qv_calib_nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall);
+int qv_calib_init(calib *cal, qv_coll *c, const sample *s);
+size_t qv_calib_hold_out(sample *s, size_t want);
+void qv_calib_free(calib *cal);
+int qv_calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs);
+int qv_calib_run(qv_index *ix, const calib *cal, const atomic_int *cancel,
                      qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe);
-void maybe_auto_rebuild(qv_coll *c);
-void *writer_main(void *arg);
-void *reaper_main(void *arg);
-void submit_prune(qv_db *db, qv_coll *c, uint64_t upto);
+void qv_rebuild_maybe_auto(qv_coll *c);
+void *qv_writer_main(void *arg);
+void *qv_writer_reaper_main(void *arg);
+void qv_writer_submit_prune(qv_db *db, qv_coll *c, uint64_t upto);
 /* The nprobe for min_recall (0 = 0.95) from the collection's calibrated
  * table (its default when it has none); under c->ilock. */
-uint32_t calib_nprobe(const qv_coll *c, float min_recall);
+uint32_t qv_calib_nprobe(const qv_coll *c, float min_recall);
 
 #endif

@@ -65,7 +65,7 @@ int qv_scan_open(qv_coll *c, qv_scan **out)
         free(s);
         return rc;
     }
-    coll_ref(c);
+    qv_reg_coll_ref(c);
     s->c = c;
     *out = s;
     return 0;

@@ -21,12 +21,12 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
     if (!rc) rc = qv_store_stats_get(db->st, txn, c->cfg.id, &s);
     if (rc) goto out;
     qv_index_params p;
-    if ((rc = resolve_params(db, &c->cfg, &rb->req.spec, s.count, &p, msg, msglen))) goto out;
+    if ((rc = qv_build_resolve_params(db, &c->cfg, &rb->req.spec, s.count, &p, msg, msglen))) goto out;
     rb->params = p;
     uint64_t covered = s.last_seq;
     qv_index *ix = NULL;
     qv_ixfile_meta meta;
-    rc = build_index(c, rb, txn, s.count, &p, &ix, &meta);
+    rc = qv_build_index(c, rb, txn, s.count, &p, &ix, &meta);
     qv_store_abort(txn);
     txn = NULL;
     if (rc) goto out;
@@ -35,12 +35,12 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
     char tmp[4300] = "";
     uint64_t file_seq = covered;
     if (!db->opts.no_index_files && p.kind != QV_KIND_FLAT) {
-        set_phase(c, rb, "saving", 0, 1);
+        qv_build_set_phase(c, rb, "saving", 0, 1);
         meta.covered_seq = file_seq;
         int src = qv_ixfile_write_temp(db->ixdir, &meta, ix, tmp, sizeof tmp);
         if (src) qv_warn("collection %s: index file not saved (%s); a restart will rebuild it",
                          c->cfg.name, qv_strerror(src));
-        set_phase(c, rb, "saving", 1, 1);
+        qv_build_set_phase(c, rb, "saving", 1, 1);
     }
     /* catch up with the writes that arrived meanwhile, off the lock while the
      * backlog is large, then the rest under the write lock, and swap */
@@ -51,8 +51,8 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
         }
         uint64_t n = 0;
         if ((rc = qv_store_read_begin(db->st, &txn))) break;
-        set_phase(c, rb, "catching_up", 0, atomic_load(&c->last_seq) - covered);
-        rc = replay_log(c, txn, ix, covered, &covered, &n);
+        qv_build_set_phase(c, rb, "catching_up", 0, atomic_load(&c->last_seq) - covered);
+        rc = qv_build_replay_log(c, txn, ix, covered, &covered, &n);
         qv_store_abort(txn);
         txn = NULL;
         if (rc || n < CATCHUP_SMALL) break;
@@ -67,7 +67,7 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
      * and before the new file: a crash in between finds a file of another
      * kind than the spec and rebuilds from LMDB, never serves a mix. */
     if (!rb->automatic) {
-        qv_index_params cur = coll_spec(c);
+        qv_index_params cur = qv_reg_coll_spec(c);
         if (memcmp(&rb->req.spec, &cur, sizeof cur) != 0) {
             qv_write w;
             memset(&w, 0, sizeof w);
@@ -97,21 +97,21 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
     if (saved && atomic_load(&c->dropped)) qv_ixfile_remove(db->ixdir, c->cfg.id);
     pthread_rwlock_wrlock(&c->ilock);
     if (!(rc = qv_store_read_begin(db->st, &txn))) {
-        rc = replay_log(c, txn, ix, covered, &covered, NULL);
+        rc = qv_build_replay_log(c, txn, ix, covered, &covered, NULL);
         qv_store_abort(txn);
         txn = NULL;
     }
     if (!rc) {
         /* the writer applies only what is newer than index_seq */
         if (covered < c->index_seq) covered = c->index_seq;
-        install_index(c, ix, &meta, covered);
+        qv_build_install(c, ix, &meta, covered);
     }
     pthread_rwlock_unlock(&c->ilock);
     if (rc) {
         qv_index_free(ix);
         goto out;
     }
-    if (saved) submit_prune(db, c, file_seq);
+    if (saved) qv_writer_submit_prune(db, c, file_seq);
     float reached = 1.0f;
     for (uint32_t i = 0; i < meta.n_recall; i++)
         if (meta.recall[i].nprobe == meta.nprobe) reached = meta.recall[i].recall;
@@ -137,7 +137,7 @@ static void *rebuild_main(void *arg)
     pthread_mutex_lock(&db->rbmu);
     if (db->building >= (int)db->opts.max_rebuilds) {
         pthread_mutex_unlock(&db->rbmu);
-        set_phase(c, rb, "queued", 0, 0);
+        qv_build_set_phase(c, rb, "queued", 0, 0);
         pthread_mutex_lock(&db->rbmu);
         while (db->building >= (int)db->opts.max_rebuilds && !atomic_load(&rb->cancel) &&
                !atomic_load(&db->closing)) {
@@ -164,7 +164,7 @@ static void *rebuild_main(void *arg)
         qv_error("collection %s: index rebuild failed: %s", c->cfg.name, msg);
     else if (rc == QV_CANCELLED)
         qv_info("collection %s: index rebuild cancelled", c->cfg.name);
-    if (!rc) set_phase(c, rb, "done", 1, 1);
+    if (!rc) qv_build_set_phase(c, rb, "done", 1, 1);
     malloc_trim(0); /* give the build's scratch memory back to the system */
     qv_store_release_pages(db->st);
     pthread_mutex_lock(&c->rmu);
@@ -180,7 +180,7 @@ static void *rebuild_main(void *arg)
     if (rb->req.finished) rb->req.finished(rb->req.ctx, rc, msg);
     if (next) launch_rebuild(c, next, 1);
     /* writes that arrived during the build may already call for the next one */
-    if (!rc) maybe_auto_rebuild(c);
+    if (!rc) qv_rebuild_maybe_auto(c);
     qv_coll_release(c);
     free(rb);
     pthread_mutex_lock(&db->rbmu);
@@ -196,7 +196,7 @@ static void *rebuild_main(void *arg)
 static int launch_rebuild(qv_coll *c, rebuild *rb, int notify)
 {
     qv_db *db = c->db;
-    coll_ref(c);
+    qv_reg_coll_ref(c);
     pthread_mutex_lock(&db->rbmu);
     db->nrebuilds++;
     pthread_mutex_unlock(&db->rbmu);
@@ -228,8 +228,8 @@ static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, c
     /* reject specs that cannot work before starting anything */
     qv_index_params resolved;
     qv_index_params spec = req->spec;
-    if (spec.kind == QV_KIND_AUTO && !automatic) spec = coll_spec(c);
-    int rc = resolve_params(db, &c->cfg, &spec, atomic_load(&c->count), &resolved, err, errlen);
+    if (spec.kind == QV_KIND_AUTO && !automatic) spec = qv_reg_coll_spec(c);
+    int rc = qv_build_resolve_params(db, &c->cfg, &spec, atomic_load(&c->count), &resolved, err, errlen);
     if (rc) return rc;
     rebuild *rb = calloc(1, sizeof *rb);
     if (!rb) return QV_NOMEM;
@@ -284,7 +284,7 @@ void qv_coll_rebuild_cancel(qv_coll *c, void *ctx)
 }
 
 /* After a commit: start a rebuild when the collection outgrew its index. */
-void maybe_auto_rebuild(qv_coll *c)
+void qv_rebuild_maybe_auto(qv_coll *c)
 {
     qv_db *db = c->db;
     int stale = atomic_load(&c->index_stale);
@@ -299,7 +299,7 @@ void maybe_auto_rebuild(qv_coll *c)
     qv_index_kind kind = qv_index_get_params(c->index)->kind;
     uint64_t trained_for = c->trained_for, deleted = c->deleted_since;
     pthread_rwlock_unlock(&c->ilock);
-    qv_index_params cur = coll_spec(c);
+    qv_index_params cur = qv_reg_coll_spec(c);
     const qv_index_params *spec = &cur;
     int want = 0;
     if (kind == QV_KIND_FLAT) {

@@ -5,7 +5,7 @@
 #include "db_int.h"
 
 /* ------------------------------------------------------------ collections */
-qv_coll *coll_new(qv_db *db, const qv_coll_config *cfg)
+qv_coll *qv_reg_coll_new(qv_db *db, const qv_coll_config *cfg)
 {
     qv_coll *c = calloc(1, sizeof *c);
     if (!c) return NULL;
@@ -24,9 +24,9 @@ qv_coll *coll_new(qv_db *db, const qv_coll_config *cfg)
     return c;
 }
 
-void coll_ref(qv_coll *c) { atomic_fetch_add(&c->refs, 1); }
+void qv_reg_coll_ref(qv_coll *c) { atomic_fetch_add(&c->refs, 1); }
 
-qv_index_params coll_spec(qv_coll *c)
+qv_index_params qv_reg_coll_spec(qv_coll *c)
 {
     pthread_mutex_lock(&c->rmu);
     qv_index_params p = c->cfg.spec;
@@ -64,7 +64,7 @@ static size_t reg_find(qv_db *db, const char *name, int *found)
     return lo;
 }
 
-int reg_add(qv_db *db, qv_coll *c)
+int qv_reg_add(qv_db *db, qv_coll *c)
 {
     pthread_mutex_lock(&db->cmu);
     int found;
@@ -91,7 +91,7 @@ int reg_add(qv_db *db, qv_coll *c)
 }
 
 /* Removes name from the registry; returns its reference (or NULL). */
-qv_coll *reg_remove(qv_db *db, const char *name)
+qv_coll *qv_reg_remove(qv_db *db, const char *name)
 {
     pthread_mutex_lock(&db->cmu);
     int found;
@@ -112,7 +112,7 @@ int qv_db_coll_get(qv_db *db, const char *name, qv_coll **out)
     int found;
     size_t at = reg_find(db, name, &found);
     *out = found ? db->colls[at] : NULL;
-    if (found) coll_ref(*out);
+    if (found) qv_reg_coll_ref(*out);
     pthread_mutex_unlock(&db->cmu);
     return found ? 0 : QV_NOTFOUND;
 }
@@ -127,7 +127,7 @@ int qv_db_coll_list(qv_db *db, qv_coll ***out, size_t *n)
     }
     for (size_t i = 0; i < db->ncolls; i++) {
         (*out)[i] = db->colls[i];
-        coll_ref(db->colls[i]);
+        qv_reg_coll_ref(db->colls[i]);
     }
     *n = db->ncolls;
     pthread_mutex_unlock(&db->cmu);

@@ -97,10 +97,10 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
 static void publish_op(qv_db *db, qv_write *w, const char *skip)
 {
     if (w->kind == QV_W_CREATE) {
-        qv_coll *c = coll_new(db, &w->config);
+        qv_coll *c = qv_reg_coll_new(db, &w->config);
         qv_index_params fp = {.kind = QV_KIND_FLAT};
         qv_metric m = w->config.metric;
-        if (!c || qv_index_new(w->config.dim, m, &fp, &c->index) || reg_add(db, c)) {
+        if (!c || qv_index_new(w->config.dim, m, &fp, &c->index) || qv_reg_add(db, c)) {
             qv_error("collection %s: created on disk but not in memory; restart quiverd",
                      w->config.name);
             w->rc = QV_NOMEM;
@@ -109,7 +109,7 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
         return;
     }
     if (w->kind == QV_W_DROP) {
-        qv_coll *c = reg_remove(db, w->config.name);
+        qv_coll *c = qv_reg_remove(db, w->config.name);
         if (c) {
             atomic_store(&c->dropped, 1);
             pthread_mutex_lock(&c->rmu);
@@ -133,7 +133,7 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
         size_t nrm = 0;
         int rc = rm ? 0 : QV_NOMEM;
         /* tests: this update fails before touching the index, as a real one would */
-        if (!rc && db->test_fail_update && ++db->updates == db->test_fail_update) rc = QV_NOMEM;
+        if (!rc && db->opts.test_fail_update && ++db->updates == db->opts.test_fail_update) rc = QV_NOMEM;
         for (size_t i = 0; !rc && i < w->n; i++)
             if ((!skip || !skip[i]) && WI(w)->existed[i]) rm[nrm++] = (int64_t)w->ids[i];
         if (!rc && nrm) rc = qv_index_remove(c->index, nrm, rm, NULL);
@@ -159,7 +159,7 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
         }
         if (rc) {
             /* committed but not searchable: rebuild from LMDB, whatever
-             * --no-auto-rebuild says (maybe_auto_rebuild after the reply) */
+             * --no-auto-rebuild says (db->auto_rebuild after the reply) */
             qv_error("collection %s: index update failed (%s); searches miss writes up to seq "
                      "%llu until the rebuild from LMDB that starts now", c->cfg.name,
                      qv_strerror(rc), (unsigned long long)WI(w)->seq_to);
@@ -275,7 +275,7 @@ static void release_queued(qv_db *db, size_t bytes)
 /* Writes waiting for room give up at their deadline even while the writer is
  * busy with a long batch (a slow disk is when the queue fills): this thread
  * looks at them every 20 ms while any wait, and sleeps otherwise. */
-void *reaper_main(void *arg)
+void *qv_writer_reaper_main(void *arg)
 {
     qv_db *db = arg;
     pthread_mutex_lock(&db->qmu);
@@ -429,13 +429,13 @@ static void run_batch(qv_db *db, qv_write *batch)
         next = WI(w)->next;
         qv_coll *c = w->coll;
         int check = !w->rc && c && (w->kind == QV_W_UPSERT || w->kind == QV_W_DELETE);
-        if (c && check) coll_ref(c);
+        if (c && check) qv_reg_coll_ref(c);
         free(WI(w)->existed);
         WI(w)->existed = NULL;
         if (skips) free(skips[i]);
         if (w->done) w->done(w);
         if (check) {
-            maybe_auto_rebuild(c);
+            db->auto_rebuild(c);
             qv_coll_release(c);
         }
     }
@@ -443,7 +443,7 @@ static void run_batch(qv_db *db, qv_write *batch)
     if (freed) release_queued(db, freed);
 }
 
-void *writer_main(void *arg)
+void *qv_writer_main(void *arg)
 {
     qv_db *db = arg;
     size_t max_items = db->opts.max_batch_items;
@@ -475,7 +475,7 @@ void *writer_main(void *arg)
         if (!db->qhead) db->qtail = NULL;
         WI(last)->next = NULL;
         pthread_mutex_unlock(&db->qmu);
-        if (db->test_writer_delay_ms) usleep(db->test_writer_delay_ms * 1000u);
+        if (db->opts.test_writer_delay_ms) usleep(db->opts.test_writer_delay_ms * 1000u);
         run_batch(db, batch);
     }
     return NULL;
@@ -538,13 +538,13 @@ static void prune_done(qv_write *w)
     free(w);
 }
 
-void submit_prune(qv_db *db, qv_coll *c, uint64_t upto)
+void qv_writer_submit_prune(qv_db *db, qv_coll *c, uint64_t upto)
 {
     qv_write *w = calloc(1, sizeof *w);
     if (!w) return;
     w->kind = (qv_write_kind)QV_W_PRUNE;
     w->coll = c;
-    coll_ref(c);
+    qv_reg_coll_ref(c);
     WI(w)->seq_to = upto;
     w->done = prune_done;
     qv_db_submit(db, w);

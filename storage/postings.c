@@ -11,7 +11,7 @@
 #include "quiver/codec.h"
 #include "quiver/error.h"
 #include "postings.h"
-#include "store.h"
+#include "lmdb_err.h"
 
 #define K_ALL 0x00
 #define K_TYPE 0x01

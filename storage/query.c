@@ -412,7 +412,7 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
          * between the recall asked for and 1 */
         float want = x->o->min_recall > 0 ? x->o->min_recall : DEFAULT_MIN_RECALL;
         if (x->ndeny) want = (1 + want) / 2;
-        np = x->o->nprobe ? x->o->nprobe : calib_nprobe(c, want);
+        np = x->o->nprobe ? x->o->nprobe : qv_calib_nprobe(c, want);
         /* a filter keeping a fraction f of the items leaves f of each list:
          * its k nearest are about the unfiltered k/f nearest, further out:
          * probe f^-NPROBE_WIDEN times more */
@@ -526,7 +526,7 @@ static int ctx_init(qctx *x, qv_coll *c, MDB_txn *txn, const qv_query_opts *o,
         int fast = c->index && (qv_index_has_refine(c->index) ||
                                 qv_index_get_params(c->index)->kind == QV_KIND_IVF_FLAT);
         pthread_rwlock_unlock(&c->ilock);
-        uint64_t cut = c->db->exact_max;
+        uint64_t cut = c->db->opts.exact_max;
         x->exact = x->allowed_est <= (fast || cut < EXACT_MAX_SLOW ? cut : EXACT_MAX_SLOW);
     } else {
         x->allowed_est = count > x->ndeny ? count - x->ndeny : 0;
@@ -1225,7 +1225,7 @@ static int search_plain(qv_coll *c, size_t nq, const float *q, const int64_t *qi
         pthread_rwlock_rdlock(&c->ilock);
         uint32_t np = o->nprobe;
         if (np == 0 && qv_index_get_params(c->index)->kind != QV_KIND_FLAT)
-            np = calib_nprobe(c, o->min_recall);
+            np = qv_calib_nprobe(c, o->min_recall);
         rc = qv_index_search(c->index, nq, q, kk, np, ts, tl);
         pthread_rwlock_unlock(&c->ilock);
     }

@@ -36,22 +36,6 @@ struct qv_store {
     int nnest;
 };
 
-int qv_store_err(int rc, const char *what)
-{
-    switch (rc) {
-    case MDB_SUCCESS: return 0;
-    case MDB_NOTFOUND: return QV_NOTFOUND;
-    case MDB_MAP_FULL:
-    case ENOSPC:
-        qv_error("%s: %s", what, mdb_strerror(rc));
-        return QV_FULL;
-    case ENOMEM: return QV_NOMEM;
-    default:
-        qv_error("%s: %s", what, mdb_strerror(rc));
-        return QV_LMDB;
-    }
-}
-
 static void find_map(qv_store *st, const char *dir);
 static int build_postings(qv_store *st, MDB_txn *txn);
 

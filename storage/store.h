@@ -27,6 +27,7 @@
 
 #include "quiver/codec.h"
 #include "quiver/types.h"
+#include "lmdb_err.h"
 
 /* Bump when the set or meaning of named databases changes.
  * 2: attributes moved from item records to the attrs database.
@@ -62,8 +63,7 @@ uint64_t qv_store_reads_begun(void);
 /* The postings database, for lookups in read txns (quiver/postings.h). */
 MDB_dbi qv_store_postings_dbi(qv_store *st);
 
-/* Translate an LMDB return code (logging unexpected ones with what). */
-int qv_store_err(int mdb_rc, const char *what);
+/* qv_store_err: lmdb_err.h */
 
 /* ------------------------------------------------------------ collections */
 /* Config by name. Returns 0, QV_NOTFOUND, QV_CORRUPT, QV_VERSION, QV_LMDB. */

@@ -39,6 +39,12 @@ typedef struct qv_db_opts {
                              * in phase "queued" */
     int no_auto_rebuild;    /* 1: never start rebuilds on its own */
     int no_index_files;     /* 1: never write/read index files */
+    uint64_t exact_max;     /* the planner's exact cut (0 = QV_EXACT_MAX, quiver/query.h) */
+    /* fault injection, set only by test builds (quiverd-test, unit tests):
+     * the test_fail_update-th index update after a commit fails; each group
+     * commit first waits test_writer_delay_ms (a slow disk) */
+    unsigned long test_fail_update;
+    unsigned test_writer_delay_ms;
 } qv_db_opts;
 
 /* Open the data directory: the store, every collection, its index (from the
