@@ -252,11 +252,6 @@ static char *read_pem(const char *path, char *err, size_t errlen)
     return buf;
 }
 
-int qvc_open_ex(const char *addr, int flags, qvc **out)
-{
-    return qvc_open_secure(addr, flags, NULL, out, NULL, 0);
-}
-
 int qvc_open_secure(const char *addr, int flags, const qvc_security *sec, qvc **out, char *err,
                     size_t errlen)
 {
@@ -310,8 +305,6 @@ int qvc_open_secure(const char *addr, int flags, const qvc_security *sec, qvc **
     return 0;
 }
 
-int qvc_open(const char *addr, qvc **out) { return qvc_open_ex(addr, 0, out); }
-
 void qvc_close(qvc *c)
 {
     if (!c) return;
@@ -326,8 +319,6 @@ void qvc_close(qvc *c)
     free(c);
     grpc_shutdown();
 }
-
-const char *qvc_addr(const qvc *c) { return c->addr; }
 
 int qvc_wait_ready(qvc *c, int timeout_ms, qvc_status *st)
 {
@@ -693,11 +684,6 @@ int qvc_upload_send(qvc_upload *u, const ProtobufCMessage *msg)
     }
     u->send_pending = 1;
     return 0;
-}
-
-void qvc_upload_cancel(qvc_upload *u)
-{
-    if (u) grpc_call_cancel(u->call, NULL);
 }
 
 int qvc_upload_finish(qvc_upload *u, const ProtobufCMessageDescriptor *reply_desc,

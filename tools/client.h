@@ -1,6 +1,6 @@
 /*
- * qvc: the small C client library shared by Quiver's tools (the `quiver` CLI,
- * `quiver-import`, the benchmark). It speaks gRPC through the gRPC core C API
+ * qvc: the small C client library shared by Quiver's tools (the `quiver` CLI
+ * and the benchmark's quiver-bench-load). It speaks gRPC through the gRPC core C API
  * and protobuf-c: unary calls, server-streaming calls (RebuildIndex) and
  * client-streaming calls (Import). It knows nothing about Quiver's messages
  * beyond method paths; callers pass protobuf-c messages and descriptors.
@@ -8,18 +8,18 @@
  * Caveats (read these first):
  * - Thread safety: one qvc (one channel) may be shared by any number of
  *   threads; every call waits on its own completion queue. A qvc_stream or
- *   qvc_upload belongs to one thread at a time, except qvc_stream_cancel and
- *   qvc_upload_cancel, which any thread may call while the call is live
- *   (before its _finish returns).
+ *   qvc_upload belongs to one thread at a time, except qvc_stream_cancel,
+ *   which any thread may call while the stream is live (before
+ *   qvc_stream_finish returns).
  * - qvc_close must come after every stream/upload of the connection has been
  *   finished.
- * - The library calls grpc_init() in qvc_open and grpc_shutdown() in
+ * - The library calls grpc_init() in qvc_open_secure and grpc_shutdown() in
  *   qvc_close (both are reference counted by gRPC), so callers need neither.
  * - Calls do not wait for the server to become reachable (gRPC's
  *   wait_for_ready is off): a down server fails at once with UNAVAILABLE, or
  *   with DEADLINE_EXCEEDED when a connection attempt outlives the deadline.
  *   qvc_wait_ready gives a connect timeout before the first call.
- * - Signals: gRPC starts threads in qvc_open; block signals you want to
+ * - Signals: gRPC starts threads in qvc_open_secure; block signals you want to
  *   handle yourself (sigwait) before calling it, so those threads inherit the
  *   mask.
  *
@@ -50,17 +50,19 @@ extern "C" {
 #define QVC_ITEMS_UPSERT         "/quiver.v1.Items/Upsert"
 #define QVC_ITEMS_IMPORT         "/quiver.v1.Items/Import"
 #define QVC_ITEMS_GET            "/quiver.v1.Items/Get"
+#define QVC_ITEMS_SCAN           "/quiver.v1.Items/Scan"
 #define QVC_ITEMS_DELETE         "/quiver.v1.Items/Delete"
 #define QVC_SEARCH_SEARCH        "/quiver.v1.Search/Search"
 #define QVC_SEARCH_RECOMMEND     "/quiver.v1.Search/Recommend"
 #define QVC_SEARCH_RECOMMEND_BATCH "/quiver.v1.Search/RecommendBatch"
 #define QVC_ADMIN_REBUILD_INDEX  "/quiver.v1.Admin/RebuildIndex"
+#define QVC_ADMIN_BACKUP         "/quiver.v1.Admin/Backup"
 #define QVC_HEALTH_CHECK         "/grpc.health.v1.Health/Check"
 
 /* Largest message sent or received: 64 MiB. */
 #define QVC_MAX_MESSAGE_BYTES (64 << 20)
 
-/* Flags of qvc_open_ex. */
+/* Flags of qvc_open_secure. */
 #define QVC_OWN_CONNECTION 1 /* a TCP connection of its own instead of the one
                                 shared by channels with the same target */
 
@@ -79,17 +81,6 @@ typedef struct qvc_status {
  * a code outside 0..16. A static string, never NULL. */
 const char *qvc_status_name(int code);
 
-/* Open a connection. Nothing is sent until the first call or qvc_wait_ready.
- * [in]  addr  gRPC target: "host:port", "ipv4:1.2.3.4:5", "dns:///h:p",
- *             "unix:/path". Copied.
- * [out] out   the connection; free it with qvc_close.
- * Returns 0, or GRPC_STATUS_INVALID_ARGUMENT (empty addr),
- * GRPC_STATUS_RESOURCE_EXHAUSTED (out of memory). */
-int qvc_open(const char *addr, qvc **out);
-
-/* qvc_open with flags (QVC_OWN_CONNECTION). */
-int qvc_open_ex(const char *addr, int flags, qvc **out);
-
 /* How to reach a server that wants API keys or TLS. */
 typedef struct qvc_security {
     const char *api_key; /* sent as "authorization: Bearer KEY" on every call (NULL: none) */
@@ -98,18 +89,21 @@ typedef struct qvc_security {
     const char *tls_cert, *tls_key; /* PEM files: a client certificate (mTLS) */
 } qvc_security;
 
-/* qvc_open_ex with security (sec may be NULL: plain text, no key). A PEM
- * file that cannot be read is GRPC_STATUS_INVALID_ARGUMENT with err naming
- * it (err may be NULL). */
+/* Open a connection. Nothing is sent until the first call or qvc_wait_ready.
+ * [in]  addr   gRPC target: "host:port", "ipv4:1.2.3.4:5", "dns:///h:p",
+ *              "unix:/path". Copied.
+ * [in]  flags  0 or QVC_OWN_CONNECTION.
+ * [in]  sec    API key and TLS; NULL: plain text, no key.
+ * [out] out    the connection; free it with qvc_close.
+ * [out] err    errlen bytes, naming a PEM file that cannot be read (may be NULL).
+ * Returns 0, or GRPC_STATUS_INVALID_ARGUMENT (empty addr, an unreadable PEM
+ * file), GRPC_STATUS_RESOURCE_EXHAUSTED (out of memory). */
 int qvc_open_secure(const char *addr, int flags, const qvc_security *sec, qvc **out, char *err,
                     size_t errlen);
 
 /* Close the connection. Every call made on it must have ended. NULL is a
  * no-op. */
 void qvc_close(qvc *c);
-
-/* The target the connection was opened with (valid until qvc_close). */
-const char *qvc_addr(const qvc *c);
 
 /* Connect now and wait until the channel is ready.
  * [in]  timeout_ms  how long to wait (> 0).
@@ -191,9 +185,6 @@ int qvc_upload_start(qvc *c, const char *method, int timeout_ms, qvc_upload **ou
  * msg could not be encoded: stop sending and call qvc_upload_finish for the
  * status. */
 int qvc_upload_send(qvc_upload *u, const ProtobufCMessage *msg);
-
-/* Cancel the upload (any thread, before qvc_upload_finish returns). */
-void qvc_upload_cancel(qvc_upload *u);
 
 /* Half-close, wait for the reply and the status, free the upload.
  * [out] reply  on 0: the decoded reply (caller frees it with

@@ -772,7 +772,6 @@ uint64_t qvf_pos(const qvf_reader *r)
     return p < 0 ? 0 : (uint64_t)p;
 }
 uint64_t qvf_size(const qvf_reader *r) { return r->size; }
-const char *qvf_path(const qvf_reader *r) { return r->path; }
 
 int qvf_next(qvf_reader *r, qvf_row *row, char *err, size_t errlen)
 {

@@ -95,7 +95,6 @@ int64_t qvf_skip(qvf_reader *r, uint64_t n, char *err, size_t errlen);
 
 uint64_t qvf_pos(const qvf_reader *r);  /* bytes read so far */
 uint64_t qvf_size(const qvf_reader *r); /* the file's size */
-const char *qvf_path(const qvf_reader *r);
 void qvf_close(qvf_reader *r); /* NULL: no-op */
 
 /* ------------------------------------------------------------- writing */

@@ -4,7 +4,9 @@
  * A reader thread reads, checks and encodes rows into batches and batches
  * into segments (one Import stream each) while --window sender threads keep
  * segments in flight; every acknowledged prefix of segments is recorded in a
- * checkpoint file, from which --resume continues. File formats: formats.c.
+ * checkpoint file, from which --resume continues. Built on cli.h (options,
+ * the connection, errors), meter.h (progress), formats.h (the readers),
+ * checkpoint.h (the resume file) and qv_arena (each segment's attributes).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,6 +23,8 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "formats.h"
+#include "meter.h"
+#include "quiver/arena.h"
 #include "transfer.h"
 
 /* Defaults, measured on the 2-core machine (README, "Bulk import"). */
@@ -100,49 +104,6 @@ static const char usage_import[] =
     "the --timeout deadline. Exit codes: 5 for a bad row or file, else as for\n"
     "every command (3 when the server goes away: --resume continues).\n";
 
-/* ------------------------------------------------------------------ arena */
-typedef struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    max_align_t data[];
-} chunk;
-
-static void *arena_alloc(chunk **a, size_t n)
-{
-    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
-    if (!*a || (*a)->cap - (*a)->used < n) {
-        size_t cap = n > (64 << 10) ? n : (64 << 10);
-        chunk *c = malloc(sizeof *c + cap);
-        if (!c) return NULL;
-        c->next = *a;
-        c->used = 0;
-        c->cap = cap;
-        *a = c;
-    }
-    void *p = (char *)(*a)->data + (*a)->used;
-    (*a)->used += n;
-    return p;
-}
-
-static char *arena_str(chunk **a, const char *s, size_t len)
-{
-    char *p = arena_alloc(a, len + 1);
-    if (p) {
-        memcpy(p, s, len);
-        p[len] = '\0';
-    }
-    return p;
-}
-
-static void arena_free(chunk *a)
-{
-    while (a) {
-        chunk *n = a->next;
-        free(a);
-        a = n;
-    }
-}
-
 /* ------------------------------------------------------- batches, segments */
 typedef struct batch {
     Quiver__V1__UpsertRequest req;
@@ -161,7 +122,7 @@ typedef struct segment {
     uint64_t rows;    /* rows in its batches */
     batch *b;
     size_t nb, bcap;
-    chunk *mem;      /* attributes */
+    qv_arena *mem;   /* attributes (made on first use) */
     uint64_t *ids;   /* sorted ids, when the files carry ids */
     size_t nids, idcap;
     struct segment *next;
@@ -229,7 +190,7 @@ static void seg_free(segment *s)
     if (!s) return;
     for (size_t i = 0; i < s->nb; i++) batch_free(&s->b[i]);
     free(s->b);
-    arena_free(s->mem);
+    qv_arena_free(s->mem);
     free(s->ids);
     free(s);
 }
@@ -264,28 +225,28 @@ static batch *seg_batch(importer *im, segment *s)
 }
 
 /* JSON attributes (checked by the reader) -> the item's map; bytes used or -1. */
-static long attrs_convert(chunk **a, json_t *attrs, Quiver__V1__Item *it)
+static long attrs_convert(qv_arena *a, json_t *attrs, Quiver__V1__Item *it)
 {
     size_t n = json_object_size(attrs), bytes = 0;
-    Quiver__V1__Item__AttributesEntry **e = arena_alloc(a, n * sizeof *e);
+    Quiver__V1__Item__AttributesEntry **e = qv_arena_alloc(a, n * sizeof *e);
     if (!e) return -1;
     const char *k;
     json_t *v;
     size_t i = 0;
     json_object_foreach(attrs, k, v) {
-        Quiver__V1__Item__AttributesEntry *en = arena_alloc(a, sizeof *en);
-        Quiver__V1__Value *val = arena_alloc(a, sizeof *val);
+        Quiver__V1__Item__AttributesEntry *en = qv_arena_alloc(a, sizeof *en);
+        Quiver__V1__Value *val = qv_arena_alloc(a, sizeof *val);
         if (!en || !val) return -1;
         quiver__v1__item__attributes_entry__init(en);
         quiver__v1__value__init(val);
         size_t kl = strlen(k);
-        if (!(en->key = arena_str(a, k, kl))) return -1;
+        if (!(en->key = qv_arena_strndup(a, k, kl))) return -1;
         bytes += kl + 16;
         en->value = val;
         switch (json_typeof(v)) {
         case JSON_STRING:
             val->kind_case = QUIVER__V1__VALUE__KIND_STRING_VALUE;
-            if (!(val->string_value = arena_str(a, json_string_value(v), json_string_length(v)))) return -1;
+            if (!(val->string_value = qv_arena_strndup(a, json_string_value(v), json_string_length(v)))) return -1;
             bytes += json_string_length(v);
             break;
         case JSON_INTEGER:
@@ -302,15 +263,15 @@ static long attrs_convert(chunk **a, json_t *attrs, Quiver__V1__Item *it)
             val->bool_value = json_is_true(v);
             break;
         default: { /* JSON_ARRAY of strings */
-            Quiver__V1__StringList *sl = arena_alloc(a, sizeof *sl);
+            Quiver__V1__StringList *sl = qv_arena_alloc(a, sizeof *sl);
             size_t m = json_array_size(v);
             if (!sl) return -1;
             quiver__v1__string_list__init(sl);
-            sl->values = arena_alloc(a, (m ? m : 1) * sizeof *sl->values);
+            sl->values = qv_arena_alloc(a, (m ? m : 1) * sizeof *sl->values);
             if (!sl->values) return -1;
             for (size_t j = 0; j < m; j++) {
                 json_t *s = json_array_get(v, j);
-                if (!(sl->values[j] = arena_str(a, json_string_value(s), json_string_length(s)))) return -1;
+                if (!(sl->values[j] = qv_arena_strndup(a, json_string_value(s), json_string_length(s)))) return -1;
                 bytes += json_string_length(s) + 2;
             }
             sl->n_values = m;
@@ -469,7 +430,8 @@ static void *reader_main(void *arg)
             memcpy(it->vector, row.vec, im->dim * sizeof *row.vec);
             b->bytes += im->dim * 4 + 24;
             if (row.attrs && json_object_size(row.attrs)) {
-                long used = attrs_convert(&s->mem, row.attrs, it);
+                if (!s->mem && !(s->mem = qv_arena_new())) goto nomem;
+                long used = attrs_convert(s->mem, row.attrs, it);
                 if (used < 0) goto nomem;
                 b->bytes += (size_t)used;
             }

@@ -1,19 +1,17 @@
 /*
- * quiver: the admin command line of a Quiver server. Collections (list,
- * create, describe, drop), index rebuild with live progress and index status,
- * searches (filtered, grouped, diversified, fused) and recommendations by
- * example, and the health check; aligned tables for people, --json for
- * scripts, exit codes that say what went wrong. It talks to the server only
- * through the qvc client library (client.h). Bulk import, export and backup
- * live in transfer.c (file formats in formats.c), sharing cli.h with this file.
+ * quiver: the admin command line of a Quiver server — main, the dispatch of
+ * every command, and the commands that print what the server says:
+ * collections (list, create, describe, drop), index rebuild with live
+ * progress and index status, searches (filtered, grouped, diversified,
+ * fused), recommendations by example and the health check; aligned tables
+ * for people, --json for scripts. The plumbing (global options, the
+ * connection, exit codes, option parsing) is cli.c's; bulk import, export
+ * and backup are import.c's and transfer.c's. Nothing calls into this file.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,19 +20,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <grpc/status.h>
-
 #include <jansson.h>
 
 #include "cli.h"
 #include "client.h"
 #include "filter_json.h"
+#include "meter.h"
 #include "transfer.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "quiver/v1/quiver.pb-c.h"
-
-#define DEFAULT_ADDR "127.0.0.1:50051"
-#define CONNECT_TIMEOUT_MS 5000
 
 /* ------------------------------------------------------------------ usage */
 static const char usage_top[] =
@@ -64,7 +58,7 @@ static const char usage_top[] =
     "                                   quiverd --restore FILE --data DIR)\n"
     "\n"
     "Global options (accepted anywhere on the command line):\n"
-    "  --addr HOST:PORT   server address (default: $QUIVER_ADDR, else " DEFAULT_ADDR ")\n"
+    "  --addr HOST:PORT   server address (default: $QUIVER_ADDR, else " CLI_DEFAULT_ADDR ")\n"
     "  --json             print one JSON document instead of tables\n"
     "  --api-key KEY      API key sent as \"authorization: Bearer KEY\" (default:\n"
     "                     $QUIVER_API_KEY)\n"
@@ -234,195 +228,7 @@ static const char usage_recommend[] =
     "                   (similarity: cosine, dot product, or minus the L2 distance)\n"
     QUERY_OPTIONS_HELP;
 
-/* ----------------------------------------------------------------- globals */
-static int g_json;
-static const char *g_addr;
-static int g_timeout_ms = 60000;
-static qvc_security g_sec; /* --api-key, --tls... */
-static qvc *g_conn;
-
-/* Ctrl-C: a thread waits for SIGINT (blocked everywhere else). It cancels the
- * registered stream, or exits at once when no command asked for cancelling. */
-static sigset_t g_sigset;
-static pthread_mutex_t g_sig_mu = PTHREAD_MUTEX_INITIALIZER;
-static qvc_stream *g_stream; /* the call Ctrl-C cancels; guarded by g_sig_mu */
-static int g_cancel_mode;    /* Ctrl-C cancels instead of exiting; guarded by g_sig_mu */
-static atomic_int g_interrupted;
-
-static void *sig_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        int sig;
-        if (sigwait(&g_sigset, &sig) != 0) continue;
-        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-        pthread_mutex_lock(&g_sig_mu);
-        atomic_store(&g_interrupted, 1);
-        if (g_stream) qvc_stream_cancel(g_stream);
-        int exit_now = !g_cancel_mode;
-        pthread_mutex_unlock(&g_sig_mu);
-        if (exit_now) {
-            static const char msg[] = "\nquiver: interrupted\n";
-            if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) { /* nothing to do */
-            }
-            _exit(EXIT_INTERRUPTED);
-        }
-        pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-    }
-    return NULL;
-}
-
-static void set_stream(qvc_stream *s)
-{
-    pthread_mutex_lock(&g_sig_mu);
-    g_stream = s;
-    if (s && atomic_load(&g_interrupted)) qvc_stream_cancel(s);
-    pthread_mutex_unlock(&g_sig_mu);
-}
-
-static void set_cancel_mode(int on)
-{
-    pthread_mutex_lock(&g_sig_mu);
-    g_cancel_mode = on;
-    pthread_mutex_unlock(&g_sig_mu);
-}
-
-/* ----------------------------------------------------------------- errors */
-static int usage_error(const char *cmd, const char *fmt, ...)
-{
-    va_list ap;
-    fputs("quiver: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun 'quiver%s%s --help' for usage.\n", cmd[0] ? " " : "", cmd);
-    return EXIT_USAGE;
-}
-
-static int exit_code_of(int code)
-{
-    switch (code) {
-    case GRPC_STATUS_OK: return EXIT_OK;
-    case GRPC_STATUS_UNAVAILABLE: return EXIT_UNAVAILABLE;
-    case GRPC_STATUS_NOT_FOUND: return EXIT_NOT_FOUND;
-    case GRPC_STATUS_INVALID_ARGUMENT:
-    case GRPC_STATUS_ALREADY_EXISTS:
-    case GRPC_STATUS_FAILED_PRECONDITION:
-    case GRPC_STATUS_OUT_OF_RANGE: return EXIT_REJECTED;
-    case GRPC_STATUS_UNAUTHENTICATED:
-    case GRPC_STATUS_PERMISSION_DENIED: return EXIT_DENIED;
-    case GRPC_STATUS_CANCELLED:
-        return atomic_load(&g_interrupted) ? EXIT_INTERRUPTED : EXIT_SERVER;
-    default: return EXIT_SERVER;
-    }
-}
-
-/* Print "quiver: STATUS: message" and return the exit code for it. */
-static int report(const qvc_status *st)
-{
-    fprintf(stderr, "quiver: %s: %s\n", qvc_status_name(st->code),
-            st->details[0] ? st->details : "(no message)");
-    return exit_code_of(st->code);
-}
-
-/* ------------------------------------------------------------ arguments */
-static void arglist_free(arglist *l)
-{
-    free(l->a);
-    l->a = NULL;
-    l->n = 0;
-}
-
-/* Parse a subcommand's arguments: options from opts, at most maxpos
- * positionals. Returns -1 to go on, or an exit code (0 after --help). Lists
- * filled here are the caller's to free, whatever this returns. */
-static int parse_args(int argc, char **argv, const optdef *opts, const char **pos, int maxpos,
-                      int *npos, const char *cmd, const char *help)
-{
-    int only_pos = 0;
-    *npos = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!only_pos && strcmp(a, "--") == 0) {
-            only_pos = 1;
-            continue;
-        }
-        if (!only_pos && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
-            fputs(help, stdout);
-            return EXIT_OK;
-        }
-        if (!only_pos && a[0] == '-' && a[1] != '\0') {
-            const char *eq = strchr(a, '=');
-            size_t nl = eq ? (size_t)(eq - a) : strlen(a);
-            const optdef *o = NULL;
-            for (const optdef *p = opts; p && p->name; p++)
-                if (strlen(p->name) == nl && strncmp(p->name, a, nl) == 0) o = p;
-            if (!o) return usage_error(cmd, "unknown option '%.*s' for 'quiver %s'", (int)nl, a, cmd);
-            if (o->flag) {
-                if (eq) return usage_error(cmd, "option %s takes no value", o->name);
-                *o->flag = 1;
-                continue;
-            }
-            const char *v;
-            if (eq) v = eq + 1;
-            else if (i + 1 < argc) v = argv[++i];
-            else return usage_error(cmd, "option %s needs a value", o->name);
-            if (o->val) {
-                *o->val = v;
-            } else {
-                struct argval *grown = realloc(o->list->a, (o->list->n + 1) * sizeof *grown);
-                if (!grown) {
-                    fprintf(stderr, "quiver: out of memory\n");
-                    return EXIT_SERVER;
-                }
-                o->list->a = grown;
-                o->list->a[o->list->n++] = (struct argval){o->name, v};
-            }
-            continue;
-        }
-        if (*npos >= maxpos) return usage_error(cmd, "unexpected argument '%s'", a);
-        pos[(*npos)++] = a;
-    }
-    return -1;
-}
-
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    if (!s || !*s) return -1;
-    for (const char *p = s; *p; p++)
-        if (*p < '0' || *p > '9') return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, NULL, 10);
-    if (errno || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
-/* An optional unsigned option: absent leaves *out alone. Returns 0 or -1. */
-static int opt_u32(const char *cmd, const char *name, const char *s, uint32_t *out, int *rc)
-{
-    uint64_t v;
-    if (!s) return 0;
-    if (parse_u64(s, UINT32_MAX, &v)) {
-        *rc = usage_error(cmd, "%s wants a whole number 0..%u, not '%s'", name, UINT32_MAX, s);
-        return -1;
-    }
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int parse_float(const char *s, float *out)
-{
-    char *end;
-    if (!s || !*s) return -1;
-    errno = 0;
-    float v = strtof(s, &end);
-    while (*end == ' ' || *end == '\t') end++;
-    if (end == s || *end || errno == ERANGE) return -1;
-    *out = v;
-    return 0;
-}
-
+/* ---------------------------------------------------- values of options */
 /* "0.1,0.2, 0.3" or "[0.1, 0.2]" -> floats (caller frees *out). Returns the
  * count, or -1 with the offending token in bad. */
 static long parse_vector(const char *s, float **out, char *bad, size_t badlen)
@@ -444,7 +250,7 @@ static long parse_vector(const char *s, float **out, char *bad, size_t badlen)
         next = strchr(tok, ',');
         if (next) *next++ = '\0';
         while (*tok == ' ' || *tok == '\t') tok++;
-        if (parse_float(tok, &v[n])) {
+        if (cli_parse_float(tok, &v[n])) {
             snprintf(bad, badlen, "%s", tok);
             goto fail;
         }
@@ -457,16 +263,6 @@ fail:
     free(v);
     free(copy);
     return -1;
-}
-
-static int parse_metric(const char *s, Quiver__V1__Metric *m)
-{
-    if (!strcasecmp(s, "l2")) *m = QUIVER__V1__METRIC__L2;
-    else if (!strcasecmp(s, "ip") || !strcasecmp(s, "inner_product"))
-        *m = QUIVER__V1__METRIC__INNER_PRODUCT;
-    else if (!strcasecmp(s, "cosine")) *m = QUIVER__V1__METRIC__COSINE;
-    else return -1;
-    return 0;
 }
 
 static const char *metric_name(Quiver__V1__Metric m)
@@ -582,18 +378,15 @@ static void j_push(json_t *arr, json_t *v)
     }
 }
 
-/* Print doc as one line on stdout and release it. Returns an exit code. */
+/* Print doc as one line on stdout and release it (cli_json_print), unless
+ * building it failed somewhere. Returns an exit code. */
 static int j_print(json_t *doc)
 {
-    int rc = EXIT_OK;
-    if (!doc || g_json_oom || json_dumpf(doc, stdout, JSON_COMPACT) != 0) {
-        fprintf(stderr, "quiver: out of memory writing JSON\n");
-        rc = EXIT_SERVER;
-    } else {
-        putchar('\n');
+    if (g_json_oom) {
+        json_decref(doc);
+        doc = NULL;
     }
-    json_decref(doc);
-    return rc;
+    return cli_json_print(doc);
 }
 
 /* ------------------------------------------------------------- table out */
@@ -778,57 +571,12 @@ static void print_collection(const Quiver__V1__CollectionInfo *ci)
 }
 
 /* -------------------------------------------------------------- plumbing */
-static int connect_server(void)
-{
-    qvc_status st;
-    if (g_conn) return EXIT_OK;
-    char err[512] = "";
-    int orc = qvc_open_secure(g_addr, 0, &g_sec, &g_conn, err, sizeof err);
-    if (orc == GRPC_STATUS_INVALID_ARGUMENT && err[0]) {
-        fprintf(stderr, "quiver: %s\n", err);
-        return EXIT_USAGE;
-    }
-    if (orc) {
-        fprintf(stderr, "quiver: cannot open a channel to %s\n", g_addr);
-        return EXIT_UNAVAILABLE;
-    }
-    if (qvc_wait_ready(g_conn, CONNECT_TIMEOUT_MS, &st)) {
-        report(&st);
-        return EXIT_UNAVAILABLE;
-    }
-    return EXIT_OK;
-}
-
-/* One unary call; on error prints it and returns the exit code. */
-static int call(const char *method, const ProtobufCMessage *req,
-                const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply)
-{
-    int rc = connect_server();
-    if (rc) return rc;
-    qvc_status st;
-    if (qvc_unary(g_conn, method, req, desc, reply, &st, g_timeout_ms)) return report(&st);
-    return EXIT_OK;
-}
-
 static int describe(const char *name, Quiver__V1__CollectionInfo **ci)
 {
     Quiver__V1__DescribeCollectionRequest req = QUIVER__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
     req.name = (char *)name;
-    return call(QVC_COLLECTIONS_DESCRIBE, &req.base, &quiver__v1__collection_info__descriptor,
+    return cli_call(QVC_COLLECTIONS_DESCRIBE, &req.base, &quiver__v1__collection_info__descriptor,
                 (ProtobufCMessage **)ci);
-}
-
-static int fill_spec(const char *cmd, const index_opts *o, Quiver__V1__IndexSpec *spec, int *any)
-{
-    int rc = EXIT_OK;
-    *any = o->kind || o->nlist || o->pq_m || o->pq_nbits || o->refine;
-    if (o->kind) spec->kind = (char *)o->kind;
-    if (opt_u32(cmd, "--nlist", o->nlist, &spec->nlist, &rc) ||
-        opt_u32(cmd, "--pq-m", o->pq_m, &spec->pq_m, &rc) ||
-        opt_u32(cmd, "--pq-nbits", o->pq_nbits, &spec->pq_nbits, &rc) ||
-        opt_u32(cmd, "--refine", o->refine, &spec->refine, &rc))
-        return rc;
-    return EXIT_OK;
 }
 
 /* -------------------------------------------------------------- commands */
@@ -837,12 +585,12 @@ static int cmd_health(int argc, char **argv)
     const char *service = NULL, *pos[1];
     int npos;
     optdef opts[] = {OPT_VAL("--service", &service), OPT_END};
-    int rc = parse_args(argc, argv, opts, pos, 0, &npos, "health", usage_health);
+    int rc = cli_parse_args(argc, argv, opts, pos, 0, &npos, "health", usage_health);
     if (rc >= 0) return rc;
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     req.service = (char *)(service ? service : "");
     Grpc__Health__V1__HealthCheckResponse *rep = NULL;
-    rc = call(QVC_HEALTH_CHECK, &req.base, &grpc__health__v1__health_check_response__descriptor,
+    rc = cli_call(QVC_HEALTH_CHECK, &req.base, &grpc__health__v1__health_check_response__descriptor,
               (ProtobufCMessage **)&rep);
     if (rc) return rc;
     const char *name;
@@ -856,9 +604,9 @@ static int cmd_health(int argc, char **argv)
     }
     int serving = rep->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     protobuf_c_message_free_unpacked(&rep->base, NULL);
-    if (g_json) {
+    if (cli_json()) {
         json_t *o = j_obj();
-        j_set(o, "addr", j_str(g_addr));
+        j_set(o, "addr", j_str(cli_addr()));
         j_set(o, "service", j_str(req.service));
         j_set(o, "status", j_str(name));
         if ((rc = j_print(o))) return rc;
@@ -872,14 +620,14 @@ static int cmd_coll_list(int argc, char **argv)
 {
     const char *pos[1];
     int npos;
-    int rc = parse_args(argc, argv, NULL, pos, 0, &npos, "collections list", usage_coll_list);
+    int rc = cli_parse_args(argc, argv, NULL, pos, 0, &npos, "collections list", usage_coll_list);
     if (rc >= 0) return rc;
     Quiver__V1__ListCollectionsRequest req = QUIVER__V1__LIST_COLLECTIONS_REQUEST__INIT;
     Quiver__V1__ListCollectionsResponse *rep = NULL;
-    rc = call(QVC_COLLECTIONS_LIST, &req.base, &quiver__v1__list_collections_response__descriptor,
+    rc = cli_call(QVC_COLLECTIONS_LIST, &req.base, &quiver__v1__list_collections_response__descriptor,
               (ProtobufCMessage **)&rep);
     if (rc) return rc;
-    if (g_json) {
+    if (cli_json()) {
         json_t *o = j_obj(), *list = j_arr();
         for (size_t i = 0; i < rep->n_collections; i++) j_push(list, json_collection(rep->collections[i]));
         j_set(o, "collections", list);
@@ -920,25 +668,25 @@ static int cmd_coll_create(int argc, char **argv)
                      OPT_VAL("--kind", &io.kind),     OPT_VAL("--nlist", &io.nlist),
                      OPT_VAL("--pq-m", &io.pq_m),     OPT_VAL("--pq-nbits", &io.pq_nbits),
                      OPT_VAL("--refine", &io.refine), OPT_END};
-    int rc = parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_coll_create);
+    int rc = cli_parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_coll_create);
     if (rc >= 0) return rc;
-    if (npos != 1) return usage_error(cmd, "the collection NAME is missing");
-    if (!dim) return usage_error(cmd, "--dim is required");
+    if (npos != 1) return cli_usage_error(cmd, "the collection NAME is missing");
+    if (!dim) return cli_usage_error(cmd, "--dim is required");
     Quiver__V1__CreateCollectionRequest req = QUIVER__V1__CREATE_COLLECTION_REQUEST__INIT;
     Quiver__V1__IndexSpec spec = QUIVER__V1__INDEX_SPEC__INIT;
     req.name = (char *)pos[0];
     req.metric = QUIVER__V1__METRIC__L2;
-    if (opt_u32(cmd, "--dim", dim, &req.dim, &rc)) return rc;
-    if (metric && parse_metric(metric, &req.metric))
-        return usage_error(cmd, "--metric must be l2, ip or cosine, not '%s'", metric);
+    if (cli_opt_u32(cmd, "--dim", dim, &req.dim, &rc)) return rc;
+    if (metric && cli_parse_metric(metric, &req.metric))
+        return cli_usage_error(cmd, "--metric must be l2, ip or cosine, not '%s'", metric);
     int any;
-    if ((rc = fill_spec(cmd, &io, &spec, &any))) return rc;
+    if ((rc = cli_fill_spec(cmd, &io, &spec, &any))) return rc;
     if (any) req.index = &spec;
     Quiver__V1__CollectionInfo *ci = NULL;
-    if ((rc = call(QVC_COLLECTIONS_CREATE, &req.base, &quiver__v1__collection_info__descriptor,
+    if ((rc = cli_call(QVC_COLLECTIONS_CREATE, &req.base, &quiver__v1__collection_info__descriptor,
                    (ProtobufCMessage **)&ci)))
         return rc;
-    if (g_json) rc = j_print(json_collection(ci));
+    if (cli_json()) rc = j_print(json_collection(ci));
     else {
         printf("created collection \"%s\"\n", ci->name);
         print_collection(ci);
@@ -951,12 +699,12 @@ static int cmd_coll_describe(int argc, char **argv)
 {
     const char *cmd = "collections describe", *pos[1];
     int npos;
-    int rc = parse_args(argc, argv, NULL, pos, 1, &npos, cmd, usage_coll_describe);
+    int rc = cli_parse_args(argc, argv, NULL, pos, 1, &npos, cmd, usage_coll_describe);
     if (rc >= 0) return rc;
-    if (npos != 1) return usage_error(cmd, "the collection NAME is missing");
+    if (npos != 1) return cli_usage_error(cmd, "the collection NAME is missing");
     Quiver__V1__CollectionInfo *ci = NULL;
     if ((rc = describe(pos[0], &ci))) return rc;
-    if (g_json) rc = j_print(json_collection(ci));
+    if (cli_json()) rc = j_print(json_collection(ci));
     else print_collection(ci);
     protobuf_c_message_free_unpacked(&ci->base, NULL);
     return rc;
@@ -966,17 +714,17 @@ static int cmd_coll_drop(int argc, char **argv)
 {
     const char *cmd = "collections drop", *pos[1];
     int npos;
-    int rc = parse_args(argc, argv, NULL, pos, 1, &npos, cmd, usage_coll_drop);
+    int rc = cli_parse_args(argc, argv, NULL, pos, 1, &npos, cmd, usage_coll_drop);
     if (rc >= 0) return rc;
-    if (npos != 1) return usage_error(cmd, "the collection NAME is missing");
+    if (npos != 1) return cli_usage_error(cmd, "the collection NAME is missing");
     Quiver__V1__DropCollectionRequest req = QUIVER__V1__DROP_COLLECTION_REQUEST__INIT;
     req.name = (char *)pos[0];
     Quiver__V1__DropCollectionResponse *rep = NULL;
-    if ((rc = call(QVC_COLLECTIONS_DROP, &req.base, &quiver__v1__drop_collection_response__descriptor,
+    if ((rc = cli_call(QVC_COLLECTIONS_DROP, &req.base, &quiver__v1__drop_collection_response__descriptor,
                    (ProtobufCMessage **)&rep)))
         return rc;
     protobuf_c_message_free_unpacked(&rep->base, NULL);
-    if (g_json) {
+    if (cli_json()) {
         json_t *o = j_obj();
         j_set(o, "dropped", j_str(pos[0]));
         return j_print(o);
@@ -990,12 +738,12 @@ static int cmd_index_status(int argc, char **argv)
 {
     const char *cmd = "index status", *pos[1];
     int npos;
-    int rc = parse_args(argc, argv, NULL, pos, 1, &npos, cmd, usage_index_status);
+    int rc = cli_parse_args(argc, argv, NULL, pos, 1, &npos, cmd, usage_index_status);
     if (rc >= 0) return rc;
-    if (npos != 1) return usage_error(cmd, "the COLLECTION is missing");
+    if (npos != 1) return cli_usage_error(cmd, "the COLLECTION is missing");
     Quiver__V1__CollectionInfo *ci = NULL;
     if ((rc = describe(pos[0], &ci))) return rc;
-    if (g_json) {
+    if (cli_json()) {
         json_t *o = j_obj();
         j_set(o, "collection", j_str(ci->name));
         j_set(o, "items", j_u64(ci->count));
@@ -1044,7 +792,7 @@ static void progress_draw(progress *p)
         snprintf(tail, sizeof tail, " %5.1f%%  %" PRIu64 "/%" PRIu64 "  %.1fs", 100 * f, p->done,
                  p->total, elapsed);
     else snprintf(tail, sizeof tail, "  %.1fs", elapsed);
-    bar_line(p->phase, 12, p->total ? f : -1, tail);
+    meter_bar_line(p->phase, 12, p->total ? f : -1, tail);
     p->drawn = 1;
 }
 
@@ -1053,7 +801,7 @@ static void *progress_tick(void *arg)
     progress *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
-        bar_tick_wait(&p->cv, &p->mu);
+        meter_tick_wait(&p->cv, &p->mu);
         if (!p->stop && p->drawn) progress_draw(p);
     }
     pthread_mutex_unlock(&p->mu);
@@ -1110,23 +858,24 @@ static int cmd_index_rebuild(int argc, char **argv)
     optdef opts[] = {OPT_VAL("--kind", &io.kind),         OPT_VAL("--nlist", &io.nlist),
                      OPT_VAL("--pq-m", &io.pq_m),         OPT_VAL("--pq-nbits", &io.pq_nbits),
                      OPT_VAL("--refine", &io.refine),     OPT_END};
-    int rc = parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_index_rebuild);
+    int rc = cli_parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_index_rebuild);
     if (rc >= 0) return rc;
-    if (npos != 1) return usage_error(cmd, "the COLLECTION is missing");
+    if (npos != 1) return cli_usage_error(cmd, "the COLLECTION is missing");
     Quiver__V1__RebuildIndexRequest req = QUIVER__V1__REBUILD_INDEX_REQUEST__INIT;
     Quiver__V1__IndexSpec spec = QUIVER__V1__INDEX_SPEC__INIT;
     int any;
-    if ((rc = fill_spec(cmd, &io, &spec, &any))) return rc;
+    if ((rc = cli_fill_spec(cmd, &io, &spec, &any))) return rc;
     req.collection = (char *)pos[0];
     if (any) req.index = &spec;
 
-    set_cancel_mode(1); /* from here Ctrl-C cancels the rebuild */
-    if ((rc = connect_server())) return rc;
+    cli_set_cancel_mode(1); /* from here Ctrl-C cancels the rebuild */
+    qvc *c = cli_conn(&rc);
+    if (!c) return rc;
     qvc_status st;
     qvc_stream *s = NULL;
-    if (qvc_stream_start(g_conn, QVC_ADMIN_REBUILD_INDEX, &req.base, 0, &s, &st))
-        return report(&st);
-    set_stream(s);
+    if (qvc_stream_start(c, QVC_ADMIN_REBUILD_INDEX, &req.base, 0, &s, &st))
+        return cli_report(&st);
+    cli_set_stream(s);
     progress p;
     progress_init(&p);
     Quiver__V1__RebuildProgress *m = NULL, *last = NULL;
@@ -1137,17 +886,17 @@ static int cmd_index_rebuild(int argc, char **argv)
         if (last) protobuf_c_message_free_unpacked(&last->base, NULL);
         last = m;
     }
-    set_stream(NULL);
+    cli_set_stream(NULL);
     int code = qvc_stream_finish(s, &st);
     progress_end(&p);
     if (code) {
         if (last) protobuf_c_message_free_unpacked(&last->base, NULL);
-        if (atomic_load(&g_interrupted)) {
+        if (cli_interrupted()) {
             fprintf(stderr, "quiver: %s: rebuild of \"%s\" cancelled by Ctrl-C (%s)\n",
                     qvc_status_name(code), pos[0], st.details[0] ? st.details : "no message");
             return EXIT_INTERRUPTED;
         }
-        return report(&st);
+        return cli_report(&st);
     }
     /* The last message ("done") carries the new index; ask when it did not. */
     Quiver__V1__CollectionInfo *ci = NULL;
@@ -1160,7 +909,7 @@ static int cmd_index_rebuild(int argc, char **argv)
         }
         ii = ci->index;
     }
-    if (g_json) {
+    if (cli_json()) {
         json_t *o = j_obj();
         j_set(o, "collection", j_str(pos[0]));
         j_set(o, "elapsed_seconds", j_num(elapsed));
@@ -1296,7 +1045,7 @@ typedef struct query_opts {
 
 static void query_opts_free(query_opts *q)
 {
-    arglist_free(&q->exclude);
+    cli_arglist_free(&q->exclude);
     free(q->exclude_ids);
     if (q->filter_msg) protobuf_c_message_free_unpacked(&q->filter_msg->base, NULL);
 }
@@ -1321,11 +1070,11 @@ static int parse_id_list(const char *cmd, const arglist *list, uint64_t **ids, s
             const char *q = p + len;
             while (*q == ' ') q++;
             if (len == 0 || len >= sizeof tok || (*q && *q != ','))
-                return usage_error(cmd, "%s wants comma-separated ids, not '%s'", list->a[i].opt, s);
+                return cli_usage_error(cmd, "%s wants comma-separated ids, not '%s'", list->a[i].opt, s);
             memcpy(tok, p, len);
             tok[len] = '\0';
-            if (parse_u64(tok, UINT64_MAX, &(*ids)[*n]))
-                return usage_error(cmd, "%s wants comma-separated ids; '%s' is not one", list->a[i].opt,
+            if (cli_parse_u64(tok, UINT64_MAX, &(*ids)[*n]))
+                return cli_usage_error(cmd, "%s wants comma-separated ids; '%s' is not one", list->a[i].opt,
                                    tok);
             (*n)++;
             if (!*q) break;
@@ -1357,21 +1106,22 @@ static int parse_query_opts(const char *cmd, query_opts *q)
     int rc = EXIT_OK;
     q->k_val = 10;
     q->without_attrs |= q->no_attrs;
-    if (opt_u32(cmd, "--k", q->k, &q->k_val, &rc) || opt_u32(cmd, "--nprobe", q->nprobe, &q->nprobe_val, &rc) ||
-        opt_u32(cmd, "--group-size", q->group_size, &q->group_size_val, &rc))
+    if (cli_opt_u32(cmd, "--k", q->k, &q->k_val, &rc) ||
+        cli_opt_u32(cmd, "--nprobe", q->nprobe, &q->nprobe_val, &rc) ||
+        cli_opt_u32(cmd, "--group-size", q->group_size, &q->group_size_val, &rc))
         return rc;
-    if (q->min_recall && parse_float(q->min_recall, &q->min_recall_val))
-        return usage_error(cmd, "--min-recall wants a number such as 0.9, not '%s'", q->min_recall);
+    if (q->min_recall && cli_parse_float(q->min_recall, &q->min_recall_val))
+        return cli_usage_error(cmd, "--min-recall wants a number such as 0.9, not '%s'", q->min_recall);
     q->threshold_msg = (Quiver__V1__Threshold)QUIVER__V1__THRESHOLD__INIT;
     if (q->threshold &&
-        (parse_float(q->threshold, &q->threshold_msg.value) || !isfinite(q->threshold_msg.value)))
-        return usage_error(cmd, "--threshold wants a number, not '%s'", q->threshold);
-    if (q->group_by && !q->group_by[0]) return usage_error(cmd, "--group-by needs an attribute KEY");
-    if (q->group_size && !q->group_by) return usage_error(cmd, "--group-size goes with --group-by");
+        (cli_parse_float(q->threshold, &q->threshold_msg.value) || !isfinite(q->threshold_msg.value)))
+        return cli_usage_error(cmd, "--threshold wants a number, not '%s'", q->threshold);
+    if (q->group_by && !q->group_by[0]) return cli_usage_error(cmd, "--group-by needs an attribute KEY");
+    if (q->group_size && !q->group_by) return cli_usage_error(cmd, "--group-size goes with --group-by");
     if (q->filter) {
         char err[512];
         if (qvc_filter_from_json(q->filter, &q->filter_msg, err, sizeof err))
-            return usage_error(cmd, "--filter: %s", err);
+            return cli_usage_error(cmd, "--filter: %s", err);
     }
     return parse_id_list(cmd, &q->exclude, &q->exclude_ids, &q->n_exclude_ids);
 }
@@ -1381,7 +1131,7 @@ static int parse_query_opts(const char *cmd, query_opts *q)
  * "results": [{"hits"}, ...]}; tables with a heading per query. */
 static int print_results(const char *coll, Quiver__V1__Hits *const *lists, size_t n, int several)
 {
-    if (g_json) {
+    if (cli_json()) {
         json_t *o = j_obj();
         j_set(o, "collection", j_str(coll));
         if (!several) {
@@ -1436,10 +1186,10 @@ static int search_run(search_state *s, int argc, char **argv)
                      QUERY_OPTDEFS(s->q),            OPT_VAL("--mmr", &mmr),
                      OPT_VAL("--mmr-candidates", &mmr_cand), OPT_VAL("--fusion", &fusion),
                      OPT_VAL("--rrf-k", &rrf_k),     OPT_END};
-    int rc = parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_search);
+    int rc = cli_parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_search);
     if (rc >= 0) return rc;
-    if (npos != 1) return usage_error(cmd, "the COLLECTION is missing");
-    if (s->queries.n == 0) return usage_error(cmd, "give at least one --id or --vector");
+    if (npos != 1) return cli_usage_error(cmd, "the COLLECTION is missing");
+    if (s->queries.n == 0) return cli_usage_error(cmd, "give at least one --id or --vector");
     if ((rc = parse_query_opts(cmd, &s->q))) return rc;
 
     Quiver__V1__SearchRequest req = QUIVER__V1__SEARCH_REQUEST__INIT;
@@ -1447,17 +1197,17 @@ static int search_run(search_state *s, int argc, char **argv)
     req.collection = (char *)pos[0];
     SET_QUERY_FIELDS(req, s->q);
     if (mmr) {
-        if (parse_float(mmr, &mmr_msg.diversity) || !(mmr_msg.diversity >= 0 && mmr_msg.diversity <= 1))
-            return usage_error(cmd, "--mmr wants a diversity from 0 to 1, not '%s'", mmr);
-        if (opt_u32(cmd, "--mmr-candidates", mmr_cand, &mmr_msg.candidates, &rc)) return rc;
+        if (cli_parse_float(mmr, &mmr_msg.diversity) || !(mmr_msg.diversity >= 0 && mmr_msg.diversity <= 1))
+            return cli_usage_error(cmd, "--mmr wants a diversity from 0 to 1, not '%s'", mmr);
+        if (cli_opt_u32(cmd, "--mmr-candidates", mmr_cand, &mmr_msg.candidates, &rc)) return rc;
         req.mmr = &mmr_msg;
     } else if (mmr_cand) {
-        return usage_error(cmd, "--mmr-candidates goes with --mmr");
+        return cli_usage_error(cmd, "--mmr-candidates goes with --mmr");
     }
     if (fusion && parse_fusion(fusion, &req.fusion))
-        return usage_error(cmd, "--fusion must be rrf, max_score or none, not '%s'", fusion);
-    if (rrf_k && req.fusion != QUIVER__V1__FUSION__RRF) return usage_error(cmd, "--rrf-k goes with --fusion rrf");
-    if (opt_u32(cmd, "--rrf-k", rrf_k, &req.rrf_k, &rc)) return rc;
+        return cli_usage_error(cmd, "--fusion must be rrf, max_score or none, not '%s'", fusion);
+    if (rrf_k && req.fusion != QUIVER__V1__FUSION__RRF) return cli_usage_error(cmd, "--rrf-k goes with --fusion rrf");
+    if (cli_opt_u32(cmd, "--rrf-k", rrf_k, &req.rrf_k, &rc)) return rc;
 
     s->nq = s->queries.n;
     s->qs = calloc(s->nq, sizeof *s->qs);
@@ -1475,15 +1225,15 @@ static int search_run(search_state *s, int argc, char **argv)
         s->qptrs[i] = q;
         if (!strcmp(a->opt, "--id")) {
             uint64_t x;
-            if (parse_u64(a->val, UINT64_MAX, &x))
-                return usage_error(cmd, "--id wants a whole number, not '%s'", a->val);
+            if (cli_parse_u64(a->val, UINT64_MAX, &x))
+                return cli_usage_error(cmd, "--id wants a whole number, not '%s'", a->val);
             q->kind_case = QUIVER__V1__QUERY__KIND_ID;
             q->id = x;
         } else {
             char bad[64] = "";
             long n = parse_vector(a->val, &s->vecs[i].values, bad, sizeof bad);
             if (n < 0)
-                return usage_error(cmd, "--vector wants comma-separated numbers; '%s' is not one", bad);
+                return cli_usage_error(cmd, "--vector wants comma-separated numbers; '%s' is not one", bad);
             s->vecs[i].n_values = (size_t)n;
             q->kind_case = QUIVER__V1__QUERY__KIND_VECTOR;
             q->vector = &s->vecs[i];
@@ -1491,7 +1241,7 @@ static int search_run(search_state *s, int argc, char **argv)
     }
     req.queries = s->qptrs;
     req.n_queries = s->nq;
-    rc = call(QVC_SEARCH_SEARCH, &req.base, &quiver__v1__search_response__descriptor,
+    rc = cli_call(QVC_SEARCH_SEARCH, &req.base, &quiver__v1__search_response__descriptor,
               (ProtobufCMessage **)&s->rep);
     if (rc) return rc;
     int several = s->nq > 1 && req.fusion == QUIVER__V1__FUSION__FUSION_NONE;
@@ -1507,7 +1257,7 @@ static int cmd_search(int argc, char **argv)
     free(s.qptrs);
     free(s.qs);
     if (s.rep) protobuf_c_message_free_unpacked(&s.rep->base, NULL);
-    arglist_free(&s.queries);
+    cli_arglist_free(&s.queries);
     query_opts_free(&s.q);
     return rc;
 }
@@ -1540,7 +1290,7 @@ static int parse_examples(const char *cmd, recommend_state *s, const arglist *li
             while (*p == ' ') p++;
             size_t len = strcspn(p, ",");
             char tok[96];
-            if (len >= sizeof tok) return usage_error(cmd, "%s: '%.*s...' is too long", opt, 20, p);
+            if (len >= sizeof tok) return cli_usage_error(cmd, "%s: '%.*s...' is too long", opt, 20, p);
             memcpy(tok, p, len);
             tok[len] = '\0';
             while (len && tok[len - 1] == ' ') tok[--len] = '\0';
@@ -1552,12 +1302,12 @@ static int parse_examples(const char *cmd, recommend_state *s, const arglist *li
             Quiver__V1__Example *e = &s->ex[s->nex++];
             quiver__v1__example__init(e);
             uint64_t id;
-            if (parse_u64(tok, UINT64_MAX, &id))
-                return usage_error(cmd, "%s wants ID[:WEIGHT],...; '%s' is not an id", opt, tok);
+            if (cli_parse_u64(tok, UINT64_MAX, &id))
+                return cli_usage_error(cmd, "%s wants ID[:WEIGHT],...; '%s' is not an id", opt, tok);
             e->kind_case = QUIVER__V1__EXAMPLE__KIND_ID;
             e->id = id;
-            if (colon && (parse_float(colon + 1, &e->weight) || !isfinite(e->weight) || !(e->weight > 0)))
-                return usage_error(cmd, "%s: the weight of %s must be a number > 0, not '%s'", opt, tok,
+            if (colon && (cli_parse_float(colon + 1, &e->weight) || !isfinite(e->weight) || !(e->weight > 0)))
+                return cli_usage_error(cmd, "%s: the weight of %s must be a number > 0, not '%s'", opt, tok,
                                    colon + 1);
             (*ptrs)[(*n)++] = e;
             if (!p[len]) break;
@@ -1585,13 +1335,13 @@ static int recommend_run(recommend_state *s, int argc, char **argv)
     int npos;
     optdef opts[] = {OPT_LIST("--positive", &s->pos_list), OPT_LIST("--negative", &s->neg_list),
                      OPT_VAL("--strategy", &strategy), QUERY_OPTDEFS(s->q), OPT_END};
-    int rc = parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_recommend);
+    int rc = cli_parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_recommend);
     if (rc >= 0) return rc;
-    if (npos != 1) return usage_error(cmd, "the COLLECTION is missing");
-    if (s->pos_list.n == 0) return usage_error(cmd, "--positive is required");
+    if (npos != 1) return cli_usage_error(cmd, "the COLLECTION is missing");
+    if (s->pos_list.n == 0) return cli_usage_error(cmd, "--positive is required");
     Quiver__V1__RecommendRequest req = QUIVER__V1__RECOMMEND_REQUEST__INIT;
     if (strategy && parse_strategy(strategy, &req.strategy))
-        return usage_error(cmd, "--strategy must be average_vector, best_score or sum_scores, not '%s'",
+        return cli_usage_error(cmd, "--strategy must be average_vector, best_score or sum_scores, not '%s'",
                            strategy);
     if ((rc = parse_query_opts(cmd, &s->q))) return rc;
 
@@ -1611,7 +1361,7 @@ static int recommend_run(recommend_state *s, int argc, char **argv)
     req.positive = s->pos_ptrs;
     req.negative = s->neg_ptrs;
     SET_QUERY_FIELDS(req, s->q);
-    rc = call(QVC_SEARCH_RECOMMEND, &req.base, &quiver__v1__hits__descriptor, (ProtobufCMessage **)&s->rep);
+    rc = cli_call(QVC_SEARCH_RECOMMEND, &req.base, &quiver__v1__hits__descriptor, (ProtobufCMessage **)&s->rep);
     if (rc) return rc;
     return print_results(pos[0], &s->rep, 1, 0);
 }
@@ -1624,63 +1374,11 @@ static int cmd_recommend(int argc, char **argv)
     free(s.pos_ptrs);
     free(s.neg_ptrs);
     free(s.ex);
-    arglist_free(&s.pos_list);
-    arglist_free(&s.neg_list);
+    cli_arglist_free(&s.pos_list);
+    cli_arglist_free(&s.neg_list);
     query_opts_free(&s.q);
     return rc;
 }
-
-/* ------------------------------------------ for the other command files */
-/* cli.h: what transfer.c (import, export, backup) shares with this file. */
-int cli_parse_args(int argc, char **argv, const optdef *opts, const char **pos, int maxpos,
-                   int *npos, const char *cmd, const char *help)
-{
-    return parse_args(argc, argv, opts, pos, maxpos, npos, cmd, help);
-}
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return usage_error(cmd, "%s", msg);
-}
-
-int cli_report(const qvc_status *st) { return report(st); }
-int cli_exit_code_of(int code) { return exit_code_of(code); }
-
-qvc *cli_conn(int *rc)
-{
-    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_mutex_lock(&mu);
-    *rc = connect_server();
-    pthread_mutex_unlock(&mu);
-    return *rc ? NULL : g_conn;
-}
-
-int cli_call(const char *method, const ProtobufCMessage *req,
-             const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply)
-{
-    return call(method, req, desc, reply);
-}
-
-int cli_json(void) { return g_json; }
-int cli_timeout_ms(void) { return g_timeout_ms; }
-int cli_parse_u64(const char *s, uint64_t max, uint64_t *out) { return parse_u64(s, max, out); }
-int cli_parse_metric(const char *s, Quiver__V1__Metric *m) { return parse_metric(s, m); }
-const char *cli_metric_name(Quiver__V1__Metric m) { return metric_name(m); }
-
-int cli_fill_spec(const char *cmd, const index_opts *o, Quiver__V1__IndexSpec *spec, int *any)
-{
-    return fill_spec(cmd, o, spec, any);
-}
-
-void cli_set_cancel_mode(int on) { set_cancel_mode(on); }
-void cli_set_stream(qvc_stream *s) { set_stream(s); }
-int cli_interrupted(void) { return atomic_load(&g_interrupted); }
-int cli_json_print(json_t *doc) { return j_print(doc); }
 
 /* ------------------------------------------------------------------ main */
 typedef struct subcmd {
@@ -1701,7 +1399,7 @@ static int run_group(const char *group, const char *help, const subcmd *subs, in
     }
     for (const subcmd *s = subs; s->name; s++)
         if (strcmp(argv[0], s->name) == 0) return s->run(argc - 1, argv + 1);
-    return usage_error(group, "unknown subcommand '%s' of 'quiver %s'", argv[0], group);
+    return cli_usage_error(group, "unknown subcommand '%s' of 'quiver %s'", argv[0], group);
 }
 
 static int run(int argc, char **argv)
@@ -1731,86 +1429,20 @@ static int run(int argc, char **argv)
     if (strcmp(c, "import") == 0) return cmd_import(argc - 1, argv + 1);
     if (strcmp(c, "export") == 0) return cmd_export(argc - 1, argv + 1);
     if (strcmp(c, "backup") == 0) return cmd_backup(argc - 1, argv + 1);
-    return usage_error("", "unknown command '%s'", c);
+    return cli_usage_error("", "unknown command '%s'", c);
 }
 
 int main(int argc, char **argv)
 {
-    /* Pull the global options out from anywhere before a "--". */
     char **args = calloc((size_t)argc + 1, sizeof *args);
-    int n = 0, rc = -1;
+    int n = 0;
     if (!args) return EXIT_SERVER;
-    g_addr = getenv("QUIVER_ADDR");
-    if (!g_addr || !g_addr[0]) g_addr = DEFAULT_ADDR;
-    g_sec.api_key = getenv("QUIVER_API_KEY");
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--") == 0) {
-            while (i < argc) args[n++] = argv[i++];
-            break;
-        }
-        if (strcmp(a, "--json") == 0) {
-            g_json = 1;
-        } else if (strcmp(a, "--addr") == 0 || strncmp(a, "--addr=", 7) == 0) {
-            const char *v = a[6] == '=' ? a + 7 : i + 1 < argc ? argv[++i] : NULL;
-            if (!v || !v[0]) {
-                rc = usage_error("", "--addr needs HOST:PORT");
-                break;
-            }
-            g_addr = v;
-        } else if (strcmp(a, "--tls") == 0) {
-            g_sec.tls = 1;
-        } else if (!strcmp(a, "--api-key") || !strcmp(a, "--tls-ca") || !strcmp(a, "--tls-cert") ||
-                   !strcmp(a, "--tls-key") || !strncmp(a, "--api-key=", 10) ||
-                   !strncmp(a, "--tls-ca=", 9) || !strncmp(a, "--tls-cert=", 11) ||
-                   !strncmp(a, "--tls-key=", 10)) {
-            const char *eq = strchr(a, '=');
-            size_t nl = eq ? (size_t)(eq - a) : strlen(a);
-            const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
-            if (!v || !v[0]) {
-                rc = usage_error("", "%.*s needs a value", (int)nl, a);
-                break;
-            }
-            if (!strncmp(a, "--api-key", nl)) g_sec.api_key = v;
-            else if (!strncmp(a, "--tls-ca", nl)) g_sec.tls_ca = v;
-            else if (!strncmp(a, "--tls-cert", nl)) g_sec.tls_cert = v;
-            else g_sec.tls_key = v;
-        } else if (strcmp(a, "--timeout") == 0 || strncmp(a, "--timeout=", 10) == 0) {
-            const char *v = a[9] == '=' ? a + 10 : i + 1 < argc ? argv[++i] : NULL;
-            float secs;
-            if (!v || parse_float(v, &secs) || !(secs > 0) || secs > 86400) {
-                rc = usage_error("", "--timeout wants seconds in (0, 86400], not '%s'", v ? v : "");
-                break;
-            }
-            g_timeout_ms = (int)(secs * 1000) > 0 ? (int)(secs * 1000) : 1;
-        } else {
-            args[n++] = argv[i];
-        }
+    int rc = cli_global_options(argc, argv, args, &n);
+    if (rc < 0) {
+        cli_start();
+        rc = run(n, args);
     }
-    if (rc < 0 && (g_sec.tls_cert != NULL) != (g_sec.tls_key != NULL))
-        rc = usage_error("", "--tls-cert and --tls-key go together");
-    if (rc >= 0) {
-        free(args);
-        return rc;
-    }
-
-    /* Ctrl-C is handled by sig_main; block it before gRPC starts threads. */
-    pthread_t sig_thread;
-    sigemptyset(&g_sigset);
-    sigaddset(&g_sigset, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &g_sigset, NULL);
-    int have_sig_thread = pthread_create(&sig_thread, NULL, sig_main, NULL) == 0;
-
-    rc = run(n, args);
-    fflush(stdout);
-
-    set_cancel_mode(1); /* no _exit while the connection closes */
-    if (have_sig_thread) {
-        pthread_cancel(sig_thread);
-        pthread_join(sig_thread, NULL);
-    }
-    qvc_close(g_conn);
+    rc = cli_finish(rc);
     free(args);
-    if (rc == EXIT_OK && ferror(stdout)) rc = EXIT_SERVER;
     return rc;
 }
