@@ -49,55 +49,6 @@ grpc_status_code srv_status_of(int rc)
     }
 }
 
-/* ------------------------------------------------------------------ arena */
-typedef struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    max_align_t data[];
-} chunk;
-
-struct arena {
-    chunk *head;
-};
-
-arena *arena_new(void) { return calloc(1, sizeof(arena)); }
-
-void *arena_alloc(arena *a, size_t n)
-{
-    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    chunk *c = a->head;
-    if (!c || c->used + n > c->cap) {
-        size_t cap = n > 65536 ? n : 65536;
-        c = malloc(sizeof *c + cap);
-        if (!c) return NULL;
-        c->used = 0;
-        c->cap = cap;
-        c->next = a->head;
-        a->head = c;
-    }
-    void *p = (char *)c->data + c->used;
-    c->used += n;
-    memset(p, 0, n);
-    return p;
-}
-
-char *arena_strndup(arena *a, const char *s, size_t n)
-{
-    char *d = arena_alloc(a, n + 1);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
-void arena_free(arena *a)
-{
-    if (!a) return;
-    for (chunk *c = a->head, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
-    free(a);
-}
-
 /* ------------------------------------------------------------- validation */
 int srv_check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
                  char *err, size_t errlen)
@@ -235,29 +186,29 @@ typedef struct entry {
     Quiver__V1__Value *value;
 } entry;
 
-void **srv_decode_attrs(arena *a, const ProtobufCMessageDescriptor *ed, const uint8_t *blob,
+void **srv_decode_attrs(qv_arena *a, const ProtobufCMessageDescriptor *ed, const uint8_t *blob,
                     size_t len, size_t *n)
 {
     *n = 0;
     uint32_t cnt = qv_attrs_count(blob, len);
     if (cnt == 0) return NULL;
-    entry **out = arena_alloc(a, cnt * sizeof *out);
+    entry **out = qv_arena_alloc(a, cnt * sizeof *out);
     if (!out) return NULL;
     qv_attr_iter it;
     qv_attr at;
     if (qv_attr_iter_init(&it, blob, len)) return NULL;
     while (*n < cnt && qv_attr_next(&it, &at) == 1) {
-        entry *e = arena_alloc(a, sizeof *e);
-        Quiver__V1__Value *v = arena_alloc(a, sizeof *v);
+        entry *e = qv_arena_alloc(a, sizeof *e);
+        Quiver__V1__Value *v = qv_arena_alloc(a, sizeof *v);
         if (!e || !v) return NULL;
         protobuf_c_message_init(ed, e);
         quiver__v1__value__init(v);
-        e->key = arena_strndup(a, at.key, at.key_len);
+        e->key = qv_arena_strndup(a, at.key, at.key_len);
         e->value = v;
         switch (at.type) {
         case QV_ATTR_STRING:
             v->kind_case = QUIVER__V1__VALUE__KIND_STRING_VALUE;
-            v->string_value = arena_strndup(a, at.str, at.str_len);
+            v->string_value = qv_arena_strndup(a, at.str, at.str_len);
             break;
         case QV_ATTR_INT:
             v->kind_case = QUIVER__V1__VALUE__KIND_INT_VALUE;
@@ -272,14 +223,14 @@ void **srv_decode_attrs(arena *a, const ProtobufCMessageDescriptor *ed, const ui
             v->bool_value = at.b;
             break;
         case QV_ATTR_STRING_LIST: {
-            Quiver__V1__StringList *sl = arena_alloc(a, sizeof *sl);
+            Quiver__V1__StringList *sl = qv_arena_alloc(a, sizeof *sl);
             if (!sl) return NULL;
             quiver__v1__string_list__init(sl);
-            sl->values = arena_alloc(a, (at.n ? at.n : 1) * sizeof *sl->values);
+            sl->values = qv_arena_alloc(a, (at.n ? at.n : 1) * sizeof *sl->values);
             const char *s;
             size_t l;
             while (sl->n_values < at.n && qv_attr_list_next(&at, &s, &l) == 1)
-                sl->values[sl->n_values++] = arena_strndup(a, s, l);
+                sl->values[sl->n_values++] = qv_arena_strndup(a, s, l);
             v->kind_case = QUIVER__V1__VALUE__KIND_STRING_LIST;
             v->string_list = sl;
             break;
@@ -348,7 +299,7 @@ static const char *kind_name_or_auto(qv_index_kind k)
     return k == QV_KIND_AUTO ? "auto" : qv_index_kind_name(k);
 }
 
-void srv_fill_index_info(arena *a, const qv_coll_info *in, Quiver__V1__IndexInfo *ii)
+void srv_fill_index_info(qv_arena *a, const qv_coll_info *in, Quiver__V1__IndexInfo *ii)
 {
     quiver__v1__index_info__init(ii);
     ii->kind = (char *)kind_name_or_auto(in->params.kind);
@@ -358,14 +309,14 @@ void srv_fill_index_info(arena *a, const qv_coll_info *in, Quiver__V1__IndexInfo
     ii->default_nprobe = in->nprobe;
     ii->trained_for = in->trained_for;
     ii->rebuilding = in->rebuilding;
-    ii->phase = arena_strndup(a, in->phase, strlen(in->phase));
+    ii->phase = qv_arena_strndup(a, in->phase, strlen(in->phase));
     ii->covered_seq = in->covered_seq;
     ii->pq_m = in->params.pq_m;
     ii->pq_nbits = in->params.pq_nbits;
     ii->refine = in->params.refine;
     ii->rebuild_done = in->done;
     ii->rebuild_total = in->total;
-    Quiver__V1__IndexSpec *spec = arena_alloc(a, sizeof *spec);
+    Quiver__V1__IndexSpec *spec = qv_arena_alloc(a, sizeof *spec);
     if (spec) {
         quiver__v1__index_spec__init(spec);
         spec->kind = (char *)kind_name_or_auto(in->config.spec.kind);
@@ -376,8 +327,8 @@ void srv_fill_index_info(arena *a, const qv_coll_info *in, Quiver__V1__IndexInfo
         ii->spec = spec;
     }
     if (in->n_recall) {
-        Quiver__V1__RecallPoint *pts = arena_alloc(a, in->n_recall * sizeof *pts);
-        ii->recall_table = arena_alloc(a, in->n_recall * sizeof *ii->recall_table);
+        Quiver__V1__RecallPoint *pts = qv_arena_alloc(a, in->n_recall * sizeof *pts);
+        ii->recall_table = qv_arena_alloc(a, in->n_recall * sizeof *ii->recall_table);
         if (pts && ii->recall_table) {
             for (size_t i = 0; i < in->n_recall; i++) {
                 quiver__v1__recall_point__init(&pts[i]);
@@ -390,13 +341,13 @@ void srv_fill_index_info(arena *a, const qv_coll_info *in, Quiver__V1__IndexInfo
     }
 }
 
-void srv_fill_collection_info(arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
+void srv_fill_collection_info(qv_arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
                           Quiver__V1__IndexInfo *ii)
 {
     qv_coll_info in;
     qv_coll_info_get(c, &in);
     quiver__v1__collection_info__init(ci);
-    ci->name = arena_strndup(a, in.config.name, strlen(in.config.name));
+    ci->name = qv_arena_strndup(a, in.config.name, strlen(in.config.name));
     ci->dim = in.config.dim;
     ci->metric = (Quiver__V1__Metric)in.config.metric;
     ci->count = in.count;

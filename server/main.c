@@ -431,6 +431,17 @@ int main(int argc, char **argv)
     }
     dbo.store.dir = data;
     dbo.store.map_size = map_size;
+#ifdef QUIVER_TEST_HOOKS
+    /* quiverd-test, the test build: fault injection from the environment
+     * (quiverd itself never reads these) */
+    const char *th;
+    if ((th = getenv("QUIVER_TEST_FAIL_INDEX_UPDATE"))) dbo.test_fail_update = strtoul(th, NULL, 10);
+    if ((th = getenv("QUIVER_TEST_WRITER_DELAY_MS")))
+        dbo.test_writer_delay_ms = (unsigned)strtoul(th, NULL, 10);
+    if ((th = getenv("QUIVER_TEST_EXACT_MAX"))) dbo.exact_max = strtoull(th, NULL, 10);
+    if ((th = getenv("QUIVER_TEST_REBUILD_START_DELAY_MS")))
+        g_test_rebuild_delay_ms = (unsigned)strtoul(th, NULL, 10);
+#endif
     g_version = QUIVER_VERSION;
     int rc = qv_db_open(&dbo, &g_db);
     if (rc) {

@@ -8,6 +8,7 @@
 #define QUIVERD_SERVICES_H
 
 #include "quiver/v1/quiver.pb-c.h"
+#include "quiver/arena.h"
 #include "rpc.h"
 
 /* methods.c: every method quiverd serves, for rpc_serve (rpc_server_opts.methods)
@@ -50,7 +51,10 @@ void admin_rebuild_step(rpc *r, int ok);
 void admin_rebuild_closed(rpc *r);
 void admin_backup_start(rpc *r);
 void admin_backup_step(rpc *r, int ok);
-extern const char *g_version; /* quiverd's version, for backups' manifests */
+extern const char *g_version;
+/* quiverd-test only (main.c under QUIVER_TEST_HOOKS): a rebuild call waits
+ * this long before it starts the rebuild; 0 in quiverd */
+extern unsigned g_test_rebuild_delay_ms; /* quiverd's version, for backups' manifests */
 
 /* health.c */
 void health_set_serving(int serving); /* for Check/Watch: rpc_server_opts.serving */
@@ -66,12 +70,6 @@ void reflection_step(rpc *r, int ok);
 /* convert.c: engine codes to gRPC statuses */
 grpc_status_code srv_status_of(int qv_rc);
 
-/* A bump allocator for one call's reply (freed at once). */
-typedef struct arena arena;
-arena *arena_new(void);
-void *arena_alloc(arena *a, size_t n); /* zeroed; NULL on OOM */
-char *arena_strndup(arena *a, const char *s, size_t n);
-void arena_free(arena *a);
 
 /* The collection a request names (one reference: qv_coll_release), or NULL
  * with the status and message to fail the call with: INVALID_ARGUMENT when
@@ -97,12 +95,12 @@ int srv_encode_attrs(Quiver__V1__Item__AttributesEntry **e, size_t n, qv_buf *ou
 /* Decode an attribute blob into protobuf map entries allocated in a, of the
  * entry type `entry` (Item's or Hit's AttributesEntry: same layout). Returns
  * the entries (count in *n), NULL when empty or out of memory. */
-void **srv_decode_attrs(arena *a, const ProtobufCMessageDescriptor *entry, const uint8_t *blob,
+void **srv_decode_attrs(qv_arena *a, const ProtobufCMessageDescriptor *entry, const uint8_t *blob,
                     size_t len, size_t *n);
 /* Fill an IndexInfo / CollectionInfo from the engine's view (strings in a). */
-void srv_fill_collection_info(arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
+void srv_fill_collection_info(qv_arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
                               Quiver__V1__IndexInfo *ii);
-void srv_fill_index_info(arena *a, const qv_coll_info *info, Quiver__V1__IndexInfo *ii);
+void srv_fill_index_info(qv_arena *a, const qv_coll_info *info, Quiver__V1__IndexInfo *ii);
 /* Parse an IndexSpec (NULL = auto). Returns 0 or -1 with a message. */
 int srv_parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_params *out,
                          char *err, size_t errlen);

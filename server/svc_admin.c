@@ -20,6 +20,8 @@
 #include "quiver/log.h"
 #include "services.h"
 
+unsigned g_test_rebuild_delay_ms;
+
 typedef struct admin_state {
     rpc *r;
     qv_coll *c;
@@ -60,7 +62,7 @@ static int send_next(admin_state *s)
         s->over = 1;
         s->sending = 1;
         if (s->frc == 0) {
-            arena *a = arena_new();
+            qv_arena *a = qv_arena_new();
             Quiver__V1__RebuildProgress m = QUIVER__V1__REBUILD_PROGRESS__INIT;
             Quiver__V1__IndexInfo ii;
             qv_coll_info info;
@@ -73,7 +75,7 @@ static int send_next(admin_state *s)
                 m.index = &ii;
             }
             rpc_send(r, &m.base, 1);
-            arena_free(a);
+            qv_arena_free(a);
         } else if (s->frc == QV_CANCELLED) {
             rpc_finish(r, NULL, GRPC_STATUS_CANCELLED, "rebuild cancelled; the old index keeps serving");
         } else {
@@ -151,13 +153,9 @@ void admin_rebuild_start(rpc *r)
     rr.progress = on_progress;
     rr.finished = on_finished;
     rr.ctx = s;
-    /* tests widen the window between the call's start and the rebuild's */
-    static atomic_int delay_ms = -1;
-    if (atomic_load(&delay_ms) < 0) {
-        const char *d = getenv("QUIVER_TEST_REBUILD_START_DELAY_MS");
-        atomic_store(&delay_ms, d ? atoi(d) : 0);
-    }
-    if (atomic_load(&delay_ms) > 0) usleep((useconds_t)atomic_load(&delay_ms) * 1000);
+    /* test builds widen the window between the call's start and the
+     * rebuild's (quiverd-test: QUIVER_TEST_REBUILD_START_DELAY_MS) */
+    if (g_test_rebuild_delay_ms) usleep((useconds_t)g_test_rebuild_delay_ms * 1000);
     rpc_ref(r); /* held by the rebuild until on_finished */
     /* hold the lock so that the first progress cannot race this start */
     pthread_mutex_lock(&s->mu);

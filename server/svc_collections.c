@@ -31,7 +31,7 @@ static int check_name(rpc *r, const char *name, const char *field)
 
 static void reply_info(rpc *r, qv_coll *c)
 {
-    arena *a = arena_new();
+    qv_arena *a = qv_arena_new();
     Quiver__V1__CollectionInfo ci;
     Quiver__V1__IndexInfo ii;
     if (!a) {
@@ -40,7 +40,7 @@ static void reply_info(rpc *r, qv_coll *c)
     }
     srv_fill_collection_info(a, c, &ci, &ii);
     rpc_finish(r, &ci.base, GRPC_STATUS_OK, NULL); /* packed inside */
-    arena_free(a);
+    qv_arena_free(a);
 }
 
 /* Create and Drop reply from the writer thread when their write is done: no
@@ -154,20 +154,20 @@ void collections_list(rpc *r)
     /* the ListCollectionsRequest has no fields yet: nothing to read from r->req */
     qv_coll **cs;
     size_t n;
-    arena *a = arena_new();
+    qv_arena *a = qv_arena_new();
     if (!a || qv_db_coll_list(r->db, &cs, &n)) {
-        arena_free(a);
+        qv_arena_free(a);
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     Quiver__V1__ListCollectionsResponse rep = QUIVER__V1__LIST_COLLECTIONS_RESPONSE__INIT;
-    rep.collections = arena_alloc(a, (n ? n : 1) * sizeof *rep.collections);
+    rep.collections = qv_arena_alloc(a, (n ? n : 1) * sizeof *rep.collections);
     char err[400];
     for (size_t i = 0; i < n && rep.collections; i++) {
         /* a scoped key sees only its collections */
         if (!auth_may_use(qv_coll_config_of(cs[i])->name, err, sizeof err)) continue;
-        Quiver__V1__CollectionInfo *ci = arena_alloc(a, sizeof *ci);
-        Quiver__V1__IndexInfo *ii = arena_alloc(a, sizeof *ii);
+        Quiver__V1__CollectionInfo *ci = qv_arena_alloc(a, sizeof *ci);
+        Quiver__V1__IndexInfo *ii = qv_arena_alloc(a, sizeof *ii);
         if (!ci || !ii) break;
         srv_fill_collection_info(a, cs[i], ci, ii);
         rep.collections[rep.n_collections++] = ci;
@@ -175,7 +175,7 @@ void collections_list(rpc *r)
     for (size_t i = 0; i < n; i++) qv_coll_release(cs[i]);
     free(cs);
     rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
-    arena_free(a);
+    qv_arena_free(a);
 }
 
 void collections_drop(rpc *r)

@@ -446,7 +446,7 @@ void items_get(rpc *r)
     const Quiver__V1__GetItemsRequest *req = (const Quiver__V1__GetItemsRequest *)r->req;
     grpc_status_code code;
     char err[512];
-    arena *a = NULL;
+    qv_arena *a = NULL;
     qv_items got = {0};
     qv_coll *c = srv_find_coll(req->collection, &code, err, sizeof err);
     if (!c) {
@@ -476,12 +476,12 @@ void items_get(rpc *r)
         rpc_fail(r, srv_status_of(rc), "get from \"%s\": %s", cfg->name, qv_strerror(rc));
         goto out;
     }
-    a = arena_new();
+    a = qv_arena_new();
     Quiver__V1__GetItemsResponse rep = QUIVER__V1__GET_ITEMS_RESPONSE__INIT;
     size_t reply_bytes = 0; /* grows with each item found: checked before it is built */
-    rep.items = a ? arena_alloc(a, req->n_ids * sizeof *rep.items) : NULL;
-    rep.missing_ids = a ? arena_alloc(a, req->n_ids * sizeof *rep.missing_ids) : NULL;
-    Quiver__V1__Item *items = a ? arena_alloc(a, req->n_ids * sizeof *items) : NULL;
+    rep.items = a ? qv_arena_alloc(a, req->n_ids * sizeof *rep.items) : NULL;
+    rep.missing_ids = a ? qv_arena_alloc(a, req->n_ids * sizeof *rep.missing_ids) : NULL;
+    Quiver__V1__Item *items = a ? qv_arena_alloc(a, req->n_ids * sizeof *items) : NULL;
     if (!rep.items || !rep.missing_ids || !items) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu items", req->n_ids);
         goto out;
@@ -504,7 +504,7 @@ void items_get(rpc *r)
         quiver__v1__item__init(it);
         it->id = g->id;
         if (req->with_vectors) {
-            it->vector = arena_alloc(a, g->v.dim * sizeof(float));
+            it->vector = qv_arena_alloc(a, g->v.dim * sizeof(float));
             if (!it->vector) {
                 rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
                 goto out;
@@ -526,7 +526,7 @@ void items_get(rpc *r)
     rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
 out:
     qv_items_free(&got);
-    arena_free(a);
+    qv_arena_free(a);
     qv_coll_release(c);
 }
 
@@ -609,7 +609,7 @@ static void scan_free(void *p)
 
 typedef struct scan_fill {
     scan_state *s;
-    arena *a;
+    qv_arena *a;
     Quiver__V1__ScanResponse *rep;
     Quiver__V1__Item **items;
     size_t bytes;
@@ -626,12 +626,12 @@ static int scan_one(void *ctx, const qv_item_ref *ref)
         s->next = id;
         return 1; /* full: this id starts the next message */
     }
-    Quiver__V1__Item *it = arena_alloc(f->a, sizeof *it);
+    Quiver__V1__Item *it = qv_arena_alloc(f->a, sizeof *it);
     if (!it) return f->rc = QV_NOMEM;
     quiver__v1__item__init(it);
     it->id = id;
     if (s->with_vectors) {
-        if (!(it->vector = arena_alloc(f->a, v->dim * sizeof(float)))) return f->rc = QV_NOMEM;
+        if (!(it->vector = qv_arena_alloc(f->a, v->dim * sizeof(float)))) return f->rc = QV_NOMEM;
         qv_item_vector(v, it->vector);
         it->n_vector = v->dim;
     }
@@ -649,11 +649,11 @@ static int scan_one(void *ctx, const qv_item_ref *ref)
 static void scan_send(rpc *r)
 {
     scan_state *s = r->state;
-    arena *a = arena_new();
+    qv_arena *a = qv_arena_new();
     Quiver__V1__ScanResponse rep = QUIVER__V1__SCAN_RESPONSE__INIT;
     scan_fill f = {s, a, &rep, NULL, 0, 0};
-    if (!a || !(f.items = arena_alloc(a, SCAN_MSG_ITEMS * sizeof *f.items))) {
-        arena_free(a);
+    if (!a || !(f.items = qv_arena_alloc(a, SCAN_MSG_ITEMS * sizeof *f.items))) {
+        qv_arena_free(a);
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
@@ -664,7 +664,7 @@ static void scan_send(rpc *r)
     if (rc == 1) rc = 0;
     if (f.rc) rc = f.rc;
     if (rc) {
-        arena_free(a);
+        qv_arena_free(a);
         rpc_fail(r, srv_status_of(rc), "scan of \"%s\" failed at id %" PRIu64 ": %s",
                  qv_coll_config_of(s->c)->name, from, qv_strerror(rc));
         return;
@@ -673,7 +673,7 @@ static void scan_send(rpc *r)
     int last = s->next == UINT64_MAX || s->left == 0;
     if (last) s->over = 1;
     rpc_send(r, &rep.base, last);
-    arena_free(a);
+    qv_arena_free(a);
 }
 
 void items_scan(rpc *r)

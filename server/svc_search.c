@@ -99,12 +99,12 @@ static void conv_value(const Quiver__V1__Value *v, qv_value *o)
     }
 }
 
-static int conv_filter(arena *a, const Quiver__V1__Filter *pf, qv_filter *f, int depth);
+static int conv_filter(qv_arena *a, const Quiver__V1__Filter *pf, qv_filter *f, int depth);
 
-static int conv_conds(arena *a, Quiver__V1__Condition **pc, size_t n, const qv_cond **out,
+static int conv_conds(qv_arena *a, Quiver__V1__Condition **pc, size_t n, const qv_cond **out,
                       size_t *nout, int depth)
 {
-    qv_cond *cs = arena_alloc(a, (n ? n : 1) * sizeof *cs);
+    qv_cond *cs = qv_arena_alloc(a, (n ? n : 1) * sizeof *cs);
     if (!cs) return -1;
     for (size_t i = 0; i < n; i++) {
         const Quiver__V1__Condition *c = pc[i];
@@ -117,7 +117,7 @@ static int conv_conds(arena *a, Quiver__V1__Condition **pc, size_t n, const qv_c
             o->key_len = strlen(fc->key);
             switch (fc->test_case) {
             case QUIVER__V1__FIELD_CONDITION__TEST_EQUALS: {
-                qv_value *v = arena_alloc(a, sizeof *v);
+                qv_value *v = qv_arena_alloc(a, sizeof *v);
                 if (!v) return -1;
                 conv_value(fc->equals, v);
                 o->test = QV_TEST_EQUALS;
@@ -127,7 +127,7 @@ static int conv_conds(arena *a, Quiver__V1__Condition **pc, size_t n, const qv_c
             }
             case QUIVER__V1__FIELD_CONDITION__TEST_ANY_OF: {
                 size_t nv = fc->any_of ? fc->any_of->n_values : 0;
-                qv_value *v = arena_alloc(a, (nv ? nv : 1) * sizeof *v);
+                qv_value *v = qv_arena_alloc(a, (nv ? nv : 1) * sizeof *v);
                 if (!v) return -1;
                 for (size_t j = 0; j < nv; j++) conv_value(fc->any_of->values[j], &v[j]);
                 o->test = QV_TEST_ANY_OF;
@@ -162,7 +162,7 @@ static int conv_conds(arena *a, Quiver__V1__Condition **pc, size_t n, const qv_c
             o->n_ids = c->has_id ? c->has_id->n_ids : 0;
             break;
         case QUIVER__V1__CONDITION__KIND_FILTER: {
-            qv_filter *sub = arena_alloc(a, sizeof *sub);
+            qv_filter *sub = qv_arena_alloc(a, sizeof *sub);
             if (!sub) return -1;
             o->kind = QV_COND_FILTER;
             o->filter = sub;
@@ -179,7 +179,7 @@ static int conv_conds(arena *a, Quiver__V1__Condition **pc, size_t n, const qv_c
 
 /* Translated down to one level past the deepest allowed, which the engine
  * refuses (so a hostile nesting costs nothing more). */
-static int conv_filter(arena *a, const Quiver__V1__Filter *pf, qv_filter *f, int depth)
+static int conv_filter(qv_arena *a, const Quiver__V1__Filter *pf, qv_filter *f, int depth)
 {
     memset(f, 0, sizeof *f);
     if (depth > QV_FILTER_MAX_DEPTH) return 0;
@@ -192,15 +192,15 @@ static int conv_filter(arena *a, const Quiver__V1__Filter *pf, qv_filter *f, int
 
 /* The options shared by Search and Recommend. Returns 0, or -1 with the
  * status and message set. */
-static int conv_opts(arena *a, qv_query_opts *o, const Quiver__V1__Filter *filter,
+static int conv_opts(qv_arena *a, qv_query_opts *o, const Quiver__V1__Filter *filter,
                      const uint64_t *exclude, size_t n_exclude, const Quiver__V1__Threshold *thr,
                      const char *group_by, uint32_t group_size, grpc_status_code *code, char *err,
                      size_t errlen)
 {
     if (filter) {
-        qv_filter *f = arena_alloc(a, sizeof *f);
+        qv_filter *f = qv_arena_alloc(a, sizeof *f);
         size_t len = protobuf_c_message_get_packed_size(&filter->base);
-        uint8_t *key = arena_alloc(a, len ? len : 1);
+        uint8_t *key = qv_arena_alloc(a, len ? len : 1);
         if (!f || !key || conv_filter(a, filter, f, 1)) {
             *code = GRPC_STATUS_RESOURCE_EXHAUSTED;
             snprintf(err, errlen, "out of memory for the filter");
@@ -300,7 +300,7 @@ void search_search(rpc *r)
     double t0 = now_ms();
     qv_coll *c = NULL;
     qv_query *qs = NULL;
-    arena *a = arena_new();
+    qv_arena *a = qv_arena_new();
     qv_query_result res = {0};
     char err[1024] = "";
     grpc_status_code code = GRPC_STATUS_INVALID_ARGUMENT;
@@ -354,7 +354,7 @@ void search_search(rpc *r)
                  nq, depth, scratch, SEARCH_SCRATCH_MAX);
         goto fail;
     }
-    if (!a || !(qs = arena_alloc(a, nq * sizeof *qs))) {
+    if (!a || !(qs = qv_arena_alloc(a, nq * sizeof *qs))) {
         snprintf(err, sizeof err, "out of memory for %zu queries", nq);
         goto fail;
     }
@@ -398,15 +398,15 @@ fail:
     rpc_fail(r, code, "%s", err);
 out:
     qv_query_result_free(&res);
-    arena_free(a);
+    qv_arena_free(a);
     qv_coll_release(c);
 }
 
 /* ------------------------------------------------------------ Recommend */
-static int conv_examples(arena *a, Quiver__V1__Example **pe, size_t n, const char *side,
+static int conv_examples(qv_arena *a, Quiver__V1__Example **pe, size_t n, const char *side,
                          const qv_coll_config *cfg, qv_example **out, char *err, size_t errlen)
 {
-    qv_example *e = arena_alloc(a, (n ? n : 1) * sizeof *e);
+    qv_example *e = qv_arena_alloc(a, (n ? n : 1) * sizeof *e);
     if (!e) {
         snprintf(err, errlen, "out of memory for %zu examples", n);
         return -1;
@@ -440,7 +440,7 @@ static int conv_examples(arena *a, Quiver__V1__Example **pe, size_t n, const cha
 
 /* One RecommendRequest into rd (its collection referenced in rd->coll:
  * release it). Returns 0 or -1 with code and err set. */
-static int recommend_conv(rpc *r, const Quiver__V1__RecommendRequest *req, arena *a, qv_read *rd,
+static int recommend_conv(rpc *r, const Quiver__V1__RecommendRequest *req, qv_arena *a, qv_read *rd,
                           grpc_status_code *code, char *err, size_t errlen)
 {
     qv_coll *c = srv_find_coll(req->collection, code, err, errlen);
@@ -475,7 +475,7 @@ static int recommend_conv(rpc *r, const Quiver__V1__RecommendRequest *req, arena
 void search_recommend(rpc *r)
 {
     const Quiver__V1__RecommendRequest *req = (const Quiver__V1__RecommendRequest *)r->req;
-    arena *a = arena_new();
+    qv_arena *a = qv_arena_new();
     qv_query_result res = {0};
     qv_read rd = {0};
     char err[1024] = "";
@@ -495,14 +495,14 @@ void search_recommend(rpc *r)
     }
     qv_query_result_free(&res);
     qv_coll_release(rd.coll);
-    arena_free(a);
+    qv_arena_free(a);
 }
 
 void search_recommend_batch(rpc *r)
 {
     const Quiver__V1__RecommendBatchRequest *req = (const Quiver__V1__RecommendBatchRequest *)r->req;
     size_t n = req->n_requests, i, failed;
-    arena *a = arena_new();
+    qv_arena *a = qv_arena_new();
     qv_read *rds = calloc(n ? n : 1, sizeof *rds);
     qv_query_result res = {0};
     char err[1024] = "", prefix[48];
@@ -532,5 +532,5 @@ out:
     qv_query_result_free(&res);
     for (i = 0; rds && i < n; i++) qv_coll_release(rds[i].coll);
     free(rds);
-    arena_free(a);
+    qv_arena_free(a);
 }

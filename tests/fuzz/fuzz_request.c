@@ -39,9 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         qv_buf b = {0};
         for (size_t i = 0; i < r->n_items; i++) {
             const Quiver__V1__Item *it = r->items[i];
-            (void)check_vector(it->vector, it->n_vector, dim, "c", "items[i].vector", err,
+            (void)srv_check_vector(it->vector, it->n_vector, dim, "c", "items[i].vector", err,
                                sizeof err);
-            (void)encode_attrs(it->attributes, it->n_attributes, &b, "items[i].attributes", err,
+            (void)srv_encode_attrs(it->attributes, it->n_attributes, &b, "items[i].attributes", err,
                                sizeof err);
         }
         /* what was encoded decodes */
@@ -61,19 +61,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         Quiver__V1__SearchRequest *r = (Quiver__V1__SearchRequest *)m;
         for (size_t i = 0; i < r->n_queries; i++)
             if (r->queries[i]->kind_case == QUIVER__V1__QUERY__KIND_VECTOR && r->queries[i]->vector)
-                (void)check_vector(r->queries[i]->vector->values, r->queries[i]->vector->n_values,
+                (void)srv_check_vector(r->queries[i]->vector->values, r->queries[i]->vector->n_values,
                                    dim, "c", "queries[i].vector", err, sizeof err);
     } else if (d == &quiver__v1__create_collection_request__descriptor) {
         Quiver__V1__CreateCollectionRequest *r = (Quiver__V1__CreateCollectionRequest *)m;
         qv_index_params p;
         (void)qv_name_check(r->name);
-        if (r->dim > 0 && r->dim <= 4096 && parse_index_spec(r->index, r->dim, &p, err, sizeof err) == 0 &&
+        if (r->dim > 0 && r->dim <= 4096 && srv_parse_index_spec(r->index, r->dim, &p, err, sizeof err) == 0 &&
             p.kind != QV_KIND_AUTO)
             (void)qv_index_params_check(r->dim, &p, err, sizeof err);
     } else if (d == &quiver__v1__rebuild_index_request__descriptor) {
         Quiver__V1__RebuildIndexRequest *r = (Quiver__V1__RebuildIndexRequest *)m;
         qv_index_params p;
-        (void)parse_index_spec(r->index, dim, &p, err, sizeof err);
+        (void)srv_parse_index_spec(r->index, dim, &p, err, sizeof err);
     }
     protobuf_c_message_free_unpacked(m, NULL);
     return 0;
