@@ -187,12 +187,13 @@ class Server:
                 first.set()
             first.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        pumper = threading.Thread(target=pump, daemon=True)
+        pumper.start()
         deadline = time.time() + START_TIMEOUT
         while not self.stdout_lines and time.time() < deadline:
             first.wait(0.1)
             if self.proc.poll() is not None:
-                time.sleep(0.2)  # let the pump finish
+                pumper.join(5)  # it has exited: the pump reads what it printed, to EOF
                 break
         if not self.stdout_lines:
             rc = self.proc.poll()
@@ -319,6 +320,48 @@ class Server:
 
 
 # ------------------------------------------------------------------- helpers
+class WaitTimeout(AssertionError):
+    """wait_for's deadline passed: the message names what was awaited."""
+
+
+def wait_for(cond, timeout, what, interval=0.02):
+    """Polls cond() until it returns a true value, and returns that value. Past `timeout`
+    seconds raises WaitTimeout naming `what` (a string, or a function called then, so
+    that it can describe the state at that moment) and cond's last value. Use it where a
+    test waits for something to happen, never a fixed sleep: a sleep is too short on a
+    slow machine and too long on a fast one."""
+    t0 = time.monotonic()
+    while True:
+        last = cond()
+        if last:
+            return last
+        waited = time.monotonic() - t0
+        if waited > timeout:
+            desc = what() if callable(what) else what
+            raise WaitTimeout("timed out after %.1f s waiting for %s (last: %r)"
+                              % (waited, desc, last))
+        time.sleep(interval)
+
+
+def require_tool(name, package):
+    """Path of a program that tools/deps.sh installs; a missing one fails the test (it is
+    a broken set-up, not a reason to skip)."""
+    import pytest
+    p = shutil.which(name)
+    if not p:
+        pytest.fail("%s not found: tools/deps.sh installs it (Debian package %s)"
+                    % (name, package), pytrace=False)
+    return p
+
+
+def require_built(path):
+    """Path of a program this project builds; a missing one fails the test."""
+    import pytest
+    if not os.access(path, os.X_OK):
+        pytest.fail("%s is not built (cmake --build %s)" % (path, BUILD), pytrace=False)
+    return path
+
+
 def expect_error(fn, code, *substrings):
     """Call fn(), require an RpcError with `code` whose details contain every substring.
     Substrings may be tuples meaning 'one of these'. Returns the details."""

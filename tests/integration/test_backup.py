@@ -145,8 +145,8 @@ def test_backup_during_writes_restores(server, tmp_path):
 
     th = threading.Thread(target=writer)
     th.start()
-    while len(acked) < 10:
-        time.sleep(0.01)
+    qt.wait_for(lambda: len(acked) >= 10 or errors or not th.is_alive(), 120,
+                lambda: "10 batches acknowledged before the backup starts (%d so far)" % len(acked))
     started = time.monotonic()
     last_seq, data = take_backup(server, str(tmp_path / "b.tar"))
     th.join()

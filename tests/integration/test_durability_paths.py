@@ -1,7 +1,7 @@
 """fsync is on by default (and off only with --unsafe-nosync), seen as the system calls
 quiverd makes when it commits; the LMDB map filling up is RESOURCE_EXHAUSTED with
 nothing half-written."""
-import shutil
+import os
 import subprocess
 import time
 
@@ -12,18 +12,37 @@ import quiver_testlib as qt
 from quiver_testlib import SC, pb
 
 
+def traced_by(pid, tracer):
+    """Is every thread of process pid traced by process tracer (its TracerPid)?"""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except FileNotFoundError:
+        return False
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                st = f.read()
+        except FileNotFoundError:   # a thread that just ended
+            continue
+        if "\nTracerPid:\t%d\n" % tracer not in st:
+            return False
+    return bool(tids)
+
+
 def syncs_during_upsert(s):
     """Number of fsync/fdatasync calls quiverd makes while one Upsert commits."""
-    if not shutil.which("strace"):
-        pytest.skip("strace is not installed")
+    strace = qt.require_tool("strace", "strace")
     log = s.data_dir + ".strace"
-    p = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", log,
+    p = subprocess.Popen([strace, "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", log,
                           "-p", str(s.proc.pid)], stderr=subprocess.PIPE)
-    time.sleep(1.0)  # attached to every thread
+    qt.wait_for(lambda: p.poll() is not None or traced_by(s.proc.pid, p.pid), 30,
+                "strace to attach to every thread of quiverd %d" % s.proc.pid)
     if p.poll() is not None:
         pytest.skip("strace cannot attach here: %s" % p.stderr.read().decode())
     s.upsert("d", [qt.item(int(time.time() * 1000) % 100000, [1, 2, 3, 4])])
-    time.sleep(0.3)
+    # no wait needed: the reply follows the commit's fsync, which returned only once
+    # strace had seen it (the thread stops at the call's exit until strace resumes it);
+    # on SIGTERM strace detaches and flushes its log
     p.terminate()
     p.wait(10)
     with open(log) as f:

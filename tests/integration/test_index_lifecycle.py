@@ -430,6 +430,21 @@ class Writer(threading.Thread):
                 return
 
 
+def clients_past(searchers, writers, t, what):
+    """Waits until each client thread has a call acknowledged after time t, or errors."""
+    def ok(times, c):
+        return (times and times[-1] > t) or c.errors or not c.is_alive()
+    qt.wait_for(lambda: all(ok(c.times, c) for c in searchers) and all(ok(c.ack_times, c) for c in writers),
+                60, what)
+
+
+def writes_settled(srv, coll, id_, vec):
+    """Re-writes one item unchanged. quiverd's one writer thread decides on an automatic
+    rebuild right after each reply; this write's reply comes after it did so for every
+    earlier write, so a Describe after it shows any rebuild those started."""
+    assert srv.upsert(coll, [pb.Item(id=int(id_), vector=[float(x) for x in vec])]) == 1
+
+
 def test_rebuild_under_concurrent_searches_and_writes(server):
     n, dim, coll = 30000, 32, "busy"
     gen, ids, vecs = populated(server, coll, n, dim, pb.L2, kind="flat", seed=2)
@@ -440,11 +455,13 @@ def test_rebuild_under_concurrent_searches_and_writes(server):
     for t in searchers + writers:
         t.start()
     try:
-        time.sleep(0.5)
+        # every client busy before the rebuild starts, and again after it ended (a client
+        # that failed counts as done: its errors are reported below)
+        clients_past(searchers, writers, 0, "every client's first call")
         t_start = time.time()
         msgs, err, _ = rebuild(server, coll, spec("ivf_flat", nlist=64))
         t_done = time.time()
-        time.sleep(0.5)
+        clients_past(searchers, writers, t_done, "every client's first call after the rebuild")
     finally:
         stop.set()
         for t in searchers + writers:
@@ -764,7 +781,7 @@ def test_automatic_rebuilds(make_server):
     assert server.describe(coll).index.spec.kind == "auto"
     vecs = gen.sample(12000)
     load(server, coll, np.arange(1500), vecs[:1500], batch=500)
-    time.sleep(0.3)
+    writes_settled(server, coll, 0, vecs[0])
     d = server.describe(coll)
     assert d.index.kind == "flat" and not d.index.rebuilding, d.index
 
@@ -858,7 +875,8 @@ def test_rebuild_to_flat_survives_restart(make_server):
     assert msgs[-1].index.kind == "flat", msgs[-1]
     # (the spec shows up a moment after 'done': test_spec_updated_when_rebuild_done)
     wait_describe(server, coll, lambda x: x.index.spec.kind == "flat", "spec flat kept", timeout=5)
-    time.sleep(0.5)
+    wait_describe(server, coll, lambda x: x.index.kind == "flat" and not x.index.rebuilding,
+                  "index flat and no rebuild running", timeout=30)
     d = server.describe(coll)
     assert d.index.kind == "flat" and not d.index.rebuilding, \
         "after the rebuild to flat: index %s rebuilding %s; log %s" % (
@@ -935,7 +953,7 @@ def test_back_to_back_rebuild_to_original_spec(server):
         populated(server, "b2b%d" % i, n, dim, pb.L2, kind="flat", seed=50 + i)
         rebuild_ok(server, "b2b%d" % i, spec("ivf_flat", nlist=16))
         rebuild_ok(server, "b2b%d" % i, spec("flat"))
-    time.sleep(1.0)   # let every queued write land
+    # (nothing to wait for here: a rebuild commits its spec before it streams "done")
     wrong = []
     for i in range(10):
         d, _ = wait_describe(server, "b2b%d" % i, lambda x: not x.index.rebuilding, "idle", timeout=30)

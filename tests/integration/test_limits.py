@@ -252,9 +252,8 @@ def test_write_queue_deadline_gives_resource_exhausted(make_server):
     assert all("--max-queued-writes" in m for m in exhausted), exhausted
     assert s.alive()
     # whatever was acknowledged is there entirely; nothing else is half there
-    end = time.time() + 30
-    while s.describe("q").count < 1000 * len(acked) and time.time() < end:
-        time.sleep(0.1)
+    qt.wait_for(lambda: s.describe("q").count >= 1000 * len(acked), 30,
+                "the %d acknowledged writes of 1000 items counted" % len(acked))
     count = s.describe("q").count
     assert count % 1000 == 0 and count >= 1000 * len(acked), (count, acked)
     # room again: writes go through
@@ -274,10 +273,8 @@ def test_requested_rebuild_cancels_an_automatic_one(make_server):
         x = rng.standard_normal((60000, 32)).astype(np.float32)
         for a in range(0, len(x), 5000):
             s.upsert(name, [pb.Item(id=a + i, vector=v.tolist()) for i, v in enumerate(x[a:a + 5000])])
-        end = time.time() + 60
-        while not s.describe(name).index.rebuilding and time.time() < end:
-            time.sleep(0.01)
-        assert s.describe(name).index.rebuilding, "no automatic rebuild started"
+        qt.wait_for(lambda: s.describe(name).index.rebuilding, 60,
+                    "an automatic rebuild of %s to start" % name, interval=0.01)
         msgs = list(s.admin.RebuildIndex(pb.RebuildIndexRequest(
             collection=name, index=pb.IndexSpec(kind="ivf_sq8", nlist=64)), timeout=300))
         assert msgs and msgs[-1].phase == "done", [m.phase for m in msgs]
@@ -313,15 +310,12 @@ def test_rebuilds_queue_beyond_max_rebuilds(make_server):
 
     t1 = threading.Thread(target=run, args=("r1",))
     t1.start()
-    end = time.time() + 30
-    while s.describe("r1").index.phase in ("", "queued") and time.time() < end:
-        time.sleep(0.005)
+    qt.wait_for(lambda: s.describe("r1").index.phase not in ("", "queued"), 30,
+                lambda: "r1's rebuild to run (index %s)" % s.describe("r1").index, interval=0.005)
     t2 = threading.Thread(target=run, args=("r2",))
     t2.start()
-    end = time.time() + 30
-    while s.describe("r2").index.phase != "queued" and time.time() < end:
-        time.sleep(0.005)
-    assert s.describe("r2").index.phase == "queued", s.describe("r2").index
+    qt.wait_for(lambda: s.describe("r2").index.phase == "queued", 30,
+                lambda: "r2's rebuild queued (index %s)" % s.describe("r2").index, interval=0.005)
     assert s.describe("r1").index.rebuilding
     # a third one, cancelled while it is queued
     call = s.admin.RebuildIndex(pb.RebuildIndexRequest(
@@ -334,9 +328,7 @@ def test_rebuilds_queue_beyond_max_rebuilds(make_server):
     assert phases["r1"][-1] == "done" and "queued" not in phases["r1"], phases
     assert phases["r2"][0] == "queued" and phases["r2"][-1] == "done", phases
     assert s.describe("r2").index.kind == "ivf_flat"
-    end = time.time() + 30
-    while s.describe("r3").index.rebuilding and time.time() < end:
-        time.sleep(0.05)
+    qt.wait_for(lambda: not s.describe("r3").index.rebuilding, 30, "r3's cancelled rebuild to end")
     d3 = s.describe("r3").index
     assert d3.kind == "flat" and not d3.rebuilding, d3
 
@@ -360,11 +352,12 @@ def test_rebuild_cancelled_at_once_is_never_lost(make_server):
     for attempt in range(4):
         call = s.admin.RebuildIndex(pb.RebuildIndexRequest(
             collection="c", index=pb.IndexSpec(kind="ivf_flat", nlist=64)), timeout=120)
-        time.sleep(0.1)   # the call has reached quiverd, its start is waiting
+        # deliberate timing, not a wait: the cancel is meant to land somewhere in the
+        # 300 ms window (before, during or after the handler starts the rebuild)
+        time.sleep(0.1)
         call.cancel()
-        end = time.time() + 60
-        while s.describe("c").index.rebuilding and time.time() < end:
-            time.sleep(0.02)
+        qt.wait_for(lambda: not s.describe("c").index.rebuilding, 60,
+                    "the cancelled rebuild to end (attempt %d)" % attempt)
         d = s.describe("c").index
         assert d.kind == "flat" and not d.rebuilding, (attempt, d)
 
@@ -419,18 +412,13 @@ def test_failed_index_update_forces_a_rebuild(make_server):
     s.create("u", 4, pb.L2)
     assert s.upsert("u", [qt.item(1, [1, 0, 0, 0])]) == 1
     assert s.upsert("u", [qt.item(2, [0, 1, 0, 0])]) == 1      # its index update fails
-    log = ""
-    end = time.time() + 30
-    while "rebuilding the index from LMDB" not in log and time.time() < end:
-        log = open(s._logs[-1], "rb").read().decode("utf-8", "replace")
-        time.sleep(0.02)
-    end = time.time() + 30
-    while time.time() < end:
+    qt.wait_for(lambda: "rebuilding the index from LMDB" in s.stderr_text(), 30,
+                "the log line 'rebuilding the index from LMDB'")
+
+    def found_2():
         hits = s.search_vectors("u", [[0, 1, 0, 0]], k=1).results[0].hits
-        if hits and hits[0].id == 2:
-            break
-        time.sleep(0.05)
-    assert hits and hits[0].id == 2, hits
+        return hits and hits[0].id == 2
+    qt.wait_for(found_2, 30, "item 2 found by a search after the rebuild")
     log = open(s._logs[-1], "rb").read().decode("utf-8", "replace")
     assert "collection u: index update failed" in log, log
     assert "collection u: rebuilding the index from LMDB after a failed update" in log, log
@@ -534,11 +522,11 @@ def test_drop_during_searches_rebuild_and_import(make_server):
     ts = [threading.Thread(target=f) for f in (searcher, searcher, importer, rebuilder)]
     for t in ts:
         t.start()
-    end = time.time() + 30
-    while s.describe("d").index.phase in ("", "queued", "sampling") and time.time() < end:
-        time.sleep(0.005)
+    qt.wait_for(lambda: s.describe("d").index.phase not in ("", "queued", "sampling"), 30,
+                "the rebuild past sampling", interval=0.005)
     s.collections.Drop(pb.DropCollectionRequest(name="d"), timeout=30)
-    time.sleep(0.3)
+    qt.wait_for(lambda: SC.NOT_FOUND in codes["search"], 30,
+                lambda: "a search after the drop answered NOT_FOUND (codes %s)" % codes)
     stop.set()
     for t in ts:
         t.join(60)
@@ -559,12 +547,26 @@ def test_drop_during_searches_rebuild_and_import(make_server):
     assert len(files) <= 1, files
 
 
+def searches_in_flight(s):
+    """quiver_rpc_in_flight of Search/Search, from the /metrics of a quiverd started with
+    --metrics-listen 127.0.0.1:0."""
+    import re
+    import urllib.request
+    port = qt.wait_for(lambda: re.search(r"metrics on http://\S+?:(\d+)/metrics", s.stderr_text()), 10,
+                       "quiverd's 'metrics on http://...' log line").group(1)
+    with urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port, timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(r'^quiver_rpc_in_flight\{service="quiver.v1.Search",method="Search"\} (\d+)$', text, re.M)
+    assert m, "no quiver_rpc_in_flight for Search in /metrics"
+    return int(m.group(1))
+
+
 def test_sigterm_drains_in_flight_calls_within_grace(make_server):
     """SIGTERM finishes the calls in flight (a long search returns its full answer: a
     drain, not a dropped connection), then exits 0; what outlives --grace-ms (a long
     rebuild stream) is cancelled so that the exit does not wait for it."""
     import signal
-    s = make_server(["--grace-ms", "20000", "--no-auto-rebuild"])
+    s = make_server(["--grace-ms", "20000", "--no-auto-rebuild", "--metrics-listen", "127.0.0.1:0"])
     s.create("g", 128, pb.L2, kind="flat")
     rng = np.random.default_rng(16)
     x = rng.standard_normal((60000, 128)).astype(np.float32)
@@ -574,7 +576,7 @@ def test_sigterm_drains_in_flight_calls_within_grace(make_server):
     req = pb.SearchRequest(collection="g", k=10, without_attributes=True,
                            queries=[pb.Query(vector=pb.Vector(values=v.tolist())) for v in q])
     fut = s.search.Search.future(req, timeout=120)
-    time.sleep(0.2)
+    qt.wait_for(lambda: fut.done() or searches_in_flight(s) >= 1, 60, "the search taken in by quiverd")
     assert not fut.done(), "the search ended before the signal: make it longer"
     t0 = time.time()
     s.proc.send_signal(signal.SIGTERM)

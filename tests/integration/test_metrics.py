@@ -390,8 +390,7 @@ def test_ivf_collection_gauges(make_server):
 
 
 def test_promtool_accepts(make_server):
-    if not os.access(PROMTOOL, os.X_OK):
-        pytest.skip("promtool not found (Debian package prometheus)")
+    qt.require_tool(PROMTOOL, "prometheus")
     srv = make_server(args=ARGS)
     port = metrics_port(srv)
     traffic(srv, np.random.default_rng(3))
@@ -404,8 +403,7 @@ def test_promtool_accepts(make_server):
 
 
 def test_prometheus_scrapes_quiverd(make_server, tmp_path):
-    if not os.access(PROMETHEUS, os.X_OK):
-        pytest.skip("prometheus not found (Debian package prometheus)")
+    qt.require_tool(PROMETHEUS, "prometheus")
     srv = make_server(args=ARGS)
     port = metrics_port(srv)
     srv.create("scraped", 4, pb.L2)

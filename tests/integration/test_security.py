@@ -391,9 +391,7 @@ def test_search_stops_at_its_deadline(tmp_path):
 
 
 def test_cli_with_keys_and_mtls(tmp_path, certs):
-    quiver = os.path.join(qt.BUILD, "quiver")
-    if not os.path.exists(quiver):
-        pytest.skip("build/quiver is missing")
+    quiver = qt.require_built(os.path.join(qt.BUILD, "quiver"))
     kf = str(tmp_path / "keys")
     write_keys(kf, ["%s admin ops" % hash_key(KEYS["admin"]), "%s read dash" % hash_key(KEYS["reader"])])
     p, port, log = serve(tmp_path, "cdata", "--auth-keys", kf, *tls_args(certs, client_ca=True))
@@ -439,9 +437,7 @@ def test_cli_with_keys_and_mtls(tmp_path, certs):
 
 
 def test_bench_loader_with_key(tmp_path):
-    loader = os.path.join(qt.BUILD, "quiver-bench-load")
-    if not os.path.exists(loader):
-        pytest.skip("build/quiver-bench-load is missing")
+    loader = qt.require_built(os.path.join(qt.BUILD, "quiver-bench-load"))
     kf = str(tmp_path / "keys")
     write_keys(kf, ["%s write w" % hash_key(KEYS["writer"]), "%s admin a" % hash_key(KEYS["admin"])])
     os.makedirs(str(tmp_path / "logs"))
