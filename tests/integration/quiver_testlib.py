@@ -25,6 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 BUILD = os.environ.get("QUIVER_BIN") or os.path.join(REPO, "build")
 QUIVERD = os.environ.get("QUIVERD") or os.path.join(BUILD, "quiverd")
+# the test build of quiverd (fault injection from QUIVER_TEST_* variables,
+# which quiverd itself ignores); Server picks it while such a variable is set
+QUIVERD_TEST = os.environ.get("QUIVERD_TEST") or os.path.join(BUILD, "quiverd-test")
 DATA = os.environ.get("QUIVER_DATA") or os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 GRPC_PROTO = os.environ.get("QUIVER_GRPC_PROTO") or "/usr/share/grpc-proto"
 PROTO_DIR = os.path.join(REPO, "proto")
@@ -152,7 +155,10 @@ class ServerError(Exception):
 class Server:
     """One quiverd process on a data folder. restart() keeps the folder."""
 
-    def __init__(self, data_dir, log_dir, args=()):
+    def __init__(self, data_dir, log_dir, args=(), binary=None):
+        # the test build while a QUIVER_TEST_* hook is set, else quiverd
+        hooked = any(k.startswith("QUIVER_TEST_") for k in os.environ)
+        self.binary = binary or (QUIVERD_TEST if hooked else QUIVERD)
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.args = list(args)
@@ -167,14 +173,14 @@ class Server:
 
     # --- process
     def start(self):
-        if not os.path.exists(QUIVERD):
-            raise ServerError("quiverd binary not found at %s (set QUIVERD or build the project)"
-                              % QUIVERD)
+        if not os.path.exists(self.binary):
+            raise ServerError("quiverd binary not found at %s (set QUIVERD / QUIVERD_TEST or build "
+                              "the project)" % self.binary)
         os.makedirs(self.data_dir, exist_ok=True)
         self.starts += 1
         log = os.path.join(self.log_dir, "quiverd-%d.stderr" % self.starts)
         self._logs.append(log)
-        cmd = [QUIVERD, "--listen", "127.0.0.1:0", "--data", self.data_dir] + self.args
+        cmd = [self.binary, "--listen", "127.0.0.1:0", "--data", self.data_dir] + self.args
         self._errf = open(log, "wb")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._errf)

@@ -424,6 +424,29 @@ def test_failed_index_update_forces_a_rebuild(make_server):
     assert "collection u: rebuilding the index from LMDB after a failed update" in log, log
 
 
+def test_release_quiverd_ignores_test_hooks(tmp_path):
+    """The hooks are compiled into quiverd-test only: the production quiverd started with
+    QUIVER_TEST_FAIL_INDEX_UPDATE=1 fails no index update (nothing about it in its log),
+    and every acknowledged write is found at once."""
+    import os
+    os.environ["QUIVER_TEST_FAIL_INDEX_UPDATE"] = "1"
+    try:
+        s = qt.Server(str(tmp_path / "data"), str(tmp_path), ["--no-auto-rebuild"],
+                      binary=qt.QUIVERD)
+        s.start()
+    finally:
+        del os.environ["QUIVER_TEST_FAIL_INDEX_UPDATE"]
+    try:
+        s.create("u", 4, pb.L2)
+        for i in range(1, 4):
+            assert s.upsert("u", [qt.item(i, [i, 0, 0, 0])]) == 1
+            hits = s.search_vectors("u", [[i, 0, 0, 0]], k=1).results[0].hits
+            assert hits and hits[0].id == i
+        assert "index update failed" not in s.stderr_text()
+    finally:
+        s.kill()
+
+
 def test_huge_search_reply_refused_with_bounded_memory(make_server):
     """The search that used to abort quiverd: many `id` queries with a large k over items
     with large attributes, about 50 KB of request asking for gigabytes of reply. Refused
