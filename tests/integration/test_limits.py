@@ -305,8 +305,11 @@ def test_rebuilds_queue_beyond_max_rebuilds(make_server):
     phases = {}
 
     def run(name):
+        # r1 trains 1024 lists (several seconds of k-means): long enough that r2's call
+        # reaches the queue while r1 still runs, even on a loaded machine
+        nlist = 1024 if name == "r1" else 256
         phases[name] = [m.phase for m in s.admin.RebuildIndex(pb.RebuildIndexRequest(
-            collection=name, index=pb.IndexSpec(kind="ivf_flat", nlist=256)), timeout=300)]
+            collection=name, index=pb.IndexSpec(kind="ivf_flat", nlist=nlist)), timeout=300)]
 
     t1 = threading.Thread(target=run, args=("r1",))
     t1.start()
