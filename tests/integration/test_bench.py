@@ -173,6 +173,80 @@ def test_bench_filter_selectivity(dataset, tmp_path):
     assert "## Filtered search" in md and "sel < 50" in md
 
 
+def test_bench_filter_correlated(dataset, tmp_path):
+    """--filter-correlated: every item also gets its k-means "cluster" (10 clusters) at import;
+    at each S a filter keeping the fewest whole clusters that reach S, next to the independent
+    one; both families in results.json, the tables and summary.md, with their targets. Exact
+    answers here too (every filter under the exact cut)."""
+    for path in (QUIVERD, LOADER):
+        if not os.access(path, os.X_OK):   # built by this project: missing is a failure
+            pytest.fail("%s is not built" % path, pytrace=False)
+    out = tmp_path / "out"
+    cmd = [sys.executable, BENCH, "--data", dataset, "--build", BUILD, "--quiverd", QUIVERD,
+           "--out", str(out), "--queries", "30", "--warmup", "5", "--threads", "2",
+           "--batch", "8", "--nprobes", "4", "--min-recalls", "", "--spec", "ivf_flat,nlist=16",
+           "--skip-faiss", "--skip-hnsw", "--skip-restart", "--no-plot", "--k", "20",
+           "--modes", "single", "--filter-modes", "single,batch",
+           "--filter-selectivity", "0.2,0.5,0.9", "--filter-correlated", "--filter-queries", "25",
+           "--workdir", str(tmp_path / "work")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "quiver-bench failed:\n%s\n%s" % (r.stdout, r.stderr[-5000:])
+    assert "side by side" in r.stdout and "cluster any_of" in r.stdout
+
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["filter_correlated"] is True
+    assert res["import"]["attribute_keys"][:2] == ["sel", "cluster"]
+    f = res["filters"]
+    c = f["correlated"]
+    assert c["attribute"] == "cluster" and c["clusters"] == 10
+    assert len(c["sizes"]) == 10 and sum(c["sizes"]) == N_BASE and min(c["sizes"]) > 0
+    assert sum(c["query_clusters"]) == 25
+    cum = np.cumsum(c["sizes"])
+    corr = {x["selectivity"]: x for x in c["selectivities"]}
+    assert sorted(corr) == [0.2, 0.5, 0.9]
+    for s, x in corr.items():
+        m = x["clusters"]
+        # the fewest whole clusters, in label order, reaching S; the exact fraction reported
+        assert cum[m - 1] >= s * N_BASE and (m == 1 or cum[m - 2] < s * N_BASE), (s, x)
+        assert x["matching"] == cum[m - 1] and x["fraction"] == x["matching"] / N_BASE
+        assert x["values"] == ("[0..%d]" % (m - 1) if m > 2 else "[%s]" % ",".join(map(str, range(m))))
+        assert 0 <= x["queries_own_cluster_kept"] <= 1
+    indep = {x["selectivity"]: x["matching"] for x in f["selectivities"]}
+    assert sorted(indep) == [0.2, 0.5, 0.9]
+    pts = f["points"]
+    assert {(p["mode"], p["family"], p["selectivity"]) for p in pts} == \
+        {(m, fam, s) for m in ("single", "batch") for fam in ("independent", "correlated")
+         for s in (0.2, 0.5, 0.9)} | {("single", None, None), ("batch", None, None)}
+    for p in pts:
+        assert p["queries"] == 25 and p["qps"] > 0 and p["short_answers"] == 0, p
+        if p["family"] == "correlated":
+            x = corr[p["selectivity"]]
+            assert p["matching"] == x["matching"] and p["fraction"] == x["fraction"]
+            assert p["filter"] == "cluster any_of " + x["values"]
+        elif p["family"] == "independent":
+            assert p["matching"] == indep[p["selectivity"]] and "fraction" not in p
+            assert p["filter"] == "sel < %g" % (p["selectivity"] * 10000)
+        if p["family"]:
+            assert p["qps_ratio"] > 0
+            assert p["recall@10"] >= 0.99, p   # 2,000 items: exact over the filter's ids
+    tg = [t["target"] for t in res["summary"]["targets"]]
+    for fam in ("independent", "correlated"):
+        for s in (0.2, 0.5, 0.9):
+            assert sum(t.startswith("filtered recall@10 >= 0.95 (ivf_flat nlist=16, batch, %s, "
+                                    "selectivity %g" % (fam, s)) for t in tg) == 1, (fam, s, tg)
+    assert any(t.startswith("filtered QPS at selectivity 0.5 >= 0.6 x unfiltered") and
+               t.endswith("correlated)") for t in tg), tg
+    assert any(t.startswith("filtered QPS at selectivity 0.5 >= 0.7 x unfiltered") and
+               t.endswith("independent)") for t in tg), tg
+    md = (out / "summary.md").read_text()
+    assert "### Correlated filters" in md and "correlated clusters" in md and "sel < 5000" in md
+    # redone from results.json alone, the side-by-side table included
+    r = subprocess.run([sys.executable, BENCH, "--replot", str(out), "--no-plot"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "### Correlated filters" in (out / "summary.md").read_text()
+
+
 def test_bench_import_cli(dataset, tmp_path):
     """--import-cli: the import is `quiver --json import` of the base file (here its first
     --limit rows, written to the work folder), reported next to FAISS adding the same
