@@ -8,6 +8,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexIDMap.h>
@@ -176,6 +177,40 @@ void faiss_fvec_L2sqr_by_idx(float* dis, const float* x, const float* y, const i
 FaissIndexIVFPQFastScan* faiss_IndexIVFPQFastScan_cast(FaissIndex* index) {
     return reinterpret_cast<FaissIndexIVFPQFastScan*>(
             dynamic_cast<faiss::IndexIVFPQFastScan*>(reinterpret_cast<faiss::Index*>(index)));
+}
+
+int faiss_IndexIVF_count_members(const FaissIndexIVF* index, const uint8_t* bitmap,
+                                 uint64_t nbits, int (*is_member)(void* ctx, idx_t id),
+                                 void* ctx, uint32_t* counts) {
+    return guarded([&] {
+        const faiss::IndexIVF* ix = reinterpret_cast<const faiss::IndexIVF*>(index);
+        const faiss::InvertedLists* il = ix->invlists;
+        for (size_t l = 0; l < ix->nlist; l++) {
+            size_t n = il->list_size(l);
+            uint32_t c = 0;
+            if (n) {
+                faiss::InvertedLists::ScopedIds ids(il, l);
+                for (size_t j = 0; j < n; j++) {
+                    idx_t id = ids[j];
+                    if (bitmap) c += id >= 0 && (uint64_t)id < nbits && (bitmap[id >> 3] >> (id & 7)) & 1;
+                    else c += is_member(ctx, id) != 0;
+                }
+            }
+            counts[l] = c;
+        }
+    });
+}
+
+int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t k, idx_t* lists,
+                              uint32_t* sizes) {
+    return guarded([&] {
+        const faiss::IndexIVF* ix = reinterpret_cast<const faiss::IndexIVF*>(index);
+        if (k > ix->nlist) k = ix->nlist;
+        std::vector<float> dis(k);
+        ix->quantizer->search(1, x, (idx_t)k, dis.data(), lists);
+        for (size_t j = 0; j < k; j++)
+            sizes[j] = lists[j] >= 0 ? (uint32_t)ix->invlists->list_size((size_t)lists[j]) : 0;
+    });
 }
 
 int faiss_get_simd_level(char* name, size_t len, int* dynamic_dispatch) {

@@ -24,6 +24,9 @@
  *    variants over contiguous rows).
  *  - faiss_IndexIVFPQFastScan_cast: to recognise a fast-scan index read back
  *    from a file (the C API has casts for IVFFlat and IVFScalarQuantizer only).
+ *  - faiss_IndexIVF_count_members, faiss_IndexIVF_rank_lists: what a filter
+ *    leaves of each inverted list, and the lists in the coarse quantizer's
+ *    order for one query (the planner's evidence for a filtered search).
  *  - faiss_get_simd_level: the SIMD level the dynamic dispatch chose, for the
  *    start-up log (the C API has no SIMDConfig).
  *
@@ -90,6 +93,18 @@ void faiss_fvec_inner_products_by_idx(float* ip, const float* x, const float* y,
                                       const int64_t* ids, size_t d, size_t ny);
 void faiss_fvec_L2sqr_by_idx(float* dis, const float* x, const float* y,
                              const int64_t* ids, size_t d, size_t ny);
+
+/* counts[l] = how many ids of inverted list l (nlist counts) are members:
+ * bit id of bitmap (nbits bits) when bitmap is not NULL, else is_member(ctx,
+ * id). What a filter leaves of each list, for the planner's probe depth. */
+int faiss_IndexIVF_count_members(const FaissIndexIVF* index, const uint8_t* bitmap,
+                                 uint64_t nbits, int (*is_member)(void* ctx, idx_t id),
+                                 void* ctx, uint32_t* counts);
+
+/* The k lists (at most nlist) nearest x as the coarse quantizer ranks them,
+ * nearest first, into lists (k ids, -1 past the end) and their sizes. */
+int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t k, idx_t* lists,
+                              uint32_t* sizes);
 
 /* The index as an IVFPQFastScan, or NULL. */
 FAISS_DECLARE_CLASS_INHERITED(IndexIVFPQFastScan, Index)

@@ -654,6 +654,22 @@ int qv_index_get_vector(const qv_index *ix, int64_t id, float *out)
     return frc ? QV_NOTFOUND : 0;
 }
 
+int qv_index_list_members(const qv_index *ix, const uint8_t *bitmap, uint64_t nbits,
+                          int (*member)(void *ctx, int64_t id), void *ctx, uint32_t *counts)
+{
+    if (!ix || !ix->ivf || (!bitmap && !member)) return QV_INVALID;
+    int frc = faiss_IndexIVF_count_members(ix->ivf, bitmap, nbits, member, ctx, counts);
+    return frc ? faiss_fail(frc, "count list members") : 0;
+}
+
+int qv_index_rank_lists(const qv_index *ix, const float *q, size_t k, int64_t *lists,
+                        uint32_t *sizes)
+{
+    if (!ix || !ix->ivf || !q || k == 0) return QV_INVALID;
+    int frc = faiss_IndexIVF_rank_lists(ix->ivf, q, k, lists, sizes);
+    return frc ? faiss_fail(frc, "rank lists") : 0;
+}
+
 int qv_index_score_ids(const qv_index *ix, const float *q, size_t n, const int64_t *ids,
                        float *scores, uint8_t *found)
 {

@@ -138,6 +138,17 @@ void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx);
 /* The refine copy: does the index keep one (refine > 1 on a compressed kind)? */
 int qv_index_has_refine(const qv_index *ix);
 
+/* IVF kinds: counts[l] (params.nlist counts) = the ids of inverted list l
+ * that a filter keeps: bit id of bitmap (nbits bits), or member(ctx, id)
+ * when bitmap is NULL. O(items). Returns 0, QV_INVALID (flat), QV_FAISS. */
+int qv_index_list_members(const qv_index *ix, const uint8_t *bitmap, uint64_t nbits,
+                          int (*member)(void *ctx, int64_t id), void *ctx, uint32_t *counts);
+/* IVF kinds: the k lists nearest q (unit length for COSINE), nearest first,
+ * as the coarse quantizer ranks them: lists (k, -1 past nlist) and their
+ * sizes. Returns 0, QV_INVALID, QV_FAISS. */
+int qv_index_rank_lists(const qv_index *ix, const float *q, size_t k, int64_t *lists,
+                        uint32_t *sizes);
+
 /* Candidates FAISS returns for a search of k: refine x max(k,
  * QV_REFINE_MIN_K) with a refine copy, else k (SIZE_MAX on overflow). */
 size_t qv_index_candidates(const qv_index *ix, size_t k);

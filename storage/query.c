@@ -24,6 +24,18 @@
  * (glove-100, ivf_pq_fs: recall@10 >= 0.95 from 10% to 90%; 1/sqrt(f)
  * overshot to 0.98 at 10%, at 0.66x the QPS) */
 #define NPROBE_WIDEN 0.25
+/* A query whose own lists hold none of what the filter allows lies far from
+ * it, where IVF needs more lists for the same recall than calibration (on
+ * the collection's own items) shows: the walk looks for FAR_FACTOR times the
+ * allowed vectors then (glove-100, 10 k-means clusters, a filter keeping 2 of
+ * them, queries of the others: recall@10 0.95-0.96 at 2, 0.98 at 4, 0.99 at
+ * 8; bench/results/2026-12-06-correlated-filters) */
+#define FAR_FACTOR 4.0
+/* a filtered IVF search that would scan more than this many vectors per
+ * allowed one scores the allowed ones exactly instead (the planner's exact
+ * cut, measured: all-exact and all-IVF cost the same at 10,000 allowed ids of
+ * glove-100 where IVF scans about 2 per allowed id) */
+#define EXACT_SCAN_RATIO 2.0
 #define PAR_MIN_QUERIES 32 /* batches this large may use the cores that concurrent
                             * reads leave idle (more threads than cores would only
                             * preempt each other) */
@@ -37,6 +49,12 @@ typedef struct qv_filt {
     uint64_t count;
     uint8_t *bits; /* dense bitmap of the ids below nbits, or NULL */
     uint64_t nbits;
+    /* what the filter leaves of each inverted list of one index (lc_ix as
+     * of lc_seq), made at its first IVF search: the planner's evidence */
+    pthread_mutex_t mu;
+    const qv_index *lc_ix;
+    uint64_t lc_seq;
+    uint32_t *lcounts;
 } filt;
 
 static void filt_release(filt *f)
@@ -44,6 +62,8 @@ static void filt_release(filt *f)
     if (!f || atomic_fetch_sub(&f->refs, 1) != 1) return;
     qv_idset_free(f->set);
     free(f->bits);
+    free(f->lcounts);
+    pthread_mutex_destroy(&f->mu);
     free(f);
 }
 
@@ -91,6 +111,7 @@ static int filter_get(qv_coll *c, MDB_txn *txn, const qv_query_opts *o, filt **o
         return rc;
     }
     atomic_init(&f->refs, 1);
+    pthread_mutex_init(&f->mu, NULL);
     f->count = qv_idset_count(f->set);
     uint64_t max = qv_idset_max(f->set);
     if (f->count && max / 8 + 1 <= DENSE_MAX) {
@@ -364,6 +385,81 @@ static int build_sel(qctx *x)
 
 static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n);
 
+static int filt_member(void *ctx, int64_t id)
+{
+    const filt *f = ctx;
+    return qv_idset_contains(f->set, (uint64_t)id);
+}
+
+/* The filter's count per inverted list of c's live index (caller holds
+ * c->ilock), made once per index state; NULL when it cannot be made. */
+static const uint32_t *list_counts(filt *f, qv_coll *c, uint32_t nlist)
+{
+    pthread_mutex_lock(&f->mu);
+    if (!f->lcounts || f->lc_ix != c->index || f->lc_seq != c->index_seq) {
+        uint32_t *n = malloc((nlist ? nlist : 1) * sizeof *n);
+        free(f->lcounts);
+        f->lcounts = NULL;
+        if (n && qv_index_list_members(c->index, f->bits, f->nbits, f->bits ? NULL : filt_member, f,
+                                       n) == 0) {
+            f->lcounts = n;
+            f->lc_ix = c->index;
+            f->lc_seq = c->index_seq;
+        } else {
+            free(n);
+        }
+    }
+    const uint32_t *r = f->lcounts;
+    pthread_mutex_unlock(&f->mu);
+    return r;
+}
+
+/* How many lists a filtered IVF search of q probes, on evidence rather than
+ * on "k hits found": lists in the order the coarse quantizer ranks them for
+ * q, until the allowed vectors in them reach a target. An unfiltered search
+ * of the calibrated np0 lists scans T vectors. A filter keeping a fraction f
+ * of the items spread evenly over them is searched well over np0
+ * f^-NPROBE_WIDEN lists, which hold about T f^(1-NPROBE_WIDEN) allowed
+ * vectors: the target then. A filter correlated with the query leaves
+ * fewer allowed vectors in the query's own np0 lists than f of them: with r
+ * their share of allowed vectors over f (capped at 1), the target moves
+ * from T f^(1-NPROBE_WIDEN) (r = 1) to FAR_FACTOR T (r = 0, the query's
+ * neighbourhood wholly filtered out), so the walk goes on to where the
+ * allowed items are and searches them as deep as a query among them would
+ * need. Never fewer lists than the independent rule's. *scan: the vectors
+ * in the lists chosen. Under c->ilock. */
+static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, uint32_t nlist,
+                            double *scan)
+{
+    qv_coll *c = x->c;
+    uint32_t np = (uint32_t)ceil(np0 / pow(frac, NPROBE_WIDEN));
+    if (np > nlist) np = nlist;
+    *scan = 0;
+    const uint32_t *counts = list_counts(x->f, c, nlist);
+    int64_t *lists = malloc(nlist * sizeof *lists);
+    uint32_t *sizes = malloc(nlist * sizeof *sizes);
+    if (counts && lists && sizes && qv_index_rank_lists(c->index, q, nlist, lists, sizes) == 0) {
+        double scanned = 0, near = 0, want, seen = 0;
+        for (uint32_t j = 0; j < np0 && j < nlist && lists[j] >= 0; j++) {
+            scanned += sizes[j];
+            near += counts[lists[j]];
+        }
+        /* r: the allowed share of the query's own lists against the filter's
+         * overall share (1: spread evenly, 0: none of its neighbourhood) */
+        double r = scanned > 0 ? near / scanned / frac : 1;
+        if (r > 1) r = 1;
+        want = scanned * pow(frac, (1 - NPROBE_WIDEN) * r) * pow(FAR_FACTOR, 1 - r);
+        uint32_t j = 0;
+        while (j < nlist && lists[j] >= 0 && seen < want) seen += counts[lists[j++]];
+        if (j > np) np = j;
+        *scan = 0;
+        for (j = 0; j < np && lists[j] >= 0; j++) *scan += sizes[j];
+    }
+    free(lists);
+    free(sizes);
+    return np;
+}
+
 /* The one rule for a query's own item (self >= 0): the search goes one
  * deeper (depth_with), the item is left out of its ranked candidates and the
  * rest cut to D (keep_others). Plain and composed searches both use it. */
@@ -406,6 +502,7 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
     const qv_index_params *p = qv_index_get_params(c->index);
     int ivf = p->kind != QV_KIND_FLAT;
     uint32_t np = 0;
+    double scan = 0; /* vectors the filtered search will scan (0: not known) */
     if (ivf) {
         /* exclusions take the nearest items away: the answer lies further
          * out, where a calibrated nprobe finds less of it; aim halfway
@@ -413,15 +510,27 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
         float want = x->o->min_recall > 0 ? x->o->min_recall : DEFAULT_MIN_RECALL;
         if (x->ndeny) want = (1 + want) / 2;
         np = x->o->nprobe ? x->o->nprobe : qv_calib_nprobe(c, want);
-        /* a filter keeping a fraction f of the items leaves f of each list:
-         * its k nearest are about the unfiltered k/f nearest, further out:
-         * probe f^-NPROBE_WIDEN times more */
+        /* a filter keeping a fraction f of the items: its k nearest lie
+         * further out. An nprobe given by the caller is widened by
+         * f^-NPROBE_WIDEN; the calibrated one goes as deep as the evidence
+         * of the query's own lists says (probe_depth) */
         if (x->f && c->count) {
             double frac = (double)x->allowed_est / (double)atomic_load(&c->count);
-            if (frac > 0 && frac < 1) np = (uint32_t)ceil(np / pow(frac, NPROBE_WIDEN));
+            if (frac > 0 && frac < 1) {
+                if (x->o->nprobe) np = (uint32_t)ceil(np / pow(frac, NPROBE_WIDEN));
+                else np = probe_depth(x, q, np, frac, p->nlist, &scan);
+            }
         }
         if (np > p->nlist) np = p->nlist;
         if (np < 1) np = 1;
+        /* so deep that scoring every allowed item costs less: exact, when
+         * the index keeps the vectors in RAM */
+        if (scan > EXACT_SCAN_RATIO * (double)x->allowed_est &&
+            (qv_index_has_refine(c->index) || p->kind == QV_KIND_IVF_FLAT)) {
+            pthread_rwlock_unlock(&c->ilock);
+            free(sc), free(lb), free(cs);
+            return knn_exact(x, q, D, out, n);
+        }
     }
     for (;;) {
         rc = qv_index_search_sel(c->index, 1, q, D, np, x->sel, sc, lb);
