@@ -31,6 +31,13 @@
  * them, queries of the others: recall@10 0.95-0.96 at 2, 0.98 at 4, 0.99 at
  * 8; bench/results/2026-12-06-correlated-filters) */
 #define FAR_FACTOR 4.0
+/* a filtered IVF search whose walk would scan more than this many vectors
+ * per allowed one scores the allowed ones exactly instead, when the index
+ * keeps the vectors in RAM: deep walks of fast-scan PQ lost recall (a filter
+ * keeping 3 of 10 k-means clusters of glove-100, ivf_pq_fs: recall@10 0.67
+ * walking with FAR_FACTOR 4, 0.55 with 8; 0.98 exact at this ratio, at 0.15x
+ * the unfiltered QPS; bench/results/2026-12-06-correlated-filters) */
+#define EXACT_SCAN_RATIO 2.0
 /* lists ranked at first, per list the independent rule would probe (a
  * partial ranking costs less; glove-100 ivf_pq_fs, filters keeping 20-50%:
  * 0.58-0.60x the unfiltered QPS, against 0.31-0.35x ranking every list) */
@@ -425,9 +432,7 @@ static const uint32_t *list_counts(filt *f, qv_coll *c, uint32_t nlist)
  * from T f^(1-NPROBE_WIDEN) (r = 1) to FAR_FACTOR T (r = 0, the query's
  * neighbourhood wholly filtered out), so the walk goes on to where the
  * allowed items are and searches them as deep as a query among them would
- * need. Never fewer lists than the independent rule's. Under c->ilock.
- * (Scoring every allowed item exactly instead of a deep walk measured slower
- * here: 32-46 q/s against 115-125 for a filter keeping 27% of glove-100.) */
+ * need. Never fewer lists than the independent rule's. Under c->ilock. */
 static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, uint32_t nlist)
 {
     qv_coll *c = x->c;
@@ -528,6 +533,15 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
             if (frac > 0 && frac < 1) {
                 if (x->o->nprobe) np = (uint32_t)ceil(np / pow(frac, NPROBE_WIDEN));
                 else np = probe_depth(x, q, np, frac, p->nlist);
+                /* a walk so deep that it would scan more than
+                 * EXACT_SCAN_RATIO vectors per allowed one: exact */
+                double scan = (double)np * (double)atomic_load(&c->count) / p->nlist;
+                if (!x->o->nprobe && scan > EXACT_SCAN_RATIO * (double)x->allowed_est &&
+                    (qv_index_has_refine(c->index) || p->kind == QV_KIND_IVF_FLAT)) {
+                    pthread_rwlock_unlock(&c->ilock);
+                    free(sc), free(lb), free(cs);
+                    return knn_exact(x, q, D, out, n);
+                }
             }
         }
         if (np > p->nlist) np = p->nlist;
