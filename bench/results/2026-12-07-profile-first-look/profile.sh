@@ -1,6 +1,6 @@
 #!/bin/bash
 # profile quiverd under quiver-bench-load: $1 = single|batch, $2 = nprobe, $3 = k, $4 = attrs|noattrs
-OUT=${OUT:-/tmp/qvprof}; mkdir -p $OUT
+OUT=${OUT:-qvprof}; mkdir -p $OUT
 ${QUIVERD:-build/quiverd} --listen 127.0.0.1:50999 --data ${DATA_DIR:?a data dir holding collection g} --no-auto-rebuild > $OUT/qd.log 2>&1 &
 QP=$!
 sleep 3
