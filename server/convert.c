@@ -50,16 +50,17 @@ grpc_status_code srv_status_of(int rc)
 }
 
 /* ------------------------------------------------------------- validation */
-int srv_check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
-                 char *err, size_t errlen)
+int srv_check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *list,
+                     size_t index, char *err, size_t errlen)
 {
     if (n != dim) {
-        snprintf(err, errlen, "%s has %zu floats, collection \"%s\" has dim %u", field, n, coll, dim);
+        snprintf(err, errlen, "%s[%zu].vector has %zu floats, collection \"%s\" has dim %u", list,
+                 index, n, coll, dim);
         return -1;
     }
     for (size_t i = 0; i < n; i++)
         if (!isfinite(v[i])) {
-            snprintf(err, errlen, "%s[%zu] is %s: vectors must be finite", field, i,
+            snprintf(err, errlen, "%s[%zu].vector[%zu] is %s: vectors must be finite", list, index, i,
                      isnan(v[i]) ? "NaN" : v[i] > 0 ? "Inf" : "-Inf");
             return -1;
         }

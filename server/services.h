@@ -80,10 +80,11 @@ grpc_status_code srv_status_of(int qv_rc);
 qv_coll *srv_find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen);
 
 /* Validate a vector: n floats for a collection of dimension dim named coll.
- * field names the vector in messages ("items[3].vector"). Returns 0 or -1
- * with the message in err. */
-int srv_check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *field,
-                 char *err, size_t errlen);
+ * Messages name it list[index].vector ("items[3].vector"), formatted only
+ * when it is refused (this runs for every vector of every call). Returns 0
+ * or -1 with the message in err. */
+int srv_check_vector(const float *v, size_t n, uint32_t dim, const char *coll, const char *list,
+                     size_t index, char *err, size_t errlen);
 /* Encode an item's attribute map into the builder's blob: a key repeated in
  * the map counts once, its last value wins; at most g_max_attr_keys keys and
  * g_max_attr_bytes encoded bytes per item (--max-attr-keys,

@@ -100,8 +100,7 @@ static int prepare_upsert(const Quiver__V1__UpsertRequest *req, const char *pref
                      it->id, (int64_t)QV_MAX_ID);
             goto fail;
         }
-        snprintf(field, sizeof field, "items[%zu].vector", i);
-        if (srv_check_vector(it->vector, it->n_vector, cfg->dim, cfg->name, field, msg, sizeof msg))
+        if (srv_check_vector(it->vector, it->n_vector, cfg->dim, cfg->name, "items", i, msg, sizeof msg))
             goto fail;
         b->ids[i] = it->id;
         float *v = b->vecs + i * cfg->dim;

@@ -362,11 +362,9 @@ void search_search(rpc *r)
     for (size_t i = 0; i < nq; i++) {
         const Quiver__V1__Query *qu = req->queries[i];
         if (qu->kind_case == QUIVER__V1__QUERY__KIND_VECTOR) {
-            char field[48];
-            snprintf(field, sizeof field, "queries[%zu].vector", i);
             const Quiver__V1__Vector *v = qu->vector;
             if (srv_check_vector(v ? v->values : NULL, v ? v->n_values : 0, cfg->dim, cfg->name,
-                                 field, err, sizeof err))
+                                 "queries", i, err, sizeof err))
                 goto fail;
             qs[i].vec = v->values;
         } else if (qu->kind_case == QUIVER__V1__QUERY__KIND_ID) {
@@ -421,11 +419,9 @@ static int conv_examples(qv_arena *a, Quiver__V1__Example **pe, size_t n, const 
             }
             e[i].id = (int64_t)pe[i]->id;
         } else if (pe[i]->kind_case == QUIVER__V1__EXAMPLE__KIND_VECTOR) {
-            char field[48];
-            snprintf(field, sizeof field, "%s[%zu].vector", side, i);
             const Quiver__V1__Vector *v = pe[i]->vector;
-            if (srv_check_vector(v ? v->values : NULL, v ? v->n_values : 0, cfg->dim, cfg->name, field,
-                             err, errlen))
+            if (srv_check_vector(v ? v->values : NULL, v ? v->n_values : 0, cfg->dim, cfg->name, side,
+                                 i, err, errlen))
                 return -1;
             e[i].id = -1;
             e[i].vec = v->values;

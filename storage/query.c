@@ -38,9 +38,11 @@
  * walking with FAR_FACTOR 4, 0.55 with 8; 0.98 exact at this ratio, at 0.15x
  * the unfiltered QPS; bench/results/2026-12-06-correlated-filters) */
 #define EXACT_SCAN_RATIO 2.0
-/* lists ranked at first, per list the independent rule would probe (a
- * partial ranking costs less; glove-100 ivf_pq_fs, filters keeping 20-50%:
- * 0.58-0.60x the unfiltered QPS, against 0.31-0.35x ranking every list) */
+/* lists ranked at first, per list the independent rule would probe: ranking
+ * (a heap over nlist) is all the walk costs besides FAISS's own coarse scan,
+ * and most walks end within the first lists (in one profile of deep walks,
+ * ranking every one of 4,096 lists per query took 17%; a same-run comparison
+ * of the two ways was too noisy here to give a figure) */
 #define RANK_FIRST 4
 #define PAR_MIN_QUERIES 32 /* batches this large may use the cores that concurrent
                             * reads leave idle (more threads than cores would only
@@ -367,11 +369,20 @@ static int knn_exact(qctx *x, const float *q, size_t D, cand **out, size_t *n)
     return 0;
 }
 
-/* The selector's callback when the filter's ids are too sparse for a bitmap. */
-static int filter_member(void *ctx, int64_t id)
+/* Is id in the filter (ctx: a filt)? The selector's and the list counts'
+ * test when the filter's ids are too sparse for a bitmap. */
+static int filt_member(void *ctx, int64_t id)
 {
-    const qctx *x = ctx;
-    return qv_idset_contains(x->f->set, (uint64_t)id);
+    const filt *f = ctx;
+    return qv_idset_contains(f->set, (uint64_t)id);
+}
+
+/* The filter rule for a fraction f allowed when the filter is spread evenly:
+ * f^-NPROBE_WIDEN times np lists (at most nlist). */
+static uint32_t widen(uint32_t np, double frac, uint32_t nlist)
+{
+    uint32_t w = (uint32_t)ceil(np / pow(frac, NPROBE_WIDEN));
+    return w > nlist ? nlist : w;
 }
 
 static int build_sel(qctx *x)
@@ -383,19 +394,13 @@ static int build_sel(qctx *x)
     if (x->f && x->f->bits)
         rc = qv_idsel_new(x->f->bits, x->f->nbits, NULL, NULL, x->deny, x->ndeny, &x->sel);
     else if (x->f)
-        rc = qv_idsel_new(NULL, 0, filter_member, x, x->deny, x->ndeny, &x->sel);
+        rc = qv_idsel_new(NULL, 0, filt_member, x->f, x->deny, x->ndeny, &x->sel);
     else
         rc = qv_idsel_new(NULL, 0, NULL, NULL, x->deny, x->ndeny, &x->sel);
     return rc ? fail(x, rc, "cannot build the id selector") : 0;
 }
 
 static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n);
-
-static int filt_member(void *ctx, int64_t id)
-{
-    const filt *f = ctx;
-    return qv_idset_contains(f->set, (uint64_t)id);
-}
 
 /* The filter's count per inverted list of c's live index (caller holds
  * c->ilock), made once per index state; NULL when it cannot be made. */
@@ -436,8 +441,7 @@ static const uint32_t *list_counts(filt *f, qv_coll *c, uint32_t nlist)
 static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, uint32_t nlist)
 {
     qv_coll *c = x->c;
-    uint32_t np = (uint32_t)ceil(np0 / pow(frac, NPROBE_WIDEN));
-    if (np > nlist) np = nlist;
+    uint32_t np = widen(np0, frac, nlist);
     if (np0 > nlist) np0 = nlist;
     const uint32_t *counts = list_counts(x->f, c, nlist);
     int64_t *lists = malloc(nlist * sizeof *lists);
@@ -531,7 +535,7 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
         if (x->f && c->count) {
             double frac = (double)x->allowed_est / (double)atomic_load(&c->count);
             if (frac > 0 && frac < 1) {
-                if (x->o->nprobe) np = (uint32_t)ceil(np / pow(frac, NPROBE_WIDEN));
+                if (x->o->nprobe) np = widen(np, frac, p->nlist);
                 else np = probe_depth(x, q, np, frac, p->nlist);
                 /* a walk so deep that it would scan more than
                  * EXACT_SCAN_RATIO vectors per allowed one: exact */

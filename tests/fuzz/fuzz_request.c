@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         qv_buf b = {0};
         for (size_t i = 0; i < r->n_items; i++) {
             const Quiver__V1__Item *it = r->items[i];
-            (void)srv_check_vector(it->vector, it->n_vector, dim, "c", "items[i].vector", err,
+            (void)srv_check_vector(it->vector, it->n_vector, dim, "c", "items", 0, err,
                                sizeof err);
             (void)srv_encode_attrs(it->attributes, it->n_attributes, &b, "items[i].attributes", err,
                                sizeof err);
@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < r->n_queries; i++)
             if (r->queries[i]->kind_case == QUIVER__V1__QUERY__KIND_VECTOR && r->queries[i]->vector)
                 (void)srv_check_vector(r->queries[i]->vector->values, r->queries[i]->vector->n_values,
-                                   dim, "c", "queries[i].vector", err, sizeof err);
+                                   dim, "c", "queries", i, err, sizeof err);
     } else if (d == &quiver__v1__create_collection_request__descriptor) {
         Quiver__V1__CreateCollectionRequest *r = (Quiver__V1__CreateCollectionRequest *)m;
         qv_index_params p;

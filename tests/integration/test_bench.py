@@ -51,6 +51,20 @@ def dataset(tmp_path_factory):
     return str(d)
 
 
+def run_bench(dataset, tmp_path, args, need=()):
+    """quiver-bench on the tiny data set into tmp_path/out with args; fails unless it exits
+    0. need: more binaries of this build it must find. Returns (stdout, out folder)."""
+    for path in (QUIVERD, LOADER) + tuple(need):
+        if not os.access(path, os.X_OK):   # built by this project: missing is a failure
+            pytest.fail("%s is not built" % path, pytrace=False)
+    out = tmp_path / "out"
+    cmd = [sys.executable, BENCH, "--data", dataset, "--build", BUILD, "--quiverd", QUIVERD,
+           "--out", str(out)] + list(args) + ["--workdir", str(tmp_path / "work")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "quiver-bench failed:\n%s\n%s" % (r.stdout, r.stderr[-5000:])
+    return r.stdout, out
+
+
 def test_bench_smoke(dataset, tmp_path):
     for path in (QUIVERD, LOADER):
         if not os.access(path, os.X_OK):   # built by this project: missing is a failure
@@ -132,19 +146,12 @@ def test_bench_filter_selectivity(dataset, tmp_path):
     """--filter-selectivity: the "sel" attribute at import, filtered vs unfiltered rows
     in results.json, the table and summary.md; exact answers (every filter here is
     under the server's exact cut), k hits whenever k items match."""
-    for path in (QUIVERD, LOADER):
-        if not os.access(path, os.X_OK):   # built by this project: missing is a failure
-            pytest.fail("%s is not built" % path, pytrace=False)
-    out = tmp_path / "out"
-    cmd = [sys.executable, BENCH, "--data", dataset, "--build", BUILD, "--quiverd", QUIVERD,
-           "--out", str(out), "--queries", "30", "--warmup", "5", "--threads", "2",
-           "--batch", "8", "--nprobes", "4", "--min-recalls", "0.95", "--spec", "ivf_flat,nlist=16",
-           "--skip-faiss", "--skip-hnsw", "--skip-restart", "--no-plot", "--k", "20",
-           "--filter-selectivity", "0.005,0.1,0.5", "--filter-queries", "25",
-           "--workdir", str(tmp_path / "work")]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, "quiver-bench failed:\n%s\n%s" % (r.stdout, r.stderr[-5000:])
-    assert "filtered search" in r.stdout and "x unfiltered" in r.stdout
+    stdout, out = run_bench(dataset, tmp_path, [
+        "--queries", "30", "--warmup", "5", "--threads", "2", "--batch", "8", "--nprobes", "4",
+        "--min-recalls", "0.95", "--spec", "ivf_flat,nlist=16", "--skip-faiss", "--skip-hnsw",
+        "--skip-restart", "--no-plot", "--k", "20",
+        "--filter-selectivity", "0.005,0.1,0.5", "--filter-queries", "25"])
+    assert "filtered search" in stdout and "x unfiltered" in stdout
 
     res = json.loads((out / "results.json").read_text())
     assert res["import"]["vectors"] == N_BASE and "sel" in res["import"]["attribute_keys"]
@@ -178,20 +185,13 @@ def test_bench_filter_correlated(dataset, tmp_path):
     at each S a filter keeping the fewest whole clusters that reach S, next to the independent
     one; both families in results.json, the tables and summary.md, with their targets. Exact
     answers here too (every filter under the exact cut)."""
-    for path in (QUIVERD, LOADER):
-        if not os.access(path, os.X_OK):   # built by this project: missing is a failure
-            pytest.fail("%s is not built" % path, pytrace=False)
-    out = tmp_path / "out"
-    cmd = [sys.executable, BENCH, "--data", dataset, "--build", BUILD, "--quiverd", QUIVERD,
-           "--out", str(out), "--queries", "30", "--warmup", "5", "--threads", "2",
-           "--batch", "8", "--nprobes", "4", "--min-recalls", "", "--spec", "ivf_flat,nlist=16",
-           "--skip-faiss", "--skip-hnsw", "--skip-restart", "--no-plot", "--k", "20",
-           "--modes", "single", "--filter-modes", "single,batch",
-           "--filter-selectivity", "0.2,0.5,0.9", "--filter-correlated", "--filter-queries", "25",
-           "--workdir", str(tmp_path / "work")]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, "quiver-bench failed:\n%s\n%s" % (r.stdout, r.stderr[-5000:])
-    assert "side by side" in r.stdout and "cluster any_of" in r.stdout
+    stdout, out = run_bench(dataset, tmp_path, [
+        "--queries", "30", "--warmup", "5", "--threads", "2", "--batch", "8", "--nprobes", "4",
+        "--min-recalls", "", "--spec", "ivf_flat,nlist=16", "--skip-faiss", "--skip-hnsw",
+        "--skip-restart", "--no-plot", "--k", "20", "--modes", "single",
+        "--filter-modes", "single,batch", "--filter-selectivity", "0.2,0.5,0.9",
+        "--filter-correlated", "--filter-queries", "25"])
+    assert "side by side" in stdout and "cluster any_of" in stdout
 
     res = json.loads((out / "results.json").read_text())
     assert res["settings"]["filter_correlated"] is True
