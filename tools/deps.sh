@@ -9,7 +9,9 @@ PKGS=(build-essential cmake pkg-config xxd
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
       python3-numpy python3-pytest grpc-proto python3-hnswlib gnuplot-nox
       clang libclang-rt-14-dev libfuzzer-14-dev strace
-      libmicrohttpd-dev prometheus)
+      libmicrohttpd-dev prometheus
+      nats-server libnats-dev etcd-server etcd-client golang-etcd-server-dev
+      golang-github-gogo-protobuf-dev golang-github-grpc-ecosystem-grpc-gateway-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
