@@ -1,0 +1,1 @@
+# JetStream write log (cluster/log.c): filled in by its author
