@@ -599,19 +599,18 @@ static grpc_status_code qc_attempt(qc_etcd_ep *ep, int m, const ProtobufCMessage
     return code;
 }
 
-/* A unary call within the client's timeout. Starts at the endpoint that
+/* A unary call that ends by end (a qc_now_ms time). Starts at the endpoint that
  * answered last and moves on while endpoints are unreachable; each try gets
  * the remaining time divided by the endpoints still to try in this round, so
  * one stopped etcd cannot take all of it. Rounds repeat (after a short pause)
- * until the timeout, which rides out a leader election or an etcd restart.
- * Returns 0 with *reply set (protobuf_c_message_free_unpacked it) or a code. */
-static int qc_unary(qc_etcd *e, int m, const ProtobufCMessage *req,
-                    const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply)
+ * until then, which rides out a leader election or an etcd
+ * restart. Returns 0 with *reply set (protobuf_c_message_free_unpacked it) or a code. */
+static int qc_unary_until(qc_etcd *e, int64_t end, int m, const ProtobufCMessage *req,
+                          const ProtobufCMessageDescriptor *rd, ProtobufCMessage **reply)
 {
     qc_etcd_msg[0] = 0;
     if (atomic_load(&e->closing)) return qc_etcd_fail(QV_SHUTDOWN, "etcd: client closing");
     const char *name = qc_etcd_method_path[m] + strlen("/etcdserverpb.");
-    int64_t end = qc_now_ms() + e->timeout_ms;
     char why[384] = "no try";
     for (;;) {
         size_t first = atomic_load(&e->cur);
@@ -638,8 +637,12 @@ timeout:
                         e->timeout_ms, why);
 }
 
+/* A call ending by the client's timeout from now (end_ms: by that time). */
 #define QC_UNARY(e, m, req, type, reply)                                                       \
-    qc_unary((e), (m), &(req)->base, &type##__descriptor, (ProtobufCMessage **)(reply))
+    QC_UNARY_UNTIL(e, qc_now_ms() + (e)->timeout_ms, m, req, type, reply)
+#define QC_UNARY_UNTIL(e, end_ms, m, req, type, reply)                                         \
+    qc_unary_until((e), (end_ms), (m), &(req)->base, &type##__descriptor,                     \
+                   (ProtobufCMessage **)(reply))
 
 /* -------------------------------------------------------------- key/values */
 int qc_etcd_get(qc_etcd *e, const char *key, qc_kv *out)
@@ -697,10 +700,12 @@ int qc_etcd_range(qc_etcd *e, const char *prefix, qc_kv **kvs, size_t *n, int64_
     req.range_end = qc_bin(end, end_len);
     req.limit = QC_ETCD_RANGE_PAGE;
     int rc = 0;
+    int64_t until = qc_now_ms() + e->timeout_ms; /* one bound for all pages */
     for (;;) {
         req.key = qc_bin(from, from_len);
         Etcdserverpb__RangeResponse *r;
-        if ((rc = QC_UNARY(e, M_RANGE, &req, etcdserverpb__range_response, &r))) break;
+        if ((rc = QC_UNARY_UNTIL(e, until, M_RANGE, &req, etcdserverpb__range_response, &r)))
+            break;
         /* later pages are read at the first page's revision: one snapshot */
         if (!req.revision) req.revision = r->header ? r->header->revision : 0;
         rc = qc_kvs_append(kvs, n, &cap, r);

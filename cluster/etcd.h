@@ -9,12 +9,14 @@
  *   qc_etcd_close must come last, after every other call on it has returned
  *   and every qc_watch has been cancelled.
  * - Endpoints: the client holds one channel per URL and sends each call to the
- *   endpoint that last answered. A call that cannot reach it (refused,
- *   timed out, "no leader") moves on to the next URL, within the one timeout
- *   given at open: with n URLs an unresponsive endpoint gets at most its share
- *   (remaining time / URLs left), so a stopped etcd cannot eat the whole
- *   budget. When no endpoint answers, the call retries until the timeout and
- *   then returns QV_IO.
+ *   endpoint that last answered. While an endpoint cannot serve (down,
+ *   stopped, refusing, "no leader") the call waits for it at most its share
+ *   of the time left (time left / URLs still to try) and moves on to the
+ *   next URL, so a dead etcd cannot eat the whole budget and a dead first URL
+ *   costs only the first call some time. When no endpoint answers, rounds
+ *   repeat until the timeout given at open, which rides out a leader
+ *   election or an etcd restart; then the call returns QV_IO. No call ever
+ *   blocks longer than that timeout (watch and keepalive threads aside).
  * - Retries and writes: a write whose attempt timed out may still have been
  *   applied before the client moved on; the retry then sees its own effect
  *   (qc_etcd_create -> QV_EXISTS, qc_etcd_cas -> QV_BUSY). After QV_IO the

@@ -27,9 +27,16 @@
 #define TIMEOUT_MS 1000
 
 /* ------------------------------------------------------------- the server */
+/* One etcd process: plaintext, or TLS with client certificates (mTLS). */
+typedef struct etcd_proc {
+    const char *name;
+    int port, peer_port, tls;
+    pid_t pid;
+} etcd_proc;
+
 static char g_dir[64];
-static int g_port, g_peer_port, g_dead_port;
-static pid_t g_pid;
+static etcd_proc g_etcd = {.name = "e0"}, g_etcd_tls = {.name = "t0", .tls = 1};
+static int g_dead_port;
 static char g_url[64];
 
 static int64_t now_ms(void)
@@ -51,20 +58,24 @@ static int free_port(void)
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) || getsockname(s, (struct sockaddr *)&a, &len))
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) ||
+        getsockname(s, (struct sockaddr *)&a, &len))
         abort();
     close(s);
     return ntohs(a.sin_port);
 }
 
-static void etcd_start(void)
+static void etcd_start(etcd_proc *p)
 {
-    char data[128], log[128], client[64], peer[64], cluster[96];
-    snprintf(data, sizeof data, "%s/data", g_dir);
-    snprintf(log, sizeof log, "%s/etcd.log", g_dir);
-    snprintf(client, sizeof client, "http://127.0.0.1:%d", g_port);
-    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", g_peer_port);
-    snprintf(cluster, sizeof cluster, "e0=%s", peer);
+    char data[128], log[128], client[64], peer[64], cluster[96], cert[128], key[128], ca[128];
+    snprintf(data, sizeof data, "%s/%s.data", g_dir, p->name);
+    snprintf(log, sizeof log, "%s/%s.log", g_dir, p->name);
+    snprintf(client, sizeof client, "%s://127.0.0.1:%d", p->tls ? "https" : "http", p->port);
+    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", p->peer_port);
+    snprintf(cluster, sizeof cluster, "%s=%s", p->name, peer);
+    snprintf(cert, sizeof cert, "--cert-file=%s/server.pem", g_dir);
+    snprintf(key, sizeof key, "--key-file=%s/server.key", g_dir);
+    snprintf(ca, sizeof ca, "--trusted-ca-file=%s/ca.pem", g_dir);
     const char *bin = getenv("QUIVER_ETCD") ? getenv("QUIVER_ETCD") : "etcd";
     pid_t pid = fork();
     if (pid == 0) {
@@ -74,28 +85,34 @@ static void etcd_start(void)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execlp(bin, bin, "--name", "e0", "--data-dir", data, "--listen-client-urls", client,
-               "--advertise-client-urls", client, "--listen-peer-urls", peer,
-               "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
-               (char *)NULL);
+        char *argv[] = {(char *)bin, "--name", (char *)p->name, "--data-dir", data,
+                        "--listen-client-urls", client, "--advertise-client-urls", client,
+                        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                        "--initial-cluster", cluster, NULL, NULL, NULL, NULL, NULL};
+        if (p->tls) { /* the four slots before the final NULL */
+            char **a = &argv[sizeof argv / sizeof *argv - 5];
+            a[0] = cert, a[1] = key, a[2] = ca, a[3] = "--client-cert-auth";
+        }
+        execvp(bin, argv);
         _exit(127);
     }
     assert_true(pid > 0);
-    g_pid = pid;
+    p->pid = pid;
 }
 
-static void etcd_kill(void)
+static void etcd_kill(etcd_proc *p)
 {
-    if (g_pid <= 0) return;
-    kill(g_pid, SIGCONT);
-    kill(g_pid, SIGKILL);
-    waitpid(g_pid, NULL, 0);
-    g_pid = 0;
+    if (p->pid <= 0) return;
+    kill(p->pid, SIGCONT);
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    p->pid = 0;
 }
 
 static void cleanup_at_exit(void)
 {
-    etcd_kill();
+    etcd_kill(&g_etcd);
+    etcd_kill(&g_etcd_tls);
     if (g_dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
@@ -123,6 +140,26 @@ static qc_etcd *open_client(const char *urls)
     return e;
 }
 
+/* A CA, a server certificate for 127.0.0.1 and a client certificate, made
+ * with the openssl tool (EC keys: quick). */
+static int make_certs(void)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && exec >certs.log 2>&1 && "
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout ca.key -out ca.pem -days 2 -subj /CN=qv-test-ca && "
+             "for n in server client; do "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout $n.key -out $n.csr -subj /CN=$n && "
+             "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' "
+             ">$n.ext && "
+             "openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out $n.pem -days 2 -extfile $n.ext || exit 1; done",
+             g_dir);
+    return system(cmd) ? -1 : 0;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -130,18 +167,31 @@ static int group_setup(void **state)
     snprintf(g_dir, sizeof g_dir, "%s/qv_test_etcd.XXXXXX", tmp);
     if (!mkdtemp(g_dir)) return -1;
     atexit(cleanup_at_exit);
-    g_port = free_port();
-    do g_peer_port = free_port(); while (g_peer_port == g_port);
-    do g_dead_port = free_port(); while (g_dead_port == g_port || g_dead_port == g_peer_port);
-    snprintf(g_url, sizeof g_url, "http://127.0.0.1:%d", g_port);
-    etcd_start();
+    if (make_certs()) {
+        fprintf(stderr, "cannot make test certificates (see %s/certs.log)\n", g_dir);
+        return -1;
+    }
+    int ports[5];
+    for (int i = 0; i < 5; i++) { /* five distinct free ports */
+        ports[i] = free_port();
+        for (int j = 0; j < i; j++)
+            if (ports[j] == ports[i]) i--;
+    }
+    g_etcd.port = ports[0];
+    g_etcd.peer_port = ports[1];
+    g_etcd_tls.port = ports[2];
+    g_etcd_tls.peer_port = ports[3];
+    g_dead_port = ports[4];
+    snprintf(g_url, sizeof g_url, "http://127.0.0.1:%d", g_etcd.port);
+    etcd_start(&g_etcd);
+    etcd_start(&g_etcd_tls);
     qc_etcd *e = open_client(g_url);
     int rc = wait_up(e, 15000);
     qc_etcd_close(e);
     if (rc) { /* show why before the dir goes */
         fprintf(stderr, "etcd did not come up: %s; its log:\n", qc_etcd_errmsg());
         char cmd[128];
-        snprintf(cmd, sizeof cmd, "tail -20 %s/etcd.log >&2", g_dir);
+        snprintf(cmd, sizeof cmd, "tail -20 %s/e0.log >&2", g_dir);
         if (system(cmd)) fprintf(stderr, "(no log)\n");
     }
     return rc;
@@ -510,6 +560,84 @@ static void test_dead_endpoint(void **state)
     assert_true(strstr(err, "/nonexistent/ca.pem") != NULL);
 }
 
+/* A watch from a compacted revision reports QC_RESET (from the oldest kept
+ * revision), then the events from there on. */
+static void test_compaction(void **state)
+{
+    (void)state;
+    qc_etcd *e = open_client(g_url);
+    qc_kv kv;
+    assert_int_equal(qc_etcd_put(e, "cp/000", "cp/000", 6, 0), 0);
+    assert_int_equal(qc_etcd_get(e, "cp/000", &kv), 0);
+    int64_t r0 = kv.mod_rev;
+    qc_kv_free(&kv);
+    assert_int_equal(qc_etcd_put(e, "cp/001", "cp/001", 6, 0), 0);
+    assert_int_equal(qc_etcd_put(e, "cp/002", "cp/002", 6, 0), 0);
+    assert_int_equal(qc_etcd_get(e, "cp/002", &kv), 0);
+    int64_t r2 = kv.mod_rev;
+    qc_kv_free(&kv);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints=%s compact %lld >/dev/null", g_url,
+             (long long)r2);
+    assert_int_equal(system(cmd), 0);
+    recorder rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    qc_watch *w;
+    assert_int_equal(qc_etcd_watch(e, "cp/", r0, record, &rec, &w), 0);
+    assert_int_equal(wait_events(&rec, 2, 5000), 2);
+    assert_int_equal(qc_etcd_put(e, "cp/003", "cp/003", 6, 0), 0);
+    assert_int_equal(wait_events(&rec, 3, 5000), 3);
+    assert_int_equal(rec.evs[0].type, QC_RESET);
+    assert_int_equal(rec.evs[0].mod_rev, r2);
+    assert_int_equal(rec.evs[1].type, QC_PUT);
+    assert_string_equal(rec.evs[1].key, "cp/002");
+    assert_int_equal(rec.evs[2].type, QC_PUT);
+    assert_string_equal(rec.evs[2].key, "cp/003");
+    qc_watch_cancel(w);
+    assert_int_equal(qc_etcd_delete_prefix(e, "cp/"), 0);
+    qc_etcd_close(e);
+}
+
+/* https with a client certificate (etcd runs with --client-cert-auth);
+ * without one the handshake fails and calls end within the timeout. */
+static void test_tls(void **state)
+{
+    (void)state;
+    char url[64], ca[128], cert[128], key[128], err[256];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", g_etcd_tls.port);
+    snprintf(ca, sizeof ca, "%s/ca.pem", g_dir);
+    snprintf(cert, sizeof cert, "%s/client.pem", g_dir);
+    snprintf(key, sizeof key, "%s/client.key", g_dir);
+    qc_etcd_tls tls = {.ca = ca, .cert = cert, .key = key};
+    qc_etcd *e;
+    assert_int_equal(qc_etcd_open(url, &tls, TIMEOUT_MS, &e, err, sizeof err), 0);
+    assert_int_equal(wait_up(e, 15000), 0);
+    recorder rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    qc_watch *w;
+    assert_int_equal(qc_etcd_watch(e, "tls/", 0, record, &rec, &w), 0);
+    assert_int_equal(qc_etcd_create(e, "tls/k", "v", 1, 0), 0);
+    qc_kv kv;
+    assert_int_equal(qc_etcd_get(e, "tls/k", &kv), 0);
+    qc_kv_free(&kv);
+    int64_t id;
+    assert_int_equal(qc_etcd_lease_grant(e, 2, &id), 0);
+    assert_int_equal(qc_etcd_lease_keepalive(e, id), 0);
+    assert_int_equal(wait_events(&rec, 1, 3000), 1);
+    assert_int_equal(qc_etcd_lease_revoke(e, id), 0);
+    qc_watch_cancel(w);
+    qc_etcd_close(e);
+
+    qc_etcd_tls no_cert = {.ca = ca};
+    assert_int_equal(qc_etcd_open(url, &no_cert, TIMEOUT_MS, &e, err, sizeof err), 0);
+    int64_t t0 = now_ms();
+    assert_int_equal(qc_etcd_get(e, "tls/k", &kv), QV_IO);
+    assert_true(now_ms() - t0 < TIMEOUT_MS + 500);
+    qc_etcd_close(e);
+    qc_etcd_tls half = {.ca = ca, .cert = cert};
+    assert_int_equal(qc_etcd_open(url, &half, TIMEOUT_MS, &e, err, sizeof err), QV_INVALID);
+    snprintf(err, sizeof err, "http://127.0.0.1:1,%s", url);
+    assert_int_equal(qc_etcd_open(err, NULL, TIMEOUT_MS, &e, NULL, 0), QV_INVALID); /* mixed */
+}
+
 /* A stopped etcd fails calls within the timeout; a killed and restarted one
  * (same data dir) serves again, and the watch resumes without losing or
  * repeating an event. Runs last: it restarts the server. */
@@ -522,23 +650,23 @@ static void test_outage(void **state)
     assert_int_equal(qc_etcd_watch(e, "ou/", 0, record, &rec, &w), 0);
     assert_int_equal(qc_etcd_put(e, "ou/000", "ou/000", 6, 0), 0);
 
-    kill(g_pid, SIGSTOP);
+    kill(g_etcd.pid, SIGSTOP);
     int64_t t0 = now_ms();
     /* outside the watched prefix: etcd may still apply it after SIGCONT */
     assert_int_equal(qc_etcd_put(e, "stopped/x", "x", 1, 0), QV_IO);
     int64_t took = now_ms() - t0;
     assert_true(took >= TIMEOUT_MS - 50 && took < TIMEOUT_MS + 500);
     assert_true(strstr(qc_etcd_errmsg(), "within") != NULL);
-    kill(g_pid, SIGCONT);
+    kill(g_etcd.pid, SIGCONT);
     assert_int_equal(wait_up(e, 5000), 0);
     assert_int_equal(qc_etcd_put(e, "ou/001", "ou/001", 6, 0), 0);
 
-    etcd_kill();
+    etcd_kill(&g_etcd);
     t0 = now_ms();
     qc_kv kv;
     assert_int_equal(qc_etcd_get(e, "ou/000", &kv), QV_IO);
     assert_true(now_ms() - t0 < TIMEOUT_MS + 500);
-    etcd_start();
+    etcd_start(&g_etcd);
     assert_int_equal(wait_up(e, 15000), 0);
     /* written at once: the watch may still be reconnecting */
     assert_int_equal(qc_etcd_put(e, "ou/002", "ou/002", 6, 0), 0);
@@ -560,7 +688,8 @@ int main(void)
         cmocka_unit_test(test_kv),          cmocka_unit_test(test_range_pages),
         cmocka_unit_test(test_create_cas),  cmocka_unit_test(test_leases),
         cmocka_unit_test(test_watch_order), cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_dead_endpoint), cmocka_unit_test(test_outage),
+        cmocka_unit_test(test_dead_endpoint), cmocka_unit_test(test_compaction),
+        cmocka_unit_test(test_tls),         cmocka_unit_test(test_outage),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
