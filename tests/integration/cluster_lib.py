@@ -19,6 +19,11 @@ Python process dies without running atexit (kill -9 of pytest, a ctest timeout).
 test that kill -9s a process itself should still call the object's method for it
 (kill / stop), so the pid is forgotten before the kernel can reuse it.
 
+Also: free_port(s), pid_running, live_pids, kill_all, nats_request (one request over
+NATS's text protocol: JetStream API calls, publishes) and Nats.add_stream / publish /
+js_api, require_cluster_quiverd (fail a test when quiverd has no cluster flags; the
+fixture calls it when it starts nodes).
+
 Engines: nats-server 2.9 (Debian nats-server), etcd 3.4 (Debian etcd-server); paths from
 $QUIVER_NATS_SERVER / $QUIVER_ETCD, else found on PATH (and /usr/sbin).
 """
@@ -75,6 +80,19 @@ def _require(path, name, package):
     if pytest is not None:
         pytest.fail(msg, pytrace=False)
     raise RuntimeError(msg)
+
+
+def require_cluster_quiverd(binary=None):
+    """The quiverd binary (default: $QUIVERD); a test fails (pytest) or RuntimeError when it
+    lacks the cluster flags."""
+    binary = binary or qt.QUIVERD
+    if not quiverd_has_cluster_flags(binary):
+        msg = ("%s has no cluster mode (no --cluster-etcd in its --help): build quiverd with "
+               "issue 18's cluster flags (set QUIVERD)" % binary)
+        if pytest is not None:
+            pytest.fail(msg, pytrace=False)
+        raise RuntimeError(msg)
+    return binary
 
 
 def quiverd_has_cluster_flags(binary=None):
@@ -433,7 +451,7 @@ class Nats:
     .stream_info(stream)   the stream's detail from /jsz (config, state, cluster)
     """
 
-    def __init__(self, base_dir, n=3, cluster_name="qv", max_payload="8MB", binary=None,
+    def __init__(self, base_dir, n=3, cluster_name=None, max_payload="8MB", binary=None,
                  start=True, ready_timeout=NATS_READY_TIMEOUT, extra_config=""):
         if n < 1:
             raise ValueError("n must be >= 1")
@@ -445,6 +463,9 @@ class Nats:
         self.cluster_ports = ports[n:2 * n]
         self.http_ports = ports[2 * n:3 * n]
         self.names = ["n%d" % (i + 1) for i in range(n)]
+        # a name of its own: should a port of this cluster be reused by another test's
+        # NATS server, the two refuse each other's routes
+        self.cluster_name = cluster_name or "qv%d" % self.cluster_ports[0]
         self.urls = ["nats://127.0.0.1:%d" % p for p in self.ports]
         self.url = ",".join(self.urls)
         self.http = ["http://127.0.0.1:%d" % p for p in self.http_ports]
@@ -454,7 +475,7 @@ class Nats:
             os.makedirs(d, exist_ok=True)
             conf = os.path.join(d, "nats.conf")
             with open(conf, "w") as f:
-                f.write(self._config(i, d, cluster_name, max_payload, extra_config))
+                f.write(self._config(i, d, self.cluster_name, max_payload, extra_config))
             self.procs.append(Proc(self.names[i], [self.binary, "-c", conf], d,
                                    os.path.join(d, "nats.log")))
         if start:
@@ -675,6 +696,7 @@ class Etcd:
                "--listen-peer-urls", self.peer_url,
                "--initial-advertise-peer-urls", self.peer_url,
                "--initial-cluster", "%s=%s" % (name, self.peer_url),
+               "--initial-cluster-token", "qv%d" % self.peer_port,
                "--initial-cluster-state", "new"] + list(extra_args)
         self.proc = Proc("etcd", cmd, self.dir, os.path.join(self.dir, "etcd.log"))
         self.data_dir = self.dir
@@ -921,11 +943,21 @@ class Cluster:
     def stop(self):
         """Stop everything (quiverd nodes first, SIGTERM then SIGKILL after a timeout;
         then etcd and NATS). Never raises for a process that will not stop: it is
-        killed."""
+        killed. The nodes are signalled together and drain in parallel."""
+        for n in self.nodes:
+            n._close_channel()      # an open channel would hold quiverd's drain
+            if n.alive():
+                for sig in (signal.SIGCONT, signal.SIGTERM):
+                    try:
+                        n.proc.send_signal(sig)
+                    except OSError:
+                        pass
+        deadline = time.monotonic() + STOP_TIMEOUT
         for n in self.nodes:
             try:
-                if n.alive():
-                    n.stop(timeout=STOP_TIMEOUT)
+                if n.proc is not None:
+                    n.proc.wait(max(0.1, deadline - time.monotonic()))
+                n.stop(timeout=1)      # collects the exit (SIGTERM only if still running)
             except Exception:
                 n.kill()
         if self.etcd is not None:
@@ -973,6 +1005,8 @@ if pytest is not None:
         made = []
 
         def make(nodes=4, nats=3, wait=True, ready_timeout=60.0, **kw):
+            if nodes or kw.get("route_nodes"):
+                require_cluster_quiverd(kw.get("binary"))
             c = Cluster(nodes=nodes, nats=nats,
                         base_dir=str(tmp_path_factory.mktemp("cluster")), **kw)
             made.append(c)
