@@ -175,6 +175,14 @@ stop_lines() { # LINES TIMEOUT: SIGTERM these processes, SIGKILL what is left af
     echo "$PROG: $name (pid $pid) did not stop within ${timeout}s of SIGTERM: SIGKILL" >&2
     kill -KILL "$pid" 2>/dev/null || true
   done <<<"$left"
+  for t in $(seq 1 50); do # gone within 5 s (a process in D state takes a moment)
+    left=$(while read -r name pid comm st; do
+             if is_ours "$pid" "$comm" "$st"; then echo "$name"; fi
+           done <<<"$left")
+    [ -n "$left" ] || return 0
+    sleep 0.1
+  done
+  echo "$PROG: still running after SIGKILL: $left" >&2
 }
 
 stop_all() { # TIMEOUT: quiverd nodes first (they deregister), then etcd and NATS
