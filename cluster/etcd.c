@@ -128,6 +128,7 @@ typedef struct qc_stream {
     qc_ctl *ctl;
     grpc_metadata_array initial;
     int sent_md, asked_md;
+    int64_t timed_out; /* > 0: we cancelled after waiting this many ms */
 } qc_stream;
 
 /* ------------------------------------------------------------ small helpers */
@@ -881,6 +882,7 @@ static int qc_stream_batch(qc_stream *s, grpc_op *ops, size_t n, int64_t timeout
     if (grpc_call_start_batch(s->call, ops, n, &tag, NULL) != GRPC_CALL_OK) return 0;
     grpc_event ev = grpc_completion_queue_pluck(s->cq, &tag, qc_deadline(timeout_ms), NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        if (!s->timed_out) s->timed_out = timeout_ms;
         grpc_call_cancel(s->call, NULL);
         grpc_completion_queue_pluck(s->cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         return 0;
@@ -964,9 +966,11 @@ static void qc_stream_close(qc_stream *s, const char *target, char *why, size_t 
     n++;
     /* a broken stream has its status (the reason) at once; one we leave
      * while it is open is cancelled after a short wait */
-    if (qc_stream_batch(s, ops, n, 100))
+    int64_t waited = s->timed_out;
+    if (qc_stream_batch(s, ops, n, 100)) {
         qc_status_text(why, whylen, target, code, details);
-    else {
+        if (waited) snprintf(why, whylen, "%s: no answer within %lld ms", target, (long long)waited);
+    } else {
         grpc_slice_unref(details);
         snprintf(why, whylen, "%s: stream failed", target);
     }

@@ -649,6 +649,10 @@ static void test_outage(void **state)
     qc_watch *w;
     assert_int_equal(qc_etcd_watch(e, "ou/", 0, record, &rec, &w), 0);
     assert_int_equal(qc_etcd_put(e, "ou/000", "ou/000", 6, 0), 0);
+    int64_t id;
+    assert_int_equal(qc_etcd_lease_grant(e, 3, &id), 0);
+    assert_int_equal(qc_etcd_put(e, "lease/ou", "x", 1, id), 0);
+    assert_int_equal(qc_etcd_lease_keepalive(e, id), 0);
 
     kill(g_etcd.pid, SIGSTOP);
     int64_t t0 = now_ms();
@@ -673,6 +677,12 @@ static void test_outage(void **state)
     assert_int_equal(qc_etcd_put(e, "ou/003", "ou/003", 6, 0), 0);
     assert_int_equal(qc_etcd_get(e, "ou/001", &kv), 0); /* survived the restart */
     qc_kv_free(&kv);
+    /* the keepalive reconnected: the lease and its key outlive their TTL */
+    sleep_ms(3500);
+    assert_int_equal(qc_etcd_lease_alive(e, id), 1);
+    assert_int_equal(qc_etcd_get(e, "lease/ou", &kv), 0);
+    qc_kv_free(&kv);
+    assert_int_equal(qc_etcd_lease_revoke(e, id), 0);
     assert_int_equal(wait_events(&rec, 4, 5000), 4);
     check_puts(&rec, "ou/", 0, 4);
     sleep_ms(200);
