@@ -11,7 +11,8 @@ PKGS=(build-essential cmake pkg-config xxd
       clang libclang-rt-14-dev libfuzzer-14-dev strace
       libmicrohttpd-dev prometheus
       nats-server libnats-dev etcd-server etcd-client golang-etcd-server-dev
-      golang-github-gogo-protobuf-dev golang-github-grpc-ecosystem-grpc-gateway-dev)
+      golang-github-gogo-protobuf-dev golang-github-grpc-ecosystem-grpc-gateway-dev
+      openssl)   # test_etcd makes its TLS certificates with the openssl tool
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
