@@ -191,8 +191,8 @@ auth_role auth_method_role(const char *p)
         !strcmp(p, "/quiver.v1.Items/Delete"))
         return ROLE_WRITE;
     if (!strcmp(p, "/quiver.v1.Collections/Create") || !strcmp(p, "/quiver.v1.Collections/Drop") ||
-        !strncmp(p, "/quiver.v1.Admin/", 17))
-        return ROLE_ADMIN;
+        !strncmp(p, "/quiver.v1.Admin/", 17) || !strncmp(p, "/quiver.peer.", 13))
+        return ROLE_ADMIN; /* the calls between a cluster's nodes too */
     return ROLE_READ; /* Search, Get, Scan, Describe, List, reflection */
 }
 

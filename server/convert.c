@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "quiver/error.h"
+#include "quiver/token.h"
 #include "services.h"
 
 qv_coll *srv_find_coll(const char *name, grpc_status_code *code, char *err, size_t errlen)
@@ -353,6 +354,49 @@ void srv_fill_collection_info(qv_arena *a, qv_coll *c, Quiver__V1__CollectionInf
     ci->metric = (Quiver__V1__Metric)in.config.metric;
     ci->count = in.count;
     ci->last_seq = in.last_seq;
+    ci->shards = 1; /* a single node: one shard, one copy */
+    ci->replicas = 1;
     srv_fill_index_info(a, &in, ii);
     ci->index = ii;
+}
+
+size_t srv_write_token(const char *coll, uint64_t seq, uint8_t out[SRV_TOKEN_LEN])
+{
+    qv_token_part p = {0, seq};
+    return qv_token_encode(coll, &p, 1, out);
+}
+
+grpc_status_code srv_check_after_token(qv_coll *c, const ProtobufCBinaryData *tok, const char *field,
+                                       char *err, size_t errlen)
+{
+    if (!tok->len) return GRPC_STATUS_OK;
+    const char *name = qv_coll_config_of(c)->name;
+    qv_token_part parts[4];
+    char why[200];
+    int n = qv_token_decode(name, tok->data, tok->len, parts, 4, why, sizeof why);
+    if (n < 0) {
+        snprintf(err, errlen, "%s %s", field, why);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    qv_coll_info in;
+    qv_coll_info_get(c, &in);
+    for (int i = 0; i < n; i++) {
+        if (parts[i].shard != 0) {
+            snprintf(err, errlen, "%s names shard %u, but \"%s\" has 1 shard on this single node",
+                     field, parts[i].shard, name);
+            return GRPC_STATUS_INVALID_ARGUMENT;
+        }
+        /* a single node replies to a write only once it is visible, so a
+         * token from it is never ahead, unless the collection was dropped
+         * and created again since */
+        if (parts[i].seq > in.last_seq) {
+            snprintf(err, errlen,
+                     "%s names write %llu of \"%s\", which holds writes up to %llu only (was it "
+                     "dropped and created again?)",
+                     field, (unsigned long long)parts[i].seq, name,
+                     (unsigned long long)in.last_seq);
+            return GRPC_STATUS_FAILED_PRECONDITION;
+        }
+    }
+    return GRPC_STATUS_OK;
 }

@@ -18,6 +18,7 @@
 
 #include <grpc/grpc.h>
 
+#include "cluster.h"
 #include "quiver/backup.h"
 #include "quiver/error.h"
 #include "quiver/log.h"
@@ -84,6 +85,20 @@ static void usage(FILE *f)
             "  --log-level LEVEL    error, warn, info (default), debug\n"
             "  --metrics-listen ADDR  serve Prometheus metrics at http://ADDR/metrics\n"
             "                       (HOST:PORT; port 0 picks a free port, logged)\n"
+            "Cluster mode (README \"Cluster\"; without these flags quiverd is a single node):\n"
+            "  --cluster-etcd URL[,URL...]  etcd v3 endpoints holding the cluster's metadata\n"
+            "  --cluster-nats URL[,URL...]  NATS JetStream servers holding the write log\n"
+            "  --node-id ID         this node's name in the cluster (unique, [A-Za-z0-9_.-])\n"
+            "  --advertise HOST:PORT  where the other nodes reach this one\n"
+            "  --no-shards          route calls only; hold no shard replica\n"
+            "  --cluster-key-file FILE  the API key (first line) this node sends to its\n"
+            "                       peers when they require keys (an admin key of --auth-keys)\n"
+            "  --cluster-nats-creds FILE  NATS credentials file\n"
+            "  --cluster-etcd-ca FILE --cluster-etcd-cert FILE --cluster-etcd-key FILE\n"
+            "                       TLS to etcd (CA; client certificate and key)\n"
+            "  --cluster-log-replicas N  copies of each shard's log stream (default 3 with\n"
+            "                       3 or more NATS URLs, else 1)\n"
+            "  --cluster-threads N  threads that route calls to other nodes (default 8)\n"
             "  --version            print the version and exit\n"
             "  --help               this help\n\n"
             "Runtime environment: quiverd restarts itself once at start-up with\n"
@@ -229,7 +244,8 @@ int main(int argc, char **argv)
     enum { O_LISTEN = 256, O_DATA, O_THREADS, O_MAP, O_NOSYNC, O_MAXMSG, O_AUTOMIN, O_NOREB,
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
            O_ATTRKEYS, O_QUEUED, O_MAXREB, O_RESTORE, O_FORCE, O_AUTHKEYS, O_HASHKEY, O_NOAUTH,
-           O_TLSCERT, O_TLSKEY, O_TLSCA, O_LOGFMT, O_SLOW, O_METRICS };
+           O_TLSCERT, O_TLSKEY, O_TLSCA, O_LOGFMT, O_SLOW, O_METRICS, O_CETCD, O_CNATS, O_NODEID,
+           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -251,7 +267,19 @@ int main(int argc, char **argv)
         {"tls-client-ca", required_argument, 0, O_TLSCA},
         {"log-format", required_argument, 0, O_LOGFMT}, {"slow-ms", required_argument, 0, O_SLOW},
         {"metrics-listen", required_argument, 0, O_METRICS},
+        {"cluster-etcd", required_argument, 0, O_CETCD}, {"cluster-nats", required_argument, 0, O_CNATS},
+        {"node-id", required_argument, 0, O_NODEID}, {"advertise", required_argument, 0, O_ADVERTISE},
+        {"no-shards", no_argument, 0, O_NOSHARDS}, {"cluster-key-file", required_argument, 0, O_CKEY},
+        {"cluster-nats-creds", required_argument, 0, O_CCREDS},
+        {"cluster-etcd-ca", required_argument, 0, O_CECA},
+        {"cluster-etcd-cert", required_argument, 0, O_CECERT},
+        {"cluster-etcd-key", required_argument, 0, O_CEKEY},
+        {"cluster-log-replicas", required_argument, 0, O_CLOGREP},
+        {"cluster-threads", required_argument, 0, O_CTHREADS},
         {0, 0, 0, 0}};
+    qc_opts co;
+    memset(&co, 0, sizeof co);
+    const char *cluster_key_file = NULL;
     const char *auth_keys = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     int insecure_no_auth = 0;
     const char *restore = NULL, *metrics_listen = NULL;
@@ -344,6 +372,24 @@ int main(int argc, char **argv)
             g_slow_ms = (unsigned)v;
             break;
         case O_FORCE: force = 1; break;
+        case O_CETCD: co.etcd_urls = optarg; break;
+        case O_CNATS: co.nats_urls = optarg; break;
+        case O_NODEID: co.node_id = optarg; break;
+        case O_ADVERTISE: co.advertise = optarg; break;
+        case O_NOSHARDS: co.no_shards = 1; break;
+        case O_CKEY: cluster_key_file = optarg; break;
+        case O_CCREDS: co.nats_creds = optarg; break;
+        case O_CECA: co.etcd_ca = optarg; break;
+        case O_CECERT: co.etcd_cert = optarg; break;
+        case O_CEKEY: co.etcd_key = optarg; break;
+        case O_CLOGREP:
+            if (parse_count("--cluster-log-replicas", optarg, 1, 5, &v)) return 2;
+            co.log_replicas = (int)v;
+            break;
+        case O_CTHREADS:
+            if (parse_count("--cluster-threads", optarg, 1, 256, &v)) return 2;
+            co.threads = (unsigned)v;
+            break;
         case O_GRACE:
             grace_ms = atoi(optarg);
             if (grace_ms < 0) {
@@ -386,6 +432,26 @@ int main(int argc, char **argv)
                  colon ? colon + 1 : "50051");
         listen = loop_listen;
         rebound = 1;
+    }
+    int clustered = co.etcd_urls || co.nats_urls || co.node_id || co.advertise || co.no_shards ||
+                    cluster_key_file;
+    if (clustered) {
+        if (!co.etcd_urls || !co.nats_urls || !co.node_id || !co.advertise) {
+            fprintf(stderr, "quiverd: cluster mode needs --cluster-etcd, --cluster-nats, --node-id and "
+                            "--advertise together (see --help)\n");
+            return 2;
+        }
+        size_t idl = strlen(co.node_id);
+        if (idl == 0 || idl > QC_MAX_NODE_ID || strspn(co.node_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm"
+                                                                   "nopqrstuvwxyz0123456789_.-") != idl) {
+            fprintf(stderr, "quiverd: --node-id %s: use 1..%d of A-Z a-z 0-9 _ . -\n", co.node_id,
+                    QC_MAX_NODE_ID);
+            return 2;
+        }
+        if (restore) {
+            fprintf(stderr, "quiverd: --restore restores a single node (cluster restores: issue 19)\n");
+            return 2;
+        }
     }
     if (force && !restore) {
         fprintf(stderr, "quiverd: --force goes with --restore\n");
@@ -489,7 +555,39 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    static char peer_key[512];
+    if (clustered) {
+        if (cluster_key_file) {
+            FILE *kf = fopen(cluster_key_file, "r");
+            if (!kf || !fgets(peer_key, sizeof peer_key, kf)) {
+                qv_error("--cluster-key-file %s: cannot read a key from it", cluster_key_file);
+                if (kf) fclose(kf);
+                grpc_shutdown();
+                qv_db_close(g_db);
+                reflection_free();
+                return 1;
+            }
+            fclose(kf);
+            peer_key[strcspn(peer_key, "\r\n")] = 0;
+            co.peer_key = peer_key;
+        }
+        co.peer_tls = tls_cert != NULL;
+        co.peer_ca = tls_ca;
+        co.peer_cert = tls_cert;
+        co.peer_keyfile = tls_key;
+        co.db = g_db;
+        char cerr[1024] = "";
+        if (qc_open(&co, &g_cluster, cerr, sizeof cerr)) {
+            qv_error("cannot join the cluster: %s", cerr);
+            grpc_shutdown();
+            qv_db_close(g_db);
+            reflection_free();
+            return 1;
+        }
+    }
     int exit_code = rpc_serve(&so);
+    qc_close(g_cluster); /* the replicas' appliers stop before the engine closes */
+    g_cluster = NULL;
     metrics_stop();
     grpc_shutdown();
     qv_db_close(g_db);

@@ -6,6 +6,7 @@
  */
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
+#include "quiver/peer/v1/peer.pb-c.h"
 #include "services.h"
 
 #define REQ(name) &quiver__v1__##name##__descriptor
@@ -37,6 +38,11 @@ const rpc_method srv_methods[] = {
      admin_rebuild_step, admin_rebuild_closed},
     {"/quiver.v1.Admin/Backup", REQ(backup_request), 0, NULL, admin_backup_start,
      admin_backup_step, NULL},
+    {"/quiver.v1.Admin/ClusterStatus", REQ(cluster_status_request), 0, NULL,
+     admin_cluster_status, NULL, NULL},
+    /* between the nodes of a cluster (a single node answers UNIMPLEMENTED) */
+    {"/quiver.peer.v1.Peer/WaitApplied", &quiver__peer__v1__wait_applied_request__descriptor, 0,
+     NULL, peer_wait_applied, NULL, NULL},
     {"/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor, 0,
      NULL, health_check, NULL, NULL},
     {"/grpc.health.v1.Health/Watch", &grpc__health__v1__health_check_request__descriptor, 0,

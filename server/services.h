@@ -51,6 +51,7 @@ void admin_rebuild_step(rpc *r, int ok);
 void admin_rebuild_closed(rpc *r);
 void admin_backup_start(rpc *r);
 void admin_backup_step(rpc *r, int ok);
+void admin_cluster_status(rpc *r);
 extern const char *g_version;
 /* quiverd-test only (main.c under QUIVER_TEST_HOOKS): a rebuild call waits
  * this long before it starts the rebuild; 0 in quiverd */
@@ -102,6 +103,68 @@ void **srv_decode_attrs(qv_arena *a, const ProtobufCMessageDescriptor *entry, co
 void srv_fill_collection_info(qv_arena *a, qv_coll *c, Quiver__V1__CollectionInfo *ci,
                               Quiver__V1__IndexInfo *ii);
 void srv_fill_index_info(qv_arena *a, const qv_coll_info *info, Quiver__V1__IndexInfo *ii);
+/* A write's token (UpsertResponse.write_token...) on a single node: the
+ * collection's sequence once the write is applied. Returns its length. */
+#define SRV_TOKEN_LEN 32
+/* WriteAck: a single node acknowledges every write once applied, whichever
+ * is asked; values outside the enum are refused */
+static inline int srv_ack_valid(Quiver__V1__WriteAck a)
+{
+    return a == QUIVER__V1__WRITE_ACK__ACK_APPLIED || a == QUIVER__V1__WRITE_ACK__ACK_LOGGED;
+}
+size_t srv_write_token(const char *coll, uint64_t seq, uint8_t out[SRV_TOKEN_LEN]);
+
+/* ------------------------------------------------ one node or a cluster */
+/* This node's part in a cluster (svc_cluster.c); NULL on a single node,
+ * where everything below is the engine's own path. */
+struct qc_cluster;
+extern struct qc_cluster *g_cluster;
+#define SRV_TOKEN_MAX (9 + 256 * 15) /* a token of up to 256 shards */
+/* What a write's submission gives back besides qv_write's rc and affected. */
+typedef struct srv_write_result {
+    int ack_logged;             /* WriteAck ACK_LOGGED asked */
+    uint8_t tok[SRV_TOKEN_MAX]; /* cluster: the write's token (toklen 0: single node's) */
+    size_t toklen;
+    char err[400];              /* cluster: what failed, for the status message */
+    grpc_status_code code;      /* cluster: the status of a failure (0: from qv_write.rc) */
+} srv_write_result;
+/* The collection a write or read names: on a single node a reference in
+ * *coll (release it) and its config; in a cluster its config from the
+ * catalog (*coll NULL). Returns 0 or -1 with code and err as srv_find_coll. */
+int srv_find_config(const char *name, qv_coll **coll, qv_coll_config *cfg, grpc_status_code *code,
+                    char *err, size_t errlen);
+/* Submit an UPSERT or DELETE: to the engine's writer on a single node, to
+ * the cluster's log otherwise; w->done runs when it is acknowledged. */
+void srv_submit(qv_write *w, const qv_coll_config *cfg, srv_write_result *res);
+/* The token of an acknowledged write into out (pointing into res). */
+void srv_token_of(const qv_write *w, const qv_coll_config *cfg, srv_write_result *res,
+                  ProtobufCBinaryData *out);
+/* At the top of a handler: 1 when the call goes to the cluster's router (a
+ * caller's call to a cluster node), 0 when this node answers it itself (a
+ * single node, or a peer reading a replica), -1 when it was refused (a
+ * peer call without the cluster's key). */
+int srv_routed(rpc *r);
+/* Routed calls (svc_cluster.c), after the handler checked what it checks
+ * on a single node; each answers the call. */
+void srv_cluster_create(rpc *r, const qv_coll_config *cfg, uint32_t shards, uint32_t replicas);
+void srv_cluster_drop(rpc *r, const char *name);
+void srv_cluster_describe(rpc *r);
+void srv_cluster_list(rpc *r);
+void srv_cluster_get(rpc *r);
+void srv_cluster_search(rpc *r);
+void srv_cluster_recommend(rpc *r);
+void srv_cluster_recommend_batch(rpc *r);
+void srv_cluster_status(rpc *r);
+void srv_cluster_scan(rpc *r, const qv_coll_config *cfg);
+/* Scan's step for a routed call: 1 when it took it. */
+int srv_cluster_scan_step(rpc *r, int ok);
+/* quiver.peer.v1.Peer/WaitApplied */
+void peer_wait_applied(rpc *r);
+/* A read's after_token (field: its name in the request) on a single node:
+ * GRPC_STATUS_OK when empty or when the write it names is visible (always,
+ * for a token this node gave); else the status with a message in err. */
+grpc_status_code srv_check_after_token(qv_coll *c, const ProtobufCBinaryData *tok, const char *field,
+                                       char *err, size_t errlen);
 /* Parse an IndexSpec (NULL = auto). Returns 0 or -1 with a message. */
 int srv_parse_index_spec(const Quiver__V1__IndexSpec *s, uint32_t dim, qv_index_params *out,
                          char *err, size_t errlen);

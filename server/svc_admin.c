@@ -127,6 +127,14 @@ static void on_finished(void *ctx, int rc, const char *msg)
 void admin_rebuild_start(rpc *r)
 {
     const Quiver__V1__RebuildIndexRequest *req = (const Quiver__V1__RebuildIndexRequest *)r->req;
+    int rt = srv_routed(r);
+    if (rt) { /* each replica rebuilds its own index by itself as it grows */
+        if (rt > 0)
+            rpc_fail(r, GRPC_STATUS_UNIMPLEMENTED,
+                     "RebuildIndex of a cluster's collection is not served yet; each replica "
+                     "rebuilds its index automatically as its shard grows");
+        return;
+    }
     admin_state *s = calloc(1, sizeof *s);
     char err[512];
     if (!s) {
@@ -268,6 +276,12 @@ static void *backup_thread(void *arg)
 
 void admin_backup_start(rpc *r)
 {
+    if (g_cluster) {
+        rpc_fail(r, GRPC_STATUS_UNIMPLEMENTED,
+                 "Backup of a cluster is not served yet (cluster backups: issue 19); back up "
+                 "single nodes with it");
+        return;
+    }
     /* the BackupRequest has no fields yet: nothing to read from r->req */
     if (auth_scoped()) {
         rpc_fail(r, GRPC_STATUS_PERMISSION_DENIED,
@@ -302,4 +316,18 @@ void admin_backup_step(rpc *r, int ok)
     backup_state *s = r->state;
     if (!ok || s->over) return;
     backup_send(s);
+}
+
+/* ---------------------------------------------------------- ClusterStatus */
+void admin_cluster_status(rpc *r)
+{
+    int rt = srv_routed(r);
+    if (rt) {
+        if (rt > 0) srv_cluster_status(r);
+        return;
+    }
+    /* a single node: no nodes, no shards to report */
+    Quiver__V1__ClusterStatusResponse rep = QUIVER__V1__CLUSTER_STATUS_RESPONSE__INIT;
+    rep.clustered = 0;
+    rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
 }

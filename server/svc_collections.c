@@ -124,6 +124,23 @@ void collections_create(rpc *r)
         rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
         goto out;
     }
+    if (g_cluster) {
+        qv_coll_config cfg = w.config;
+        snprintf(cfg.name, sizeof cfg.name, "%s", req->name);
+        cfg.dim = req->dim;
+        cfg.metric = (qv_metric)req->metric;
+        srv_cluster_create(r, &cfg, req->shards, req->replicas);
+        goto out;
+    }
+    /* a single node holds one copy of one shard: more needs cluster mode */
+    if (req->shards > 1 || req->replicas > 1) {
+        const char *f = req->shards > 1 ? "shards" : "replicas";
+        rpc_fail(r, GRPC_STATUS_FAILED_PRECONDITION,
+                 "%s %u needs cluster mode: this quiverd is a single node (start it with "
+                 "--cluster-etcd and --cluster-nats), where a collection has 1 shard and 1 replica",
+                 f, req->shards > 1 ? req->shards : req->replicas);
+        goto out;
+    }
     w.kind = QV_W_CREATE;
     snprintf(w.config.name, sizeof w.config.name, "%s", req->name);
     w.config.dim = req->dim;
@@ -139,7 +156,13 @@ void collections_describe(rpc *r)
 {
     const Quiver__V1__DescribeCollectionRequest *req = (const Quiver__V1__DescribeCollectionRequest *)r->req;
     qv_coll *c;
-    if (check_name(r, req->name, "name") == 0) {
+    int rt = srv_routed(r);
+    if (rt < 0) return;
+    if (rt) {
+        if (check_name(r, req->name, "name") == 0) srv_cluster_describe(r);
+        return;
+    }
+    if (req->name[0] == '@' || check_name(r, req->name, "name") == 0) { /* '@': a peer's replica */
         if (qv_db_coll_get(r->db, req->name, &c)) {
             rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", req->name);
         } else {
@@ -152,6 +175,11 @@ void collections_describe(rpc *r)
 void collections_list(rpc *r)
 {
     /* the ListCollectionsRequest has no fields yet: nothing to read from r->req */
+    int rt = srv_routed(r);
+    if (rt) {
+        if (rt > 0) srv_cluster_list(r);
+        return;
+    }
     qv_coll **cs;
     size_t n;
     qv_arena *a = qv_arena_new();
@@ -181,6 +209,10 @@ void collections_list(rpc *r)
 void collections_drop(rpc *r)
 {
     const Quiver__V1__DropCollectionRequest *req = (const Quiver__V1__DropCollectionRequest *)r->req;
+    if (g_cluster) {
+        if (check_name(r, req->name, "name") == 0) srv_cluster_drop(r, req->name);
+        return;
+    }
     if (check_name(r, req->name, "name") == 0) {
         coll_write *cw = calloc(1, sizeof *cw);
         if (!cw) {

@@ -7,6 +7,7 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +20,19 @@
 
 #define MAX_ITEMS_PER_CALL 100000
 
-/* One validated batch, ready for the writer. */
+/* One validated batch, ready for the writer (or, in a cluster, the log). */
 typedef struct batch {
-    qv_coll *coll;
+    qv_coll *coll;       /* single node: the collection (NULL in a cluster) */
+    qv_coll_config cfg;  /* its config, in both modes */
     uint64_t *ids;
     float *vecs;
     size_t *off;
     qv_buf attrs;
     qv_write w;
+    srv_write_result res; /* cluster: token and error message (srv_submit) */
 } batch;
+
+#define BATCH_OF(wp) ((batch *)(void *)((char *)(wp) - offsetof(batch, w)))
 
 typedef struct items_state {
     rpc *r;
@@ -71,9 +76,14 @@ static int prepare_upsert(const Quiver__V1__UpsertRequest *req, const char *pref
 {
     char msg[512];
     *code = GRPC_STATUS_INVALID_ARGUMENT;
-    if (!(b->coll = srv_find_coll(req->collection, code, msg, sizeof msg))) goto fail;
-    const qv_coll_config *cfg = qv_coll_config_of(b->coll);
+    if (srv_find_config(req->collection, &b->coll, &b->cfg, code, msg, sizeof msg)) goto fail;
+    const qv_coll_config *cfg = &b->cfg;
     size_t n = req->n_items;
+    if (!srv_ack_valid(req->ack)) {
+        snprintf(msg, sizeof msg, "ack %d is not valid: use ACK_APPLIED (0) or ACK_LOGGED (1)",
+                 (int)req->ack);
+        goto fail;
+    }
     if (n == 0) {
         snprintf(msg, sizeof msg, "items is empty: nothing to upsert");
         goto fail;
@@ -122,6 +132,7 @@ static int prepare_upsert(const Quiver__V1__UpsertRequest *req, const char *pref
     b->w.vecs = b->vecs;
     b->w.attr_off = b->off;
     b->w.attrs = b->attrs.data;
+    b->res.ack_logged = req->ack == QUIVER__V1__WRITE_ACK__ACK_LOGGED;
     return 0;
 fail:
     snprintf(err, errlen, "%s%s", prefix, msg);
@@ -132,7 +143,12 @@ fail:
 /* The status and message of a failed write. */
 static grpc_status_code write_error(const qv_write *w, const char *what, char *msg, size_t len)
 {
-    const char *name = w->coll ? qv_coll_config_of(w->coll)->name : "?";
+    const batch *b = BATCH_OF(w);
+    const char *name = b->cfg.name;
+    if (b->res.err[0] && w->rc != QV_NOTFOUND) { /* a cluster's: it says what failed */
+        snprintf(msg, len, "%s to \"%s\" not written: %s", what, name, b->res.err);
+        return b->res.code ? b->res.code : srv_status_of(w->rc);
+    }
     if (w->rc == QV_NOTFOUND) {
         snprintf(msg, len, "collection \"%s\" does not exist", name);
         return GRPC_STATUS_NOT_FOUND;
@@ -160,6 +176,19 @@ static void fail_write(rpc *r, const qv_write *w, const char *what)
 
 size_t srv_items_held_bytes(size_t wire_bytes) { return 2 * wire_bytes; }
 
+/* A replica takes writes from its log only: a peer's write is refused.
+ * Returns 1 when the call may go on. */
+static int write_allowed(rpc *r)
+{
+    int rt = srv_routed(r);
+    if (rt < 0) return 0;
+    if (g_cluster && rt == 0) {
+        rpc_fail(r, GRPC_STATUS_PERMISSION_DENIED, "a replica takes writes from the cluster's log only");
+        return 0;
+    }
+    return 1;
+}
+
 /* ----------------------------------------------------------------- Upsert */
 static void upsert_done(qv_write *w)
 {
@@ -170,6 +199,7 @@ static void upsert_done(qv_write *w)
     } else {
         Quiver__V1__UpsertResponse rep = QUIVER__V1__UPSERT_RESPONSE__INIT;
         rep.upserted = w->affected;
+        srv_token_of(w, &BATCH_OF(w)->cfg, &BATCH_OF(w)->res, &rep.write_token);
         rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
     }
     rpc_unref(r); /* the write's reference */
@@ -177,6 +207,7 @@ static void upsert_done(qv_write *w)
 
 void items_upsert(rpc *r)
 {
+    if (!write_allowed(r)) return;
     items_state *s = state_new(r);
     if (!s) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -195,7 +226,7 @@ void items_upsert(rpc *r)
     s->b.w.deadline_ms = rpc_deadline_ms(r);
     rpc_unreserve(r); /* counted by the queue from here on */
     rpc_ref(r);
-    qv_db_submit(g_db, &s->b.w);
+    srv_submit(&s->b.w, &s->b.cfg, &s->b.res);
 }
 
 /* ----------------------------------------------------------------- Import */
@@ -227,6 +258,10 @@ typedef struct import_state {
     grpc_status_code fail_code;
     char fail_msg[700];
     uint64_t total, nmsgs, committed_msgs;
+    /* the write token of the stream's last committed message */
+    uint64_t last_seq;
+    uint8_t tok[SRV_TOKEN_MAX];
+    size_t toklen;
 } import_state;
 
 static void import_state_free(void *p)
@@ -267,13 +302,17 @@ static void import_next(import_state *s)
         } else {
             Quiver__V1__UpsertResponse rep = QUIVER__V1__UPSERT_RESPONSE__INIT;
             rep.upserted = s->total;
+            if (s->toklen) { /* the stream wrote something: its last write */
+                rep.write_token.data = s->tok;
+                rep.write_token.len = s->toklen;
+            }
             rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
         }
         return;
     }
     /* after a failure, messages still coming are read and dropped until the
      * client half-closes (a client stream cannot be cut short from here) */
-    if (!s->closing && s->inflight < IMPORT_WINDOW) {
+    if (!s->closing && s->inflight < (g_cluster ? 1 : IMPORT_WINDOW)) {
         s->recv_posted = 1;
         rpc_recv(r);
     }
@@ -293,6 +332,13 @@ static void import_done(qv_write *w)
     } else if (!w->rc) {
         s->total += w->affected;
         s->committed_msgs++;
+        if (w->seq >= s->last_seq || g_cluster) { /* in a cluster: the last message's */
+            ProtobufCBinaryData t;
+            srv_token_of(w, &sl->b.cfg, &sl->b.res, &t);
+            memcpy(s->tok, t.data, t.len);
+            s->toklen = t.len;
+            s->last_seq = w->seq;
+        }
     }
     batch_clear(&sl->b);
     if (sl->req) protobuf_c_message_free_unpacked(sl->req, NULL);
@@ -306,6 +352,7 @@ static void import_done(qv_write *w)
 
 void items_import_start(rpc *r)
 {
+    if (!write_allowed(r)) return;
     import_state *s = calloc(1, sizeof *s);
     if (!s) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -391,7 +438,7 @@ void items_import_step(rpc *r, int ok)
     /* submitted before the next RECV is posted, so that messages reach the
      * writer in order; done() may run meanwhile (it takes mu) */
     pthread_mutex_unlock(&s->mu);
-    qv_db_submit(g_db, &sl->b.w);
+    srv_submit(&sl->b.w, &sl->b.cfg, &sl->b.res);
     pthread_mutex_lock(&s->mu);
     import_next(s);
     pthread_mutex_unlock(&s->mu);
@@ -447,6 +494,22 @@ void items_get(rpc *r)
     char err[512];
     qv_arena *a = NULL;
     qv_items got = {0};
+    int rt = srv_routed(r);
+    if (rt < 0) return;
+    if (rt) {
+        qv_coll *none;
+        qv_coll_config cfg;
+        if (srv_find_config(req->collection, &none, &cfg, &code, err, sizeof err))
+            rpc_fail(r, code, "%s", err);
+        else if (req->n_ids == 0)
+            rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "ids is empty: nothing to get");
+        else if (req->n_ids > MAX_ITEMS_PER_CALL)
+            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "ids has %zu entries, over the limit of %d per call",
+                     req->n_ids, MAX_ITEMS_PER_CALL);
+        else
+            srv_cluster_get(r);
+        return;
+    }
     qv_coll *c = srv_find_coll(req->collection, &code, err, sizeof err);
     if (!c) {
         rpc_fail(r, code, "%s", err);
@@ -454,6 +517,10 @@ void items_get(rpc *r)
     }
     if (req->n_ids == 0) {
         rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "ids is empty: nothing to get");
+        goto out;
+    }
+    if ((code = srv_check_after_token(c, &req->after_token, "after_token", err, sizeof err))) {
+        rpc_fail(r, code, "%s", err);
         goto out;
     }
     if (req->n_ids > MAX_ITEMS_PER_CALL) {
@@ -539,6 +606,7 @@ static void delete_done(qv_write *w)
     } else {
         Quiver__V1__DeleteItemsResponse rep = QUIVER__V1__DELETE_ITEMS_RESPONSE__INIT;
         rep.deleted = w->affected;
+        srv_token_of(w, &BATCH_OF(w)->cfg, &BATCH_OF(w)->res, &rep.write_token);
         rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
     }
     rpc_unref(r);
@@ -546,6 +614,7 @@ static void delete_done(qv_write *w)
 
 void items_delete(rpc *r)
 {
+    if (!write_allowed(r)) return;
     items_state *s = state_new(r);
     if (!s) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -554,7 +623,7 @@ void items_delete(rpc *r)
     const Quiver__V1__DeleteItemsRequest *req = (const Quiver__V1__DeleteItemsRequest *)r->req;
     grpc_status_code code;
     char err[512];
-    if (!(s->b.coll = srv_find_coll(req->collection, &code, err, sizeof err))) {
+    if (srv_find_config(req->collection, &s->b.coll, &s->b.cfg, &code, err, sizeof err)) {
         rpc_fail(r, code, "%s", err);
         return;
     }
@@ -573,6 +642,11 @@ void items_delete(rpc *r)
                      i, req->ids[i], (int64_t)QV_MAX_ID);
             return;
         }
+    if (!srv_ack_valid(req->ack)) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT,
+                 "ack %d is not valid: use ACK_APPLIED (0) or ACK_LOGGED (1)", (int)req->ack);
+        return;
+    }
     qv_write *w = &s->b.w;
     w->kind = QV_W_DELETE;
     w->coll = s->b.coll;
@@ -580,8 +654,10 @@ void items_delete(rpc *r)
     w->ids = req->ids;
     w->done = delete_done;
     w->ctx = s;
+    w->deadline_ms = rpc_deadline_ms(r);
+    s->b.res.ack_logged = req->ack == QUIVER__V1__WRITE_ACK__ACK_LOGGED;
     rpc_ref(r);
-    qv_db_submit(g_db, w);
+    srv_submit(w, &s->b.cfg, &s->b.res);
 }
 
 /* ------------------------------------------------------------------- Scan */
@@ -678,10 +754,18 @@ static void scan_send(rpc *r)
 void items_scan(rpc *r)
 {
     const Quiver__V1__ScanRequest *req = (const Quiver__V1__ScanRequest *)r->req;
-    scan_state *s = calloc(1, sizeof *s);
     grpc_status_code code;
     char err[512];
-    int rc;
+    int rc, rt = srv_routed(r);
+    if (rt < 0) return;
+    if (rt) {
+        qv_coll *none;
+        qv_coll_config cfg;
+        if (srv_find_config(req->collection, &none, &cfg, &code, err, sizeof err)) rpc_fail(r, code, "%s", err);
+        else srv_cluster_scan(r, &cfg);
+        return;
+    }
+    scan_state *s = calloc(1, sizeof *s);
     if (!s) {
         rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
@@ -707,6 +791,7 @@ void items_scan(rpc *r)
 
 void items_scan_step(rpc *r, int ok)
 {
+    if (srv_cluster_scan_step(r, ok)) return;
     scan_state *s = r->state;
     if (!ok || s->over) return; /* client gone, or the status went with the last message */
     scan_send(r);

@@ -294,9 +294,33 @@ static void fail_read(rpc *r, int rc, const char *what, const char *prefix, cons
 }
 
 /* --------------------------------------------------------------- Search */
+/* A routed read (cluster mode): its collection checked here as on a single
+ * node (name, the key's scope, existence), the rest by the router. Returns
+ * 1 when the call was taken care of. */
+static int routed(rpc *r, const char *const *colls, size_t n, void (*go)(rpc *r))
+{
+    int rt = srv_routed(r);
+    if (rt <= 0) return rt < 0;
+    for (size_t i = 0; i < n; i++) {
+        qv_coll *none;
+        qv_coll_config cfg;
+        grpc_status_code code;
+        char err[512];
+        if (srv_find_config(colls[i], &none, &cfg, &code, err, sizeof err)) {
+            if (n > 1) rpc_fail(r, code, "requests[%zu]: %s", i, err);
+            else rpc_fail(r, code, "%s", err);
+            return 1;
+        }
+    }
+    go(r);
+    return 1;
+}
+
 void search_search(rpc *r)
 {
     const Quiver__V1__SearchRequest *req = (const Quiver__V1__SearchRequest *)r->req;
+    const char *coll = req->collection;
+    if (routed(r, &coll, 1, srv_cluster_search)) return;
     double t0 = now_ms();
     qv_coll *c = NULL;
     qv_query *qs = NULL;
@@ -307,6 +331,7 @@ void search_search(rpc *r)
     size_t nq = req->n_queries, k, failed;
     if (!(c = srv_find_coll(req->collection, &code, err, sizeof err))) goto fail;
     const qv_coll_config *cfg = qv_coll_config_of(c);
+    if ((code = srv_check_after_token(c, &req->after_token, "after_token", err, sizeof err))) goto fail;
     code = GRPC_STATUS_INVALID_ARGUMENT;
     if (check_k(&k, req->k, err, sizeof err)) goto fail;
     if (nq == 0) {
@@ -445,6 +470,7 @@ static int recommend_conv(rpc *r, const Quiver__V1__RecommendRequest *req, qv_ar
     size_t k;
     qv_example *pos = NULL, *neg = NULL;
     *rd = (qv_read){.coll = c, .kind = QV_READ_RECOMMEND};
+    if ((*code = srv_check_after_token(c, &req->after_token, "after_token", err, errlen))) return -1;
     *code = GRPC_STATUS_INVALID_ARGUMENT;
     if (check_k(&k, req->k, err, errlen)) return -1;
     if (req->n_positive + req->n_negative > MAX_EXAMPLES) {
@@ -471,6 +497,8 @@ static int recommend_conv(rpc *r, const Quiver__V1__RecommendRequest *req, qv_ar
 void search_recommend(rpc *r)
 {
     const Quiver__V1__RecommendRequest *req = (const Quiver__V1__RecommendRequest *)r->req;
+    const char *coll = req->collection;
+    if (routed(r, &coll, 1, srv_cluster_recommend)) return;
     qv_arena *a = qv_arena_new();
     qv_query_result res = {0};
     qv_read rd = {0};
@@ -497,6 +525,17 @@ void search_recommend(rpc *r)
 void search_recommend_batch(rpc *r)
 {
     const Quiver__V1__RecommendBatchRequest *req = (const Quiver__V1__RecommendBatchRequest *)r->req;
+    if (g_cluster && req->n_requests <= MAX_RECOMMEND_BATCH) {
+        const char **colls = malloc((req->n_requests ? req->n_requests : 1) * sizeof *colls);
+        if (!colls) {
+            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            return;
+        }
+        for (size_t j = 0; j < req->n_requests; j++) colls[j] = req->requests[j]->collection;
+        int done = routed(r, colls, req->n_requests, srv_cluster_recommend_batch);
+        free(colls);
+        if (done) return;
+    }
     size_t n = req->n_requests, i, failed;
     qv_arena *a = qv_arena_new();
     qv_read *rds = calloc(n ? n : 1, sizeof *rds);

@@ -125,7 +125,7 @@ static int read_copy(const char *path, json_t *colls, uint64_t *last_seq)
             if (k.mv_size > QV_MAX_NAME || qv_config_decode(v.mv_data, v.mv_size, &c)) continue;
             uint8_t kb[4] = {c.id >> 24, c.id >> 16, c.id >> 8, c.id};
             MDB_val sk = {4, kb}, sv;
-            qv_coll_stats st = {0, 0};
+            qv_coll_stats st = {0, 0, 0};
             if (mdb_get(txn, sd, &sk, &sv) == 0) qv_stats_decode(sv.mv_data, sv.mv_size, &st);
             json_array_append_new(colls, json_pack("{s:s%,s:I,s:I,s:I}", "name", (char *)k.mv_data,
                                                    k.mv_size, "id", (json_int_t)c.id, "last_seq",

@@ -353,17 +353,21 @@ int qv_config_decode(const void *v, size_t len, qv_coll_config *c)
     return 0;
 }
 
-void qv_stats_encode(uint8_t out[QV_STATS_LEN], const qv_coll_stats *s)
+size_t qv_stats_encode(uint8_t out[QV_STATS_LEN_MAX], const qv_coll_stats *s)
 {
     qv_put_le64(out, s->last_seq);
     qv_put_le64(out + 8, s->count);
+    if (!s->log_seq) return QV_STATS_LEN;
+    qv_put_le64(out + 16, s->log_seq);
+    return QV_STATS_LEN_MAX;
 }
 
 int qv_stats_decode(const void *v, size_t len, qv_coll_stats *s)
 {
-    if (len != QV_STATS_LEN) return QV_CORRUPT;
+    if (len != QV_STATS_LEN && len != QV_STATS_LEN_MAX) return QV_CORRUPT;
     s->last_seq = qv_get_le64(v);
     s->count = qv_get_le64((const uint8_t *)v + 8);
+    s->log_seq = len == QV_STATS_LEN_MAX ? qv_get_le64((const uint8_t *)v + 16) : 0;
     return 0;
 }
 

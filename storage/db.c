@@ -13,14 +13,16 @@ static int open_coll(void *ctx, const qv_coll_config *cfg)
     qv_coll *c = qv_reg_coll_new(db, cfg);
     if (!c) return QV_NOMEM;
     MDB_txn *txn = NULL;
-    qv_coll_stats s = {0, 0};
+    qv_coll_stats s = {0, 0, 0};
     int rc = qv_store_read_begin(db->st, &txn);
     if (!rc) rc = qv_store_stats_get(db->st, txn, cfg->id, &s);
     if (rc) goto fail;
     c->w_seq = s.last_seq;
     c->w_count = s.count;
+    c->w_log_seq = s.log_seq;
     atomic_store(&c->last_seq, s.last_seq);
     atomic_store(&c->count, s.count);
+    atomic_store(&c->log_seq, s.log_seq);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     qv_ixfile_meta meta;

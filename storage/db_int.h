@@ -51,9 +51,10 @@ struct qv_coll {
     atomic_int refs;
     atomic_int dropped;
     /* writer thread only: counters including uncommitted work */
-    uint64_t w_seq, w_count;
-    /* published after commit */
-    _Atomic uint64_t last_seq, count;
+    uint64_t w_seq, w_count, w_log_seq;
+    /* published after commit (log_seq: the cluster log's last sequence
+     * applied, 0 on a single node) */
+    _Atomic uint64_t last_seq, count, log_seq;
     /* the live index and what it covers, under ilock */
     pthread_rwlock_t ilock;
     qv_index *index;

@@ -142,6 +142,7 @@ void qv_coll_info_get(qv_coll *c, qv_coll_info *o)
     pthread_mutex_unlock(&c->rmu);
     o->count = atomic_load(&c->count);
     o->last_seq = atomic_load(&c->last_seq);
+    o->log_seq = atomic_load(&c->log_seq);
     pthread_rwlock_rdlock(&c->ilock);
     if (c->index) {
         o->params = *qv_index_get_params(c->index);

@@ -60,6 +60,12 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
     uint64_t seq = c->w_seq, count = c->w_count;
     WI(w)->seq_from = seq + 1;
     w->affected = 0;
+    /* a replica applies each log entry once: one at or below what this
+     * collection has applied (a redelivery after a restart) changes nothing */
+    if (w->log_seq && w->log_seq <= c->w_log_seq) {
+        WI(w)->seq_to = seq;
+        return 0;
+    }
     for (size_t i = 0; i < w->n && !rc; i++) {
         if (skip && skip[i]) continue;
         if (w->kind == QV_W_UPSERT) {
@@ -84,12 +90,15 @@ static int apply_op(qv_db *db, MDB_txn *txn, qv_write *w, char *skip)
     }
     if (rc) return rc;
     WI(w)->seq_to = seq;
-    if (seq != c->w_seq) {
-        qv_coll_stats s = {seq, count};
+    uint64_t log_seq = w->log_seq ? w->log_seq : c->w_log_seq;
+    if (seq != c->w_seq || log_seq != c->w_log_seq) {
+        /* the log sequence commits in the same transaction as the items */
+        qv_coll_stats s = {seq, count, log_seq};
         if ((rc = qv_store_stats_put(db->st, txn, c->cfg.id, &s))) return rc;
     }
     c->w_seq = seq;
     c->w_count = count;
+    c->w_log_seq = log_seq;
     return 0;
 }
 
@@ -123,8 +132,10 @@ static void publish_op(qv_db *db, qv_write *w, const char *skip)
     if ((int)w->kind == QV_W_PRUNE) return;
     if ((int)w->kind == QV_W_SPEC) return; /* memory was updated at the swap */
     qv_coll *c = w->coll;
+    w->seq = WI(w)->seq_to;
     atomic_store(&c->last_seq, c->w_seq);
     atomic_store(&c->count, c->w_count);
+    atomic_store(&c->log_seq, c->w_log_seq);
     if (w->affected == 0) return;
     uint32_t dim = c->cfg.dim;
     pthread_rwlock_wrlock(&c->ilock);
@@ -368,7 +379,7 @@ static void run_batch(qv_db *db, qv_write *batch)
             w->rc = QV_CANCELLED;
             continue;
         }
-        uint64_t seq0 = c ? c->w_seq : 0, cnt0 = c ? c->w_count : 0;
+        uint64_t seq0 = c ? c->w_seq : 0, cnt0 = c ? c->w_count : 0, log0 = c ? c->w_log_seq : 0;
         MDB_txn *child = NULL;
         w->rc = qv_store_write_begin(db->st, txn, &child);
         if (!w->rc) w->rc = apply_op(db, child, w, skips ? skips[i] : NULL);
@@ -378,6 +389,7 @@ static void run_batch(qv_db *db, qv_write *batch)
         if (w->rc && c) { /* the op wrote nothing: roll its counters back */
             c->w_seq = seq0;
             c->w_count = cnt0;
+            c->w_log_seq = log0;
         }
     }
     struct timespec tc;
@@ -415,6 +427,7 @@ static void run_batch(qv_db *db, qv_write *batch)
         if (rc && w->coll) { /* nothing committed: back to the published state */
             w->coll->w_seq = atomic_load(&w->coll->last_seq);
             w->coll->w_count = atomic_load(&w->coll->count);
+            w->coll->w_log_seq = atomic_load(&w->coll->log_seq);
         }
     }
     i = 0;

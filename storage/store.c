@@ -301,9 +301,8 @@ int qv_store_stats_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, qv_coll_sta
 int qv_store_stats_put(qv_store *st, MDB_txn *txn, uint32_t coll_id, const qv_coll_stats *s)
 {
     uint8_t kb[4] = {coll_id >> 24, coll_id >> 16, coll_id >> 8, coll_id};
-    uint8_t vb[QV_STATS_LEN];
-    qv_stats_encode(vb, s);
-    MDB_val k = val(kb, 4), v = val(vb, sizeof vb);
+    uint8_t vb[QV_STATS_LEN_MAX];
+    MDB_val k = val(kb, 4), v = val(vb, qv_stats_encode(vb, s));
     return qv_store_err(mdb_put(txn, st->stats, &k, &v, 0), "stats put");
 }
 
@@ -329,7 +328,7 @@ int qv_store_coll_create(qv_store *st, MDB_txn *txn, qv_coll_config *c)
     v = val(cb, sizeof cb);
     if ((rc = mdb_put(txn, st->colls, &k, &v, MDB_NOOVERWRITE)))
         return qv_store_err(rc, "collection put");
-    qv_coll_stats s = {0, 0};
+    qv_coll_stats s = {0, 0, 0};
     return qv_store_stats_put(st, txn, c->id, &s);
 }
 

@@ -170,13 +170,18 @@ void qv_config_encode(uint8_t out[QV_CONFIG_LEN], const qv_coll_config *c);
 /* name is taken from the key, not the value. Returns 0, QV_CORRUPT, QV_VERSION. */
 int qv_config_decode(const void *v, size_t len, qv_coll_config *c);
 
-/* Collection counters: u64 last_seq, u64 count (16 bytes). */
+/* Collection counters: u64 last_seq, u64 count (16 bytes), then u64 log_seq
+ * when it is not 0 (24 bytes: a cluster replica's; a single node's record
+ * stays the 16 bytes every earlier version reads). */
 typedef struct qv_coll_stats {
     uint64_t last_seq; /* last sequence number handed out */
     uint64_t count;    /* live items */
+    uint64_t log_seq;  /* the cluster log's last sequence applied (0 = none) */
 } qv_coll_stats;
 #define QV_STATS_LEN 16
-void qv_stats_encode(uint8_t out[QV_STATS_LEN], const qv_coll_stats *s);
+#define QV_STATS_LEN_MAX 24
+/* Returns the encoded length (QV_STATS_LEN or QV_STATS_LEN_MAX). */
+size_t qv_stats_encode(uint8_t out[QV_STATS_LEN_MAX], const qv_coll_stats *s);
 int qv_stats_decode(const void *v, size_t len, qv_coll_stats *s);
 
 /* Validate a collection name: [A-Za-z0-9_.-]{1,128}, not starting with '.'.

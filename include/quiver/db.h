@@ -68,6 +68,7 @@ const qv_coll_config *qv_coll_config_of(const qv_coll *c);
 typedef struct qv_coll_info {
     qv_coll_config config;
     uint64_t count, last_seq;
+    uint64_t log_seq; /* cluster replicas: the log's last sequence applied (0 single node) */
     /* live index */
     qv_index_params params; /* kind in use + resolved nlist etc. */
     int trained;
@@ -105,9 +106,16 @@ struct qv_write {
     const float *vecs;      /* UPSERT: n*dim floats (normalised for cosine) */
     const size_t *attr_off; /* UPSERT: n+1 offsets into attrs (NULL = none) */
     const uint8_t *attrs;
+    /* UPSERT, DELETE on a cluster replica: the log sequence this write
+     * applies, committed with it (qv_coll_info.log_seq); a write whose
+     * log_seq is not above the collection's is skipped (applied already).
+     * 0 on a single node. */
+    uint64_t log_seq;
     /* results, valid in done() */
     int rc;             /* 0, QV_EXISTS, QV_NOTFOUND, QV_FULL, QV_LMDB, QV_SHUTDOWN ... */
     uint64_t affected;  /* upserted / deleted (existing) items */
+    uint64_t seq;       /* UPSERT, DELETE: the collection's last sequence number
+                         * once the write is applied (its write token) */
     void (*done)(qv_write *w);
     void *ctx;
     /* what the write holds in memory until done (counted against

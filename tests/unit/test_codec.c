@@ -212,12 +212,19 @@ static void test_config_round_trip_non_default(void **state)
 static void test_stats(void **state)
 {
     (void)state;
-    qv_coll_stats s = {UINT64_MAX - 5, 42}, t;
-    uint8_t buf[QV_STATS_LEN];
-    qv_stats_encode(buf, &s);
-    assert_int_equal(qv_stats_decode(buf, sizeof buf, &t), 0);
-    assert_true(t.last_seq == UINT64_MAX - 5 && t.count == 42);
+    qv_coll_stats s = {UINT64_MAX - 5, 42, 0}, t;
+    uint8_t buf[QV_STATS_LEN_MAX];
+    /* a single node's record keeps the 16 bytes earlier versions read */
+    assert_int_equal(qv_stats_encode(buf, &s), QV_STATS_LEN);
+    assert_int_equal(qv_stats_decode(buf, QV_STATS_LEN, &t), 0);
+    assert_true(t.last_seq == UINT64_MAX - 5 && t.count == 42 && t.log_seq == 0);
     assert_int_equal(qv_stats_decode(buf, 15, &t), QV_CORRUPT);
+    /* a replica's carries the log sequence it applied */
+    s.log_seq = 77;
+    assert_int_equal(qv_stats_encode(buf, &s), QV_STATS_LEN_MAX);
+    assert_int_equal(qv_stats_decode(buf, QV_STATS_LEN_MAX, &t), 0);
+    assert_true(t.last_seq == UINT64_MAX - 5 && t.count == 42 && t.log_seq == 77);
+    assert_int_equal(qv_stats_decode(buf, 23, &t), QV_CORRUPT);
 }
 
 static void test_names(void **state)

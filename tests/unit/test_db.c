@@ -233,6 +233,75 @@ static void test_upsert_replace_delete(void **state)
     qv_coll_release(c);
 }
 
+/* A cluster replica's writes carry the log sequence they apply: it commits
+ * with them, survives a restart, and a redelivered entry changes nothing. */
+static void test_log_seq_applied_once(void **state)
+{
+    fixture *f = *state;
+    create(f, "replica", QV_METRIC_L2, QV_KIND_FLAT, 0);
+    qv_coll *c;
+    assert_int_equal(qv_db_coll_get(f->db, "replica", &c), 0);
+    uint64_t ids[2] = {1, 2};
+    float v[2 * DIM];
+    vec_of(1, v);
+    vec_of(2, v + DIM);
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_UPSERT;
+    w.coll = c;
+    w.n = 2;
+    w.ids = ids;
+    w.vecs = v;
+    w.log_seq = 5;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    assert_int_equal(w.affected, 2);
+    assert_int_equal(w.seq, 2); /* the collection's own sequence: 2 items */
+    qv_coll_info info;
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.log_seq, 5);
+    /* the same entry again (a redelivery) and an older one: skipped */
+    w.affected = 99;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    assert_int_equal(w.affected, 0);
+    uint64_t del = 1;
+    qv_write d;
+    memset(&d, 0, sizeof d);
+    d.kind = QV_W_DELETE;
+    d.coll = c;
+    d.n = 1;
+    d.ids = &del;
+    d.log_seq = 4;
+    assert_int_equal(qv_db_write_sync(f->db, &d), 0);
+    assert_int_equal(d.affected, 0);
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.count, 2);
+    assert_int_equal(info.last_seq, 2);
+    /* a delete that finds nothing still records that entry 9 was applied */
+    del = 777;
+    d.log_seq = 9;
+    assert_int_equal(qv_db_write_sync(f->db, &d), 0);
+    assert_int_equal(d.affected, 0);
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.log_seq, 9);
+    qv_coll_release(c);
+    /* restart: the applied sequence was committed with the items */
+    qv_db_close(f->db);
+    db_open(f);
+    assert_int_equal(qv_db_coll_get(f->db, "replica", &c), 0);
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.log_seq, 9);
+    assert_int_equal(info.count, 2);
+    d.coll = c;
+    del = 1;
+    d.log_seq = 10;
+    assert_int_equal(qv_db_write_sync(f->db, &d), 0);
+    assert_int_equal(d.affected, 1);
+    qv_coll_info_get(c, &info);
+    assert_int_equal(info.log_seq, 10);
+    assert_int_equal(info.count, 1);
+    qv_coll_release(c);
+}
+
 typedef struct progress_log {
     char phases[16][16];
     int n;
@@ -575,6 +644,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_index_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_seq_applied_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_queue_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_and_upsert_in_one_batch, setup, teardown),
     };

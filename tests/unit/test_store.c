@@ -199,7 +199,7 @@ static void test_stats_and_drop(void **state)
         put(f, b.id, i, i + 1, 2.0f, &existed);
     }
     MDB_txn *txn;
-    qv_coll_stats s = {100, 100}, t;
+    qv_coll_stats s = {100, 100, 0}, t;
     assert_int_equal(qv_store_write_begin(f->st, NULL, &txn), 0);
     assert_int_equal(qv_store_stats_put(f->st, txn, a.id, &s), 0);
     uint64_t n = 0;

@@ -1,0 +1,332 @@
+/*
+ * Peer calls (cluster/peer.h). One channel per address, created on first use
+ * and kept: gRPC reconnects it by itself when the peer comes back. A batch of
+ * calls shares one completion queue, so a fan-out to every shard costs the
+ * slowest call, not the sum.
+ */
+#include "peer.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct chan {
+    char *addr;
+    grpc_channel *ch;
+} chan;
+
+struct qc_peers {
+    pthread_mutex_t mu;
+    chan *chans;
+    size_t n, cap;
+    grpc_channel_credentials *creds;
+    grpc_metadata md[2];
+    size_t nmd;
+};
+
+int64_t qc_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *nb = realloc(buf, cap);
+            if (!nb) break;
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+    if (buf) buf[len] = 0;
+    return buf;
+}
+
+int qc_peers_new(const qc_peer_security *sec, qc_peers **out)
+{
+    qc_peers *p = calloc(1, sizeof *p);
+    if (!p) return -1;
+    pthread_mutex_init(&p->mu, NULL);
+    grpc_init();
+    if (sec && sec->tls) {
+        char *roots = sec->ca ? read_file(sec->ca) : NULL;
+        char *cert = sec->cert ? read_file(sec->cert) : NULL;
+        char *key = sec->key ? read_file(sec->key) : NULL;
+        grpc_ssl_pem_key_cert_pair pair = {key, cert};
+        p->creds = grpc_ssl_credentials_create(roots, cert && key ? &pair : NULL, NULL, NULL);
+        free(roots), free(cert), free(key);
+    } else {
+        p->creds = grpc_insecure_credentials_create();
+    }
+    p->md[p->nmd].key = grpc_slice_from_static_string(QC_PEER_MD);
+    p->md[p->nmd++].value = grpc_slice_from_static_string("1");
+    if (sec && sec->api_key && sec->api_key[0]) {
+        char hdr[600];
+        snprintf(hdr, sizeof hdr, "Bearer %s", sec->api_key);
+        p->md[p->nmd].key = grpc_slice_from_static_string("authorization");
+        p->md[p->nmd++].value = grpc_slice_from_copied_string(hdr);
+    }
+    *out = p;
+    return 0;
+}
+
+void qc_peers_free(qc_peers *p)
+{
+    if (!p) return;
+    for (size_t i = 0; i < p->n; i++) {
+        grpc_channel_destroy(p->chans[i].ch);
+        free(p->chans[i].addr);
+    }
+    free(p->chans);
+    for (size_t i = 0; i < p->nmd; i++) grpc_slice_unref(p->md[i].value);
+    grpc_channel_credentials_release(p->creds);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+    grpc_shutdown();
+}
+
+static grpc_channel *channel_of(qc_peers *p, const char *addr)
+{
+    pthread_mutex_lock(&p->mu);
+    grpc_channel *ch = NULL;
+    for (size_t i = 0; i < p->n && !ch; i++)
+        if (!strcmp(p->chans[i].addr, addr)) ch = p->chans[i].ch;
+    if (!ch && (p->n < p->cap || (p->chans = realloc(p->chans, (p->cap = p->cap ? 2 * p->cap : 8) *
+                                                                  sizeof *p->chans)))) {
+        grpc_arg args[] = {
+            {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = 64 << 20}},
+            {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = 64 << 20}},
+            /* a dead peer is retried soon after it comes back */
+            {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, {.integer = 1000}},
+        };
+        grpc_channel_args ca = {3, args};
+        ch = grpc_channel_create(addr, p->creds, &ca);
+        p->chans[p->n].addr = strdup(addr);
+        p->chans[p->n++].ch = ch;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return ch;
+}
+
+typedef struct inflight {
+    grpc_call *call;
+    grpc_byte_buffer *send, *recv;
+    grpc_metadata_array initial, trailing;
+    grpc_status_code code;
+    grpc_slice details;
+    int started;
+} inflight;
+
+static void set_msg(qc_call *c, grpc_status_code code, const char *m)
+{
+    c->code = code;
+    snprintf(c->msg, sizeof c->msg, "%s", m);
+}
+
+void qc_peer_call_all(qc_peers *p, qc_call *calls, size_t n, int64_t deadline_ms)
+{
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    inflight *fl = calloc(n ? n : 1, sizeof *fl);
+    size_t started = 0;
+    int64_t left = deadline_ms - qc_now_ms();
+    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                   gpr_time_from_millis(left > 1 ? left : 1, GPR_TIMESPAN));
+    for (size_t i = 0; i < n; i++) {
+        qc_call *c = &calls[i];
+        c->reply = NULL;
+        c->msg[0] = 0;
+        c->code = GRPC_STATUS_UNKNOWN;
+        grpc_channel *ch = fl ? channel_of(p, c->addr) : NULL;
+        if (!ch) {
+            set_msg(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            continue;
+        }
+        inflight *f = &fl[i];
+        grpc_slice method = grpc_slice_from_static_string(c->method);
+        f->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, dl, NULL);
+        size_t len = protobuf_c_message_get_packed_size(c->req);
+        grpc_slice s = grpc_slice_malloc(len);
+        protobuf_c_message_pack(c->req, GRPC_SLICE_START_PTR(s));
+        f->send = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+        grpc_metadata_array_init(&f->initial);
+        grpc_metadata_array_init(&f->trailing);
+        f->details = grpc_empty_slice();
+        grpc_op ops[6];
+        memset(ops, 0, sizeof ops);
+        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[0].data.send_initial_metadata.count = p->nmd;
+        ops[0].data.send_initial_metadata.metadata = p->md;
+        ops[1].op = GRPC_OP_SEND_MESSAGE;
+        ops[1].data.send_message.send_message = f->send;
+        ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[3].data.recv_initial_metadata.recv_initial_metadata = &f->initial;
+        ops[4].op = GRPC_OP_RECV_MESSAGE;
+        ops[4].data.recv_message.recv_message = &f->recv;
+        ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+        ops[5].data.recv_status_on_client.status = &f->code;
+        ops[5].data.recv_status_on_client.status_details = &f->details;
+        ops[5].data.recv_status_on_client.trailing_metadata = &f->trailing;
+        if (grpc_call_start_batch(f->call, ops, 6, f, NULL) != GRPC_CALL_OK) {
+            set_msg(c, GRPC_STATUS_INTERNAL, "cannot start a call to a peer");
+            continue;
+        }
+        f->started = 1;
+        started++;
+    }
+    /* every started call completes (by status or deadline) */
+    while (started > 0) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type != GRPC_OP_COMPLETE) continue;
+        started--;
+        inflight *f = ev.tag;
+        qc_call *c = &calls[f - fl];
+        c->code = f->code;
+        char *d = grpc_slice_to_c_string(f->details);
+        snprintf(c->msg, sizeof c->msg, "%s", d ? d : "");
+        gpr_free(d);
+        if (c->code == GRPC_STATUS_OK) {
+            if (!f->recv) {
+                set_msg(c, GRPC_STATUS_INTERNAL, "a peer replied with no message");
+            } else {
+                grpc_byte_buffer_reader rd;
+                grpc_byte_buffer_reader_init(&rd, f->recv);
+                grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+                grpc_byte_buffer_reader_destroy(&rd);
+                c->reply = protobuf_c_message_unpack(c->reply_desc, NULL, GRPC_SLICE_LENGTH(all),
+                                                     GRPC_SLICE_START_PTR(all));
+                grpc_slice_unref(all);
+                if (!c->reply) set_msg(c, GRPC_STATUS_INTERNAL, "a peer's reply does not decode");
+            }
+        }
+    }
+    for (size_t i = 0; fl && i < n; i++) {
+        inflight *f = &fl[i];
+        if (!f->call) continue;
+        if (f->recv) grpc_byte_buffer_destroy(f->recv);
+        grpc_byte_buffer_destroy(f->send);
+        grpc_metadata_array_destroy(&f->initial);
+        grpc_metadata_array_destroy(&f->trailing);
+        grpc_slice_unref(f->details);
+        grpc_call_unref(f->call);
+    }
+    free(fl);
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(cq);
+}
+
+static int next_event(grpc_completion_queue *cq, void *tag)
+{
+    grpc_event ev;
+    do ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    while (ev.type == GRPC_OP_COMPLETE && ev.tag != tag);
+    return ev.type == GRPC_OP_COMPLETE ? ev.success : 0;
+}
+
+grpc_status_code qc_peer_stream(qc_peers *p, const char *addr, const char *method,
+                                const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+                                int64_t deadline_ms, int (*take)(void *ctx, ProtobufCMessage *m),
+                                void *ctx, char *msg, size_t msglen)
+{
+    grpc_channel *ch = channel_of(p, addr);
+    msg[0] = 0;
+    if (!ch) {
+        snprintf(msg, msglen, "out of memory");
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    int64_t left = deadline_ms - qc_now_ms();
+    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                   gpr_time_from_millis(left > 1 ? left : 1, GPR_TIMESPAN));
+    grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                               grpc_slice_from_static_string(method), NULL, dl, NULL);
+    size_t len = protobuf_c_message_get_packed_size(req);
+    grpc_slice s = grpc_slice_malloc(len);
+    protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(s));
+    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    grpc_metadata_array initial, trailing;
+    grpc_metadata_array_init(&initial);
+    grpc_metadata_array_init(&trailing);
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = p->nmd;
+    ops[0].data.send_initial_metadata.metadata = p->md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    char t_start, t_msg, t_status;
+    int stop = grpc_call_start_batch(call, ops, 4, &t_start, NULL) != GRPC_CALL_OK || !next_event(cq, &t_start);
+    /* every message until the end of the stream (or take says stop) */
+    while (!stop) {
+        grpc_byte_buffer *bb = NULL;
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &bb;
+        if (grpc_call_start_batch(call, &op, 1, &t_msg, NULL) != GRPC_CALL_OK || !next_event(cq, &t_msg) || !bb)
+            break;
+        grpc_byte_buffer_reader rd;
+        grpc_byte_buffer_reader_init(&rd, bb);
+        grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+        grpc_byte_buffer_reader_destroy(&rd);
+        grpc_byte_buffer_destroy(bb);
+        ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all),
+                                                        GRPC_SLICE_START_PTR(all));
+        grpc_slice_unref(all);
+        if (!m || take(ctx, m)) {
+            grpc_call_cancel(call, NULL);
+            if (!m) snprintf(msg, msglen, "a peer's message does not decode");
+            break;
+        }
+    }
+    grpc_op st;
+    memset(&st, 0, sizeof st);
+    st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    st.data.recv_status_on_client.status = &code;
+    st.data.recv_status_on_client.status_details = &details;
+    st.data.recv_status_on_client.trailing_metadata = &trailing;
+    if (grpc_call_start_batch(call, &st, 1, &t_status, NULL) == GRPC_CALL_OK) next_event(cq, &t_status);
+    if (!msg[0]) {
+        char *d = grpc_slice_to_c_string(details);
+        snprintf(msg, msglen, "%s", d ? d : "");
+        gpr_free(d);
+    }
+    grpc_slice_unref(details);
+    grpc_byte_buffer_destroy(send);
+    grpc_metadata_array_destroy(&initial);
+    grpc_metadata_array_destroy(&trailing);
+    grpc_call_unref(call);
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(cq);
+    return code;
+}

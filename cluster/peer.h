@@ -1,0 +1,55 @@
+/*
+ * Calls between the nodes of a cluster: unary gRPC calls to peers, many at
+ * once on one completion queue (a read's fan-out to its shards), over one
+ * channel per peer address kept for the process's life. Every call carries
+ * the "quiver-peer" metadata and, with API keys on, the cluster key.
+ */
+#ifndef QUIVER_CLUSTER_PEER_H
+#define QUIVER_CLUSTER_PEER_H
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdint.h>
+
+#define QC_PEER_MD "quiver-peer"
+
+typedef struct qc_peers qc_peers;
+
+typedef struct qc_peer_security {
+    const char *api_key;                  /* NULL: none */
+    int tls;                              /* speak TLS to peers */
+    const char *ca, *cert, *key;          /* PEM files (NULL: system roots / no client cert) */
+} qc_peer_security;
+
+/* One call: filled in by the caller (addr, method, req, reply_desc), the rest
+ * by qc_peer_call_all. */
+typedef struct qc_call {
+    const char *addr;                            /* host:port */
+    const char *method;                          /* "/quiver.v1.Search/Search" */
+    const ProtobufCMessage *req;
+    const ProtobufCMessageDescriptor *reply_desc;
+    /* results */
+    grpc_status_code code;
+    char msg[512];
+    ProtobufCMessage *reply; /* free with protobuf_c_message_free_unpacked */
+} qc_call;
+
+int qc_peers_new(const qc_peer_security *sec, qc_peers **out);
+void qc_peers_free(qc_peers *p);
+
+/* Run n calls at once and wait for all of them (deadline: CLOCK_REALTIME
+ * ms). Each call's code/msg/reply is set. */
+void qc_peer_call_all(qc_peers *p, qc_call *calls, size_t n, int64_t deadline_ms);
+
+/* A server-streaming call to addr: take(ctx, msg) for each message (it owns
+ * msg; non-zero stops reading). Returns the call's status, its message in
+ * msg. */
+grpc_status_code qc_peer_stream(qc_peers *p, const char *addr, const char *method,
+                                const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
+                                int64_t deadline_ms, int (*take)(void *ctx, ProtobufCMessage *m),
+                                void *ctx, char *msg, size_t msglen);
+
+/* CLOCK_REALTIME now in ms. */
+int64_t qc_now_ms(void);
+
+#endif

@@ -1,0 +1,865 @@
+/*
+ * The router (cluster/router.h): fan-out of a read to one replica per shard
+ * and the merge of their answers.
+ */
+#include "router.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peer.h"
+#include "quiver/error.h"
+#include "quiver/log.h"
+#include "quiver/peer/v1/peer.pb-c.h"
+
+#define M_SEARCH "/quiver.v1.Search/Search"
+#define M_RECOMMEND "/quiver.v1.Search/Recommend"
+#define M_GET "/quiver.v1.Items/Get"
+#define M_DESCRIBE "/quiver.v1.Collections/Describe"
+#define M_SCAN "/quiver.v1.Items/Scan"
+#define M_WAIT "/quiver.peer.v1.Peer/WaitApplied"
+
+static atomic_uint g_rotate;
+
+void qr_result_free(qr_result *r)
+{
+    for (size_t i = 0; i < r->nsub; i++) qr_result_free(&r->sub[i]);
+    free(r->sub);
+    for (size_t i = 0; i < r->nkeep; i++)
+        if (r->keep[i]) protobuf_c_message_free_unpacked(r->keep[i], NULL);
+    free(r->keep);
+    qv_arena_free(r->a);
+    memset(r, 0, sizeof *r);
+}
+
+static void keep(qr_result *r, ProtobufCMessage *m)
+{
+    if (!m) return;
+    if (r->nkeep == r->capkeep) {
+        size_t cap = r->capkeep ? 2 * r->capkeep : 16;
+        ProtobufCMessage **k = realloc(r->keep, cap * sizeof *k);
+        if (!k) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            return;
+        }
+        r->keep = k;
+        r->capkeep = cap;
+    }
+    r->keep[r->nkeep++] = m;
+}
+
+static void fail(qr_result *r, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(qr_result *r, grpc_status_code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+    va_end(ap);
+    r->code = code;
+}
+
+static int arena(qr_result *r)
+{
+    if (!r->a && !(r->a = qv_arena_new())) {
+        fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void *alloc(qr_result *r, size_t n)
+{
+    void *p = arena(r) ? NULL : qv_arena_alloc(r->a, n ? n : 1);
+    if (!p) fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return p;
+}
+
+/* A peer's message about replica lname, told in the caller's name. */
+static void rename_msg(const char *msg, const char *lname, const char *name, char *out, size_t len)
+{
+    size_t o = 0, ln = strlen(lname), nn = strlen(name);
+    for (const char *p = msg; *p && o + 1 < len;) {
+        if (!strncmp(p, lname, ln) && o + nn + 1 < len) {
+            memcpy(out + o, name, nn);
+            o += nn;
+            p += ln;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = 0;
+}
+
+/* ------------------------------------------------------------ fan-out */
+/* One call per shard (reqs[s], NULL: none for that shard) to an ACTIVE
+ * replica, a failed one (unreachable, or the replica not there) retried once
+ * on another. Replies in replies[s] (kept in out). Returns 0, or -1 with
+ * out's status set from the first shard that refused. */
+static int fanout(qc_cluster *c, const qc_meta *m, const char *method, ProtobufCMessage **reqs,
+                  const ProtobufCMessageDescriptor *reply_desc, int64_t deadline,
+                  ProtobufCMessage **replies, qr_result *out)
+{
+    uint32_t S = m->shards;
+    qc_call *calls = calloc(S, sizeof *calls);
+    char (*addr)[QC_MAX_ADDR + 1] = calloc(S, sizeof *addr);
+    uint32_t *first = calloc(S, sizeof *first), *idx = calloc(S, sizeof *idx);
+    char (*lname)[QV_MAX_NAME + 1] = calloc(S, sizeof *lname);
+    int rc = 0;
+    if (!calls || !addr || !first || !idx || !lname) {
+        fail(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        rc = -1;
+        goto done;
+    }
+    unsigned rot = atomic_fetch_add(&g_rotate, 1);
+    for (int attempt = 0; attempt < 2 && !rc; attempt++) {
+        size_t n = 0;
+        for (uint32_t s = 0; s < S; s++) {
+            if (!reqs[s] || replies[s]) continue;
+            const qc_shard *sh = &m->shard[s];
+            /* the next ACTIVE replica after the one tried (rotating) */
+            int found = 0;
+            for (uint32_t t = 0; t < sh->nrep && !found; t++) {
+                uint32_t k = (rot + s + t + (attempt ? first[s] + 1 : 0)) % (sh->nrep ? sh->nrep : 1);
+                if (attempt && k == first[s]) continue;
+                if (sh->rep[k].state != QC_ACTIVE) continue;
+                if (qc_node_addr(c, sh->rep[k].node, addr[n])) continue;
+                if (!attempt) first[s] = k;
+                found = 1;
+            }
+            if (!found) {
+                if (attempt) continue; /* keep the first attempt's error */
+                fail(out, GRPC_STATUS_UNAVAILABLE, "shard %u of \"%s\" has no ACTIVE replica", s,
+                     m->cfg.name);
+                rc = -1;
+                break;
+            }
+            qc_replica_name(m->uid, s, lname[s]);
+            memset(&calls[n], 0, sizeof calls[n]);
+            calls[n].addr = addr[n];
+            calls[n].method = method;
+            calls[n].req = reqs[s];
+            calls[n].reply_desc = reply_desc;
+            idx[n++] = s;
+        }
+        if (rc || n == 0) break;
+        qc_peer_call_all(qc_peers_of(c), calls, n, deadline);
+        int retry = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t s = idx[i];
+            if (calls[i].code == GRPC_STATUS_OK) {
+                replies[s] = calls[i].reply;
+                keep(out, calls[i].reply);
+                continue;
+            }
+            /* the replica, not the request, failed: another may answer */
+            int theirs = calls[i].code == GRPC_STATUS_UNAVAILABLE ||
+                         calls[i].code == GRPC_STATUS_INTERNAL || calls[i].code == GRPC_STATUS_UNKNOWN ||
+                         (calls[i].code == GRPC_STATUS_NOT_FOUND && strstr(calls[i].msg, lname[s]) &&
+                          strstr(calls[i].msg, "does not exist") && !strstr(calls[i].msg, ".id "));
+            if (theirs && attempt == 0) {
+                retry = 1;
+                continue;
+            }
+            if (!rc) {
+                char msg[sizeof out->msg];
+                rename_msg(calls[i].msg, lname[s], m->cfg.name, msg, sizeof msg);
+                out->code = calls[i].code;
+                snprintf(out->msg, sizeof out->msg, "%s", msg);
+                rc = -1;
+            }
+        }
+        if (!retry) break;
+    }
+    for (uint32_t s = 0; !rc && s < S; s++)
+        if (reqs[s] && !replies[s]) {
+            fail(out, GRPC_STATUS_UNAVAILABLE, "no replica of shard %u of \"%s\" answered", s,
+                 m->cfg.name);
+            rc = -1;
+        }
+done:
+    free(calls), free(addr), free(first), free(idx), free(lname);
+    return rc;
+}
+
+static int get_meta(qc_cluster *c, const char *name, qc_meta *m, qr_result *out)
+{
+    if (qc_meta_get(c, name, m) == 0) return 0;
+    fail(out, GRPC_STATUS_NOT_FOUND, "collection \"%.200s\" does not exist", name);
+    return -1;
+}
+
+/* A read's after_token: wait until the replicas have applied it. */
+static int wait_token(qc_cluster *c, const qc_meta *m, const ProtobufCBinaryData *tok, int64_t deadline,
+                      qr_result *out)
+{
+    if (!tok->len) return 0;
+    qv_token_part parts[QC_MAX_SHARDS];
+    char why[300];
+    int n = qv_token_decode(m->cfg.name, tok->data, tok->len, parts, QC_MAX_SHARDS, why, sizeof why);
+    if (n < 0) {
+        fail(out, GRPC_STATUS_INVALID_ARGUMENT, "after_token %s", why);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (parts[i].shard >= m->shards) {
+            fail(out, GRPC_STATUS_INVALID_ARGUMENT, "after_token names shard %u, but \"%s\" has %u shards",
+                 parts[i].shard, m->cfg.name, m->shards);
+            return -1;
+        }
+    char err[400];
+    if (qc_wait_applied(c, m, parts, (size_t)n, deadline, err, sizeof err)) {
+        fail(out, GRPC_STATUS_DEADLINE_EXCEEDED, "after_token: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------- ids, vectors */
+typedef struct idvec {
+    uint64_t id;
+    const float *v; /* NULL: not found */
+    size_t n;
+} idvec;
+
+/* The stored vectors of ids (deduplicated by the caller or not), each from
+ * its owning shard. Missing ids get v NULL. */
+static int resolve_ids(qc_cluster *c, const qc_meta *m, idvec *iv, size_t n, int64_t deadline,
+                       qr_result *out)
+{
+    uint32_t S = m->shards;
+    if (n == 0) return 0;
+    ProtobufCMessage **reqs = calloc(S, sizeof *reqs), **reps = calloc(S, sizeof *reps);
+    Quiver__V1__GetItemsRequest *gr = calloc(S, sizeof *gr);
+    uint64_t *ids = calloc(n, sizeof *ids);
+    char (*lname)[QV_MAX_NAME + 1] = calloc(S, sizeof *lname);
+    int rc = reqs && reps && gr && ids && lname ? 0 : -1;
+    if (rc) fail(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    size_t o = 0;
+    for (uint32_t s = 0; !rc && s < S; s++) {
+        quiver__v1__get_items_request__init(&gr[s]);
+        qc_replica_name(m->uid, s, lname[s]);
+        gr[s].collection = lname[s];
+        gr[s].with_vectors = 1;
+        gr[s].ids = ids + o;
+        for (size_t i = 0; i < n; i++)
+            if (qc_shard_of(iv[i].id, S) == s) ids[o++] = iv[i].id;
+        gr[s].n_ids = (size_t)(ids + o - gr[s].ids);
+        if (gr[s].n_ids) reqs[s] = &gr[s].base;
+    }
+    if (!rc) rc = fanout(c, m, M_GET, reqs, &quiver__v1__get_items_response__descriptor, deadline, reps, out);
+    for (uint32_t s = 0; !rc && s < S; s++) {
+        Quiver__V1__GetItemsResponse *r = (Quiver__V1__GetItemsResponse *)reps[s];
+        for (size_t j = 0; r && j < r->n_items; j++)
+            for (size_t i = 0; i < n; i++)
+                if (iv[i].id == r->items[j]->id) {
+                    iv[i].v = r->items[j]->vector;
+                    iv[i].n = r->items[j]->n_vector;
+                }
+    }
+    free(reqs), free(reps), free(gr), free(ids), free(lname);
+    return rc;
+}
+
+/* --------------------------------------------------------------- merge */
+typedef struct mhit {
+    Quiver__V1__Hit *h;
+    float key; /* larger is better */
+} mhit;
+
+static int cmp_mhit(const void *a, const void *b)
+{
+    const mhit *p = a, *q = b;
+    if (p->key != q->key) return p->key > q->key ? -1 : 1;
+    return (p->h->id > q->h->id) - (p->h->id < q->h->id);
+}
+
+/* The group value of a hit (its attribute key's Value, packed), or 0 bytes
+ * when it has none (such hits are left out, as on one node). */
+static size_t group_value(const Quiver__V1__Hit *h, const char *key, uint8_t *buf, size_t cap)
+{
+    for (size_t i = 0; i < h->n_attributes; i++)
+        if (!strcmp(h->attributes[i]->key, key) && h->attributes[i]->value) {
+            const Quiver__V1__Value *v = h->attributes[i]->value;
+            if (v->kind_case != QUIVER__V1__VALUE__KIND_STRING_VALUE &&
+                v->kind_case != QUIVER__V1__VALUE__KIND_INT_VALUE &&
+                v->kind_case != QUIVER__V1__VALUE__KIND_BOOL_VALUE)
+                return 0;
+            size_t len = protobuf_c_message_get_packed_size(&v->base);
+            if (len > cap) return 0;
+            return protobuf_c_message_pack(&v->base, buf);
+        }
+    return 0;
+}
+
+/* Merge the shards' hit lists into the best k (groups capped again); with
+ * strip_attrs the hits leave without their attributes (they were asked for
+ * the groups only). */
+static int merge_hits(qr_result *out, Quiver__V1__Hits **lists, size_t nl, int l2, size_t k,
+                      const char *group_by, uint32_t group_size, int strip_attrs, Quiver__V1__Hits *dst)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nl; i++) total += lists[i] ? lists[i]->n_hits : 0;
+    mhit *all = malloc((total ? total : 1) * sizeof *all);
+    if (!all) {
+        fail(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    size_t t = 0;
+    for (size_t i = 0; i < nl; i++)
+        for (size_t j = 0; lists[i] && j < lists[i]->n_hits; j++) {
+            all[t].h = lists[i]->hits[j];
+            all[t].key = l2 ? -all[t].h->score : all[t].h->score;
+            t++;
+        }
+    qsort(all, t, sizeof *all, cmp_mhit);
+    quiver__v1__hits__init(dst);
+    dst->hits = alloc(out, (k < t ? k : t) * sizeof *dst->hits);
+    if (!dst->hits) {
+        free(all);
+        return -1;
+    }
+    int grouping = group_by && group_by[0];
+    uint32_t gsize = group_size ? group_size : 1;
+    /* groups seen: their packed values and counts (k is small) */
+    uint8_t(*gval)[64] = grouping ? calloc(k ? k : 1, sizeof *gval) : NULL;
+    size_t *glen = grouping ? calloc(k ? k : 1, sizeof *glen) : NULL;
+    uint32_t *gcnt = grouping ? calloc(k ? k : 1, sizeof *gcnt) : NULL;
+    size_t ng = 0;
+    for (size_t i = 0; i < t && dst->n_hits < k; i++) {
+        if (grouping) {
+            uint8_t v[64];
+            size_t len = group_value(all[i].h, group_by, v, sizeof v);
+            if (!len) continue;
+            size_t g = 0;
+            while (g < ng && !(glen[g] == len && !memcmp(gval[g], v, len))) g++;
+            if (g == ng) {
+                if (ng == k) continue;
+                memcpy(gval[g], v, len);
+                glen[g] = len;
+                ng++;
+            }
+            if (gcnt[g] >= gsize) continue;
+            gcnt[g]++;
+        }
+        if (strip_attrs) all[i].h->n_attributes = 0;
+        dst->hits[dst->n_hits++] = all[i].h;
+    }
+    free(gval), free(glen), free(gcnt);
+    free(all);
+    return 0;
+}
+
+/* -------------------------------------------------------------- search */
+void qr_search(qc_cluster *c, const Quiver__V1__SearchRequest *req, int64_t deadline, qr_result *out)
+{
+    qc_meta m = {0};
+    memset(out, 0, sizeof *out);
+    if (get_meta(c, req->collection, &m, out) || wait_token(c, &m, &req->after_token, deadline, out)) goto end;
+    uint32_t S = m.shards;
+    int l2 = m.cfg.metric == QV_METRIC_L2;
+    size_t nq = req->n_queries, nid = 0;
+    if (arena(out)) goto end;
+    idvec *iv = alloc(out, (nq ? nq : 1) * sizeof *iv);
+    if (!iv) goto end;
+    for (size_t i = 0; i < nq; i++)
+        if (req->queries[i]->kind_case == QUIVER__V1__QUERY__KIND_ID) iv[nid++].id = req->queries[i]->id;
+    if (resolve_ids(c, &m, iv, nid, deadline, out)) goto end;
+    /* one request per shard: the same, on the replica, with queries by an id
+     * another shard owns turned into that id's vector */
+    ProtobufCMessage **reqs = alloc(out, S * sizeof *reqs), **reps = alloc(out, S * sizeof *reps);
+    Quiver__V1__SearchRequest *sr = alloc(out, S * sizeof *sr);
+    int grouping = req->group_by && req->group_by[0];
+    if (!reqs || !reps || !sr) goto end;
+    for (uint32_t s = 0; s < S; s++) {
+        sr[s] = *req;
+        char *ln = alloc(out, QV_MAX_NAME + 1);
+        Quiver__V1__Query **qs = alloc(out, (nq ? nq : 1) * sizeof *qs);
+        if (!ln || !qs) goto end;
+        qc_replica_name(m.uid, s, ln);
+        sr[s].collection = ln;
+        sr[s].after_token.len = 0;
+        /* groups are capped again after the merge: the value must come back */
+        if (grouping) sr[s].without_attributes = 0;
+        for (size_t i = 0, j = 0; i < nq; i++) {
+            const Quiver__V1__Query *q = req->queries[i];
+            qs[i] = req->queries[i];
+            if (q->kind_case != QUIVER__V1__QUERY__KIND_ID) continue;
+            const idvec *v = &iv[j++];
+            if (!v->v || qc_shard_of(q->id, S) == s) continue; /* missing: every shard says so */
+            Quiver__V1__Query *nqy = alloc(out, sizeof *nqy);
+            Quiver__V1__Vector *vec = alloc(out, sizeof *vec);
+            if (!nqy || !vec) goto end;
+            quiver__v1__query__init(nqy);
+            quiver__v1__vector__init(vec);
+            vec->n_values = v->n;
+            vec->values = (float *)v->v;
+            nqy->kind_case = QUIVER__V1__QUERY__KIND_VECTOR;
+            nqy->vector = vec;
+            qs[i] = nqy;
+        }
+        sr[s].queries = qs;
+        reqs[s] = &sr[s].base;
+    }
+    if (fanout(c, &m, M_SEARCH, reqs, &quiver__v1__search_response__descriptor, deadline, reps, out))
+        goto end;
+    /* one list per query (or one fused list): merged across shards */
+    Quiver__V1__SearchResponse *rep = alloc(out, sizeof *rep);
+    if (!rep) goto end;
+    quiver__v1__search_response__init(rep);
+    size_t nl = ((Quiver__V1__SearchResponse *)reps[0])->n_results;
+    rep->results = alloc(out, (nl ? nl : 1) * sizeof *rep->results);
+    Quiver__V1__Hits **col = alloc(out, S * sizeof *col);
+    if (!rep->results || !col) goto end;
+    size_t k = req->k ? req->k : 10;
+    for (size_t li = 0; li < nl; li++) {
+        for (uint32_t s = 0; s < S; s++) {
+            Quiver__V1__SearchResponse *r = (Quiver__V1__SearchResponse *)reps[s];
+            col[s] = li < r->n_results ? r->results[li] : NULL;
+        }
+        Quiver__V1__Hits *h = alloc(out, sizeof *h);
+        if (!h || merge_hits(out, col, S, l2, k, req->group_by, req->group_size,
+                             grouping && req->without_attributes, h))
+            goto end;
+        rep->results[rep->n_results++] = h;
+    }
+    out->reply = &rep->base;
+    out->code = GRPC_STATUS_OK;
+end:
+    qc_meta_free(&m);
+}
+
+/* ----------------------------------------------------------- recommend */
+void qr_recommend(qc_cluster *c, const Quiver__V1__RecommendRequest *req, int64_t deadline, qr_result *out)
+{
+    qc_meta m = {0};
+    memset(out, 0, sizeof *out);
+    if (get_meta(c, req->collection, &m, out) || wait_token(c, &m, &req->after_token, deadline, out)) goto end;
+    uint32_t S = m.shards;
+    size_t ne = req->n_positive + req->n_negative, nid = 0;
+    if (arena(out)) goto end;
+    idvec *iv = alloc(out, (ne ? ne : 1) * sizeof *iv);
+    if (!iv) goto end;
+    for (size_t i = 0; i < ne; i++) {
+        const Quiver__V1__Example *e = i < req->n_positive ? req->positive[i] : req->negative[i - req->n_positive];
+        if (e->kind_case == QUIVER__V1__EXAMPLE__KIND_ID) iv[nid++].id = e->id;
+    }
+    if (resolve_ids(c, &m, iv, nid, deadline, out)) goto end;
+    ProtobufCMessage **reqs = alloc(out, S * sizeof *reqs), **reps = alloc(out, S * sizeof *reps);
+    Quiver__V1__RecommendRequest *rr = alloc(out, S * sizeof *rr);
+    int grouping = req->group_by && req->group_by[0];
+    if (!reqs || !reps || !rr) goto end;
+    for (uint32_t s = 0; s < S; s++) {
+        rr[s] = *req;
+        char *ln = alloc(out, QV_MAX_NAME + 1);
+        Quiver__V1__Example **ex = alloc(out, (ne ? ne : 1) * sizeof *ex);
+        if (!ln || !ex) goto end;
+        qc_replica_name(m.uid, s, ln);
+        rr[s].collection = ln;
+        rr[s].after_token.len = 0;
+        if (grouping) rr[s].without_attributes = 0;
+        for (size_t i = 0, j = 0; i < ne; i++) {
+            Quiver__V1__Example *e = i < req->n_positive ? req->positive[i] : req->negative[i - req->n_positive];
+            ex[i] = e;
+            if (e->kind_case != QUIVER__V1__EXAMPLE__KIND_ID) continue;
+            const idvec *v = &iv[j++];
+            if (!v->v || qc_shard_of(e->id, S) == s) continue;
+            Quiver__V1__Example *ne2 = alloc(out, sizeof *ne2);
+            Quiver__V1__Vector *vec = alloc(out, sizeof *vec);
+            if (!ne2 || !vec) goto end;
+            quiver__v1__example__init(ne2);
+            quiver__v1__vector__init(vec);
+            vec->n_values = v->n;
+            vec->values = (float *)v->v;
+            ne2->weight = e->weight;
+            ne2->kind_case = QUIVER__V1__EXAMPLE__KIND_VECTOR;
+            ne2->vector = vec;
+            ex[i] = ne2;
+        }
+        rr[s].positive = ex;
+        rr[s].negative = ex + req->n_positive;
+        reqs[s] = &rr[s].base;
+    }
+    if (fanout(c, &m, M_RECOMMEND, reqs, &quiver__v1__hits__descriptor, deadline, reps, out)) goto end;
+    Quiver__V1__Hits *h = alloc(out, sizeof *h);
+    if (!h || merge_hits(out, (Quiver__V1__Hits **)reps, S, 0, req->k ? req->k : 10, req->group_by,
+                         req->group_size, grouping && req->without_attributes, h))
+        goto end;
+    out->reply = &h->base;
+    out->code = GRPC_STATUS_OK;
+end:
+    qc_meta_free(&m);
+}
+
+/* ----------------------------------------------------------------- get */
+void qr_get(qc_cluster *c, const Quiver__V1__GetItemsRequest *req, int64_t deadline, qr_result *out)
+{
+    qc_meta m = {0};
+    memset(out, 0, sizeof *out);
+    if (get_meta(c, req->collection, &m, out) || wait_token(c, &m, &req->after_token, deadline, out)) goto end;
+    uint32_t S = m.shards;
+    size_t n = req->n_ids;
+    if (arena(out)) goto end;
+    ProtobufCMessage **reqs = alloc(out, S * sizeof *reqs), **reps = alloc(out, S * sizeof *reps);
+    Quiver__V1__GetItemsRequest *gr = alloc(out, S * sizeof *gr);
+    uint64_t *ids = alloc(out, (n ? n : 1) * sizeof *ids);
+    if (!reqs || !reps || !gr || !ids) goto end;
+    size_t o = 0;
+    for (uint32_t s = 0; s < S; s++) {
+        gr[s] = *req;
+        char *ln = alloc(out, QV_MAX_NAME + 1);
+        if (!ln) goto end;
+        qc_replica_name(m.uid, s, ln);
+        gr[s].collection = ln;
+        gr[s].after_token.len = 0;
+        gr[s].ids = ids + o;
+        for (size_t i = 0; i < n; i++)
+            if (qc_shard_of(req->ids[i], S) == s) ids[o++] = req->ids[i];
+        gr[s].n_ids = (size_t)(ids + o - gr[s].ids);
+        if (gr[s].n_ids) reqs[s] = &gr[s].base;
+    }
+    if (fanout(c, &m, M_GET, reqs, &quiver__v1__get_items_response__descriptor, deadline, reps, out)) goto end;
+    /* the request's order: each id once, at its first position */
+    Quiver__V1__GetItemsResponse *rep = alloc(out, sizeof *rep);
+    if (!rep) goto end;
+    quiver__v1__get_items_response__init(rep);
+    rep->items = alloc(out, (n ? n : 1) * sizeof *rep->items);
+    rep->missing_ids = alloc(out, (n ? n : 1) * sizeof *rep->missing_ids);
+    if (!rep->items || !rep->missing_ids) goto end;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) seen = req->ids[j] == req->ids[i];
+        if (seen) continue;
+        Quiver__V1__GetItemsResponse *r = (Quiver__V1__GetItemsResponse *)reps[qc_shard_of(req->ids[i], S)];
+        Quiver__V1__Item *it = NULL;
+        for (size_t j = 0; r && j < r->n_items && !it; j++)
+            if (r->items[j]->id == req->ids[i]) it = r->items[j];
+        if (it) rep->items[rep->n_items++] = it;
+        else rep->missing_ids[rep->n_missing_ids++] = req->ids[i];
+    }
+    out->reply = &rep->base;
+    out->code = GRPC_STATUS_OK;
+end:
+    qc_meta_free(&m);
+}
+
+int qr_count_existing(qc_cluster *c, const qc_meta *m, const uint64_t *ids, size_t n, int64_t deadline,
+                      uint64_t *count, qr_result *out)
+{
+    idvec *iv = calloc(n ? n : 1, sizeof *iv);
+    if (!iv) {
+        fail(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < u && !seen; j++) seen = iv[j].id == ids[i];
+        if (!seen) iv[u++].id = ids[i];
+    }
+    int rc = resolve_ids(c, m, iv, u, deadline, out);
+    *count = 0;
+    for (size_t i = 0; !rc && i < u; i++) *count += iv[i].v != NULL || iv[i].n != 0;
+    free(iv);
+    return rc;
+}
+
+/* ------------------------------------------------------ describe, list */
+/* CollectionInfo of m: counts summed over one replica of each shard, the
+ * index as shard 0's. */
+static int describe_one(qc_cluster *c, const qc_meta *m, int64_t deadline, qr_result *out,
+                        Quiver__V1__CollectionInfo **info)
+{
+    uint32_t S = m->shards;
+    ProtobufCMessage **reqs = alloc(out, S * sizeof *reqs), **reps = alloc(out, S * sizeof *reps);
+    Quiver__V1__DescribeCollectionRequest *dr = alloc(out, S * sizeof *dr);
+    if (!reqs || !reps || !dr) return -1;
+    for (uint32_t s = 0; s < S; s++) {
+        char *ln = alloc(out, QV_MAX_NAME + 1);
+        if (!ln) return -1;
+        quiver__v1__describe_collection_request__init(&dr[s]);
+        qc_replica_name(m->uid, s, ln);
+        dr[s].name = ln;
+        reqs[s] = &dr[s].base;
+    }
+    if (fanout(c, m, M_DESCRIBE, reqs, &quiver__v1__collection_info__descriptor, deadline, reps, out))
+        return -1;
+    Quiver__V1__CollectionInfo *ci = (Quiver__V1__CollectionInfo *)reps[0];
+    char *name = alloc(out, strlen(m->cfg.name) + 1);
+    if (!name) return -1;
+    strcpy(name, m->cfg.name);
+    ci->name = name;
+    for (uint32_t s = 1; s < S; s++) {
+        Quiver__V1__CollectionInfo *o = (Quiver__V1__CollectionInfo *)reps[s];
+        ci->count += o->count;
+        ci->last_seq += o->last_seq;
+        if (ci->index && o->index) {
+            ci->index->count += o->index->count;
+            ci->index->trained_for += o->index->trained_for;
+            ci->index->rebuilding |= o->index->rebuilding;
+        }
+    }
+    ci->shards = m->shards;
+    ci->replicas = m->replicas;
+    *info = ci;
+    return 0;
+}
+
+void qr_describe(qc_cluster *c, const char *name, int64_t deadline, qr_result *out)
+{
+    qc_meta m = {0};
+    memset(out, 0, sizeof *out);
+    Quiver__V1__CollectionInfo *ci;
+    if (get_meta(c, name, &m, out) || arena(out) || describe_one(c, &m, deadline, out, &ci)) goto end;
+    out->reply = &ci->base;
+    out->code = GRPC_STATUS_OK;
+end:
+    qc_meta_free(&m);
+}
+
+void qr_list(qc_cluster *c, int64_t deadline, qr_result *out)
+{
+    memset(out, 0, sizeof *out);
+    qc_meta *ms = NULL;
+    size_t n = 0;
+    if (qc_meta_list(c, &ms, &n)) {
+        fail(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    Quiver__V1__ListCollectionsResponse *rep = alloc(out, sizeof *rep);
+    if (rep) {
+        quiver__v1__list_collections_response__init(rep);
+        rep->collections = alloc(out, (n ? n : 1) * sizeof *rep->collections);
+    }
+    int rc = rep && rep->collections ? 0 : -1;
+    for (size_t i = 0; !rc && i < n; i++) {
+        Quiver__V1__CollectionInfo *ci;
+        rc = describe_one(c, &ms[i], deadline, out, &ci);
+        if (!rc) rep->collections[rep->n_collections++] = ci;
+    }
+    if (!rc) {
+        out->reply = &rep->base;
+        out->code = GRPC_STATUS_OK;
+    }
+    for (size_t i = 0; i < n; i++) qc_meta_free(&ms[i]);
+    free(ms);
+}
+
+/* -------------------------------------------------------- cluster status */
+void qr_cluster_status(qc_cluster *c, int64_t deadline, qr_result *out)
+{
+    memset(out, 0, sizeof *out);
+    qc_node_info *nodes = NULL;
+    size_t nn = 0, nm = 0;
+    qc_meta *ms = NULL;
+    if (qc_nodes(c, &nodes, &nn) || qc_meta_list(c, &ms, &nm) || arena(out)) {
+        fail(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto end;
+    }
+    Quiver__V1__ClusterStatusResponse *rep = alloc(out, sizeof *rep);
+    if (!rep) goto end;
+    quiver__v1__cluster_status_response__init(rep);
+    rep->clustered = 1;
+    rep->nodes = alloc(out, (nn ? nn : 1) * sizeof *rep->nodes);
+    size_t nshards = 0, ncalls = 0;
+    for (size_t i = 0; i < nm; i++) {
+        nshards += ms[i].shards;
+        for (uint32_t s = 0; s < ms[i].shards; s++) ncalls += ms[i].shard[s].nrep;
+    }
+    rep->shards = alloc(out, (nshards ? nshards : 1) * sizeof *rep->shards);
+    qc_call *calls = alloc(out, (ncalls ? ncalls : 1) * sizeof *calls);
+    Quiver__Peer__V1__WaitAppliedRequest *wr = alloc(out, (ncalls ? ncalls : 1) * sizeof *wr);
+    Quiver__V1__ReplicaStatus **rs_of = alloc(out, (ncalls ? ncalls : 1) * sizeof *rs_of);
+    if (!rep->nodes || !rep->shards || !calls || !wr || !rs_of) goto end;
+    for (size_t i = 0; i < nn; i++) {
+        Quiver__V1__NodeStatus *ns = alloc(out, sizeof *ns);
+        char *id = alloc(out, strlen(nodes[i].id) + 1), *ad = alloc(out, strlen(nodes[i].addr) + 1);
+        if (!ns || !id || !ad) goto end;
+        quiver__v1__node_status__init(ns);
+        ns->id = strcpy(id, nodes[i].id);
+        ns->address = strcpy(ad, nodes[i].addr);
+        ns->alive = nodes[i].alive;
+        rep->nodes[rep->n_nodes++] = ns;
+    }
+    size_t nc = 0;
+    for (size_t i = 0; i < nm; i++)
+        for (uint32_t s = 0; s < ms[i].shards; s++) {
+            Quiver__V1__ShardStatus *ss = alloc(out, sizeof *ss);
+            char *cn = alloc(out, strlen(ms[i].cfg.name) + 1);
+            if (!ss || !cn) goto end;
+            quiver__v1__shard_status__init(ss);
+            ss->collection = strcpy(cn, ms[i].cfg.name);
+            ss->shard = s;
+            qc_log_last(c, ms[i].cfg.name, s, &ss->log_last_seq);
+            const qc_shard *sh = &ms[i].shard[s];
+            ss->replicas = alloc(out, (sh->nrep ? sh->nrep : 1) * sizeof *ss->replicas);
+            if (!ss->replicas) goto end;
+            for (uint32_t k = 0; k < sh->nrep; k++) {
+                Quiver__V1__ReplicaStatus *r = alloc(out, sizeof *r);
+                char *node = alloc(out, strlen(sh->rep[k].node) + 1);
+                char *addr = alloc(out, QC_MAX_ADDR + 1), *ln = alloc(out, QV_MAX_NAME + 1);
+                if (!r || !node || !addr || !ln) goto end;
+                quiver__v1__replica_status__init(r);
+                r->node = strcpy(node, sh->rep[k].node);
+                r->state = (Quiver__V1__ReplicaState)sh->rep[k].state;
+                int alive = 0;
+                for (size_t j = 0; j < nn; j++)
+                    if (!strcmp(nodes[j].id, sh->rep[k].node)) alive = nodes[j].alive;
+                if (!alive) r->state = QUIVER__V1__REPLICA_STATE__REPLICA_DOWN;
+                ss->replicas[ss->n_replicas++] = r;
+                if (!alive || qc_node_addr(c, sh->rep[k].node, addr)) continue;
+                quiver__peer__v1__wait_applied_request__init(&wr[nc]);
+                qc_replica_name(ms[i].uid, s, ln);
+                wr[nc].replica = ln;
+                calls[nc].addr = addr;
+                calls[nc].method = M_WAIT;
+                calls[nc].req = &wr[nc].base;
+                calls[nc].reply_desc = &quiver__peer__v1__wait_applied_response__descriptor;
+                rs_of[nc++] = r;
+            }
+            rep->shards[rep->n_shards++] = ss;
+        }
+    qc_peer_call_all(qc_peers_of(c), calls, nc, deadline);
+    for (size_t i = 0; i < nc; i++) {
+        Quiver__Peer__V1__WaitAppliedResponse *w = (Quiver__Peer__V1__WaitAppliedResponse *)calls[i].reply;
+        if (w) rs_of[i]->applied_seq = w->applied_seq;
+        keep(out, calls[i].reply);
+    }
+    out->reply = &rep->base;
+    out->code = GRPC_STATUS_OK;
+end:
+    for (size_t i = 0; i < nm; i++) qc_meta_free(&ms[i]);
+    free(ms);
+    free(nodes);
+}
+
+/* ---------------------------------------------------------------- scan */
+typedef struct scan_acc {
+    qr_result *out;
+    Quiver__V1__ScanResponse *all; /* items of every message, in arena */
+    size_t cap;
+} scan_acc;
+
+static int scan_take(void *ctx, ProtobufCMessage *msg)
+{
+    scan_acc *a = ctx;
+    Quiver__V1__ScanResponse *r = (Quiver__V1__ScanResponse *)msg;
+    keep(a->out, msg);
+    if (a->all->n_items + r->n_items > a->cap) {
+        size_t cap = (a->cap + r->n_items) * 2;
+        Quiver__V1__Item **items = alloc(a->out, cap * sizeof *items);
+        if (!items) return -1;
+        if (a->all->n_items) memcpy(items, a->all->items, a->all->n_items * sizeof *items);
+        a->all->items = items;
+        a->cap = cap;
+    }
+    memcpy(a->all->items + a->all->n_items, r->items, r->n_items * sizeof *r->items);
+    a->all->n_items += r->n_items;
+    return 0;
+}
+
+/* Shard s's next items after the cursor, from an ACTIVE replica (another
+ * one once if it fails). */
+static int scan_shard(qc_cluster *c, const qc_meta *m, uint32_t s, const Quiver__V1__ScanRequest *req,
+                      uint64_t after_id, int first, uint32_t limit, int64_t deadline, qr_result *out,
+                      Quiver__V1__ScanResponse **page)
+{
+    Quiver__V1__ScanRequest sr = *req;
+    char ln[QV_MAX_NAME + 1];
+    qc_replica_name(m->uid, s, ln);
+    sr.collection = ln;
+    sr.after_id = after_id;
+    sr.limit = limit;
+    const qc_shard *sh = &m->shard[s];
+    unsigned rot = atomic_fetch_add(&g_rotate, 1);
+    int tried = 0;
+    grpc_status_code code = GRPC_STATUS_UNAVAILABLE;
+    char msg[512];
+    snprintf(msg, sizeof msg, "shard %u of \"%s\" has no ACTIVE replica", s, m->cfg.name);
+    for (uint32_t t = 0; t < sh->nrep && tried < 2; t++) {
+        uint32_t k = (rot + t) % sh->nrep;
+        char addr[QC_MAX_ADDR + 1];
+        if (sh->rep[k].state != QC_ACTIVE || qc_node_addr(c, sh->rep[k].node, addr)) continue;
+        tried++;
+        Quiver__V1__ScanResponse *all = alloc(out, sizeof *all);
+        if (!all) return -1;
+        quiver__v1__scan_response__init(all);
+        scan_acc acc = {out, all, 0};
+        code = qc_peer_stream(qc_peers_of(c), addr, M_SCAN, &sr.base, &quiver__v1__scan_response__descriptor,
+                              deadline, scan_take, &acc, msg, sizeof msg);
+        if (code == GRPC_STATUS_OK) {
+            if (!first) { /* the cursor's own item came in an earlier page */
+                size_t o = 0;
+                for (size_t i = 0; i < all->n_items; i++)
+                    if (all->items[i]->id > after_id) all->items[o++] = all->items[i];
+                all->n_items = o;
+            }
+            *page = all;
+            return 0;
+        }
+        if (code != GRPC_STATUS_UNAVAILABLE && code != GRPC_STATUS_INTERNAL) break;
+    }
+    char m2[sizeof out->msg];
+    rename_msg(msg, ln, m->cfg.name, m2, sizeof m2);
+    fail(out, code, "%s", m2);
+    return -1;
+}
+
+void qr_scan_page(qc_cluster *c, const Quiver__V1__ScanRequest *req, uint64_t after_id, int first,
+                  uint32_t limit, int64_t deadline, qr_result *out, int *more)
+{
+    qc_meta m = {0};
+    memset(out, 0, sizeof *out);
+    *more = 0;
+    if (get_meta(c, req->collection, &m, out) || arena(out)) goto end;
+    uint32_t S = m.shards;
+    /* each shard's next items after the cursor (one message each: the page
+     * is small enough to fit one ScanResponse) */
+    Quiver__V1__ScanResponse **pages = alloc(out, S * sizeof *pages);
+    if (!pages) goto end;
+    for (uint32_t s = 0; s < S; s++)
+        if (scan_shard(c, &m, s, req, after_id, first, limit, deadline, out, &pages[s])) goto end;
+    /* safe to emit: ids up to the smallest last id of the shards whose page
+     * was full (their next items are above it) */
+    uint64_t bound = UINT64_MAX;
+    size_t total = 0;
+    for (uint32_t s = 0; s < S; s++) {
+        total += pages[s]->n_items;
+        if (pages[s]->n_items >= limit) {
+            *more = 1;
+            uint64_t last = pages[s]->items[pages[s]->n_items - 1]->id;
+            if (last < bound) bound = last;
+        }
+    }
+    Quiver__V1__ScanResponse *rep = alloc(out, sizeof *rep);
+    if (!rep) goto end;
+    quiver__v1__scan_response__init(rep);
+    rep->items = alloc(out, (total ? total : 1) * sizeof *rep->items);
+    if (!rep->items) goto end;
+    size_t *pos = alloc(out, S * sizeof *pos);
+    if (!pos) goto end;
+    for (;;) { /* k-way merge by id */
+        int best = -1;
+        for (uint32_t s = 0; s < S; s++)
+            if (pos[s] < pages[s]->n_items &&
+                (best < 0 || pages[s]->items[pos[s]]->id < pages[best]->items[pos[best]]->id))
+                best = (int)s;
+        if (best < 0) break;
+        Quiver__V1__Item *it = pages[best]->items[pos[best]];
+        if (it->id > bound) break;
+        if (rep->n_items == limit) { /* a message's worth: the rest comes next */
+            *more = 1;
+            break;
+        }
+        rep->items[rep->n_items++] = it;
+        pos[best]++;
+    }
+    out->reply = &rep->base;
+    out->code = GRPC_STATUS_OK;
+end:
+    qc_meta_free(&m);
+}

@@ -1,0 +1,468 @@
+/*
+ * Cluster mode in the handlers: one test, srv_routed, at the top of a
+ * handler sends a caller's call to the router (cluster/router.h) and a
+ * peer's call (the "quiver-peer" metadata: a node reading one replica) to
+ * the single-node path on the replica's local collection. Writes go through
+ * srv_submit, which hands them to the engine's writer on a single node and
+ * to the cluster's log otherwise. Routed calls run on the cluster's threads
+ * (qc_async), never on a gRPC worker: a worker waiting for a peer whose
+ * workers wait for us would deadlock the two.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "peer.h"
+#include "quiver/error.h"
+#include "quiver/log.h"
+#include "quiver/peer/v1/peer.pb-c.h"
+#include "quiver/token.h"
+#include "router.h"
+#include "services.h"
+
+qc_cluster *g_cluster;
+
+static int is_peer(const rpc *r)
+{
+    for (size_t i = 0; i < r->req_md.count; i++)
+        if (!grpc_slice_str_cmp(r->req_md.metadata[i].key, QC_PEER_MD)) return 1;
+    return 0;
+}
+
+int srv_routed(rpc *r)
+{
+    if (!g_cluster) return 0;
+    if (!is_peer(r)) return 1;
+    /* a peer reads replicas directly: with API keys, only with an admin key
+     * (the cluster's) */
+    char err[400];
+    auth_ctx ctx;
+    const char *path = srv_methods[r->method].path;
+    grpc_status_code code = auth_check(&r->req_md, path, ROLE_ADMIN, &ctx, err, sizeof err);
+    if (code == GRPC_STATUS_OK) {
+        auth_release(&ctx);
+        return 0;
+    }
+    rpc_fail(r, code, "peer call: %s", err);
+    return -1;
+}
+
+/* ------------------------------------------------------- collections */
+int srv_find_config(const char *name, qv_coll **coll, qv_coll_config *cfg, grpc_status_code *code,
+                    char *err, size_t errlen)
+{
+    *coll = NULL;
+    if (!g_cluster || (name && name[0] == '@')) { /* a replica's own name: peers only */
+        if (!(*coll = srv_find_coll(name, code, err, errlen))) return -1;
+        *cfg = *qv_coll_config_of(*coll);
+        return 0;
+    }
+    if (!name || !name[0]) {
+        *code = GRPC_STATUS_INVALID_ARGUMENT;
+        snprintf(err, errlen, "collection is empty");
+        return -1;
+    }
+    if (!auth_may_use(name, err, errlen)) {
+        *code = GRPC_STATUS_PERMISSION_DENIED;
+        return -1;
+    }
+    qc_meta m;
+    if (qc_meta_get(g_cluster, name, &m)) {
+        *code = GRPC_STATUS_NOT_FOUND;
+        snprintf(err, errlen, "collection \"%.200s\" does not exist", name);
+        return -1;
+    }
+    *cfg = m.cfg;
+    qc_meta_free(&m);
+    return 0;
+}
+
+/* ------------------------------------------------------------- writes */
+void srv_token_of(const qv_write *w, const qv_coll_config *cfg, srv_write_result *res,
+                  ProtobufCBinaryData *out)
+{
+    if (!res->toklen) res->toklen = srv_write_token(cfg->name, w->seq, res->tok);
+    out->data = res->tok;
+    out->len = res->toklen;
+}
+
+typedef struct cwrite {
+    qv_write *w;
+    qv_coll_config cfg;
+    srv_write_result *res;
+} cwrite;
+
+static int64_t deadline_or_default(int64_t d) { return d ? d : qc_now_ms() + 60000; }
+static int64_t deadline_of(rpc *r);
+
+static void write_job(void *ctx)
+{
+    cwrite *cw = ctx;
+    qv_write *w = cw->w;
+    srv_write_result *res = cw->res;
+    qc_meta m;
+    int rc = qc_meta_get(g_cluster, cw->cfg.name, &m);
+    if (rc) {
+        w->rc = QV_NOTFOUND;
+        goto done;
+    }
+    if (w->chain && w->chain_pos >= atomic_load(w->chain)) { /* an earlier message failed */
+        w->rc = QV_CANCELLED;
+        qc_meta_free(&m);
+        goto done;
+    }
+    int64_t deadline = deadline_or_default(w->deadline_ms);
+    qc_entry e = {w->kind == QV_W_UPSERT ? QC_ENTRY_UPSERT : QC_ENTRY_DELETE, (uint32_t)w->n, m.cfg.dim,
+                  w->ids, w->vecs, w->attr_off, w->attrs};
+    uint64_t affected = w->n;
+    if (w->kind == QV_W_DELETE) { /* deleted: the ids that existed */
+        qr_result q;
+        memset(&q, 0, sizeof q);
+        if (qr_count_existing(g_cluster, &m, w->ids, w->n, deadline, &affected, &q)) {
+            snprintf(res->err, sizeof res->err, "%.390s", q.msg);
+            res->code = q.code;
+            w->rc = QV_IO;
+            qr_result_free(&q);
+            qc_meta_free(&m);
+            goto done;
+        }
+        qr_result_free(&q);
+    }
+    qv_token_part *parts = malloc(QC_MAX_SHARDS * sizeof *parts);
+    size_t np = 0;
+    rc = parts ? qc_write(g_cluster, &m, &e, res->ack_logged, deadline, parts, &np, res->err,
+                          sizeof res->err)
+               : QV_NOMEM;
+    if (!rc) {
+        w->affected = affected;
+        res->toklen = qv_token_encode(m.cfg.name, parts, np, res->tok);
+    } else {
+        /* the log did not take it: the caller may retry (a retried upsert
+         * is the same write) */
+        res->code = rc == QV_CANCELLED ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_UNAVAILABLE;
+        if (rc == QV_NOMEM) res->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    w->rc = rc;
+    free(parts);
+    qc_meta_free(&m);
+done:
+    free(cw);
+    w->done(w);
+}
+
+void srv_submit(qv_write *w, const qv_coll_config *cfg, srv_write_result *res)
+{
+    if (!g_cluster) {
+        qv_db_submit(g_db, w);
+        return;
+    }
+    cwrite *cw = calloc(1, sizeof *cw);
+    if (!cw || qc_async(g_cluster, write_job, cw)) {
+        free(cw);
+        w->rc = QV_NOMEM;
+        w->done(w);
+        return;
+    }
+    cw->w = w;
+    cw->cfg = *cfg;
+    cw->res = res;
+}
+
+/* -------------------------------------------------------------- reads */
+typedef struct rjob {
+    rpc *r;
+    void (*route)(rpc *r, qr_result *out);
+    int list; /* List: a scoped key sees only its collections */
+} rjob;
+
+static void read_job(void *ctx)
+{
+    rjob *j = ctx;
+    rpc *r = j->r;
+    qr_result out;
+    memset(&out, 0, sizeof out);
+    auth_set_current(&r->auth); /* the scope checks of this call's key */
+    j->route(r, &out);
+    if (out.code == GRPC_STATUS_OK && j->list) {
+        Quiver__V1__ListCollectionsResponse *l = (Quiver__V1__ListCollectionsResponse *)out.reply;
+        char err[400];
+        size_t o = 0;
+        for (size_t i = 0; i < l->n_collections; i++)
+            if (auth_may_use(l->collections[i]->name, err, sizeof err)) l->collections[o++] = l->collections[i];
+        l->n_collections = o;
+    }
+    auth_set_current(NULL);
+    if (out.code == GRPC_STATUS_OK) rpc_finish(r, out.reply, GRPC_STATUS_OK, NULL);
+    else rpc_fail(r, out.code, "%s", out.msg);
+    qr_result_free(&out);
+    rpc_unref(r);
+    free(j);
+}
+
+static void route(rpc *r, void (*fn)(rpc *r, qr_result *out), int list)
+{
+    rjob *j = calloc(1, sizeof *j);
+    if (!j) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    j->r = r;
+    j->route = fn;
+    j->list = list;
+    rpc_ref(r);
+    if (qc_async(g_cluster, read_job, j)) {
+        rpc_unref(r);
+        free(j);
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+}
+
+static int64_t deadline_of(rpc *r) { return deadline_or_default(rpc_deadline_ms(r)); }
+
+static void do_search(rpc *r, qr_result *out)
+{
+    qr_search(g_cluster, (const Quiver__V1__SearchRequest *)r->req, deadline_of(r), out);
+}
+
+static void do_recommend(rpc *r, qr_result *out)
+{
+    qr_recommend(g_cluster, (const Quiver__V1__RecommendRequest *)r->req, deadline_of(r), out);
+}
+
+static void do_recommend_batch(rpc *r, qr_result *out)
+{
+    const Quiver__V1__RecommendBatchRequest *req = (const Quiver__V1__RecommendBatchRequest *)r->req;
+    size_t n = req->n_requests;
+    Quiver__V1__SearchResponse *rep = NULL;
+    out->sub = calloc(n ? n : 1, sizeof *out->sub);
+    out->a = qv_arena_new();
+    if (out->a) rep = qv_arena_alloc(out->a, sizeof *rep);
+    if (rep) {
+        quiver__v1__search_response__init(rep);
+        rep->results = qv_arena_alloc(out->a, (n ? n : 1) * sizeof *rep->results);
+    }
+    if (!out->sub || !rep || !rep->results) {
+        out->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(out->msg, sizeof out->msg, "out of memory for %zu requests", n);
+        return;
+    }
+    out->code = GRPC_STATUS_OK;
+    /* each request routed on its own; the reply points into their results */
+    for (size_t i = 0; i < n && out->code == GRPC_STATUS_OK; i++) {
+        qr_recommend(g_cluster, req->requests[i], deadline_of(r), &out->sub[out->nsub]);
+        qr_result *p = &out->sub[out->nsub++];
+        if (p->code != GRPC_STATUS_OK) {
+            out->code = p->code;
+            snprintf(out->msg, sizeof out->msg, "requests[%zu]: %.980s", i, p->msg);
+        } else {
+            rep->results[rep->n_results++] = (Quiver__V1__Hits *)p->reply;
+        }
+    }
+    out->reply = &rep->base;
+}
+
+static void do_get(rpc *r, qr_result *out)
+{
+    qr_get(g_cluster, (const Quiver__V1__GetItemsRequest *)r->req, deadline_of(r), out);
+}
+
+static void do_describe(rpc *r, qr_result *out)
+{
+    qr_describe(g_cluster, ((const Quiver__V1__DescribeCollectionRequest *)r->req)->name, deadline_of(r), out);
+}
+
+static void do_list(rpc *r, qr_result *out) { qr_list(g_cluster, deadline_of(r), out); }
+
+static void do_status(rpc *r, qr_result *out) { qr_cluster_status(g_cluster, deadline_of(r), out); }
+
+void srv_cluster_search(rpc *r) { route(r, do_search, 0); }
+void srv_cluster_recommend(rpc *r) { route(r, do_recommend, 0); }
+void srv_cluster_recommend_batch(rpc *r) { route(r, do_recommend_batch, 0); }
+void srv_cluster_get(rpc *r) { route(r, do_get, 0); }
+void srv_cluster_describe(rpc *r) { route(r, do_describe, 0); }
+void srv_cluster_list(rpc *r) { route(r, do_list, 1); }
+void srv_cluster_status(rpc *r) { route(r, do_status, 0); }
+
+/* --------------------------------------------------- create and drop */
+typedef struct cjob {
+    rpc *r;
+    qv_coll_config cfg;
+    uint32_t shards, replicas;
+    int drop;
+} cjob;
+
+static void coll_job(void *ctx)
+{
+    cjob *j = ctx;
+    rpc *r = j->r;
+    char err[600] = "";
+    if (j->drop) {
+        int rc = qc_drop(g_cluster, j->cfg.name, err, sizeof err);
+        if (rc == QV_NOTFOUND) {
+            rpc_fail(r, GRPC_STATUS_NOT_FOUND, "collection \"%s\" does not exist", j->cfg.name);
+        } else if (rc) {
+            rpc_fail(r, GRPC_STATUS_UNAVAILABLE, "cannot drop collection \"%s\": %s", j->cfg.name, err);
+        } else {
+            Quiver__V1__DropCollectionResponse rep = QUIVER__V1__DROP_COLLECTION_RESPONSE__INIT;
+            rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+        }
+    } else {
+        int rc = qc_create(g_cluster, &j->cfg, j->shards, j->replicas, err, sizeof err);
+        if (rc == QV_EXISTS) {
+            rpc_fail(r, GRPC_STATUS_ALREADY_EXISTS, "collection \"%s\" already exists", j->cfg.name);
+        } else if (rc == QV_INVALID) {
+            rpc_fail(r, GRPC_STATUS_FAILED_PRECONDITION, "cannot create collection \"%s\": %s",
+                     j->cfg.name, err);
+        } else if (rc) {
+            rpc_fail(r, GRPC_STATUS_UNAVAILABLE, "cannot create collection \"%s\": %s", j->cfg.name, err);
+        } else {
+            /* the replicas open as their nodes see the record: wait (briefly)
+             * so that the reply describes a collection that serves */
+            qr_result out;
+            int64_t until = qc_now_ms() + 10000;
+            for (;;) {
+                memset(&out, 0, sizeof out);
+                qr_describe(g_cluster, j->cfg.name, until, &out);
+                if (out.code == GRPC_STATUS_OK || qc_now_ms() >= until) break;
+                qr_result_free(&out);
+                struct timespec ts = {0, 20 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+            if (out.code == GRPC_STATUS_OK) rpc_finish(r, out.reply, GRPC_STATUS_OK, NULL);
+            else rpc_fail(r, out.code, "collection \"%s\" created, but: %s", j->cfg.name, out.msg);
+            qr_result_free(&out);
+        }
+    }
+    rpc_unref(r);
+    free(j);
+}
+
+static void coll_async(rpc *r, const qv_coll_config *cfg, uint32_t shards, uint32_t replicas, int drop)
+{
+    cjob *j = calloc(1, sizeof *j);
+    if (!j) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    j->r = r;
+    j->cfg = *cfg;
+    j->shards = shards ? shards : 1;
+    j->replicas = replicas ? replicas : 1;
+    j->drop = drop;
+    rpc_ref(r);
+    if (qc_async(g_cluster, coll_job, j)) {
+        rpc_unref(r);
+        free(j);
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+}
+
+void srv_cluster_create(rpc *r, const qv_coll_config *cfg, uint32_t shards, uint32_t replicas)
+{
+    coll_async(r, cfg, shards, replicas, 0);
+}
+
+void srv_cluster_drop(rpc *r, const char *name)
+{
+    qv_coll_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    snprintf(cfg.name, sizeof cfg.name, "%s", name);
+    coll_async(r, &cfg, 1, 1, 1);
+}
+
+/* --------------------------------------------------------------- scan */
+typedef struct cscan {
+    uint64_t cursor, left;
+    int first, over;
+    uint32_t page;
+} cscan;
+
+static void scan_job(void *ctx)
+{
+    rpc *r = ctx;
+    cscan *s = r->state;
+    const Quiver__V1__ScanRequest *req = (const Quiver__V1__ScanRequest *)r->req;
+    qr_result out;
+    int more = 0;
+    uint32_t want = s->left < s->page ? (uint32_t)s->left : s->page;
+    qr_scan_page(g_cluster, req, s->cursor, s->first, want, deadline_of(r), &out, &more);
+    if (out.code != GRPC_STATUS_OK) {
+        s->over = 1;
+        rpc_fail(r, out.code, "%s", out.msg);
+    } else {
+        Quiver__V1__ScanResponse *p = (Quiver__V1__ScanResponse *)out.reply;
+        if (p->n_items) s->cursor = p->items[p->n_items - 1]->id;
+        if (s->left != UINT64_MAX) s->left -= p->n_items;
+        s->first = 0;
+        int last = !more || s->left == 0 || p->n_items == 0;
+        if (last) s->over = 1;
+        rpc_send(r, out.reply, last);
+    }
+    qr_result_free(&out);
+    rpc_unref(r);
+}
+
+static void scan_next(rpc *r)
+{
+    rpc_ref(r);
+    if (qc_async(g_cluster, scan_job, r)) {
+        rpc_unref(r);
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+}
+
+void srv_cluster_scan(rpc *r, const qv_coll_config *cfg)
+{
+    const Quiver__V1__ScanRequest *req = (const Quiver__V1__ScanRequest *)r->req;
+    cscan *s = calloc(1, sizeof *s);
+    if (!s) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    r->state = s;
+    r->state_free = free;
+    s->left = req->limit ? req->limit : UINT64_MAX;
+    s->first = req->after_id == 0;
+    s->cursor = req->after_id;
+    /* a message of about 2 MB */
+    uint64_t per = ((uint64_t)2 << 20) / ((req->with_vectors ? cfg->dim * 4 : 0) + 256);
+    s->page = per < 1 ? 1 : per > 2000 ? 2000 : (uint32_t)per;
+    scan_next(r);
+}
+
+int srv_cluster_scan_step(rpc *r, int ok)
+{
+    if (!g_cluster || is_peer(r)) return 0;
+    cscan *s = r->state;
+    if (ok && !s->over) scan_next(r);
+    return 1;
+}
+
+/* ------------------------------------------------------------- peers */
+typedef struct pwait {
+    rpc *r;
+} pwait;
+
+static void wait_done(void *ctx, uint64_t applied, int exists)
+{
+    rpc *r = ctx;
+    Quiver__Peer__V1__WaitAppliedResponse rep = QUIVER__PEER__V1__WAIT_APPLIED_RESPONSE__INIT;
+    rep.applied_seq = applied;
+    rep.exists = exists;
+    rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+    rpc_unref(r);
+}
+
+void peer_wait_applied(rpc *r)
+{
+    const Quiver__Peer__V1__WaitAppliedRequest *req = (const Quiver__Peer__V1__WaitAppliedRequest *)r->req;
+    if (!g_cluster) {
+        rpc_fail(r, GRPC_STATUS_UNIMPLEMENTED, "this quiverd is a single node: it holds no replicas");
+        return;
+    }
+    /* answered by the replica's applier or the ticker: no worker waits */
+    rpc_ref(r);
+    qc_local_wait(g_cluster, req->replica, req->seq, qc_now_ms() + req->timeout_ms, wait_done, r);
+}
