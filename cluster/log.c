@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "quiver/error.h"
 #include "quiver/log.h"
@@ -24,13 +25,16 @@
 enum {
     QC_LOG_MAX_COLL = 128,
     QC_LOG_MAX_URLS = 64,
-    QC_LOG_ATTEMPT_MS = 2000,     /* one publish attempt; a dead leader costs this */
+    QC_LOG_ATTEMPT_MS = 1000,     /* one publish attempt of a small message: what a */
+                                  /* request to a dead leader costs before the retry */
+    QC_LOG_ATTEMPT_MS_PER_MIB = 128, /* ... plus this per MiB (R3 stores ~48 MB/s) */
     QC_LOG_BACKOFF_MIN_MS = 25,   /* publish / admin retry backoff start */
     QC_LOG_BACKOFF_MAX_MS = 1000, /* ... and cap */
     QC_FOLLOW_POLL_MS = 200,      /* longest wait for a message: bounds stop latency */
     QC_FOLLOW_RETRY_MIN_MS = 100, /* resubscribe / re-deliver backoff start */
     QC_FOLLOW_RETRY_MAX_MS = 2000,
     QC_FOLLOW_IDLE_CHECK_MS = 5000, /* idle this long: ask whether the stream moved on */
+    QC_FOLLOW_SUBSCRIBE_MS = 2000,  /* longest wait for a consumer to be created */
 };
 
 /* The server's heartbeat to an ordered consumer; libnats resets the consumer
@@ -216,9 +220,8 @@ int qc_log_names(const char *coll, uint32_t shard, char stream[QC_LOG_NAME_MAX],
 
 static void qc_log_on_disconnect(natsConnection *nc, void *closure)
 {
-    (void)nc;
     (void)closure;
-    qv_warn("nats: disconnected, reconnecting in the background");
+    if (!natsConnection_IsClosed(nc)) qv_warn("nats: disconnected, reconnecting in the background");
 }
 
 static void qc_log_on_reconnect(natsConnection *nc, void *closure)
@@ -226,7 +229,7 @@ static void qc_log_on_reconnect(natsConnection *nc, void *closure)
     (void)closure;
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    qv_info("nats: reconnected to %s", url);
+    qv_info("nats: connected to %s", url);
 }
 
 /* Asynchronous errors (missed heartbeats, a consumer being recreated, slow
@@ -269,7 +272,9 @@ static natsStatus qc_log_options(natsOptions **out, const char *urls, const char
     if (s == NATS_OK) s = natsOptions_SetReconnectJitter(o, 100, 1000);
     if (s == NATS_OK) s = natsOptions_SetPingInterval(o, 5000);
     if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(o, 2);
-    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+    /* with a callback the first connect goes on in the background (without
+     * one libnats would retry inside natsConnection_Connect, forever) */
+    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, qc_log_on_reconnect, NULL);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, qc_log_on_disconnect, NULL);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, qc_log_on_reconnect, NULL);
     if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, qc_log_on_async_error, NULL);
@@ -297,11 +302,17 @@ static bool qc_log_wait_connected(natsConnection *nc, int timeout_ms)
 int qc_log_open(const char *urls, const char *creds_file, int timeout_ms, qc_log **out, char *err,
                 size_t errlen)
 {
+    if (out) *out = NULL;
     if (!out || !urls || !*urls || timeout_ms <= 0) {
         qc_log_seterr(err, errlen, "qc_log_open: urls and out are required, timeout_ms > 0");
         return QV_INVALID;
     }
-    *out = NULL;
+    /* libnats reads the file only when it connects, and would report a
+     * missing one as an unreachable server */
+    if (creds_file && access(creds_file, R_OK) != 0) {
+        qc_log_seterr(err, errlen, "NATS credentials file %s: %s", creds_file, strerror(errno));
+        return QV_INVALID;
+    }
     natsOptions *o = NULL;
     natsStatus s = qc_log_options(&o, urls, creds_file, timeout_ms);
     if (s != NATS_OK) {
@@ -550,6 +561,7 @@ int qc_log_publish(qc_log *lg, const char *coll, uint32_t shard, const char *msg
         snprintf(err, errlen, "%s", qc_log_tls_err);
     if (rc) return rc;
     bool asked = false;
+    int64_t attempt_ms = QC_LOG_ATTEMPT_MS + (int64_t)(len >> 20) * QC_LOG_ATTEMPT_MS_PER_MIB;
     for (int attempt = 1;; attempt++) {
         int64_t left = deadline_ms - qc_log_now_ms();
         if (left <= 0) {
@@ -563,7 +575,7 @@ int qc_log_publish(qc_log *lg, const char *coll, uint32_t shard, const char *msg
         jsPubOptions_Init(&po);
         po.MsgId = msg_id;
         po.ExpectStream = stream; /* an ack from any other stream is a config error */
-        po.MaxWait = left < QC_LOG_ATTEMPT_MS ? left : QC_LOG_ATTEMPT_MS;
+        po.MaxWait = left < attempt_ms ? left : attempt_ms;
         jsPubAck *pa = NULL;
         jsErrCode jerr = 0;
         natsStatus s = js_Publish(&pa, lg->js, subject, data, (int)len, &po, &jerr);
@@ -648,7 +660,8 @@ static int qc_follow_subscribe(qc_follow *f)
     so.Config.Heartbeat = QC_FOLLOW_HEARTBEAT_NS;
     jsOptions jo;
     jsOptions_Init(&jo);
-    jo.Wait = f->lg->timeout_ms;
+    /* short, so that stop is not held up long by an outage */
+    jo.Wait = f->lg->timeout_ms < QC_FOLLOW_SUBSCRIBE_MS ? f->lg->timeout_ms : QC_FOLLOW_SUBSCRIBE_MS;
     jsErrCode jerr = 0;
     natsStatus s = js_SubscribeSync(&f->sub, f->lg->js, f->subject, &jo, &so, &jerr);
     if (s != NATS_OK) {
@@ -782,11 +795,11 @@ static void *qc_follow_main(void *arg)
 int qc_log_follow(qc_log *lg, const char *coll, uint32_t shard, uint64_t from_seq, qc_log_apply_fn apply,
                   void *ctx, qc_follow **out)
 {
+    if (out) *out = NULL;
     if (!lg || !apply || !out || from_seq < 1) {
         qc_log_seterr(NULL, 0, "follow: log, apply and out are required, from_seq >= 1");
         return QV_INVALID;
     }
-    *out = NULL;
     qc_follow *f = calloc(1, sizeof *f);
     if (!f) return QV_NOMEM;
     int rc = qc_log_names(coll, shard, f->stream, f->subject);

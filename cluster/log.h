@@ -170,7 +170,8 @@ int qc_log_follow(qc_log *lg, const char *coll, uint32_t shard, uint64_t from_se
  * Any thread. */
 uint64_t qc_follow_position(qc_follow *f);
 
-/* Stops the follower (within about 200 ms, or when a running apply returns),
+/* Stops the follower (within about 200 ms; up to 2 s while it is subscribing
+ * again during an outage; and not before a running apply returns),
  * joins its thread and frees it. NULL is a no-op. Not from inside apply. */
 void qc_follow_stop(qc_follow *f);
 

@@ -467,7 +467,7 @@ static void test_last_seq_trim(void **state)
     assert_int_equal(last, 0);
     assert_int_equal(first, 1);
     for (long i = 0; i < 10; i++) {
-        char id[16], data[16];
+        char id[32], data[32];
         snprintf(id, sizeof id, "t%ld", i);
         int len = snprintf(data, sizeof data, "msg %ld", i);
         assert_rc(qc_log_publish(g_log, "t.rim", 2, id, data, (size_t)len, now_ms() + 5000, NULL, NULL, NULL, 0));
@@ -541,6 +541,109 @@ static void test_redeliver(void **state)
     assert_int_equal(s.call_n[1], s.call_n[0]);
     assert_int_equal(s.call_n[2], s.call_n[0]);
     check_range(&s, 0, 300, 1);
+    sink_free(&s);
+}
+
+static void test_open_errors(void **state)
+{
+    (void)state;
+    qc_log *lg = (qc_log *)1;
+    char err[256] = "", url[64];
+    assert_int_equal(qc_log_open("", NULL, 1000, &lg, err, sizeof err), QV_INVALID);
+    assert_null(lg);
+    assert_int_equal(qc_log_open("nats://127.0.0.1:1", NULL, 0, &lg, err, sizeof err), QV_INVALID);
+    /* nobody listens: QV_IO once the timeout has passed, nothing left behind */
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", free_port());
+    int64_t t0 = now_ms();
+    assert_int_equal(qc_log_open(url, NULL, 700, &lg, err, sizeof err), QV_IO);
+    int64_t took = now_ms() - t0;
+    printf("      unreachable: %lld ms: %s\n", (long long)took, err);
+    assert_true(took >= 650 && took < 3000);
+    assert_null(lg);
+    char creds[200];
+    snprintf(creds, sizeof creds, "%s/missing.creds", g_dir);
+    int rc = qc_log_open(url_of(&g_one, url, sizeof url), creds, 700, &lg, err, sizeof err);
+    printf("      missing credentials file: %d %s\n", rc, err);
+    assert_int_equal(rc, QV_INVALID);
+    assert_null(lg);
+    qc_log_close(NULL);
+    qc_follow_stop(NULL);
+}
+
+/* One of several threads publishing to the same shard at once. */
+typedef struct mt_job {
+    int t;
+    uint64_t seq[250];
+    int failures;
+} mt_job;
+
+static void *mt_thread(void *arg)
+{
+    mt_job *j = arg;
+    for (int i = 0; i < 250; i++) {
+        char id[32], data[32];
+        snprintf(id, sizeof id, "mt-%d-%d", j->t, i);
+        int len = snprintf(data, sizeof data, "msg %d", j->t * 1000 + i);
+        if (qc_log_publish(g_log, "mt", 0, id, data, (size_t)len, now_ms() + 10000, &j->seq[i], NULL, NULL, 0))
+            j->failures++;
+    }
+    nats_ReleaseThreadMemory();
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    assert_rc(qc_log_stream_ensure(g_log, "mt", 0, 1));
+    sink s;
+    sink_init(&s);
+    qc_follow *f = NULL;
+    /* started before anything is written: it waits for messages */
+    assert_rc(qc_log_follow(g_log, "mt", 0, 1, sink_apply, &s, &f));
+    mt_job jobs[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (mt_job){.t = i};
+        assert_int_equal(pthread_create(&t[i], NULL, mt_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    assert_true(sink_wait(&s, 1000, 10000));
+    sleep_ms(100);
+    qc_follow_stop(f);
+    /* each thread's messages in its own order; every sequence once */
+    unsigned char seen[1001] = {0};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(jobs[i].failures, 0);
+        for (int k = 0; k < 250; k++) {
+            assert_true(jobs[i].seq[k] >= 1 && jobs[i].seq[k] <= 1000 && !seen[jobs[i].seq[k]]);
+            seen[jobs[i].seq[k]] = 1;
+            if (k) assert_true(jobs[i].seq[k] > jobs[i].seq[k - 1]);
+        }
+    }
+    assert_int_equal(s.n, 1000);
+    int next[4] = {0};
+    for (size_t k = 0; k < s.n; k++) {
+        assert_int_equal(s.seq[k], k + 1);
+        int th = (int)(s.val[k] / 1000);
+        assert_true(th >= 0 && th < 4);
+        assert_int_equal(s.val[k] % 1000, next[th]++);
+    }
+    sink_free(&s);
+}
+
+static void test_follow_before_stream(void **state)
+{
+    (void)state;
+    sink s;
+    sink_init(&s);
+    qc_follow *f = NULL;
+    assert_rc(qc_log_follow(g_log, "later", 0, 1, sink_apply, &s, &f));
+    sleep_ms(300); /* the follower finds no stream and backs off */
+    assert_rc(qc_log_stream_ensure(g_log, "later", 0, 1));
+    publish_range(g_log, "later", "la", 0, 20, 1);
+    assert_true(sink_wait(&s, 20, 10000));
+    qc_follow_stop(f);
+    check_range(&s, 0, 20, 1);
     sink_free(&s);
 }
 
@@ -728,12 +831,15 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_publish_follow),
         cmocka_unit_test(test_duplicate),
         cmocka_unit_test(test_limit),
         cmocka_unit_test(test_last_seq_trim),
         cmocka_unit_test(test_stream_delete),
         cmocka_unit_test(test_redeliver),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_follow_before_stream),
         cmocka_unit_test(test_restart),
         cmocka_unit_test_setup_teardown(test_cluster_leader_kill, cluster_setup, cluster_teardown),
     };
