@@ -406,22 +406,23 @@ static grpc_channel_credentials *qc_creds(const qc_etcd_tls *tls, int https, cha
     return c;
 }
 
-/* Split "http://h:p,https://h:p" into targets "h:p"; *https set when any URL
- * is https. Returns 0 or QV_INVALID / QV_NOMEM with err filled. */
-static int qc_parse_urls(qc_etcd *e, const char *urls, int *https, char *err, size_t errlen)
+/* Split "http://h:p,https://h:p" into targets "h:p"; *https / *http set
+ * when a URL names that scheme. Returns 0 or QV_INVALID / QV_NOMEM with err
+ * filled. */
+static int qc_parse_urls(qc_etcd *e, const char *urls, int *https, int *http, char *err,
+                         size_t errlen)
 {
     size_t cap = 1;
     for (const char *p = urls; *p; p++) cap += *p == ',';
     e->eps = calloc(cap, sizeof *e->eps);
     if (!e->eps) return QV_NOMEM;
-    *https = 0;
-    int http = 0;
+    *https = *http = 0;
     for (const char *p = urls; *p;) {
         const char *comma = strchr(p, ','), *stop = comma ? comma : p + strlen(p);
         while (p < stop && *p == ' ') p++;
         if (strncmp(p, "http://", 7) == 0) {
             p += 7;
-            http = 1;
+            *http = 1;
         } else if (strncmp(p, "https://", 8) == 0) {
             p += 8;
             *https = 1;
@@ -442,7 +443,7 @@ static int qc_parse_urls(qc_etcd *e, const char *urls, int *https, char *err, si
         if (err) snprintf(err, errlen, "etcd: no endpoint in \"%s\"", urls);
         return QV_INVALID;
     }
-    if (http && *https) {
+    if (*http && *https) {
         if (err) snprintf(err, errlen, "etcd: \"%s\" mixes http and https endpoints", urls);
         return QV_INVALID;
     }
@@ -494,8 +495,12 @@ int qc_etcd_open(const char *urls, const qc_etcd_tls *tls, int timeout_ms, qc_et
     qc_etcd *e = calloc(1, sizeof *e);
     if (!e) return QV_NOMEM;
     e->timeout_ms = timeout_ms > 0 ? timeout_ms : QC_ETCD_DEFAULT_TIMEOUT_MS;
-    int https = 0;
-    int rc = qc_parse_urls(e, urls, &https, err, errlen);
+    int https = 0, http = 0;
+    int rc = qc_parse_urls(e, urls, &https, &http, err, errlen);
+    if (!rc && http && tls) { /* a quiet switch to TLS would hide a config mistake */
+        if (err) snprintf(err, errlen, "etcd: TLS files given for http:// endpoints");
+        rc = QV_INVALID;
+    }
     if (rc) {
         qc_free_endpoints(e);
         free(e);

@@ -77,11 +77,13 @@ enum { QC_PUT = 1, QC_DELETE = 2, QC_RESET = 3 };
 /* Connect to etcd. No call is made here: a cluster that is down now is not
  * an error (calls fail with QV_IO until it is up).
  * [in] urls "http://host:port" or "https://host:port", comma-separated
- * [in] tls NULL = plaintext (unless the URLs say https); else TLS/mTLS files
+ * [in] tls NULL = plaintext, or TLS with the system roots for https URLs;
+ *          else TLS/mTLS files (URLs https:// or without a scheme)
  * [in] timeout_ms bound of every call (<= 0: 5000)
  * [out] out the client, for qc_etcd_close
  * [out] err message on failure (may be NULL)
- * Returns 0, QV_INVALID (bad URL, unreadable PEM file), QV_NOMEM. */
+ * Returns 0, QV_INVALID (bad URL, http and https mixed, TLS files for http,
+ * unreadable PEM file, cert without key), QV_NOMEM. */
 int qc_etcd_open(const char *urls, const qc_etcd_tls *tls, int timeout_ms, qc_etcd **out,
                  char *err, size_t errlen);
 /* Stop every lease keepalive, close the channels and free. NULL is a no-op. */

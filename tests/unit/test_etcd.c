@@ -556,8 +556,11 @@ static void test_dead_endpoint(void **state)
     assert_true(strstr(err, "port") != NULL);
     assert_int_equal(qc_etcd_open(" , ", NULL, 100, &e, err, sizeof err), QV_INVALID);
     qc_etcd_tls tls = {.ca = "/nonexistent/ca.pem"};
-    assert_int_equal(qc_etcd_open(g_url, &tls, 100, &e, err, sizeof err), QV_INVALID);
+    snprintf(urls, sizeof urls, "127.0.0.1:%d", g_etcd.port); /* no scheme */
+    assert_int_equal(qc_etcd_open(urls, &tls, 100, &e, err, sizeof err), QV_INVALID);
     assert_true(strstr(err, "/nonexistent/ca.pem") != NULL);
+    assert_int_equal(qc_etcd_open(g_url, &tls, 100, &e, err, sizeof err), QV_INVALID);
+    assert_true(strstr(err, "http://") != NULL);
 }
 
 /* A watch from a compacted revision reports QC_RESET (from the oldest kept
