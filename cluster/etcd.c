@@ -8,7 +8,6 @@
  * through which another thread stops it (cancel the live call, wake a sleep).
  */
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
