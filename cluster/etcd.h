@@ -134,8 +134,8 @@ int qc_etcd_lease_keepalive(qc_etcd *e, int64_t id);
 int qc_etcd_lease_alive(qc_etcd *e, int64_t id);
 /* Called once, from the keepalive thread, when etcd answers that a kept-alive
  * lease no longer exists (expired while unreachable, or revoked elsewhere);
- * the keepalive of that lease then stops. Set before starting keepalives;
- * cb NULL = none. */
+ * the keepalive of that lease then stops. Read at the time of the loss, so
+ * it may be set before or after starting keepalives; cb NULL = none. */
 void qc_etcd_on_lease_lost(qc_etcd *e, void (*cb)(void *ctx, int64_t id), void *ctx);
 /* Stop keeping lease id alive and revoke it (its keys are deleted).
  * Returns 0, QV_NOTFOUND (no such lease; the keepalive is stopped anyway). */
