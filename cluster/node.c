@@ -999,7 +999,7 @@ int qc_write(qc_cluster *c, const qc_meta *m, const qc_entry *w, int ack_logged,
         if (dim) memcpy(p->vecs + (size_t)p->n * dim, w->vecs + (size_t)i * dim, dim * sizeof(float));
         if (w->attr_off) {
             size_t len = w->attr_off[i + 1] - w->attr_off[i];
-            memcpy(p->attrs + p->off[p->n], w->attrs + w->attr_off[i], len);
+            if (len) memcpy(p->attrs + p->off[p->n], w->attrs + w->attr_off[i], len);
             p->off[p->n + 1] = p->off[p->n] + len;
         }
         p->n++;
@@ -1137,7 +1137,15 @@ static int register_node(qc_cluster *c, char *err, size_t errlen)
     char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!js) return QV_NOMEM;
-    rc = qc_etcd_create(c->etcd, key, js, strlen(js), c->lease);
+    /* a node restarted at once finds its old registration until the old
+     * lease expires: wait for that (a live node of the same id keeps it) */
+    unsigned ttl = c->o.lease_ttl_s ? c->o.lease_ttl_s : 5;
+    int64_t until = qc_now_ms() + 3000 * (int64_t)ttl;
+    while ((rc = qc_etcd_create(c->etcd, key, js, strlen(js), c->lease)) == QV_EXISTS &&
+           qc_now_ms() < until) {
+        struct timespec ts = {0, 250 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     free(js);
     if (rc == QV_EXISTS)
         snprintf(err, errlen, "node id \"%s\" is registered by a live node already (a node that just "

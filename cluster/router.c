@@ -346,8 +346,16 @@ static int merge_hits(qr_result *out, Quiver__V1__Hits **lists, size_t nl, int l
             if (gcnt[g] >= gsize) continue;
             gcnt[g]++;
         }
-        if (strip_attrs) all[i].h->n_attributes = 0;
-        dst->hits[dst->n_hits++] = all[i].h;
+        Quiver__V1__Hit *h = all[i].h;
+        if (strip_attrs) { /* a copy without them: the peer's message frees its own */
+            Quiver__V1__Hit *c = alloc(out, sizeof *c);
+            if (!c) break;
+            *c = *h;
+            c->n_attributes = 0;
+            c->attributes = NULL;
+            h = c;
+        }
+        dst->hits[dst->n_hits++] = h;
     }
     free(gval), free(glen), free(gcnt);
     free(all);
@@ -485,8 +493,11 @@ void qr_recommend(qc_cluster *c, const Quiver__V1__RecommendRequest *req, int64_
         reqs[s] = &rr[s].base;
     }
     if (fanout(c, &m, M_RECOMMEND, reqs, &quiver__v1__hits__descriptor, deadline, reps, out)) goto end;
+    /* AVERAGE_VECTOR is a search: L2 scores are distances; the other
+     * strategies score by similarity, larger first, whatever the metric */
+    int l2 = m.cfg.metric == QV_METRIC_L2 && req->strategy == QUIVER__V1__RECOMMEND_STRATEGY__AVERAGE_VECTOR;
     Quiver__V1__Hits *h = alloc(out, sizeof *h);
-    if (!h || merge_hits(out, (Quiver__V1__Hits **)reps, S, 0, req->k ? req->k : 10, req->group_by,
+    if (!h || merge_hits(out, (Quiver__V1__Hits **)reps, S, l2, req->k ? req->k : 10, req->group_by,
                          req->group_size, grouping && req->without_attributes, h))
         goto end;
     out->reply = &h->base;
@@ -588,9 +599,11 @@ static int describe_one(qc_cluster *c, const qc_meta *m, int64_t deadline, qr_re
     }
     if (fanout(c, m, M_DESCRIBE, reqs, &quiver__v1__collection_info__descriptor, deadline, reps, out))
         return -1;
-    Quiver__V1__CollectionInfo *ci = (Quiver__V1__CollectionInfo *)reps[0];
+    /* a copy: pointers of the peers' messages are theirs to free */
+    Quiver__V1__CollectionInfo *ci = alloc(out, sizeof *ci);
     char *name = alloc(out, strlen(m->cfg.name) + 1);
-    if (!name) return -1;
+    if (!ci || !name) return -1;
+    *ci = *(Quiver__V1__CollectionInfo *)reps[0];
     strcpy(name, m->cfg.name);
     ci->name = name;
     for (uint32_t s = 1; s < S; s++) {

@@ -159,15 +159,16 @@ void srv_submit(qv_write *w, const qv_coll_config *cfg, srv_write_result *res)
         return;
     }
     cwrite *cw = calloc(1, sizeof *cw);
+    if (cw) {
+        cw->w = w;
+        cw->cfg = *cfg;
+        cw->res = res;
+    }
     if (!cw || qc_async(g_cluster, write_job, cw)) {
         free(cw);
         w->rc = QV_NOMEM;
         w->done(w);
-        return;
     }
-    cw->w = w;
-    cw->cfg = *cfg;
-    cw->res = res;
 }
 
 /* -------------------------------------------------------------- reads */

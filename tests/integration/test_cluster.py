@@ -1,0 +1,289 @@
+"""Cluster mode (issue 18): real NATS JetStream, real etcd, real quiverd nodes on loopback.
+
+A collection of 2 shards x 2 replicas on 4 nodes must answer every read as one node
+holding the same data does (flat collections: exactly), through any node; an
+acknowledged write is seen at once by every node; a replica killed mid-import
+catches up from its log sequence; etcd down does not stop reads or writes.
+Ground truth: a single quiverd given the same writes, and numpy brute force.
+"""
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+import quiver_testlib as qt
+from cluster_lib import cluster_factory  # noqa: F401  (the fixture)
+from quiver_testlib import SC, expect_error, item, pb, wait_for
+
+DIM = 16
+N = 600
+CATS = ["a", "b", "c", "d"]
+
+
+def data(n=N, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, DIM)).astype(np.float32)
+    attrs = [{"cat": CATS[i % 4], "n": int(i % 7), "ok": bool(i % 2)} for i in range(n)]
+    return X, attrs
+
+
+def load(server, name, X, attrs, metric=pb.L2, batch=200, **create):
+    server.collections.Create(pb.CreateCollectionRequest(name=name, dim=DIM, metric=metric, **create))
+    tok = b""
+    for s in range(0, len(X), batch):
+        r = server.items.Upsert(pb.UpsertRequest(collection=name, items=[
+            item(i, X[i], attrs[i]) for i in range(s, min(len(X), s + batch))]))
+        tok = r.write_token
+    return tok
+
+
+def hits_of(hits):
+    return [(h.id, round(h.score, 4)) for h in hits]
+
+
+def vq(v):
+    return pb.Query(vector=pb.Vector(values=[float(x) for x in v]))
+
+
+def same_hits(a, b, what):
+    ia, ib = [h.id for h in a], [h.id for h in b]
+    assert ia == ib, "%s: ids differ\n cluster %s\n single  %s" % (what, ia, ib)
+    for x, y in zip(a, b):
+        assert abs(x.score - y.score) <= 1e-4 * max(1.0, abs(y.score)), (what, x.id, x.score, y.score)
+        assert qt.attrs_of(x) == qt.attrs_of(y), (what, x.id)
+
+
+@pytest.fixture
+def pair(cluster_factory, make_server):  # noqa: F811
+    """A 4-node cluster with collection "c" (2 shards x 2 replicas) and one quiverd with
+    the same items in "c"."""
+    cl = cluster_factory(nodes=4, nats=1)
+    X, attrs = data()
+    for metric, name in ((pb.L2, "c"), (pb.COSINE, "cos")):
+        load(cl.nodes[0], name, X, attrs, metric=metric, shards=2, replicas=2)
+    single = make_server()
+    for metric, name in ((pb.L2, "c"), (pb.COSINE, "cos")):
+        load(single, name, X, attrs, metric=metric)
+    return cl, single, X
+
+
+def test_reads_equal_a_single_node(pair):
+    cl, single, X = pair
+    rng = np.random.default_rng(9)
+    Q = rng.standard_normal((8, DIM)).astype(np.float32)
+    # items on both shards, each shard on two nodes
+    st = cl.nodes[1].admin.ClusterStatus(pb.ClusterStatusRequest())
+    assert st.clustered and len(st.nodes) == 4 and all(n.alive for n in st.nodes)
+    shards = [s for s in st.shards if s.collection == "c"]
+    assert len(shards) == 2 and all(len(s.replicas) == 2 for s in shards)
+    assert all(s.log_last_seq > 0 for s in shards), shards
+    assert all(len({r.node for r in s.replicas}) == 2 for s in shards)
+    info = cl.nodes[2].collections.Describe(pb.DescribeCollectionRequest(name="c"))
+    assert info.count == N and info.shards == 2 and info.replicas == 2
+    names = {c.name: c for c in cl.nodes[3].collections.List(pb.ListCollectionsRequest()).collections}
+    assert set(names) == {"c", "cos"} and names["cos"].count == N
+
+    flt = pb.Filter(must=[pb.Condition(field=pb.FieldCondition(key="cat", any_of=pb.ValueList(
+        values=[pb.Value(string_value="b"), pb.Value(string_value="c")])))])
+    cases = {
+        "plain": dict(queries=[vq(q) for q in Q], k=10),
+        "filter": dict(queries=[vq(q) for q in Q[:3]], k=7, filter=flt),
+        "exclude": dict(queries=[vq(Q[0])], k=10, exclude_ids=list(range(0, 300, 3))),
+        "threshold": dict(queries=[vq(Q[1])], k=50, score_threshold=pb.Threshold(value=14.0)),
+        "by_id": dict(queries=[pb.Query(id=5), pb.Query(id=322), vq(Q[2])], k=6),
+        "group": dict(queries=[vq(Q[3])], k=8, group_by="n", group_size=2),
+        "group_noattrs": dict(queries=[vq(Q[3])], k=8, group_by="cat", without_attributes=True),
+        "max_fusion": dict(queries=[vq(Q[4]), vq(Q[5])], k=10, fusion=pb.MAX_SCORE),
+    }
+    for coll in ("c", "cos"):
+        for what, kw in cases.items():
+            want = single.search.Search(pb.SearchRequest(collection=coll, **kw))
+            for node in cl.nodes:
+                got = node.search.Search(pb.SearchRequest(collection=coll, **kw))
+                assert len(got.results) == len(want.results), what
+                for a, b in zip(got.results, want.results):
+                    same_hits(a.hits, b.hits, "%s/%s via %s" % (coll, what, node.node_id))
+    # brute force for the plain case (the single node is right too)
+    d = ((X[None, :, :] - Q[:, None, :]) ** 2).sum(-1)
+    got = cl.nodes[0].search.Search(pb.SearchRequest(collection="c", queries=[vq(q) for q in Q], k=10))
+    for i in range(len(Q)):
+        assert [h.id for h in got.results[i].hits] == list(np.argsort(d[i], kind="stable")[:10])
+
+    for strategy in (pb.AVERAGE_VECTOR, pb.BEST_SCORE, pb.SUM_SCORES):
+        kw = dict(collection="c", positive=[pb.Example(id=7), pb.Example(id=8, weight=0.5)],
+                  negative=[pb.Example(id=9)], strategy=strategy, k=10)
+        want = single.search.Recommend(pb.RecommendRequest(**kw))
+        for node in cl.nodes:
+            same_hits(node.search.Recommend(pb.RecommendRequest(**kw)).hits, want.hits,
+                      "recommend %s" % strategy)
+    batch = pb.RecommendBatchRequest(requests=[
+        pb.RecommendRequest(collection="c", positive=[pb.Example(id=i)], k=5) for i in (1, 2, 3)])
+    want = single.search.RecommendBatch(batch)
+    got = cl.nodes[1].search.RecommendBatch(batch)
+    for a, b in zip(got.results, want.results):
+        same_hits(a.hits, b.hits, "recommend batch")
+
+    ids = [5, 400, 5, 99999, 17, 0]
+    want = single.items.Get(pb.GetItemsRequest(collection="c", ids=ids, with_vectors=True))
+    got = cl.nodes[3].items.Get(pb.GetItemsRequest(collection="c", ids=ids, with_vectors=True))
+    assert [i.id for i in got.items] == [i.id for i in want.items]
+    assert sorted(got.missing_ids) == sorted(want.missing_ids) == [99999]
+    for a, b in zip(got.items, want.items):
+        assert list(a.vector) == list(b.vector) and qt.attrs_of(a) == qt.attrs_of(b)
+
+    def scan(node, **kw):
+        return [it.id for m in node.items.Scan(pb.ScanRequest(collection="c", **kw)) for it in m.items]
+    assert scan(cl.nodes[2]) == list(range(N))
+    assert scan(cl.nodes[2], after_id=100, limit=37) == scan(single, after_id=100, limit=37)
+    vecs = {it.id: list(it.vector) for m in cl.nodes[0].items.Scan(pb.ScanRequest(
+        collection="c", with_vectors=True, after_id=500)) for it in m.items}
+    assert sorted(vecs) == list(range(501, N)) and vecs[550] == [float(x) for x in X[550]]
+
+
+def test_acknowledged_writes_are_seen_by_every_node(pair):
+    cl, _, X = pair
+    v = np.full(DIM, 9.0, np.float32)
+    for i, node in enumerate(cl.nodes):
+        r = node.items.Upsert(pb.UpsertRequest(collection="c", items=[item(10000 + i, v + i)]))
+        assert r.upserted == 1 and r.write_token
+        for other in cl.nodes:  # no waiting: ACK_APPLIED means visible
+            hits = other.search.Search(pb.SearchRequest(collection="c", queries=[vq(v + i)], k=1)).results[0].hits
+            assert hits[0].id == 10000 + i, (node.node_id, other.node_id)
+    # ACK_LOGGED: visible to a read that passes the token
+    for i in range(5):
+        r = cl.nodes[i % 4].items.Upsert(pb.UpsertRequest(collection="c", ack=pb.ACK_LOGGED,
+                                                          items=[item(20000 + i, v * 2 + i)]))
+        for other in cl.nodes:
+            got = other.items.Get(pb.GetItemsRequest(collection="c", ids=[20000 + i], after_token=r.write_token))
+            assert [it.id for it in got.items] == [20000 + i]
+            hits = other.search.Search(pb.SearchRequest(collection="c", queries=[vq(v * 2 + i)], k=1,
+                                                        after_token=r.write_token)).results[0].hits
+            assert hits[0].id == 20000 + i
+    d = cl.nodes[2].items.Delete(pb.DeleteItemsRequest(collection="c", ids=[10000, 10001, 424242]))
+    assert d.deleted == 2 and d.write_token
+    for other in cl.nodes:
+        got = other.items.Get(pb.GetItemsRequest(collection="c", ids=[10000, 10001, 10002]))
+        assert [it.id for it in got.items] == [10002]
+    assert cl.nodes[0].collections.Describe(pb.DescribeCollectionRequest(name="c")).count == N + 4 + 5 - 2
+
+
+def test_bad_input_gets_single_node_statuses(pair):
+    cl, single, _ = pair
+    n = cl.nodes[1]
+    calls = [
+        (lambda s: s.search.Search(pb.SearchRequest(collection="nope", queries=[vq(np.zeros(DIM))])),
+         SC.NOT_FOUND),
+        (lambda s: s.search.Search(pb.SearchRequest(collection="c", queries=[vq(np.zeros(3))])),
+         SC.INVALID_ARGUMENT),
+        (lambda s: s.search.Search(pb.SearchRequest(collection="c", queries=[])), SC.INVALID_ARGUMENT),
+        (lambda s: s.search.Search(pb.SearchRequest(collection="c", queries=[pb.Query(id=777777)])),
+         SC.NOT_FOUND),
+        (lambda s: s.search.Search(pb.SearchRequest(collection="c", k=100000, queries=[vq(np.zeros(DIM))])),
+         SC.INVALID_ARGUMENT),
+        (lambda s: s.items.Upsert(pb.UpsertRequest(collection="c", items=[item(1, [1.0] * 3)])),
+         SC.INVALID_ARGUMENT),
+        (lambda s: s.items.Upsert(pb.UpsertRequest(collection="c", items=[])), SC.INVALID_ARGUMENT),
+        (lambda s: s.items.Get(pb.GetItemsRequest(collection="c", ids=[])), SC.INVALID_ARGUMENT),
+        (lambda s: s.search.Recommend(pb.RecommendRequest(collection="c")), SC.INVALID_ARGUMENT),
+        (lambda s: s.collections.Create(pb.CreateCollectionRequest(name="c", dim=DIM, metric=pb.L2)),
+         SC.ALREADY_EXISTS),
+        (lambda s: s.collections.Create(pb.CreateCollectionRequest(name="bad name", dim=DIM, metric=pb.L2)),
+         SC.INVALID_ARGUMENT),
+        (lambda s: s.collections.Describe(pb.DescribeCollectionRequest(name="nope")), SC.NOT_FOUND),
+    ]
+    for i, (fn, code) in enumerate(calls):
+        want = expect_error(lambda: fn(single), code)
+        got = expect_error(lambda: fn(n), code)
+        assert got == want, (i, got, want)
+    # nothing half-applied: a batch with one bad item writes none
+    bad = [item(30000, [1.0] * DIM), item(30001, [1.0] * 5)]
+    expect_error(lambda: n.items.Upsert(pb.UpsertRequest(collection="c", items=bad)), SC.INVALID_ARGUMENT,
+                 "items[1].vector")
+    assert len(n.items.Get(pb.GetItemsRequest(collection="c", ids=[30000])).items) == 0
+    expect_error(lambda: n.collections.Create(pb.CreateCollectionRequest(
+        name="wide", dim=DIM, metric=pb.L2, replicas=5)), SC.FAILED_PRECONDITION, "replicas 5")
+
+
+def test_concurrent_creates_of_one_name(cluster_factory):  # noqa: F811
+    cl = cluster_factory(nodes=2, nats=1)
+    codes = []
+
+    def create(node):
+        try:
+            node.collections.Create(pb.CreateCollectionRequest(name="race", dim=4, metric=pb.L2, shards=2))
+            codes.append("ok")
+        except grpc.RpcError as e:
+            codes.append(e.code())
+    ts = [threading.Thread(target=create, args=(n,)) for n in cl.nodes]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert sorted(map(str, codes)) == sorted(["ok", str(SC.ALREADY_EXISTS)]), codes
+    cl.nodes[1].collections.Drop(pb.DropCollectionRequest(name="race"))
+    expect_error(lambda: cl.nodes[0].collections.Describe(pb.DescribeCollectionRequest(name="race")),
+                 SC.NOT_FOUND)
+    # a new collection of the same name starts empty
+    cl.nodes[0].collections.Create(pb.CreateCollectionRequest(name="race", dim=4, metric=pb.L2, shards=2))
+    assert cl.nodes[1].collections.Describe(pb.DescribeCollectionRequest(name="race")).count == 0
+
+
+def test_replica_killed_during_import_catches_up(cluster_factory):  # noqa: F811
+    cl = cluster_factory(nodes=3, nats=1)
+    n0 = cl.nodes[0]
+    n0.collections.Create(pb.CreateCollectionRequest(name="k", dim=DIM, metric=pb.L2, shards=2, replicas=2))
+    X, attrs = data(2000, seed=5)
+    acked = []
+    errors = []
+
+    def writer():
+        for s in range(0, len(X), 50):
+            try:
+                n0.items.Upsert(pb.UpsertRequest(collection="k", items=[item(i, X[i]) for i in range(s, s + 50)]),
+                                timeout=30)
+                acked.extend(range(s, s + 50))
+            except grpc.RpcError as e:
+                errors.append(e.code())
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.5)
+    victim = cl.nodes[2]
+    victim.kill()
+    # reads keep answering meanwhile (from the other replica)
+    for _ in range(5):
+        hits = cl.nodes[1].search.Search(pb.SearchRequest(collection="k", queries=[vq(X[0])], k=3)).results[0].hits
+        assert hits and hits[0].id == 0
+        time.sleep(0.1)
+    t.join()
+    assert not errors, errors
+    victim.start()
+    cl.wait_ready(60)
+
+    def all_active():
+        st = n0.admin.ClusterStatus(pb.ClusterStatusRequest())
+        sh = [s for s in st.shards if s.collection == "k"]
+        return all(r.state == pb.REPLICA_ACTIVE and r.applied_seq == s.log_last_seq for s in sh for r in s.replicas)
+    wait_for(all_active, 60, "every replica ACTIVE and caught up after the restart")
+    for node in cl.nodes:
+        got = node.items.Get(pb.GetItemsRequest(collection="k", ids=acked))
+        assert len(got.items) == len(acked), (node.node_id, len(got.items), len(acked))
+    assert n0.collections.Describe(pb.DescribeCollectionRequest(name="k")).count == len(X)
+
+
+def test_etcd_down_keeps_reads_and_writes(cluster_factory):  # noqa: F811
+    cl = cluster_factory(nodes=2, nats=1)
+    n0, n1 = cl.nodes
+    n0.collections.Create(pb.CreateCollectionRequest(name="e", dim=4, metric=pb.L2, shards=2, replicas=2))
+    n0.items.Upsert(pb.UpsertRequest(collection="e", items=[item(i, [i, 0, 0, 0]) for i in range(20)]))
+    cl.etcd.pause()
+    try:
+        r = n1.items.Upsert(pb.UpsertRequest(collection="e", items=[item(100, [100, 0, 0, 0])]), timeout=20)
+        assert r.upserted == 1
+        hits = n0.search.Search(pb.SearchRequest(collection="e", queries=[vq([100, 0, 0, 0])], k=1),
+                                timeout=20).results[0].hits
+        assert hits[0].id == 100
+        assert n1.items.Get(pb.GetItemsRequest(collection="e", ids=[3]), timeout=20).items[0].id == 3
+    finally:
+        cl.etcd.resume()
+    st = n0.admin.ClusterStatus(pb.ClusterStatusRequest())
+    assert all(r.state == pb.REPLICA_ACTIVE for s in st.shards for r in s.replicas), st
