@@ -150,6 +150,17 @@ void qc_local_wait(qc_cluster *c, const char *replica, uint64_t seq, int64_t dea
 /* The calls this node makes to its peers (cluster/peer.h). */
 struct qc_peers *qc_peers_of(qc_cluster *c);
 
+/* This node's replicas, for /metrics: fn(ctx, &info) for each. Asks the log
+ * for each shard's last sequence (one NATS request each). */
+typedef struct qc_replica_info {
+    const char *collection;
+    uint32_t shard;
+    qc_state state;       /* in the shard map */
+    uint64_t applied_seq; /* what this replica has applied */
+    uint64_t log_last_seq; /* the log's last (0 when the log did not answer) */
+} qc_replica_info;
+void qc_local_replicas(qc_cluster *c, void (*fn)(void *ctx, const qc_replica_info *r), void *ctx);
+
 /* The log's last sequence of a shard (ClusterStatus). */
 int qc_log_last(qc_cluster *c, const char *coll, uint32_t shard, uint64_t *last);
 /* Set a replica's state in the shard map (compare-and-swap, retried on a

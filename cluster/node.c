@@ -954,6 +954,27 @@ int qc_set_state(qc_cluster *c, const char *coll, uint32_t shard, const char *no
     return QV_BUSY;
 }
 
+void qc_local_replicas(qc_cluster *c, void (*fn)(void *ctx, const qc_replica_info *r), void *ctx)
+{
+    qc_meta *metas = NULL;
+    size_t nm = 0;
+    if (qc_meta_list(c, &metas, &nm)) return;
+    for (size_t i = 0; i < nm; i++)
+        for (uint32_t s = 0; s < metas[i].shards; s++)
+            for (uint32_t k = 0; k < metas[i].shard[s].nrep; k++) {
+                if (strcmp(metas[i].shard[s].rep[k].node, c->node_id)) continue;
+                char lname[QV_MAX_NAME + 1];
+                qc_replica_info ri = {metas[i].cfg.name, s, metas[i].shard[s].rep[k].state, 0, 0};
+                qc_replica_name(metas[i].uid, s, lname);
+                qc_local_applied(c, lname, &ri.applied_seq);
+                uint64_t first;
+                if (qc_log_last_seq(c->log, metas[i].cfg.name, s, &ri.log_last_seq, &first)) ri.log_last_seq = 0;
+                fn(ctx, &ri);
+            }
+    for (size_t i = 0; i < nm; i++) qc_meta_free(&metas[i]);
+    free(metas);
+}
+
 int qc_log_last(qc_cluster *c, const char *coll, uint32_t shard, uint64_t *last)
 {
     uint64_t first;
