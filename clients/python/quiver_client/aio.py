@@ -30,7 +30,7 @@ class AsyncClient(Base):
                  tls: bool = False, ca: Optional[PathOrBytes] = None,
                  cert: Optional[PathOrBytes] = None, key: Optional[PathOrBytes] = None,
                  tls_server_name: Optional[str] = None, timeout: Optional[float] = 30.0,
-                 retries: int = 6, options: Optional[Sequence[Tuple[str, Any]]] = None) -> None:
+                 retries: int = 8, options: Optional[Sequence[Tuple[str, Any]]] = None) -> None:
         super().__init__(address, api_key, tls=tls, ca=ca, cert=cert, key=key,
                          tls_server_name=tls_server_name, timeout=timeout, retries=retries,
                          options=options)
@@ -49,6 +49,14 @@ class AsyncClient(Base):
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
+    async def _wait_ready(self, seconds: float) -> None:
+        """See Client._wait_ready."""
+        await asyncio.sleep(min(seconds, 0.05))
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), max(0.0, seconds - 0.05))
+        except asyncio.TimeoutError:
+            pass
+
     async def _call(self, name: str, req: Any, timeout: Optional[float], idempotent: bool) -> Any:
         t = self._deadline(timeout)
         end = None if t is None else time.monotonic() + t
@@ -61,7 +69,7 @@ class AsyncClient(Base):
                 if idempotent and retryable(e) and attempt < self.retries:
                     pause = self._backoff(attempt)
                     if end is None or time.monotonic() + pause < end:
-                        await asyncio.sleep(pause)
+                        await self._wait_ready(pause)
                         attempt += 1
                         continue
                 raise from_rpc_error(e) from None
@@ -207,7 +215,7 @@ class AsyncClient(Base):
                 return
             except grpc.RpcError as e:
                 if retryable(e) and attempt < self.retries:
-                    await asyncio.sleep(self._backoff(attempt))
+                    await self._wait_ready(self._backoff(attempt))
                     attempt += 1
                     continue
                 raise from_rpc_error(e) from None
@@ -341,7 +349,7 @@ class AsyncClient(Base):
                     f.close()
                     os.unlink(tmp)
                 if retryable(e) and written == 0 and attempt < self.retries:
-                    await asyncio.sleep(self._backoff(attempt))
+                    await self._wait_ready(self._backoff(attempt))
                     attempt += 1
                     continue
                 raise from_rpc_error(e, "backup: ") from None

@@ -85,14 +85,15 @@ class Client(Base):
     tls_server_name= the name to check in the server's certificate when it differs from
     the host). timeout: the default deadline of a call in seconds (None: none; every
     method also takes timeout=). retries: how often idempotent calls (reads, Describe,
-    List, Get, Scan, Backup, health) are retried on UNAVAILABLE, with backoff 0.1 s
-    doubling to 2 s; writes are never retried. options: extra gRPC channel options."""
+    List, Get, Scan, Backup, health) are retried on UNAVAILABLE, waiting 0.1 s doubling
+    to 2 s (about 9 s in all with the default 8) for the channel to reconnect; writes are
+    never retried. options: extra gRPC channel options."""
 
     def __init__(self, address: str = "127.0.0.1:50051", api_key: Optional[str] = None, *,
                  tls: bool = False, ca: Optional[PathOrBytes] = None,
                  cert: Optional[PathOrBytes] = None, key: Optional[PathOrBytes] = None,
                  tls_server_name: Optional[str] = None, timeout: Optional[float] = 30.0,
-                 retries: int = 6, options: Optional[Sequence[Tuple[str, Any]]] = None) -> None:
+                 retries: int = 8, options: Optional[Sequence[Tuple[str, Any]]] = None) -> None:
         super().__init__(address, api_key, tls=tls, ca=ca, cert=cert, key=key,
                          tls_server_name=tls_server_name, timeout=timeout, retries=retries,
                          options=options)
@@ -113,6 +114,18 @@ class Client(Base):
         self.close()
 
     # ------------------------------------------------------------------ plumbing
+    def _wait_ready(self, seconds: float) -> None:
+        """Before a retry: a short pause, then up to `seconds` for the channel to
+        (re)connect, so a server back from a restart is used at once."""
+        time.sleep(min(seconds, 0.05))
+        fut = grpc.channel_ready_future(self._channel)
+        try:
+            fut.result(timeout=max(0.0, seconds - 0.05))
+        except grpc.FutureTimeoutError:
+            pass
+        finally:
+            fut.cancel()
+
     def _call(self, name: str, req: Any, timeout: Optional[float], idempotent: bool) -> Any:
         t = self._deadline(timeout)
         end = None if t is None else time.monotonic() + t
@@ -125,7 +138,7 @@ class Client(Base):
                 if idempotent and retryable(e) and attempt < self.retries:
                     pause = self._backoff(attempt)
                     if end is None or time.monotonic() + pause < end:
-                        time.sleep(pause)
+                        self._wait_ready(pause)
                         attempt += 1
                         continue
                 raise from_rpc_error(e) from None
@@ -283,7 +296,7 @@ class Client(Base):
                 return
             except grpc.RpcError as e:
                 if retryable(e) and attempt < self.retries:
-                    time.sleep(self._backoff(attempt))
+                    self._wait_ready(self._backoff(attempt))
                     attempt += 1
                     continue
                 raise from_rpc_error(e) from None
@@ -443,7 +456,7 @@ class Client(Base):
             except _Retry as r:
                 if attempt >= self.retries:
                     raise r.error from None
-                time.sleep(self._backoff(attempt))
+                self._wait_ready(self._backoff(attempt))
                 attempt += 1
 
     def _backup_once(self, path: Any, progress: bool, timeout: Optional[float]) -> BackupInfo:
