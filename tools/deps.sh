@@ -8,6 +8,7 @@ PKGS=(build-essential cmake pkg-config xxd
       libroaring-dev libjansson-dev libarchive-dev libssl-dev
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
       python3-numpy python3-pytest grpc-proto python3-hnswlib gnuplot-nox
+      python3-venv python3-pip python3-setuptools python3-wheel mypy
       clang libclang-rt-14-dev libfuzzer-14-dev strace
       libmicrohttpd-dev prometheus
       nats-server libnats-dev etcd-server etcd-client golang-etcd-server-dev

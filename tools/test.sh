@@ -6,6 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
+# the Python client, installed as the README says (Debian's python3: the packages are
+# its), type-checked with mypy; tests/integration/test_python_client.py uses this .venv
+export PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+/usr/bin/python3 -m venv --system-site-packages .venv
+.venv/bin/pip install -q --no-build-isolation ./clients/python
+mypy --config-file clients/python/pyproject.toml --python-executable .venv/bin/python \
+     --cache-dir .venv/.mypy_cache -p quiver_client
 JOBS=$(nproc)
 DATA=${QUIVER_DATA:-$(pwd)/../shared/data}
 export LSAN_OPTIONS=suppressions=$(pwd)/tests/unit/lsan.supp
