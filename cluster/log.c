@@ -29,7 +29,7 @@ enum {
                                   /* request to a dead leader costs before the retry */
     QC_LOG_ATTEMPT_MS_PER_MIB = 128, /* ... plus this per MiB (R3 stores ~48 MB/s) */
     QC_LOG_BACKOFF_MIN_MS = 25,   /* publish / admin retry backoff start */
-    QC_LOG_BACKOFF_MAX_MS = 1000, /* ... and cap */
+    QC_LOG_BACKOFF_MAX_MS = 500,  /* ... and cap: bounds the wait after a new leader is up */
     QC_FOLLOW_POLL_MS = 200,      /* longest wait for a message: bounds stop latency */
     QC_FOLLOW_RETRY_MIN_MS = 100, /* resubscribe / re-deliver backoff start */
     QC_FOLLOW_RETRY_MAX_MS = 2000,
@@ -588,6 +588,7 @@ int qc_log_publish(qc_log *lg, const char *coll, uint32_t shard, const char *msg
         qc_log_seterr(err, errlen, "publish %s to %s: %s (js error %d)", msg_id, stream, qc_log_nats_text(s),
                       (int)jerr);
         if (!qc_log_transient(s, jerr)) return qc_log_code(s, jerr);
+        qv_debug("%s (attempt %d)", qc_log_tls_err, attempt);
         if (s == NATS_NO_RESPONDERS && !asked && natsConnection_Status(lg->nc) == NATS_CONN_STATUS_CONNECTED) {
             asked = true; /* once per publish: during an outage it costs a round trip */
             if (qc_log_stream_missing(lg, stream, left)) {

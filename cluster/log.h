@@ -133,7 +133,7 @@ int qc_log_last_seq(qc_log *lg, const char *coll, uint32_t shard, uint64_t *last
 int qc_log_trim(qc_log *lg, const char *coll, uint32_t shard, uint64_t below_seq);
 
 /* Appends one message to the shard's stream and waits for its acknowledgement.
- * Retries with backoff (25 ms doubling to 1 s) on no responders, timeouts,
+ * Retries with backoff (25 ms doubling to 500 ms) on no responders, timeouts,
  * disconnections and leader changes until the deadline. Safe to retry with
  * the same msg_id (even after QV_IO): the stream keeps one copy.
  * [in] msg_id: the message id (Nats-Msg-Id), 1..QC_LOG_MAX_ID bytes, no CR/LF.
