@@ -250,6 +250,14 @@ int cli_parse_metric(const char *s, Quiver__V1__Metric *m)
     return 0;
 }
 
+int cli_parse_ack(const char *s, Quiver__V1__WriteAck *a)
+{
+    if (!strcasecmp(s, "applied")) *a = QUIVER__V1__WRITE_ACK__ACK_APPLIED;
+    else if (!strcasecmp(s, "logged")) *a = QUIVER__V1__WRITE_ACK__ACK_LOGGED;
+    else return -1;
+    return 0;
+}
+
 int cli_fill_spec(const char *cmd, const index_opts *o, Quiver__V1__IndexSpec *spec, int *any)
 {
     int rc = EXIT_OK;

@@ -141,6 +141,9 @@ int cli_opt_u32(const char *cmd, const char *name, const char *s, uint32_t *out,
 /* "l2" | "ip" | "inner_product" | "cosine" (any case) -> *m. Returns 0 or -1. */
 int cli_parse_metric(const char *s, Quiver__V1__Metric *m);
 
+/* "applied" | "logged" (any case) -> *a. Returns 0 or -1. */
+int cli_parse_ack(const char *s, Quiver__V1__WriteAck *a);
+
 /* Index options shared by collections create, index rebuild, import --create. */
 typedef struct index_opts {
     const char *kind, *nlist, *pq_m, *pq_nbits, *refine;

@@ -57,6 +57,7 @@ extern "C" {
 #define QVC_SEARCH_RECOMMEND_BATCH "/quiver.v1.Search/RecommendBatch"
 #define QVC_ADMIN_REBUILD_INDEX  "/quiver.v1.Admin/RebuildIndex"
 #define QVC_ADMIN_BACKUP         "/quiver.v1.Admin/Backup"
+#define QVC_ADMIN_CLUSTER_STATUS "/quiver.v1.Admin/ClusterStatus"
 #define QVC_HEALTH_CHECK         "/grpc.health.v1.Health/Check"
 
 /* Largest message sent or received: 64 MiB. */

@@ -40,8 +40,10 @@
 static const char usage_import[] =
     "Usage: quiver import COLLECTION FILE... [--format F] [--id-offset N]\n"
     "                    [--create [--metric l2|ip|cosine] [--kind K] [--nlist N]\n"
-    "                              [--pq-m N] [--pq-nbits N] [--refine N]]\n"
+    "                              [--pq-m N] [--pq-nbits N] [--refine N]\n"
+    "                              [--shards N] [--replicas N]]\n"
     "                    [--skip-bad] [--resume] [--checkpoint PATH]\n"
+    "                    [--ack applied|logged]\n"
     "                    [--batch N] [--segment-batches N] [--window N]\n"
     "\n"
     "Load the rows of FILEs (in order) into a collection over Items/Import streams,\n"
@@ -77,6 +79,13 @@ static const char usage_import[] =
     "                      --metric (default l2) and the index options of\n"
     "                      'quiver collections create'; with --resume an existing\n"
     "                      collection of that dimension is used\n"
+    "  --shards N, --replicas N\n"
+    "                      with --create, in cluster mode: the collection's shards\n"
+    "                      and copies of each (as for 'quiver collections create')\n"
+    "  --ack A             when the server acknowledges each stream: applied\n"
+    "                      (default: every ACTIVE replica has applied it; on a\n"
+    "                      single node: committed) or logged (cluster mode: once the\n"
+    "                      cluster's log holds it; replicas apply it soon after)\n"
     "  --skip-bad          skip bad rows, report and count them, and go on\n"
     "  --batch N           rows per UpsertRequest (default 4000; fewer when 8 MiB)\n"
     "  --segment-batches N batches per Import stream (default 4): the unit the\n"
@@ -137,6 +146,7 @@ typedef struct acked {
 typedef struct importer {
     /* settings */
     const char *coll;
+    Quiver__V1__WriteAck ack; /* --ack: of every UpsertRequest (the server takes the first's) */
     size_t nfiles;
     const char **paths;
     qvf_format *fmts;
@@ -219,6 +229,7 @@ static batch *seg_batch(importer *im, segment *s)
             return NULL;
         }
         b->req.collection = (char *)im->coll;
+        b->req.ack = im->ack;
         b->req.items = b->ptrs;
     }
     return b;
@@ -598,8 +609,10 @@ static void *sender_main(void *arg)
 /* ---------------------------------------------------------------- command */
 typedef struct import_args {
     const char *format, *id_offset, *metric, *batch, *window, *seg_batches, *checkpoint;
+    const char *shards, *replicas, *ack;
     int create, skip_bad, resume;
     index_opts io;
+    uint32_t shards_val, replicas_val;
 } import_args;
 
 static int opt_count(const char *cmd, const char *name, const char *s, size_t min, size_t max, size_t *out)
@@ -634,6 +647,8 @@ static int prepare_collection(importer *im, const import_args *a, size_t file_di
         int any;
         if ((rc = cli_fill_spec(cmd, &a->io, &spec, &any))) return rc;
         if (any) req.index = &spec;
+        req.shards = a->shards_val;
+        req.replicas = a->replicas_val;
         qvc_status st;
         rc = qvc_unary(im->conn, QVC_COLLECTIONS_CREATE, &req.base, &quiver__v1__collection_info__descriptor,
                        (ProtobufCMessage **)&ci, &st, cli_timeout_ms());
@@ -712,6 +727,9 @@ static int import_run(importer *im, int argc, char **argv)
                      OPT_VAL("--segment-batches", &a.seg_batches),
                      OPT_FLAG("--resume", &a.resume),
                      OPT_VAL("--checkpoint", &a.checkpoint),
+                     OPT_VAL("--shards", &a.shards),
+                     OPT_VAL("--replicas", &a.replicas),
+                     OPT_VAL("--ack", &a.ack),
                      OPT_END};
     const char **pos = calloc((size_t)argc + 1, sizeof *pos);
     if (!pos) return EXIT_SERVER;
@@ -725,6 +743,12 @@ static int import_run(importer *im, int argc, char **argv)
     im->nfiles = (size_t)npos - 1;
     if (!a.create && (a.metric || a.io.kind || a.io.nlist || a.io.pq_m || a.io.pq_nbits || a.io.refine))
         return cli_usage_error(cmd, "--metric and the index options go with --create");
+    if (!a.create && (a.shards || a.replicas)) return cli_usage_error(cmd, "--shards and --replicas go with --create");
+    if (cli_opt_u32(cmd, "--shards", a.shards, &a.shards_val, &rc) ||
+        cli_opt_u32(cmd, "--replicas", a.replicas, &a.replicas_val, &rc))
+        return rc;
+    if (a.ack && cli_parse_ack(a.ack, &im->ack))
+        return cli_usage_error(cmd, "--ack must be applied or logged, not '%s'", a.ack);
     im->batch_rows = DEFAULT_BATCH;
     im->window = DEFAULT_WINDOW;
     im->seg_batches = DEFAULT_SEGMENT_BATCHES;

@@ -3,7 +3,8 @@
  * every command, and the commands that print what the server says:
  * collections (list, create, describe, drop), index rebuild with live
  * progress and index status, searches (filtered, grouped, diversified,
- * fused), recommendations by example and the health check; aligned tables
+ * fused), recommendations by example, the cluster's status and the health
+ * check; aligned tables
  * for people, --json for scripts. The plumbing (global options, the
  * connection, exit codes, option parsing) is cli.c's; bulk import, export
  * and backup are import.c's and transfer.c's. Nothing calls into this file.
@@ -56,6 +57,8 @@ static const char usage_top[] =
     "                                   write a collection to fvecs, npy, jsonl or csv\n"
     "  backup FILE                      hot backup of the server's whole data (restore:\n"
     "                                   quiverd --restore FILE --data DIR)\n"
+    "  cluster status                   a cluster's nodes, shards and replicas (state,\n"
+    "                                   applied sequence, lag)\n"
     "\n"
     "Global options (accepted anywhere on the command line):\n"
     "  --addr HOST:PORT   server address (default: $QUIVER_ADDR, else " CLI_DEFAULT_ADDR ")\n"
@@ -99,7 +102,7 @@ static const char usage_collections[] =
     "Usage: quiver collections SUBCOMMAND ...\n"
     "\n"
     "  list                   list the collections\n"
-    "  create NAME --dim N    create a collection\n"
+    "  create NAME --dim N    create a collection (--shards, --replicas: cluster mode)\n"
     "  describe NAME          show a collection and its index\n"
     "  drop NAME              delete a collection and all its items\n"
     "\n"
@@ -108,7 +111,8 @@ static const char usage_collections[] =
 static const char usage_coll_list[] =
     "Usage: quiver collections list\n"
     "\n"
-    "List the collections: name, dimension, metric, items, index kind.\n";
+    "List the collections: name, dimension, metric, items, index kind, shards and\n"
+    "replicas.\n";
 
 #define INDEX_OPTIONS_HELP                                                                  \
     "  --kind KIND      auto, flat, ivf_flat, ivf_pq, ivf_pq_fs (4-bit fast-scan PQ)\n"   \
@@ -123,18 +127,24 @@ static const char usage_coll_create[] =
     "Usage: quiver collections create NAME --dim N [--metric l2|ip|cosine]\n"
     "                                 [--kind KIND] [--nlist N] [--pq-m N]\n"
     "                                 [--pq-nbits N] [--refine N]\n"
+    "                                 [--shards N] [--replicas N]\n"
     "\n"
     "Create a collection. NAME: 1..128 of A-Z a-z 0-9 _ - . (not starting with '.');\n"
     "a NAME starting with '-' goes after \"--\".\n"
     "\n"
     "  --dim N          vector dimension, 1..4096 (required)\n"
     "  --metric M       l2 (squared Euclidean, default), ip (inner product) or\n"
-    "                   cosine\n" INDEX_OPTIONS_HELP;
+    "                   cosine\n" INDEX_OPTIONS_HELP
+    "  --shards N       cluster mode: split the items into N shards by id (default:\n"
+    "                   the server's, 1); a single node refuses more than 1\n"
+    "  --replicas N     cluster mode: copies of each shard on distinct nodes\n"
+    "                   (default: the server's, 1); a single node refuses more than 1\n";
 
 static const char usage_coll_describe[] =
     "Usage: quiver collections describe NAME\n"
     "\n"
-    "Show a collection: dimension, metric, items, last sequence number and its index.\n";
+    "Show a collection: dimension, metric, items, last sequence number, shards,\n"
+    "replicas and its index.\n";
 
 static const char usage_coll_drop[] =
     "Usage: quiver collections drop NAME\n"
@@ -227,6 +237,26 @@ static const char usage_recommend[] =
     "                   similarity to the positives minus that to the negatives\n"
     "                   (similarity: cosine, dot product, or minus the L2 distance)\n"
     QUERY_OPTIONS_HELP;
+
+static const char usage_cluster[] =
+    "Usage: quiver cluster SUBCOMMAND ...\n"
+    "\n"
+    "  status                 the cluster's nodes, shards and replicas\n"
+    "\n"
+    "'quiver cluster SUBCOMMAND --help' shows the options of each.\n";
+
+static const char usage_cluster_status[] =
+    "Usage: quiver cluster status\n"
+    "\n"
+    "Show a cluster as the server sees it (Admin.ClusterStatus): each node (id,\n"
+    "address, alive) and, per collection and shard, the last sequence of the\n"
+    "shard's log and each replica: its node, its state (ACTIVE: serves reads and\n"
+    "acknowledges writes; CATCHING_UP: applying the log, out of the read rotation;\n"
+    "DOWN: its node is not alive), the log sequence it has applied and its lag\n"
+    "(log_last_seq - applied_seq). A single quiverd prints \"single node (not\n"
+    "clustered)\". --json: {\"clustered\", \"nodes\": [{\"id\", \"address\",\n"
+    "\"alive\"}], \"shards\": [{\"collection\", \"shard\", \"log_last_seq\",\n"
+    "\"replicas\": [{\"node\", \"state\", \"applied_seq\", \"lag\"}]}]}.\n";
 
 /* ---------------------------------------------------- values of options */
 /* "0.1,0.2, 0.3" or "[0.1, 0.2]" -> floats (caller frees *out). Returns the
@@ -507,6 +537,8 @@ static json_t *json_collection(const Quiver__V1__CollectionInfo *ci)
     j_set(o, "metric", j_str(metric_name(ci->metric)));
     j_set(o, "count", j_u64(ci->count));
     j_set(o, "last_seq", j_u64(ci->last_seq));
+    j_set(o, "shards", j_u64(ci->shards));
+    j_set(o, "replicas", j_u64(ci->replicas));
     j_set(o, "index", json_index_or_null(ci->index));
     return o;
 }
@@ -564,6 +596,8 @@ static void print_collection(const Quiver__V1__CollectionInfo *ci)
     kv("", "metric", "%s", metric_name(ci->metric));
     kv("", "count", "%" PRIu64, ci->count);
     kv("", "last_seq", "%" PRIu64, ci->last_seq);
+    kv("", "shards", "%u", ci->shards);
+    kv("", "replicas", "%u", ci->replicas);
     if (ci->index) {
         printf("index:\n");
         print_index("  ", ci->index);
@@ -635,10 +669,10 @@ static int cmd_coll_list(int argc, char **argv)
     } else if (rep->n_collections == 0) {
         printf("no collections\n");
     } else {
-        table t = {.ncol = 8, .align = "lrlrlllr"};
+        table t = {.ncol = 10, .align = "lrlrlllrrr"};
         const char *head[] = {"NAME", "DIM", "METRIC", "COUNT", "INDEX", "TRAINED", "REBUILDING",
-                              "NLIST"};
-        for (int i = 0; i < 8; i++) tbl_cell(&t, "%s", head[i]);
+                              "NLIST", "SHARDS", "REPLICAS"};
+        for (int i = 0; i < 10; i++) tbl_cell(&t, "%s", head[i]);
         for (size_t i = 0; i < rep->n_collections; i++) {
             const Quiver__V1__CollectionInfo *c = rep->collections[i];
             const Quiver__V1__IndexInfo *ii = c->index;
@@ -650,6 +684,8 @@ static int cmd_coll_list(int argc, char **argv)
             tbl_cell(&t, "%s", ii && ii->trained ? "yes" : "no");
             tbl_cell(&t, "%s", ii && ii->rebuilding ? (ii->phase[0] ? ii->phase : "yes") : "no");
             tbl_cell(&t, "%u", ii ? ii->nlist : 0);
+            tbl_cell(&t, "%u", c->shards);
+            tbl_cell(&t, "%u", c->replicas);
         }
         tbl_print(&t);
         tbl_free(&t);
@@ -661,13 +697,14 @@ static int cmd_coll_list(int argc, char **argv)
 static int cmd_coll_create(int argc, char **argv)
 {
     const char *cmd = "collections create";
-    const char *pos[1], *dim = NULL, *metric = NULL;
+    const char *pos[1], *dim = NULL, *metric = NULL, *shards = NULL, *replicas = NULL;
     index_opts io = {0};
     int npos;
     optdef opts[] = {OPT_VAL("--dim", &dim),         OPT_VAL("--metric", &metric),
                      OPT_VAL("--kind", &io.kind),     OPT_VAL("--nlist", &io.nlist),
                      OPT_VAL("--pq-m", &io.pq_m),     OPT_VAL("--pq-nbits", &io.pq_nbits),
-                     OPT_VAL("--refine", &io.refine), OPT_END};
+                     OPT_VAL("--refine", &io.refine), OPT_VAL("--shards", &shards),
+                     OPT_VAL("--replicas", &replicas), OPT_END};
     int rc = cli_parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_coll_create);
     if (rc >= 0) return rc;
     if (npos != 1) return cli_usage_error(cmd, "the collection NAME is missing");
@@ -676,7 +713,10 @@ static int cmd_coll_create(int argc, char **argv)
     Quiver__V1__IndexSpec spec = QUIVER__V1__INDEX_SPEC__INIT;
     req.name = (char *)pos[0];
     req.metric = QUIVER__V1__METRIC__L2;
-    if (cli_opt_u32(cmd, "--dim", dim, &req.dim, &rc)) return rc;
+    if (cli_opt_u32(cmd, "--dim", dim, &req.dim, &rc) ||
+        cli_opt_u32(cmd, "--shards", shards, &req.shards, &rc) ||
+        cli_opt_u32(cmd, "--replicas", replicas, &req.replicas, &rc))
+        return rc;
     if (metric && cli_parse_metric(metric, &req.metric))
         return cli_usage_error(cmd, "--metric must be l2, ip or cosine, not '%s'", metric);
     int any;
@@ -732,6 +772,130 @@ static int cmd_coll_drop(int argc, char **argv)
         printf("dropped collection \"%s\"\n", pos[0]);
     }
     return EXIT_OK;
+}
+
+static const char *replica_state_name(Quiver__V1__ReplicaState st)
+{
+    switch (st) {
+    case QUIVER__V1__REPLICA_STATE__REPLICA_ACTIVE: return "ACTIVE";
+    case QUIVER__V1__REPLICA_STATE__REPLICA_CATCHING_UP: return "CATCHING_UP";
+    case QUIVER__V1__REPLICA_STATE__REPLICA_DOWN: return "DOWN";
+    default: return "UNKNOWN";
+    }
+}
+
+/* How far a replica is behind its shard's log (0 when ahead: the log's last
+ * sequence may be read before the replica's). */
+static uint64_t replica_lag(const Quiver__V1__ShardStatus *s, const Quiver__V1__ReplicaStatus *r)
+{
+    return s->log_last_seq > r->applied_seq ? s->log_last_seq - r->applied_seq : 0;
+}
+
+static json_t *json_cluster_status(const Quiver__V1__ClusterStatusResponse *st)
+{
+    json_t *o = j_obj(), *nodes = j_arr(), *shards = j_arr();
+    j_set(o, "clustered", j_bool(st->clustered));
+    for (size_t i = 0; i < st->n_nodes; i++) {
+        const Quiver__V1__NodeStatus *n = st->nodes[i];
+        json_t *jn = j_obj();
+        j_set(jn, "id", j_str(n->id));
+        j_set(jn, "address", j_str(n->address));
+        j_set(jn, "alive", j_bool(n->alive));
+        j_push(nodes, jn);
+    }
+    for (size_t i = 0; i < st->n_shards; i++) {
+        const Quiver__V1__ShardStatus *s = st->shards[i];
+        json_t *js = j_obj(), *reps = j_arr();
+        j_set(js, "collection", j_str(s->collection));
+        j_set(js, "shard", j_u64(s->shard));
+        j_set(js, "log_last_seq", j_u64(s->log_last_seq));
+        for (size_t k = 0; k < s->n_replicas; k++) {
+            const Quiver__V1__ReplicaStatus *r = s->replicas[k];
+            json_t *jr = j_obj();
+            j_set(jr, "node", j_str(r->node));
+            j_set(jr, "state", j_str(replica_state_name(r->state)));
+            j_set(jr, "applied_seq", j_u64(r->applied_seq));
+            j_set(jr, "lag", j_u64(replica_lag(s, r)));
+            j_push(reps, jr);
+        }
+        j_set(js, "replicas", reps);
+        j_push(shards, js);
+    }
+    j_set(o, "nodes", nodes);
+    j_set(o, "shards", shards);
+    return o;
+}
+
+static void print_cluster_status(const Quiver__V1__ClusterStatusResponse *st)
+{
+    size_t alive = 0, nrep = 0, active = 0;
+    for (size_t i = 0; i < st->n_nodes; i++) alive += st->nodes[i]->alive != 0;
+    printf("nodes: %zu (%zu alive)\n", st->n_nodes, alive);
+    if (st->n_nodes) {
+        table t = {.ncol = 3, .align = "lll"};
+        tbl_cell(&t, "  ID");
+        tbl_cell(&t, "ADDRESS");
+        tbl_cell(&t, "ALIVE");
+        for (size_t i = 0; i < st->n_nodes; i++) {
+            const Quiver__V1__NodeStatus *n = st->nodes[i];
+            tbl_cell(&t, "  %s", n->id);
+            tbl_cell(&t, "%s", n->address && n->address[0] ? n->address : "-");
+            tbl_cell(&t, "%s", n->alive ? "yes" : "no");
+        }
+        tbl_print(&t);
+        tbl_free(&t);
+    }
+    for (size_t i = 0; i < st->n_shards; i++)
+        for (size_t k = 0; k < st->shards[i]->n_replicas; k++) {
+            nrep++;
+            active += st->shards[i]->replicas[k]->state == QUIVER__V1__REPLICA_STATE__REPLICA_ACTIVE;
+        }
+    printf("\nshards: %zu (%zu replicas, %zu ACTIVE)\n", st->n_shards, nrep, active);
+    if (!st->n_shards) return;
+    /* one row per replica; the collection, shard and log's last on each row */
+    table t = {.ncol = 7, .align = "lrrllrr"};
+    const char *head[] = {"  COLLECTION", "SHARD", "LOG_LAST_SEQ", "NODE", "STATE", "APPLIED_SEQ", "LAG"};
+    for (int i = 0; i < 7; i++) tbl_cell(&t, "%s", head[i]);
+    for (size_t i = 0; i < st->n_shards; i++) {
+        const Quiver__V1__ShardStatus *s = st->shards[i];
+        if (!s->n_replicas) { /* a shard without replicas (never placed) */
+            tbl_cell(&t, "  %s", s->collection);
+            tbl_cell(&t, "%u", s->shard);
+            tbl_cell(&t, "%" PRIu64, s->log_last_seq);
+            for (int c = 0; c < 4; c++) tbl_cell(&t, "-");
+            continue;
+        }
+        for (size_t k = 0; k < s->n_replicas; k++) {
+            const Quiver__V1__ReplicaStatus *r = s->replicas[k];
+            tbl_cell(&t, "  %s", s->collection);
+            tbl_cell(&t, "%u", s->shard);
+            tbl_cell(&t, "%" PRIu64, s->log_last_seq);
+            tbl_cell(&t, "%s", r->node);
+            tbl_cell(&t, "%s", replica_state_name(r->state));
+            tbl_cell(&t, "%" PRIu64, r->applied_seq);
+            tbl_cell(&t, "%" PRIu64, replica_lag(s, r));
+        }
+    }
+    tbl_print(&t);
+    tbl_free(&t);
+}
+
+static int cmd_cluster_status(int argc, char **argv)
+{
+    const char *cmd = "cluster status", *pos[1];
+    int npos;
+    int rc = cli_parse_args(argc, argv, NULL, pos, 0, &npos, cmd, usage_cluster_status);
+    if (rc >= 0) return rc;
+    Quiver__V1__ClusterStatusRequest req = QUIVER__V1__CLUSTER_STATUS_REQUEST__INIT;
+    Quiver__V1__ClusterStatusResponse *rep = NULL;
+    if ((rc = cli_call(QVC_ADMIN_CLUSTER_STATUS, &req.base, &quiver__v1__cluster_status_response__descriptor,
+                       (ProtobufCMessage **)&rep)))
+        return rc;
+    if (cli_json()) rc = j_print(json_cluster_status(rep));
+    else if (!rep->clustered) printf("single node (not clustered)\n");
+    else print_cluster_status(rep);
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    return rc;
 }
 
 static int cmd_index_status(int argc, char **argv)
@@ -1411,6 +1575,7 @@ static int run(int argc, char **argv)
                                   {NULL, NULL}};
     static const subcmd index[] = {
         {"rebuild", cmd_index_rebuild}, {"status", cmd_index_status}, {NULL, NULL}};
+    static const subcmd cluster[] = {{"status", cmd_cluster_status}, {NULL, NULL}};
     if (argc == 0) {
         fputs(usage_top, stderr);
         return EXIT_USAGE;
@@ -1424,6 +1589,7 @@ static int run(int argc, char **argv)
     if (strcmp(c, "collections") == 0)
         return run_group("collections", usage_collections, coll, argc - 1, argv + 1);
     if (strcmp(c, "index") == 0) return run_group("index", usage_index, index, argc - 1, argv + 1);
+    if (strcmp(c, "cluster") == 0) return run_group("cluster", usage_cluster, cluster, argc - 1, argv + 1);
     if (strcmp(c, "search") == 0) return cmd_search(argc - 1, argv + 1);
     if (strcmp(c, "recommend") == 0) return cmd_recommend(argc - 1, argv + 1);
     if (strcmp(c, "import") == 0) return cmd_import(argc - 1, argv + 1);
