@@ -25,13 +25,18 @@
 enum {
     QC_LOG_MAX_COLL = 128,
     QC_LOG_MAX_URLS = 64,
-    QC_LOG_ATTEMPT_MS = 1000,     /* one publish attempt of a small message: what a */
-                                  /* request to a dead leader costs before the retry */
-    QC_LOG_ATTEMPT_MS_PER_MIB = 128, /* ... plus this per MiB (R3 stores ~48 MB/s) */
-    QC_LOG_BACKOFF_MIN_MS = 25,   /* publish / admin retry backoff start */
-    QC_LOG_BACKOFF_MAX_MS = 500,  /* ... and cap: bounds the wait after a new leader is up */
-    QC_FOLLOW_POLL_MS = 200,      /* longest wait for a message: bounds stop latency */
-    QC_FOLLOW_RETRY_MIN_MS = 100, /* resubscribe / re-deliver backoff start */
+    /* one publish attempt of a small message: what a request to a dead
+     * leader costs before the retry; plus this per MiB (R3 stores ~48 MB/s) */
+    QC_LOG_ATTEMPT_MS = 1000,
+    QC_LOG_ATTEMPT_MS_PER_MIB = 128,
+    QC_LOG_ADMIN_ATTEMPT_MS = 2000, /* one stream request (create, delete, info, purge) */
+    /* retry backoff of publish and stream requests; the cap bounds the wait
+     * after a new stream leader is up (until then: "no responders") */
+    QC_LOG_BACKOFF_MIN_MS = 25,
+    QC_LOG_BACKOFF_MAX_MS = 500,
+    QC_FOLLOW_POLL_MS = 200, /* longest wait for a message: bounds stop latency */
+    /* follower backoff: subscribing again, and re-delivering a refused batch */
+    QC_FOLLOW_RETRY_MIN_MS = 100,
     QC_FOLLOW_RETRY_MAX_MS = 2000,
     QC_FOLLOW_IDLE_CHECK_MS = 5000, /* idle this long: ask whether the stream moved on */
     QC_FOLLOW_SUBSCRIBE_MS = 2000,  /* longest wait for a consumer to be created */
@@ -376,7 +381,10 @@ typedef struct qc_log_req {
 
 typedef natsStatus (*qc_log_req_fn)(qc_log *lg, qc_log_req *rq, jsOptions *jo, jsErrCode *jerr);
 
-/* Runs fn until it succeeds, fails for good, or the open timeout passes. */
+/* Runs fn until it succeeds, fails for good, or the open timeout passes.
+ * Each attempt waits at most QC_LOG_ADMIN_ATTEMPT_MS, so one request lost
+ * with a dying server does not use up the whole timeout. A retried delete
+ * whose first attempt did land answers QV_NOTFOUND, which callers ignore. */
 static int qc_log_admin(qc_log *lg, const char *what, qc_log_req_fn fn, qc_log_req *rq)
 {
     if (!lg) {
@@ -388,7 +396,7 @@ static int qc_log_admin(qc_log *lg, const char *what, qc_log_req_fn fn, qc_log_r
         int64_t left = end - qc_log_mono_ms();
         jsOptions jo;
         jsOptions_Init(&jo);
-        jo.Wait = left > 0 ? left : 1;
+        jo.Wait = left < QC_LOG_ADMIN_ATTEMPT_MS ? (left > 0 ? left : 1) : QC_LOG_ADMIN_ATTEMPT_MS;
         jsErrCode jerr = 0;
         natsStatus s = fn(lg, rq, &jo, &jerr);
         if (s == NATS_OK) return 0;
@@ -551,6 +559,26 @@ static int qc_log_publish_check(qc_log *lg, const char *msg_id, const void *data
     return 0;
 }
 
+/* One attempt of a publish, waiting at most wait_ms for the ack. */
+static natsStatus qc_log_publish_once(qc_log *lg, const char *stream, const char *subject, const char *msg_id,
+                                      const void *data, size_t len, int64_t wait_ms, uint64_t *seq,
+                                      int *duplicate, jsErrCode *jerr)
+{
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = msg_id;
+    po.ExpectStream = stream; /* an ack from any other stream is a config error */
+    po.MaxWait = wait_ms;
+    jsPubAck *pa = NULL;
+    natsStatus s = js_Publish(&pa, lg->js, subject, data, (int)len, &po, jerr);
+    if (s == NATS_OK) {
+        if (seq) *seq = pa->Sequence;
+        if (duplicate) *duplicate = pa->Duplicate ? 1 : 0;
+        jsPubAck_Destroy(pa);
+    }
+    return s;
+}
+
 int qc_log_publish(qc_log *lg, const char *coll, uint32_t shard, const char *msg_id, const void *data,
                    size_t len, int64_t deadline_ms, uint64_t *seq, int *duplicate, char *err,
                    size_t errlen)
@@ -562,29 +590,12 @@ int qc_log_publish(qc_log *lg, const char *coll, uint32_t shard, const char *msg
     if (rc) return rc;
     bool asked = false;
     int64_t attempt_ms = QC_LOG_ATTEMPT_MS + (int64_t)(len >> 20) * QC_LOG_ATTEMPT_MS_PER_MIB;
-    for (int attempt = 1;; attempt++) {
-        int64_t left = deadline_ms - qc_log_now_ms();
-        if (left <= 0) {
-            char last[sizeof qc_log_tls_err];
-            snprintf(last, sizeof last, "%s", attempt > 1 ? qc_log_tls_err : "none");
-            qc_log_seterr(err, errlen, "publish %s to %s: not acknowledged before the deadline after %d attempts; last error: %s",
-                          msg_id, stream, attempt - 1, last);
-            return QV_IO;
-        }
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MsgId = msg_id;
-        po.ExpectStream = stream; /* an ack from any other stream is a config error */
-        po.MaxWait = left < attempt_ms ? left : attempt_ms;
-        jsPubAck *pa = NULL;
+    int attempt = 1;
+    for (int64_t left; (left = deadline_ms - qc_log_now_ms()) > 0; attempt++) {
         jsErrCode jerr = 0;
-        natsStatus s = js_Publish(&pa, lg->js, subject, data, (int)len, &po, &jerr);
-        if (s == NATS_OK) {
-            if (seq) *seq = pa->Sequence;
-            if (duplicate) *duplicate = pa->Duplicate ? 1 : 0;
-            jsPubAck_Destroy(pa);
-            return 0;
-        }
+        natsStatus s = qc_log_publish_once(lg, stream, subject, msg_id, data, len,
+                                           left < attempt_ms ? left : attempt_ms, seq, duplicate, &jerr);
+        if (s == NATS_OK) return 0;
         qc_log_seterr(err, errlen, "publish %s to %s: %s (js error %d)", msg_id, stream, qc_log_nats_text(s),
                       (int)jerr);
         if (!qc_log_transient(s, jerr)) return qc_log_code(s, jerr);
@@ -598,6 +609,12 @@ int qc_log_publish(qc_log *lg, const char *coll, uint32_t shard, const char *msg
         }
         qc_log_backoff(attempt, deadline_ms - qc_log_now_ms());
     }
+    char last[sizeof qc_log_tls_err];
+    snprintf(last, sizeof last, "%s", attempt > 1 ? qc_log_tls_err : "none");
+    qc_log_seterr(err, errlen,
+                  "publish %s to %s: not acknowledged before the deadline after %d attempts; last error: %s",
+                  msg_id, stream, attempt - 1, last);
+    return QV_IO;
 }
 
 /* ------------------------------------------------------------ follower */
@@ -718,8 +735,7 @@ static natsStatus qc_follow_fill(qc_follow *f)
     int64_t wait = f->n ? 0 : QC_FOLLOW_POLL_MS;
     while (!f->carry) {
         natsMsg *m = NULL;
-        natsStatus s = wait ? natsSubscription_NextMsg(&m, f->sub, wait)
-                            : natsSubscription_NextMsg(&m, f->sub, 0);
+        natsStatus s = natsSubscription_NextMsg(&m, f->sub, wait); /* 0: only what is buffered */
         if (s == NATS_TIMEOUT) break;
         if (s != NATS_OK) return s;
         f->active_ms = qc_log_mono_ms();
@@ -733,7 +749,8 @@ static natsStatus qc_follow_fill(qc_follow *f)
 
 /* Nothing arrived for a while: if the stream holds more than we were given,
  * the consumer is gone without an error (libnats retries its reset only on
- * its heartbeat timer); start a new one. */
+ * its heartbeat timer); start a new one. (If the stream's last message was
+ * deleted this fires every QC_FOLLOW_IDLE_CHECK_MS: a harmless resubscribe.) */
 static bool qc_follow_stale(qc_follow *f)
 {
     int64_t now = qc_log_mono_ms();
@@ -758,38 +775,46 @@ static bool qc_follow_deliver(qc_follow *f)
     return true;
 }
 
+static int64_t qc_follow_more(int64_t ms)
+{
+    return ms * 2 > QC_FOLLOW_RETRY_MAX_MS ? QC_FOLLOW_RETRY_MAX_MS : ms * 2;
+}
+
+/* Subscribes if needed and fills the empty batch. Returns false when the
+ * subscription could not be made or broke (it is then reset, to start again
+ * after the last accepted sequence); true otherwise, batch possibly empty. */
+static bool qc_follow_next_batch(qc_follow *f)
+{
+    if (!f->sub && qc_follow_subscribe(f) != 0) return false;
+    natsStatus s = qc_follow_fill(f);
+    if (s == NATS_OK && (f->n > 0 || !qc_follow_stale(f))) return true;
+    qv_warn("follow %s: %s; subscribing again after %llu", f->stream,
+            s != NATS_OK ? qc_log_nats_text(s) : "consumer silent while the stream grew",
+            (unsigned long long)atomic_load(&f->position));
+    qc_follow_reset(f);
+    return false;
+}
+
 static void *qc_follow_main(void *arg)
 {
     qc_follow *f = arg;
     int64_t retry_ms = QC_FOLLOW_RETRY_MIN_MS, reject_ms = QC_FOLLOW_RETRY_MIN_MS;
-    while (!qc_follow_stopped(f)) {
-        if (!f->sub && qc_follow_subscribe(f) != 0) {
-            if (qc_follow_wait(f, retry_ms)) break;
-            retry_ms = retry_ms * 2 > QC_FOLLOW_RETRY_MAX_MS ? QC_FOLLOW_RETRY_MAX_MS : retry_ms * 2;
-            continue;
-        }
-        if (f->n == 0) {
-            natsStatus s = qc_follow_fill(f);
-            if (s != NATS_OK || (f->n == 0 && qc_follow_stale(f))) {
-                qv_warn("follow %s: %s; subscribing again after %llu", f->stream,
-                        s != NATS_OK ? qc_log_nats_text(s) : "consumer silent while the stream grew",
-                        (unsigned long long)atomic_load(&f->position));
-                qc_follow_reset(f);
-                if (qc_follow_wait(f, retry_ms)) break;
-                continue;
-            }
-            if (f->n == 0) continue;
-        }
-        retry_ms = QC_FOLLOW_RETRY_MIN_MS;
-        if (qc_follow_deliver(f)) {
-            reject_ms = QC_FOLLOW_RETRY_MIN_MS;
+    bool stop = false;
+    while (!stop && !qc_follow_stopped(f)) {
+        if (f->n == 0 && !qc_follow_next_batch(f)) {
+            stop = qc_follow_wait(f, retry_ms);
+            retry_ms = qc_follow_more(retry_ms);
+        } else if (f->n == 0) {
+            continue; /* nothing new within the poll time */
+        } else if (qc_follow_deliver(f)) {
+            retry_ms = reject_ms = QC_FOLLOW_RETRY_MIN_MS;
         } else {
-            if (qc_follow_wait(f, reject_ms)) break;
-            reject_ms = reject_ms * 2 > QC_FOLLOW_RETRY_MAX_MS ? QC_FOLLOW_RETRY_MAX_MS : reject_ms * 2;
+            stop = qc_follow_wait(f, reject_ms); /* apply could not take it yet */
+            reject_ms = qc_follow_more(reject_ms);
         }
     }
     qc_follow_reset(f);
-    nats_ReleaseThreadMemory();
+    nats_ReleaseThreadMemory(); /* libnats' per-thread error buffer */
     return NULL;
 }
 
