@@ -4,6 +4,7 @@
  */
 #include "router.h"
 
+#include <faiss/c_api/utils/distances_c.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "peer.h"
+#include "quiver/compose.h"
 #include "quiver/error.h"
 #include "quiver/log.h"
 #include "quiver/peer/v1/peer.pb-c.h"
@@ -24,6 +26,11 @@
 #define M_WAIT "/quiver.peer.v1.Peer/WaitApplied"
 
 static atomic_uint g_rotate;
+
+/* The largest k (--max-k): the deepest list the router asks a shard for;
+ * MMR and RRF over more candidates than that are cut to it. */
+static unsigned g_max_k = 1000;
+void qr_set_max_k(unsigned k) { g_max_k = k; }
 
 void qr_result_free(qr_result *r)
 {
@@ -285,9 +292,16 @@ static size_t group_value(const Quiver__V1__Hit *h, const char *key, uint8_t *bu
     for (size_t i = 0; i < h->n_attributes; i++)
         if (!strcmp(h->attributes[i]->key, key) && h->attributes[i]->value) {
             const Quiver__V1__Value *v = h->attributes[i]->value;
+            if (v->kind_case == QUIVER__V1__VALUE__KIND_DOUBLE_VALUE && v->double_value == 0) {
+                Quiver__V1__Value z = *v; /* -0 and 0 are one group, as on one node */
+                z.double_value = 0;
+                size_t len = protobuf_c_message_get_packed_size(&z.base);
+                return len > cap ? 0 : protobuf_c_message_pack(&z.base, buf);
+            }
             if (v->kind_case != QUIVER__V1__VALUE__KIND_STRING_VALUE &&
                 v->kind_case != QUIVER__V1__VALUE__KIND_INT_VALUE &&
-                v->kind_case != QUIVER__V1__VALUE__KIND_BOOL_VALUE)
+                v->kind_case != QUIVER__V1__VALUE__KIND_BOOL_VALUE &&
+                v->kind_case != QUIVER__V1__VALUE__KIND_DOUBLE_VALUE)
                 return 0;
             size_t len = protobuf_c_message_get_packed_size(&v->base);
             if (len > cap) return 0;
@@ -362,6 +376,134 @@ static int merge_hits(qr_result *out, Quiver__V1__Hits **lists, size_t nl, int l
     return 0;
 }
 
+/* ------------------------------------------------- composed at the router */
+/* The hits the shards returned for one read, by id: what qv_select reads
+ * (vectors, group values) and what the reply is made of. */
+typedef struct hitmap {
+    Quiver__V1__Hit **h; /* sorted by id */
+    size_t n;
+    int l2;
+    uint32_t dim;
+    const char *group_by;
+} hitmap;
+
+static int cmp_hit_id(const void *a, const void *b)
+{
+    uint64_t x = (*(Quiver__V1__Hit *const *)a)->id, y = (*(Quiver__V1__Hit *const *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static Quiver__V1__Hit *hit_of(const hitmap *m, int64_t id)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (m->h[mid]->id == (uint64_t)id) return m->h[mid];
+        if (m->h[mid]->id < (uint64_t)id) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+static void hm_vectors(void *ctx, const int64_t *ids, size_t n, float *vec, uint8_t *found)
+{
+    const hitmap *m = ctx;
+    for (size_t i = 0; i < n; i++) {
+        Quiver__V1__Hit *h = hit_of(m, ids[i]);
+        found[i] = h && h->vector && h->vector->n_values == m->dim;
+        if (found[i]) memcpy(vec + i * m->dim, h->vector->values, m->dim * sizeof(float));
+    }
+}
+
+/* the collection's similarity of two items, computed as one node does */
+static float hm_sim(void *ctx, const float *a, const float *b)
+{
+    const hitmap *m = ctx;
+    float s;
+    if (m->l2) {
+        faiss_fvec_L2sqr_ny(&s, a, b, m->dim, 1);
+        return -s;
+    }
+    faiss_fvec_inner_products_ny(&s, a, b, m->dim, 1);
+    return s;
+}
+
+static size_t hm_group(void *ctx, int64_t id, uint8_t *buf, size_t cap)
+{
+    const hitmap *m = ctx;
+    Quiver__V1__Hit *h = hit_of(m, id);
+    return h ? group_value(h, m->group_by, buf, cap) : 0;
+}
+
+/* One query's (or, fused, the read's) hits from the shards' lists of depth
+ * D: merged, fused and selected as one node does. */
+static int compose_list(qr_result *out, const Quiver__V1__SearchRequest *req, hitmap *hm,
+                        Quiver__V1__SearchResponse **reps, uint32_t S, size_t from, size_t to, size_t D,
+                        Quiver__V1__Hits *dst)
+{
+    size_t nl = to - from, k = req->k ? req->k : 10;
+    qv_cand **lists = alloc(out, nl * sizeof *lists);
+    size_t *ns = alloc(out, nl * sizeof *ns);
+    if (!lists || !ns) return -1;
+    for (size_t li = 0; li < nl; li++) {
+        size_t total = 0;
+        for (uint32_t s = 0; s < S; s++)
+            if (from + li < reps[s]->n_results) total += reps[s]->results[from + li]->n_hits;
+        qv_cand *cs = alloc(out, total * sizeof *cs);
+        if (!cs) return -1;
+        size_t n = 0;
+        for (uint32_t s = 0; s < S; s++) {
+            if (from + li >= reps[s]->n_results) continue;
+            const Quiver__V1__Hits *h = reps[s]->results[from + li];
+            for (size_t j = 0; j < h->n_hits; j++) {
+                cs[n].id = (int64_t)h->hits[j]->id;
+                cs[n].score = h->hits[j]->score;
+                cs[n].sim = hm->l2 ? -h->hits[j]->score : h->hits[j]->score;
+                n++;
+            }
+        }
+        qsort(cs, n, sizeof *cs, qv_cand_cmp);
+        lists[li] = cs;
+        ns[li] = n < D ? n : D; /* one node's list of depth D */
+    }
+    qv_cand *cs = lists[0], *fused = NULL;
+    size_t n = ns[0];
+    if (req->fusion != QUIVER__V1__FUSION__FUSION_NONE) {
+        if (qv_fuse((qv_fusion)req->fusion, req->rrf_k, lists, ns, nl, &fused, &n)) {
+            fail(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            return -1;
+        }
+        cs = fused;
+    }
+    qv_cand *sel = alloc(out, (k ? k : 1) * sizeof *sel);
+    qv_select_opts so = {k, req->group_by && req->group_by[0], req->group_size, req->mmr != NULL,
+                         req->mmr ? req->mmr->diversity : 0, req->mmr ? req->mmr->candidates : 0};
+    qv_select_src src = {hm_vectors, hm_sim, hm->dim, hm_group, hm};
+    long got = sel ? qv_select(&so, &src, cs, n, sel) : -QV_NOMEM;
+    free(fused);
+    if (got < 0) {
+        fail(out, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    quiver__v1__hits__init(dst);
+    dst->hits = alloc(out, (got ? (size_t)got : 1) * sizeof *dst->hits);
+    if (!dst->hits) return -1;
+    for (long i = 0; i < got; i++) {
+        const Quiver__V1__Hit *h = hit_of(hm, sel[i].id);
+        Quiver__V1__Hit *c = alloc(out, sizeof *c);
+        if (!h || !c) return -1;
+        *c = *h; /* a copy: the peer's message frees its own */
+        c->score = sel[i].score;
+        if (!req->with_vectors) c->vector = NULL;
+        if (req->without_attributes) {
+            c->n_attributes = 0;
+            c->attributes = NULL;
+        }
+        dst->hits[dst->n_hits++] = c;
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------------- search */
 void qr_search(qc_cluster *c, const Quiver__V1__SearchRequest *req, int64_t deadline, qr_result *out)
 {
@@ -383,6 +525,19 @@ void qr_search(qc_cluster *c, const Quiver__V1__SearchRequest *req, int64_t dead
     Quiver__V1__SearchRequest *sr = alloc(out, S * sizeof *sr);
     int grouping = req->group_by && req->group_by[0];
     if (!reqs || !reps || !sr) goto end;
+    /* MMR and RRF choose among every shard's candidates: the shards send
+     * their D best of each query, as one node's lists are D deep */
+    int compose = req->mmr != NULL || req->fusion == QUIVER__V1__FUSION__RRF;
+    int fused_ids = compose && req->fusion != QUIVER__V1__FUSION__FUSION_NONE && nid > 0;
+    size_t kk = req->k ? req->k : 10, D = kk;
+    if (req->mmr) D = req->mmr->candidates ? req->mmr->candidates : 10 * kk;
+    else if (req->fusion != QUIVER__V1__FUSION__FUSION_NONE) D = 10 * kk;
+    if (D < kk) D = kk;
+    if (compose && kk > g_max_k) { /* the shards see D, not k: checked here */
+        fail(out, GRPC_STATUS_INVALID_ARGUMENT, "k %zu is over the limit %u", kk, g_max_k);
+        goto end;
+    }
+    if (D > g_max_k) D = g_max_k; /* what a peer's k may be */
     for (uint32_t s = 0; s < S; s++) {
         sr[s] = *req;
         char *ln = alloc(out, QV_MAX_NAME + 1);
@@ -411,10 +566,57 @@ void qr_search(qc_cluster *c, const Quiver__V1__SearchRequest *req, int64_t dead
             qs[i] = nqy;
         }
         sr[s].queries = qs;
+        if (compose) { /* candidates only: the router fuses and selects */
+            sr[s].k = (uint32_t)D;
+            sr[s].fusion = QUIVER__V1__FUSION__FUSION_NONE;
+            sr[s].mmr = NULL;
+            sr[s].group_by = (char *)"";
+            sr[s].group_size = 0;
+            sr[s].with_vectors = req->with_vectors || req->mmr;
+            sr[s].without_attributes = grouping ? 0 : req->without_attributes;
+            if (fused_ids) { /* fused: no query's item comes back, from any list */
+                uint64_t *ex = alloc(out, (req->n_exclude_ids + nid) * sizeof *ex);
+                if (!ex) goto end;
+                if (req->n_exclude_ids) memcpy(ex, req->exclude_ids, req->n_exclude_ids * sizeof *ex);
+                for (size_t i = 0; i < nid; i++) ex[req->n_exclude_ids + i] = iv[i].id;
+                sr[s].exclude_ids = ex;
+                sr[s].n_exclude_ids = req->n_exclude_ids + nid;
+            }
+        }
         reqs[s] = &sr[s].base;
     }
     if (fanout(c, &m, M_SEARCH, reqs, &quiver__v1__search_response__descriptor, deadline, reps, out))
         goto end;
+    if (compose) {
+        hitmap hm = {NULL, 0, l2, m.cfg.dim, req->group_by};
+        size_t total = 0;
+        for (uint32_t s = 0; s < S; s++) {
+            Quiver__V1__SearchResponse *r = (Quiver__V1__SearchResponse *)reps[s];
+            for (size_t li = 0; li < r->n_results; li++) total += r->results[li]->n_hits;
+        }
+        if (!(hm.h = alloc(out, (total ? total : 1) * sizeof *hm.h))) goto end;
+        for (uint32_t s = 0; s < S; s++) {
+            Quiver__V1__SearchResponse *r = (Quiver__V1__SearchResponse *)reps[s];
+            for (size_t li = 0; li < r->n_results; li++)
+                for (size_t j = 0; j < r->results[li]->n_hits; j++) hm.h[hm.n++] = r->results[li]->hits[j];
+        }
+        qsort(hm.h, hm.n, sizeof *hm.h, cmp_hit_id);
+        Quiver__V1__SearchResponse *rep = alloc(out, sizeof *rep);
+        size_t nl = req->fusion != QUIVER__V1__FUSION__FUSION_NONE ? 1 : nq;
+        if (!rep) goto end;
+        quiver__v1__search_response__init(rep);
+        if (!(rep->results = alloc(out, (nl ? nl : 1) * sizeof *rep->results))) goto end;
+        for (size_t li = 0; li < nl; li++) {
+            Quiver__V1__Hits *h = alloc(out, sizeof *h);
+            size_t from = nl == 1 && nq > 1 ? 0 : li, to = nl == 1 && nq > 1 ? nq : li + 1;
+            if (!h || compose_list(out, req, &hm, (Quiver__V1__SearchResponse **)reps, S, from, to, D, h))
+                goto end;
+            rep->results[rep->n_results++] = h;
+        }
+        out->reply = &rep->base;
+        out->code = GRPC_STATUS_OK;
+        goto end;
+    }
     /* one list per query (or one fused list): merged across shards */
     Quiver__V1__SearchResponse *rep = alloc(out, sizeof *rep);
     if (!rep) goto end;

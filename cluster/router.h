@@ -37,6 +37,9 @@ typedef struct qr_result {
 
 void qr_result_free(qr_result *r);
 
+/* --max-k: the largest k a read may ask for (default 1000). */
+void qr_set_max_k(unsigned k);
+
 /* Each takes the request as decoded (its collection checked by the caller:
  * name, key scope) and a deadline in CLOCK_REALTIME ms. */
 void qr_search(qc_cluster *c, const Quiver__V1__SearchRequest *req, int64_t deadline, qr_result *out);

@@ -19,6 +19,7 @@
 #include <grpc/grpc.h>
 
 #include "cluster.h"
+#include "router.h"
 #include "quiver/backup.h"
 #include "quiver/error.h"
 #include "quiver/log.h"
@@ -576,6 +577,7 @@ int main(int argc, char **argv)
         co.peer_cert = tls_cert;
         co.peer_keyfile = tls_key;
         co.db = g_db;
+        qr_set_max_k(g_max_k);
         char cerr[1024] = "";
         if (qc_open(&co, &g_cluster, cerr, sizeof cerr)) {
             qv_error("cannot join the cluster: %s", cerr);
@@ -586,9 +588,9 @@ int main(int argc, char **argv)
         }
     }
     int exit_code = rpc_serve(&so);
+    metrics_stop(); /* first: a scrape reads g_cluster */
     qc_close(g_cluster); /* the replicas' appliers stop before the engine closes */
     g_cluster = NULL;
-    metrics_stop();
     grpc_shutdown();
     qv_db_close(g_db);
     reflection_free();

@@ -14,6 +14,7 @@
 
 #include "db_int.h"
 #include "postings.h"
+#include "quiver/compose.h"
 #include "quiver/query.h"
 
 #define DEEPEN 4              /* a search that needs more candidates asks this many times more */
@@ -152,11 +153,9 @@ static int filter_get(qv_coll *c, MDB_txn *txn, const qv_query_opts *o, filt **o
 }
 
 /* ------------------------------------------------------------- the context */
-typedef struct cand {
-    int64_t id;
-    float score; /* as reported */
-    float sim;   /* higher is better: the order, threshold and MMR relevance */
-} cand;
+/* a candidate: its score as reported, and sim (higher is better: the
+ * order, threshold and MMR relevance); quiver/compose.h */
+typedef qv_cand cand;
 
 typedef struct qctx {
     qv_coll *c;
@@ -228,12 +227,7 @@ static float raw_score(const qctx *x, const float *a, const float *b)
 
 static float sim_of(const qctx *x, float raw) { return x->l2 ? -raw : raw; }
 
-static int cmp_cand(const void *a, const void *b)
-{
-    const cand *p = a, *q = b;
-    if (p->sim != q->sim) return p->sim > q->sim ? -1 : 1;
-    return (p->id > q->id) - (p->id < q->id);
-}
+#define cmp_cand qv_cand_cmp
 
 /* the ids the exact path scores: the filter's minus the denied */
 static int build_allowed(qctx *x)
@@ -695,60 +689,34 @@ static size_t group_value(qctx *x, int64_t id, uint8_t *buf, size_t cap)
     return 0;
 }
 
-/* Groups seen so far: value bytes -> hits taken (a small linear table: k is
- * at most 1000). */
-typedef struct groups {
-    uint8_t (*val)[QV_POST_MAX_STR + 2];
-    size_t *len;
-    uint32_t *cnt;
-    size_t n, cap;
-} groups;
-
-/* May id join (its group is not full)? Counts it when take. -1: no value. */
-static int group_take(qctx *x, groups *g, int64_t id, int take)
-{
-    uint8_t buf[QV_POST_MAX_STR + 2];
-    size_t len = group_value(x, id, buf, sizeof buf);
-    if (!len) return -1;
-    uint32_t gsize = x->o->group_size ? x->o->group_size : 1;
-    for (size_t i = 0; i < g->n; i++)
-        if (g->len[i] == len && memcmp(g->val[i], buf, len) == 0) {
-            if (g->cnt[i] >= gsize) return 0;
-            if (take) g->cnt[i]++;
-            return 1;
-        }
-    if (!take) return 1;
-    if (g->n == g->cap) {
-        size_t nc = g->cap ? 2 * g->cap : 16;
-        void *v = realloc(g->val, nc * sizeof *g->val);
-        if (v) g->val = v;
-        size_t *l = realloc(g->len, nc * sizeof *l);
-        if (l) g->len = l;
-        uint32_t *c = realloc(g->cnt, nc * sizeof *c);
-        if (c) g->cnt = c;
-        if (!v || !l || !c) return 0;
-        g->cap = nc;
-    }
-    memcpy(g->val[g->n], buf, len);
-    g->len[g->n] = len;
-    g->cnt[g->n++] = 1;
-    return 1;
-}
-
-static void groups_free(groups *g)
-{
-    free(g->val);
-    free(g->len);
-    free(g->cnt);
-}
-
 /* similarity between two items in the collection's terms */
 static float item_sim(const qctx *x, const float *a, const float *b)
 {
     return sim_of(x, raw_score(x, a, b));
 }
 
-static long select_cands(qctx *x, const cand *cs, size_t n, size_t k, cand *out);
+/* qv_select's view of the items, through the read's snapshot */
+static void src_vectors(void *ctx, const int64_t *ids, size_t n, float *vec, uint8_t *found)
+{
+    get_vectors(ctx, n, ids, vec, found);
+}
+
+static float src_item_sim(void *ctx, const float *a, const float *b) { return item_sim(ctx, a, b); }
+
+static size_t src_group_value(void *ctx, int64_t id, uint8_t *buf, size_t cap)
+{
+    return group_value(ctx, id, buf, cap);
+}
+
+/* Groups and MMR over the ranked candidates (quiver/compose.h). */
+static long select_cands(qctx *x, const cand *cs, size_t n, size_t k, cand *out)
+{
+    const qv_query_opts *o = x->o;
+    qv_select_opts so = {k, o->group_by && o->group_by_len, o->group_size, o->has_mmr,
+                         o->mmr_diversity, o->mmr_candidates};
+    qv_select_src src = {src_vectors, src_item_sim, x->dim, src_group_value, x};
+    return qv_select(&so, &src, cs, n, out);
+}
 
 /* Pick up to k of the n ranked candidates into out: MMR and/or groups.
  * Returns how many, or a negative code. */
@@ -763,67 +731,6 @@ static long select_hits(qctx *x, const cand *cs, size_t n, size_t k, qv_hit *out
     }
     free(tmp);
     return got;
-}
-
-static long select_cands(qctx *x, const cand *cs, size_t n, size_t k, cand *out)
-{
-    const qv_query_opts *o = x->o;
-    int grouping = o->group_by && o->group_by_len;
-    groups g = {0};
-    size_t got = 0;
-    if (!o->has_mmr) {
-        for (size_t i = 0; i < n && got < k; i++) {
-            if (grouping && group_take(x, &g, cs[i].id, 1) != 1) continue;
-            out[got++] = cs[i];
-        }
-        groups_free(&g);
-        return (long)got;
-    }
-    size_t m = o->mmr_candidates ? o->mmr_candidates : 10 * k;
-    if (m < k) m = k;
-    if (m > n) m = n;
-    float lambda = 1 - o->mmr_diversity;
-    float *vec = malloc((m ? m : 1) * x->dim * sizeof *vec);
-    int64_t *ids = malloc((m ? m : 1) * sizeof *ids);
-    uint8_t *found = malloc(m ? m : 1), *used = calloc(m ? m : 1, 1);
-    float *maxsim = malloc((m ? m : 1) * sizeof *maxsim);
-    if (!vec || !ids || !found || !used || !maxsim) {
-        free(vec), free(ids), free(found), free(used), free(maxsim);
-        return -QV_NOMEM;
-    }
-    for (size_t i = 0; i < m; i++) {
-        ids[i] = cs[i].id;
-        maxsim[i] = -INFINITY;
-    }
-    get_vectors(x, m, ids, vec, found);
-    while (got < k) {
-        long best = -1;
-        float bv = 0;
-        for (size_t i = 0; i < m; i++) {
-            if (used[i] || !found[i]) continue;
-            float v = got == 0 ? cs[i].sim : lambda * cs[i].sim - (1 - lambda) * maxsim[i];
-            if (best < 0 || v > bv) {
-                if (grouping && group_take(x, &g, cs[i].id, 0) != 1) {
-                    used[i] = 1; /* its group is full, or it has no value */
-                    continue;
-                }
-                best = (long)i;
-                bv = v;
-            }
-        }
-        if (best < 0) break;
-        used[best] = 1;
-        if (grouping) group_take(x, &g, cs[best].id, 1);
-        out[got++] = cs[best];
-        for (size_t i = 0; i < m; i++) {
-            if (used[i] || !found[i]) continue;
-            float s = item_sim(x, vec + i * x->dim, vec + (size_t)best * x->dim);
-            if (s > maxsim[i]) maxsim[i] = s;
-        }
-    }
-    free(vec), free(ids), free(found), free(used), free(maxsim);
-    groups_free(&g);
-    return (long)got;
 }
 
 static size_t cut_threshold(const qctx *x, cand *cs, size_t n, int dist_units)
@@ -861,99 +768,6 @@ void qv_query_result_free(qv_query_result *r)
 }
 
 /* ----------------------------------------------------------------- search */
-static int cmp_perm(const void *a, const void *b, void *ctx)
-{
-    const cand *all = ctx;
-    int64_t x = all[*(const size_t *)a].id, y = all[*(const size_t *)b].id;
-    if (x != y) return (x > y) - (x < y);
-    return (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
-}
-
-/* Fuse nq ranked lists into one (RRF or best score). */
-static int fuse(qv_fusion fusion, uint32_t rrf_k, cand **lists, const size_t *ns,
-                size_t nq, cand **out, size_t *nout)
-{
-    size_t total = 0;
-    for (size_t i = 0; i < nq; i++) total += ns[i];
-    cand *all = malloc((total ? total : 1) * sizeof *all);
-    float *rrf = malloc((total ? total : 1) * sizeof *rrf);
-    if (!all || !rrf) {
-        free(all), free(rrf);
-        return QV_NOMEM;
-    }
-    size_t t = 0;
-    for (size_t i = 0; i < nq; i++)
-        for (size_t j = 0; j < ns[i]; j++) {
-            all[t] = lists[i][j];
-            rrf[t] = 1.0f / (float)((rrf_k ? rrf_k : 60) + j + 1);
-            t++;
-        }
-    /* group by id: sort a permutation by id */
-    size_t *perm = malloc((t ? t : 1) * sizeof *perm);
-    if (!perm) {
-        free(all), free(rrf);
-        return QV_NOMEM;
-    }
-    for (size_t i = 0; i < t; i++) perm[i] = i;
-    qsort_r(perm, t, sizeof *perm, cmp_perm, all);
-    cand *uniq = malloc((t ? t : 1) * sizeof *uniq);
-    if (!uniq) {
-        free(all), free(rrf), free(perm);
-        return QV_NOMEM;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < t;) {
-        size_t j = i;
-        cand best = all[perm[i]];
-        double sum = 0;
-        while (j < t && all[perm[j]].id == best.id) {
-            const cand *cj = &all[perm[j]];
-            sum += rrf[perm[j]];
-            if (cj->sim > best.sim) best = *cj;
-            j++;
-        }
-        if (fusion == QV_FUSION_RRF) {
-            /* sim keeps the best raw similarity for the rescale below */
-            best.score = (float)sum;
-        }
-        uniq[o++] = best;
-        i = j;
-    }
-    free(perm);
-    free(rrf);
-    free(all);
-    all = uniq;
-    if (fusion == QV_FUSION_RRF && o) {
-        /* order by RRF; MMR's relevance: RRF rescaled onto the similarities'
-         * range (monotone, so diversity 0 keeps RRF's order) */
-        float smin = INFINITY, smax = -INFINITY, rmin = INFINITY, rmax = -INFINITY;
-        for (size_t i = 0; i < o; i++) {
-            smin = fminf(smin, all[i].sim), smax = fmaxf(smax, all[i].sim);
-            rmin = fminf(rmin, all[i].score), rmax = fmaxf(rmax, all[i].score);
-        }
-        for (size_t i = 0; i < o; i++)
-            all[i].sim = rmax > rmin ? smin + (all[i].score - rmin) * (smax - smin) / (rmax - rmin)
-                                     : all[i].score;
-        /* ties of the rescaled value must keep RRF's order: sort on the score */
-        for (size_t i = 0; i < o; i++) {
-            float s = all[i].sim;
-            all[i].sim = all[i].score;
-            all[i].score = s;
-        }
-        qsort(all, o, sizeof *all, cmp_cand);
-        for (size_t i = 0; i < o; i++) {
-            float s = all[i].sim;
-            all[i].sim = all[i].score;
-            all[i].score = s;
-        }
-    } else {
-        qsort(all, o, sizeof *all, cmp_cand);
-    }
-    *out = all;
-    *nout = o;
-    return 0;
-}
-
 /* The hits of list li (query li's, or with fusion every query's fused) into
  * out (k), their number in *got. */
 static int one_list(qctx *x, size_t li, size_t nq, const float *q, const int64_t *qids,
@@ -978,7 +792,7 @@ static int one_list(qctx *x, size_t li, size_t nq, const float *q, const int64_t
         size_t n = ns[li];
         cand *fused = NULL;
         if (fusion) {
-            if ((rc = fuse(fusion, rrf_k, lists, ns, nq, &fused, &n))) return rc;
+            if ((rc = qv_fuse(fusion, rrf_k, lists, ns, nq, &fused, &n))) return rc;
             cs = fused;
         }
         long g = select_hits(x, cs, n, k, out);

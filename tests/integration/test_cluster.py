@@ -53,6 +53,7 @@ def same_hits(a, b, what):
     for x, y in zip(a, b):
         assert abs(x.score - y.score) <= 1e-4 * max(1.0, abs(y.score)), (what, x.id, x.score, y.score)
         assert qt.attrs_of(x) == qt.attrs_of(y), (what, x.id)
+        assert list(x.vector.values) == list(y.vector.values), (what, x.id)
 
 
 @pytest.fixture
@@ -96,6 +97,14 @@ def test_reads_equal_a_single_node(pair):
         "group": dict(queries=[vq(Q[3])], k=8, group_by="n", group_size=2),
         "group_noattrs": dict(queries=[vq(Q[3])], k=8, group_by="cat", without_attributes=True),
         "max_fusion": dict(queries=[vq(Q[4]), vq(Q[5])], k=10, fusion=pb.MAX_SCORE),
+        "rrf": dict(queries=[vq(Q[4]), vq(Q[5]), vq(Q[6])], k=10, fusion=pb.RRF),
+        "rrf_ids": dict(queries=[pb.Query(id=11), pb.Query(id=300)], k=9, fusion=pb.RRF, rrf_k=10),
+        "mmr": dict(queries=[vq(Q[6]), pb.Query(id=42)], k=8, mmr=pb.Mmr(diversity=0.6)),
+        "mmr_group": dict(queries=[vq(Q[7])], k=6, mmr=pb.Mmr(diversity=0.3, candidates=40),
+                          group_by="cat", group_size=2, with_vectors=True),
+        "mmr_rrf_filter": dict(queries=[vq(Q[1]), vq(Q[2])], k=5, mmr=pb.Mmr(diversity=0.5),
+                               fusion=pb.RRF, filter=flt),
+        "vectors": dict(queries=[vq(Q[0])], k=4, with_vectors=True),
     }
     for coll in ("c", "cos"):
         for what, kw in cases.items():
