@@ -623,6 +623,41 @@ def test_recommend_strategies_vs_numpy(data):
         qv.recommend_batch("c_ip", [dict(positive=[1], mmr=0.3)])
 
 
+def test_write_tokens_ack_and_cluster_status(server):
+    """The cluster-era fields on a single node: shards/replicas, ack, write tokens as
+    after_token on every read, Admin.ClusterStatus."""
+    qv = client(server)
+    info = qv.create_collection("w", dim=2, shards=1, replicas=1)
+    assert (info.shards, info.replicas) == (1, 1)
+    with pytest.raises(qc.FailedPrecondition) as ei:
+        qv.create_collection("w2", dim=2, shards=2)
+    same_error(ei.value, lambda: server.collections.Create(
+        rawpb.CreateCollectionRequest(name="w2", dim=2, metric=rawpb.L2, shards=2)))
+    assert "shards 2 needs cluster mode" in ei.value.message
+    r = qv.upsert("w", [1, 2], np.eye(2), ack="logged")
+    assert r == 2 and isinstance(r, int) and r.write_token and len(r.write_tokens) == 1
+    r2 = qv.upsert("w", np.arange(10, 60), np.ones((50, 2)), batch_bytes=1024)   # 2 calls
+    assert r2 == 50 and len(r2.write_tokens) == 2 and r2.write_token == r2.write_tokens[-1]
+    assert qv.get("w", [1], after_token=r.write_token)[0].id == 1
+    assert qv.search("w", [1, 0], k=1, after_token=r2.write_token)[0].id == 1
+    ids, _ = qv.search_batch("w", np.eye(2), k=1, after_token=r.write_token)
+    assert ids.tolist() == [[1], [2]]
+    assert qv.recommend("w", positive=[1], k=1, after_token=r.write_token)
+    assert len(qv.recommend_batch("w", [dict(positive=[1], k=1)], after_token=r2.write_token)) == 1
+    d = qv.delete("w", [2, 99], ack="logged")
+    assert d == 1 and d.write_token
+    i = qv.import_items("w", [([5], [[1, 1]])], ack="logged")
+    assert i == 1 and i.write_token
+    qv.create_collection("w3", dim=2)
+    with pytest.raises(qc.InvalidArgument) as ei:             # another collection's token
+        qv.get("w3", [1], after_token=r.write_token)
+    assert "after_token" in ei.value.message, ei.value.message
+    cs = qv.cluster_status()
+    assert cs.clustered is False and cs.nodes == [] and cs.shards == []
+    with pytest.raises(ValueError):
+        qv.upsert("w", [1], [[1, 1]], ack="eventually")
+
+
 # ============================================================== admin, health
 def test_rebuild_and_backup(server, tmp_path, capsys):
     qv = client(server)
@@ -786,6 +821,7 @@ def test_async_client(data, tmp_path):
     async def main():
         async with AsyncClient(addr, timeout=30) as qv:
             assert await qv.health() == "SERVING"
+            assert (await qv.cluster_status()).clustered is False
             await qv.create_collection("async", dim=D, metric="ip", index="flat")
             n = await qv.upsert("async", ids, X.astype(np.float16), data["rows"], batch_bytes=2048,
                                 in_flight=4)
@@ -809,7 +845,9 @@ def test_async_client(data, tmp_path):
             assert [len(x) for x in rb] == [10, 2]
             got = await qv.get("async", [1000, 5])
             assert got.missing_ids == [5] and got[0].attributes == data["rows"][0]
-            assert await qv.delete("async", [1000, 1001]) == 2
+            d = await qv.delete("async", [1000, 1001], ack="logged")
+            assert d == 2 and d.write_token
+            assert (await qv.get("async", [1002], after_token=d.write_token))[0].id == 1002
             seen = [it.id async for it in qv.scan("async", after_id=1290)]
             assert seen == list(range(1291, 1300))
             m = await qv.import_items("async", [(np.arange(5000, 5010), np.ones((10, D)))])

@@ -17,14 +17,15 @@ from .errors import (AlreadyExists, Cancelled, DeadlineExceeded, FailedPrecondit
                      InvalidArgument, NotFound, PermissionDenied, QuiverError, ResourceExhausted,
                      Unauthenticated, Unavailable)
 from .filters import Expr, F
-from .models import (BackupInfo, CollectionInfo, Hit, IndexInfo, Item, ItemList,
-                    RebuildProgress)
+from .models import (BackupInfo, ClusterStatus, CollectionInfo, Hit, IndexInfo, Item, ItemList,
+                     NodeStatus, RebuildProgress, ReplicaStatus, ShardStatus, WriteResult)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Client", "AsyncClient", "Rebuild", "F", "Expr",
     "Hit", "Item", "ItemList", "CollectionInfo", "IndexInfo", "RebuildProgress", "BackupInfo",
+    "WriteResult", "ClusterStatus", "NodeStatus", "ShardStatus", "ReplicaStatus",
     "QuiverError", "NotFound", "InvalidArgument", "AlreadyExists", "FailedPrecondition",
     "ResourceExhausted", "Unauthenticated", "PermissionDenied", "Unavailable",
     "DeadlineExceeded", "Internal", "Cancelled",

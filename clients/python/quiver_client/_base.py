@@ -31,6 +31,7 @@ METHODS: Dict[str, Tuple[str, str, Any, Any]] = {
     "recommend_batch": ("/quiver.v1.Search/RecommendBatch", "uu", pb.RecommendBatchRequest, pb.SearchResponse.FromString),
     "rebuild": ("/quiver.v1.Admin/RebuildIndex", "us", pb.RebuildIndexRequest, pb.RebuildProgress.FromString),
     "backup": ("/quiver.v1.Admin/Backup", "us", pb.BackupRequest, pb.BackupChunk.FromString),
+    "cluster_status": ("/quiver.v1.Admin/ClusterStatus", "uu", pb.ClusterStatusRequest, pb.ClusterStatusResponse.FromString),
     "health": ("/grpc.health.v1.Health/Check", "uu", None, codec.health_reply),
 }
 

@@ -15,7 +15,8 @@ import numpy.typing as npt
 
 from . import filters
 from ._pb import quiver_pb2 as pb
-from .models import Attributes, CollectionInfo, Hit, IndexInfo, Item, RebuildProgress
+from .models import (Attributes, ClusterStatus, CollectionInfo, Hit, IndexInfo, Item, NodeStatus,
+                     RebuildProgress, ReplicaStatus, ShardStatus)
 
 METRICS = {"l2": pb.L2, "ip": pb.INNER_PRODUCT, "inner_product": pb.INNER_PRODUCT,
            "cosine": pb.COSINE}
@@ -23,6 +24,7 @@ METRIC_NAMES = {pb.L2: "l2", pb.INNER_PRODUCT: "ip", pb.COSINE: "cosine"}
 STRATEGIES = {"average_vector": pb.AVERAGE_VECTOR, "best_score": pb.BEST_SCORE,
               "sum_scores": pb.SUM_SCORES}
 FUSIONS = {"none": pb.FUSION_NONE, "rrf": pb.RRF, "max_score": pb.MAX_SCORE}
+ACKS = {"applied": pb.ACK_APPLIED, "logged": pb.ACK_LOGGED}
 MAX_ID = (1 << 63) - 1
 MAX_ROWS_PER_CALL = 100_000          # the server's limit of items in one call
 
@@ -211,14 +213,21 @@ def _item_block(out: npt.NDArray[Any], ids_vi: npt.NDArray[Any], ilen: int, xb: 
     out[:, c:] = xb
 
 
+def ack_field(ack: str) -> bytes:
+    """UpsertRequest.ack (field 3) as wire bytes; nothing for the default (applied)."""
+    v = int(choose("ack", ack, ACKS))
+    return b"\x18" + varint(v) if v else b""
+
+
 def encode_upsert(collection: bytes, ids: npt.NDArray[Any], x: npt.NDArray[Any],
-                  attrs: Optional[Sequence[bytes]] = None) -> bytes:
+                  attrs: Optional[Sequence[bytes]] = None, extra: bytes = b"") -> bytes:
     """The UpsertRequest {collection, items} for rows ids (uint64) and x ((m, d) '<f4',
-    C order) as wire bytes; attrs: each row's encoded attribute entries (AttrEncoder)."""
+    C order) as wire bytes; attrs: each row's encoded attribute entries (AttrEncoder);
+    extra: more fields, already encoded (ack_field)."""
     m, d = x.shape
     nb = 4 * d
     xb = x.view(np.uint8).reshape(m, nb)
-    head = _ld(0x0A, collection)
+    head = _ld(0x0A, collection) + extra
     vi, lens = _varints(ids)
     vp_len = 1 + len(varint(nb))
     if attrs is not None and any(attrs):
@@ -271,7 +280,7 @@ class UpsertPlan:
 
     def __init__(self, collection: str, ids: Any, vectors: Any,
                  attributes: Optional[Sequence[Optional[Mapping[str, Any]]]],
-                 batch_bytes: int) -> None:
+                 batch_bytes: int, ack: str = "applied") -> None:
         self.collection = collection.encode("utf-8")
         self.ids = as_ids(ids)
         self.x = as_matrix(vectors)
@@ -286,6 +295,7 @@ class UpsertPlan:
         self.batch_bytes = batch_bytes
         self.n = n
         self.enc = AttrEncoder()
+        self.extra = ack_field(ack)
 
     def batches(self) -> Iterator[Tuple[int, int, bytes]]:
         n, d = self.x.shape
@@ -305,7 +315,8 @@ class UpsertPlan:
                     attrs.append(a)
                     size += row + len(a)
                     e += 1
-            yield s, e, encode_upsert(self.collection, self.ids[s:e], f32(self.x[s:e]), attrs)
+            yield s, e, encode_upsert(self.collection, self.ids[s:e], f32(self.x[s:e]), attrs,
+                                      self.extra)
             s = e
 
 
@@ -345,8 +356,11 @@ def example_of(e: Any, what: str) -> pb.Example:
 
 def common_options(req: Any, *, filter: Any, exclude_ids: Any, score_threshold: Optional[float],
                    group_by: Optional[str], group_size: Optional[int], nprobe: Optional[int],
-                   min_recall: Optional[float], with_attributes: bool, with_vectors: bool) -> None:
+                   min_recall: Optional[float], with_attributes: bool, with_vectors: bool,
+                   after_token: Optional[bytes] = None) -> None:
     """Options SearchRequest and RecommendRequest share, set on req."""
+    if after_token:
+        req.after_token = bytes(after_token)
     if filter is not None:
         req.filter.CopyFrom(filters.to_filter(filter))
     if exclude_ids is not None:
@@ -444,7 +458,22 @@ def index_info_of(m: pb.IndexInfo) -> IndexInfo:
 
 def collection_of(m: pb.CollectionInfo) -> CollectionInfo:
     return CollectionInfo(name=m.name, dim=m.dim, metric=METRIC_NAMES.get(m.metric, str(m.metric)),
-                          count=m.count, last_seq=m.last_seq, index=index_info_of(m.index), raw=m)
+                          count=m.count, last_seq=m.last_seq, index=index_info_of(m.index),
+                          shards=m.shards or 1, replicas=m.replicas or 1, raw=m)
+
+
+REPLICA_STATES = {pb.REPLICA_ACTIVE: "active", pb.REPLICA_CATCHING_UP: "catching_up",
+                  pb.REPLICA_DOWN: "down"}
+
+
+def cluster_of(m: pb.ClusterStatusResponse) -> ClusterStatus:
+    return ClusterStatus(
+        clustered=m.clustered,
+        nodes=[NodeStatus(n.id, n.address, n.alive) for n in m.nodes],
+        shards=[ShardStatus(s.collection, s.shard, s.log_last_seq,
+                            [ReplicaStatus(r.node, REPLICA_STATES.get(r.state, str(r.state)),
+                                           r.applied_seq) for r in s.replicas])
+                for s in m.shards], raw=m)
 
 
 def progress_of(m: pb.RebuildProgress) -> RebuildProgress:

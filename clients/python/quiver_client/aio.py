@@ -19,7 +19,8 @@ from ._pb import quiver_pb2 as pb
 from ._progress import Progress
 from .client import _RECOMMEND_DEFAULTS, AttributeRows, FilterArg, Ids, _upsert_error
 from .errors import QuiverError, from_rpc_error
-from .models import BackupInfo, CollectionInfo, Hit, IndexInfo, ItemList, Item
+from .models import (BackupInfo, ClusterStatus, CollectionInfo, Hit, IndexInfo, ItemList, Item,
+                     WriteResult)
 
 
 class AsyncClient(Base):
@@ -78,10 +79,12 @@ class AsyncClient(Base):
     async def create_collection(self, name: str, dim: int, metric: str = "l2", index: Any = "auto", *,
                                 kind: Optional[str] = None, nlist: Optional[int] = None,
                                 pq_m: Optional[int] = None, pq_nbits: Optional[int] = None,
-                                refine: Optional[int] = None,
+                                refine: Optional[int] = None, shards: Optional[int] = None,
+                                replicas: Optional[int] = None,
                                 timeout: Optional[float] = None) -> CollectionInfo:
         """See Client.create_collection."""
-        req = pb.CreateCollectionRequest(name=name, dim=int(dim), metric=codec.metric_of(metric))
+        req = pb.CreateCollectionRequest(name=name, dim=int(dim), metric=codec.metric_of(metric),
+                                         shards=int(shards or 0), replicas=int(replicas or 0))
         spec = codec.index_spec(index, kind, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits, refine=refine)
         if spec is not None:
             req.index.CopyFrom(spec)
@@ -105,10 +108,11 @@ class AsyncClient(Base):
     async def upsert(self, collection: str, ids: Ids, vectors: Any,
                      attributes: AttributeRows = None, *, batch_bytes: int = DEFAULT_BATCH_BYTES,
                      in_flight: int = DEFAULT_IN_FLIGHT, progress: bool = False,
-                     timeout: Optional[float] = None) -> int:
+                     ack: str = "applied", timeout: Optional[float] = None) -> WriteResult:
         """See Client.upsert (batches encoded on the event loop between sends)."""
-        plan = codec.UpsertPlan(collection, ids, vectors, attributes, batch_bytes)
+        plan = codec.UpsertPlan(collection, ids, vectors, attributes, batch_bytes, ack)
         bar = Progress(progress, plan.n, 'upsert "%s"' % collection)
+        tokens: Dict[int, bytes] = {}
         fn = self._calls["upsert"]
         t = self._deadline(timeout)
         pending: Set["asyncio.Task[Any]"] = set()
@@ -122,7 +126,9 @@ class AsyncClient(Base):
                 s, e = rows.pop(task)
                 err = task.exception()
                 if err is None:
-                    upserted += task.result().upserted
+                    r = task.result()
+                    upserted += r.upserted
+                    tokens[s] = r.write_token
                     acknowledged += e - s
                     bar.update(e - s)
                 elif isinstance(err, grpc.RpcError):
@@ -149,11 +155,11 @@ class AsyncClient(Base):
             bar.close()
         if failure is not None:
             raise _upsert_error(failure[0], collection, failure[1], failure[2], plan.ids, acknowledged)
-        return upserted
+        return WriteResult(upserted, [tokens[s] for s in sorted(tokens)])
 
     async def import_items(self, collection: str, batches: Iterable[Any], *,
                            batch_bytes: int = DEFAULT_BATCH_BYTES, progress: bool = False,
-                           timeout: Optional[float] = None) -> int:
+                           ack: str = "applied", timeout: Optional[float] = None) -> WriteResult:
         """See Client.import_items (batches: a plain iterable)."""
         bar = Progress(progress, None, 'import "%s"' % collection)
 
@@ -163,7 +169,7 @@ class AsyncClient(Base):
                     ids, vecs, attrs = b["ids"], b["vectors"], b.get("attributes")
                 else:
                     ids, vecs, attrs = (tuple(b) + (None,))[:3]
-                plan = codec.UpsertPlan(collection, ids, vecs, attrs, batch_bytes)
+                plan = codec.UpsertPlan(collection, ids, vecs, attrs, batch_bytes, ack)
                 for s, e, payload in plan.batches():
                     yield payload
                     bar.update(e - s)
@@ -174,20 +180,24 @@ class AsyncClient(Base):
             raise from_rpc_error(e, 'import into "%s": ' % collection) from None
         finally:
             bar.close()
-        return int(r.upserted)
+        return WriteResult(r.upserted, [r.write_token])
 
     async def get(self, collection: str, ids: Ids, *, with_vectors: bool = True,
+                  after_token: Optional[bytes] = None,
                   timeout: Optional[float] = None) -> ItemList:
         """See Client.get."""
         req = pb.GetItemsRequest(collection=collection, ids=codec.as_ids(ids).tolist(),
-                                 with_vectors=with_vectors)
+                                 with_vectors=with_vectors, after_token=after_token or b"")
         r = await self._call("get", req, timeout, True)
         return ItemList([codec.item_of(i, with_vectors) for i in r.items], list(r.missing_ids))
 
-    async def delete(self, collection: str, ids: Ids, *, timeout: Optional[float] = None) -> int:
+    async def delete(self, collection: str, ids: Ids, *, ack: str = "applied",
+                     timeout: Optional[float] = None) -> WriteResult:
         """See Client.delete."""
-        req = pb.DeleteItemsRequest(collection=collection, ids=codec.as_ids(ids).tolist())
-        return int((await self._call("delete", req, timeout, False)).deleted)
+        req = pb.DeleteItemsRequest(collection=collection, ids=codec.as_ids(ids).tolist(),
+                                    ack=codec.choose("ack", ack, codec.ACKS))
+        r = await self._call("delete", req, timeout, False)
+        return WriteResult(r.deleted, [r.write_token])
 
     async def scan(self, collection: str, *, after_id: Optional[int] = None, limit: int = 0,
                    with_vectors: bool = True, with_attributes: bool = True,
@@ -229,6 +239,7 @@ class AsyncClient(Base):
                      mmr: Any = None, fusion: Optional[str] = None, rrf_k: Optional[int] = None,
                      min_recall: Optional[float] = None, nprobe: Optional[int] = None,
                      with_attributes: bool = True, with_vectors: bool = False,
+                     after_token: Optional[bytes] = None,
                      timeout: Optional[float] = None) -> List[Hit]:
         """See Client.search."""
         queries = (codec.queries_of(query) if fusion is not None and fusion != "none"
@@ -237,7 +248,8 @@ class AsyncClient(Base):
                                    filter=filter, exclude_ids=exclude_ids,
                                    score_threshold=score_threshold, group_by=group_by,
                                    group_size=group_size, nprobe=nprobe, min_recall=min_recall,
-                                   with_attributes=with_attributes, with_vectors=with_vectors)
+                                   with_attributes=with_attributes, with_vectors=with_vectors,
+                                   after_token=after_token)
         r = await self._call("search", req, timeout, True)
         return codec.hits_of(r.results[0]) if r.results else []
 
@@ -248,6 +260,7 @@ class AsyncClient(Base):
                            fusion: Optional[str] = None, rrf_k: Optional[int] = None,
                            min_recall: Optional[float] = None, nprobe: Optional[int] = None,
                            with_attributes: bool = False,
+                           after_token: Optional[bytes] = None,
                            timeout: Optional[float] = None) -> Any:
         """See Client.search_batch: (ids, scores) arrays, or (ids, scores, attributes)."""
         req = codec.search_request(collection, codec.queries_of(queries), k, mmr=mmr,
@@ -255,7 +268,7 @@ class AsyncClient(Base):
                                    exclude_ids=exclude_ids, score_threshold=score_threshold,
                                    group_by=group_by, group_size=group_size, nprobe=nprobe,
                                    min_recall=min_recall, with_attributes=with_attributes,
-                                   with_vectors=False)
+                                   with_vectors=False, after_token=after_token)
         ids, scores, attrs = codec.arrays_of(await self._call("search", req, timeout, True), int(k),
                                              with_attributes)
         return (ids, scores, attrs) if with_attributes else (ids, scores)
@@ -267,13 +280,14 @@ class AsyncClient(Base):
                         group_by: Optional[str] = None, group_size: Optional[int] = None,
                         min_recall: Optional[float] = None, nprobe: Optional[int] = None,
                         with_attributes: bool = True, with_vectors: bool = False,
+                        after_token: Optional[bytes] = None,
                         timeout: Optional[float] = None) -> List[Hit]:
         """See Client.recommend."""
         req = codec.recommend_request(collection, positive, negative, strategy, k, filter=filter,
                                       exclude_ids=exclude_ids, score_threshold=score_threshold,
                                       group_by=group_by, group_size=group_size, nprobe=nprobe,
                                       min_recall=min_recall, with_attributes=with_attributes,
-                                      with_vectors=with_vectors)
+                                      with_vectors=with_vectors, after_token=after_token)
         return codec.hits_of(await self._call("recommend", req, timeout, True))
 
     async def recommend_batch(self, collection: str, requests: Sequence[Mapping[str, Any]], *,
@@ -355,6 +369,11 @@ class AsyncClient(Base):
                 raise from_rpc_error(e, "backup: ") from None
             finally:
                 bar.close()
+
+    async def cluster_status(self, *, timeout: Optional[float] = None) -> ClusterStatus:
+        """See Client.cluster_status."""
+        return codec.cluster_of(await self._call("cluster_status", pb.ClusterStatusRequest(),
+                                                 timeout, True))
 
     async def health(self, service: str = "", *, timeout: Optional[float] = None) -> str:
         """See Client.health."""

@@ -16,7 +16,8 @@ from ._base import DEFAULT_BATCH_BYTES, DEFAULT_IN_FLIGHT, Base, PathOrBytes, re
 from ._pb import quiver_pb2 as pb
 from ._progress import Progress
 from .errors import QuiverError, from_rpc_error
-from .models import (Attributes, BackupInfo, CollectionInfo, Hit, IndexInfo, ItemList, Item,
+from .models import (Attributes, BackupInfo, ClusterStatus, CollectionInfo, Hit, IndexInfo, ItemList, Item,
+                     WriteResult,
                     RebuildProgress)
 
 Vectors = Any          # an (n, dim) array-like of numbers (numpy float16/32/64, lists)
@@ -147,14 +148,17 @@ class Client(Base):
     def create_collection(self, name: str, dim: int, metric: str = "l2", index: Any = "auto", *,
                           kind: Optional[str] = None, nlist: Optional[int] = None,
                           pq_m: Optional[int] = None, pq_nbits: Optional[int] = None,
-                          refine: Optional[int] = None,
+                          refine: Optional[int] = None, shards: Optional[int] = None,
+                          replicas: Optional[int] = None,
                           timeout: Optional[float] = None) -> CollectionInfo:
         """Creates a collection of dim-dimensional vectors. metric: "l2" (squared
         distance), "ip" (inner product) or "cosine". index: "auto" (exact while small,
         IVF once it grows), "flat", "ivf_flat", "ivf_pq", "ivf_sq8", "ivf_pq_fs", or a
         dict of IndexSpec fields; nlist/pq_m/pq_nbits/refine as keywords (0 = chosen).
-        Raises AlreadyExists, InvalidArgument."""
-        req = pb.CreateCollectionRequest(name=name, dim=int(dim), metric=codec.metric_of(metric))
+        shards/replicas: more than 1 needs a cluster (FailedPrecondition on a single
+        node). Raises AlreadyExists, InvalidArgument."""
+        req = pb.CreateCollectionRequest(name=name, dim=int(dim), metric=codec.metric_of(metric),
+                                         shards=int(shards or 0), replicas=int(replicas or 0))
         spec = codec.index_spec(index, kind, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits, refine=refine)
         if spec is not None:
             req.index.CopyFrom(spec)
@@ -178,20 +182,24 @@ class Client(Base):
     def upsert(self, collection: str, ids: Ids, vectors: Vectors,
                attributes: AttributeRows = None, *, batch_bytes: int = DEFAULT_BATCH_BYTES,
                in_flight: int = DEFAULT_IN_FLIGHT, progress: bool = False,
-               timeout: Optional[float] = None) -> int:
+               ack: str = "applied", timeout: Optional[float] = None) -> WriteResult:
         """Writes items: ids (n,) ints, vectors (n, dim) float16/32/64 (sent as float32),
         attributes None or one dict per row (str, int, float, bool, list of str values).
         An existing id is replaced (vector and attributes). Any number of rows: they go
         in calls of at most batch_bytes bytes, in_flight calls at a time, converted a
         batch at a time (memory stays bounded); progress=True draws a bar on stderr.
-        timeout is each call's deadline. Returns the number of items written.
+        timeout is each call's deadline. ack: "applied" (a search that starts after the
+        return sees the rows) or "logged" (a cluster's log holds them; read them with
+        after_token=result.write_token). Returns a WriteResult: an int, the items
+        written, with the calls' write tokens.
 
         Not retried. On a refusal it waits for the calls in flight and raises the error
         class with the row, e.g. `row 4012 (id 4012): items[12].vector has 3 floats,
         collection "pins" has dim 4` (attributes .row, .id, .rows_acknowledged); calls
         before and beside the failed one may have been applied."""
-        plan = codec.UpsertPlan(collection, ids, vectors, attributes, batch_bytes)
+        plan = codec.UpsertPlan(collection, ids, vectors, attributes, batch_bytes, ack)
         bar = Progress(progress, plan.n, 'upsert "%s"' % collection)
+        tokens: Dict[int, bytes] = {}
         pending: Deque[Tuple[int, int, Any]] = deque()
         upserted = acknowledged = 0
         failure: Optional[Tuple[QuiverError, int, int]] = None
@@ -201,7 +209,9 @@ class Client(Base):
         def finish(s: int, e: int, fut: Any) -> None:
             nonlocal upserted, acknowledged, failure
             try:
-                upserted += fut.result().upserted
+                r = fut.result()
+                upserted += r.upserted
+                tokens[s] = r.write_token
                 acknowledged += e - s
                 bar.update(e - s)
             except grpc.RpcError as err:
@@ -221,17 +231,18 @@ class Client(Base):
             bar.close()
         if failure is not None:
             raise _upsert_error(failure[0], collection, failure[1], failure[2], plan.ids, acknowledged)
-        return upserted
+        return WriteResult(upserted, [tokens[s] for s in sorted(tokens)])
 
     def import_items(self, collection: str, batches: Iterable[Any], *,
                      batch_bytes: int = DEFAULT_BATCH_BYTES, progress: bool = False,
-                     timeout: Optional[float] = None) -> int:
+                     ack: str = "applied", timeout: Optional[float] = None) -> WriteResult:
         """Bulk load over one Import stream: batches is an iterable of (ids, vectors) or
         (ids, vectors, attributes) tuples or dicts with those keys, read lazily (a
         generator over files keeps memory flat). Each message is applied atomically and
         group-committed. A refused message ends the stream: the messages before it are
         kept, and the error's message says how many were committed. Not retried;
-        timeout (default: none) bounds the whole stream. Returns the items upserted."""
+        timeout (default: none) bounds the whole stream; ack as for upsert. Returns a
+        WriteResult: the items upserted, with the stream's write token."""
         bar = Progress(progress, None, 'import "%s"' % collection)
 
         def requests() -> Iterator[bytes]:
@@ -240,7 +251,7 @@ class Client(Base):
                     ids, vecs, attrs = b["ids"], b["vectors"], b.get("attributes")
                 else:
                     ids, vecs, attrs = (tuple(b) + (None,))[:3]
-                plan = codec.UpsertPlan(collection, ids, vecs, attrs, batch_bytes)
+                plan = codec.UpsertPlan(collection, ids, vecs, attrs, batch_bytes, ack)
                 for s, e, payload in plan.batches():
                     yield payload
                     bar.update(e - s)
@@ -251,21 +262,27 @@ class Client(Base):
             raise from_rpc_error(e, 'import into "%s": ' % collection) from None
         finally:
             bar.close()
-        return int(r.upserted)
+        return WriteResult(r.upserted, [r.write_token])
 
     def get(self, collection: str, ids: Ids, *, with_vectors: bool = True,
+            after_token: Optional[bytes] = None,
             timeout: Optional[float] = None) -> ItemList:
         """Items by id, in request order, with their vectors unless with_vectors=False;
-        ids not found are left out and listed in the result's .missing_ids."""
+        ids not found are left out and listed in the result's .missing_ids. after_token
+        (a WriteResult's write_token): read only once that write is visible."""
         req = pb.GetItemsRequest(collection=collection, ids=codec.as_ids(ids).tolist(),
-                                 with_vectors=with_vectors)
+                                 with_vectors=with_vectors, after_token=after_token or b"")
         r = self._call("get", req, timeout, True)
         return ItemList([codec.item_of(i, with_vectors) for i in r.items], list(r.missing_ids))
 
-    def delete(self, collection: str, ids: Ids, *, timeout: Optional[float] = None) -> int:
-        """Deletes items by id; returns how many existed. Not retried."""
-        req = pb.DeleteItemsRequest(collection=collection, ids=codec.as_ids(ids).tolist())
-        return int(self._call("delete", req, timeout, False).deleted)
+    def delete(self, collection: str, ids: Ids, *, ack: str = "applied",
+               timeout: Optional[float] = None) -> WriteResult:
+        """Deletes items by id; returns how many existed (a WriteResult, with the write
+        token; ack as for upsert). Not retried."""
+        req = pb.DeleteItemsRequest(collection=collection, ids=codec.as_ids(ids).tolist(),
+                                    ack=codec.choose("ack", ack, codec.ACKS))
+        r = self._call("delete", req, timeout, False)
+        return WriteResult(r.deleted, [r.write_token])
 
     def scan(self, collection: str, *, after_id: Optional[int] = None, limit: int = 0,
              with_vectors: bool = True, with_attributes: bool = True,
@@ -310,6 +327,7 @@ class Client(Base):
                mmr: Any = None, fusion: Optional[str] = None, rrf_k: Optional[int] = None,
                min_recall: Optional[float] = None, nprobe: Optional[int] = None,
                with_attributes: bool = True, with_vectors: bool = False,
+               after_token: Optional[bytes] = None,
                timeout: Optional[float] = None) -> List[Hit]:
         """The k nearest items to query: a vector (1-D array-like) or the id of a stored
         item ("more like this": the item itself is left out). With fusion="rrf" or
@@ -318,7 +336,8 @@ class Client(Base):
         filter: an F expression or a dict in the proto's JSON mapping; exclude_ids: never
         returned; score_threshold: L2 keeps distance <= value, IP/COSINE score >= value;
         group_by/group_size: at most group_size hits per value of that attribute; mmr:
-        diversity 0..1, or (diversity, candidates); min_recall / nprobe: the IVF depth.
+        diversity 0..1, or (diversity, candidates); min_recall / nprobe: the IVF depth;
+        after_token: a write token (WriteResult.write_token) the answer must see.
         Returns Hits (id, score, attributes, vector when with_vectors) best first."""
         if fusion is not None and fusion != "none":
             queries = codec.queries_of(query)
@@ -328,7 +347,8 @@ class Client(Base):
                                    filter=filter, exclude_ids=exclude_ids,
                                    score_threshold=score_threshold, group_by=group_by,
                                    group_size=group_size, nprobe=nprobe, min_recall=min_recall,
-                                   with_attributes=with_attributes, with_vectors=with_vectors)
+                                   with_attributes=with_attributes, with_vectors=with_vectors,
+                                   after_token=after_token)
         r = self._call("search", req, timeout, True)
         return codec.hits_of(r.results[0]) if r.results else []
 
@@ -339,6 +359,7 @@ class Client(Base):
                      mmr: Any = ..., fusion: Optional[str] = ..., rrf_k: Optional[int] = ...,
                      min_recall: Optional[float] = ..., nprobe: Optional[int] = ...,
                      with_attributes: Literal[False] = ...,
+                     after_token: Optional[bytes] = ...,
                      timeout: Optional[float] = ...) -> Tuple[npt.NDArray[Any], npt.NDArray[Any]]: ...
 
     @overload
@@ -348,6 +369,7 @@ class Client(Base):
                      mmr: Any = ..., fusion: Optional[str] = ..., rrf_k: Optional[int] = ...,
                      min_recall: Optional[float] = ..., nprobe: Optional[int] = ...,
                      with_attributes: Literal[True],
+                     after_token: Optional[bytes] = ...,
                      timeout: Optional[float] = ...
                      ) -> Tuple[npt.NDArray[Any], npt.NDArray[Any], List[List[Attributes]]]: ...
 
@@ -357,6 +379,7 @@ class Client(Base):
                      mmr: Any = None, fusion: Optional[str] = None, rrf_k: Optional[int] = None,
                      min_recall: Optional[float] = None, nprobe: Optional[int] = None,
                      with_attributes: bool = False,
+                     after_token: Optional[bytes] = None,
                      timeout: Optional[float] = None) -> Any:
         """Many queries in one call: queries is an (nq, dim) array of vectors, a 1-D
         integer array of ids, or a list of ids and vectors. Returns (ids, scores):
@@ -369,7 +392,7 @@ class Client(Base):
                                    exclude_ids=exclude_ids, score_threshold=score_threshold,
                                    group_by=group_by, group_size=group_size, nprobe=nprobe,
                                    min_recall=min_recall, with_attributes=with_attributes,
-                                   with_vectors=False)
+                                   with_vectors=False, after_token=after_token)
         ids, scores, attrs = codec.arrays_of(self._call("search", req, timeout, True), int(k),
                                              with_attributes)
         return (ids, scores, attrs) if with_attributes else (ids, scores)
@@ -380,7 +403,8 @@ class Client(Base):
                   score_threshold: Optional[float] = None, group_by: Optional[str] = None,
                   group_size: Optional[int] = None, min_recall: Optional[float] = None,
                   nprobe: Optional[int] = None, with_attributes: bool = True,
-                  with_vectors: bool = False, timeout: Optional[float] = None) -> List[Hit]:
+                  with_vectors: bool = False, after_token: Optional[bytes] = None,
+                  timeout: Optional[float] = None) -> List[Hit]:
         """Items like the positive examples and unlike the negative ones. An example is
         an id, a vector (list or array), or a tuple (id or vector, weight > 0).
         strategy: "average_vector", "best_score" or "sum_scores" (README "Recommend").
@@ -389,7 +413,7 @@ class Client(Base):
                                       exclude_ids=exclude_ids, score_threshold=score_threshold,
                                       group_by=group_by, group_size=group_size, nprobe=nprobe,
                                       min_recall=min_recall, with_attributes=with_attributes,
-                                      with_vectors=with_vectors)
+                                      with_vectors=with_vectors, after_token=after_token)
         return codec.hits_of(self._call("recommend", req, timeout, True))
 
     def recommend_batch(self, collection: str, requests: Sequence[Mapping[str, Any]], *,
@@ -496,6 +520,11 @@ class Client(Base):
             bar.close()
         return BackupInfo(str(name), written, last_seq)
 
+    def cluster_status(self, *, timeout: Optional[float] = None) -> ClusterStatus:
+        """The cluster's nodes, shards and replicas (Admin.ClusterStatus); a single node
+        answers clustered=False."""
+        return codec.cluster_of(self._call("cluster_status", pb.ClusterStatusRequest(), timeout, True))
+
     def health(self, service: str = "", *, timeout: Optional[float] = None) -> str:
         """grpc.health.v1 Check: "SERVING", "NOT_SERVING", "UNKNOWN" or "SERVICE_UNKNOWN"
         (service "" is the whole server). Open to callers without a key."""
@@ -511,4 +540,4 @@ class _Retry(Exception):
 _RECOMMEND_DEFAULTS: Dict[str, Any] = dict(
     positive=(), negative=None, strategy="average_vector", k=10, filter=None, exclude_ids=None,
     score_threshold=None, group_by=None, group_size=None, min_recall=None, nprobe=None,
-    with_attributes=True, with_vectors=False)
+    with_attributes=True, with_vectors=False, after_token=None)

@@ -63,13 +63,64 @@ class IndexInfo:
 
 @dataclass
 class CollectionInfo:
-    """A collection: metric is "l2", "ip" or "cosine"; count the live items."""
+    """A collection: metric is "l2", "ip" or "cosine"; count the live items; shards and
+    replicas 1 on a single node."""
     name: str
     dim: int
     metric: str
     count: int
     last_seq: int
     index: IndexInfo
+    shards: int = 1
+    replicas: int = 1
+    raw: Any = field(default=None, repr=False, compare=False)
+
+
+class WriteResult(int):
+    """What upsert() and delete() return: the number of items written (or deleted, of
+    those that existed) as an int, with the server's write tokens. Pass write_token as
+    a read's after_token= to read only once that write is visible (a cluster acknowledges
+    ack="logged" writes before every replica applied them). write_token is the token of
+    the last call in row order; write_tokens has one per call (upsert sends several)."""
+    write_tokens: List[bytes]
+    write_token: bytes
+
+    def __new__(cls, n: int, tokens: Optional[List[bytes]] = None) -> "WriteResult":
+        self = super().__new__(cls, n)
+        self.write_tokens = [t for t in (tokens or []) if t]
+        self.write_token = self.write_tokens[-1] if self.write_tokens else b""
+        return self
+
+
+@dataclass
+class NodeStatus:
+    id: str
+    address: str
+    alive: bool
+
+
+@dataclass
+class ReplicaStatus:
+    """state: "active", "catching_up" or "down"."""
+    node: str
+    state: str
+    applied_seq: int
+
+
+@dataclass
+class ShardStatus:
+    collection: str
+    shard: int
+    log_last_seq: int
+    replicas: List[ReplicaStatus]
+
+
+@dataclass
+class ClusterStatus:
+    """cluster_status(): clustered False on a single node (no nodes, no shards)."""
+    clustered: bool
+    nodes: List[NodeStatus]
+    shards: List[ShardStatus]
     raw: Any = field(default=None, repr=False, compare=False)
 
 
