@@ -158,6 +158,17 @@ void srv_cluster_status(rpc *r);
 void srv_cluster_scan(rpc *r, const qv_coll_config *cfg);
 /* Scan's step for a routed call: 1 when it took it. */
 int srv_cluster_scan_step(rpc *r, int ok);
+/* RebuildIndex of a cluster's collection (the RebuildIndexRequest in r->req):
+ * every replica rebuilds; progress(ctx, ...) with the sums as they change,
+ * then finished(ctx, ...) once (ii: the index of one replica with counts
+ * summed, the callee's to free; NULL on failure) from a cluster thread.
+ * *cancel set stops the replicas' rebuilds. */
+void srv_cluster_rebuild(rpc *r,
+                         void (*progress)(void *ctx, const char *phase, uint64_t done, uint64_t total,
+                                          double elapsed),
+                         void (*finished)(void *ctx, grpc_status_code code, const char *msg,
+                                          Quiver__V1__IndexInfo *ii, uint64_t done, double elapsed),
+                         void *ctx, _Atomic int *cancel);
 /* quiver.peer.v1.Peer/WaitApplied */
 void peer_wait_applied(rpc *r);
 /* A read's after_token (field: its name in the request) on a single node:

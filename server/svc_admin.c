@@ -36,6 +36,12 @@ typedef struct admin_state {
     char fmsg[256];
     int over;        /* status sent or client gone */
     int started;     /* the rebuild was started (under g_admin_mu) */
+    /* cluster: the replicas rebuild (svc_cluster.c); their final status and
+     * the index they report */
+    int cluster;
+    _Atomic int cancel;
+    grpc_status_code fcode;
+    Quiver__V1__IndexInfo *findex; /* protobuf-c allocated */
 } admin_state;
 
 /* The close watcher can run on another worker while the call's start is still
@@ -47,6 +53,7 @@ static void state_free(void *p)
 {
     admin_state *s = p;
     if (!s) return;
+    if (s->findex) protobuf_c_message_free_unpacked(&s->findex->base, NULL);
     qv_coll_release(s->c);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -58,6 +65,22 @@ static int send_next(admin_state *s)
 {
     rpc *r = s->r;
     if (s->over || s->sending) return 0;
+    if (s->finished && s->cluster) {
+        s->over = 1;
+        s->sending = 1;
+        if (s->fcode == GRPC_STATUS_OK) {
+            Quiver__V1__RebuildProgress m = QUIVER__V1__REBUILD_PROGRESS__INIT;
+            m.phase = "done";
+            m.done = s->done;
+            m.total = s->total;
+            m.elapsed_seconds = s->elapsed;
+            m.index = s->findex;
+            rpc_send(r, &m.base, 1);
+        } else {
+            rpc_finish(r, NULL, s->fcode, s->fmsg);
+        }
+        return 1;
+    }
     if (s->finished) {
         s->over = 1;
         s->sending = 1;
@@ -124,17 +147,42 @@ static void on_finished(void *ctx, int rc, const char *msg)
     rpc_unref(r); /* the rebuild's reference */
 }
 
+/* cluster: the replicas' progress, summed (svc_cluster.c) */
+static void cluster_progress(void *ctx, const char *phase, uint64_t done, uint64_t total, double elapsed)
+{
+    admin_state *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    snprintf(s->phase, sizeof s->phase, "%s", phase);
+    s->done = done;
+    s->total = total;
+    s->elapsed = elapsed;
+    s->pending = 1;
+    send_next(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void cluster_finished(void *ctx, grpc_status_code code, const char *msg, Quiver__V1__IndexInfo *ii,
+                             uint64_t done, double elapsed)
+{
+    admin_state *s = ctx;
+    rpc *r = s->r;
+    pthread_mutex_lock(&s->mu);
+    s->finished = 1;
+    s->fcode = code;
+    s->findex = ii;
+    s->done = s->total = done;
+    s->elapsed = elapsed;
+    snprintf(s->fmsg, sizeof s->fmsg, "%s", msg ? msg : "");
+    send_next(s);
+    pthread_mutex_unlock(&s->mu);
+    rpc_unref(r);
+}
+
 void admin_rebuild_start(rpc *r)
 {
     const Quiver__V1__RebuildIndexRequest *req = (const Quiver__V1__RebuildIndexRequest *)r->req;
     int rt = srv_routed(r);
-    if (rt) { /* each replica rebuilds its own index by itself as it grows */
-        if (rt > 0)
-            rpc_fail(r, GRPC_STATUS_UNIMPLEMENTED,
-                     "RebuildIndex of a cluster's collection is not served yet; each replica "
-                     "rebuilds its index automatically as its shard grows");
-        return;
-    }
+    if (rt < 0) return;
     admin_state *s = calloc(1, sizeof *s);
     char err[512];
     if (!s) {
@@ -148,6 +196,25 @@ void admin_rebuild_start(rpc *r)
     pthread_mutex_unlock(&g_admin_mu);
     r->state_free = state_free;
     grpc_status_code code;
+    if (rt) { /* every replica of every shard rebuilds; progress summed */
+        qv_coll *none;
+        qv_coll_config cfg;
+        if (srv_find_config(req->collection, &none, &cfg, &code, err, sizeof err)) {
+            rpc_fail(r, code, "%s", err);
+            return;
+        }
+        if (srv_parse_index_spec(req->index, cfg.dim, &(qv_index_params){0}, err, sizeof err)) {
+            rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+            return;
+        }
+        s->cluster = 1;
+        rpc_ref(r); /* held until cluster_finished */
+        pthread_mutex_lock(&g_admin_mu);
+        s->started = 1;
+        pthread_mutex_unlock(&g_admin_mu);
+        srv_cluster_rebuild(r, cluster_progress, cluster_finished, s, &s->cancel);
+        return;
+    }
     if (!(s->c = srv_find_coll(req->collection, &code, err, sizeof err))) {
         rpc_fail(r, code, "%s", err);
         return;
@@ -202,7 +269,8 @@ void admin_rebuild_closed(rpc *r)
     int started = s && s->started;
     pthread_mutex_unlock(&g_admin_mu);
     /* not started yet: the start sees r->closed and cancels itself */
-    if (started && r->cancelled) qv_coll_rebuild_cancel(s->c, s);
+    if (started && r->cancelled && s->cluster) atomic_store(&s->cancel, 1); /* the replicas' calls end */
+    else if (started && r->cancelled) qv_coll_rebuild_cancel(s->c, s);
 }
 
 /* ----------------------------------------------------------------- Backup */

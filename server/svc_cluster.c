@@ -9,6 +9,8 @@
  * workers wait for us would deadlock the two.
  */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -466,4 +468,183 @@ void peer_wait_applied(rpc *r)
     /* answered by the replica's applier or the ticker: no worker waits */
     rpc_ref(r);
     qc_local_wait(g_cluster, req->replica, req->seq, qc_now_ms() + req->timeout_ms, wait_done, r);
+}
+
+/* ------------------------------------------------------------- rebuild */
+typedef struct rb_rep {
+    struct rb_job *j;
+    uint32_t shard;
+    int first_of_shard; /* its final count stands for the shard's */
+    char addr[QC_MAX_ADDR + 1];
+    char lname[QV_MAX_NAME + 1];
+    pthread_t th;
+    char phase[16];
+    uint64_t done, total, final_count;
+    double elapsed;
+    grpc_status_code code;
+    char msg[512];
+    Quiver__V1__IndexInfo *index;
+} rb_rep;
+
+typedef struct rb_job {
+    rpc *r;
+    void (*progress)(void *ctx, const char *phase, uint64_t done, uint64_t total, double elapsed);
+    void (*finished)(void *ctx, grpc_status_code code, const char *msg, Quiver__V1__IndexInfo *ii,
+                     uint64_t done, double elapsed);
+    void *ctx;
+    _Atomic int *cancel;
+    pthread_mutex_t mu;
+    rb_rep *reps;
+    size_t n;
+} rb_job;
+
+/* the least advanced phase of the replicas: what the whole is doing */
+static int phase_rank(const char *p)
+{
+    static const char *order[] = {"queued", "sampling", "training", "adding", "saving", "catching_up", "done"};
+    for (int i = 0; i < 7; i++)
+        if (!strcmp(p, order[i])) return i;
+    return 0;
+}
+
+static int rb_take(void *ctx, ProtobufCMessage *msg)
+{
+    rb_rep *rp = ctx;
+    rb_job *j = rp->j;
+    Quiver__V1__RebuildProgress *p = (Quiver__V1__RebuildProgress *)msg;
+    pthread_mutex_lock(&j->mu);
+    snprintf(rp->phase, sizeof rp->phase, "%s", p->phase);
+    rp->done = p->done;
+    rp->total = p->total;
+    rp->elapsed = p->elapsed_seconds;
+    if (!strcmp(p->phase, "done")) {
+        rp->final_count = p->done;
+        if (p->index) { /* kept: sub-messages are allocated on their own */
+            if (rp->index) protobuf_c_message_free_unpacked(&rp->index->base, NULL);
+            rp->index = p->index;
+            p->index = NULL;
+        }
+    }
+    uint64_t done = 0, total = 0;
+    double el = 0;
+    const char *phase = "done";
+    for (size_t i = 0; i < j->n; i++) {
+        done += j->reps[i].done;
+        total += j->reps[i].total;
+        if (j->reps[i].elapsed > el) el = j->reps[i].elapsed;
+        if (phase_rank(j->reps[i].phase) < phase_rank(phase)) phase = j->reps[i].phase;
+    }
+    char ph[16];
+    snprintf(ph, sizeof ph, "%s", phase);
+    pthread_mutex_unlock(&j->mu);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (strcmp(ph, "done")) j->progress(j->ctx, ph, done, total, el);
+    return atomic_load(j->cancel) ? 1 : 0; /* non-zero ends the call: the replica cancels */
+}
+
+static void *rb_thread(void *arg)
+{
+    rb_rep *rp = arg;
+    rb_job *j = rp->j;
+    const Quiver__V1__RebuildIndexRequest *req = (const Quiver__V1__RebuildIndexRequest *)j->r->req;
+    Quiver__V1__RebuildIndexRequest pr = *req;
+    pr.collection = rp->lname;
+    rp->code = qc_peer_stream(qc_peers_of(g_cluster), rp->addr, "/quiver.v1.Admin/RebuildIndex", &pr.base,
+                              &quiver__v1__rebuild_progress__descriptor, INT64_MAX / 4, rb_take, rp,
+                              rp->msg, sizeof rp->msg);
+    if (atomic_load(j->cancel)) rp->code = GRPC_STATUS_CANCELLED;
+    return NULL;
+}
+
+static void rebuild_job(void *ctx)
+{
+    rb_job *j = ctx;
+    const Quiver__V1__RebuildIndexRequest *req = (const Quiver__V1__RebuildIndexRequest *)j->r->req;
+    qc_meta m;
+    grpc_status_code code = GRPC_STATUS_OK;
+    char msg[700] = "";
+    Quiver__V1__IndexInfo *ii = NULL;
+    uint64_t count = 0;
+    double el = 0;
+    if (qc_meta_get(g_cluster, req->collection, &m)) {
+        j->finished(j->ctx, GRPC_STATUS_NOT_FOUND, "collection does not exist", NULL, 0, 0);
+        goto out;
+    }
+    size_t cap = 0;
+    for (uint32_t s = 0; s < m.shards; s++) cap += m.shard[s].nrep;
+    j->reps = calloc(cap ? cap : 1, sizeof *j->reps);
+    for (uint32_t s = 0; j->reps && s < m.shards; s++) {
+        int first = 1;
+        for (uint32_t k = 0; k < m.shard[s].nrep; k++) {
+            rb_rep *rp = &j->reps[j->n];
+            if (m.shard[s].rep[k].state == QC_DOWN || qc_node_addr(g_cluster, m.shard[s].rep[k].node, rp->addr))
+                continue;
+            rp->j = j;
+            rp->shard = s;
+            rp->first_of_shard = first;
+            first = 0;
+            snprintf(rp->phase, sizeof rp->phase, "queued");
+            qc_replica_name(m.uid, s, rp->lname);
+            j->n++;
+        }
+    }
+    for (size_t i = 0; i < j->n; i++) pthread_create(&j->reps[i].th, NULL, rb_thread, &j->reps[i]);
+    for (size_t i = 0; i < j->n; i++) pthread_join(j->reps[i].th, NULL);
+    for (size_t i = 0; i < j->n; i++) {
+        rb_rep *rp = &j->reps[i];
+        if (rp->code != GRPC_STATUS_OK && code == GRPC_STATUS_OK) {
+            code = rp->code;
+            char named[512];
+            /* the replica's name, told as the collection's */
+            const char *at = strstr(rp->msg, rp->lname);
+            if (at) snprintf(named, sizeof named, "%.*s%s%s", (int)(at - rp->msg), rp->msg, m.cfg.name,
+                             at + strlen(rp->lname));
+            else snprintf(named, sizeof named, "%s", rp->msg);
+            snprintf(msg, sizeof msg, "shard %u: %s", rp->shard, named);
+        }
+        if (rp->first_of_shard) count += rp->final_count;
+        if (rp->elapsed > el) el = rp->elapsed;
+        if (!ii && rp->index) {
+            ii = rp->index;
+            rp->index = NULL;
+        }
+    }
+    if (ii) ii->count = count;
+    if (code != GRPC_STATUS_OK && ii) {
+        protobuf_c_message_free_unpacked(&ii->base, NULL);
+        ii = NULL;
+    }
+    j->finished(j->ctx, code, msg, ii, count, el);
+    qc_meta_free(&m);
+out:
+    for (size_t i = 0; i < j->n; i++)
+        if (j->reps[i].index) protobuf_c_message_free_unpacked(&j->reps[i].index->base, NULL);
+    free(j->reps);
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+void srv_cluster_rebuild(rpc *r,
+                         void (*progress)(void *ctx, const char *phase, uint64_t done, uint64_t total,
+                                          double elapsed),
+                         void (*finished)(void *ctx, grpc_status_code code, const char *msg,
+                                          Quiver__V1__IndexInfo *ii, uint64_t done, double elapsed),
+                         void *ctx, _Atomic int *cancel)
+{
+    rb_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        finished(ctx, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0, 0);
+        return;
+    }
+    j->r = r;
+    j->progress = progress;
+    j->finished = finished;
+    j->ctx = ctx;
+    j->cancel = cancel;
+    pthread_mutex_init(&j->mu, NULL);
+    if (qc_async(g_cluster, rebuild_job, j)) {
+        pthread_mutex_destroy(&j->mu);
+        free(j);
+        finished(ctx, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0, 0);
+    }
 }
