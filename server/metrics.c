@@ -2,7 +2,8 @@
  * Prometheus metrics of quiverd (server/metrics.h): lock-free counters fed by
  * the gRPC workers, engine and process gauges read at scrape time, rendered
  * in the text exposition format (version 0.0.4) and served at /metrics by
- * libmicrohttpd's own polling thread. Not a general HTTP server: every other
+ * libmicrohttpd's own polling thread. In cluster mode also this node's shard
+ * replicas: applied log sequence, lag and state (cluster/cluster.h). Not a general HTTP server: every other
  * path is 404, every method but GET/HEAD 405.
  */
 #include <arpa/inet.h>
@@ -24,8 +25,10 @@
 
 #include "quiver/db.h"
 #include "quiver/log.h"
+#include "cluster.h"
 #include "metrics.h"
 #include "rpc.h"
+#include "services.h"
 
 /* ------------------------------------------------------- RPC counters */
 /* Rows: 0 = methods quiverd does not serve ("unknown"), 1 + m = method m of
@@ -410,6 +413,95 @@ static void render_collections(sbuf *b, qv_db *db)
     free(in);
 }
 
+/* ------------------------------------------------------------- cluster */
+/* This node's replicas, gathered by qc_local_replicas (which asks the log for
+ * each shard's last sequence: one NATS request each, on this thread). */
+typedef struct replica_row {
+    char *collection;
+    uint32_t shard;
+    qc_state state;
+    uint64_t applied, last;
+} replica_row;
+
+typedef struct replica_rows {
+    replica_row *r;
+    size_t n, cap;
+    int oom;
+} replica_rows;
+
+static void collect_replica(void *ctx, const qc_replica_info *ri)
+{
+    replica_rows *rs = ctx;
+    if (rs->oom) return;
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? 2 * rs->cap : 16;
+        replica_row *r = realloc(rs->r, cap * sizeof *r);
+        if (!r) {
+            rs->oom = 1;
+            return;
+        }
+        rs->r = r;
+        rs->cap = cap;
+    }
+    replica_row *row = &rs->r[rs->n];
+    if (!(row->collection = strdup(ri->collection ? ri->collection : ""))) {
+        rs->oom = 1;
+        return;
+    }
+    row->shard = ri->shard;
+    row->state = ri->state;
+    row->applied = ri->applied_seq;
+    row->last = ri->log_last_seq;
+    rs->n++;
+}
+
+/* `collection="...",shard="N"` of a row. */
+static void replica_labels(sbuf *b, const replica_row *r)
+{
+    sb_printf(b, "collection=\"");
+    sb_label(b, r->collection);
+    sb_printf(b, "\",shard=\"%u\"", r->shard);
+}
+
+static void render_cluster(sbuf *b, qc_cluster *c)
+{
+    static const char *const states[3] = {"active", "catching_up", "down"};
+    sb_family(b, "quiver_cluster_node_info", "gauge", "This node's id in the cluster; always 1.");
+    sb_printf(b, "quiver_cluster_node_info{node=\"");
+    sb_label(b, qc_node_id(c));
+    sb_printf(b, "\"} 1\n");
+    replica_rows rs = {0};
+    qc_local_replicas(c, collect_replica, &rs);
+    if (rs.oom) b->oom = 1;
+    sb_family(b, "quiver_cluster_replica_applied_seq", "gauge",
+              "Last log sequence this node's replica of a shard has applied.");
+    for (size_t i = 0; i < rs.n; i++) {
+        sb_printf(b, "quiver_cluster_replica_applied_seq{");
+        replica_labels(b, &rs.r[i]);
+        sb_printf(b, "} %llu\n", (unsigned long long)rs.r[i].applied);
+    }
+    sb_family(b, "quiver_cluster_replica_lag", "gauge",
+              "Log entries of a shard this node's replica has not applied yet (the log's last "
+              "sequence minus the applied one; 0 when the log did not answer).");
+    for (size_t i = 0; i < rs.n; i++) {
+        const replica_row *r = &rs.r[i];
+        sb_printf(b, "quiver_cluster_replica_lag{");
+        replica_labels(b, r);
+        sb_printf(b, "} %llu\n", (unsigned long long)(r->last > r->applied ? r->last - r->applied : 0));
+    }
+    sb_family(b, "quiver_cluster_replica_state", "gauge",
+              "State of this node's replica of a shard in the shard map (active, catching_up, "
+              "down); 1 for the current one.");
+    for (size_t i = 0; i < rs.n; i++)
+        for (int s = 0; s < 3; s++) {
+            sb_printf(b, "quiver_cluster_replica_state{");
+            replica_labels(b, &rs.r[i]);
+            sb_printf(b, ",state=\"%s\"} %d\n", states[s], (int)rs.r[i].state == s);
+        }
+    for (size_t i = 0; i < rs.n; i++) free(rs.r[i].collection);
+    free(rs.r);
+}
+
 /* /proc/self/stat fields from the third on (after the command's ')'). */
 static int proc_stat(char fields[][24], int want)
 {
@@ -509,6 +601,8 @@ static void render(sbuf *b)
         render_engine(b, db);
         render_collections(b, db);
     }
+    qc_cluster *c = g_cluster; /* set once the node joined; cleared after metrics_stop */
+    if (c) render_cluster(b, c);
     render_process(b);
 }
 

@@ -114,6 +114,7 @@ HELP_LEVELS = [
     ["collections", "describe", "-h"], ["collections", "drop", "--help"],
     ["index", "--help"], ["index", "rebuild", "--help"], ["index", "status", "--help"],
     ["search", "--help"], ["recommend", "--help"], ["recommend", "x", "--positive", "bad", "-h"],
+    ["cluster", "--help"], ["cluster", "status", "--help"],
     # --help wins over missing or bad arguments of its level
     ["collections", "create", "x", "--dim", "nope", "--help"],
     ["--json", "search", "--help"],
@@ -175,6 +176,10 @@ USAGE_ERRORS = [
     ["recommend", "c", "--positive", "1", "--mmr", "0.5"],
     ["recommend", "c", "--positive", "1", "--filter", '{"must":[{"field":{"key":"a","exists":"yes"}}]}'],
     ["health", "extra"], ["health", "--service"],
+    ["cluster"], ["cluster", "frob"], ["cluster", "status", "extra"], ["cluster", "status", "--verbose"],
+    ["collections", "create", "c", "--dim", "8", "--shards", "two"],
+    ["collections", "create", "c", "--dim", "8", "--replicas", "-1"],
+    ["import", "c", "f.fvecs", "--ack", "eventually"], ["import", "c", "f.fvecs", "--shards", "2"],
     ["--addr"], ["--timeout", "0", "health"], ["--timeout", "x", "health"],
 ]
 
@@ -263,10 +268,12 @@ def test_collections_lifecycle(server):
 
     server.upsert("vecs.v2", [qt.item(i, [i, 0, 1]) for i in range(1, 6)])
     table = ok(cli(a, "collections", "list")).stdout.splitlines()
-    assert table[0].split() == ["NAME", "DIM", "METRIC", "COUNT", "INDEX", "TRAINED", "REBUILDING", "NLIST"]
+    assert table[0].split() == ["NAME", "DIM", "METRIC", "COUNT", "INDEX", "TRAINED", "REBUILDING", "NLIST",
+                                "SHARDS", "REPLICAS"]
     rows = {ln.split()[0]: ln.split() for ln in table[1:]}
     assert set(rows) == {"pins", "vecs.v2", "pq"}
     assert rows["vecs.v2"][1:4] == ["3", "l2", "5"]
+    assert rows["vecs.v2"][-2:] == ["1", "1"]  # a single node: 1 shard, 1 replica
     # columns line up: every row is as wide as the header or wider only in the last column
     starts = [m.start() for m in re.finditer(r"\S+", table[0])]
     for ln in table[1:]:
@@ -274,9 +281,11 @@ def test_collections_lifecycle(server):
 
     d = jcli(a, "collections", "describe", "vecs.v2")
     assert (d["name"], d["dim"], d["metric"], d["count"], d["last_seq"]) == ("vecs.v2", 3, "l2", 5, 5)
+    assert (d["shards"], d["replicas"]) == (1, 1)
     assert d["index"]["kind"] == "flat" and d["index"]["count"] == 5
     txt = ok(cli(a, "collections", "describe", "vecs.v2")).stdout
-    for key, val in [("name", "vecs.v2"), ("dim", "3"), ("count", "5"), ("kind", "flat")]:
+    for key, val in [("name", "vecs.v2"), ("dim", "3"), ("count", "5"), ("kind", "flat"), ("shards", "1"),
+                     ("replicas", "1")]:
         assert re.search(r"^\s*%s:\s+%s$" % (key, re.escape(val)), txt, re.M), (key, txt)
 
     # server-side rejections: exit 5
@@ -296,6 +305,39 @@ def test_collections_lifecycle(server):
     assert ok(cli(a, "collections", "drop", "pq")).stdout.strip() == 'dropped collection "pq"'
     fails(cli(a, "collections", "drop", "pins"), NOT_FOUND, "NOT_FOUND")
     assert [c["name"] for c in jcli(a, "collections", "list")["collections"]] == ["vecs.v2"]
+
+
+def test_cluster_status_single_node(server):
+    a = server.addr
+    r = ok(cli(a, "cluster", "status"))
+    assert r.stdout == "single node (not clustered)\n", r.stdout
+    assert jcli(a, "cluster", "status") == {"clustered": False, "nodes": [], "shards": []}
+    assert jcli(a, "cluster", "--json", "status")["clustered"] is False
+
+
+def test_shards_and_replicas_need_cluster_mode(server):
+    a = server.addr
+    for opt in ("--shards", "--replicas"):
+        r = fails(cli(a, "collections", "create", "sh", "--dim", "8", opt, "2"), REJECTED,
+                  "FAILED_PRECONDITION", opt[2:], "cluster mode")
+        assert r.stdout == ""
+    fails(cli(a, "collections", "describe", "sh"), NOT_FOUND)
+    # 1 (and 0: the server's default) is what a single node holds anyway
+    d = jcli(a, "collections", "create", "sh", "--dim", "8", "--shards", "1", "--replicas", "0")
+    assert (d["shards"], d["replicas"]) == (1, 1)
+
+
+def test_import_ack_on_a_single_node(server, tmp_path):
+    """--ack logged is accepted by a single node (it commits before it replies anyway)."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "vector": [float(i), 1.0]}) + "\n" for i in range(50)))
+    for ack in ("logged", "applied"):
+        coll = "ack_" + ack
+        r = jcli(server.addr, "import", coll, str(path), "--create", "--ack", ack, "--shards", "1")
+        assert r["rows_acknowledged"] == 50, r
+        assert server.describe(coll).count == 50
+    fails(cli(server.addr, "import", "ack_x", str(path), "--create", "--shards", "2"), REJECTED,
+          "FAILED_PRECONDITION", "shards", "cluster mode")
 
 
 def test_json_flag_anywhere(server):
