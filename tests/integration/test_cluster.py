@@ -358,3 +358,53 @@ def test_rebuild_through_any_node(cluster_factory):  # noqa: F811
     expect_error(lambda: list(n1.admin.RebuildIndex(pb.RebuildIndexRequest(collection="none"))), SC.NOT_FOUND)
     expect_error(lambda: list(n1.admin.RebuildIndex(pb.RebuildIndexRequest(
         collection="rb", index=pb.IndexSpec(kind="nonsense")))), SC.INVALID_ARGUMENT, "nonsense")
+
+
+def test_api_keys_between_and_through_nodes(cluster_factory, tmp_path):  # noqa: F811
+    """With --auth-keys, nodes call each other with the --cluster-key-file key; a caller gets
+    through a router exactly what one node would give it, and cannot read replicas directly."""
+    import subprocess
+
+    def h(k):
+        return subprocess.run([qt.QUIVERD, "--hash-key"], input=k + "\n", capture_output=True,
+                              text=True, check=True).stdout.strip()
+    keys = {"node": "n0de-k3y-xyz", "admin": "adm-k3y-1", "reader": "rd-k3y-2", "scoped": "sc-k3y-3"}
+    kf, ck = tmp_path / "keys", tmp_path / "cluster.key"
+    kf.write_text("%s admin nodes\n%s admin ops\n%s read dash\n%s read team collections=a1\n"
+                  % (h(keys["node"]), h(keys["admin"]), h(keys["reader"]), h(keys["scoped"])))
+    ck.write_text(keys["node"] + "\n")
+    cl = cluster_factory(nodes=2, nats=1, wait=False, node_args=["--auth-keys", str(kf), "--cluster-key-file", str(ck)])
+
+    def md(k):
+        return [("authorization", "Bearer " + keys[k])]
+
+    def ready():
+        try:
+            st = cl.nodes[0].admin.ClusterStatus(pb.ClusterStatusRequest(), metadata=md("admin"))
+            return sum(n.alive for n in st.nodes) == 2
+        except grpc.RpcError:
+            return False
+    wait_for(ready, 60, "both nodes registered")
+    n0, n1 = cl.nodes
+    for name in ("a1", "b1"):
+        n0.collections.Create(pb.CreateCollectionRequest(name=name, dim=4, metric=pb.L2, shards=2, replicas=2),
+                              metadata=md("admin"))
+        n0.items.Upsert(pb.UpsertRequest(collection=name, items=[item(i, [i, 1, 2, 3]) for i in range(10)]),
+                        metadata=md("admin"))
+    req = pb.SearchRequest(collection="a1", queries=[vq([3, 1, 2, 3])], k=2)
+    assert n1.search.Search(req, metadata=md("reader")).results[0].hits[0].id == 3
+    assert n1.search.Search(req, metadata=md("scoped")).results[0].hits[0].id == 3
+    expect_error(lambda: n1.search.Search(req), SC.UNAUTHENTICATED)
+    expect_error(lambda: n1.search.Search(pb.SearchRequest(collection="b1", queries=[vq([3, 1, 2, 3])]),
+                                          metadata=md("scoped")), SC.PERMISSION_DENIED)
+    names = [c.name for c in n0.collections.List(pb.ListCollectionsRequest(), metadata=md("scoped")).collections]
+    assert names == ["a1"], names
+    expect_error(lambda: n1.items.Upsert(pb.UpsertRequest(collection="a1", items=[item(99, [0, 0, 0, 0])]),
+                                         metadata=md("reader")), SC.PERMISSION_DENIED)
+    # a replica's local collection is for the nodes' key only
+    st = n0.admin.ClusterStatus(pb.ClusterStatusRequest(), metadata=md("admin"))
+    assert st.clustered
+    peer = md("reader") + [("quiver-peer", "1")]
+    expect_error(lambda: n1.search.Search(req, metadata=peer), SC.PERMISSION_DENIED)
+    expect_error(lambda: n1.items.Get(pb.GetItemsRequest(collection="a1", ids=[1]), metadata=peer),
+                 SC.PERMISSION_DENIED)
