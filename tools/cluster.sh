@@ -404,8 +404,13 @@ EOF
     for spec in "${CREATE[@]+"${CREATE[@]}"}"; do
       IFS=: read -r cname cdim cmetric <<<"$spec"
       echo "+ quiver --addr $first collections create $cname --dim $cdim --metric $cmetric --shards $SHARDS --replicas $REPLICAS"
-      "$QUIVER" --addr "$first" collections create "$cname" --dim "$cdim" --metric "$cmetric" \
-        --shards "$SHARDS" --replicas "$REPLICAS" || { rc=1; echo "$PROG: creating $cname failed (the cluster stays up)" >&2; }
+      local out
+      if out=$("$QUIVER" --addr "$first" collections create "$cname" --dim "$cdim" --metric "$cmetric" \
+                 --shards "$SHARDS" --replicas "$REPLICAS"); then
+        echo "${out%%$'\n'*} ($SHARDS shards x $REPLICAS replicas)"  # its first line: "created collection ..."
+      else
+        rc=1; echo "$PROG: creating $cname failed (the cluster stays up)" >&2
+      fi
     done
     [ ${#CREATE[@]} -gt 0 ] && echo
     echo "Create a collection ($SHARDS shards x $REPLICAS replicas):"
