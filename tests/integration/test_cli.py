@@ -131,7 +131,7 @@ def test_help_on_every_level(args):
 def test_top_help_documents_commands_and_exit_codes():
     out = ok(cli(None, "--help")).stdout
     for w in ["collections list", "collections create", "collections describe", "collections drop",
-              "index rebuild", "index status", "search", "health", "--addr", "QUIVER_ADDR",
+              "index rebuild", "index status", "search", "health", "cluster status", "--addr", "QUIVER_ADDR",
               "--json", "Exit codes"]:
         assert w in out, w
     for code, what in [(0, "success"), (2, "usage"), (3, "connect"), (4, "not found"),
