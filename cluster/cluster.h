@@ -20,6 +20,8 @@
 #ifndef QUIVER_CLUSTER_H
 #define QUIVER_CLUSTER_H
 
+#include <grpc/status.h>
+#include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +55,9 @@ typedef struct qc_opts {
     const char *peer_key;
     int peer_tls;
     const char *peer_ca, *peer_cert, *peer_keyfile;
+    /* calls to this node's own replicas, answered in place (no network) */
+    grpc_status_code (*local_call)(const char *method, const ProtobufCMessage *req, uint8_t **reply,
+                                   size_t *len, char *msg, size_t msglen);
 } qc_opts;
 
 typedef enum { QC_ACTIVE = 0, QC_CATCHING_UP = 1, QC_DOWN = 2 } qc_state;

@@ -1201,7 +1201,8 @@ int qc_open(const qc_opts *opts, qc_cluster **out, char *err, size_t errlen)
     int rc = qc_etcd_open(opts->etcd_urls, opts->etcd_ca || opts->etcd_cert ? &tls : NULL, 3000, &c->etcd,
                           err, errlen);
     if (!rc) rc = qc_log_open(opts->nats_urls, opts->nats_creds, 5000, &c->log, err, errlen);
-    qc_peer_security sec = {opts->peer_key, opts->peer_tls, opts->peer_ca, opts->peer_cert, opts->peer_keyfile};
+    qc_peer_security sec = {opts->peer_key, opts->peer_tls, opts->peer_ca, opts->peer_cert,
+                            opts->peer_keyfile, opts->advertise, opts->local_call};
     if (!rc && qc_peers_new(&sec, &c->peers)) rc = QV_NOMEM;
     if (!rc) rc = register_node(c, err, errlen);
     int64_t rev_nodes = 0, rev_colls = 0;

@@ -15,10 +15,18 @@
 
 typedef struct qc_peers qc_peers;
 
+/* A unary call answered inside this process (the server's handlers, called
+ * in place): the status, the packed reply (malloc'd) on OK. */
+typedef grpc_status_code (*qc_local_fn)(const char *method, const ProtobufCMessage *req, uint8_t **reply,
+                                        size_t *len, char *msg, size_t msglen);
+
 typedef struct qc_peer_security {
     const char *api_key;                  /* NULL: none */
     int tls;                              /* speak TLS to peers */
     const char *ca, *cert, *key;          /* PEM files (NULL: system roots / no client cert) */
+    /* calls to self_addr go to local (when set) instead of the network */
+    const char *self_addr;
+    qc_local_fn local;
 } qc_peer_security;
 
 /* One call: filled in by the caller (addr, method, req, reply_desc), the rest

@@ -266,6 +266,7 @@ void auth_release(auth_ctx *ctx)
 }
 
 void auth_set_current(const auth_ctx *ctx) { tls_ctx = ctx; }
+const auth_ctx *auth_current(void) { return tls_ctx; }
 
 int auth_scoped(void) { return tls_ctx && tls_ctx->k && tls_ctx->k->colls; }
 

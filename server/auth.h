@@ -47,6 +47,7 @@ void auth_release(auth_ctx *ctx);
 
 /* The call this thread serves (NULL: none), for the scope checks below. */
 void auth_set_current(const auth_ctx *ctx);
+const auth_ctx *auth_current(void);
 /* May the current call use collection name? 1, or 0 with err set. */
 int auth_may_use(const char *name, char *err, size_t errlen);
 /* Is the current call's key scoped to some collections? */

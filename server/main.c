@@ -577,6 +577,7 @@ int main(int argc, char **argv)
         co.peer_cert = tls_cert;
         co.peer_keyfile = tls_key;
         co.db = g_db;
+        co.local_call = rpc_call_local; /* this node's replicas: read in place */
         qr_set_max_k(g_max_k);
         char cerr[1024] = "";
         if (qc_open(&co, &g_cluster, cerr, sizeof cerr)) {

@@ -92,6 +92,12 @@ struct rpc {
     struct timespec t0; /* taken in (CLOCK_MONOTONIC), for the latency metric */
     int status;         /* the status sent (-1: none: the call was cancelled) */
     auth_ctx auth;      /* the API key the call was admitted with */
+    /* a call made inside this process (rpc_call_local): no gRPC call; the
+     * reply is captured here */
+    int local;
+    uint8_t *local_reply;
+    size_t local_len;
+    char local_msg[1024];
     void *state;
     void (*state_free)(void *state);
 };
@@ -121,6 +127,14 @@ ProtobufCMessage *rpc_recv_unpack(rpc *r, size_t *held);
  * wrong with it (invalid UTF-8, a NUL byte), a malformed message, or no
  * message. Valid until the thread's next decode. */
 const char *rpc_unpack_error(void);
+
+/* Run a unary method's handler inside this process, on this thread, as if
+ * a peer had called it (the cluster's router reading a replica this node
+ * holds: no network, no copy of the request). For handlers that answer
+ * before they return (the reads). Returns the status; on OK the packed
+ * reply in *reply (malloc'd, *len bytes), else the message in msg. */
+grpc_status_code rpc_call_local(const char *path, const ProtobufCMessage *req, uint8_t **reply,
+                                size_t *len, char *msg, size_t msglen);
 
 /* [initial metadata] [+ reply] + status, in one batch. details may be NULL. */
 void rpc_finish(rpc *r, const ProtobufCMessage *reply, grpc_status_code code, const char *details);
