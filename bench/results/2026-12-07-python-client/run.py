@@ -51,8 +51,14 @@ try:
         return "127.0.0.1:%d" % port, stop
 
     sys.executable = a.python  # the child runs where quiver_client is installed
+    load0 = os.getloadavg()
     res = pb.measure(os.path.join(a.bin, "quiver"), npy, new_server, rounds=a.rounds)
-    res.update(rows=a.rows, dim=a.dim, data_mb=a.rows * a.dim * 4 / 2**20, nproc=os.cpu_count())
+    med = {w: float(np.median([x["rows_per_second"] for x in res["runs"] if x["what"] == w]))
+           for w in ("import", "client")}
+    res.update(rows=a.rows, dim=a.dim, data_mb=a.rows * a.dim * 4 / 2**20, nproc=os.cpu_count(),
+               median_import_rows_per_second=med["import"], median_client_rows_per_second=med["client"],
+               median_ratio=med["client"] / med["import"], loadavg_before=load0,
+               loadavg_after=os.getloadavg())
     print(json.dumps(res, indent=1))
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
