@@ -348,11 +348,13 @@ def test_attribute_round_trip(server):
         qv.upsert("attrs", [5], np.ones((1, 2)), [{"huge": 1 << 63}])
 
 
-def test_get_delete_scan(server):
+def test_get_delete_scan(server, capsys):
     qv = client(server)
     qv.create_collection("g", dim=3, metric="cosine")
     X = np.random.default_rng(2).standard_normal((50, 3)).astype(np.float32)
-    qv.upsert("g", np.arange(50) * 2, X, [{"n": i} for i in range(50)])
+    qv.upsert("g", np.arange(50) * 2, X, [{"n": i} for i in range(50)], progress=True)
+    err = capsys.readouterr().err
+    assert 'upsert "g"' in err and "50" in err, err
     got = qv.get("g", [4, 5, 0, 98, 99])
     assert [i.id for i in got] == [4, 0, 98] and got.missing_ids == [5, 99]
     unit = X / np.linalg.norm(X, axis=1, keepdims=True)
@@ -854,6 +856,9 @@ def test_async_client(data, tmp_path):
             assert m == 10
             info = await qv.rebuild_index("async", kind="flat")
             assert info.kind == "flat" and info.count == N - 2 + 10
+            rb = await qv.rebuild_index("async", kind="flat", wait=False)
+            phases = [p.phase async for p in rb]
+            assert phases[-1] == "done" and rb.index is not None and rb.index.count == N + 8
             b = await qv.backup(str(tmp_path / "a.tar"))
             assert b.bytes == os.path.getsize(str(tmp_path / "a.tar"))
             try:

@@ -11,11 +11,11 @@
 
 Client is synchronous and thread-safe; AsyncClient has the same methods on grpc.aio.
 Errors are QuiverError subclasses carrying the server's message."""
-from .aio import AsyncClient
+from .aio import AsyncClient, AsyncRebuild
 from .client import Client, Rebuild
 from .errors import (AlreadyExists, Cancelled, DeadlineExceeded, FailedPrecondition, Internal,
                      InvalidArgument, NotFound, PermissionDenied, QuiverError, ResourceExhausted,
-                     Unauthenticated, Unavailable)
+                     Unauthenticated, Unavailable, Unimplemented)
 from .filters import Expr, F
 from .models import (BackupInfo, ClusterStatus, CollectionInfo, Hit, IndexInfo, Item, ItemList,
                      NodeStatus, RebuildProgress, ReplicaStatus, ShardStatus, WriteResult)
@@ -23,10 +23,10 @@ from .models import (BackupInfo, ClusterStatus, CollectionInfo, Hit, IndexInfo, 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "AsyncClient", "Rebuild", "F", "Expr",
+    "Client", "AsyncClient", "Rebuild", "AsyncRebuild", "F", "Expr",
     "Hit", "Item", "ItemList", "CollectionInfo", "IndexInfo", "RebuildProgress", "BackupInfo",
     "WriteResult", "ClusterStatus", "NodeStatus", "ShardStatus", "ReplicaStatus",
     "QuiverError", "NotFound", "InvalidArgument", "AlreadyExists", "FailedPrecondition",
     "ResourceExhausted", "Unauthenticated", "PermissionDenied", "Unavailable",
-    "DeadlineExceeded", "Internal", "Cancelled",
+    "DeadlineExceeded", "Internal", "Cancelled", "Unimplemented",
 ]

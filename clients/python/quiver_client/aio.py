@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import (Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence, Set,
-                    Tuple)
+from typing import (Any, AsyncIterator, Dict, Iterable, List, Literal, Mapping, Optional,
+                    Sequence, Set, Tuple, Union, overload)
 
 import grpc
 import grpc.aio
@@ -20,7 +20,42 @@ from ._progress import Progress
 from .client import _RECOMMEND_DEFAULTS, AttributeRows, FilterArg, Ids, _upsert_error
 from .errors import QuiverError, from_rpc_error
 from .models import (BackupInfo, ClusterStatus, CollectionInfo, Hit, IndexInfo, ItemList, Item,
-                     WriteResult)
+                     RebuildProgress, WriteResult)
+
+
+class AsyncRebuild:
+    """A running AsyncClient.rebuild_index(wait=False): `async for` its RebuildProgress
+    reports, `await wait()` for the new IndexInfo, cancel() to stop it."""
+
+    def __init__(self, call: Any, collection: str, progress: Progress) -> None:
+        self._call = call
+        self._collection = collection
+        self._progress = progress
+        self.index: Optional[IndexInfo] = None
+
+    async def __aiter__(self) -> AsyncIterator[RebuildProgress]:
+        try:
+            async for m in self._call:
+                p = codec.progress_of(m)
+                self._progress.set(p.done, p.total or None,
+                                   'rebuild "%s": %s' % (self._collection, p.phase))
+                if p.index is not None:
+                    self.index = p.index
+                yield p
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        finally:
+            self._progress.close()
+
+    async def wait(self) -> IndexInfo:
+        async for _ in self:
+            pass
+        if self.index is None:
+            raise QuiverError('rebuild of "%s" ended without a "done" report' % self._collection)
+        return self.index
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 class AsyncClient(Base):
@@ -307,32 +342,34 @@ class AsyncClient(Base):
         return [codec.hits_of(h) for h in resp.results]
 
     # --------------------------------------------------------------------- admin
+    @overload
+    async def rebuild_index(self, collection: str, kind: Optional[str] = ..., *,
+                            nlist: Optional[int] = ..., pq_m: Optional[int] = ...,
+                            pq_nbits: Optional[int] = ..., refine: Optional[int] = ...,
+                            wait: Literal[True] = ..., progress: bool = ...,
+                            timeout: Optional[float] = ...) -> IndexInfo: ...
+
+    @overload
+    async def rebuild_index(self, collection: str, kind: Optional[str] = ..., *,
+                            nlist: Optional[int] = ..., pq_m: Optional[int] = ...,
+                            pq_nbits: Optional[int] = ..., refine: Optional[int] = ...,
+                            wait: Literal[False], progress: bool = ...,
+                            timeout: Optional[float] = ...) -> "AsyncRebuild": ...
+
     async def rebuild_index(self, collection: str, kind: Optional[str] = None, *,
                             nlist: Optional[int] = None, pq_m: Optional[int] = None,
                             pq_nbits: Optional[int] = None, refine: Optional[int] = None,
-                            progress: bool = False, timeout: Optional[float] = None) -> IndexInfo:
-        """See Client.rebuild_index (always waits; cancel the task to cancel the rebuild)."""
+                            wait: bool = True, progress: bool = False,
+                            timeout: Optional[float] = None) -> Union[IndexInfo, "AsyncRebuild"]:
+        """See Client.rebuild_index; wait=False gives an AsyncRebuild (`async for` its
+        progress, `await .wait()`, `.cancel()`)."""
         req = pb.RebuildIndexRequest(collection=collection)
         spec = codec.index_spec(None, kind, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits, refine=refine)
         if spec is not None:
             req.index.CopyFrom(spec)
-        bar = Progress(progress, None, 'rebuild "%s"' % collection)
-        index: Optional[IndexInfo] = None
         call = self._calls["rebuild"](req, timeout=timeout, metadata=self._metadata)
-        try:
-            async for m in call:
-                p = codec.progress_of(m)
-                bar.set(p.done, p.total or None, 'rebuild "%s": %s' % (collection, p.phase))
-                if p.index is not None:
-                    index = p.index
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
-        finally:
-            call.cancel()
-            bar.close()
-        if index is None:
-            raise QuiverError('rebuild of "%s" ended without a "done" report' % collection)
-        return index
+        rb = AsyncRebuild(call, collection, Progress(progress, None, 'rebuild "%s"' % collection))
+        return await rb.wait() if wait else rb
 
     async def backup(self, path: Any, *, progress: bool = False,
                      timeout: Optional[float] = None) -> BackupInfo:

@@ -67,6 +67,10 @@ class Cancelled(QuiverError):
     """The call was cancelled."""
 
 
+class Unimplemented(QuiverError):
+    """The server does not have this method (an older quiverd)."""
+
+
 _BY_CODE: Dict[Any, Type[QuiverError]] = {
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
@@ -81,6 +85,7 @@ _BY_CODE: Dict[Any, Type[QuiverError]] = {
     grpc.StatusCode.INTERNAL: Internal,
     grpc.StatusCode.DATA_LOSS: Internal,
     grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
 }
 
 
