@@ -236,6 +236,28 @@ def test_filter_builder_to_proto_shapes():
     assert (F("lang") == "en").to_dict() == d
 
 
+def test_readme_example_runs(server, tmp_path, monkeypatch):
+    """The README's Python example, as written there, against a real server."""
+    import re
+    with open(os.path.join(qt.REPO, "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("## Python: `quiver_client`"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "from quiver_client import Client, F" in code
+    code = code.replace('"127.0.0.1:50051"', repr(server.addr))
+    rng = np.random.default_rng(11)
+    n = 500
+    ns = {"ids": np.arange(n), "X": rng.standard_normal((n, 384)).astype(np.float32),
+          "rows": [{"lang": ["en", "de"][i % 2], "price": i % 100, "board": i % 7} for i in range(n)],
+          "seen": [1, 2, 3], "Q": rng.standard_normal((4, 384))}
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), ns)
+    assert len(ns["hits"]) == 10 and ns["ids"].shape == (4, 10) and ns["n"] == n - 1
+    assert all(h.attributes["lang"] == "en" and h.attributes["price"] <= 50 for h in ns["hits"])
+    assert [i.id for i in ns["items"]] == [1, 2]
+    assert os.path.getsize(str(tmp_path / "pins.tar")) > 0
+
+
 # ================================================================ collections
 def test_collections_create_describe_list_drop(server):
     qv = client(server)
