@@ -9,6 +9,7 @@
 
 #include "quiver/v1/quiver.pb-c.h"
 #include "quiver/arena.h"
+#include "quiver/token.h"
 #include "rpc.h"
 
 /* methods.c: every method quiverd serves, for rpc_serve (rpc_server_opts.methods)
@@ -169,6 +170,17 @@ void srv_cluster_rebuild(rpc *r,
                          void (*finished)(void *ctx, grpc_status_code code, const char *msg,
                                           Quiver__V1__IndexInfo *ii, uint64_t done, double elapsed),
                          void *ctx, _Atomic int *cancel);
+/* A token's parts, merged over writes (the largest sequence per shard). */
+typedef struct srv_token_max {
+    size_t n;
+    qv_token_part p[256];
+} srv_token_max;
+void srv_token_merge(srv_token_max *m, const qv_coll_config *cfg, const srv_write_result *res);
+size_t srv_token_encode(const srv_token_max *m, const qv_coll_config *cfg, uint8_t out[SRV_TOKEN_MAX]);
+/* Wait until the ACTIVE replicas applied parts, then done(ctx, code, msg)
+ * from a cluster thread. */
+void srv_cluster_wait_parts(rpc *r, const qv_coll_config *cfg, const srv_token_max *parts,
+                            void (*done)(void *ctx, grpc_status_code code, const char *msg), void *ctx);
 /* quiver.peer.v1.Peer/WaitApplied */
 void peer_wait_applied(rpc *r);
 /* A read's after_token (field: its name in the request) on a single node:

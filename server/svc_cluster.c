@@ -650,3 +650,73 @@ void srv_cluster_rebuild(rpc *r,
         finished(ctx, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0, 0);
     }
 }
+
+/* ------------------------------------------------- a stream's last wait */
+void srv_token_merge(srv_token_max *m, const qv_coll_config *cfg, const srv_write_result *res)
+{
+    qv_token_part p[256];
+    char why[200];
+    int n = qv_token_decode(cfg->name, res->tok, res->toklen, p, 256, why, sizeof why);
+    for (int i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < m->n && m->p[j].shard != p[i].shard) j++;
+        if (j == m->n) {
+            /* kept in shard order, as a token lists them */
+            size_t at = 0;
+            while (at < m->n && m->p[at].shard < p[i].shard) at++;
+            memmove(&m->p[at + 1], &m->p[at], (m->n - at) * sizeof m->p[0]);
+            m->p[at] = p[i];
+            m->n++;
+        } else if (p[i].seq > m->p[j].seq) {
+            m->p[j].seq = p[i].seq;
+        }
+    }
+}
+
+size_t srv_token_encode(const srv_token_max *m, const qv_coll_config *cfg, uint8_t out[SRV_TOKEN_MAX])
+{
+    return qv_token_encode(cfg->name, m->p, m->n, out);
+}
+
+typedef struct pwait_job {
+    rpc *r;
+    qv_coll_config cfg;
+    srv_token_max parts;
+    void (*done)(void *ctx, grpc_status_code code, const char *msg);
+    void *ctx;
+} pwait_job;
+
+static void parts_job(void *ctx)
+{
+    pwait_job *j = ctx;
+    qc_meta m;
+    char err[400] = "";
+    grpc_status_code code = GRPC_STATUS_OK;
+    if (qc_meta_get(g_cluster, j->cfg.name, &m)) {
+        code = GRPC_STATUS_NOT_FOUND;
+        snprintf(err, sizeof err, "collection \"%s\" was dropped meanwhile", j->cfg.name);
+    } else {
+        if (qc_wait_applied(g_cluster, &m, j->parts.p, j->parts.n, deadline_of(j->r), err, sizeof err))
+            code = GRPC_STATUS_DEADLINE_EXCEEDED;
+        qc_meta_free(&m);
+    }
+    j->done(j->ctx, code, err);
+    free(j);
+}
+
+void srv_cluster_wait_parts(rpc *r, const qv_coll_config *cfg, const srv_token_max *parts,
+                            void (*done)(void *ctx, grpc_status_code code, const char *msg), void *ctx)
+{
+    pwait_job *j = malloc(sizeof *j);
+    if (j) {
+        j->r = r;
+        j->cfg = *cfg;
+        j->parts = *parts;
+        j->done = done;
+        j->ctx = ctx;
+    }
+    if (!j || qc_async(g_cluster, parts_job, j)) {
+        free(j);
+        done(ctx, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+}

@@ -262,6 +262,12 @@ typedef struct import_state {
     uint64_t last_seq;
     uint8_t tok[SRV_TOKEN_MAX];
     size_t toklen;
+    /* cluster: each message goes to the log without waiting for the
+     * replicas; the stream's ACK_APPLIED (its first message's ack) waits
+     * once, at the end, for the last entry of every shard it wrote */
+    int wait_applied, ack_known;
+    qv_coll_config cfg;
+    srv_token_max parts;
 } import_state;
 
 static void import_state_free(void *p)
@@ -287,6 +293,24 @@ static void import_fail(import_state *s, uint64_t msgno, grpc_status_code code, 
     snprintf(s->fail_msg, sizeof s->fail_msg, "%s", msg);
 }
 
+/* cluster: the stream's writes applied by every ACTIVE replica (or not) */
+static void import_applied(void *ctx, grpc_status_code code, const char *msg)
+{
+    import_state *s = ctx;
+    rpc *r = s->r;
+    if (code != GRPC_STATUS_OK) {
+        rpc_fail(r, code, "import to \"%s\": %" PRIu64 " items are in the log, but %s", s->cfg.name,
+                 s->total, msg);
+    } else {
+        Quiver__V1__UpsertResponse rep = QUIVER__V1__UPSERT_RESPONSE__INIT;
+        rep.upserted = s->total;
+        rep.write_token.data = s->tok;
+        rep.write_token.len = s->toklen;
+        rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+    }
+    rpc_unref(r);
+}
+
 /* With s->mu held: start what the state calls for (the status when the stream
  * is over, else the next RECV when a slot is free). Returns after starting a
  * batch on r or doing nothing; the caller unlocks and must not touch r. */
@@ -296,6 +320,11 @@ static void import_next(import_state *s)
     if (s->ended || s->recv_posted) return;
     if ((s->failed || s->closing) && s->inflight == 0) {
         s->ended = 1;
+        if (!s->failed && s->wait_applied && s->parts.n) { /* cluster: visible before the reply */
+            rpc_ref(r);
+            srv_cluster_wait_parts(r, &s->cfg, &s->parts, import_applied, s);
+            return;
+        }
         if (s->failed) {
             rpc_fail(r, s->fail_code, "%s (%" PRIu64 " messages, %" PRIu64
                      " items committed before it)", s->fail_msg, s->committed_msgs, s->total);
@@ -332,7 +361,11 @@ static void import_done(qv_write *w)
     } else if (!w->rc) {
         s->total += w->affected;
         s->committed_msgs++;
-        if (w->seq >= s->last_seq || g_cluster) { /* in a cluster: the last message's */
+        if (g_cluster) { /* the stream's token: the last entry of every shard it wrote */
+            srv_token_merge(&s->parts, &sl->b.cfg, &sl->b.res);
+            s->cfg = sl->b.cfg;
+            s->toklen = srv_token_encode(&s->parts, &s->cfg, s->tok);
+        } else if (w->seq >= s->last_seq) {
             ProtobufCBinaryData t;
             srv_token_of(w, &sl->b.cfg, &sl->b.res, &t);
             memcpy(s->tok, t.data, t.len);
@@ -432,6 +465,13 @@ void items_import_step(rpc *r, int ok)
     sl->b.w.chain_pos = msgno;
     sl->b.w.bytes = held;
     sl->b.w.deadline_ms = rpc_deadline_ms(r);
+    if (g_cluster) { /* to the log only; the stream waits for the replicas at its end */
+        if (!s->ack_known) {
+            s->ack_known = 1;
+            s->wait_applied = !sl->b.res.ack_logged;
+        }
+        sl->b.res.ack_logged = 1;
+    }
     s->inflight++;
     rpc_ref(r); /* the write's, dropped by import_done */
     rpc_ref(r); /* ours: s stays valid until we are done with it */

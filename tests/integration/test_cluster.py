@@ -170,12 +170,21 @@ def test_acknowledged_writes_are_seen_by_every_node(pair):
             hits = other.search.Search(pb.SearchRequest(collection="c", queries=[vq(v * 2 + i)], k=1,
                                                         after_token=r.write_token)).results[0].hits
             assert hits[0].id == 20000 + i
+    # an Import stream: its reply (ACK_APPLIED) comes once every replica applied all of it
+    def stream():
+        for s in range(3):
+            yield pb.UpsertRequest(collection="c", items=[item(40000 + 100 * s + j, v * 3 + j) for j in range(100)])
+    imp = cl.nodes[3].items.Import(stream())
+    assert imp.upserted == 300 and imp.write_token
+    ids = [40000 + 100 * s + j for s in range(3) for j in range(100)]
+    for other in cl.nodes:
+        assert len(other.items.Get(pb.GetItemsRequest(collection="c", ids=ids)).items) == 300
     d = cl.nodes[2].items.Delete(pb.DeleteItemsRequest(collection="c", ids=[10000, 10001, 424242]))
     assert d.deleted == 2 and d.write_token
     for other in cl.nodes:
         got = other.items.Get(pb.GetItemsRequest(collection="c", ids=[10000, 10001, 10002]))
         assert [it.id for it in got.items] == [10002]
-    assert cl.nodes[0].collections.Describe(pb.DescribeCollectionRequest(name="c")).count == N + 4 + 5 - 2
+    assert cl.nodes[0].collections.Describe(pb.DescribeCollectionRequest(name="c")).count == N + 4 + 5 + 300 - 2
 
 
 def test_bad_input_gets_single_node_statuses(pair):
