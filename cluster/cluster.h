@@ -111,6 +111,8 @@ int qc_meta_list(qc_cluster *c, qc_meta **metas, size_t *n);
 int qc_nodes(qc_cluster *c, qc_node_info **out, size_t *n);
 /* The address of node id into addr. Returns 0 or QV_NOTFOUND. */
 int qc_node_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1]);
+/* Likewise, for a node registered now (its lease live). */
+int qc_node_live_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1]);
 
 /* Create a collection: place its replicas on the live nodes that hold shards
  * (no node twice in a shard, fewest replicas first), record it in etcd by

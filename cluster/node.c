@@ -77,6 +77,7 @@ struct qc_cluster {
     qc_etcd *etcd;
     qc_log *log;
     int64_t lease;
+    atomic_int lease_lost; /* etcd dropped our registration: register again */
     qc_watch *w_nodes, *w_colls;
     int log_replicas;
     uint64_t boot; /* makes message ids unique across restarts */
@@ -331,6 +332,19 @@ int qc_nodes(qc_cluster *c, qc_node_info **out, size_t *n)
     *n = *out ? c->nnodes : 0;
     pthread_mutex_unlock(&c->mu);
     return *out ? 0 : QV_NOMEM;
+}
+
+int qc_node_live_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1])
+{
+    int rc = QV_NOTFOUND;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (!strcmp(c->nodes[i].id, id) && c->nodes[i].addr[0] && c->nodes[i].alive) {
+            snprintf(addr, QC_MAX_ADDR + 1, "%s", c->nodes[i].addr);
+            rc = 0;
+        }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
 }
 
 int qc_node_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1])
@@ -678,6 +692,8 @@ static void promote_caught_up(qc_cluster *c)
     free(metas);
 }
 
+static int register_node(qc_cluster *c, char *err, size_t errlen);
+
 static void *reconciler_main(void *arg)
 {
     qc_cluster *c = arg;
@@ -692,6 +708,16 @@ static void *reconciler_main(void *arg)
         if (c->stop) break;
         c->dirty = 0;
         pthread_mutex_unlock(&c->cmu);
+        if (atomic_load(&c->lease_lost)) {
+            char err[300];
+            qc_etcd_lease_revoke(c->etcd, c->lease); /* stops its keepalive */
+            if (register_node(c, err, sizeof err) == 0) {
+                atomic_store(&c->lease_lost, 0);
+                qv_info("cluster: node %s registered again", c->node_id);
+            } else {
+                qv_warn("cluster: node %s cannot register again yet: %s", c->node_id, err);
+            }
+        }
         reconcile(c); /* every second as well: retries what failed */
         promote_caught_up(c);
         pthread_mutex_lock(&c->cmu);
@@ -1093,7 +1119,13 @@ int qc_wait_applied(qc_cluster *c, const qc_meta *m, const qv_token_part *parts,
         const qc_shard *sh = &m->shard[parts[i].shard];
         for (uint32_t k = 0; k < sh->nrep; k++) {
             if (sh->rep[k].state != QC_ACTIVE) continue;
-            if (qc_node_addr(c, sh->rep[k].node, addrs[n])) continue; /* never registered: nothing to ask */
+            if (qc_node_live_addr(c, sh->rep[k].node, addrs[n])) {
+                /* its node is gone (lease expired): out of the rotation now */
+                qv_warn("cluster: node %s of %s shard %u is not registered: its replica is CATCHING_UP",
+                        sh->rep[k].node, m->cfg.name, parts[i].shard);
+                qc_set_state(c, m->cfg.name, parts[i].shard, sh->rep[k].node, QC_CATCHING_UP);
+                continue;
+            }
             quiver__peer__v1__wait_applied_request__init(&reqs[n]);
             qc_replica_name(m->uid, parts[i].shard, names[n]);
             reqs[n].replica = names[n];
@@ -1136,7 +1168,9 @@ static void on_lease_lost(void *ctx, int64_t id)
 {
     qc_cluster *c = ctx;
     (void)id;
-    qv_warn("cluster: node %s lost its etcd lease; registering again", c->node_id);
+    qv_warn("cluster: node %s lost its etcd lease (it was away longer than the lease); "
+            "registering again", c->node_id);
+    atomic_store(&c->lease_lost, 1);
     mark_dirty(c);
 }
 

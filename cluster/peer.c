@@ -159,9 +159,7 @@ void qc_peer_call_all(qc_peers *p, qc_call *calls, size_t n, int64_t deadline_ms
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     inflight *fl = calloc(n ? n : 1, sizeof *fl);
     size_t started = 0;
-    int64_t left = deadline_ms - qc_now_ms();
-    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                   gpr_time_from_millis(left > 1 ? left : 1, GPR_TIMESPAN));
+    int64_t now = qc_now_ms();
     for (size_t i = 0; i < n; i++) {
         qc_call *c = &calls[i];
         c->reply = NULL;
@@ -174,6 +172,9 @@ void qc_peer_call_all(qc_peers *p, qc_call *calls, size_t n, int64_t deadline_ms
             continue;
         }
         inflight *f = &fl[i];
+        int64_t left = (c->deadline_ms ? c->deadline_ms : deadline_ms) - now;
+        gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                       gpr_time_from_millis(left > 1 ? left : 1, GPR_TIMESPAN));
         grpc_slice method = grpc_slice_from_static_string(c->method);
         f->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, dl, NULL);
         size_t len = protobuf_c_message_get_packed_size(c->req);

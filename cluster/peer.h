@@ -36,6 +36,7 @@ typedef struct qc_call {
     const char *method;                          /* "/quiver.v1.Search/Search" */
     const ProtobufCMessage *req;
     const ProtobufCMessageDescriptor *reply_desc;
+    int64_t deadline_ms; /* this call's own (0: the batch's) */
     /* results */
     grpc_status_code code;
     char msg[512];

@@ -129,12 +129,16 @@ static int fanout(qc_cluster *c, const qc_meta *m, const char *method, ProtobufC
             if (!reqs[s] || replies[s]) continue;
             const qc_shard *sh = &m->shard[s];
             /* the next ACTIVE replica after the one tried (rotating) */
-            int found = 0;
+            int found = 0, live = 0;
+            for (uint32_t t = 0; t < sh->nrep; t++) {
+                char a[QC_MAX_ADDR + 1];
+                live += sh->rep[t].state == QC_ACTIVE && !qc_node_live_addr(c, sh->rep[t].node, a);
+            }
             for (uint32_t t = 0; t < sh->nrep && !found; t++) {
                 uint32_t k = (rot + s + t + (attempt ? first[s] + 1 : 0)) % (sh->nrep ? sh->nrep : 1);
                 if (attempt && k == first[s]) continue;
                 if (sh->rep[k].state != QC_ACTIVE) continue;
-                if (qc_node_addr(c, sh->rep[k].node, addr[n])) continue;
+                if (qc_node_live_addr(c, sh->rep[k].node, addr[n])) continue;
                 if (!attempt) first[s] = k;
                 found = 1;
             }
@@ -151,6 +155,10 @@ static int fanout(qc_cluster *c, const qc_meta *m, const char *method, ProtobufC
             calls[n].method = method;
             calls[n].req = reqs[s];
             calls[n].reply_desc = reply_desc;
+            /* a replica that does not answer (a paused machine) leaves the
+             * other half of the time to another one, when there is one */
+            int64_t now = qc_now_ms();
+            calls[n].deadline_ms = attempt == 0 && live > 1 && deadline - now > 200 ? now + (deadline - now) / 2 : 0;
             idx[n++] = s;
         }
         if (rc || n == 0) break;
@@ -165,6 +173,7 @@ static int fanout(qc_cluster *c, const qc_meta *m, const char *method, ProtobufC
             }
             /* the replica, not the request, failed: another may answer */
             int theirs = calls[i].code == GRPC_STATUS_UNAVAILABLE ||
+                         calls[i].code == GRPC_STATUS_DEADLINE_EXCEEDED ||
                          calls[i].code == GRPC_STATUS_INTERNAL || calls[i].code == GRPC_STATUS_UNKNOWN ||
                          (calls[i].code == GRPC_STATUS_NOT_FOUND && strstr(calls[i].msg, lname[s]) &&
                           strstr(calls[i].msg, "does not exist") && !strstr(calls[i].msg, ".id "));
@@ -998,7 +1007,7 @@ static int scan_shard(qc_cluster *c, const qc_meta *m, uint32_t s, const Quiver_
     for (uint32_t t = 0; t < sh->nrep && tried < 2; t++) {
         uint32_t k = (rot + t) % sh->nrep;
         char addr[QC_MAX_ADDR + 1];
-        if (sh->rep[k].state != QC_ACTIVE || qc_node_addr(c, sh->rep[k].node, addr)) continue;
+        if (sh->rep[k].state != QC_ACTIVE || qc_node_live_addr(c, sh->rep[k].node, addr)) continue;
         tried++;
         Quiver__V1__ScanResponse *all = alloc(out, sizeof *all);
         if (!all) return -1;

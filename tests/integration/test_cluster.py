@@ -417,3 +417,45 @@ def test_api_keys_between_and_through_nodes(cluster_factory, tmp_path):  # noqa:
     expect_error(lambda: n1.search.Search(req, metadata=peer), SC.PERMISSION_DENIED)
     expect_error(lambda: n1.items.Get(pb.GetItemsRequest(collection="a1", ids=[1]), metadata=peer),
                  SC.PERMISSION_DENIED)
+
+
+def test_paused_replica_leaves_rotation_and_comes_back(cluster_factory):  # noqa: F811
+    """A node that stops answering (SIGSTOP, longer than its lease): writes are acknowledged
+    without it after the apply bound, its replicas become CATCHING_UP and leave the reads'
+    rotation; once it runs again it registers again, catches up and is ACTIVE again."""
+    cl = cluster_factory(nodes=3, nats=1)
+    n0, n1, n2 = cl.nodes
+    n0.collections.Create(pb.CreateCollectionRequest(name="p", dim=4, metric=pb.L2, shards=2, replicas=2))
+    n0.items.Upsert(pb.UpsertRequest(collection="p", items=[item(i, [i, 0, 0, 0]) for i in range(40)]))
+    os_kill = __import__("os").kill
+    os_kill(n2.proc.pid, __import__("signal").SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        # items on both shards: each replica on the paused node misses this write
+        n0.items.Upsert(pb.UpsertRequest(collection="p", items=[item(100, [100, 0, 0, 0])] + [
+            item(200 + i, [200 + i, 0, 0, 0]) for i in range(20)]), timeout=30)
+        first = time.monotonic() - t0
+        assert first < 15, first  # the apply bound (5 s), not the deadline
+        t0 = time.monotonic()
+        n1.items.Upsert(pb.UpsertRequest(collection="p", items=[item(101 + i, [101 + i, 0, 0, 0]) for i in range(9)]),
+                        timeout=30)
+        assert time.monotonic() - t0 < 3  # no longer waits for it
+        for _ in range(5):  # reads answer from the others, promptly
+            t0 = time.monotonic()
+            hits = n1.search.Search(pb.SearchRequest(collection="p", queries=[vq([100, 0, 0, 0])], k=1),
+                                    timeout=30).results[0].hits
+            assert hits[0].id == 100 and time.monotonic() - t0 < 3
+        st = n0.admin.ClusterStatus(pb.ClusterStatusRequest())
+        away = [r for s in st.shards for r in s.replicas if r.node == n2.node_id]
+        assert away and all(r.state != pb.REPLICA_ACTIVE for r in away), st
+    finally:
+        os_kill(n2.proc.pid, __import__("signal").SIGCONT)
+
+    def back():
+        st = n0.admin.ClusterStatus(pb.ClusterStatusRequest())
+        return (all(n.alive for n in st.nodes) and
+                all(r.state == pb.REPLICA_ACTIVE and r.applied_seq == s.log_last_seq
+                    for s in st.shards for r in s.replicas))
+    wait_for(back, 60, "the paused node registered again, caught up and ACTIVE")
+    got = n2.items.Get(pb.GetItemsRequest(collection="p", ids=list(range(100, 110))))
+    assert len(got.items) == 10
