@@ -100,6 +100,9 @@ static void usage(FILE *f)
             "  --cluster-log-replicas N  copies of each shard's log stream (default 3 with\n"
             "                       3 or more NATS URLs, else 1)\n"
             "  --cluster-threads N  threads that route calls to other nodes (default 8)\n"
+            "  --cluster-tls-ca FILE  with --tls-cert: the CA that signed the other nodes'\n"
+            "                       certificates (default: --tls-client-ca); nodes present\n"
+            "                       their --tls-cert to each other\n"
             "  --version            print the version and exit\n"
             "  --help               this help\n\n"
             "Runtime environment: quiverd restarts itself once at start-up with\n"
@@ -246,7 +249,7 @@ int main(int argc, char **argv)
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
            O_ATTRKEYS, O_QUEUED, O_MAXREB, O_RESTORE, O_FORCE, O_AUTHKEYS, O_HASHKEY, O_NOAUTH,
            O_TLSCERT, O_TLSKEY, O_TLSCA, O_LOGFMT, O_SLOW, O_METRICS, O_CETCD, O_CNATS, O_NODEID,
-           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS };
+           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS, O_CTLSCA };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -277,10 +280,11 @@ int main(int argc, char **argv)
         {"cluster-etcd-key", required_argument, 0, O_CEKEY},
         {"cluster-log-replicas", required_argument, 0, O_CLOGREP},
         {"cluster-threads", required_argument, 0, O_CTHREADS},
+        {"cluster-tls-ca", required_argument, 0, O_CTLSCA},
         {0, 0, 0, 0}};
     qc_opts co;
     memset(&co, 0, sizeof co);
-    const char *cluster_key_file = NULL;
+    const char *cluster_key_file = NULL, *cluster_tls_ca = NULL;
     const char *auth_keys = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
     int insecure_no_auth = 0;
     const char *restore = NULL, *metrics_listen = NULL;
@@ -387,6 +391,7 @@ int main(int argc, char **argv)
             if (parse_count("--cluster-log-replicas", optarg, 1, 5, &v)) return 2;
             co.log_replicas = (int)v;
             break;
+        case O_CTLSCA: cluster_tls_ca = optarg; break;
         case O_CTHREADS:
             if (parse_count("--cluster-threads", optarg, 1, 256, &v)) return 2;
             co.threads = (unsigned)v;
@@ -573,7 +578,7 @@ int main(int argc, char **argv)
             co.peer_key = peer_key;
         }
         co.peer_tls = tls_cert != NULL;
-        co.peer_ca = tls_ca;
+        co.peer_ca = cluster_tls_ca ? cluster_tls_ca : tls_ca;
         co.peer_cert = tls_cert;
         co.peer_keyfile = tls_key;
         co.db = g_db;
