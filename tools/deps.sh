@@ -13,7 +13,8 @@ PKGS=(build-essential cmake pkg-config xxd
       libmicrohttpd-dev prometheus
       nats-server libnats-dev etcd-server etcd-client golang-etcd-server-dev
       golang-github-gogo-protobuf-dev golang-github-grpc-ecosystem-grpc-gateway-dev
-      openssl)   # test_etcd makes its TLS certificates with the openssl tool
+      openssl    # test_etcd makes its TLS certificates with the openssl tool
+      python3-jsonschema python3-kubernetes)  # test_kubernetes_manifests: the API's schemas
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
