@@ -50,6 +50,8 @@ typedef struct qc_opts {
     int log_replicas;       /* copies of each log stream (0: 3 with 3+ NATS URLs, else 1) */
     unsigned threads;       /* routing threads (0 = 8) */
     unsigned lease_ttl_s;   /* node registration lease (0 = 5) */
+    unsigned replace_after_s; /* a node gone this long has its replicas placed elsewhere (0 = 300) */
+    int no_rebalance;       /* 1: a joining node gets no replicas moved to it by itself */
     /* calls to peers: the API key they carry (--cluster-key-file; NULL: none)
      * and TLS (peer_tls: speak TLS; CA, client certificate and key files) */
     const char *peer_key;
@@ -65,6 +67,7 @@ typedef enum { QC_ACTIVE = 0, QC_CATCHING_UP = 1, QC_DOWN = 2 } qc_state;
 typedef struct qc_replica {
     char node[QC_MAX_NODE_ID + 1];
     qc_state state;
+    int leaving; /* being moved off its node: removed once its replacement is ACTIVE */
 } qc_replica;
 
 typedef struct qc_shard {
@@ -167,6 +170,18 @@ typedef struct qc_replica_info {
     uint64_t log_last_seq; /* the log's last (0 when the log did not answer) */
 } qc_replica_info;
 void qc_local_replicas(qc_cluster *c, void (*fn)(void *ctx, const qc_replica_info *r), void *ctx);
+
+/* Drain node (cancel: take it back): the controller moves every replica off
+ * it. *left: the replicas it holds now. Returns 0 or QV_IO. */
+int qc_drain(qc_cluster *c, const char *node, int cancel, uint32_t *left);
+/* The nodes being drained ([out] out: n ids, free()). Returns 0 or QV_IO. */
+int qc_draining(qc_cluster *c, char (**out)[QC_MAX_NODE_ID + 1], size_t *n);
+/* Ask the controller for a balancing pass now. Returns 0 or QV_IO. */
+int qc_rebalance(qc_cluster *c);
+/* The controller's node id into out. Returns 0 or QV_NOTFOUND (none now). */
+int qc_controller_of(qc_cluster *c, char out[QC_MAX_NODE_ID + 1]);
+/* A replica's applied log sequence at a node (peer call). Returns 0 or QV_IO. */
+int qc_peer_applied(qc_cluster *c, const char *addr, const char *replica, uint64_t *applied);
 
 /* The log's last sequence of a shard (ClusterStatus). */
 int qc_log_last(qc_cluster *c, const char *coll, uint32_t shard, uint64_t *last);

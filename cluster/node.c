@@ -21,6 +21,7 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,76 +37,7 @@
 #include "quiver/log.h"
 #include "quiver/v1/quiver.pb-c.h"
 #include "quiver/peer/v1/peer.pb-c.h"
-
-#define NODES_PREFIX "/quiver/nodes/"
-#define COLLS_PREFIX "/quiver/collections/"
-#define APPLY_BOUND_MS 5000 /* an ACTIVE replica that has not applied by then is CATCHING_UP */
-
-typedef struct waiter {
-    struct waiter *next;
-    uint64_t seq;
-    int64_t deadline_ms;
-    void (*done)(void *ctx, uint64_t applied, int exists);
-    void *ctx;
-} waiter;
-
-/* A replica this node holds: a local collection and its log follower. */
-typedef struct replica {
-    struct replica *next;
-    qc_cluster *cl;
-    uint64_t uid;
-    uint32_t shard;
-    char name[QV_MAX_NAME + 1];  /* the collection's (user) name: the log's */
-    char lname[QV_MAX_NAME + 1]; /* the local collection */
-    qv_coll *lc;
-    qc_follow *follow;
-    pthread_mutex_t wmu;
-    waiter *waiters;
-    int wanted; /* reconcile mark */
-} replica;
-
-typedef struct job {
-    struct job *next;
-    void (*fn)(void *ctx);
-    void *ctx;
-} job;
-
-struct qc_cluster {
-    qc_opts o;
-    char node_id[QC_MAX_NODE_ID + 1];
-    char advertise[QC_MAX_ADDR + 1];
-    qc_etcd *etcd;
-    qc_log *log;
-    int64_t lease;
-    atomic_int lease_lost; /* etcd dropped our registration: register again */
-    qc_watch *w_nodes, *w_colls;
-    int log_replicas;
-    uint64_t boot; /* makes message ids unique across restarts */
-    _Atomic uint64_t msg_counter;
-
-    pthread_mutex_t mu; /* the caches below */
-    qc_meta *metas;
-    size_t nmeta, capmeta;
-    qc_node_info *nodes;
-    size_t nnodes, capnodes;
-
-    pthread_mutex_t rmu; /* replicas */
-    replica *replicas;
-
-    pthread_mutex_t cmu; /* reconciler and ticker */
-    pthread_cond_t cv;
-    int dirty, stop;
-    pthread_t reconciler, ticker;
-
-    pthread_mutex_t jmu; /* the pool */
-    pthread_cond_t jcv;
-    job *jhead, *jtail;
-    int jstop;
-    pthread_t *pool;
-    unsigned npool;
-
-    qc_peers *peers;
-};
+#include "node_int.h"
 
 /* ------------------------------------------------------------- helpers */
 uint32_t qc_shard_of(uint64_t id, uint32_t shards)
@@ -156,7 +88,7 @@ static int meta_copy(qc_meta *dst, const qc_meta *src)
 }
 
 /* ------------------------------------------------------- JSON records */
-static char *meta_json(const qc_meta *m)
+char *qc_meta_json(const qc_meta *m)
 {
     uint8_t cfg[QV_CONFIG_LEN];
     char hex[2 * QV_CONFIG_LEN + 1], uid[17];
@@ -167,8 +99,11 @@ static char *meta_json(const qc_meta *m)
     for (uint32_t s = 0; s < m->shards; s++) {
         json_t *reps = json_array();
         for (uint32_t r = 0; r < m->shard[s].nrep; r++)
-            json_array_append_new(reps, json_pack("[s,i]", m->shard[s].rep[r].node,
-                                                  (int)m->shard[s].rep[r].state));
+            json_array_append_new(reps, m->shard[s].rep[r].leaving
+                                            ? json_pack("[s,i,b]", m->shard[s].rep[r].node,
+                                                        (int)m->shard[s].rep[r].state, 1)
+                                            : json_pack("[s,i]", m->shard[s].rep[r].node,
+                                                        (int)m->shard[s].rep[r].state));
         json_array_append_new(map, reps);
     }
     json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:o}", "uid", uid, "config", hex, "shards",
@@ -178,7 +113,7 @@ static char *meta_json(const qc_meta *m)
     return s;
 }
 
-static int meta_parse(const char *name, const uint8_t *val, size_t len, int64_t mod_rev, qc_meta *m)
+int qc_meta_parse(const char *name, const uint8_t *val, size_t len, int64_t mod_rev, qc_meta *m)
 {
     memset(m, 0, sizeof *m);
     json_error_t je;
@@ -214,6 +149,7 @@ static int meta_parse(const char *name, const uint8_t *val, size_t len, int64_t 
             if (json_unpack(json_array_get(reps, r), "[s,i]", &node, &st) || st < 0 || st > 2) goto bad;
             snprintf(m->shard[s].rep[r].node, sizeof m->shard[s].rep[r].node, "%s", node);
             m->shard[s].rep[r].state = (qc_state)st;
+            m->shard[s].rep[r].leaving = json_is_true(json_array_get(json_array_get(reps, r), 2));
             m->shard[s].nrep++;
         }
     }
@@ -360,7 +296,7 @@ int qc_node_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1])
     return rc;
 }
 
-static void mark_dirty(qc_cluster *c)
+void qc_mark_dirty(qc_cluster *c)
 {
     pthread_mutex_lock(&c->cmu);
     c->dirty = 1;
@@ -378,10 +314,10 @@ static void load_node(qc_cluster *c, const qc_kv *kv)
     json_decref(o);
 }
 
-static void load_coll(qc_cluster *c, const qc_kv *kv)
+void qc_cache_coll(qc_cluster *c, const qc_kv *kv)
 {
     qc_meta m;
-    if (!meta_parse(kv->key + strlen(COLLS_PREFIX), kv->val, kv->val_len, kv->mod_rev, &m)) meta_put(c, &m);
+    if (!qc_meta_parse(kv->key + strlen(COLLS_PREFIX), kv->val, kv->val_len, kv->mod_rev, &m)) meta_put(c, &m);
 }
 
 static int load_all(qc_cluster *c, int64_t *rev_nodes, int64_t *rev_colls)
@@ -398,7 +334,7 @@ static int load_all(qc_cluster *c, int64_t *rev_nodes, int64_t *rev_colls)
     for (size_t i = 0; i < c->nmeta; i++) free(c->metas[i].shard);
     c->nmeta = 0;
     pthread_mutex_unlock(&c->mu);
-    for (size_t i = 0; i < n; i++) load_coll(c, &kvs[i]);
+    for (size_t i = 0; i < n; i++) qc_cache_coll(c, &kvs[i]);
     qc_kvs_free(kvs, n);
     return 0;
 }
@@ -412,19 +348,19 @@ static void on_nodes(void *ctx, int type, const qc_kv *kv)
         int64_t a, b;
         load_all(c, &a, &b);
     }
-    mark_dirty(c);
+    qc_mark_dirty(c);
 }
 
 static void on_colls(void *ctx, int type, const qc_kv *kv)
 {
     qc_cluster *c = ctx;
-    if (type == QC_PUT) load_coll(c, kv);
+    if (type == QC_PUT) qc_cache_coll(c, kv);
     else if (type == QC_DELETE) meta_remove(c, kv->key + strlen(COLLS_PREFIX));
     else if (type == QC_RESET) {
         int64_t a, b;
         load_all(c, &a, &b);
     }
-    mark_dirty(c);
+    qc_mark_dirty(c);
 }
 
 /* ------------------------------------------------------------ replicas */
@@ -559,6 +495,82 @@ static void drop_local(qc_cluster *c, const char *lname)
     if (rc && rc != QV_NOTFOUND) qv_warn("cluster: cannot drop replica %s: %s", lname, qv_strerror(rc));
 }
 
+/* A replica whose log was trimmed below what it needs installs a snapshot
+ * of an ACTIVE peer's replica (its items, a chunk at a time, each checked
+ * with SHA-256) and then replays the log after the sequence the peer had
+ * applied before the first chunk was read: entries are applied in order and
+ * idempotent, so whatever the chunks read later, the replay converges. */
+static int install_snapshot(qc_cluster *c, const qc_meta *m, uint32_t shard, qv_coll *lc, const char *lname)
+{
+    char addr[QC_MAX_ADDR + 1] = "";
+    const qc_shard *sh = &m->shard[shard];
+    for (uint32_t k = 0; k < sh->nrep && !addr[0]; k++)
+        if (sh->rep[k].state == QC_ACTIVE && strcmp(sh->rep[k].node, c->node_id) &&
+            qc_node_live_addr(c, sh->rep[k].node, addr))
+            addr[0] = 0;
+    if (!addr[0]) {
+        qv_warn("cluster: replica %s needs a snapshot and no ACTIVE peer has one yet", lname);
+        return QV_BUSY;
+    }
+    uint64_t after = 0, seq = 0, items = 0;
+    int first = 1, last = 0, rc = 0;
+    while (!last && !rc) {
+        Quiver__Peer__V1__SnapshotRequest req = QUIVER__PEER__V1__SNAPSHOT_REQUEST__INIT;
+        req.replica = (char *)lname;
+        req.after_id = after;
+        req.first = first;
+        qc_call call = {addr, "/quiver.peer.v1.Peer/Snapshot", &req.base,
+                        &quiver__peer__v1__snapshot_chunk__descriptor, 0, 0, "", NULL};
+        qc_peer_call_all(c->peers, &call, 1, qc_now_ms() + 60000);
+        Quiver__Peer__V1__SnapshotChunk *ch = (Quiver__Peer__V1__SnapshotChunk *)call.reply;
+        if (call.code != GRPC_STATUS_OK || !ch) {
+            qv_warn("cluster: snapshot of %s from %s: %s", lname, addr, call.msg);
+            rc = QV_IO;
+            break;
+        }
+        if (first) seq = ch->applied_seq;
+        first = 0;
+        last = ch->last;
+        if (ch->entry.len) {
+            uint8_t sha[32];
+            SHA256(ch->entry.data, ch->entry.len, sha);
+            qc_entry e;
+            void *mem = NULL;
+            if (ch->sha256.len != 32 || memcmp(sha, ch->sha256.data, 32)) {
+                qv_error("cluster: snapshot of %s from %s: a chunk fails its SHA-256", lname, addr);
+                rc = QV_CORRUPT;
+            } else if (!(rc = qc_entry_decode(ch->entry.data, ch->entry.len, &e, &mem))) {
+                qv_write w;
+                memset(&w, 0, sizeof w);
+                w.kind = QV_W_UPSERT;
+                w.coll = lc;
+                w.n = e.n;
+                w.ids = e.ids;
+                w.vecs = e.vecs;
+                w.attr_off = e.attr_off;
+                w.attrs = e.attrs;
+                rc = qv_db_write_sync(c->o.db, &w);
+                items += e.n;
+            }
+            free(mem);
+            after = ch->last_id;
+        }
+        protobuf_c_message_free_unpacked(&ch->base, NULL);
+    }
+    if (!rc) { /* what it holds now: the log after seq */
+        qv_write w;
+        memset(&w, 0, sizeof w);
+        w.kind = QV_W_UPSERT;
+        w.coll = lc;
+        w.log_seq = seq;
+        rc = qv_db_write_sync(c->o.db, &w);
+    }
+    if (!rc)
+        qv_info("cluster: replica %s installed a snapshot of %" PRIu64 " items from %s (log sequence %" PRIu64 ")",
+                lname, items, addr, seq);
+    return rc;
+}
+
 /* Open (create if needed) replica (uid, shard) of m and start its follower
  * after the sequence it has applied. With c->rmu held. */
 static void replica_open(qc_cluster *c, const qc_meta *m, uint32_t shard)
@@ -586,6 +598,27 @@ static void replica_open(qc_cluster *c, const qc_meta *m, uint32_t shard)
     }
     qv_coll_info in;
     qv_coll_info_get(r->lc, &in);
+    uint64_t last = 0, first = 0;
+    if (!qc_log_last_seq(c->log, r->name, shard, &last, &first) && first > in.log_seq + 1 && last > 0) {
+        /* the log starts after what this replica has: a snapshot, into an
+         * empty collection (a stale one may hold items deleted since) */
+        if (in.count) {
+            qv_coll_release(r->lc);
+            drop_local(c, lname);
+            if (create_local(c, m, lname) || qv_db_coll_get(c->o.db, lname, &r->lc)) {
+                pthread_mutex_destroy(&r->wmu);
+                free(r);
+                return;
+            }
+        }
+        if (install_snapshot(c, m, shard, r->lc, lname)) {
+            qv_coll_release(r->lc);
+            pthread_mutex_destroy(&r->wmu);
+            free(r);
+            return; /* retried at the next reconcile */
+        }
+        qv_coll_info_get(r->lc, &in);
+    }
     int rc = qc_log_follow(c->log, r->name, shard, in.log_seq + 1, apply_entries, r, &r->follow);
     if (rc) {
         qv_warn("cluster: replica %s of %s shard %u: cannot follow the log yet: %s", lname, r->name,
@@ -720,6 +753,7 @@ static void *reconciler_main(void *arg)
         }
         reconcile(c); /* every second as well: retries what failed */
         promote_caught_up(c);
+        qc_controller_tick(c);
         pthread_mutex_lock(&c->cmu);
     }
     pthread_mutex_unlock(&c->cmu);
@@ -819,7 +853,7 @@ int qc_async(qc_cluster *c, void (*fn)(void *ctx), void *ctx)
 }
 
 /* ------------------------------------------------------------- catalog ops */
-static uint64_t random64(void)
+uint64_t qc_random64(void)
 {
     uint64_t v = 0;
     FILE *f = fopen("/dev/urandom", "rb");
@@ -869,7 +903,7 @@ int qc_create(qc_cluster *c, const qv_coll_config *cfg, uint32_t shards, uint32_
         qc_meta_free(&all[i]);
     }
     free(all);
-    qc_meta m = {.cfg = *cfg, .uid = random64(), .shards = shards, .replicas = replicas};
+    qc_meta m = {.cfg = *cfg, .uid = qc_random64(), .shards = shards, .replicas = replicas};
     m.shard = calloc(shards, sizeof *m.shard);
     for (uint32_t s = 0; m.shard && s < shards; s++)
         for (uint32_t k = 0; k < replicas; k++) {
@@ -890,7 +924,7 @@ int qc_create(qc_cluster *c, const qv_coll_config *cfg, uint32_t shards, uint32_
         }
     free(nodes);
     free(load);
-    char *js = m.shard ? meta_json(&m) : NULL;
+    char *js = m.shard ? qc_meta_json(&m) : NULL;
     int rc = js ? 0 : QV_NOMEM;
     /* the log first: a replica that sees the record finds its stream. A
      * stream left by an earlier collection of this name is emptied. */
@@ -910,10 +944,10 @@ int qc_create(qc_cluster *c, const qv_coll_config *cfg, uint32_t shards, uint32_
         /* into the cache now: the caller's next call must see it */
         qc_kv kv;
         if (!qc_etcd_get(c->etcd, key, &kv)) {
-            load_coll(c, &kv);
+            qc_cache_coll(c, &kv);
             qc_kv_free(&kv);
         }
-        mark_dirty(c);
+        qc_mark_dirty(c);
     }
     free(js);
     qc_meta_free(&m);
@@ -938,7 +972,7 @@ int qc_drop(qc_cluster *c, const char *name, char *err, size_t errlen)
         return rc;
     }
     meta_remove(c, name);
-    mark_dirty(c);
+    qc_mark_dirty(c);
     for (uint32_t s = 0; s < m.shards; s++) qc_log_stream_delete(c->log, name, s);
     qc_meta_free(&m);
     return 0;
@@ -953,7 +987,7 @@ int qc_set_state(qc_cluster *c, const char *coll, uint32_t shard, const char *no
         int rc = qc_etcd_get(c->etcd, key, &kv);
         if (rc) return rc == QV_NOTFOUND ? rc : QV_IO;
         qc_meta m;
-        rc = meta_parse(coll, kv.val, kv.val_len, kv.mod_rev, &m);
+        rc = qc_meta_parse(coll, kv.val, kv.val_len, kv.mod_rev, &m);
         qc_kv_free(&kv);
         if (rc) return rc;
         int changed = 0;
@@ -962,7 +996,7 @@ int qc_set_state(qc_cluster *c, const char *coll, uint32_t shard, const char *no
                 m.shard[shard].rep[k].state = st;
                 changed = 1;
             }
-        char *js = changed ? meta_json(&m) : NULL;
+        char *js = changed ? qc_meta_json(&m) : NULL;
         rc = changed ? (js ? qc_etcd_cas(c->etcd, key, js, strlen(js), m.mod_rev) : QV_NOMEM) : 0;
         free(js);
         qc_meta_free(&m);
@@ -970,7 +1004,7 @@ int qc_set_state(qc_cluster *c, const char *coll, uint32_t shard, const char *no
             if (!rc && changed) {
                 qc_kv k2;
                 if (!qc_etcd_get(c->etcd, key, &k2)) {
-                    load_coll(c, &k2);
+                    qc_cache_coll(c, &k2);
                     qc_kv_free(&k2);
                 }
             }
@@ -999,6 +1033,20 @@ void qc_local_replicas(qc_cluster *c, void (*fn)(void *ctx, const qc_replica_inf
             }
     for (size_t i = 0; i < nm; i++) qc_meta_free(&metas[i]);
     free(metas);
+}
+
+int qc_peer_applied(qc_cluster *c, const char *addr, const char *replica, uint64_t *applied)
+{
+    Quiver__Peer__V1__WaitAppliedRequest req = QUIVER__PEER__V1__WAIT_APPLIED_REQUEST__INIT;
+    req.replica = (char *)replica;
+    qc_call call = {addr, "/quiver.peer.v1.Peer/WaitApplied", &req.base,
+                    &quiver__peer__v1__wait_applied_response__descriptor, 0, 0, "", NULL};
+    qc_peer_call_all(c->peers, &call, 1, qc_now_ms() + 3000);
+    Quiver__Peer__V1__WaitAppliedResponse *r = (Quiver__Peer__V1__WaitAppliedResponse *)call.reply;
+    int rc = call.code == GRPC_STATUS_OK && r && r->exists ? 0 : QV_IO;
+    if (!rc) *applied = r->applied_seq;
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
 }
 
 int qc_log_last(qc_cluster *c, const char *coll, uint32_t shard, uint64_t *last)
@@ -1171,7 +1219,7 @@ static void on_lease_lost(void *ctx, int64_t id)
     qv_warn("cluster: node %s lost its etcd lease (it was away longer than the lease); "
             "registering again", c->node_id);
     atomic_store(&c->lease_lost, 1);
-    mark_dirty(c);
+    qc_mark_dirty(c);
 }
 
 static int register_node(qc_cluster *c, char *err, size_t errlen)
@@ -1218,7 +1266,7 @@ int qc_open(const qc_opts *opts, qc_cluster **out, char *err, size_t errlen)
     c->o = *opts;
     snprintf(c->node_id, sizeof c->node_id, "%s", opts->node_id);
     snprintf(c->advertise, sizeof c->advertise, "%s", opts->advertise);
-    c->boot = random64();
+    c->boot = qc_random64();
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->rmu, NULL);
     pthread_mutex_init(&c->cmu, NULL);
@@ -1288,6 +1336,7 @@ void qc_close(qc_cluster *c)
         replica_close(r, 0);
     }
     pthread_mutex_unlock(&c->rmu);
+    if (c->etcd) qc_controller_close(c);
     if (c->lease && c->etcd) qc_etcd_lease_revoke(c->etcd, c->lease);
     qc_peers_free(c->peers);
     qc_log_close(c->log);

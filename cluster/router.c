@@ -930,6 +930,7 @@ void qr_cluster_status(qc_cluster *c, int64_t deadline, qr_result *out)
                 quiver__v1__replica_status__init(r);
                 r->node = strcpy(node, sh->rep[k].node);
                 r->state = (Quiver__V1__ReplicaState)sh->rep[k].state;
+                r->leaving = sh->rep[k].leaving;
                 int alive = 0;
                 for (size_t j = 0; j < nn; j++)
                     if (!strcmp(nodes[j].id, sh->rep[k].node)) alive = nodes[j].alive;
@@ -947,6 +948,21 @@ void qr_cluster_status(qc_cluster *c, int64_t deadline, qr_result *out)
             }
             rep->shards[rep->n_shards++] = ss;
         }
+    char ctl[QC_MAX_NODE_ID + 1];
+    if (!qc_controller_of(c, ctl)) {
+        char *s = alloc(out, strlen(ctl) + 1);
+        if (s) rep->controller = strcpy(s, ctl);
+    }
+    char(*dr)[QC_MAX_NODE_ID + 1] = NULL;
+    size_t ndr = 0;
+    if (!qc_draining(c, &dr, &ndr) && ndr) {
+        rep->draining = alloc(out, ndr * sizeof *rep->draining);
+        for (size_t i = 0; rep->draining && i < ndr; i++) {
+            char *s = alloc(out, strlen(dr[i]) + 1);
+            if (s) rep->draining[rep->n_draining++] = strcpy(s, dr[i]);
+        }
+    }
+    free(dr);
     qc_peer_call_all(qc_peers_of(c), calls, nc, deadline);
     for (size_t i = 0; i < nc; i++) {
         Quiver__Peer__V1__WaitAppliedResponse *w = (Quiver__Peer__V1__WaitAppliedResponse *)calls[i].reply;

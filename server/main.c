@@ -100,6 +100,10 @@ static void usage(FILE *f)
             "  --cluster-log-replicas N  copies of each shard's log stream (default 3 with\n"
             "                       3 or more NATS URLs, else 1)\n"
             "  --cluster-threads N  threads that route calls to other nodes (default 8)\n"
+            "  --replace-after SECONDS  a node gone this long has its replicas placed on\n"
+            "                       the other nodes by the controller (default 300)\n"
+            "  --no-rebalance       the controller moves no replicas to a joining node\n"
+            "                       by itself (quiver cluster rebalance does it once)\n"
             "  --cluster-tls-ca FILE  with --tls-cert: the CA that signed the other nodes'\n"
             "                       certificates (default: --tls-client-ca); nodes present\n"
             "                       their --tls-cert to each other\n"
@@ -249,7 +253,7 @@ int main(int argc, char **argv)
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
            O_ATTRKEYS, O_QUEUED, O_MAXREB, O_RESTORE, O_FORCE, O_AUTHKEYS, O_HASHKEY, O_NOAUTH,
            O_TLSCERT, O_TLSKEY, O_TLSCA, O_LOGFMT, O_SLOW, O_METRICS, O_CETCD, O_CNATS, O_NODEID,
-           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS, O_CTLSCA };
+           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS, O_CTLSCA, O_REPLACE, O_NOREBAL };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -281,6 +285,7 @@ int main(int argc, char **argv)
         {"cluster-log-replicas", required_argument, 0, O_CLOGREP},
         {"cluster-threads", required_argument, 0, O_CTHREADS},
         {"cluster-tls-ca", required_argument, 0, O_CTLSCA},
+        {"replace-after", required_argument, 0, O_REPLACE}, {"no-rebalance", no_argument, 0, O_NOREBAL},
         {0, 0, 0, 0}};
     qc_opts co;
     memset(&co, 0, sizeof co);
@@ -392,6 +397,11 @@ int main(int argc, char **argv)
             co.log_replicas = (int)v;
             break;
         case O_CTLSCA: cluster_tls_ca = optarg; break;
+        case O_REPLACE:
+            if (parse_count("--replace-after", optarg, 1, 86400 * 30, &v)) return 2;
+            co.replace_after_s = (unsigned)v;
+            break;
+        case O_NOREBAL: co.no_rebalance = 1; break;
         case O_CTHREADS:
             if (parse_count("--cluster-threads", optarg, 1, 256, &v)) return 2;
             co.threads = (unsigned)v;

@@ -40,9 +40,13 @@ const rpc_method srv_methods[] = {
      admin_backup_step, NULL},
     {"/quiver.v1.Admin/ClusterStatus", REQ(cluster_status_request), 0, NULL,
      admin_cluster_status, NULL, NULL},
+    {"/quiver.v1.Admin/DrainNode", REQ(drain_node_request), 0, NULL, admin_drain_node, NULL, NULL},
+    {"/quiver.v1.Admin/Rebalance", REQ(rebalance_request), 0, NULL, admin_rebalance, NULL, NULL},
     /* between the nodes of a cluster (a single node answers UNIMPLEMENTED) */
     {"/quiver.peer.v1.Peer/WaitApplied", &quiver__peer__v1__wait_applied_request__descriptor, 0,
      NULL, peer_wait_applied, NULL, NULL},
+    {"/quiver.peer.v1.Peer/Snapshot", &quiver__peer__v1__snapshot_request__descriptor, 0, NULL,
+     peer_snapshot, NULL, NULL},
     {"/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor, 0,
      NULL, health_check, NULL, NULL},
     {"/grpc.health.v1.Health/Watch", &grpc__health__v1__health_check_request__descriptor, 0,

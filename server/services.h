@@ -53,6 +53,8 @@ void admin_rebuild_closed(rpc *r);
 void admin_backup_start(rpc *r);
 void admin_backup_step(rpc *r, int ok);
 void admin_cluster_status(rpc *r);
+void admin_drain_node(rpc *r); /* svc_cluster.c */
+void admin_rebalance(rpc *r);
 extern const char *g_version;
 /* quiverd-test only (main.c under QUIVER_TEST_HOOKS): a rebuild call waits
  * this long before it starts the rebuild; 0 in quiverd */
@@ -181,8 +183,9 @@ size_t srv_token_encode(const srv_token_max *m, const qv_coll_config *cfg, uint8
  * from a cluster thread. */
 void srv_cluster_wait_parts(rpc *r, const qv_coll_config *cfg, const srv_token_max *parts,
                             void (*done)(void *ctx, grpc_status_code code, const char *msg), void *ctx);
-/* quiver.peer.v1.Peer/WaitApplied */
+/* quiver.peer.v1.Peer/WaitApplied, Peer/Snapshot */
 void peer_wait_applied(rpc *r);
+void peer_snapshot(rpc *r);
 /* A read's after_token (field: its name in the request) on a single node:
  * GRPC_STATUS_OK when empty or when the write it names is visible (always,
  * for a token this node gave); else the status with a message in err. */

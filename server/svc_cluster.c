@@ -9,6 +9,7 @@
  * workers wait for us would deadlock the two.
  */
 #include <inttypes.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "quiver/error.h"
 #include "quiver/log.h"
 #include "quiver/peer/v1/peer.pb-c.h"
+#include "quiver/query.h"
 #include "quiver/token.h"
 #include "router.h"
 #include "services.h"
@@ -719,4 +721,173 @@ void srv_cluster_wait_parts(rpc *r, const qv_coll_config *cfg, const srv_token_m
         free(j);
         done(ctx, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     }
+}
+
+/* ------------------------------------------------------------ snapshot */
+#define SNAP_BYTES ((size_t)2 << 20) /* a chunk holds about this much */
+#define SNAP_ITEMS 5000
+
+typedef struct snap_fill {
+    uint32_t dim;
+    size_t n, cap, bytes;
+    uint64_t *ids;
+    float *vecs;
+    size_t *off;
+    qv_buf attrs;
+    int rc;
+} snap_fill;
+
+static int snap_one(void *ctx, const qv_item_ref *it)
+{
+    snap_fill *f = ctx;
+    if (f->n == SNAP_ITEMS || f->bytes >= SNAP_BYTES) return 1;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 256;
+        uint64_t *ids = realloc(f->ids, cap * sizeof *ids);
+        if (ids) f->ids = ids;
+        float *v = realloc(f->vecs, cap * f->dim * sizeof *v);
+        if (v) f->vecs = v;
+        size_t *off = realloc(f->off, (cap + 1) * sizeof *off);
+        if (off) f->off = off;
+        if (!ids || !v || !off) return f->rc = QV_NOMEM;
+        f->cap = cap;
+    }
+    f->ids[f->n] = it->id;
+    qv_item_vector(&it->v, f->vecs + f->n * f->dim);
+    f->off[f->n] = f->attrs.len;
+    if (it->attrs_len && qv_buf_append(&f->attrs, it->attrs, it->attrs_len)) return f->rc = QV_NOMEM;
+    f->n++;
+    f->off[f->n] = f->attrs.len;
+    f->bytes += 16 + f->dim * 4 + it->attrs_len;
+    return 0;
+}
+
+void peer_snapshot(rpc *r)
+{
+    const Quiver__Peer__V1__SnapshotRequest *req = (const Quiver__Peer__V1__SnapshotRequest *)r->req;
+    grpc_status_code code;
+    char err[512];
+    if (!g_cluster) {
+        rpc_fail(r, GRPC_STATUS_UNIMPLEMENTED, "this quiverd is a single node: it holds no replicas");
+        return;
+    }
+    qv_coll *c = srv_find_coll(req->replica, &code, err, sizeof err);
+    if (!c) {
+        rpc_fail(r, code, "%s", err);
+        return;
+    }
+    /* the sequence first: replaying the log after it converges whatever the
+     * chunks read later (entries are applied in order and idempotent) */
+    qv_coll_info in;
+    qv_coll_info_get(c, &in);
+    snap_fill f = {.dim = qv_coll_config_of(c)->dim};
+    qv_scan *sc = NULL;
+    int rc = qv_scan_open(c, &sc);
+    uint64_t from = req->first ? 0 : req->after_id + 1;
+    int more = 0;
+    if (!rc && !(req->after_id >= (uint64_t)QV_MAX_ID && !req->first)) {
+        rc = qv_scan_step(sc, from, 1, snap_one, &f);
+        more = rc == 1;
+        if (rc == 1) rc = 0;
+        if (f.rc) rc = f.rc;
+    }
+    qv_scan_close(sc);
+    if (rc) {
+        rpc_fail(r, srv_status_of(rc), "snapshot of %s: %s", req->replica, qv_strerror(rc));
+    } else {
+        Quiver__Peer__V1__SnapshotChunk rep = QUIVER__PEER__V1__SNAPSHOT_CHUNK__INIT;
+        rep.applied_seq = in.log_seq;
+        rep.last = !more;
+        uint8_t *buf = NULL, sha[32];
+        if (f.n) {
+            qc_entry e = {QC_ENTRY_UPSERT, (uint32_t)f.n, f.dim, f.ids, f.vecs, f.off, f.attrs.data};
+            size_t len = qc_entry_size(&e, 0, (uint32_t)f.n);
+            if ((buf = malloc(len))) {
+                qc_entry_encode(&e, 0, (uint32_t)f.n, buf);
+                SHA256(buf, len, sha);
+                rep.entry.data = buf;
+                rep.entry.len = len;
+                rep.sha256.data = sha;
+                rep.sha256.len = 32;
+                rep.last_id = f.ids[f.n - 1];
+            }
+        }
+        if (f.n && !buf) rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for a snapshot chunk");
+        else rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+        free(buf);
+    }
+    free(f.ids);
+    free(f.vecs);
+    free(f.off);
+    qv_buf_free(&f.attrs);
+    qv_coll_release(c);
+}
+
+/* ------------------------------------------------------ drain, rebalance */
+static void do_drain(rpc *r, qr_result *out)
+{
+    const Quiver__V1__DrainNodeRequest *req = (const Quiver__V1__DrainNodeRequest *)r->req;
+    qc_node_info *nodes = NULL;
+    size_t n = 0, found = 0;
+    if (!qc_nodes(g_cluster, &nodes, &n))
+        for (size_t i = 0; i < n; i++) found |= !strcmp(nodes[i].id, req->node);
+    free(nodes);
+    if (!req->node[0] || !found) {
+        out->code = req->node[0] ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_INVALID_ARGUMENT;
+        snprintf(out->msg, sizeof out->msg, req->node[0] ? "node \"%.100s\" is not in the cluster" : "node is empty",
+                 req->node);
+        return;
+    }
+    uint32_t left = 0;
+    if (qc_drain(g_cluster, req->node, req->cancel, &left)) {
+        out->code = GRPC_STATUS_UNAVAILABLE;
+        snprintf(out->msg, sizeof out->msg, "etcd did not take the drain of %.100s; retry", req->node);
+        return;
+    }
+    Quiver__V1__DrainNodeResponse *rep = NULL;
+    if ((out->a = qv_arena_new())) rep = qv_arena_alloc(out->a, sizeof *rep);
+    if (!rep) {
+        out->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(out->msg, sizeof out->msg, "out of memory");
+        return;
+    }
+    quiver__v1__drain_node_response__init(rep);
+    rep->replicas_left = left;
+    out->reply = &rep->base;
+    out->code = GRPC_STATUS_OK;
+}
+
+static void do_rebalance(rpc *r, qr_result *out)
+{
+    (void)r;
+    static Quiver__V1__RebalanceResponse rep = QUIVER__V1__REBALANCE_RESPONSE__INIT;
+    if (qc_rebalance(g_cluster)) {
+        out->code = GRPC_STATUS_UNAVAILABLE;
+        snprintf(out->msg, sizeof out->msg, "etcd did not take the request; retry");
+        return;
+    }
+    out->reply = &rep.base;
+    out->code = GRPC_STATUS_OK;
+}
+
+void admin_drain_node(rpc *r)
+{
+    int rt = srv_routed(r);
+    if (rt < 0) return;
+    if (!rt) {
+        rpc_fail(r, GRPC_STATUS_FAILED_PRECONDITION, "DrainNode needs cluster mode: this quiverd is a single node");
+        return;
+    }
+    route(r, do_drain, 0);
+}
+
+void admin_rebalance(rpc *r)
+{
+    int rt = srv_routed(r);
+    if (rt < 0) return;
+    if (!rt) {
+        rpc_fail(r, GRPC_STATUS_FAILED_PRECONDITION, "Rebalance needs cluster mode: this quiverd is a single node");
+        return;
+    }
+    route(r, do_rebalance, 0);
 }

@@ -1,0 +1,218 @@
+"""Cluster operations (issue 19): the controller places replicas as nodes join, die and drain;
+new replicas catch up by snapshot where the log was trimmed; the log is trimmed below what
+every replica applied. Real NATS, etcd and quiverd processes on loopback."""
+import threading
+import time
+
+import grpc
+import numpy as np
+
+from cluster_lib import cluster_factory  # noqa: F401  (the fixture)
+from quiver_testlib import SC, expect_error, item, pb, wait_for
+
+DIM = 8
+
+
+def vq(v):
+    return pb.Query(vector=pb.Vector(values=[float(x) for x in v]))
+
+
+def status(node):
+    return node.admin.ClusterStatus(pb.ClusterStatusRequest(), timeout=10)
+
+
+def loads(st, alive_only=True):
+    alive = {n.id for n in st.nodes if n.alive or not alive_only}
+    out = {n: 0 for n in alive}
+    for s in st.shards:
+        for r in s.replicas:
+            out[r.node] = out.get(r.node, 0) + 1
+    return out
+
+
+def settled(st, replicas):
+    """Every shard has exactly `replicas` ACTIVE replicas, none leaving, all caught up."""
+    for s in st.shards:
+        if len(s.replicas) != replicas:
+            return False
+        for r in s.replicas:
+            if r.state != pb.REPLICA_ACTIVE or r.leaving or r.applied_seq != s.log_last_seq:
+                return False
+    return True
+
+
+class Writer:
+    """Upserts batches in a thread until stopped; remembers what was acknowledged."""
+
+    def __init__(self, node, coll, X, start=0, batch=20):
+        self.node, self.coll, self.X, self.batch = node, coll, X, batch
+        self.next, self.acked, self.errors = start, [], []
+        self.stop_ = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop_.is_set() and self.next + self.batch <= len(self.X):
+            ids = list(range(self.next, self.next + self.batch))
+            try:
+                self.node.items.Upsert(pb.UpsertRequest(collection=self.coll, items=[
+                    item(i, self.X[i]) for i in ids]), timeout=60)
+                self.acked.extend(ids)
+            except grpc.RpcError as e:
+                self.errors.append((ids[0], e.code(), e.details()))
+            self.next += self.batch
+
+    def stop(self):
+        self.stop_.set()
+        self.t.join(120)
+        return self.acked
+
+
+def all_there(nodes, coll, ids):
+    for node in nodes:
+        got = node.items.Get(pb.GetItemsRequest(collection=coll, ids=ids), timeout=30)
+        assert len(got.items) == len(ids), (node.node_id, len(got.items), len(ids))
+
+
+def brute(X, ids, q, k):
+    ids = np.array(sorted(ids))
+    d = ((X[ids] - q) ** 2).sum(1)
+    return [int(ids[j]) for j in np.argsort(d, kind="stable")[:k]]
+
+
+def test_node_joins_during_import_and_gets_replicas_by_snapshot(cluster_factory):  # noqa: F811
+    cl = cluster_factory(nodes=4, nats=1)
+    n0 = cl.nodes[0]
+    n0.collections.Create(pb.CreateCollectionRequest(name="j", dim=DIM, metric=pb.L2, shards=4, replicas=2))
+    X = np.random.default_rng(4).standard_normal((20000, DIM)).astype(np.float32)
+    w = Writer(n0, "j", X)
+    wait_for(lambda: len(w.acked) >= 1500, 60, "1500 items acknowledged")
+    # the log is trimmed below what every replica applied (the controller, every 5 s)
+    wait_for(lambda: cl.nats.stream_info("QV_j_0")["state"]["first_seq"] > 1, 30, "shard 0's log trimmed")
+    new = cl.add_node()
+    cl.wait_ready(60)
+    wait_for(lambda: loads(status(n0)).get(new.node_id, 0) >= 1, 60, "the new node given replicas")
+    wait_for(lambda: settled(status(n0), 2) and max(loads(status(n0)).values()) - min(loads(status(n0)).values()) <= 1,
+             120, "the map balanced with every replica ACTIVE")
+    # searches stay right throughout the move (flat: exact against brute force)
+    for _ in range(3):
+        q = np.random.default_rng(len(w.acked)).standard_normal(DIM).astype(np.float32)
+        seen = set(w.acked)
+        hits = n0.search.Search(pb.SearchRequest(collection="j", queries=[vq(q)], k=5), timeout=30).results[0].hits
+        got = [h.id for h in hits]
+        assert all(h in seen or h >= min(w.next, len(X)) - 2000 for h in got)
+    acked = w.stop()
+    assert not w.errors, w.errors[:3]
+    all_there(cl.nodes, "j", acked)
+    st = status(n0)
+    assert settled(st, 2), st
+    assert loads(st)[new.node_id] >= 1
+    assert "installed a snapshot" in new.stderr_text(), "the new node replayed instead of installing a snapshot"
+    q = X[123] + 0.01
+    got = [h.id for h in new.search.Search(pb.SearchRequest(collection="j", queries=[vq(q)], k=10)).results[0].hits]
+    assert got == brute(X, acked, q, 10)
+
+
+def test_dead_node_replaced_after_replace_after(cluster_factory):  # noqa: F811
+    cl = cluster_factory(nodes=3, nats=1, node_args=["--replace-after", "2"])
+    n0, n1, n2 = cl.nodes
+    n0.collections.Create(pb.CreateCollectionRequest(name="d", dim=DIM, metric=pb.L2, shards=2, replicas=2))
+    X = np.random.default_rng(5).standard_normal((500, DIM)).astype(np.float32)
+    n0.items.Upsert(pb.UpsertRequest(collection="d", items=[item(i, X[i]) for i in range(500)]))
+    victim = next(n for n in cl.nodes if n is not n0 and loads(status(n0)).get(n.node_id, 0) > 0)
+    victim.kill()
+
+    def replaced():
+        st = status(n0)
+        return settled(st, 2) and all(r.node != victim.node_id for s in st.shards for r in s.replicas)
+    wait_for(replaced, 60, "the dead node's replicas placed on the others")
+    all_there([n for n in cl.nodes if n is not victim], "d", list(range(500)))
+
+
+def test_controller_moves_on_when_its_node_dies(cluster_factory):  # noqa: F811
+    cl = cluster_factory(nodes=3, nats=1)
+    ctl = status(cl.nodes[0]).controller
+    assert ctl in {n.node_id for n in cl.nodes}
+    victim = next(n for n in cl.nodes if n.node_id == ctl)
+    other = next(n for n in cl.nodes if n is not victim)
+    victim.kill()
+    t0 = time.monotonic()
+    wait_for(lambda: status(other).controller not in ("", ctl), 30, "another controller")
+    took = time.monotonic() - t0
+    assert took < 15, took  # the lease's TTL (5 s) and a tick
+    # the new controller does the work: a collection needing a replica gets it
+    other.collections.Create(pb.CreateCollectionRequest(name="after", dim=DIM, metric=pb.L2, shards=1, replicas=2))
+    wait_for(lambda: settled(status(other), 2), 60, "replicas ACTIVE under the new controller")
+
+
+def test_drain_under_reads_and_writes(cluster_factory):  # noqa: F811
+    cl = cluster_factory(nodes=3, nats=1)
+    n0, n1, n2 = cl.nodes
+    n0.collections.Create(pb.CreateCollectionRequest(name="dr", dim=DIM, metric=pb.L2, shards=2, replicas=2))
+    X = np.random.default_rng(6).standard_normal((8000, DIM)).astype(np.float32)
+    n0.items.Upsert(pb.UpsertRequest(collection="dr", items=[item(i, X[i]) for i in range(200)]))
+    target = next(n for n in (n1, n2) if loads(status(n0)).get(n.node_id, 0) > 0)
+    w = Writer(n0, "dr", X, start=200)
+    read_errors = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                n0.search.Search(pb.SearchRequest(collection="dr", queries=[vq(X[7])], k=3), timeout=20)
+            except grpc.RpcError as e:
+                read_errors.append((e.code(), e.details()))
+            time.sleep(0.02)
+    rt = threading.Thread(target=reader, daemon=True)
+    rt.start()
+    r = n0.admin.DrainNode(pb.DrainNodeRequest(node=target.node_id))
+    assert r.replicas_left >= 1
+    wait_for(lambda: n0.admin.DrainNode(pb.DrainNodeRequest(node=target.node_id)).replicas_left == 0
+             and settled(status(n0), 2), 120, "the node drained")
+    stop.set()
+    rt.join(30)
+    acked = w.stop()
+    assert not read_errors, read_errors[:3]
+    assert not w.errors, w.errors[:3]
+    st = status(n0)
+    assert target.node_id in st.draining
+    assert all(r.node != target.node_id for s in st.shards for r in s.replicas)
+    all_there([n0, n1, n2], "dr", list(range(200)) + acked)
+    # taken back: it can hold replicas again (a rebalance moves some to it)
+    n0.admin.DrainNode(pb.DrainNodeRequest(node=target.node_id, cancel=True))
+    n0.admin.Rebalance(pb.RebalanceRequest())
+    wait_for(lambda: loads(status(n0)).get(target.node_id, 0) >= 1 and settled(status(n0), 2), 120,
+             "the node given replicas again")
+    expect_error(lambda: n0.admin.DrainNode(pb.DrainNodeRequest(node="nope")), SC.NOT_FOUND, "nope")
+
+
+def test_log_trimmed_below_what_every_replica_applied(cluster_factory):  # noqa: F811
+    cl = cluster_factory(nodes=2, nats=1)
+    n0 = cl.nodes[0]
+    n0.collections.Create(pb.CreateCollectionRequest(name="t", dim=DIM, metric=pb.L2, shards=1, replicas=2))
+    X = np.random.default_rng(7).standard_normal((3000, DIM)).astype(np.float32)
+    for s in range(0, 3000, 100):
+        n0.items.Upsert(pb.UpsertRequest(collection="t", items=[item(i, X[i]) for i in range(s, s + 100)]))
+    last = status(n0).shards[0].log_last_seq
+    wait_for(lambda: cl.nats.stream_info("QV_t_0")["state"]["first_seq"] == last + 1 or
+             cl.nats.stream_info("QV_t_0")["state"]["messages"] == 0, 30,
+             "the stream holds nothing every replica has applied")
+    # a replica stopped keeps its part of the log
+    n1 = cl.nodes[1]
+    n1.kill()
+    for s in range(0, 200, 100):
+        n0.items.Upsert(pb.UpsertRequest(collection="t", items=[item(5000 + i, X[i]) for i in range(s, s + 100)]),
+                        timeout=30)
+    time.sleep(7)
+    assert cl.nats.stream_info("QV_t_0")["state"]["messages"] >= 2
+    n1.start()
+    wait_for(lambda: settled(status(n0), 2), 60, "the restarted replica caught up from the log")
+    all_there([n0, n1], "t", list(range(3000)) + [5000 + i for i in range(200)])
+
+
+def test_cluster_status_and_single_node_refusals(cluster_factory, make_server):  # noqa: F811
+    single = make_server()
+    expect_error(lambda: single.admin.DrainNode(pb.DrainNodeRequest(node="x")), SC.FAILED_PRECONDITION, "cluster mode")
+    expect_error(lambda: single.admin.Rebalance(pb.RebalanceRequest()), SC.FAILED_PRECONDITION, "cluster mode")
+    st = single.admin.ClusterStatus(pb.ClusterStatusRequest())
+    assert not st.clustered and st.controller == ""
