@@ -174,6 +174,15 @@ void qc_local_replicas(qc_cluster *c, void (*fn)(void *ctx, const qc_replica_inf
 /* Drain node (cancel: take it back): the controller moves every replica off
  * it. *left: the replicas it holds now. Returns 0 or QV_IO. */
 int qc_drain(qc_cluster *c, const char *node, int cancel, uint32_t *left);
+/* For /metrics: this node's controller role and work. */
+typedef struct qc_ctl_stats {
+    int is_controller;          /* this node holds the controller key */
+    uint64_t moves_started;     /* replicas placed by this node as controller */
+    uint64_t moves_in_progress; /* replicas marked leaving in the map now */
+    uint64_t snapshot_bytes;    /* snapshot bytes this node installed */
+} qc_ctl_stats;
+void qc_controller_stats(qc_cluster *c, qc_ctl_stats *out);
+
 /* The nodes being drained ([out] out: n ids, free()). Returns 0 or QV_IO. */
 int qc_draining(qc_cluster *c, char (**out)[QC_MAX_NODE_ID + 1], size_t *n);
 /* Ask the controller for a balancing pass now. Returns 0 or QV_IO. */

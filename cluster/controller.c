@@ -383,3 +383,21 @@ int qc_draining(qc_cluster *c, char (**out)[QC_MAX_NODE_ID + 1], size_t *n)
     qc_kvs_free(kvs, nk);
     return *out ? 0 : QV_NOMEM;
 }
+
+void qc_controller_stats(qc_cluster *c, qc_ctl_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->is_controller = c->is_controller;
+    out->moves_started = atomic_load(&c->moves_started);
+    out->snapshot_bytes = atomic_load(&c->snapshot_bytes);
+    qc_meta *ms = NULL;
+    size_t nm = 0;
+    if (qc_meta_list(c, &ms, &nm)) return;
+    for (size_t i = 0; i < nm; i++) {
+        for (uint32_t s = 0; s < ms[i].shards; s++)
+            for (uint32_t k = 0; k < ms[i].shard[s].nrep; k++)
+                out->moves_in_progress += ms[i].shard[s].rep[k].leaving;
+        qc_meta_free(&ms[i]);
+    }
+    free(ms);
+}

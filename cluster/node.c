@@ -551,6 +551,7 @@ static int install_snapshot(qc_cluster *c, const qc_meta *m, uint32_t shard, qv_
                 w.attrs = e.attrs;
                 rc = qv_db_write_sync(c->o.db, &w);
                 items += e.n;
+                atomic_fetch_add(&c->snapshot_bytes, ch->entry.len);
             }
             free(mem);
             after = ch->last_id;

@@ -92,6 +92,7 @@ struct qc_cluster {
     char rebalance_seen[64]; /* the last /quiver/rebalance value acted on */
     int64_t last_trim_ms;
     _Atomic uint64_t moves_started;
+    _Atomic uint64_t snapshot_bytes;
 };
 
 /* node.c, for the controller */
