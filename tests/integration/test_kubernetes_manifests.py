@@ -13,7 +13,9 @@ against, after the object's apiVersion and kind are looked up in the API's opera
 (the client's create_* calls: their body type and their POST path /api/v1/... or
 /apis/GROUP/VERSION/...). Debian's python3-kubernetes 22.6 is the Kubernetes 1.22 API;
 the fields added since then that these manifests use are declared in SINCE_1_22, each
-with the release that brought it (a newer python3-kubernetes that has them is used as is).
+with the release that brought it (a newer python3-kubernetes that has them is used as is),
+and the closed value sets (enums, absent from the 1.22 client) of the fields set here in
+ENUMS.
 
 Besides the schema, the tests check what a schema cannot: that the objects fit together
 (Services select the StatefulSets' pods, the headless names the nodes advertise exist,
@@ -81,6 +83,23 @@ INT_OR_STRING = {("V1HTTPGetAction", "port"), ("V1TCPSocketAction", "port"),
 QUANTITY_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
 QUANTITY = {("V1ResourceRequirements", "limits"), ("V1ResourceRequirements", "requests"),
             ("V1EmptyDirVolumeSource", "sizeLimit")}
+# The 1.22 client has no enums (the spec lists them from 1.23 on): the closed sets of the
+# fields these manifests set, from the Kubernetes API reference
+ENUMS = {
+    ("V1StatefulSetSpec", "podManagementPolicy"): ["OrderedReady", "Parallel"],
+    ("V1StatefulSetUpdateStrategy", "type"): ["OnDelete", "RollingUpdate"],
+    ("V1Container", "imagePullPolicy"): ["Always", "IfNotPresent", "Never"],
+    ("V1ContainerPort", "protocol"): ["SCTP", "TCP", "UDP"],
+    ("V1ServicePort", "protocol"): ["SCTP", "TCP", "UDP"],
+    ("V1ServiceSpec", "type"): ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+    ("V1PersistentVolumeClaimSpec", "accessModes"): ["ReadOnlyMany", "ReadWriteMany",
+                                                     "ReadWriteOnce", "ReadWriteOncePod"],
+    ("V1SeccompProfile", "type"): ["Localhost", "RuntimeDefault", "Unconfined"],
+    ("V1PodSecurityContext", "fsGroupChangePolicy"): ["Always", "OnRootMismatch"],
+    ("V1ObjectFieldSelector", "fieldPath"): [  # the downward API's env fields
+        "metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
+        "spec.serviceAccountName", "status.hostIP", "status.podIP", "status.podIPs"],
+}
 
 
 def _required(cls):
@@ -135,6 +154,9 @@ class Schemas:
         return kinds
 
     def _type(self, owner, jname, t):
+        if (owner, jname) in ENUMS:
+            e = {"enum": ENUMS[(owner, jname)]}
+            return {"type": "array", "items": e} if t.startswith("list[") else e
         if (owner, jname) in QUANTITY:
             q = {"type": ["string", "number"], "pattern": QUANTITY_RE}
             return {"type": "object", "additionalProperties": q} if t.startswith("dict(") else q
@@ -307,6 +329,13 @@ BROKEN = [
      "is not of type 'integer', 'string'"),
     ("quiverd.yaml", "Service", "quiver", _set(["spec", "ports"], {"name": "grpc", "port": 50051}),
      "is not of type 'array'"),
+    # values outside a closed set
+    ("nats.yaml", "StatefulSet", "nats", _set(["spec", "podManagementPolicy"], "Paralel"),
+     "'Paralel' is not one of"),
+    ("etcd.yaml", "StatefulSet", "etcd", _set(C + ["env", 0, "valueFrom", "fieldRef", "fieldPath"], "metadata.nam"),
+     "'metadata.nam' is not one of"),
+    ("quiverd.yaml", "StatefulSet", "quiverd",
+     _set(["spec", "volumeClaimTemplates", 0, "spec", "accessModes"], ["ReadWriteOne"]), "is not one of"),
     # required fields
     ("quiverd.yaml", "StatefulSet", "quiverd", _del(C + ["name"]), "'name' is a required property"),
     ("quiverd.yaml", "StatefulSet", "quiverd", _del(C + ["startupProbe", "grpc", "port"]),
