@@ -183,6 +183,18 @@ typedef struct qc_ctl_stats {
 } qc_ctl_stats;
 void qc_controller_stats(qc_cluster *c, qc_ctl_stats *out);
 
+/* A cluster backup (cluster/cbackup.c: manifest.json and each shard's items
+ * from one ACTIVE replica) written to an unlinked file under scratch_dir:
+ * [out] fd to read it from (close it), its size, the newest log sequence it
+ * holds. Returns 0 or an error code with a message in err. */
+int qc_backup_create(qc_cluster *c, const char *version, const char *scratch_dir, int *fd, uint64_t *size,
+                     uint64_t *last_seq, char *err, size_t errlen);
+/* Load the cluster backup in fd: every member checked (size, SHA-256)
+ * before anything is written, then its collections created (QV_EXISTS when
+ * the cluster holds one already) and its items written through the log.
+ * Returns 0 or an error code with a message in err. */
+int qc_restore(qc_cluster *c, int fd, uint32_t *ncoll, uint64_t *items, char *err, size_t errlen);
+
 /* The nodes being drained ([out] out: n ids, free()). Returns 0 or QV_IO. */
 int qc_draining(qc_cluster *c, char (**out)[QC_MAX_NODE_ID + 1], size_t *n);
 /* Ask the controller for a balancing pass now. Returns 0 or QV_IO. */

@@ -525,6 +525,7 @@ int main(int argc, char **argv)
         g_test_rebuild_delay_ms = (unsigned)strtoul(th, NULL, 10);
 #endif
     g_version = QUIVER_VERSION;
+    g_data_dir = data;
     int rc = qv_db_open(&dbo, &g_db);
     if (rc) {
         qv_error("cannot open data directory %s: %s", data, qv_strerror(rc));

@@ -42,6 +42,9 @@ const rpc_method srv_methods[] = {
      admin_cluster_status, NULL, NULL},
     {"/quiver.v1.Admin/DrainNode", REQ(drain_node_request), 0, NULL, admin_drain_node, NULL, NULL},
     {"/quiver.v1.Admin/Rebalance", REQ(rebalance_request), 0, NULL, admin_rebalance, NULL, NULL},
+    /* a stream of RestoreChunks, each decoded by admin_restore_step */
+    {"/quiver.v1.Admin/Restore", REQ(restore_chunk), RPC_STREAM_IN, NULL, admin_restore_start,
+     admin_restore_step, NULL},
     /* between the nodes of a cluster (a single node answers UNIMPLEMENTED) */
     {"/quiver.peer.v1.Peer/WaitApplied", &quiver__peer__v1__wait_applied_request__descriptor, 0,
      NULL, peer_wait_applied, NULL, NULL},

@@ -3,7 +3,8 @@
  * the gRPC workers, engine and process gauges read at scrape time, rendered
  * in the text exposition format (version 0.0.4) and served at /metrics by
  * libmicrohttpd's own polling thread. In cluster mode also this node's shard
- * replicas: applied log sequence, lag and state (cluster/cluster.h). Not a general HTTP server: every other
+ * replicas (applied log sequence, lag and state), its controller role and the
+ * replica moves (cluster/cluster.h). Not a general HTTP server: every other
  * path is 404, every method but GET/HEAD 405.
  */
 #include <arpa/inet.h>
@@ -470,6 +471,24 @@ static void render_cluster(sbuf *b, qc_cluster *c)
     sb_printf(b, "quiver_cluster_node_info{node=\"");
     sb_label(b, qc_node_id(c));
     sb_printf(b, "\"} 1\n");
+    qc_ctl_stats cs;
+    qc_controller_stats(c, &cs);
+    sb_family(b, "quiver_cluster_controller", "gauge",
+              "1 when this node is the cluster's controller (it places and moves replicas), "
+              "else 0.");
+    sb_printf(b, "quiver_cluster_controller{node=\"");
+    sb_label(b, qc_node_id(c));
+    sb_printf(b, "\"} %d\n", cs.is_controller ? 1 : 0);
+    sb_family(b, "quiver_cluster_moves_started_total", "counter",
+              "Replicas this node placed while controller (new, moved or replacing a lost one).");
+    sb_printf(b, "quiver_cluster_moves_started_total %llu\n", (unsigned long long)cs.moves_started);
+    sb_family(b, "quiver_cluster_moves_in_progress", "gauge",
+              "Replicas marked leaving in the shard map now (being moved off their node); "
+              "the cluster's count, the same on every node.");
+    sb_printf(b, "quiver_cluster_moves_in_progress %llu\n", (unsigned long long)cs.moves_in_progress);
+    sb_family(b, "quiver_cluster_snapshot_bytes_total", "counter",
+              "Snapshot bytes this node received and installed for its new replicas.");
+    sb_printf(b, "quiver_cluster_snapshot_bytes_total %llu\n", (unsigned long long)cs.snapshot_bytes);
     replica_rows rs = {0};
     qc_local_replicas(c, collect_replica, &rs);
     if (rs.oom) b->oom = 1;

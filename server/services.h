@@ -54,8 +54,11 @@ void admin_backup_start(rpc *r);
 void admin_backup_step(rpc *r, int ok);
 void admin_cluster_status(rpc *r);
 void admin_drain_node(rpc *r); /* svc_cluster.c */
+void admin_restore_start(rpc *r);
+void admin_restore_step(rpc *r, int ok);
 void admin_rebalance(rpc *r);
 extern const char *g_version;
+extern const char *g_data_dir; /* --data: scratch files of backups go there */
 /* quiverd-test only (main.c under QUIVER_TEST_HOOKS): a rebuild call waits
  * this long before it starts the rebuild; 0 in quiverd */
 extern unsigned g_test_rebuild_delay_ms; /* quiverd's version, for backups' manifests */

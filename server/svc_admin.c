@@ -18,6 +18,7 @@
 #include "quiver/backup.h"
 #include "quiver/error.h"
 #include "quiver/log.h"
+#include "cluster.h"
 #include "services.h"
 
 unsigned g_test_rebuild_delay_ms;
@@ -277,6 +278,7 @@ void admin_rebuild_closed(rpc *r)
 #define BACKUP_CHUNK (1 << 20)
 
 const char *g_version = "";
+const char *g_data_dir = ".";
 
 typedef struct backup_state {
     rpc *r;
@@ -326,7 +328,9 @@ static void *backup_thread(void *arg)
     backup_state *s = arg;
     rpc *r = s->r;
     char err[1024] = "";
-    int rc = qv_backup_create(g_db, g_version, &s->fd, &s->info, err, sizeof err);
+    int rc = g_cluster ? qc_backup_create(g_cluster, g_version, g_data_dir, &s->fd, &s->info.size,
+                                          &s->info.last_seq, err, sizeof err)
+                       : qv_backup_create(g_db, g_version, &s->fd, &s->info, err, sizeof err);
     if (rc) {
         s->over = 1;
         grpc_status_code code = rc == QV_BUSY ? GRPC_STATUS_FAILED_PRECONDITION
@@ -344,13 +348,9 @@ static void *backup_thread(void *arg)
 
 void admin_backup_start(rpc *r)
 {
-    if (g_cluster) {
-        rpc_fail(r, GRPC_STATUS_UNIMPLEMENTED,
-                 "Backup of a cluster is not served yet (cluster backups: issue 19); back up "
-                 "single nodes with it");
-        return;
-    }
-    /* the BackupRequest has no fields yet: nothing to read from r->req */
+    /* the BackupRequest has no fields yet: nothing to read from r->req; in
+     * a cluster the archive holds every collection's shards (cbackup.c) */
+    if (srv_routed(r) < 0) return;
     if (auth_scoped()) {
         rpc_fail(r, GRPC_STATUS_PERMISSION_DENIED,
                  "a backup copies every collection: a key scoped to some cannot take one");

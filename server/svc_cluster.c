@@ -8,7 +8,9 @@
  * (qc_async), never on a gRPC worker: a worker waiting for a peer whose
  * workers wait for us would deadlock the two.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <unistd.h>
 #include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -890,4 +892,103 @@ void admin_rebalance(rpc *r)
         return;
     }
     route(r, do_rebalance, 0);
+}
+
+/* ------------------------------------------------------------- restore */
+typedef struct restore_state {
+    int fd;
+    uint64_t bytes;
+} restore_state;
+
+static void restore_free(void *p)
+{
+    restore_state *s = p;
+    if (!s) return;
+    if (s->fd >= 0) close(s->fd);
+    free(s);
+}
+
+static void restore_job(void *ctx)
+{
+    rpc *r = ctx;
+    restore_state *s = r->state;
+    char err[1024] = "";
+    uint32_t n = 0;
+    uint64_t items = 0;
+    int rc = qc_restore(g_cluster, s->fd, &n, &items, err, sizeof err);
+    if (rc) {
+        grpc_status_code code = rc == QV_EXISTS    ? GRPC_STATUS_ALREADY_EXISTS
+                                : rc == QV_CORRUPT ? GRPC_STATUS_DATA_LOSS
+                                : rc == QV_INVALID ? GRPC_STATUS_INVALID_ARGUMENT
+                                : rc == QV_VERSION ? GRPC_STATUS_FAILED_PRECONDITION
+                                                   : GRPC_STATUS_UNAVAILABLE;
+        rpc_fail(r, code, "restore refused after %u collections and %llu items: %s", n,
+                 (unsigned long long)items, err);
+    } else {
+        qv_info("restore: %u collections, %llu items from a %llu-byte cluster backup", n,
+                (unsigned long long)items, (unsigned long long)s->bytes);
+        Quiver__V1__RestoreResponse rep = QUIVER__V1__RESTORE_RESPONSE__INIT;
+        rep.collections = n;
+        rep.items = items;
+        rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+    }
+    rpc_unref(r);
+}
+
+void admin_restore_start(rpc *r)
+{
+    int rt = srv_routed(r);
+    if (rt < 0) return;
+    if (!rt) {
+        rpc_fail(r, GRPC_STATUS_FAILED_PRECONDITION,
+                 "Restore loads a cluster backup into a cluster; a single node restores a backup with "
+                 "quiverd --restore FILE --data DIR");
+        return;
+    }
+    if (auth_scoped()) {
+        rpc_fail(r, GRPC_STATUS_PERMISSION_DENIED,
+                 "a restore creates collections: a key scoped to some cannot run one");
+        return;
+    }
+    restore_state *s = calloc(1, sizeof *s);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.cluster-restore-%d-XXXXXX", g_data_dir, (int)getpid());
+    if (!s || (s->fd = mkstemp(path)) < 0) {
+        free(s);
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot make a scratch file in %s", g_data_dir);
+        return;
+    }
+    unlink(path);
+    r->state = s;
+    r->state_free = restore_free;
+    rpc_start_stream(r);
+}
+
+void admin_restore_step(rpc *r, int ok)
+{
+    restore_state *s = r->state;
+    if (!ok) return; /* the caller went away */
+    if (!r->recv_bb) { /* all of it: load it on a cluster thread */
+        rpc_ref(r);
+        if (qc_async(g_cluster, restore_job, r)) {
+            rpc_unref(r);
+            rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        return;
+    }
+    Quiver__V1__RestoreChunk *ch = (Quiver__V1__RestoreChunk *)rpc_recv_unpack(r, NULL);
+    if (!ch) {
+        rpc_fail(r, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode RestoreChunk: %s", rpc_unpack_error());
+        return;
+    }
+    ssize_t w = ch->data.len ? write(s->fd, ch->data.data, ch->data.len) : 0;
+    int bad = w != (ssize_t)ch->data.len;
+    s->bytes += ch->data.len;
+    protobuf_c_message_free_unpacked(&ch->base, NULL);
+    if (bad) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot keep the archive in %s: %s", g_data_dir,
+                 strerror(errno));
+        return;
+    }
+    rpc_recv(r);
 }

@@ -252,3 +252,61 @@ def test_full_cluster_restart_loses_nothing(cluster_factory):  # noqa: F811
     q = X[1777] + 0.001
     got = [h.id for h in cl.nodes[1].search.Search(pb.SearchRequest(collection="r", queries=[vq(q)], k=5)).results[0].hits]
     assert got == brute(X, range(2000), q, 5)
+
+
+def test_cluster_backup_during_writes_restores_into_a_fresh_cluster(cluster_factory):  # noqa: F811
+    from quiver_testlib import attrs_of
+    src = cluster_factory(nodes=2, nats=1)
+    a0 = src.nodes[0]
+    a0.collections.Create(pb.CreateCollectionRequest(name="bk", dim=DIM, metric=pb.COSINE, shards=2, replicas=2,
+                                                     index=pb.IndexSpec(kind="flat")))
+    a0.collections.Create(pb.CreateCollectionRequest(name="bk2", dim=DIM, metric=pb.L2, shards=1, replicas=1))
+    X = np.random.default_rng(9).standard_normal((6000, DIM)).astype(np.float32)
+    a0.items.Upsert(pb.UpsertRequest(collection="bk", items=[
+        item(i, X[i], {"c": "x%d" % (i % 5), "n": i, "t": ["a", "b"]}) for i in range(1000)]))
+    a0.items.Upsert(pb.UpsertRequest(collection="bk2", items=[item(i, X[i]) for i in range(50)]))
+    w = Writer(src.nodes[1], "bk", X, start=1000)
+    wait_for(lambda: len(w.acked) >= 200, 60, "writes under way")
+    before = set(range(1000)) | set(w.acked)
+    data = b"".join(c.data for c in a0.admin.Backup(pb.BackupRequest(), timeout=120))
+    acked = w.stop()
+    assert not w.errors
+    import io
+    import json
+    import tarfile
+    tf = tarfile.open(fileobj=io.BytesIO(data))
+    man = json.loads(tf.extractfile("manifest.json").read())
+    assert man["format"] == "quiver-cluster-backup" and {c["name"] for c in man["collections"]} == {"bk", "bk2"}
+
+    dst = cluster_factory(nodes=2, nats=1)
+    b0 = dst.nodes[1]
+
+    def chunks(blob, size=1 << 20):
+        for s in range(0, len(blob), size):
+            yield pb.RestoreChunk(data=blob[s:s + size])
+    # a damaged archive is refused before anything is written
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 0xFF
+    try:
+        b0.admin.Restore(chunks(bytes(bad)), timeout=120)
+        raise AssertionError("a damaged archive was restored")
+    except grpc.RpcError as e:
+        assert e.code() in (SC.DATA_LOSS, SC.INVALID_ARGUMENT), (e.code(), e.details())
+    assert len(b0.collections.List(pb.ListCollectionsRequest()).collections) == 0
+    r = b0.admin.Restore(chunks(data), timeout=300)
+    assert r.collections == 2 and r.items >= len(before) + 50, r
+    info = dst.nodes[0].collections.Describe(pb.DescribeCollectionRequest(name="bk"))
+    assert info.shards == 2 and info.replicas == 2 and info.metric == pb.COSINE
+
+    def scan(node, coll):
+        return {it.id: it for m in node.items.Scan(pb.ScanRequest(collection=coll, with_vectors=True))
+                for it in m.items}
+    got, now = scan(dst.nodes[0], "bk"), scan(a0, "bk")
+    assert before <= set(got), sorted(before - set(got))[:10]  # acknowledged before the backup: all there
+    assert set(got) <= set(now)
+    for i, it in got.items():  # item by item: the same vector and attributes
+        assert list(it.vector) == list(now[i].vector) and attrs_of(it) == attrs_of(now[i]), i
+    assert len(scan(dst.nodes[1], "bk2")) == 50
+    # a second restore meets the collections: refused, nothing changed
+    expect_error(lambda: b0.admin.Restore(chunks(data), timeout=120), SC.ALREADY_EXISTS, "bk")
+    _ = acked
