@@ -58,6 +58,8 @@ extern "C" {
 #define QVC_ADMIN_REBUILD_INDEX  "/quiver.v1.Admin/RebuildIndex"
 #define QVC_ADMIN_BACKUP         "/quiver.v1.Admin/Backup"
 #define QVC_ADMIN_CLUSTER_STATUS "/quiver.v1.Admin/ClusterStatus"
+#define QVC_ADMIN_DRAIN_NODE     "/quiver.v1.Admin/DrainNode"
+#define QVC_ADMIN_REBALANCE      "/quiver.v1.Admin/Rebalance"
 #define QVC_HEALTH_CHECK         "/grpc.health.v1.Health/Check"
 
 /* Largest message sent or received: 64 MiB. */

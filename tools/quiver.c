@@ -3,8 +3,8 @@
  * every command, and the commands that print what the server says:
  * collections (list, create, describe, drop), index rebuild with live
  * progress and index status, searches (filtered, grouped, diversified,
- * fused), recommendations by example, the cluster's status and the health
- * check; aligned tables
+ * fused), recommendations by example, the cluster's status and operations
+ * (drain, rebalance) and the health check; aligned tables
  * for people, --json for scripts. The plumbing (global options, the
  * connection, exit codes, option parsing) is cli.c's; bulk import, export
  * and backup are import.c's and transfer.c's. Nothing calls into this file.
@@ -58,7 +58,10 @@ static const char usage_top[] =
     "  backup FILE                      hot backup of the server's whole data (restore:\n"
     "                                   quiverd --restore FILE --data DIR)\n"
     "  cluster status                   a cluster's nodes, shards and replicas (state,\n"
-    "                                   applied sequence, lag)\n"
+    "                                   applied sequence, lag, moves), its controller\n"
+    "  cluster drain NODE [--wait]      move every replica off a node (--cancel: take\n"
+    "                                   it back)\n"
+    "  cluster rebalance                one balancing pass of the replicas now\n"
     "\n"
     "Global options (accepted anywhere on the command line):\n"
     "  --addr HOST:PORT   server address (default: $QUIVER_ADDR, else " CLI_DEFAULT_ADDR ")\n"
@@ -241,22 +244,64 @@ static const char usage_recommend[] =
 static const char usage_cluster[] =
     "Usage: quiver cluster SUBCOMMAND ...\n"
     "\n"
-    "  status                 the cluster's nodes, shards and replicas\n"
+    "  status                 the cluster's nodes, shards, replicas and moves\n"
+    "  drain NODE             move every replica off a node (--wait, --cancel)\n"
+    "  rebalance              one balancing pass of the replicas now\n"
     "\n"
     "'quiver cluster SUBCOMMAND --help' shows the options of each.\n";
 
 static const char usage_cluster_status[] =
     "Usage: quiver cluster status\n"
     "\n"
-    "Show a cluster as the server sees it (Admin.ClusterStatus): each node (id,\n"
-    "address, alive) and, per collection and shard, the last sequence of the\n"
-    "shard's log and each replica: its node, its state (ACTIVE: serves reads and\n"
-    "acknowledges writes; CATCHING_UP: applying the log, out of the read rotation;\n"
-    "DOWN: its node is not alive), the log sequence it has applied and its lag\n"
-    "(log_last_seq - applied_seq). A single quiverd prints \"single node (not\n"
-    "clustered)\". --json: {\"clustered\", \"nodes\": [{\"id\", \"address\",\n"
-    "\"alive\"}], \"shards\": [{\"collection\", \"shard\", \"log_last_seq\",\n"
-    "\"replicas\": [{\"node\", \"state\", \"applied_seq\", \"lag\"}]}]}.\n";
+    "Show a cluster as the server sees it (Admin.ClusterStatus): the controller\n"
+    "(the node that places and moves replicas; \"none\" while one is elected), the\n"
+    "nodes being drained, each node (id, address, alive) and, per collection and\n"
+    "shard, the last sequence of the shard's log and each replica: its node, its\n"
+    "state (ACTIVE: serves reads and acknowledges writes; CATCHING_UP: applying\n"
+    "the log or installing a snapshot, out of the read rotation; DOWN: its node is\n"
+    "not alive), the log sequence it has applied, its lag (log_last_seq -\n"
+    "applied_seq) and MOVES: \"leaving\" for a replica being moved off its node\n"
+    "(removed once its replacement, CATCHING_UP in the same shard meanwhile, is\n"
+    "ACTIVE), else \"-\". A single quiverd prints \"single node (not clustered)\".\n"
+    "--json: {\"clustered\", \"controller\" (\"\" while none), \"draining\": [ids],\n"
+    "\"nodes\": [{\"id\", \"address\", \"alive\"}], \"shards\": [{\"collection\",\n"
+    "\"shard\", \"log_last_seq\", \"replicas\": [{\"node\", \"state\",\n"
+    "\"applied_seq\", \"lag\", \"leaving\"}]}]}.\n";
+
+static const char usage_cluster_drain[] =
+    "Usage: quiver cluster drain NODE [--wait] [--cancel]\n"
+    "\n"
+    "Drain a node, e.g. before maintenance (Admin.DrainNode): the cluster's\n"
+    "controller places each of its replicas on another node (snapshot and log\n"
+    "replay) and removes the node's copy only once the new one is ACTIVE, so a\n"
+    "shard never has fewer replicas than asked for. The node stays in the cluster,\n"
+    "drained (no replica is placed on it), until taken back with --cancel. Prints\n"
+    "how many replicas the node holds now. NODE is a node id (quiver cluster\n"
+    "status lists them; unknown: exit 4). A single quiverd refuses (exit 5).\n"
+    "\n"
+    "  --wait     then wait until the node holds no replica and every replica of\n"
+    "             the shards it held is ACTIVE and none is leaving: asks the\n"
+    "             cluster's status every 500 ms, with a progress line on stderr (a\n"
+    "             live line on a terminal, else one line per change). No deadline;\n"
+    "             Ctrl-C stops waiting (exit 130) and the drain goes on. Exit 5 when\n"
+    "             the drain is cancelled meanwhile.\n"
+    "  --cancel   take the node back: no longer drained, it can be given replicas\n"
+    "             again (new collections, replacements, 'quiver cluster\n"
+    "             rebalance'); moves already made stay\n"
+    "\n"
+    "--json: {\"node\", \"draining\" (false after --cancel), \"replicas_left\"};\n"
+    "with --wait also \"seconds\" (the time waited).\n";
+
+static const char usage_cluster_rebalance[] =
+    "Usage: quiver cluster rebalance\n"
+    "\n"
+    "Ask the cluster's controller for a balancing pass now (Admin.Rebalance): it\n"
+    "moves replicas from the most to the least loaded nodes (by replica count;\n"
+    "never two replicas of a shard on one node, none onto a drained node), one at\n"
+    "a time, each removed from its node only once its replacement is ACTIVE. It\n"
+    "returns at once; 'quiver cluster status' shows the moves (MOVES: leaving).\n"
+    "Nodes run such passes by themselves unless started with --no-rebalance. A\n"
+    "single quiverd refuses (exit 5). --json: {\"rebalance\": \"requested\"}.\n";
 
 /* ---------------------------------------------------- values of options */
 /* "0.1,0.2, 0.3" or "[0.1, 0.2]" -> floats (caller frees *out). Returns the
@@ -793,8 +838,11 @@ static uint64_t replica_lag(const Quiver__V1__ShardStatus *s, const Quiver__V1__
 
 static json_t *json_cluster_status(const Quiver__V1__ClusterStatusResponse *st)
 {
-    json_t *o = j_obj(), *nodes = j_arr(), *shards = j_arr();
+    json_t *o = j_obj(), *nodes = j_arr(), *shards = j_arr(), *draining = j_arr();
     j_set(o, "clustered", j_bool(st->clustered));
+    j_set(o, "controller", j_str(st->controller));
+    for (size_t i = 0; i < st->n_draining; i++) j_push(draining, j_str(st->draining[i]));
+    j_set(o, "draining", draining);
     for (size_t i = 0; i < st->n_nodes; i++) {
         const Quiver__V1__NodeStatus *n = st->nodes[i];
         json_t *jn = j_obj();
@@ -816,6 +864,7 @@ static json_t *json_cluster_status(const Quiver__V1__ClusterStatusResponse *st)
             j_set(jr, "state", j_str(replica_state_name(r->state)));
             j_set(jr, "applied_seq", j_u64(r->applied_seq));
             j_set(jr, "lag", j_u64(replica_lag(s, r)));
+            j_set(jr, "leaving", j_bool(r->leaving));
             j_push(reps, jr);
         }
         j_set(js, "replicas", reps);
@@ -828,7 +877,11 @@ static json_t *json_cluster_status(const Quiver__V1__ClusterStatusResponse *st)
 
 static void print_cluster_status(const Quiver__V1__ClusterStatusResponse *st)
 {
-    size_t alive = 0, nrep = 0, active = 0;
+    size_t alive = 0, nrep = 0, active = 0, leaving = 0;
+    printf("controller: %s\n", st->controller && st->controller[0] ? st->controller : "none");
+    printf("draining: ");
+    for (size_t i = 0; i < st->n_draining; i++) printf("%s%s", i ? ", " : "", st->draining[i]);
+    printf("%s\n", st->n_draining ? "" : "none");
     for (size_t i = 0; i < st->n_nodes; i++) alive += st->nodes[i]->alive != 0;
     printf("nodes: %zu (%zu alive)\n", st->n_nodes, alive);
     if (st->n_nodes) {
@@ -849,20 +902,23 @@ static void print_cluster_status(const Quiver__V1__ClusterStatusResponse *st)
         for (size_t k = 0; k < st->shards[i]->n_replicas; k++) {
             nrep++;
             active += st->shards[i]->replicas[k]->state == QUIVER__V1__REPLICA_STATE__REPLICA_ACTIVE;
+            leaving += st->shards[i]->replicas[k]->leaving != 0;
         }
-    printf("\nshards: %zu (%zu replicas, %zu ACTIVE)\n", st->n_shards, nrep, active);
+    printf("\nshards: %zu (%zu replicas, %zu ACTIVE", st->n_shards, nrep, active);
+    if (leaving) printf(", %zu leaving", leaving);
+    printf(")\n");
     if (!st->n_shards) return;
     /* one row per replica; the collection, shard and log's last on each row */
-    table t = {.ncol = 7, .align = "lrrllrr"};
-    const char *head[] = {"  COLLECTION", "SHARD", "LOG_LAST_SEQ", "NODE", "STATE", "APPLIED_SEQ", "LAG"};
-    for (int i = 0; i < 7; i++) tbl_cell(&t, "%s", head[i]);
+    table t = {.ncol = 8, .align = "lrrllrrl"};
+    const char *head[] = {"  COLLECTION", "SHARD", "LOG_LAST_SEQ", "NODE", "STATE", "APPLIED_SEQ", "LAG", "MOVES"};
+    for (int i = 0; i < 8; i++) tbl_cell(&t, "%s", head[i]);
     for (size_t i = 0; i < st->n_shards; i++) {
         const Quiver__V1__ShardStatus *s = st->shards[i];
         if (!s->n_replicas) { /* a shard without replicas (never placed) */
             tbl_cell(&t, "  %s", s->collection);
             tbl_cell(&t, "%u", s->shard);
             tbl_cell(&t, "%" PRIu64, s->log_last_seq);
-            for (int c = 0; c < 4; c++) tbl_cell(&t, "-");
+            for (int c = 0; c < 5; c++) tbl_cell(&t, "-");
             continue;
         }
         for (size_t k = 0; k < s->n_replicas; k++) {
@@ -874,6 +930,7 @@ static void print_cluster_status(const Quiver__V1__ClusterStatusResponse *st)
             tbl_cell(&t, "%s", replica_state_name(r->state));
             tbl_cell(&t, "%" PRIu64, r->applied_seq);
             tbl_cell(&t, "%" PRIu64, replica_lag(s, r));
+            tbl_cell(&t, "%s", r->leaving ? "leaving" : "-");
         }
     }
     tbl_print(&t);
@@ -896,6 +953,211 @@ static int cmd_cluster_status(int argc, char **argv)
     else print_cluster_status(rep);
     protobuf_c_message_free_unpacked(&rep->base, NULL);
     return rc;
+}
+
+/* ------------------------------------------------- cluster drain, rebalance */
+static double mono_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static const char *plural(uint64_t n, const char *one, const char *many) { return n == 1 ? one : many; }
+
+/* The shards a drained node held at some point of the wait. */
+typedef struct shard_set {
+    struct shard_ref {
+        char *coll;
+        uint32_t shard;
+    } *a;
+    size_t n, cap;
+} shard_set;
+
+static int shard_set_has(const shard_set *set, const char *coll, uint32_t shard)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (set->a[i].shard == shard && !strcmp(set->a[i].coll, coll)) return 1;
+    return 0;
+}
+
+/* Returns 0, or -1 when out of memory. */
+static int shard_set_add(shard_set *set, const char *coll, uint32_t shard)
+{
+    if (shard_set_has(set, coll, shard)) return 0;
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? 2 * set->cap : 8;
+        struct shard_ref *a = realloc(set->a, cap * sizeof *a);
+        if (!a) return -1;
+        set->a = a;
+        set->cap = cap;
+    }
+    if (!(set->a[set->n].coll = strdup(coll))) return -1;
+    set->a[set->n++].shard = shard;
+    return 0;
+}
+
+static void shard_set_free(shard_set *set)
+{
+    for (size_t i = 0; i < set->n; i++) free(set->a[i].coll);
+    free(set->a);
+    memset(set, 0, sizeof *set);
+}
+
+/* Where a drain stands in one ClusterStatus. */
+typedef struct drain_view {
+    int draining;         /* node is among st->draining */
+    uint32_t held;        /* replicas on node */
+    size_t leaving;       /* replicas of the tracked shards leaving */
+    size_t not_active;    /* replicas of the tracked shards not ACTIVE */
+} drain_view;
+
+/* Add the shards node holds to set, then look at every tracked shard.
+ * Returns 0, or -1 when out of memory. */
+static int drain_look(const Quiver__V1__ClusterStatusResponse *st, const char *node, shard_set *set,
+                      drain_view *v)
+{
+    memset(v, 0, sizeof *v);
+    for (size_t i = 0; i < st->n_draining; i++) v->draining |= !strcmp(st->draining[i], node);
+    for (size_t i = 0; i < st->n_shards; i++) {
+        const Quiver__V1__ShardStatus *s = st->shards[i];
+        for (size_t k = 0; k < s->n_replicas; k++)
+            if (!strcmp(s->replicas[k]->node, node)) {
+                v->held++;
+                if (shard_set_add(set, s->collection, s->shard)) return -1;
+            }
+    }
+    for (size_t i = 0; i < st->n_shards; i++) {
+        const Quiver__V1__ShardStatus *s = st->shards[i];
+        if (!shard_set_has(set, s->collection, s->shard)) continue;
+        for (size_t k = 0; k < s->n_replicas; k++) {
+            v->leaving += s->replicas[k]->leaving != 0;
+            v->not_active += s->replicas[k]->state != QUIVER__V1__REPLICA_STATE__REPLICA_ACTIVE;
+        }
+    }
+    return 0;
+}
+
+/* --wait: poll ClusterStatus every 500 ms until node holds no replica and
+ * every replica of the shards it held is ACTIVE and none is leaving. */
+static int drain_wait(const char *node, double *waited)
+{
+    int tty = isatty(STDERR_FILENO), drawn = 0, rc = EXIT_OK;
+    double t0 = mono_now();
+    char line[256], last[256] = "";
+    shard_set set = {0};
+    for (;;) {
+        Quiver__V1__ClusterStatusRequest req = QUIVER__V1__CLUSTER_STATUS_REQUEST__INIT;
+        Quiver__V1__ClusterStatusResponse *st = NULL;
+        if (drawn) { /* cleared during the call: an error message gets a line of its own */
+            fputs("\r\033[K", stderr);
+            drawn = 0;
+        }
+        if ((rc = cli_call(QVC_ADMIN_CLUSTER_STATUS, &req.base,
+                           &quiver__v1__cluster_status_response__descriptor, (ProtobufCMessage **)&st)))
+            break;
+        drain_view v;
+        int bad = drain_look(st, node, &set, &v);
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+        if (bad) {
+            fprintf(stderr, "quiver: cluster drain: out of memory\n");
+            rc = EXIT_SERVER;
+            break;
+        }
+        if (!v.draining) {
+            fprintf(stderr,
+                    "quiver: cluster drain: node %s is no longer drained (the drain was cancelled); it "
+                    "holds %" PRIu32 " %s\n",
+                    node, v.held, plural(v.held, "replica", "replicas"));
+            rc = EXIT_REJECTED;
+            break;
+        }
+        if (!v.held && !v.leaving && !v.not_active) break;
+        snprintf(line, sizeof line, "draining %s: %" PRIu32 " %s left, %zu leaving, %zu not ACTIVE", node,
+                 v.held, plural(v.held, "replica", "replicas"), v.leaving, v.not_active);
+        if (tty) {
+            fprintf(stderr, "\r%s  %.1fs\033[K", line, mono_now() - t0);
+            drawn = 1;
+        } else if (strcmp(line, last)) {
+            fprintf(stderr, "%s (%.1fs)\n", line, mono_now() - t0);
+        }
+        fflush(stderr);
+        snprintf(last, sizeof last, "%s", line);
+        struct timespec half = {0, 500 * 1000 * 1000};
+        while (nanosleep(&half, &half) != 0) {
+        }
+    }
+    shard_set_free(&set);
+    *waited = mono_now() - t0;
+    return rc;
+}
+
+static int cmd_cluster_drain(int argc, char **argv)
+{
+    const char *cmd = "cluster drain", *pos[1];
+    int npos, wait = 0, cancel = 0;
+    optdef opts[] = {OPT_FLAG("--wait", &wait), OPT_FLAG("--cancel", &cancel), OPT_END};
+    int rc = cli_parse_args(argc, argv, opts, pos, 1, &npos, cmd, usage_cluster_drain);
+    if (rc >= 0) return rc;
+    if (npos != 1 || !pos[0][0]) return cli_usage_error(cmd, "the NODE is missing");
+    if (wait && cancel) return cli_usage_error(cmd, "--wait and --cancel do not go together");
+    Quiver__V1__DrainNodeRequest req = QUIVER__V1__DRAIN_NODE_REQUEST__INIT;
+    Quiver__V1__DrainNodeResponse *rep = NULL;
+    req.node = (char *)pos[0];
+    req.cancel = cancel;
+    if ((rc = cli_call(QVC_ADMIN_DRAIN_NODE, &req.base, &quiver__v1__drain_node_response__descriptor,
+                       (ProtobufCMessage **)&rep)))
+        return rc;
+    uint32_t left = rep->replicas_left;
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    double waited = 0;
+    if (wait) {
+        if (!cli_json())
+            printf("draining node %s: %" PRIu32 " %s left\n", pos[0], left, plural(left, "replica", "replicas"));
+        fflush(stdout);
+        if ((rc = drain_wait(pos[0], &waited))) return rc;
+        left = 0;
+    }
+    if (cli_json()) {
+        json_t *o = j_obj();
+        j_set(o, "node", j_str(pos[0]));
+        j_set(o, "draining", j_bool(!cancel));
+        j_set(o, "replicas_left", j_u64(left));
+        if (wait) j_set(o, "seconds", j_num(waited));
+        return j_print(o);
+    }
+    if (cancel)
+        printf("node %s taken back (no longer drained): it holds %" PRIu32 " %s\n", pos[0], left,
+               plural(left, "replica", "replicas"));
+    else if (wait)
+        printf("node %s drained: it holds no replica (%.1fs)\n", pos[0], waited);
+    else if (left)
+        printf("draining node %s: %" PRIu32 " %s left (quiver cluster status shows the moves)\n", pos[0], left,
+               plural(left, "replica", "replicas"));
+    else printf("draining node %s: it holds no replica\n", pos[0]);
+    return EXIT_OK;
+}
+
+static int cmd_cluster_rebalance(int argc, char **argv)
+{
+    const char *cmd = "cluster rebalance", *pos[1];
+    int npos;
+    int rc = cli_parse_args(argc, argv, NULL, pos, 0, &npos, cmd, usage_cluster_rebalance);
+    if (rc >= 0) return rc;
+    Quiver__V1__RebalanceRequest req = QUIVER__V1__REBALANCE_REQUEST__INIT;
+    Quiver__V1__RebalanceResponse *rep = NULL;
+    if ((rc = cli_call(QVC_ADMIN_REBALANCE, &req.base, &quiver__v1__rebalance_response__descriptor,
+                       (ProtobufCMessage **)&rep)))
+        return rc;
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    if (cli_json()) {
+        json_t *o = j_obj();
+        j_set(o, "rebalance", j_str("requested"));
+        return j_print(o);
+    }
+    printf("rebalance requested: the controller moves replicas from the most to the least loaded nodes, "
+           "one at a time (quiver cluster status shows the moves)\n");
+    return EXIT_OK;
 }
 
 static int cmd_index_status(int argc, char **argv)
@@ -1575,7 +1837,10 @@ static int run(int argc, char **argv)
                                   {NULL, NULL}};
     static const subcmd index[] = {
         {"rebuild", cmd_index_rebuild}, {"status", cmd_index_status}, {NULL, NULL}};
-    static const subcmd cluster[] = {{"status", cmd_cluster_status}, {NULL, NULL}};
+    static const subcmd cluster[] = {{"status", cmd_cluster_status},
+                                     {"drain", cmd_cluster_drain},
+                                     {"rebalance", cmd_cluster_rebalance},
+                                     {NULL, NULL}};
     if (argc == 0) {
         fputs(usage_top, stderr);
         return EXIT_USAGE;
