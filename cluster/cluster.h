@@ -52,6 +52,7 @@ typedef struct qc_opts {
     unsigned lease_ttl_s;   /* node registration lease (0 = 5) */
     unsigned replace_after_s; /* a node gone this long has its replicas placed elsewhere (0 = 300) */
     int no_rebalance;       /* 1: a joining node gets no replicas moved to it by itself */
+    int64_t log_max_bytes;  /* each shard stream's cap (0: none; --log-max-bytes) */
     /* calls to peers: the API key they carry (--cluster-key-file; NULL: none)
      * and TLS (peer_tls: speak TLS; CA, client certificate and key files) */
     const char *peer_key;

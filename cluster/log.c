@@ -52,6 +52,7 @@ struct qc_log {
     natsConnection *nc;
     jsCtx *js;
     int timeout_ms;
+    int64_t max_bytes; /* each stream's cap (0: none) */
 };
 
 struct qc_follow {
@@ -375,6 +376,7 @@ typedef struct qc_log_req {
     const char *stream;
     const char *subject;
     int replicas;
+    int64_t max_bytes;    /* ensure: the stream's cap (0: none) */
     uint64_t below;       /* trim */
     uint64_t last, first; /* last_seq */
 } qc_log_req;
@@ -419,6 +421,12 @@ static void qc_log_stream_config(jsStreamConfig *c, qc_log_req *rq, const char *
     c->Replicas = rq->replicas;
     c->MaxMsgSize = QC_LOG_STREAM_MAX_MSG;
     c->Duplicates = QC_LOG_DEDUP_NS;
+    /* a safety cap: the oldest entries go first (a replica further behind
+     * catches up by snapshot) */
+    if (rq->max_bytes > 0) {
+        c->MaxBytes = rq->max_bytes;
+        c->Discard = js_DiscardOld;
+    }
 }
 
 /* Add; if a stream of that name exists with another configuration, update it
@@ -483,6 +491,7 @@ int qc_log_stream_ensure(qc_log *lg, const char *coll, uint32_t shard, int repli
         return QV_INVALID;
     }
     rq.replicas = replicas;
+    rq.max_bytes = lg->max_bytes;
     return qc_log_admin(lg, "ensure stream", qc_log_req_ensure, &rq);
 }
 
@@ -868,3 +877,5 @@ void qc_follow_stop(qc_follow *f)
     pthread_mutex_destroy(&f->mu);
     free(f);
 }
+
+void qc_log_set_max_bytes(qc_log *lg, int64_t max_bytes) { lg->max_bytes = max_bytes; }

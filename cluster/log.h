@@ -116,6 +116,10 @@ int qc_log_names(const char *coll, uint32_t shard, char stream[QC_LOG_NAME_MAX],
  * Returns 0, QV_INVALID, QV_IO, QV_SHUTDOWN. */
 int qc_log_stream_ensure(qc_log *lg, const char *coll, uint32_t shard, int replicas);
 
+/* Streams created (ensured) from now on keep at most max_bytes (0: no cap),
+ * dropping their oldest entries past it (--log-max-bytes). */
+void qc_log_set_max_bytes(qc_log *lg, int64_t max_bytes);
+
 /* Deletes the shard's stream and its messages.
  * Returns 0, QV_NOTFOUND (there was none: fine to ignore), QV_INVALID, QV_IO. */
 int qc_log_stream_delete(qc_log *lg, const char *coll, uint32_t shard);

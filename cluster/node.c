@@ -414,6 +414,20 @@ static void apply_done(qv_write *w)
 static int apply_entries(void *ctx, const qc_log_msg *msgs, size_t n)
 {
     replica *r = ctx;
+    if (n && !atomic_load(&r->gap)) {
+        qv_coll_info in;
+        qv_coll_info_get(r->lc, &in);
+        if (msgs[0].seq > in.log_seq + 1) {
+            /* entries it never applied are gone from the log (its size cap):
+             * the reconciler reopens it from a snapshot */
+            qv_warn("cluster: replica %s of %s: the log starts at %" PRIu64 ", after %" PRIu64
+                    " that it applied: installing a snapshot",
+                    r->lname, r->name, msgs[0].seq, in.log_seq);
+            atomic_store(&r->gap, 1);
+            qc_mark_dirty(r->cl);
+        }
+    }
+    if (atomic_load(&r->gap)) return -1;
     qv_write *ws = calloc(n, sizeof *ws);
     void **mems = calloc(n, sizeof *mems);
     apply_batch b = {.rc = 0};
@@ -656,6 +670,15 @@ static void reconcile(qc_cluster *c)
     size_t nm = 0;
     if (qc_meta_list(c, &metas, &nm)) return;
     pthread_mutex_lock(&c->rmu);
+    for (replica **pp = &c->replicas; *pp;) { /* reopened below, from a snapshot */
+        replica *r = *pp;
+        if (atomic_load(&r->gap)) {
+            *pp = r->next;
+            replica_close(r, 0);
+        } else {
+            pp = &r->next;
+        }
+    }
     for (replica *r = c->replicas; r; r = r->next) r->wanted = 0;
     for (size_t i = 0; i < nm && !c->o.no_shards; i++)
         for (uint32_t s = 0; s < metas[i].shards; s++)
@@ -1284,6 +1307,7 @@ int qc_open(const qc_opts *opts, qc_cluster **out, char *err, size_t errlen)
     int rc = qc_etcd_open(opts->etcd_urls, opts->etcd_ca || opts->etcd_cert ? &tls : NULL, 3000, &c->etcd,
                           err, errlen);
     if (!rc) rc = qc_log_open(opts->nats_urls, opts->nats_creds, 5000, &c->log, err, errlen);
+    if (!rc) qc_log_set_max_bytes(c->log, opts->log_max_bytes);
     qc_peer_security sec = {opts->peer_key, opts->peer_tls, opts->peer_ca, opts->peer_cert,
                             opts->peer_keyfile, opts->advertise, opts->local_call};
     if (!rc && qc_peers_new(&sec, &c->peers)) rc = QV_NOMEM;

@@ -38,6 +38,7 @@ typedef struct replica {
     pthread_mutex_t wmu;
     waiter *waiters;
     int wanted; /* reconcile mark */
+    atomic_int gap; /* the log lost entries it needs: reopen it with a snapshot */
 } replica;
 
 typedef struct job {

@@ -104,6 +104,10 @@ static void usage(FILE *f)
             "                       the other nodes by the controller (default 300)\n"
             "  --no-rebalance       the controller moves no replicas to a joining node\n"
             "                       by itself (quiver cluster rebalance does it once)\n"
+            "  --log-max-bytes SIZE  a safety cap on each shard's log stream (the oldest\n"
+            "                       entries go; a replica further behind installs a\n"
+            "                       snapshot); the controller trims below what every\n"
+            "                       replica applied in any case (default: no cap)\n"
             "  --cluster-tls-ca FILE  with --tls-cert: the CA that signed the other nodes'\n"
             "                       certificates (default: --tls-client-ca); nodes present\n"
             "                       their --tls-cert to each other\n"
@@ -253,7 +257,7 @@ int main(int argc, char **argv)
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
            O_ATTRKEYS, O_QUEUED, O_MAXREB, O_RESTORE, O_FORCE, O_AUTHKEYS, O_HASHKEY, O_NOAUTH,
            O_TLSCERT, O_TLSKEY, O_TLSCA, O_LOGFMT, O_SLOW, O_METRICS, O_CETCD, O_CNATS, O_NODEID,
-           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS, O_CTLSCA, O_REPLACE, O_NOREBAL };
+           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS, O_CTLSCA, O_REPLACE, O_NOREBAL, O_LOGMAX };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -286,6 +290,7 @@ int main(int argc, char **argv)
         {"cluster-threads", required_argument, 0, O_CTHREADS},
         {"cluster-tls-ca", required_argument, 0, O_CTLSCA},
         {"replace-after", required_argument, 0, O_REPLACE}, {"no-rebalance", no_argument, 0, O_NOREBAL},
+        {"log-max-bytes", required_argument, 0, O_LOGMAX},
         {0, 0, 0, 0}};
     qc_opts co;
     memset(&co, 0, sizeof co);
@@ -402,6 +407,15 @@ int main(int argc, char **argv)
             co.replace_after_s = (unsigned)v;
             break;
         case O_NOREBAL: co.no_rebalance = 1; break;
+        case O_LOGMAX: {
+            size_t b;
+            if (parse_size(optarg, &b) || b < ((size_t)1 << 20)) {
+                fprintf(stderr, "quiverd: --log-max-bytes %s: want a size of at least 1M, e.g. 20G\n", optarg);
+                return 2;
+            }
+            co.log_max_bytes = (int64_t)b;
+            break;
+        }
         case O_CTHREADS:
             if (parse_count("--cluster-threads", optarg, 1, 256, &v)) return 2;
             co.threads = (unsigned)v;

@@ -310,3 +310,24 @@ def test_cluster_backup_during_writes_restores_into_a_fresh_cluster(cluster_fact
     # a second restore meets the collections: refused, nothing changed
     expect_error(lambda: b0.admin.Restore(chunks(data), timeout=120), SC.ALREADY_EXISTS, "bk")
     _ = acked
+
+
+def test_log_size_cap_and_a_replica_behind_it(cluster_factory):  # noqa: F811
+    """--log-max-bytes caps each stream; a replica that was away while the cap dropped
+    entries it needs installs a snapshot instead of missing them."""
+    cl = cluster_factory(nodes=2, nats=1, node_args=["--log-max-bytes", "1M"])
+    n0, n1 = cl.nodes
+    n0.collections.Create(pb.CreateCollectionRequest(name="cap", dim=64, metric=pb.L2, shards=1, replicas=2))
+    X = np.random.default_rng(10).standard_normal((12000, 64)).astype(np.float32)
+    n0.items.Upsert(pb.UpsertRequest(collection="cap", items=[item(i, X[i]) for i in range(1000)]))
+    n1.kill()
+    for s in range(1000, 12000, 500):  # ~3 MB of entries: the stream keeps ~1 MB of them
+        n0.items.Upsert(pb.UpsertRequest(collection="cap", items=[item(i, X[i]) for i in range(s, s + 500)]),
+                        timeout=30)
+    info = cl.nats.stream_info("QV_cap_0")
+    assert info["state"]["bytes"] <= (1 << 20) + (300 << 10), info["state"]
+    assert info["state"]["first_seq"] > 2, info["state"]
+    n1.start()
+    wait_for(lambda: settled(status(n0), 2), 90, "the replica back and caught up")
+    assert "installing a snapshot" in n1.stderr_text() or "installed a snapshot" in n1.stderr_text()
+    all_there([n1], "cap", list(range(12000)))
