@@ -114,7 +114,8 @@ HELP_LEVELS = [
     ["collections", "describe", "-h"], ["collections", "drop", "--help"],
     ["index", "--help"], ["index", "rebuild", "--help"], ["index", "status", "--help"],
     ["search", "--help"], ["recommend", "--help"], ["recommend", "x", "--positive", "bad", "-h"],
-    ["cluster", "--help"], ["cluster", "status", "--help"],
+    ["cluster", "--help"], ["cluster", "status", "--help"], ["cluster", "drain", "--help"],
+    ["cluster", "drain", "n", "--wait", "--help"], ["cluster", "rebalance", "--help"],
     # --help wins over missing or bad arguments of its level
     ["collections", "create", "x", "--dim", "nope", "--help"],
     ["--json", "search", "--help"],
@@ -131,7 +132,8 @@ def test_help_on_every_level(args):
 def test_top_help_documents_commands_and_exit_codes():
     out = ok(cli(None, "--help")).stdout
     for w in ["collections list", "collections create", "collections describe", "collections drop",
-              "index rebuild", "index status", "search", "health", "cluster status", "--addr", "QUIVER_ADDR",
+              "index rebuild", "index status", "search", "health", "cluster status", "cluster drain",
+              "cluster rebalance", "--addr", "QUIVER_ADDR",
               "--json", "Exit codes"]:
         assert w in out, w
     for code, what in [(0, "success"), (2, "usage"), (3, "connect"), (4, "not found"),
@@ -177,6 +179,9 @@ USAGE_ERRORS = [
     ["recommend", "c", "--positive", "1", "--filter", '{"must":[{"field":{"key":"a","exists":"yes"}}]}'],
     ["health", "extra"], ["health", "--service"],
     ["cluster"], ["cluster", "frob"], ["cluster", "status", "extra"], ["cluster", "status", "--verbose"],
+    ["cluster", "drain"], ["cluster", "drain", ""], ["cluster", "drain", "a", "b"],
+    ["cluster", "drain", "n", "--wait", "--cancel"], ["cluster", "drain", "n", "--now"],
+    ["cluster", "rebalance", "extra"], ["cluster", "rebalance", "--now"],
     ["collections", "create", "c", "--dim", "8", "--shards", "two"],
     ["collections", "create", "c", "--dim", "8", "--replicas", "-1"],
     ["import", "c", "f.fvecs", "--ack", "eventually"], ["import", "c", "f.fvecs", "--shards", "2"],
@@ -311,8 +316,36 @@ def test_cluster_status_single_node(server):
     a = server.addr
     r = ok(cli(a, "cluster", "status"))
     assert r.stdout == "single node (not clustered)\n", r.stdout
-    assert jcli(a, "cluster", "status") == {"clustered": False, "nodes": [], "shards": []}
+    assert jcli(a, "cluster", "status") == {"clustered": False, "controller": "", "draining": [],
+                                            "nodes": [], "shards": []}
     assert jcli(a, "cluster", "--json", "status")["clustered"] is False
+
+
+def test_cluster_drain_and_rebalance_need_cluster_mode(server):
+    """A single node refuses both with the server's FAILED_PRECONDITION message (exit 5),
+    --json or not, and whatever the options."""
+    a = server.addr
+    for args in (["cluster", "drain", "node1"], ["cluster", "drain", "node1", "--wait"],
+                 ["cluster", "drain", "node1", "--cancel"], ["--json", "cluster", "drain", "x"]):
+        r = fails(cli(a, *args), REJECTED, "FAILED_PRECONDITION", "DrainNode", "cluster mode")
+        assert r.stdout == "" and r.stderr.count("\n") == 1, (args, r.stdout, r.stderr)
+    for args in (["cluster", "rebalance"], ["--json", "cluster", "rebalance"]):
+        r = fails(cli(a, *args), REJECTED, "FAILED_PRECONDITION", "Rebalance", "cluster mode")
+        assert r.stdout == "" and r.stderr.count("\n") == 1, (args, r.stdout, r.stderr)
+
+
+def test_cluster_help_documents_drain_and_rebalance():
+    out = ok(cli(None, "cluster", "--help")).stdout
+    for w in ("status", "drain NODE", "rebalance"):
+        assert w in out, w
+    drain = ok(cli(None, "cluster", "drain", "--help")).stdout
+    for w in ("Usage: quiver cluster drain NODE [--wait] [--cancel]", "--wait", "--cancel", "500 ms",
+              "ACTIVE", "leaving", "replicas_left", "Ctrl-C"):
+        assert w in drain, w
+    assert "Admin.Rebalance" in ok(cli(None, "cluster", "rebalance", "--help")).stdout
+    st = ok(cli(None, "cluster", "status", "--help")).stdout
+    for w in ("controller", "draining", "leaving", "MOVES"):
+        assert w in st, w
 
 
 def test_shards_and_replicas_need_cluster_mode(server):

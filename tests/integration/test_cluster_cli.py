@@ -7,14 +7,20 @@ server), etcd and two quiverd nodes on loopback, started by cluster_lib's fixtur
   replicas each, caught up with their log; the table names both nodes;
 - `quiver import --ack logged` returns once the log holds the rows, which every node
   then serves;
-- each node's /metrics has its replicas' applied sequence, lag and state and its node
-  id; promtool accepts the text; the Grafana dashboard's cluster panels query families
-  a cluster node serves, and every cluster family has a panel.
+- each node's /metrics has its replicas' applied sequence, lag and state, its node id,
+  its controller role and the replica moves; promtool accepts the text; the Grafana
+  dashboard's cluster panels query families a cluster node serves, and every cluster
+  family has a panel;
+- on three nodes (issue 19) `quiver cluster drain NODE --wait` returns once the node holds
+  no replica (status shows it draining, every replica ACTIVE), `--cancel` and `quiver
+  cluster rebalance` give it replicas again, and exactly one node reports itself the
+  controller, with the moves it started.
 
 The binaries are $QUIVER_BIN/quiver and quiverd. Run with /usr/bin/python3 -m pytest.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 
@@ -24,7 +30,7 @@ import pytest
 import quiver_testlib as qt
 from cluster_lib import cluster_factory  # noqa: F401  (the fixture)
 from quiver_testlib import pb
-from test_cli import QUIVER, cli, fails, jcli, ok, REJECTED
+from test_cli import QUIVER, cli, fails, jcli, ok, NOT_FOUND, REJECTED
 from test_metrics import (CLUSTER_PREFIX, PROMTOOL, Exposition, _FAMILY_REF, dashboard_exprs,
                           metrics_port, scrape)
 
@@ -70,6 +76,7 @@ def test_cluster_status_create_describe_list(cluster):
     a, b = (n.advertise for n in cluster.nodes)
     st = caught_up(a)
     assert st["clustered"] is True
+    assert st["controller"] in NODES and st["draining"] == []
     assert {n["id"] for n in st["nodes"]} == NODES and all(n["alive"] for n in st["nodes"])
     assert {n["address"] for n in st["nodes"]} == {a, b}
     shards = sorted((s for s in st["shards"] if s["collection"] == "cc"), key=lambda s: s["shard"])
@@ -80,7 +87,8 @@ def test_cluster_status_create_describe_list(cluster):
         assert {r["node"] for r in s["replicas"]} == NODES       # one copy on each node
         assert all(r["state"] == "ACTIVE" for r in s["replicas"])
         assert all(r["applied_seq"] == s["log_last_seq"] > 0 for r in s["replicas"])
-        assert set(s["replicas"][0]) == {"node", "state", "applied_seq", "lag"}
+        assert set(s["replicas"][0]) == {"node", "state", "applied_seq", "lag", "leaving"}
+        assert not any(r["leaving"] for r in s["replicas"])
         total += s["log_last_seq"]
     assert total >= 2 * 3   # three upserts, each touching both shards
 
@@ -88,13 +96,14 @@ def test_cluster_status_create_describe_list(cluster):
     st_b = jcli(b, "cluster", "status")
     assert {n["id"] for n in st_b["nodes"]} == NODES
     txt = ok(cli(a, "cluster", "status")).stdout
-    for w in ["node1", "node2", a, b, "cc", "ACTIVE", "LOG_LAST_SEQ", "APPLIED_SEQ", "LAG", "nodes: 2 (2 alive)",
-              "shards: 2 (4 replicas, 4 ACTIVE)"]:
+    for w in ["node1", "node2", a, b, "cc", "ACTIVE", "LOG_LAST_SEQ", "APPLIED_SEQ", "LAG", "MOVES",
+              "nodes: 2 (2 alive)", "shards: 2 (4 replicas, 4 ACTIVE)", "draining: none\n",
+              "controller: %s\n" % st["controller"]]:
         assert w in txt, (w, txt)
     rows = [ln.split() for ln in txt.splitlines() if ln.strip().startswith("cc ")]
     assert len(rows) == 4, txt
-    for r in rows:   # COLLECTION SHARD LOG_LAST_SEQ NODE STATE APPLIED_SEQ LAG
-        assert r[3] in NODES and r[4] == "ACTIVE" and r[2] == r[5] and r[6] == "0", r
+    for r in rows:   # COLLECTION SHARD LOG_LAST_SEQ NODE STATE APPLIED_SEQ LAG MOVES
+        assert r[3] in NODES and r[4] == "ACTIVE" and r[2] == r[5] and r[6] == "0" and r[7] == "-", r
 
     # describe and list on either node show the layout
     for addr in (a, b):
@@ -124,21 +133,34 @@ def test_import_ack_logged(cluster, tmp_path):
     caught_up(a, "imp")
 
 
+CLUSTER_FAMILIES = {
+    "quiver_cluster_node_info": "gauge", "quiver_cluster_replica_applied_seq": "gauge",
+    "quiver_cluster_replica_lag": "gauge", "quiver_cluster_replica_state": "gauge",
+    "quiver_cluster_controller": "gauge", "quiver_cluster_moves_started_total": "counter",
+    "quiver_cluster_moves_in_progress": "gauge", "quiver_cluster_snapshot_bytes_total": "counter"}
+
+
 def _cluster_families(e):
     return {f for f in e.types if f.startswith(CLUSTER_PREFIX)}
 
 
 def test_cluster_metrics(cluster):
     caught_up(cluster.nodes[0].advertise)
+    # exactly one controller, the one cluster status names
+    ctl = jcli(cluster.nodes[0].advertise, "cluster", "status")["controller"]
+    roles = {n.node_id: Exposition(scrape(metrics_port(n))).value("quiver_cluster_controller",
+                                                                node=n.node_id)
+             for n in cluster.nodes}
+    assert roles == {n.node_id: float(n.node_id == ctl) for n in cluster.nodes}, (ctl, roles)
     st = cluster.status()
     last = {s.shard: s.log_last_seq for s in st.shards if s.collection == "cc"}
     for node in cluster.nodes:
         e = Exposition(scrape(metrics_port(node)))
-        assert _cluster_families(e) == {
-            "quiver_cluster_node_info", "quiver_cluster_replica_applied_seq",
-            "quiver_cluster_replica_lag", "quiver_cluster_replica_state"}
-        assert all(e.types[f] == "gauge" and e.helps.get(f) for f in _cluster_families(e))
+        assert _cluster_families(e) == set(CLUSTER_FAMILIES)
+        assert all(e.types[f] == CLUSTER_FAMILIES[f] and e.helps.get(f) for f in _cluster_families(e))
         assert e.find("quiver_cluster_node_info") == [({"node": node.node_id}, 1.0)]
+        assert [lb for lb, _ in e.find("quiver_cluster_controller")] == [{"node": node.node_id}]
+        assert e.value("quiver_cluster_moves_in_progress") == 0
         for shard in (0, 1):   # each node holds a replica of both shards
             lb = {"collection": "cc", "shard": str(shard)}
             assert e.value("quiver_cluster_replica_applied_seq", **lb) == last[shard]
@@ -187,3 +209,106 @@ def test_cluster_metrics_promtool_and_dashboard(cluster):
                        text=True, timeout=60)
     assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), \
         "promtool check metrics: rc %d\n%s%s" % (r.returncode, r.stdout, r.stderr)
+
+
+# ------------------------------------------------------------- drain, rebalance
+def _replicas_on(st, node):
+    return sum(r["node"] == node for s in st["shards"] for r in s["replicas"])
+
+
+def _settled(st, coll, replicas=2):
+    shards = [s for s in st["shards"] if s["collection"] == coll]
+    return shards and all(len(s["replicas"]) == replicas and all(
+        r["state"] == "ACTIVE" and not r["leaving"] for r in s["replicas"]) for s in shards)
+
+
+def _controller_metrics(nodes):
+    """{node id: (quiver_cluster_controller, moves_started_total, moves_in_progress,
+    snapshot_bytes_total)} from each node's /metrics."""
+    out = {}
+    for n in nodes:
+        e = Exposition(scrape(metrics_port(n)))
+        out[n.node_id] = (e.value("quiver_cluster_controller", node=n.node_id),
+                          e.value("quiver_cluster_moves_started_total"),
+                          e.value("quiver_cluster_moves_in_progress"),
+                          e.value("quiver_cluster_snapshot_bytes_total"))
+    return out
+
+
+def test_drain_wait_cancel_rebalance(cluster_factory):  # noqa: F811
+    if not os.path.exists(QUIVER):
+        pytest.fail("quiver binary not found at %s (build it, or set QUIVER_BIN)" % QUIVER,
+                    pytrace=False)
+    cl = cluster_factory(nodes=3, nats=1, node_args=["--metrics-listen", "127.0.0.1:0"])
+    ids = {n.node_id for n in cl.nodes}
+    a = cl.nodes[0].advertise
+    d = jcli(a, "collections", "create", "dr", "--dim", DIM, "--shards", "2", "--replicas", "2")
+    assert (d["shards"], d["replicas"]) == (2, 2)
+    X = np.random.default_rng(11).standard_normal((400, DIM)).astype(np.float32)
+    for s in range(0, 400, 100):
+        cl.nodes[0].upsert("dr", [qt.item(i, X[i]) for i in range(s, s + 100)])
+    st = caught_up(a, "dr")
+    assert st["controller"] in ids and st["draining"] == []
+    # a node holding replicas, not the one the CLI talks to
+    target = next(n.node_id for n in cl.nodes[1:] if _replicas_on(st, n.node_id) > 0)
+    held = _replicas_on(st, target)
+
+    # drain without --wait: the replicas it holds now
+    r = ok(cli(a, "cluster", "drain", target))
+    assert r.stdout.startswith("draining node %s: " % target), r.stdout
+    assert ("%d replica" % held) in r.stdout or "no replica" in r.stdout, r.stdout
+    # again with --wait (the same drain): returns once the node holds none
+    r = ok(cli(a, "cluster", "drain", target, "--wait", timeout=240))
+    lines = r.stdout.splitlines()
+    assert lines[-1].startswith("node %s drained: it holds no replica (" % target), r.stdout
+    for ln in r.stderr.splitlines():   # progress, one line per change (stderr is no terminal)
+        assert re.match(r"^draining %s: \d+ replicas? left, \d+ leaving, \d+ not ACTIVE \(\d+\.\ds\)$"
+                        % re.escape(target), ln), r.stderr
+    st = jcli(a, "cluster", "status")
+    assert st["draining"] == [target], st
+    assert _replicas_on(st, target) == 0, st
+    assert _settled(st, "dr"), st
+    assert all(n["alive"] for n in st["nodes"])
+    txt = ok(cli(a, "cluster", "status")).stdout
+    assert "draining: %s\n" % target in txt and "controller: %s\n" % st["controller"] in txt, txt
+    assert not [ln for ln in txt.splitlines() if ln.strip().startswith("dr ") and target in ln.split()], txt
+    # --json, --wait on a drained node: at once
+    j = jcli(a, "cluster", "drain", target, "--wait")
+    assert (j["node"], j["draining"], j["replicas_left"]) == (target, True, 0) and j["seconds"] < 30, j
+    # the items are all there, through every node
+    for n in cl.nodes:
+        qt.wait_for(lambda: n.describe("dr").count == 400, 30, "400 items through %s" % n.node_id)
+
+    # metrics: one controller; it started the moves; none in progress now
+    m = _controller_metrics(cl.nodes)
+    ctl = [nid for nid, v in m.items() if v[0] == 1]
+    assert len(ctl) == 1 and all(v[0] in (0, 1) for v in m.values()), m
+    assert ctl[0] == st["controller"], (m, st["controller"])
+    assert m[ctl[0]][1] > 0, m
+    assert all(v[2] == 0 for v in m.values()), m
+    assert all(v[3] >= 0 for v in m.values()), m
+    qt.require_tool(PROMTOOL, "prometheus")
+    for n in cl.nodes:
+        pr = subprocess.run([PROMTOOL, "check", "metrics"], input=scrape(metrics_port(n)),
+                            capture_output=True, text=True, timeout=60)
+        assert pr.returncode == 0 and not pr.stdout.strip() and not pr.stderr.strip(), \
+            "promtool check metrics: rc %d\n%s%s" % (pr.returncode, pr.stdout, pr.stderr)
+
+    # taken back, then a balancing pass gives it replicas again
+    r = ok(cli(a, "cluster", "drain", target, "--cancel"))
+    assert r.stdout == "node %s taken back (no longer drained): it holds 0 replicas\n" % target, r.stdout
+    assert jcli(a, "cluster", "status")["draining"] == []
+    r = ok(cli(a, "cluster", "rebalance"))
+    assert r.stdout.startswith("rebalance requested"), r.stdout
+    assert jcli(a, "cluster", "rebalance") == {"rebalance": "requested"}
+    last = {}
+
+    def back():
+        last["st"] = st_ = jcli(a, "cluster", "status")
+        return _replicas_on(st_, target) >= 1 and _settled(st_, "dr")
+    qt.wait_for(back, 120, lambda: "%s given replicas again: %s" % (target, last.get("st")), interval=0.5)
+    assert jcli(a, "cluster", "drain", target, "--cancel")["draining"] is False
+
+    # an unknown node: NOT_FOUND (exit 4), as the server says
+    fails(cli(a, "cluster", "drain", "nope"), NOT_FOUND, "NOT_FOUND", "nope")
+    fails(cli(a, "cluster", "drain", "nope", "--wait"), NOT_FOUND, "NOT_FOUND", "nope")
