@@ -97,6 +97,9 @@ typedef struct qc_node_info {
  * open this node's replicas and start applying their logs. Returns 0 or an
  * error code with a message in err. */
 int qc_open(const qc_opts *opts, qc_cluster **out, char *err, size_t errlen);
+/* Take part in electing the controller and, when elected, do its work
+ * (cluster/controller.c). Call once after qc_open. */
+void qc_controller_start(qc_cluster *c);
 /* Leave: stop followers and watches, revoke the lease. NULL is a no-op. */
 void qc_close(qc_cluster *c);
 

@@ -266,7 +266,7 @@ static int load_view(qc_cluster *c, view *v)
     return v->draining ? 0 : QV_NOMEM;
 }
 
-void qc_controller_tick(qc_cluster *c)
+static void controller_tick(qc_cluster *c)
 {
     /* hold the controller key, or learn that another node does */
     qc_kv kv;
@@ -355,7 +355,7 @@ int qc_controller_of(qc_cluster *c, char out[QC_MAX_NODE_ID + 1])
     return 0;
 }
 
-void qc_controller_close(qc_cluster *c)
+static void controller_close(qc_cluster *c)
 {
     if (!c->is_controller) return;
     qc_kv kv;
@@ -400,4 +400,10 @@ void qc_controller_stats(qc_cluster *c, qc_ctl_stats *out)
         qc_meta_free(&ms[i]);
     }
     free(ms);
+}
+
+void qc_controller_start(qc_cluster *c)
+{
+    atomic_store(&c->ctl_close, controller_close);
+    atomic_store(&c->ctl_tick, controller_tick); /* read by the reconciler from its next pass */
 }

@@ -777,7 +777,8 @@ static void *reconciler_main(void *arg)
         }
         reconcile(c); /* every second as well: retries what failed */
         promote_caught_up(c);
-        qc_controller_tick(c);
+        qc_hook tick = atomic_load(&c->ctl_tick);
+        if (tick) tick(c);
         pthread_mutex_lock(&c->cmu);
     }
     pthread_mutex_unlock(&c->cmu);
@@ -1361,7 +1362,8 @@ void qc_close(qc_cluster *c)
         replica_close(r, 0);
     }
     pthread_mutex_unlock(&c->rmu);
-    if (c->etcd) qc_controller_close(c);
+    qc_hook ctl_close = atomic_load(&c->ctl_close);
+    if (c->etcd && ctl_close) ctl_close(c);
     if (c->lease && c->etcd) qc_etcd_lease_revoke(c->etcd, c->lease);
     qc_peers_free(c->peers);
     qc_log_close(c->log);

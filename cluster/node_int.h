@@ -17,6 +17,8 @@
 #define COLLS_PREFIX "/quiver/collections/"
 #define APPLY_BOUND_MS 5000 /* an ACTIVE replica that has not applied by then is CATCHING_UP */
 
+typedef void (*qc_hook)(qc_cluster *c);
+
 typedef struct waiter {
     struct waiter *next;
     uint64_t seq;
@@ -92,6 +94,10 @@ struct qc_cluster {
     size_t ndead;
     char rebalance_seen[64]; /* the last /quiver/rebalance value acted on */
     int64_t last_trim_ms;
+    /* the controller's work, hooked in by qc_controller_start (node.c runs
+     * it from the reconciler without knowing it by name) */
+    _Atomic(qc_hook) ctl_tick;
+    _Atomic(qc_hook) ctl_close;
     _Atomic uint64_t moves_started;
     _Atomic uint64_t snapshot_bytes;
 };
@@ -104,9 +110,5 @@ void qc_cache_coll(qc_cluster *c, const qc_kv *kv);
 void qc_mark_dirty(qc_cluster *c);
 uint64_t qc_random64(void);
 
-/* controller.c: one pass of the controller's work when this node holds the
- * controller lease (elected here first); called by the reconciler thread. */
-void qc_controller_tick(qc_cluster *c);
-void qc_controller_close(qc_cluster *c);
 
 #endif

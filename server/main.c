@@ -617,6 +617,7 @@ int main(int argc, char **argv)
             reflection_free();
             return 1;
         }
+        qc_controller_start(g_cluster);
     }
     int exit_code = rpc_serve(&so);
     metrics_stop(); /* first: a scrape reads g_cluster */
