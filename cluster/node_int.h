@@ -86,7 +86,7 @@ struct qc_cluster {
     qc_peers *peers;
 
     /* the controller (controller.c), run by the reconciler thread */
-    int is_controller;
+    atomic_int is_controller;
     struct ctl_dead {
         char id[QC_MAX_NODE_ID + 1];
         int64_t since_ms;

@@ -963,6 +963,11 @@ void qr_cluster_status(qc_cluster *c, int64_t deadline, qr_result *out)
         }
     }
     free(dr);
+    /* a draining node's replicas are on their way off it, as a move's are */
+    for (size_t i = 0; i < rep->n_shards; i++)
+        for (size_t k = 0; k < rep->shards[i]->n_replicas; k++)
+            for (size_t d = 0; d < rep->n_draining; d++)
+                if (!strcmp(rep->shards[i]->replicas[k]->node, rep->draining[d])) rep->shards[i]->replicas[k]->leaving = 1;
     qc_peer_call_all(qc_peers_of(c), calls, nc, deadline);
     for (size_t i = 0; i < nc; i++) {
         Quiver__Peer__V1__WaitAppliedResponse *w = (Quiver__Peer__V1__WaitAppliedResponse *)calls[i].reply;
