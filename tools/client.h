@@ -60,6 +60,7 @@ extern "C" {
 #define QVC_ADMIN_CLUSTER_STATUS "/quiver.v1.Admin/ClusterStatus"
 #define QVC_ADMIN_DRAIN_NODE     "/quiver.v1.Admin/DrainNode"
 #define QVC_ADMIN_REBALANCE      "/quiver.v1.Admin/Rebalance"
+#define QVC_ADMIN_RESTORE        "/quiver.v1.Admin/Restore"
 #define QVC_HEALTH_CHECK         "/grpc.health.v1.Health/Check"
 
 /* Largest message sent or received: 64 MiB. */

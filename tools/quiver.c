@@ -62,6 +62,7 @@ static const char usage_top[] =
     "  cluster drain NODE [--wait]      move every replica off a node (--cancel: take\n"
     "                                   it back)\n"
     "  cluster rebalance                one balancing pass of the replicas now\n"
+    "  cluster restore FILE             load a cluster backup into a cluster\n"
     "\n"
     "Global options (accepted anywhere on the command line):\n"
     "  --addr HOST:PORT   server address (default: $QUIVER_ADDR, else " CLI_DEFAULT_ADDR ")\n"
@@ -247,6 +248,7 @@ static const char usage_cluster[] =
     "  status                 the cluster's nodes, shards, replicas and moves\n"
     "  drain NODE             move every replica off a node (--wait, --cancel)\n"
     "  rebalance              one balancing pass of the replicas now\n"
+    "  restore FILE           load a cluster backup (quiver backup FILE) into a cluster\n"
     "\n"
     "'quiver cluster SUBCOMMAND --help' shows the options of each.\n";
 
@@ -1840,6 +1842,7 @@ static int run(int argc, char **argv)
     static const subcmd cluster[] = {{"status", cmd_cluster_status},
                                      {"drain", cmd_cluster_drain},
                                      {"rebalance", cmd_cluster_rebalance},
+                                     {"restore", cmd_cluster_restore},
                                      {NULL, NULL}};
     if (argc == 0) {
         fputs(usage_top, stderr);

@@ -13,5 +13,6 @@
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_cluster_restore(int argc, char **argv);
 
 #endif

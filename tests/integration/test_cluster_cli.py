@@ -312,3 +312,29 @@ def test_drain_wait_cancel_rebalance(cluster_factory):  # noqa: F811
     # an unknown node: NOT_FOUND (exit 4), as the server says
     fails(cli(a, "cluster", "drain", "nope"), NOT_FOUND, "NOT_FOUND", "nope")
     fails(cli(a, "cluster", "drain", "nope", "--wait"), NOT_FOUND, "NOT_FOUND", "nope")
+
+
+def test_cluster_backup_and_restore_through_the_cli(cluster_factory, tmp_path):  # noqa: F811
+    """quiver backup FILE against a cluster node, quiver cluster restore FILE into another
+    cluster: the same collections (shards, replicas) and items."""
+    def run(addr, *args):
+        r = subprocess.run([QUIVER, "--addr", addr, "--json"] + list(args), capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, (args, r.returncode, r.stderr)
+        return json.loads(r.stdout) if r.stdout.strip() else None
+    a = cluster_factory(nodes=2, nats=1)
+    a.nodes[0].collections.Create(pb.CreateCollectionRequest(name="cb", dim=4, metric=pb.L2, shards=2, replicas=2))
+    a.nodes[0].items.Upsert(pb.UpsertRequest(collection="cb", items=[
+        qt.item(i, [i, 1, 2, 3], {"k": "v%d" % i}) for i in range(300)]))
+    f = str(tmp_path / "cluster.tar")
+    run(a.nodes[1].addr, "backup", f)
+    b = cluster_factory(nodes=2, nats=1)
+    out = run(b.nodes[0].addr, "cluster", "restore", f)
+    assert out["collections"] == 1 and out["items"] == 300, out
+    info = b.nodes[1].collections.Describe(pb.DescribeCollectionRequest(name="cb"))
+    assert info.count == 300 and info.shards == 2 and info.replicas == 2
+    got = b.nodes[1].items.Get(pb.GetItemsRequest(collection="cb", ids=[7, 299]))
+    assert [qt.attrs_of(it) for it in got.items] == [{"k": ("string_value", "v7")}, {"k": ("string_value", "v299")}]
+    r = subprocess.run([QUIVER, "--addr", b.nodes[0].addr, "cluster", "restore", f], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0 and "ALREADY_EXISTS" in r.stderr and "cb" in r.stderr, r.stderr
