@@ -64,7 +64,7 @@ static int dump_shard(qc_cluster *c, const qc_meta *m, uint32_t s, FILE *f, uint
         req.after_id = after;
         req.first = first;
         qc_call call = {addr, "/quiver.peer.v1.Peer/Snapshot", &req.base,
-                        &quiver__peer__v1__snapshot_chunk__descriptor, 0, 0, "", NULL};
+                        &quiver__peer__v1__snapshot_chunk__descriptor, 0, 0, "", NULL, NULL, 0};
         qc_peer_call_all(qc_peers_of(c), &call, 1, qc_now_ms() + 60000);
         Quiver__Peer__V1__SnapshotChunk *ch = (Quiver__Peer__V1__SnapshotChunk *)call.reply;
         if (call.code != GRPC_STATUS_OK || !ch) {

@@ -534,7 +534,7 @@ static int install_snapshot(qc_cluster *c, const qc_meta *m, uint32_t shard, qv_
         req.after_id = after;
         req.first = first;
         qc_call call = {addr, "/quiver.peer.v1.Peer/Snapshot", &req.base,
-                        &quiver__peer__v1__snapshot_chunk__descriptor, 0, 0, "", NULL};
+                        &quiver__peer__v1__snapshot_chunk__descriptor, 0, 0, "", NULL, NULL, 0};
         qc_peer_call_all(c->peers, &call, 1, qc_now_ms() + 60000);
         Quiver__Peer__V1__SnapshotChunk *ch = (Quiver__Peer__V1__SnapshotChunk *)call.reply;
         if (call.code != GRPC_STATUS_OK || !ch) {
@@ -1065,7 +1065,7 @@ int qc_peer_applied(qc_cluster *c, const char *addr, const char *replica, uint64
     Quiver__Peer__V1__WaitAppliedRequest req = QUIVER__PEER__V1__WAIT_APPLIED_REQUEST__INIT;
     req.replica = (char *)replica;
     qc_call call = {addr, "/quiver.peer.v1.Peer/WaitApplied", &req.base,
-                    &quiver__peer__v1__wait_applied_response__descriptor, 0, 0, "", NULL};
+                    &quiver__peer__v1__wait_applied_response__descriptor, 0, 0, "", NULL, NULL, 0};
     qc_peer_call_all(c->peers, &call, 1, qc_now_ms() + 3000);
     Quiver__Peer__V1__WaitAppliedResponse *r = (Quiver__Peer__V1__WaitAppliedResponse *)call.reply;
     int rc = call.code == GRPC_STATUS_OK && r && r->exists ? 0 : QV_IO;

@@ -163,6 +163,8 @@ void qc_peer_call_all(qc_peers *p, qc_call *calls, size_t n, int64_t deadline_ms
     for (size_t i = 0; i < n; i++) {
         qc_call *c = &calls[i];
         c->reply = NULL;
+        c->raw = NULL;
+        c->raw_len = 0;
         c->msg[0] = 0;
         c->code = GRPC_STATUS_UNKNOWN;
         if (in_place(p, c)) continue; /* answered in place, below */
@@ -215,6 +217,11 @@ void qc_peer_call_all(qc_peers *p, qc_call *calls, size_t n, int64_t deadline_ms
         uint8_t *buf = NULL;
         size_t len = 0;
         c->code = p->local(c->method, c->req, &buf, &len, c->msg, sizeof c->msg);
+        if (c->code == GRPC_STATUS_OK && !c->reply_desc) { /* the bytes themselves */
+            c->raw = buf;
+            c->raw_len = len;
+            continue;
+        }
         if (c->code == GRPC_STATUS_OK) {
             c->reply = protobuf_c_message_unpack(c->reply_desc, NULL, len, buf);
             if (!c->reply) set_msg(c, GRPC_STATUS_INTERNAL, "a reply made here does not decode");
@@ -240,10 +247,20 @@ void qc_peer_call_all(qc_peers *p, qc_call *calls, size_t n, int64_t deadline_ms
                 grpc_byte_buffer_reader_init(&rd, f->recv);
                 grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
                 grpc_byte_buffer_reader_destroy(&rd);
-                c->reply = protobuf_c_message_unpack(c->reply_desc, NULL, GRPC_SLICE_LENGTH(all),
-                                                     GRPC_SLICE_START_PTR(all));
+                if (!c->reply_desc) { /* the bytes themselves */
+                    size_t len = GRPC_SLICE_LENGTH(all);
+                    if ((c->raw = malloc(len ? len : 1))) {
+                        memcpy(c->raw, GRPC_SLICE_START_PTR(all), len);
+                        c->raw_len = len;
+                    } else {
+                        set_msg(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for a peer's reply");
+                    }
+                } else {
+                    c->reply = protobuf_c_message_unpack(c->reply_desc, NULL, GRPC_SLICE_LENGTH(all),
+                                                         GRPC_SLICE_START_PTR(all));
+                    if (!c->reply) set_msg(c, GRPC_STATUS_INTERNAL, "a peer's reply does not decode");
+                }
                 grpc_slice_unref(all);
-                if (!c->reply) set_msg(c, GRPC_STATUS_INTERNAL, "a peer's reply does not decode");
             }
         }
     }

@@ -41,6 +41,8 @@ typedef struct qc_call {
     grpc_status_code code;
     char msg[512];
     ProtobufCMessage *reply; /* free with protobuf_c_message_free_unpacked */
+    uint8_t *raw;            /* reply_desc NULL: the reply's bytes as sent (free()) */
+    size_t raw_len;
 } qc_call;
 
 int qc_peers_new(const qc_peer_security *sec, qc_peers **out);

@@ -34,6 +34,8 @@ void qr_set_max_k(unsigned k) { g_max_k = k; }
 
 void qr_result_free(qr_result *r)
 {
+    for (size_t i = 0; i < r->nraw; i++) free(r->rawkeep[i]);
+    free(r->rawkeep);
     for (size_t i = 0; i < r->nsub; i++) qr_result_free(&r->sub[i]);
     free(r->sub);
     for (size_t i = 0; i < r->nkeep; i++)
@@ -107,9 +109,41 @@ static void rename_msg(const char *msg, const char *lname, const char *name, cha
  * replica, a failed one (unreachable, or the replica not there) retried once
  * on another. Replies in replies[s] (kept in out). Returns 0, or -1 with
  * out's status set from the first shard that refused. */
+typedef struct qr_raw {
+    const uint8_t *p;
+    size_t n;
+} qr_raw;
+
+static void keep_raw(qr_result *r, uint8_t *p)
+{
+    if (r->nraw == r->capraw) {
+        size_t cap = r->capraw ? 2 * r->capraw : 8;
+        uint8_t **k = realloc(r->rawkeep, cap * sizeof *k);
+        if (!k) {
+            free(p);
+            return;
+        }
+        r->rawkeep = k;
+        r->capraw = cap;
+    }
+    r->rawkeep[r->nraw++] = p;
+}
+
+/* raws non-NULL: the replies' bytes into raws[s] (reply_desc NULL) */
+static int fanout_any(qc_cluster *c, const qc_meta *m, const char *method, ProtobufCMessage **reqs,
+                      const ProtobufCMessageDescriptor *reply_desc, int64_t deadline,
+                      ProtobufCMessage **replies, qr_raw *raws, qr_result *out);
+
 static int fanout(qc_cluster *c, const qc_meta *m, const char *method, ProtobufCMessage **reqs,
                   const ProtobufCMessageDescriptor *reply_desc, int64_t deadline,
                   ProtobufCMessage **replies, qr_result *out)
+{
+    return fanout_any(c, m, method, reqs, reply_desc, deadline, replies, NULL, out);
+}
+
+static int fanout_any(qc_cluster *c, const qc_meta *m, const char *method, ProtobufCMessage **reqs,
+                      const ProtobufCMessageDescriptor *reply_desc, int64_t deadline,
+                      ProtobufCMessage **replies, qr_raw *raws, qr_result *out)
 {
     uint32_t S = m->shards;
     qc_call *calls = calloc(S, sizeof *calls);
@@ -126,7 +160,7 @@ static int fanout(qc_cluster *c, const qc_meta *m, const char *method, ProtobufC
     for (int attempt = 0; attempt < 2 && !rc; attempt++) {
         size_t n = 0;
         for (uint32_t s = 0; s < S; s++) {
-            if (!reqs[s] || replies[s]) continue;
+            if (!reqs[s] || (raws ? raws[s].p != NULL : replies[s] != NULL)) continue;
             const qc_shard *sh = &m->shard[s];
             /* the next ACTIVE replica after the one tried (rotating) */
             int found = 0, live = 0;
@@ -154,7 +188,7 @@ static int fanout(qc_cluster *c, const qc_meta *m, const char *method, ProtobufC
             calls[n].addr = addr[n];
             calls[n].method = method;
             calls[n].req = reqs[s];
-            calls[n].reply_desc = reply_desc;
+            calls[n].reply_desc = raws ? NULL : reply_desc;
             /* a replica that does not answer (a paused machine) leaves the
              * other half of the time to another one, when there is one */
             int64_t now = qc_now_ms();
@@ -167,8 +201,14 @@ static int fanout(qc_cluster *c, const qc_meta *m, const char *method, ProtobufC
         for (size_t i = 0; i < n; i++) {
             uint32_t s = idx[i];
             if (calls[i].code == GRPC_STATUS_OK) {
-                replies[s] = calls[i].reply;
-                keep(out, calls[i].reply);
+                if (raws) {
+                    raws[s].p = calls[i].raw;
+                    raws[s].n = calls[i].raw_len;
+                    keep_raw(out, calls[i].raw);
+                } else {
+                    replies[s] = calls[i].reply;
+                    keep(out, calls[i].reply);
+                }
                 continue;
             }
             /* the replica, not the request, failed: another may answer */
@@ -192,7 +232,7 @@ static int fanout(qc_cluster *c, const qc_meta *m, const char *method, ProtobufC
         if (!retry) break;
     }
     for (uint32_t s = 0; !rc && s < S; s++)
-        if (reqs[s] && !replies[s]) {
+        if (reqs[s] && !(raws ? raws[s].p != NULL : replies[s] != NULL)) {
             fail(out, GRPC_STATUS_UNAVAILABLE, "no replica of shard %u of \"%s\" answered", s,
                  m->cfg.name);
             rc = -1;
@@ -513,6 +553,175 @@ static int compose_list(qr_result *out, const Quiver__V1__SearchRequest *req, hi
     return 0;
 }
 
+/* ------------------------------------------- a plain merge, on the wire */
+/* A plain search (no groups, MMR or RRF) merges hits by score alone: the
+ * shards' replies are read as bytes (each hit's id and score), and the
+ * reply is the chosen hits' bytes as the shards encoded them — no decode
+ * of attributes or vectors, no allocation per hit beyond the index. */
+static int rd_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int sh = 0; *p < end && sh < 64; sh += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << sh;
+        if (!(b & 0x80)) return 0;
+    }
+    return -1;
+}
+
+static int skip_field(const uint8_t **p, const uint8_t *end, int wt)
+{
+    uint64_t v;
+    switch (wt) {
+    case 0: return rd_varint(p, end, &v);
+    case 1: if (end - *p < 8) return -1; *p += 8; return 0;
+    case 5: if (end - *p < 4) return -1; *p += 4; return 0;
+    case 2:
+        if (rd_varint(p, end, &v) || v > (uint64_t)(end - *p)) return -1;
+        *p += v;
+        return 0;
+    default: return -1;
+    }
+}
+
+typedef struct wire_hit {
+    const uint8_t *p; /* the Hit message's bytes */
+    size_t n;
+    uint64_t id;
+    float key;        /* larger is better */
+} wire_hit;
+
+static int cmp_wire_hit(const void *a, const void *b)
+{
+    const wire_hit *x = a, *y = b;
+    if (x->key != y->key) return x->key > y->key ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* The hits of list li of a SearchResponse (bytes) appended to out. */
+static int wire_list(const uint8_t *buf, size_t len, size_t li, int l2, wire_hit *out, size_t *n, size_t cap)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    size_t at = 0;
+    while (p < end) {
+        uint64_t tag, l;
+        if (rd_varint(&p, end, &tag)) return -1;
+        if ((tag >> 3) != 1 || (tag & 7) != 2) {
+            if (skip_field(&p, end, (int)(tag & 7))) return -1;
+            continue;
+        }
+        if (rd_varint(&p, end, &l) || l > (uint64_t)(end - p)) return -1;
+        const uint8_t *hs = p, *he = p + l;
+        p = he;
+        if (at++ != li) continue;
+        while (hs < he) { /* Hits: field 1, each a Hit */
+            if (rd_varint(&hs, he, &tag)) return -1;
+            if ((tag >> 3) != 1 || (tag & 7) != 2) {
+                if (skip_field(&hs, he, (int)(tag & 7))) return -1;
+                continue;
+            }
+            if (rd_varint(&hs, he, &l) || l > (uint64_t)(he - hs)) return -1;
+            wire_hit h = {hs, (size_t)l, 0, 0};
+            const uint8_t *q = hs, *qe = hs + l;
+            float score = 0;
+            while (q < qe) {
+                uint64_t t2;
+                if (rd_varint(&q, qe, &t2)) return -1;
+                if ((t2 >> 3) == 1 && (t2 & 7) == 0) {
+                    if (rd_varint(&q, qe, &h.id)) return -1;
+                } else if ((t2 >> 3) == 2 && (t2 & 7) == 5 && qe - q >= 4) {
+                    uint32_t bits = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+                    memcpy(&score, &bits, 4);
+                    q += 4;
+                } else if (skip_field(&q, qe, (int)(t2 & 7))) {
+                    return -1;
+                }
+            }
+            h.key = l2 ? -score : score;
+            if (*n < cap) out[(*n)++] = h;
+            hs += l;
+        }
+        return 0;
+    }
+    return 0; /* fewer lists: none from this shard */
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) v >>= 7, n++;
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) *p++ = (uint8_t)(v | 0x80), v >>= 7;
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Merge the shards' SearchResponses (raws) into out->raw: nl lists of the
+ * best k each. */
+static int wire_merge(qr_result *out, const qr_raw *raws, uint32_t S, size_t nl, size_t k, int l2)
+{
+    size_t cap = 0;
+    for (uint32_t s = 0; s < S; s++) cap += raws[s].n / 8 + 1; /* a hit takes 8 bytes or more */
+    wire_hit *all = malloc(cap * sizeof *all);
+    size_t *cnt = calloc(nl ? nl : 1, sizeof *cnt);
+    wire_hit **lists = calloc(nl ? nl : 1, sizeof *lists);
+    int rc = all && cnt && lists ? 0 : -1;
+    size_t used = 0, total = 0;
+    for (size_t li = 0; !rc && li < nl; li++) {
+        size_t n = 0;
+        for (uint32_t s = 0; !rc && s < S; s++)
+            if (wire_list(raws[s].p, raws[s].n, li, l2, all + used, &n, cap - used)) rc = -1;
+        if (rc) break;
+        qsort(all + used, n, sizeof *all, cmp_wire_hit);
+        lists[li] = all + used;
+        cnt[li] = n < k ? n : k;
+        used += n;
+        size_t hl = 0;
+        for (size_t j = 0; j < cnt[li]; j++) hl += 1 + varint_len(lists[li][j].n) + lists[li][j].n;
+        total += 1 + varint_len(hl) + hl;
+    }
+    uint8_t *buf = rc ? NULL : alloc(out, total);
+    if (!rc && buf) {
+        uint8_t *p = buf;
+        for (size_t li = 0; li < nl; li++) {
+            size_t hl = 0;
+            for (size_t j = 0; j < cnt[li]; j++) hl += 1 + varint_len(lists[li][j].n) + lists[li][j].n;
+            *p++ = (1 << 3) | 2;
+            p = put_varint(p, hl);
+            for (size_t j = 0; j < cnt[li]; j++) {
+                *p++ = (1 << 3) | 2;
+                p = put_varint(p, lists[li][j].n);
+                memcpy(p, lists[li][j].p, lists[li][j].n);
+                p += lists[li][j].n;
+            }
+        }
+        out->raw = buf;
+        out->raw_len = total;
+    } else if (rc) {
+        fail(out, GRPC_STATUS_INTERNAL, "a shard's reply does not parse");
+    }
+    free(all), free(cnt), free(lists);
+    return rc || !buf ? -1 : 0;
+}
+
+/* The number of lists in a SearchResponse's bytes. */
+static size_t wire_nlists(const qr_raw *r)
+{
+    const uint8_t *p = r->p, *end = r->p + r->n;
+    size_t n = 0;
+    while (p < end) {
+        uint64_t tag;
+        if (rd_varint(&p, end, &tag)) break;
+        if ((tag >> 3) == 1 && (tag & 7) == 2) n++;
+        if (skip_field(&p, end, (int)(tag & 7))) break;
+    }
+    return n;
+}
+
 /* -------------------------------------------------------------- search */
 void qr_search(qc_cluster *c, const Quiver__V1__SearchRequest *req, int64_t deadline, qr_result *out)
 {
@@ -593,6 +802,18 @@ void qr_search(qc_cluster *c, const Quiver__V1__SearchRequest *req, int64_t dead
             }
         }
         reqs[s] = &sr[s].base;
+    }
+    if (!compose && !grouping) { /* merged by score alone: on the wire */
+        qr_raw *raws = alloc(out, S * sizeof *raws);
+        if (!raws || fanout_any(c, &m, M_SEARCH, reqs, NULL, deadline, reps, raws, out)) goto end;
+        size_t nl = 0;
+        for (uint32_t s = 0; s < S; s++) {
+            size_t n = wire_nlists(&raws[s]);
+            if (n > nl) nl = n;
+        }
+        if (wire_merge(out, raws, S, nl, req->k ? req->k : 10, l2)) goto end;
+        out->code = GRPC_STATUS_OK;
+        goto end;
     }
     if (fanout(c, &m, M_SEARCH, reqs, &quiver__v1__search_response__descriptor, deadline, reps, out))
         goto end;

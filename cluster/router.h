@@ -33,6 +33,11 @@ typedef struct qr_result {
     size_t nkeep, capkeep;
     struct qr_result *sub; /* results the reply points into as well (a batch's) */
     size_t nsub;
+    /* a reply already encoded (reply NULL then): raw_len bytes in the arena */
+    uint8_t *raw;
+    size_t raw_len;
+    uint8_t **rawkeep; /* peers' raw replies, freed with the result */
+    size_t nraw, capraw;
 } qr_result;
 
 void qr_result_free(qr_result *r);

@@ -186,6 +186,12 @@ typedef struct rjob {
     int list; /* List: a scoped key sees only its collections */
 } rjob;
 
+static void copy_raw(void *ctx, uint8_t *buf)
+{
+    const qr_result *out = ctx;
+    memcpy(buf, out->raw, out->raw_len);
+}
+
 static void read_job(void *ctx)
 {
     rjob *j = ctx;
@@ -203,7 +209,8 @@ static void read_job(void *ctx)
         l->n_collections = o;
     }
     auth_set_current(NULL);
-    if (out.code == GRPC_STATUS_OK) rpc_finish(r, out.reply, GRPC_STATUS_OK, NULL);
+    if (out.code == GRPC_STATUS_OK && out.raw) rpc_finish_encoded(r, out.raw_len, copy_raw, &out);
+    else if (out.code == GRPC_STATUS_OK) rpc_finish(r, out.reply, GRPC_STATUS_OK, NULL);
     else rpc_fail(r, out.code, "%s", out.msg);
     qr_result_free(&out);
     rpc_unref(r);
