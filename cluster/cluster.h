@@ -84,6 +84,7 @@ typedef struct qc_meta {
     uint32_t shards, replicas;
     qc_shard *shard;    /* shards entries */
     int64_t mod_rev;    /* etcd revision of the record (compare-and-swap) */
+    int creating;       /* claimed, its log not made yet: no replica opens */
 } qc_meta;
 
 typedef struct qc_node_info {

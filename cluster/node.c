@@ -108,6 +108,7 @@ char *qc_meta_json(const qc_meta *m)
     }
     json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:o}", "uid", uid, "config", hex, "shards",
                           (int)m->shards, "replicas", (int)m->replicas, "map", map);
+    if (o && m->creating) json_object_set_new(o, "creating", json_true());
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -135,6 +136,7 @@ int qc_meta_parse(const char *name, const uint8_t *val, size_t len, int64_t mod_
     if (qv_config_decode(cfg, sizeof cfg, &m->cfg)) goto bad;
     snprintf(m->cfg.name, sizeof m->cfg.name, "%s", name);
     m->uid = strtoull(uid, NULL, 16);
+    m->creating = json_is_true(json_object_get(o, "creating"));
     m->shards = (uint32_t)shards;
     m->replicas = (uint32_t)replicas;
     m->mod_rev = mod_rev;
@@ -681,7 +683,7 @@ static void reconcile(qc_cluster *c)
     }
     for (replica *r = c->replicas; r; r = r->next) r->wanted = 0;
     for (size_t i = 0; i < nm && !c->o.no_shards; i++)
-        for (uint32_t s = 0; s < metas[i].shards; s++)
+        for (uint32_t s = 0; s < metas[i].shards && !metas[i].creating; s++)
             for (uint32_t k = 0; k < metas[i].shard[s].nrep; k++)
                 if (!strcmp(metas[i].shard[s].rep[k].node, c->node_id)) replica_open(c, &metas[i], s);
     replica **pp = &c->replicas;
@@ -949,15 +951,13 @@ int qc_create(qc_cluster *c, const qv_coll_config *cfg, uint32_t shards, uint32_
         }
     free(nodes);
     free(load);
+    /* the name first (one of two racing creates wins it, by compare-and-swap),
+     * marked creating so that no replica opens yet; then the log (a stream
+     * left by an earlier collection of this name is emptied); then the mark
+     * goes and the replicas open */
+    m.creating = 1;
     char *js = m.shard ? qc_meta_json(&m) : NULL;
     int rc = js ? 0 : QV_NOMEM;
-    /* the log first: a replica that sees the record finds its stream. A
-     * stream left by an earlier collection of this name is emptied. */
-    for (uint32_t s = 0; !rc && s < shards; s++) {
-        qc_log_stream_delete(c->log, cfg->name, s);
-        if ((rc = qc_log_stream_ensure(c->log, cfg->name, s, c->log_replicas)))
-            snprintf(err, errlen, "cannot create the log of shard %u: %s", s, qc_log_errmsg());
-    }
     char key[sizeof COLLS_PREFIX + QV_MAX_NAME];
     snprintf(key, sizeof key, COLLS_PREFIX "%s", cfg->name);
     if (!rc) {
@@ -965,6 +965,25 @@ int qc_create(qc_cluster *c, const qv_coll_config *cfg, uint32_t shards, uint32_
         if (rc == QV_EXISTS) snprintf(err, errlen, "collection \"%s\" already exists", cfg->name);
         else if (rc) snprintf(err, errlen, "etcd: %s", qc_etcd_errmsg());
     }
+    int claimed = !rc;
+    for (uint32_t s = 0; !rc && s < shards; s++) {
+        qc_log_stream_delete(c->log, cfg->name, s);
+        if ((rc = qc_log_stream_ensure(c->log, cfg->name, s, c->log_replicas)))
+            snprintf(err, errlen, "cannot create the log of shard %u: %s", s, qc_log_errmsg());
+    }
+    if (!rc) {
+        qc_kv kv;
+        rc = qc_etcd_get(c->etcd, key, &kv);
+        if (!rc) {
+            m.creating = 0;
+            free(js);
+            js = qc_meta_json(&m);
+            rc = js ? qc_etcd_cas(c->etcd, key, js, strlen(js), kv.mod_rev) : QV_NOMEM;
+            qc_kv_free(&kv);
+        }
+        if (rc) snprintf(err, errlen, "etcd: the collection's record changed meanwhile (%s)", qv_strerror(rc));
+    }
+    if (rc && claimed) qc_etcd_delete(c->etcd, key); /* the name is free again */
     if (!rc) {
         /* into the cache now: the caller's next call must see it */
         qc_kv kv;
