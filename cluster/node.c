@@ -226,6 +226,19 @@ int qc_meta_get(qc_cluster *c, const char *name, qc_meta *out)
     size_t i = meta_find(c, name, &found);
     if (found) rc = meta_copy(out, &c->metas[i]);
     pthread_mutex_unlock(&c->mu);
+    if (rc != QV_NOTFOUND || !c->etcd) return rc;
+    /* not in the cache: a collection created through another node a moment
+     * ago may not have reached this one's watch yet; etcd says */
+    char key[sizeof COLLS_PREFIX + QV_MAX_NAME];
+    qc_kv kv;
+    snprintf(key, sizeof key, COLLS_PREFIX "%s", name);
+    if (strlen(name) > QV_MAX_NAME || qc_etcd_get(c->etcd, key, &kv)) return QV_NOTFOUND;
+    qc_cache_coll(c, &kv);
+    qc_kv_free(&kv);
+    pthread_mutex_lock(&c->mu);
+    i = meta_find(c, name, &found);
+    rc = found ? meta_copy(out, &c->metas[i]) : QV_NOTFOUND;
+    pthread_mutex_unlock(&c->mu);
     return rc;
 }
 

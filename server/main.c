@@ -463,8 +463,12 @@ int main(int argc, char **argv)
         listen = loop_listen;
         rebound = 1;
     }
+    /* any cluster flag asks for cluster mode (and then for all it needs):
+     * none is silently ignored on a single node */
     int clustered = co.etcd_urls || co.nats_urls || co.node_id || co.advertise || co.no_shards ||
-                    cluster_key_file;
+                    cluster_key_file || cluster_tls_ca || co.nats_creds || co.etcd_ca || co.etcd_cert ||
+                    co.etcd_key || co.log_replicas || co.threads || co.replace_after_s || co.no_rebalance ||
+                    co.log_max_bytes;
     if (clustered) {
         if (!co.etcd_urls || !co.nats_urls || !co.node_id || !co.advertise) {
             fprintf(stderr, "quiverd: cluster mode needs --cluster-etcd, --cluster-nats, --node-id and "
