@@ -361,16 +361,12 @@ static void controller_close(qc_cluster *c)
     qc_kv kv;
     if (qc_etcd_get(c->etcd, CONTROLLER_KEY, &kv)) return;
     int mine = kv.lease == c->lease;
-    int64_t rev = kv.mod_rev;
     qc_kv_free(&kv);
-    (void)rev;
     if (mine) qc_etcd_delete(c->etcd, CONTROLLER_KEY); /* another node takes over at once */
 }
 
 int qc_draining(qc_cluster *c, char (**out)[QC_MAX_NODE_ID + 1], size_t *n)
 {
-    view v;
-    memset(&v, 0, sizeof v);
     *out = NULL;
     *n = 0;
     qc_kv *kvs = NULL;
