@@ -33,16 +33,7 @@ static int open_coll(void *ctx, const qv_coll_config *cfg)
     /* The spec is committed before a requested build's file is renamed into
      * place: a crash in between leaves the old file under the new spec. Any
      * parameter the spec sets must match the file's, not only the kind. */
-    const qv_index_params *sp = &cfg->spec, *fp = &meta.params;
-    if (frc == 0 && sp->kind != QV_KIND_AUTO &&
-        (fp->kind != sp->kind || (sp->nlist && fp->nlist != sp->nlist) ||
-         (sp->pq_m && fp->pq_m != sp->pq_m) ||
-         (sp->pq_nbits && sp->kind == QV_KIND_IVF_PQ && fp->pq_nbits != sp->pq_nbits) ||
-         (sp->kind != QV_KIND_IVF_FLAT && sp->refine > 1 && fp->refine != sp->refine))) {
-        snprintf(why, sizeof why,
-                 "it holds %s nlist %u pq_m %u refine %u but the collection's spec is %s nlist %u "
-                 "pq_m %u refine %u", qv_index_kind_name(fp->kind), fp->nlist, fp->pq_m, fp->refine,
-                 qv_index_kind_name(sp->kind), sp->nlist, sp->pq_m, sp->refine);
+    if (frc == 0 && qv_build_spec_mismatch(&cfg->spec, &meta.params, why, sizeof why)) {
         qv_index_free(ix);
         ix = NULL;
         frc = QV_CORRUPT;

@@ -270,6 +270,23 @@ static int add_chunk(void *ctx, size_t n, const int64_t *ids, const float *vecs)
     return rc;
 }
 
+static int build_into(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n, const qv_index_params *p,
+                      qv_index *ix, const qv_ixfile_meta *tmeta, qv_index **out, qv_ixfile_meta *meta);
+
+int qv_build_spec_mismatch(const qv_index_params *sp, const qv_index_params *fp, char *why, size_t len)
+{
+    if (sp->kind == QV_KIND_AUTO) return 0;
+    if (fp->kind == sp->kind && (!sp->nlist || fp->nlist == sp->nlist) && (!sp->pq_m || fp->pq_m == sp->pq_m) &&
+        (!sp->pq_nbits || sp->kind != QV_KIND_IVF_PQ || fp->pq_nbits == sp->pq_nbits) &&
+        (sp->kind == QV_KIND_IVF_FLAT || sp->refine <= 1 || fp->refine == sp->refine))
+        return 0;
+    snprintf(why, len,
+             "it holds %s nlist %u pq_m %u refine %u but the collection's spec is %s nlist %u "
+             "pq_m %u refine %u", qv_index_kind_name(fp->kind), fp->nlist, fp->pq_m, fp->refine,
+             qv_index_kind_name(sp->kind), sp->nlist, sp->pq_m, sp->refine);
+    return 1;
+}
+
 /* Builds a new index with params p over the items of c as txn sees them
  * (n of them): for IVF kinds sample, train, add (gathering exact neighbours
  * of the calibration queries on the way), calibrate; for flat just add.
@@ -280,6 +297,27 @@ int qv_build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
     qv_index *ix = NULL;
     int rc = qv_index_new(c->cfg.dim, c->cfg.metric, p, &ix);
     if (rc) return rc;
+    return build_into(c, rb, txn, n, p, ix, NULL, out, meta);
+}
+
+/* tmpl: a trained index (owned from now on) and its file's meta, from
+ * another replica of the same items: emptied and refilled, its training and
+ * calibration kept. */
+int qv_build_from_template(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n, qv_index *tmpl,
+                           const qv_ixfile_meta *tmeta, qv_index **out, qv_ixfile_meta *meta)
+{
+    int rc = qv_index_clear(tmpl);
+    if (rc) {
+        qv_index_free(tmpl);
+        return rc;
+    }
+    return build_into(c, rb, txn, n, &tmeta->params, tmpl, tmeta, out, meta);
+}
+
+static int build_into(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n, const qv_index_params *p,
+                      qv_index *ix, const qv_ixfile_meta *tmeta, qv_index **out, qv_ixfile_meta *meta)
+{
+    int rc = 0;
     memset(meta, 0, sizeof *meta);
     meta->coll_id = c->cfg.id;
     snprintf(meta->name, sizeof meta->name, "%s", c->cfg.name);
@@ -289,7 +327,13 @@ int qv_build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
     meta->trained_for = n;
     meta->nprobe = 1;
     uint32_t dim = c->cfg.dim;
-    int ivf = p->kind != QV_KIND_FLAT;
+    int ivf = p->kind != QV_KIND_FLAT && !tmeta;
+    if (tmeta) { /* trained and calibrated where it came from */
+        meta->trained_for = tmeta->trained_for;
+        meta->nprobe = tmeta->nprobe;
+        meta->n_recall = tmeta->n_recall;
+        memcpy(meta->recall, tmeta->recall, sizeof meta->recall);
+    }
     sample smp = {.dim = dim, .rng = 12345};
     calib cal;
     memset(&cal, 0, sizeof cal);
@@ -334,6 +378,7 @@ int qv_build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
     adder a = {ix, ivf ? &cal : NULL};
     if ((rc = scan_items(c, txn, rb, "adding", n, add_chunk, &a))) goto out;
     if ((rc = qv_index_compact(ix))) goto out;
+    if (tmeta) qv_index_set_nprobe(ix, meta->nprobe ? meta->nprobe : 1);
     if (ivf) {
         if (rb && atomic_load(&rb->cancel)) {
             rc = QV_CANCELLED;

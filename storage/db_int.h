@@ -96,6 +96,7 @@ struct rebuild {
     pthread_t th;
     uint64_t train_total; /* training: sample size, for progress */
     double last_tick;     /* elapsed seconds at the last training progress */
+    char tmpl[4200];      /* req.template_path, copied ("" = none) */
     rebuild *next;        /* a requested rebuild that cancelled this automatic
                            * one: it starts when this one has ended (under rmu) */
 };
@@ -208,6 +209,11 @@ int qv_build_resolve_params(const qv_db *db, const qv_coll_config *cfg, const qv
                           uint64_t n, qv_index_params *out, char *err, size_t errlen);
 int qv_build_index(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n,
                        const qv_index_params *p, qv_index **out, qv_ixfile_meta *meta);
+/* 1 (reason in why) when an index of params fp does not serve spec sp: any
+ * parameter the spec sets must match, not only the kind. */
+int qv_build_spec_mismatch(const qv_index_params *sp, const qv_index_params *fp, char *why, size_t len);
+int qv_build_from_template(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n, qv_index *tmpl,
+                           const qv_ixfile_meta *tmeta, qv_index **out, qv_ixfile_meta *meta);
 void qv_build_install(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, uint64_t seq);
 uint32_t qv_calib_nprobe_for(const qv_recall_point *pts, uint32_t n, float min_recall);
 int qv_calib_init(calib *cal, qv_coll *c, const sample *s);

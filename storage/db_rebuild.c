@@ -22,11 +22,29 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
     if (rc) goto out;
     qv_index_params p;
     if ((rc = qv_build_resolve_params(db, &c->cfg, &rb->req.spec, s.count, &p, msg, msglen))) goto out;
-    rb->params = p;
     uint64_t covered = s.last_seq;
     qv_index *ix = NULL;
     qv_ixfile_meta meta;
-    rc = qv_build_index(c, rb, txn, s.count, &p, &ix, &meta);
+    if (rb->tmpl[0]) {
+        qv_index *t = NULL;
+        qv_ixfile_meta tm;
+        char why[300] = "";
+        rc = qv_ixfile_load_path(rb->tmpl, &c->cfg, 0, &tm, &t, why, sizeof why);
+        if (!rc && qv_build_spec_mismatch(&c->cfg.spec, &tm.params, why, sizeof why)) {
+            qv_index_free(t);
+            rc = QV_INVALID;
+        }
+        if (rc) {
+            snprintf(msg, msglen, "the index file given cannot serve: %s", why[0] ? why : qv_strerror(rc));
+            goto out;
+        }
+        p = tm.params;
+        rb->params = p;
+        rc = qv_build_from_template(c, rb, txn, s.count, t, &tm, &ix, &meta);
+    } else {
+        rb->params = p;
+        rc = qv_build_index(c, rb, txn, s.count, &p, &ix, &meta);
+    }
     qv_store_abort(txn);
     txn = NULL;
     if (rc) goto out;
@@ -236,6 +254,8 @@ static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, c
     rb->c = c;
     rb->req = *req;
     rb->req.spec = spec;
+    if (req->template_path) snprintf(rb->tmpl, sizeof rb->tmpl, "%s", req->template_path);
+    rb->req.template_path = NULL;
     rb->automatic = automatic;
     clock_gettime(CLOCK_MONOTONIC, &rb->t0);
     pthread_mutex_lock(&c->rmu);
@@ -267,6 +287,13 @@ static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, c
                 automatic ? "automatic" : "requested", qv_index_kind_name(resolved.kind),
                 resolved.nlist);
     return rc;
+}
+
+int qv_coll_index_file(qv_coll *c, char *path, size_t len)
+{
+    if (c->db->opts.no_index_files) return QV_NOTFOUND;
+    qv_ixfile_path(c->db->ixdir, c->cfg.id, path, len);
+    return access(path, R_OK) == 0 ? 0 : QV_NOTFOUND;
 }
 
 int qv_coll_rebuild(qv_coll *c, const qv_rebuild_req *req, char *err, size_t errlen)

@@ -479,6 +479,19 @@ int qv_index_add(qv_index *ix, size_t n, const int64_t *ids, const float *x)
     return frc ? faiss_fail(frc, "add_with_ids") : 0;
 }
 
+int qv_index_clear(qv_index *ix)
+{
+    if (!ix) return QV_INVALID;
+    int frc = faiss_Index_reset(ix->fi);
+    if (frc) return faiss_fail(frc, "reset");
+    if (ix->rs) {
+        rstore *r = ix->rs;
+        r->n = 0;
+        for (size_t i = 0; i < r->hsize; i++) r->h[i].key = -1;
+    }
+    return 0;
+}
+
 int qv_index_remove(qv_index *ix, size_t n, const int64_t *ids, size_t *removed)
 {
     if (removed) *removed = 0;

@@ -161,6 +161,11 @@ size_t qv_index_candidates(const qv_index *ix, size_t k);
  * QV_FAISS. */
 int qv_index_reserve(qv_index *ix, size_t n, size_t ns, const float *xs);
 
+/* Remove every item, keeping what training learnt (quantizer, codebooks):
+ * a trained index from elsewhere refilled with this collection's items.
+ * Returns 0 or QV_FAISS. */
+int qv_index_clear(qv_index *ix);
+
 /* Give back the spare capacity the inverted lists grew while items were
  * added (no-op for flat). Returns 0 or QV_FAISS. */
 int qv_index_compact(qv_index *ix);

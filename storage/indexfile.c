@@ -187,6 +187,12 @@ int qv_ixfile_load(const char *dir, const qv_coll_config *expect, qv_ixfile_meta
 {
     char path[4200];
     qv_ixfile_path(dir, expect->id, path, sizeof path);
+    return qv_ixfile_load_path(path, expect, 1, m, out, why, whylen);
+}
+
+int qv_ixfile_load_path(const char *path, const qv_coll_config *expect, int check_id,
+                        qv_ixfile_meta *m, qv_index **out, char *why, size_t whylen)
+{
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -241,7 +247,7 @@ int qv_ixfile_load(const char *dir, const qv_coll_config *expect, qv_ixfile_meta
         memcpy(&m->recall[i].recall, &r, 4);
         m->recall[i].nprobe = qv_get_le32(h + 220 + 8 * i);
     }
-    if (m->coll_id != expect->id || strcmp(m->name, expect->name) != 0 || m->dim != expect->dim ||
+    if ((check_id && m->coll_id != expect->id) || strcmp(m->name, expect->name) != 0 || m->dim != expect->dim ||
         m->metric != expect->metric) {
         snprintf(why, whylen, "%s belongs to collection \"%s\" #%u dim %u, not \"%s\" #%u dim %u",
                  path, m->name, m->coll_id, m->dim, expect->name, expect->id, expect->dim);

@@ -56,6 +56,11 @@ int qv_ixfile_commit(const char *dir, uint32_t coll_id, const char *tmp);
 int qv_ixfile_load(const char *dir, const qv_coll_config *expect, qv_ixfile_meta *meta,
                    qv_index **out, char *why, size_t whylen);
 
+/* The same from any path; check_id 0 accepts another collection id (a
+ * replica's file from another node of a cluster: same name, other id). */
+int qv_ixfile_load_path(const char *path, const qv_coll_config *expect, int check_id,
+                        qv_ixfile_meta *meta, qv_index **out, char *why, size_t whylen);
+
 /* Remove a collection's index file (missing is fine). */
 void qv_ixfile_remove(const char *dir, uint32_t coll_id);
 

@@ -192,12 +192,19 @@ typedef struct qv_rebuild_req {
     /* completion, from the rebuild thread: rc 0, QV_CANCELLED, QV_INVALID... */
     void (*finished)(void *ctx, int rc, const char *msg);
     void *ctx;
+    /* an index file of the same items from elsewhere (a peer replica's in a
+     * cluster): its trained structure and calibration are kept and it is
+     * refilled from LMDB, no sampling, training or calibrating; NULL: build */
+    const char *template_path;
 } qv_rebuild_req;
 
 /* Start a background rebuild of c. Returns 0 (finished() will be called),
  * QV_BUSY (one is running: its description in err), QV_INVALID (spec cannot
  * work: message naming the field in err), QV_NOTFOUND. */
 int qv_coll_rebuild(qv_coll *c, const qv_rebuild_req *req, char *err, size_t errlen);
+/* The path of c's index file into path (len bytes): 0, or QV_NOTFOUND when
+ * it has none (flat, not built yet, index files off). */
+int qv_coll_index_file(qv_coll *c, char *path, size_t len);
 /* Ask the running rebuild started with ctx to stop (no-op if none). */
 void qv_coll_rebuild_cancel(qv_coll *c, void *ctx);
 

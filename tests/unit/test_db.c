@@ -330,12 +330,12 @@ static void on_finished(void *ctx, int rc, const char *msg)
     pthread_mutex_unlock(&pl->mu);
 }
 
-static int rebuild_wait(qv_coll *c, qv_index_params spec, progress_log *pl)
+static int rebuild_wait_from(qv_coll *c, qv_index_params spec, const char *tmpl, progress_log *pl)
 {
     memset(pl, 0, sizeof *pl);
     pthread_mutex_init(&pl->mu, NULL);
     pthread_cond_init(&pl->cv, NULL);
-    qv_rebuild_req req = {spec, on_progress, on_finished, pl};
+    qv_rebuild_req req = {spec, on_progress, on_finished, pl, tmpl};
     char err[256];
     int rc = qv_coll_rebuild(c, &req, err, sizeof err);
     if (rc) return rc;
@@ -343,6 +343,74 @@ static int rebuild_wait(qv_coll *c, qv_index_params spec, progress_log *pl)
     while (!pl->finished) pthread_cond_wait(&pl->cv, &pl->mu);
     pthread_mutex_unlock(&pl->mu);
     return pl->rc;
+}
+
+static int rebuild_wait(qv_coll *c, qv_index_params spec, progress_log *pl)
+{
+    return rebuild_wait_from(c, spec, NULL, pl);
+}
+
+/* A replica's index file from another node: its training and calibration
+ * are kept, its items are this collection's (refilled from LMDB), and a file
+ * of another collection is refused. */
+static void test_rebuild_from_template(void **state)
+{
+    fixture *f = *state, *g = NULL;
+    create(f, "rep", QV_METRIC_L2, QV_KIND_AUTO, 0);
+    qv_coll *c, *d;
+    assert_int_equal(qv_db_coll_get(f->db, "rep", &c), 0);
+    assert_int_equal(upsert_range(f, c, 0, 5000), 0);
+    progress_log pl;
+    assert_int_equal(rebuild_wait(c, (qv_index_params){.kind = QV_KIND_IVF_FLAT, .nlist = 32}, &pl), 0);
+    qv_coll_info src;
+    qv_coll_info_get(c, &src);
+    char path[4200];
+    assert_int_equal(qv_coll_index_file(c, path, sizeof path), 0);
+    /* the other node: another db whose "rep" has another id and other items */
+    void *st;
+    assert_int_equal(setup(&st), 0);
+    g = st;
+    create(g, "other", QV_METRIC_L2, QV_KIND_AUTO, 0);
+    create(g, "rep", QV_METRIC_L2, QV_KIND_AUTO, 0);
+    assert_int_equal(qv_db_coll_get(g->db, "rep", &d), 0);
+    assert_int_not_equal(qv_coll_config_of(d)->id, qv_coll_config_of(c)->id);
+    assert_int_equal(upsert_range(g, d, 0, 3000), 0);
+    assert_int_equal(upsert_range(g, d, 200000, 500), 0);
+    assert_int_equal(rebuild_wait_from(d, (qv_index_params){0}, path, &pl), 0);
+    for (int i = 0; i < pl.n; i++) {
+        assert_string_not_equal(pl.phases[i], "training");
+        assert_string_not_equal(pl.phases[i], "sampling");
+    }
+    qv_coll_info info;
+    qv_coll_info_get(d, &info);
+    assert_int_equal(info.params.kind, QV_KIND_IVF_FLAT);
+    assert_int_equal(info.params.nlist, 32);
+    assert_int_equal(info.indexed, 3500);
+    assert_int_equal(info.trained_for, src.trained_for);
+    assert_int_equal(info.nprobe, src.nprobe);
+    assert_int_equal(info.n_recall, src.n_recall);
+    for (uint32_t i = 0; i < info.n_recall; i++) assert_int_equal(info.recall[i].nprobe, src.recall[i].nprobe);
+    assert_int_equal(top1(d, 200123, 32), 200123);
+    float q[DIM], s[5];
+    int64_t l[5];
+    vec_of(4000, q); /* held by the source only */
+    assert_int_equal(csearch(d, 1, q, NULL, 5, 32, 0, s, l), 0);
+    for (int i = 0; i < 5; i++) assert_true(l[i] != 4000 && l[i] >= 0);
+    /* its own file now: a restart loads it */
+    char mine[4200];
+    assert_int_equal(qv_coll_index_file(d, mine, sizeof mine), 0);
+    assert_string_not_equal(mine, path);
+    /* a file of another collection (name) is refused, the index unchanged */
+    qv_coll *o;
+    assert_int_equal(qv_db_coll_get(g->db, "other", &o), 0);
+    assert_int_equal(upsert_range(g, o, 0, 100), 0);
+    assert_int_not_equal(rebuild_wait_from(o, (qv_index_params){0}, path, &pl), 0);
+    qv_coll_info_get(o, &info);
+    assert_int_equal(info.params.kind, QV_KIND_FLAT);
+    qv_coll_release(o);
+    qv_coll_release(d);
+    qv_coll_release(c);
+    teardown(&st);
 }
 
 /* Rebuild to IVF, calibrate, save; restart loads the file and replays the
@@ -643,6 +711,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_upsert_replace_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_index_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_from_template, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_seq_applied_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_queue_budget, setup, teardown),
