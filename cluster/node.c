@@ -19,6 +19,7 @@
  */
 #include "cluster.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/sha.h>
@@ -524,6 +525,79 @@ static void drop_local(qc_cluster *c, const char *lname)
     if (rc && rc != QV_NOTFOUND) qv_warn("cluster: cannot drop replica %s: %s", lname, qv_strerror(rc));
 }
 
+static void index_adopted(void *ctx, int rc, const char *msg)
+{
+    char *tmp = ctx;
+    if (rc) qv_warn("cluster: a peer's index file (%s) not used: %s; the replica builds its own", tmp, msg);
+    unlink(tmp);
+    free(tmp);
+}
+
+/* After a snapshot: the peer's index file of the replica, a chunk at a time
+ * (each checked with SHA-256; a file the peer rebuilt meanwhile is refused),
+ * into a temp file beside our index files, then a rebuild that keeps its
+ * training and calibration and refills it with the items just installed:
+ * no k-means and no calibration on this node. Anything missing or failing
+ * leaves the ordinary automatic rebuild to do the work. */
+static void fetch_index(qc_cluster *c, const char *addr, const char *lname, qv_coll *lc)
+{
+    char path[4200], tmp[4300];
+    if (qv_coll_index_file(lc, path, sizeof path) == QV_NOTFOUND && !path[0]) return;
+    snprintf(tmp, sizeof tmp, "%s.tmp.peer", path);
+    FILE *f = NULL;
+    uint64_t off = 0, size = 0, id = 0;
+    int ok = 0;
+    for (;;) {
+        Quiver__Peer__V1__IndexFileRequest req = QUIVER__PEER__V1__INDEX_FILE_REQUEST__INIT;
+        req.replica = (char *)lname;
+        req.offset = off;
+        req.file_id = id;
+        qc_call call = {addr, "/quiver.peer.v1.Peer/IndexFile", &req.base,
+                        &quiver__peer__v1__index_file_chunk__descriptor, 0, 0, "", NULL, NULL, 0};
+        qc_peer_call_all(c->peers, &call, 1, qc_now_ms() + 60000);
+        Quiver__Peer__V1__IndexFileChunk *ch = (Quiver__Peer__V1__IndexFileChunk *)call.reply;
+        if (call.code != GRPC_STATUS_OK || !ch) {
+            qv_warn("cluster: index file of %s from %s: %s", lname, addr, call.msg);
+            break;
+        }
+        int stop = 1;
+        uint8_t sha[32];
+        if (!ch->present) {
+            qv_info("cluster: %s has no index file of %s yet: this replica builds its own", addr, lname);
+        } else if (ch->sha256.len != 32 || (SHA256(ch->data.data, ch->data.len, sha), memcmp(sha, ch->sha256.data, 32))) {
+            qv_error("cluster: index file of %s from %s: a chunk fails its SHA-256", lname, addr);
+        } else if (!f && !(f = fopen(tmp, "wb"))) {
+            qv_warn("cluster: cannot write %s: %s", tmp, strerror(errno));
+        } else if (ch->data.len && fwrite(ch->data.data, 1, ch->data.len, f) != ch->data.len) {
+            qv_warn("cluster: cannot write %s: %s", tmp, strerror(errno));
+        } else {
+            id = ch->file_id;
+            size = ch->size;
+            off += ch->data.len;
+            atomic_fetch_add(&c->snapshot_bytes, ch->data.len);
+            ok = off >= size;
+            stop = ok || !ch->data.len;
+        }
+        protobuf_c_message_free_unpacked(&ch->base, NULL);
+        if (stop) break;
+    }
+    if (f && fclose(f)) ok = 0;
+    if (!ok) {
+        if (f) unlink(tmp);
+        return;
+    }
+    char *ctx = strdup(tmp), err[256];
+    qv_rebuild_req rr = {.finished = index_adopted, .ctx = ctx, .template_path = tmp};
+    if (!ctx || qv_coll_rebuild(lc, &rr, err, sizeof err)) {
+        qv_warn("cluster: the index file of %s from %s not used: %s", lname, addr, ctx ? err : "out of memory");
+        unlink(tmp);
+        free(ctx);
+        return;
+    }
+    qv_info("cluster: replica %s refills the index file of %s (%" PRIu64 " bytes) instead of training its own",
+            lname, addr, size);
+}
+
 /* A replica whose log was trimmed below what it needs installs a snapshot
  * of an ACTIVE peer's replica (its items, a chunk at a time, each checked
  * with SHA-256) and then replays the log after the sequence the peer had
@@ -595,9 +669,11 @@ static int install_snapshot(qc_cluster *c, const qc_meta *m, uint32_t shard, qv_
         w.log_seq = seq;
         rc = qv_db_write_sync(c->o.db, &w);
     }
-    if (!rc)
+    if (!rc) {
         qv_info("cluster: replica %s installed a snapshot of %" PRIu64 " items from %s (log sequence %" PRIu64 ")",
                 lname, items, addr, seq);
+        fetch_index(c, addr, lname, lc);
+    }
     return rc;
 }
 

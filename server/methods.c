@@ -50,6 +50,8 @@ const rpc_method srv_methods[] = {
      NULL, peer_wait_applied, NULL, NULL},
     {"/quiver.peer.v1.Peer/Snapshot", &quiver__peer__v1__snapshot_request__descriptor, 0, NULL,
      peer_snapshot, NULL, NULL},
+    {"/quiver.peer.v1.Peer/IndexFile", &quiver__peer__v1__index_file_request__descriptor, 0, NULL,
+     peer_index_file, NULL, NULL},
     {"/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor, 0,
      NULL, health_check, NULL, NULL},
     {"/grpc.health.v1.Health/Watch", &grpc__health__v1__health_check_request__descriptor, 0,

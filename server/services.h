@@ -186,9 +186,10 @@ size_t srv_token_encode(const srv_token_max *m, const qv_coll_config *cfg, uint8
  * from a cluster thread. */
 void srv_cluster_wait_parts(rpc *r, const qv_coll_config *cfg, const srv_token_max *parts,
                             void (*done)(void *ctx, grpc_status_code code, const char *msg), void *ctx);
-/* quiver.peer.v1.Peer/WaitApplied, Peer/Snapshot */
+/* quiver.peer.v1.Peer/WaitApplied, Peer/Snapshot, Peer/IndexFile */
 void peer_wait_applied(rpc *r);
 void peer_snapshot(rpc *r);
+void peer_index_file(rpc *r);
 /* A read's after_token (field: its name in the request) on a single node:
  * GRPC_STATUS_OK when empty or when the write it names is visible (always,
  * for a token this node gave); else the status with a message in err. */

@@ -9,6 +9,8 @@
  * workers wait for us would deadlock the two.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <unistd.h>
 #include <openssl/sha.h>
@@ -850,6 +852,77 @@ void peer_snapshot(rpc *r)
     free(f.off);
     qv_buf_free(&f.attrs);
     qv_coll_release(c);
+}
+
+#define INDEX_CHUNK (2u << 20)
+
+void peer_index_file(rpc *r)
+{
+    const Quiver__Peer__V1__IndexFileRequest *req = (const Quiver__Peer__V1__IndexFileRequest *)r->req;
+    grpc_status_code code;
+    char err[512], path[4200];
+    if (!g_cluster) {
+        rpc_fail(r, GRPC_STATUS_UNIMPLEMENTED, "this quiverd is a single node: it holds no replicas");
+        return;
+    }
+    qv_coll *c = srv_find_coll(req->replica, &code, err, sizeof err);
+    if (!c) {
+        rpc_fail(r, code, "%s", err);
+        return;
+    }
+    Quiver__Peer__V1__IndexFileChunk rep = QUIVER__PEER__V1__INDEX_FILE_CHUNK__INIT;
+    int fd = qv_coll_index_file(c, path, sizeof path) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    qv_coll_release(c);
+    if (fd < 0) { /* none: the new replica builds its own */
+        rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+        return;
+    }
+    struct stat sb;
+    uint8_t *buf = NULL, sha[32];
+    if (fstat(fd, &sb)) {
+        rpc_fail(r, GRPC_STATUS_INTERNAL, "index file of %s: %s", req->replica, strerror(errno));
+        goto out;
+    }
+    rep.present = 1;
+    rep.size = (uint64_t)sb.st_size;
+    rep.file_id = ((uint64_t)sb.st_dev << 48) ^ ((uint64_t)sb.st_ino << 20) ^
+                  (uint64_t)sb.st_mtim.tv_sec * 1000000000ull ^ (uint64_t)sb.st_mtim.tv_nsec;
+    if (req->file_id && req->file_id != rep.file_id) {
+        rpc_fail(r, GRPC_STATUS_FAILED_PRECONDITION,
+                 "index file of %s was replaced (rebuilt) since file_id %" PRIu64, req->replica,
+                 (uint64_t)req->file_id);
+        goto out;
+    }
+    if (req->offset > rep.size) {
+        rpc_fail(r, GRPC_STATUS_OUT_OF_RANGE, "offset %" PRIu64 " is past the index file of %s (%" PRIu64
+                 " bytes)", (uint64_t)req->offset, req->replica, (uint64_t)rep.size);
+        goto out;
+    }
+    size_t want = rep.size - req->offset < INDEX_CHUNK ? (size_t)(rep.size - req->offset) : INDEX_CHUNK;
+    if (want && !(buf = malloc(want))) {
+        rpc_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for an index file chunk");
+        goto out;
+    }
+    size_t got = 0;
+    while (got < want) {
+        ssize_t n = pread(fd, buf + got, want - got, (off_t)(req->offset + got));
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    if (got < want) {
+        rpc_fail(r, GRPC_STATUS_INTERNAL, "index file of %s: short read at %" PRIu64, req->replica,
+                 (uint64_t)(req->offset + got));
+        goto out;
+    }
+    SHA256(buf, got, sha);
+    rep.data.data = buf;
+    rep.data.len = got;
+    rep.sha256.data = sha;
+    rep.sha256.len = 32;
+    rpc_finish(r, &rep.base, GRPC_STATUS_OK, NULL);
+out:
+    free(buf);
+    close(fd);
 }
 
 /* ------------------------------------------------------ drain, rebalance */

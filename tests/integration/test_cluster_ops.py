@@ -113,6 +113,48 @@ def test_node_joins_during_import_and_gets_replicas_by_snapshot(cluster_factory)
     assert got == brute(X, acked, q, 10)
 
 
+def test_moved_replica_takes_its_peers_index_file(cluster_factory):  # noqa: F811
+    """A replica that catches up by snapshot also gets the source replica's index file: the new
+    node refills its trained lists with the items it installed (no k-means, no calibration)
+    and answers IVF searches right."""
+    cl = cluster_factory(nodes=2, nats=1)
+    n0 = cl.nodes[0]
+    n0.collections.Create(pb.CreateCollectionRequest(name="ix", dim=DIM, metric=pb.L2, shards=1, replicas=1,
+                                                     index=pb.IndexSpec(kind="ivf_flat", nlist=16)))
+    X = np.random.default_rng(9).standard_normal((3500, DIM)).astype(np.float32)
+    for s in range(0, 3000, 500):
+        n0.items.Upsert(pb.UpsertRequest(collection="ix", items=[item(i, X[i]) for i in range(s, s + 500)]))
+
+    def info():
+        return n0.collections.Describe(pb.DescribeCollectionRequest(name="ix")).index
+    wait_for(lambda: info().kind == "ivf_flat" and not info().rebuilding and info().count == 3000, 60,
+             "the IVF index built on the first node")
+    # written after training: a replica that trained its own would say trained_for 3500
+    n0.items.Upsert(pb.UpsertRequest(collection="ix", items=[item(i, X[i]) for i in range(3000, 3500)]))
+    before = info()
+    assert before.trained_for <= 3000 and before.count == 3500
+    holder = next(n for n in cl.nodes if loads(status(n0)).get(n.node_id, 0) == 1)
+    other = next(n for n in cl.nodes if n is not holder)
+    last = status(n0).shards[0].log_last_seq
+    wait_for(lambda: cl.nats.stream_info("QV_ix_0")["state"]["first_seq"] > last, 30, "the log trimmed")
+    n0.admin.DrainNode(pb.DrainNodeRequest(node=holder.node_id))
+    wait_for(lambda: loads(status(n0)).get(other.node_id, 0) == 1 and settled(status(n0), 1), 60,
+             "the replica moved")
+    wait_for(lambda: "refills the index file" in other.stderr_text(), 30, "the index file fetched")
+    wait_for(lambda: info().kind == "ivf_flat" and not info().rebuilding and info().count == 3500, 60,
+             "the moved replica's IVF index")
+    after = info()
+    assert after.nlist == 16 and after.trained_for == before.trained_for
+    assert [(p.recall, p.nprobe) for p in after.recall_table] == [(p.recall, p.nprobe) for p in before.recall_table]
+    assert after.default_nprobe == before.default_nprobe
+    err = other.stderr_text()
+    assert "index file" in err and "not used" not in err, err[-2000:]
+    for i in (5, 1234, 2999):  # nprobe = nlist: every list, so exact
+        q = X[i] + 0.01
+        hits = n0.search.Search(pb.SearchRequest(collection="ix", queries=[vq(q)], k=10, nprobe=16)).results[0].hits
+        assert [h.id for h in hits] == brute(X, range(3500), q, 10)
+
+
 def test_dead_node_replaced_after_replace_after(cluster_factory):  # noqa: F811
     cl = cluster_factory(nodes=3, nats=1, node_args=["--replace-after", "2"])
     n0, n1, n2 = cl.nodes
