@@ -182,7 +182,7 @@ def test_moved_replica_takes_its_peers_index_file(cluster_factory):  # noqa: F81
 
 
 def test_dead_node_replaced_after_replace_after(cluster_factory):  # noqa: F811
-    cl = cluster_factory(nodes=3, nats=1, node_args=["--replace-after", "2"])
+    cl = cluster_factory(nodes=3, nats=1, node_args=["--replace-after", "2", "--no-rebalance"])
     n0, n1, n2 = cl.nodes
     n0.collections.Create(pb.CreateCollectionRequest(name="d", dim=DIM, metric=pb.L2, shards=2, replicas=2))
     X = np.random.default_rng(5).standard_normal((500, DIM)).astype(np.float32)
@@ -195,6 +195,13 @@ def test_dead_node_replaced_after_replace_after(cluster_factory):  # noqa: F811
         return settled(st, 2) and all(r.node != victim.node_id for s in st.shards for r in s.replicas)
     wait_for(replaced, 60, "the dead node's replicas placed on the others")
     all_there([n for n in cl.nodes if n is not victim], "d", list(range(500)))
+    # it comes back: its replicas were replaced, so it drops them (not given new ones:
+    # --no-rebalance) and still answers as a router
+    victim.start()
+    wait_for(lambda: "no collection holds it here any more" in victim.stderr_text(), 60,
+             "the returning node dropping its stale replicas")
+    assert loads(status(n0)).get(victim.node_id, 0) == 0
+    assert victim.collections.Describe(pb.DescribeCollectionRequest(name="d")).count == 500
 
 
 def test_controller_moves_on_when_its_node_dies(cluster_factory):  # noqa: F811
