@@ -1391,6 +1391,20 @@ static int register_node(qc_cluster *c, char *err, size_t errlen)
     return rc;
 }
 
+/* qv_db_set_merge_parts: a replica's reads are merged over its collection's shards */
+static uint32_t merge_parts_of(void *ctx, const char *name)
+{
+    qc_cluster *c = ctx;
+    uint64_t uid;
+    uint32_t shard, parts = 1;
+    if (parse_replica_name(name, &uid, &shard)) return 1;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->nmeta; i++)
+        if (c->metas[i].uid == uid) parts = c->metas[i].shards;
+    pthread_mutex_unlock(&c->mu);
+    return parts;
+}
+
 int qc_open(const qc_opts *opts, qc_cluster **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -1431,6 +1445,7 @@ int qc_open(const qc_opts *opts, qc_cluster **out, char *err, size_t errlen)
         qc_close(c);
         return rc;
     }
+    qv_db_set_merge_parts(c->o.db, merge_parts_of, c);
     reconcile(c);
     c->npool = opts->threads ? opts->threads : 8;
     c->pool = calloc(c->npool, sizeof *c->pool);
@@ -1447,6 +1462,7 @@ int qc_open(const qc_opts *opts, qc_cluster **out, char *err, size_t errlen)
 void qc_close(qc_cluster *c)
 {
     if (!c) return;
+    if (c->o.db) qv_db_set_merge_parts(c->o.db, NULL, NULL);
     if (c->pool) {
         pthread_mutex_lock(&c->cmu);
         c->stop = 1;

@@ -142,6 +142,7 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     if (!db->opts.exact_max) db->opts.exact_max = QV_EXACT_MAX;
     if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
     pthread_mutex_init(&db->cmu, NULL);
+    pthread_mutex_init(&db->pmu, NULL);
     pthread_rwlock_init(&db->flock, NULL);
     pthread_mutex_init(&db->qmu, NULL);
     pthread_cond_init(&db->qcv, NULL);
@@ -211,6 +212,7 @@ void qv_db_close(qv_db *db)
     free(db->colls);
     qv_store_close(db->st);
     pthread_mutex_destroy(&db->cmu);
+    pthread_mutex_destroy(&db->pmu);
     pthread_mutex_destroy(&db->qmu);
     pthread_cond_destroy(&db->qcv);
     pthread_cond_destroy(&db->wcv);
@@ -224,4 +226,20 @@ qv_store *qv_db_store(qv_db *db) { return db->st; }
 int qv_db_simd_level(char *name, size_t len, int *dynamic_dispatch)
 {
     return faiss_get_simd_level(name, len, dynamic_dispatch);
+}
+
+void qv_db_set_merge_parts(qv_db *db, uint32_t (*parts)(void *ctx, const char *name), void *ctx)
+{
+    pthread_mutex_lock(&db->pmu);
+    db->merge_parts = parts;
+    db->merge_ctx = ctx;
+    pthread_mutex_unlock(&db->pmu);
+}
+
+uint32_t qv_db_merge_parts(qv_db *db, const char *name)
+{
+    pthread_mutex_lock(&db->pmu);
+    uint32_t n = db->merge_parts ? db->merge_parts(db->merge_ctx, name) : 1;
+    pthread_mutex_unlock(&db->pmu);
+    return n ? n : 1;
 }

@@ -2,6 +2,8 @@
  * The engine, part: calibration: exact neighbours of held-out items, recall per nprobe.
  * Private declarations in db_int.h.
  */
+#include <math.h>
+
 #include "db_int.h"
 
 /* --------------------------------------------------------- calibration */
@@ -100,20 +102,39 @@ int qv_calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs)
     return rc;
 }
 
-static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq)
+/* Weight of the true neighbour at rank b (0-based) of one part of `parts`:
+ * the chance that it is in the merged top 10, i.e. that the part holds at
+ * least b+1 of the merged top 10, which falls in it ~ Binomial(10, 1/parts)
+ * (items are spread by a hash of their id). 1 for every rank when whole. */
+static void rank_weights(uint32_t parts, double w[10])
 {
-    size_t hit = 0, want = 0;
+    double p = 1.0 / parts, pmf[11];
+    for (int j = 0; j <= 10; j++) {
+        double c = 1;
+        for (int i = 0; i < j; i++) c = c * (10 - i) / (i + 1);
+        pmf[j] = c * pow(p, j) * pow(1 - p, 10 - j);
+    }
+    for (int b = 0; b < 10; b++) {
+        w[b] = 0;
+        for (int j = b + 1; j <= 10; j++) w[b] += pmf[j];
+    }
+}
+
+/* Recall@10, each true neighbour weighted as rank_weights says. */
+static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq, const double w[10])
+{
+    double hit = 0, want = 0;
     for (size_t i = 0; i < nq; i++)
         for (size_t b = 0; b < 10; b++) {
             if (truth[i * 10 + b] < 0) continue;
-            want++;
+            want += w[b];
             for (size_t a = 0; a < 10; a++)
                 if (got[i * 10 + a] == truth[i * 10 + b]) {
-                    hit++;
+                    hit += w[b];
                     break;
                 }
         }
-    return want ? (double)hit / (double)want : 1.0;
+    return want > 0 ? hit / want : 1.0;
 }
 
 /* Ladder of nprobe values against the exact top-10s gathered in cal: the
@@ -121,10 +142,13 @@ static double recall_at10(const int64_t *got, const int64_t *truth, size_t nq)
  * id left out, which is what a query from the same distribution as the data
  * meets (a held-out item). Queries from far outside it (a rare word against a
  * collection of frequent ones) need more probes: they ask for a higher
- * min_recall. */
-int qv_calib_run(qv_index *ix, const calib *cal, const atomic_int *cancel,
+ * min_recall. With parts > 1 (a shard of a cluster collection) recall counts
+ * what this part contributes to the merged top 10 (rank_weights). */
+int qv_calib_run(qv_index *ix, const calib *cal, uint32_t parts, const atomic_int *cancel,
                      qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe)
 {
+    double w[10];
+    rank_weights(parts ? parts : 1, w);
     const qv_index_params *p = qv_index_get_params(ix);
     size_t nq = cal->nq;
     *npts = 0;
@@ -161,7 +185,7 @@ int qv_calib_run(qv_index *ix, const calib *cal, const atomic_int *cancel,
                 if (lb[i * kk + j] != qid[i]) got[i * 10 + o++] = lb[i * kk + j];
             while (o < 10) got[i * 10 + o++] = -2;
         }
-        double r = recall_at10(got, truth, nq);
+        double r = recall_at10(got, truth, nq, w);
         pts[*npts].nprobe = np;
         pts[*npts].recall = (float)r;
         (*npts)++;

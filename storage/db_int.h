@@ -105,6 +105,10 @@ struct qv_db {
     qv_db_opts opts;
     qv_store *st;
     char ixdir[4096];
+    /* qv_db_set_merge_parts, under pmu */
+    pthread_mutex_t pmu;
+    uint32_t (*merge_parts)(void *ctx, const char *name);
+    void *merge_ctx;
     /* registry, sorted by name */
     pthread_mutex_t cmu;
     qv_coll **colls;
@@ -220,8 +224,9 @@ int qv_calib_init(calib *cal, qv_coll *c, const sample *s);
 size_t qv_calib_hold_out(sample *s, size_t want);
 void qv_calib_free(calib *cal);
 int qv_calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs);
-int qv_calib_run(qv_index *ix, const calib *cal, const atomic_int *cancel,
+int qv_calib_run(qv_index *ix, const calib *cal, uint32_t parts, const atomic_int *cancel,
                      qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe);
+uint32_t qv_db_merge_parts(qv_db *db, const char *name);
 void qv_rebuild_maybe_auto(qv_coll *c);
 void *qv_writer_main(void *arg);
 void *qv_writer_reaper_main(void *arg);

@@ -291,6 +291,7 @@ static int start_rebuild(qv_coll *c, const qv_rebuild_req *req, int automatic, c
 
 int qv_coll_index_file(qv_coll *c, char *path, size_t len)
 {
+    if (len) path[0] = 0;
     if (c->db->opts.no_index_files) return QV_NOTFOUND;
     qv_ixfile_path(c->db->ixdir, c->cfg.id, path, len);
     return access(path, R_OK) == 0 ? 0 : QV_NOTFOUND;

@@ -56,6 +56,15 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out);
  * NULL is a no-op. */
 void qv_db_close(qv_db *db);
 
+/* How many parts a read of collection `name` is merged from (the shards of a
+ * cluster collection whose replica it is; 0 or no hook: 1). Calibration then
+ * measures recall as one part contributes to the merged top 10 (of the true
+ * top 10, a part holds its own top j with j ~ Binomial(10, 1/parts)), so a
+ * min_recall asked of every part is what the merged answer reaches. The hook
+ * is called from rebuild threads; qv_db_set_merge_parts(db, NULL, NULL)
+ * returns once no call is under way. */
+void qv_db_set_merge_parts(qv_db *db, uint32_t (*parts)(void *ctx, const char *name), void *ctx);
+
 /* ------------------------------------------------------------ collections */
 /* Reference to a live collection. Returns 0 or QV_NOTFOUND. */
 int qv_db_coll_get(qv_db *db, const char *name, qv_coll **out);
@@ -203,7 +212,8 @@ typedef struct qv_rebuild_req {
  * work: message naming the field in err), QV_NOTFOUND. */
 int qv_coll_rebuild(qv_coll *c, const qv_rebuild_req *req, char *err, size_t errlen);
 /* The path of c's index file into path (len bytes): 0, or QV_NOTFOUND when
- * it has none (flat, not built yet, index files off). */
+ * it has none (flat, not built yet; path still set), or index files are off
+ * (path ""). */
 int qv_coll_index_file(qv_coll *c, char *path, size_t len);
 /* Ask the running rebuild started with ctx to stop (no-op if none). */
 void qv_coll_rebuild_cancel(qv_coll *c, void *ctx);

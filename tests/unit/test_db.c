@@ -413,6 +413,42 @@ static void test_rebuild_from_template(void **state)
     teardown(&st);
 }
 
+static uint32_t four_parts(void *ctx, const char *name)
+{
+    (void)ctx;
+    return strcmp(name, "part") == 0 ? 4 : 0;
+}
+
+/* A collection that is one of four parts of a merged read is calibrated for
+ * what it contributes to the merged top 10: its nearest neighbours count
+ * more, so the same index reaches a higher recall at the same nprobe. */
+static void test_calibration_of_a_part(void **state)
+{
+    fixture *f = *state;
+    qv_db_set_merge_parts(f->db, four_parts, NULL);
+    create(f, "whole", QV_METRIC_L2, QV_KIND_AUTO, 0);
+    create(f, "part", QV_METRIC_L2, QV_KIND_AUTO, 0);
+    qv_coll_info in[2];
+    const char *names[2] = {"whole", "part"};
+    for (int i = 0; i < 2; i++) {
+        qv_coll *c;
+        assert_int_equal(qv_db_coll_get(f->db, names[i], &c), 0);
+        assert_int_equal(upsert_range(f, c, 0, 8000), 0);
+        progress_log pl;
+        assert_int_equal(rebuild_wait(c, (qv_index_params){.kind = QV_KIND_IVF_FLAT, .nlist = 64}, &pl), 0);
+        qv_coll_info_get(c, &in[i]);
+        qv_coll_release(c);
+    }
+    qv_db_set_merge_parts(f->db, NULL, NULL);
+    int higher = 0;
+    for (uint32_t i = 0; i < in[0].n_recall && i < in[1].n_recall; i++) {
+        assert_int_equal(in[0].recall[i].nprobe, in[1].recall[i].nprobe);
+        assert_true(in[1].recall[i].recall >= in[0].recall[i].recall - 1e-6);
+        higher += in[1].recall[i].recall > in[0].recall[i].recall + 1e-4;
+    }
+    assert_true(higher >= 1);
+}
+
 /* Rebuild to IVF, calibrate, save; restart loads the file and replays the
  * writes made after it. */
 static void test_rebuild_and_restart(void **state)
@@ -712,6 +748,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild_and_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_index_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_from_template, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_calibration_of_a_part, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_seq_applied_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_queue_budget, setup, teardown),
