@@ -102,8 +102,10 @@ static void usage(FILE *f)
             "  --cluster-threads N  threads that route calls to other nodes (default 8)\n"
             "  --replace-after SECONDS  a node gone this long has its replicas placed on\n"
             "                       the other nodes by the controller (default 300)\n"
-            "  --no-rebalance       the controller moves no replicas to a joining node\n"
-            "                       by itself (quiver cluster rebalance does it once)\n"
+            "  --rebalance[=on|off] the controller moves replicas from the most loaded\n"
+            "                       nodes to a joining one (default on)\n"
+            "  --no-rebalance       the same as --rebalance=off (quiver cluster rebalance\n"
+            "                       then balances once, when asked)\n"
             "  --log-max-bytes SIZE  a safety cap on each shard's log stream (the oldest\n"
             "                       entries go; a replica further behind installs a\n"
             "                       snapshot); the controller trims below what every\n"
@@ -249,6 +251,7 @@ int main(int argc, char **argv)
      * writes and rebuilds never block a poller for long */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu >= 2 ? (int)ncpu : 2;
+    int rebalance_flag = 0; /* --rebalance or --no-rebalance given */
     size_t map_size = QV_STORE_MAP_CAP, max_msg = (size_t)64 << 20, max_reply = 0;
     int grace_ms = 5000;
     qv_db_opts dbo;
@@ -257,7 +260,7 @@ int main(int argc, char **argv)
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
            O_ATTRKEYS, O_QUEUED, O_MAXREB, O_RESTORE, O_FORCE, O_AUTHKEYS, O_HASHKEY, O_NOAUTH,
            O_TLSCERT, O_TLSKEY, O_TLSCA, O_LOGFMT, O_SLOW, O_METRICS, O_CETCD, O_CNATS, O_NODEID,
-           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS, O_CTLSCA, O_REPLACE, O_NOREBAL, O_LOGMAX };
+           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS, O_CTLSCA, O_REPLACE, O_NOREBAL, O_LOGMAX, O_REBAL };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -290,6 +293,7 @@ int main(int argc, char **argv)
         {"cluster-threads", required_argument, 0, O_CTHREADS},
         {"cluster-tls-ca", required_argument, 0, O_CTLSCA},
         {"replace-after", required_argument, 0, O_REPLACE}, {"no-rebalance", no_argument, 0, O_NOREBAL},
+        {"rebalance", optional_argument, 0, O_REBAL},
         {"log-max-bytes", required_argument, 0, O_LOGMAX},
         {0, 0, 0, 0}};
     qc_opts co;
@@ -406,7 +410,18 @@ int main(int argc, char **argv)
             if (parse_count("--replace-after", optarg, 1, 86400 * 30, &v)) return 2;
             co.replace_after_s = (unsigned)v;
             break;
-        case O_NOREBAL: co.no_rebalance = 1; break;
+        case O_NOREBAL: co.no_rebalance = 1; rebalance_flag = 1; break;
+        case O_REBAL:
+            if (!optarg || !strcmp(optarg, "on")) {
+                co.no_rebalance = 0;
+            } else if (!strcmp(optarg, "off")) {
+                co.no_rebalance = 1;
+            } else {
+                fprintf(stderr, "quiverd: --rebalance=%s: want on or off\n", optarg);
+                return 2;
+            }
+            rebalance_flag = 1;
+            break;
         case O_LOGMAX: {
             size_t b;
             if (parse_size(optarg, &b) || b < ((size_t)1 << 20)) {
@@ -467,7 +482,7 @@ int main(int argc, char **argv)
      * none is silently ignored on a single node */
     int clustered = co.etcd_urls || co.nats_urls || co.node_id || co.advertise || co.no_shards ||
                     cluster_key_file || cluster_tls_ca || co.nats_creds || co.etcd_ca || co.etcd_cert ||
-                    co.etcd_key || co.log_replicas || co.threads || co.replace_after_s || co.no_rebalance ||
+                    co.etcd_key || co.log_replicas || co.threads || co.replace_after_s || rebalance_flag ||
                     co.log_max_bytes;
     if (clustered) {
         if (!co.etcd_urls || !co.nats_urls || !co.node_id || !co.advertise) {

@@ -98,7 +98,7 @@ def brute(X, ids, q, k):
 
 
 def test_node_joins_during_import_and_gets_replicas_by_snapshot(cluster_factory):  # noqa: F811
-    cl = cluster_factory(nodes=4, nats=1)
+    cl = cluster_factory(nodes=4, nats=1, node_args=["--rebalance"])  # the default, said
     n0 = cl.nodes[0]
     n0.collections.Create(pb.CreateCollectionRequest(name="j", dim=DIM, metric=pb.L2, shards=4, replicas=2))
     X = np.random.default_rng(4).standard_normal((20000, DIM)).astype(np.float32)
@@ -440,3 +440,20 @@ def test_log_size_cap_and_a_replica_behind_it(cluster_factory):  # noqa: F811
     wait_for(lambda: settled(status(n0), 2), 90, "the replica back and caught up")
     assert "installing a snapshot" in n1.stderr_text() or "installed a snapshot" in n1.stderr_text()
     all_there([n1], "cap", list(range(12000)))
+
+
+def test_cluster_flags_checked_at_start(tmp_path):
+    """--rebalance[=on|off] and --no-rebalance are cluster flags: bad values and a cluster
+    flag without the rest of cluster mode are usage errors (exit 2), never ignored."""
+    import subprocess
+    from quiver_testlib import QUIVERD
+
+    def run(*args):
+        return subprocess.run([QUIVERD, "--data", str(tmp_path / "d"), *args], capture_output=True,
+                              text=True, timeout=30)
+    r = run("--rebalance=maybe")
+    assert r.returncode == 2 and "--rebalance=maybe" in r.stderr, r.stderr
+    for flag in ("--rebalance", "--rebalance=off", "--no-rebalance", "--replace-after=5"):
+        r = run(flag)
+        assert r.returncode == 2 and "--cluster-etcd" in r.stderr, (flag, r.stderr)
+    assert "--rebalance[=on|off]" in run("--help").stdout
