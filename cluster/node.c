@@ -220,6 +220,24 @@ static void meta_remove(qc_cluster *c, const char *name)
     pthread_mutex_unlock(&c->mu);
 }
 
+#define MISS_LOOKUPS_PER_S 50.0
+
+/* Whether a name missing from the cache may be looked up in etcd now: up to
+ * MISS_LOOKUPS_PER_S a second (a burst of as many); past that the cache's
+ * answer stands until the watch brings the name. */
+static int miss_lookup_allowed(qc_cluster *c)
+{
+    int64_t now = qc_now_ms();
+    pthread_mutex_lock(&c->mu);
+    c->miss_tokens += (double)(now - c->miss_ms) * MISS_LOOKUPS_PER_S / 1000.0;
+    if (c->miss_tokens > MISS_LOOKUPS_PER_S) c->miss_tokens = MISS_LOOKUPS_PER_S;
+    c->miss_ms = now;
+    int ok = c->miss_tokens >= 1.0;
+    if (ok) c->miss_tokens -= 1.0;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
 int qc_meta_get(qc_cluster *c, const char *name, qc_meta *out)
 {
     pthread_mutex_lock(&c->mu);
@@ -227,7 +245,7 @@ int qc_meta_get(qc_cluster *c, const char *name, qc_meta *out)
     size_t i = meta_find(c, name, &found);
     if (found) rc = meta_copy(out, &c->metas[i]);
     pthread_mutex_unlock(&c->mu);
-    if (rc != QV_NOTFOUND || !c->etcd) return rc;
+    if (rc != QV_NOTFOUND || !c->etcd || !miss_lookup_allowed(c)) return rc;
     /* not in the cache: a collection created through another node a moment
      * ago may not have reached this one's watch yet; etcd says */
     char key[sizeof COLLS_PREFIX + QV_MAX_NAME];

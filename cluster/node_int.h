@@ -58,6 +58,11 @@ struct qc_cluster {
     int64_t lease;
     atomic_int lease_lost; /* etcd dropped our registration: register again */
     qc_watch *w_nodes, *w_colls;
+    /* etcd lookups of names missing from the cache (qc_meta_get): a token
+     * bucket, under mu, so that callers naming missing collections cannot
+     * turn every call into an etcd round trip */
+    double miss_tokens;
+    int64_t miss_ms;
     int log_replicas;
     uint64_t boot; /* makes message ids unique across restarts */
     _Atomic uint64_t msg_counter;

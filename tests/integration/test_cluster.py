@@ -537,3 +537,27 @@ def test_ivf_recall_equals_one_node_within_001(cluster_factory, make_server):  #
         one_r, cl_r = recalls[("one", mr)], recalls[("cluster", mr)]
         assert one_r >= mr - 0.05, recalls  # the single node's calibration holds on this data
         assert abs(cl_r - one_r) <= 0.01, recalls
+
+
+def test_missing_collections_do_not_hammer_etcd(cluster_factory):  # noqa: F811
+    """A name missing from a node's catalog cache is looked up in etcd (it may have been
+    created through another node a moment ago), but at a bounded rate: a caller naming
+    missing collections cannot turn every call into an etcd round trip."""
+    import urllib.request
+    cl = cluster_factory(nodes=1, nats=1)
+    n0 = cl.nodes[0]
+
+    def ranges():
+        text = urllib.request.urlopen(cl.etcd.url + "/metrics", timeout=10).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("grpc_server_handled_total{") and 'grpc_method="Range"' in line)
+    before, t0 = ranges(), time.monotonic()
+    for i in range(600):
+        expect_error(lambda: n0.search.Search(pb.SearchRequest(collection="nope%d" % i, queries=[vq(np.zeros(DIM))])),
+                     SC.NOT_FOUND, "nope%d" % i)
+    took = time.monotonic() - t0
+    grew = ranges() - before
+    assert grew <= 50 + 50 * took + 20, (grew, took)  # the burst, the rate, the node's own reads
+    # the bound is on lookups of missing names only: a new collection is found at once
+    n0.collections.Create(pb.CreateCollectionRequest(name="late", dim=DIM, metric=pb.L2))
+    n0.search.Search(pb.SearchRequest(collection="late", queries=[vq(np.zeros(DIM))]))
