@@ -38,7 +38,9 @@ static void usage(FILE *f)
             "Usage: quiverd [options]\n"
             "Quiver vector-search database server (gRPC).\n\n"
             "  --listen ADDR        address to serve on (default 127.0.0.1:50051;\n"
-            "                       port 0 picks a free port, printed on stdout)\n"
+            "                       port 0 picks a free port, printed on stdout;\n"
+            "                       unix:PATH serves on a unix socket: a client on\n"
+            "                       the same host, e.g. a sidecar, skips TCP)\n"
             "  --data DIR           data directory (default ./data; created if missing)\n"
             "  --restore FILE       restore a backup (quiver backup, Admin/Backup) into\n"
             "                       --data and exit: every member's size and SHA-256 are\n"
@@ -203,9 +205,11 @@ static void blas_single_threaded(void)
     if (set && !getenv("OPENBLAS_NUM_THREADS")) set(1);
 }
 
-/* Is the host of a listen address (HOST:PORT) a loopback one? */
+/* Is the host of a listen address (HOST:PORT) a loopback one? A unix socket
+ * (unix:PATH, unix-abstract:NAME) is reachable from this host only. */
 static int is_loopback(const char *listen)
 {
+    if (!strncmp(listen, "unix:", 5) || !strncmp(listen, "unix-abstract:", 14)) return 1;
     const char *colon = strrchr(listen, ':');
     size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
     char host[256];

@@ -663,10 +663,14 @@ int rpc_serve(const rpc_server_opts *o)
     pthread_t *ws = calloc((size_t)o->threads, sizeof *ws);
     for (int i = 0; i < o->threads; i++) pthread_create(&ws[i], NULL, worker_main, NULL);
     if (o->serving) o->serving(1);
-    qv_info("serving on %s (port %d, %d worker threads, grpc core %s, %s, %s)", o->listen, port,
+    int unix_socket = !strncmp(o->listen, "unix", 4); /* unix:PATH, unix-abstract:NAME: no port */
+    char where[32] = "unix socket";
+    if (!unix_socket) snprintf(where, sizeof where, "port %d", port);
+    qv_info("serving on %s (%s, %d worker threads, grpc core %s, %s, %s)", o->listen, where,
             o->threads, grpc_version_string(), o->creds ? "TLS" : "plain text",
             o->auth_keys ? "API keys required" : "no API keys");
-    printf("listening on port %d\n", port);
+    if (unix_socket) printf("listening on %s\n", o->listen);
+    else printf("listening on port %d\n", port);
     fflush(stdout);
 
     int sig;

@@ -211,6 +211,36 @@ def test_loopback_only_without_keys(tmp_path):
         p.wait(timeout=30)
 
 
+def test_unix_socket(tmp_path):
+    """--listen unix:PATH: a client on the same host (a sidecar) talks to quiverd without TCP;
+    no keys needed (the socket is this host's only); a socket left by a kill -9 is reused."""
+    sock = str(tmp_path / "q.sock")
+    log = str(tmp_path / "u.log")
+    for round_ in range(2):
+        p = subprocess.Popen([qt.QUIVERD, "--listen", "unix:" + sock, "--data", str(tmp_path / "u")],
+                             stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+        try:
+            line = p.stdout.readline()
+            assert line.strip() == "listening on unix:" + sock, (line, open(log).read())
+            assert "loopback" not in open(log).read()
+            ch = grpc.insecure_channel("unix:" + sock)
+            if round_ == 0:
+                qt.pbg.CollectionsStub(ch).Create(pb.CreateCollectionRequest(name="u", dim=4, metric=pb.L2))
+                qt.pbg.ItemsStub(ch).Upsert(pb.UpsertRequest(collection="u", items=[
+                    item(i, [float(i), 0, 0, 0]) for i in range(10)]), timeout=10)
+            rep = qt.pbg.SearchStub(ch).Search(pb.SearchRequest(collection="u", k=3, queries=[
+                pb.Query(vector=pb.Vector(values=[7.2, 0, 0, 0]))]), timeout=10)
+            assert [h.id for h in rep.results[0].hits] == [7, 8, 6]
+            r = subprocess.run([os.path.join(qt.BUILD, "quiver"), "--addr", "unix:" + sock, "collections", "list"],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0 and "u" in r.stdout, r.stderr
+            ch.close()
+        finally:
+            p.send_signal(signal.SIGKILL if round_ == 0 else signal.SIGTERM)
+            p.wait(timeout=30)
+    assert not os.path.exists(sock)  # removed at a clean stop
+
+
 # --------------------------------------------------------------------------- TLS
 def openssl(*args, cwd):
     r = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True)
