@@ -543,6 +543,20 @@ static void drop_local(qc_cluster *c, const char *lname)
     if (rc && rc != QV_NOTFOUND) qv_warn("cluster: cannot drop replica %s: %s", lname, qv_strerror(rc));
 }
 
+/* One call to the peer at addr, a minute at most: its reply (free with
+ * protobuf_c_message_free_unpacked), or NULL after a warning naming what of
+ * replica lname failed. */
+static ProtobufCMessage *peer_call1(qc_cluster *c, const char *addr, const char *method, ProtobufCMessage *req,
+                                   const ProtobufCMessageDescriptor *reply, const char *what, const char *lname)
+{
+    qc_call call = {addr, method, req, reply, 0, 0, "", NULL, NULL, 0};
+    qc_peer_call_all(c->peers, &call, 1, qc_now_ms() + 60000);
+    if (call.code == GRPC_STATUS_OK && call.reply) return call.reply;
+    qv_warn("cluster: %s of %s from %s: %s", what, lname, addr, call.msg);
+    if (call.reply) protobuf_c_message_free_unpacked(call.reply, NULL);
+    return NULL;
+}
+
 static void index_adopted(void *ctx, int rc, const char *msg)
 {
     char *tmp = ctx;
@@ -570,14 +584,10 @@ static void fetch_index(qc_cluster *c, const char *addr, const char *lname, qv_c
         req.replica = (char *)lname;
         req.offset = off;
         req.file_id = id;
-        qc_call call = {addr, "/quiver.peer.v1.Peer/IndexFile", &req.base,
-                        &quiver__peer__v1__index_file_chunk__descriptor, 0, 0, "", NULL, NULL, 0};
-        qc_peer_call_all(c->peers, &call, 1, qc_now_ms() + 60000);
-        Quiver__Peer__V1__IndexFileChunk *ch = (Quiver__Peer__V1__IndexFileChunk *)call.reply;
-        if (call.code != GRPC_STATUS_OK || !ch) {
-            qv_warn("cluster: index file of %s from %s: %s", lname, addr, call.msg);
-            break;
-        }
+        Quiver__Peer__V1__IndexFileChunk *ch = (Quiver__Peer__V1__IndexFileChunk *)peer_call1(
+            c, addr, "/quiver.peer.v1.Peer/IndexFile", &req.base, &quiver__peer__v1__index_file_chunk__descriptor,
+            "index file", lname);
+        if (!ch) break;
         int stop = 1;
         uint8_t sha[32];
         if (!ch->present) {
@@ -640,12 +650,10 @@ static int install_snapshot(qc_cluster *c, const qc_meta *m, uint32_t shard, qv_
         req.replica = (char *)lname;
         req.after_id = after;
         req.first = first;
-        qc_call call = {addr, "/quiver.peer.v1.Peer/Snapshot", &req.base,
-                        &quiver__peer__v1__snapshot_chunk__descriptor, 0, 0, "", NULL, NULL, 0};
-        qc_peer_call_all(c->peers, &call, 1, qc_now_ms() + 60000);
-        Quiver__Peer__V1__SnapshotChunk *ch = (Quiver__Peer__V1__SnapshotChunk *)call.reply;
-        if (call.code != GRPC_STATUS_OK || !ch) {
-            qv_warn("cluster: snapshot of %s from %s: %s", lname, addr, call.msg);
+        Quiver__Peer__V1__SnapshotChunk *ch = (Quiver__Peer__V1__SnapshotChunk *)peer_call1(
+            c, addr, "/quiver.peer.v1.Peer/Snapshot", &req.base, &quiver__peer__v1__snapshot_chunk__descriptor,
+            "snapshot", lname);
+        if (!ch) {
             rc = QV_IO;
             break;
         }

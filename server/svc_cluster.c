@@ -793,20 +793,26 @@ static int snap_one(void *ctx, const qv_item_ref *it)
     return 0;
 }
 
-void peer_snapshot(rpc *r)
+/* The local collection of the replica a peer's call names, or NULL when the
+ * call has failed (a single node, no such replica). */
+static qv_coll *peer_replica(rpc *r, const char *replica)
 {
-    const Quiver__Peer__V1__SnapshotRequest *req = (const Quiver__Peer__V1__SnapshotRequest *)r->req;
     grpc_status_code code;
     char err[512];
     if (!g_cluster) {
         rpc_fail(r, GRPC_STATUS_UNIMPLEMENTED, "this quiverd is a single node: it holds no replicas");
-        return;
+        return NULL;
     }
-    qv_coll *c = srv_find_coll(req->replica, &code, err, sizeof err);
-    if (!c) {
-        rpc_fail(r, code, "%s", err);
-        return;
-    }
+    qv_coll *c = srv_find_coll(replica, &code, err, sizeof err);
+    if (!c) rpc_fail(r, code, "%s", err);
+    return c;
+}
+
+void peer_snapshot(rpc *r)
+{
+    const Quiver__Peer__V1__SnapshotRequest *req = (const Quiver__Peer__V1__SnapshotRequest *)r->req;
+    qv_coll *c = peer_replica(r, req->replica);
+    if (!c) return;
     /* the sequence first: replaying the log after it converges whatever the
      * chunks read later (entries are applied in order and idempotent) */
     qv_coll_info in;
@@ -859,17 +865,9 @@ void peer_snapshot(rpc *r)
 void peer_index_file(rpc *r)
 {
     const Quiver__Peer__V1__IndexFileRequest *req = (const Quiver__Peer__V1__IndexFileRequest *)r->req;
-    grpc_status_code code;
-    char err[512], path[4200];
-    if (!g_cluster) {
-        rpc_fail(r, GRPC_STATUS_UNIMPLEMENTED, "this quiverd is a single node: it holds no replicas");
-        return;
-    }
-    qv_coll *c = srv_find_coll(req->replica, &code, err, sizeof err);
-    if (!c) {
-        rpc_fail(r, code, "%s", err);
-        return;
-    }
+    char path[4200];
+    qv_coll *c = peer_replica(r, req->replica);
+    if (!c) return;
     Quiver__Peer__V1__IndexFileChunk rep = QUIVER__PEER__V1__INDEX_FILE_CHUNK__INIT;
     int fd = qv_coll_index_file(c, path, sizeof path) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
     qv_coll_release(c);
