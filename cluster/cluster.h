@@ -214,5 +214,9 @@ int qc_log_last(qc_cluster *c, const char *coll, uint32_t shard, uint64_t *last)
 /* Set a replica's state in the shard map (compare-and-swap, retried on a
  * conflict). Returns 0, QV_NOTFOUND or QV_IO. */
 int qc_set_state(qc_cluster *c, const char *coll, uint32_t shard, const char *node, qc_state st);
+/* The collection's index spec (what RebuildIndex asked for), so that a
+ * replica placed later builds, or takes from a peer, the same kind of index.
+ * 0, QV_NOTFOUND, QV_BUSY, QV_IO. */
+int qc_set_spec(qc_cluster *c, const char *coll, const qv_index_params *spec);
 
 #endif

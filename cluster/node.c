@@ -1137,7 +1137,11 @@ int qc_drop(qc_cluster *c, const char *name, char *err, size_t errlen)
     return 0;
 }
 
-int qc_set_state(qc_cluster *c, const char *coll, uint32_t shard, const char *node, qc_state st)
+/* Change collection coll's record in etcd: change(m, ctx) edits m and says
+ * whether it changed anything; written with compare-and-swap on the record's
+ * revision (retried on a newer one), then cached. 0, QV_NOTFOUND, QV_BUSY
+ * (kept losing the race), QV_IO. */
+static int meta_update(qc_cluster *c, const char *coll, int (*change)(qc_meta *m, const void *ctx), const void *ctx)
 {
     char key[sizeof COLLS_PREFIX + QV_MAX_NAME];
     snprintf(key, sizeof key, COLLS_PREFIX "%s", coll);
@@ -1149,12 +1153,7 @@ int qc_set_state(qc_cluster *c, const char *coll, uint32_t shard, const char *no
         rc = qc_meta_parse(coll, kv.val, kv.val_len, kv.mod_rev, &m);
         qc_kv_free(&kv);
         if (rc) return rc;
-        int changed = 0;
-        for (uint32_t k = 0; shard < m.shards && k < m.shard[shard].nrep; k++)
-            if (!strcmp(m.shard[shard].rep[k].node, node) && m.shard[shard].rep[k].state != st) {
-                m.shard[shard].rep[k].state = st;
-                changed = 1;
-            }
+        int changed = change(&m, ctx);
         char *js = changed ? qc_meta_json(&m) : NULL;
         rc = changed ? (js ? qc_etcd_cas(c->etcd, key, js, strlen(js), m.mod_rev) : QV_NOMEM) : 0;
         free(js);
@@ -1171,6 +1170,43 @@ int qc_set_state(qc_cluster *c, const char *coll, uint32_t shard, const char *no
         }
     }
     return QV_BUSY;
+}
+
+typedef struct state_change {
+    uint32_t shard;
+    const char *node;
+    qc_state st;
+} state_change;
+
+static int change_state(qc_meta *m, const void *ctx)
+{
+    const state_change *sc = ctx;
+    int changed = 0;
+    for (uint32_t k = 0; sc->shard < m->shards && k < m->shard[sc->shard].nrep; k++)
+        if (!strcmp(m->shard[sc->shard].rep[k].node, sc->node) && m->shard[sc->shard].rep[k].state != sc->st) {
+            m->shard[sc->shard].rep[k].state = sc->st;
+            changed = 1;
+        }
+    return changed;
+}
+
+int qc_set_state(qc_cluster *c, const char *coll, uint32_t shard, const char *node, qc_state st)
+{
+    state_change sc = {shard, node, st};
+    return meta_update(c, coll, change_state, &sc);
+}
+
+static int change_spec(qc_meta *m, const void *ctx)
+{
+    const qv_index_params *spec = ctx;
+    if (!memcmp(&m->cfg.spec, spec, sizeof *spec)) return 0;
+    m->cfg.spec = *spec;
+    return 1;
+}
+
+int qc_set_spec(qc_cluster *c, const char *coll, const qv_index_params *spec)
+{
+    return meta_update(c, coll, change_spec, spec);
 }
 
 void qc_local_replicas(qc_cluster *c, void (*fn)(void *ctx, const qc_replica_info *r), void *ctx)

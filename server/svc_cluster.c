@@ -645,6 +645,14 @@ static void rebuild_job(void *ctx)
         }
     }
     if (ii) ii->count = count;
+    /* the spec asked for becomes the collection's, as on one node: a replica
+     * placed later builds (or takes from a peer) the same kind of index */
+    qv_index_params sp;
+    char perr[256];
+    if (code == GRPC_STATUS_OK && !srv_parse_index_spec(req->index, m.cfg.dim, &sp, perr, sizeof perr) &&
+        sp.kind != QV_KIND_AUTO && qc_set_spec(g_cluster, m.cfg.name, &sp))
+        qv_warn("cluster: collection %s: its new index spec did not reach etcd; replicas placed later "
+                "build the one it was created with", m.cfg.name);
     if (code != GRPC_STATUS_OK && ii) {
         protobuf_c_message_free_unpacked(&ii->base, NULL);
         ii = NULL;

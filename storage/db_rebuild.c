@@ -197,8 +197,10 @@ static void *rebuild_main(void *arg)
     pthread_mutex_unlock(&c->rmu);
     if (rb->req.finished) rb->req.finished(rb->req.ctx, rc, msg);
     if (next) launch_rebuild(c, next, 1);
-    /* writes that arrived during the build may already call for the next one */
-    if (!rc) qv_rebuild_maybe_auto(c);
+    /* writes that arrived during the build may already call for the next one;
+     * a requested build that failed may have cancelled an automatic one that
+     * is still wanted (a peer's index file that could not serve) */
+    if (!rc || (!rb->automatic && rc != QV_CANCELLED)) qv_rebuild_maybe_auto(c);
     qv_coll_release(c);
     free(rb);
     pthread_mutex_lock(&db->rbmu);

@@ -155,6 +155,10 @@ def test_moved_replica_takes_its_peers_index_file(cluster_factory):  # noqa: F81
         return n0.collections.Describe(pb.DescribeCollectionRequest(name="ix")).index
     wait_for(lambda: info().kind == "ivf_flat" and not info().rebuilding and info().count == 3000, 60,
              "the IVF index built on the first node")
+    # rebuilt with another spec: it becomes the collection's, so the moved replica takes the file
+    msgs = list(n0.admin.RebuildIndex(pb.RebuildIndexRequest(collection="ix", index=pb.IndexSpec(
+        kind="ivf_flat", nlist=8)), timeout=120))
+    assert msgs[-1].phase == "done" and msgs[-1].index.nlist == 8, msgs[-1]
     # written after training: a replica that trained its own would say trained_for 3500
     n0.items.Upsert(pb.UpsertRequest(collection="ix", items=[item(i, X[i]) for i in range(3000, 3500)]))
     before = info()
@@ -170,14 +174,14 @@ def test_moved_replica_takes_its_peers_index_file(cluster_factory):  # noqa: F81
     wait_for(lambda: info().kind == "ivf_flat" and not info().rebuilding and info().count == 3500, 60,
              "the moved replica's IVF index")
     after = info()
-    assert after.nlist == 16 and after.trained_for == before.trained_for
+    assert after.nlist == 8 and after.spec.nlist == 8 and after.trained_for == before.trained_for
     assert [(p.recall, p.nprobe) for p in after.recall_table] == [(p.recall, p.nprobe) for p in before.recall_table]
     assert after.default_nprobe == before.default_nprobe
     err = other.stderr_text()
     assert "index file" in err and "not used" not in err, err[-2000:]
     for i in (5, 1234, 2999):  # nprobe = nlist: every list, so exact
         q = X[i] + 0.01
-        hits = n0.search.Search(pb.SearchRequest(collection="ix", queries=[vq(q)], k=10, nprobe=16)).results[0].hits
+        hits = n0.search.Search(pb.SearchRequest(collection="ix", queries=[vq(q)], k=10, nprobe=8)).results[0].hits
         assert [h.id for h in hits] == brute(X, range(3500), q, 10)
 
 

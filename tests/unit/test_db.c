@@ -408,6 +408,19 @@ static void test_rebuild_from_template(void **state)
     qv_coll_info_get(o, &info);
     assert_int_equal(info.params.kind, QV_KIND_FLAT);
     qv_coll_release(o);
+    /* a refused file does not leave a collection that wants an IVF index
+     * without one: the automatic build it cancelled starts again */
+    create(g, "o2", QV_METRIC_L2, QV_KIND_IVF_FLAT, 16);
+    assert_int_equal(qv_db_coll_get(g->db, "o2", &o), 0);
+    assert_int_equal(upsert_range(g, o, 0, 1000), 0);
+    assert_int_not_equal(rebuild_wait_from(o, (qv_index_params){0}, path, &pl), 0);
+    for (int i = 0; i < 600; i++) {
+        qv_coll_info_get(o, &info);
+        if (info.params.kind == QV_KIND_IVF_FLAT && !info.rebuilding) break;
+        usleep(50000);
+    }
+    assert_int_equal(info.params.kind, QV_KIND_IVF_FLAT);
+    qv_coll_release(o);
     qv_coll_release(d);
     qv_coll_release(c);
     teardown(&st);
