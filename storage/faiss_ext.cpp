@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
@@ -19,6 +20,7 @@
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/invlists/InvertedLists.h>
+#include <faiss/utils/Heap.h>
 #include <faiss/utils/distances.h>
 #include <faiss/utils/simd_levels.h>
 #include <faiss/utils/utils.h>
@@ -27,6 +29,14 @@
 #include <faiss/c_api/error_impl.h>
 
 #include "faiss_ext.h"
+
+/* BLAS (OpenBLAS, the one FAISS is built with), Fortran interface */
+extern "C" int sgemv_(const char* trans, const int* m, const int* n, const float* alpha, const float* a,
+                      const int* lda, const float* x, const int* incx, const float* beta, float* y,
+                      const int* incy);
+extern "C" int sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                      const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                      const float* beta, float* c, const int* ldc);
 
 namespace {
 
@@ -210,6 +220,84 @@ int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t
         ix->quantizer->search(1, x, (idx_t)k, dis.data(), lists);
         for (size_t j = 0; j < k; j++)
             sizes[j] = lists[j] >= 0 ? (uint32_t)ix->invlists->list_size((size_t)lists[j]) : 0;
+    });
+}
+
+int faiss_IndexIVF_search_coarse_blas(const FaissIndexIVF* index, idx_t n, const float* x, idx_t k,
+                                      const FaissSearchParametersIVF* params, float* distances,
+                                      idx_t* labels) {
+    return guarded([&] {
+        const faiss::IndexIVF* ix = reinterpret_cast<const faiss::IndexIVF*>(index);
+        const faiss::SearchParametersIVF* sp = reinterpret_cast<const faiss::SearchParametersIVF*>(params);
+        const faiss::IndexFlat* flat = dynamic_cast<const faiss::IndexFlat*>(ix->quantizer);
+        if (!flat || n <= 0 || (sp && sp->quantizer_params)) {
+            ix->search(n, x, k, distances, labels, sp);
+            return;
+        }
+        const size_t nl = ix->nlist, d = (size_t)ix->d;
+        const size_t np = std::min(nl, sp && sp->nprobe ? sp->nprobe : ix->nprobe);
+        const bool ip = flat->metric_type == faiss::METRIC_INNER_PRODUCT;
+        const float* c = flat->get_xb();
+        std::vector<idx_t> assign((size_t)n * np);
+        std::vector<float> cdis((size_t)n * np), own;
+        const float* cn = nullptr;
+        if (!ip) { /* the centroids' norms: cached at training (faiss_IndexIVF_cache_coarse_norms) */
+            const faiss::IndexFlatL2* l2 = dynamic_cast<const faiss::IndexFlatL2*>(flat);
+            if (l2 && l2->cached_l2norms.size() == nl) {
+                cn = l2->cached_l2norms.data();
+            } else {
+                own.resize(nl);
+                faiss::fvec_norms_L2sqr(own.data(), c, d, nl);
+                cn = own.data();
+            }
+        }
+        /* a block of queries at a time against every centroid: one matrix
+         * product (column-major: dots[nl x m] = C^T x), then the best np */
+        size_t bq = n < 64 ? (size_t)n : 64;
+        if (bq * nl > ((size_t)4 << 20)) bq = std::max<size_t>(1, ((size_t)4 << 20) / nl); /* <= 16 MiB */
+        std::vector<float> dots(bq * nl);
+        for (size_t i0 = 0; i0 < (size_t)n; i0 += bq) {
+            const int m = (int)std::min(bq, (size_t)n - i0), nli = (int)nl, di = (int)d;
+            const float one = 1, zero = 0;
+            if (n < 16) { /* a few queries: one matrix-vector product each */
+                const int inc = 1;
+                for (int i = 0; i < m; i++)
+                    sgemv_("T", &di, &nli, &one, c, &di, x + (i0 + i) * d, &inc, &zero, dots.data() + (size_t)i * nl,
+                           &inc);
+            } else {
+                sgemm_("T", "N", &nli, &m, &di, &one, c, &di, x + i0 * d, &di, &zero, dots.data(), &nli);
+            }
+            for (int i = 0; i < m; i++) {
+                const float* row = dots.data() + (size_t)i * nl;
+                float* dv = cdis.data() + (i0 + i) * np;
+                idx_t* iv = assign.data() + (i0 + i) * np;
+                if (ip) {
+                    using C = faiss::CMin<float, idx_t>;
+                    faiss::heap_heapify<C>(np, dv, iv);
+                    for (size_t j = 0; j < nl; j++)
+                        if (C::cmp(dv[0], row[j])) faiss::heap_replace_top<C>(np, dv, iv, row[j], (idx_t)j);
+                    faiss::heap_reorder<C>(np, dv, iv);
+                } else {
+                    using C = faiss::CMax<float, idx_t>;
+                    const float xn = faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
+                    faiss::heap_heapify<C>(np, dv, iv);
+                    for (size_t j = 0; j < nl; j++) {
+                        float dis = xn + cn[j] - 2 * row[j];
+                        if (C::cmp(dv[0], dis)) faiss::heap_replace_top<C>(np, dv, iv, dis, (idx_t)j);
+                    }
+                    faiss::heap_reorder<C>(np, dv, iv);
+                }
+            }
+        }
+        ix->search_preassigned(n, x, k, assign.data(), cdis.data(), distances, labels, false, sp);
+    });
+}
+
+int faiss_IndexIVF_cache_coarse_norms(FaissIndexIVF* index) {
+    return guarded([&] {
+        faiss::IndexIVF* ix = reinterpret_cast<faiss::IndexIVF*>(index);
+        faiss::IndexFlatL2* l2 = dynamic_cast<faiss::IndexFlatL2*>(ix->quantizer);
+        if (l2 && ix->is_trained && l2->cached_l2norms.size() != (size_t)l2->ntotal) l2->sync_l2norms();
     });
 }
 

@@ -424,6 +424,7 @@ int qv_index_train(qv_index *ix, size_t n, const float *x)
     int frc = faiss_Index_train(ix->fi, (idx_t)n, x);
     free(copy);
     if (frc && tls_hook && tls_hook(tls_hook_ctx)) return QV_CANCELLED;
+    if (!frc) frc = faiss_IndexIVF_cache_coarse_norms(ix->ivf);
     return frc ? faiss_fail(frc, "train") : 0;
 }
 
@@ -768,7 +769,10 @@ int qv_index_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k,
     }
     int rc = frc;
     if (!rc) {
-        if (sp)
+        if (sp && ix->params.kind != QV_KIND_IVF_PQ_FS)
+            /* the coarse scan as matrix products (faiss_ext.h) */
+            frc = faiss_IndexIVF_search_coarse_blas(ix->ivf, (idx_t)nq, q, (idx_t)kk, sp, cs, cl);
+        else if (sp)
             frc = faiss_Index_search_with_params(ix->fi, (idx_t)nq, q, (idx_t)kk,
                                                  (FaissSearchParameters *)sp, cs, cl);
         else if (fp)
@@ -973,6 +977,11 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
         return rc;
     }
     if ((rc = wrap(fi, dim, metric, &rp, out))) return rc;
+    if ((*out)->ivf && (rc = faiss_IndexIVF_cache_coarse_norms((*out)->ivf))) {
+        qv_index_free(*out);
+        *out = NULL;
+        return faiss_fail(rc, "coarse norms");
+    }
     if ((*out)->rs && (rc = rs_read((*out)->rs, dim, (size_t)faiss_Index_ntotal(fi), f))) {
         qv_index_free(*out);
         *out = NULL;
