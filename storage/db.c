@@ -227,19 +227,3 @@ int qv_db_simd_level(char *name, size_t len, int *dynamic_dispatch)
 {
     return faiss_get_simd_level(name, len, dynamic_dispatch);
 }
-
-void qv_db_set_merge_parts(qv_db *db, uint32_t (*parts)(void *ctx, const char *name), void *ctx)
-{
-    pthread_mutex_lock(&db->pmu);
-    db->merge_parts = parts;
-    db->merge_ctx = ctx;
-    pthread_mutex_unlock(&db->pmu);
-}
-
-uint32_t qv_db_merge_parts(qv_db *db, const char *name)
-{
-    pthread_mutex_lock(&db->pmu);
-    uint32_t n = db->merge_parts ? db->merge_parts(db->merge_ctx, name) : 1;
-    pthread_mutex_unlock(&db->pmu);
-    return n ? n : 1;
-}

@@ -384,7 +384,7 @@ static int build_into(qv_coll *c, rebuild *rb, MDB_txn *txn, uint64_t n, const q
             rc = QV_CANCELLED;
             goto out;
         }
-        if ((rc = qv_calib_run(ix, &cal, qv_db_merge_parts(c->db, c->cfg.name), rb ? &rb->cancel : NULL, meta->recall,
+        if ((rc = qv_calib_run(ix, &cal, qv_calib_parts(c->db, c->cfg.name), rb ? &rb->cancel : NULL, meta->recall,
                             &meta->n_recall, &meta->nprobe)))
             goto out;
         qv_index_set_nprobe(ix, meta->nprobe);

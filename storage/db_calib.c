@@ -226,3 +226,20 @@ uint32_t qv_calib_nprobe(const qv_coll *c, float min_recall)
     if (c->n_recall == 0) return c->nprobe;
     return qv_calib_nprobe_for(c->recall, c->n_recall, min_recall > 0 ? min_recall : DEFAULT_MIN_RECALL);
 }
+
+/* ------------------------------------------------------ parts of a merge */
+void qv_db_set_merge_parts(qv_db *db, uint32_t (*parts)(void *ctx, const char *name), void *ctx)
+{
+    pthread_mutex_lock(&db->pmu);
+    db->merge_parts = parts;
+    db->merge_ctx = ctx;
+    pthread_mutex_unlock(&db->pmu);
+}
+
+uint32_t qv_calib_parts(qv_db *db, const char *name)
+{
+    pthread_mutex_lock(&db->pmu);
+    uint32_t n = db->merge_parts ? db->merge_parts(db->merge_ctx, name) : 1;
+    pthread_mutex_unlock(&db->pmu);
+    return n ? n : 1;
+}

@@ -226,7 +226,7 @@ void qv_calib_free(calib *cal);
 int qv_calib_chunk(calib *cal, size_t n, const int64_t *ids, const float *vecs);
 int qv_calib_run(qv_index *ix, const calib *cal, uint32_t parts, const atomic_int *cancel,
                      qv_recall_point *pts, uint32_t *npts, uint32_t *def_nprobe);
-uint32_t qv_db_merge_parts(qv_db *db, const char *name);
+uint32_t qv_calib_parts(qv_db *db, const char *name);
 void qv_rebuild_maybe_auto(qv_coll *c);
 void *qv_writer_main(void *arg);
 void *qv_writer_reaper_main(void *arg);

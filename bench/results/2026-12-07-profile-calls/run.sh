@@ -1,7 +1,11 @@
 #!/bin/bash
 # issue 16 part 1: where a call's time goes, quiverd and the benchmark client, 4 points
+# paths: run from anywhere; BUILD (default build/) and the data set are found from the repository
+REPO=$(cd "$(dirname "$0")/../../.." && pwd)
+B=${BUILD:-$REPO/build}
+DATA=${DATA:-$REPO/../shared/data/glove-100}
 set -u
-B=/work/main/build-dev; D=/tmp/p16; DATA=/work/shared/data/glove-100
+D=${WORK:-${TMPDIR:-/tmp}/p16}; mkdir -p $D
 ADDR=127.0.0.1:47011
 $B/quiverd --data $D/data --listen $ADDR --no-auto-rebuild --metrics-listen 127.0.0.1:47012 > $D/qd.log 2>&1 &
 QP=$!; sleep 2

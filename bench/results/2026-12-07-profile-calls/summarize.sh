@@ -1,6 +1,6 @@
 #!/bin/bash
 # per profile: dso split (self) and the inclusive share of the frames that name a step
-D=/tmp/p16; OUT=${1:-/tmp/p16/out}; mkdir -p $OUT
+D=${WORK:-${TMPDIR:-/tmp}/p16}; OUT=${1:-$D/out}; mkdir -p $OUT
 for f in $D/srv-*.data $D/cli-*.data; do
   t=$(basename $f .data)
   perf report -i $f --no-children --sort dso --stdio -g none 2>/dev/null | grep -v "^#" | grep -v "^$" | head -12 > $OUT/$t-dso.txt
