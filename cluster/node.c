@@ -704,7 +704,8 @@ static int install_snapshot(qc_cluster *c, const qc_meta *m, uint32_t shard, qv_
 }
 
 /* Open (create if needed) replica (uid, shard) of m and start its follower
- * after the sequence it has applied. With c->rmu held. */
+ * after the sequence it has applied. With c->rmu held, on the reconciler (or
+ * before it starts): it lets go of rmu while it installs a snapshot. */
 static void replica_open(qc_cluster *c, const qc_meta *m, uint32_t shard)
 {
     char lname[QV_MAX_NAME + 1];
@@ -743,7 +744,13 @@ static void replica_open(qc_cluster *c, const qc_meta *m, uint32_t shard)
                 return;
             }
         }
-        if (install_snapshot(c, m, shard, r->lc, lname)) {
+        /* minutes for a big shard: the other replicas' readers (write
+         * acknowledgements waiting on this node) must not wait for it. Only
+         * this thread changes the list, and r is not on it yet. */
+        pthread_mutex_unlock(&c->rmu);
+        int irc = install_snapshot(c, m, shard, r->lc, lname);
+        pthread_mutex_lock(&c->rmu);
+        if (irc) {
             qv_coll_release(r->lc);
             pthread_mutex_destroy(&r->wmu);
             free(r);

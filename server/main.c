@@ -74,7 +74,7 @@ static void usage(FILE *f)
             "                       beyond it quiverd stops taking write calls from the\n"
             "                       network until there is room\n"
             "  --auto-ivf-min N     items at which index kind \"auto\" moves from exact\n"
-            "                       search to IVF (default 20000)\n"
+            "                       search to IVF (default 10000)\n"
             "  --hnsw-coarse-min N  IVF indexes of N lists or more find their nearest\n"
             "                       lists through an HNSW graph of the centroids\n"
             "                       instead of a scan of all of them (default 0 =\n"
@@ -209,7 +209,7 @@ static void blas_single_threaded(void)
  * (unix:PATH, unix-abstract:NAME) is reachable from this host only. */
 static int is_loopback(const char *listen)
 {
-    if (!strncmp(listen, "unix:", 5) || !strncmp(listen, "unix-abstract:", 14)) return 1;
+    if (rpc_listen_is_unix(listen)) return 1;
     const char *colon = strrchr(listen, ':');
     size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
     char host[256];

@@ -587,6 +587,11 @@ static int wait_shutdown(int ms)
     return done;
 }
 
+int rpc_listen_is_unix(const char *listen)
+{
+    return !strncmp(listen, "unix:", 5) || !strncmp(listen, "unix-abstract:", 14);
+}
+
 int rpc_serve(const rpc_server_opts *o)
 {
     sigset_t sigs;
@@ -663,7 +668,7 @@ int rpc_serve(const rpc_server_opts *o)
     pthread_t *ws = calloc((size_t)o->threads, sizeof *ws);
     for (int i = 0; i < o->threads; i++) pthread_create(&ws[i], NULL, worker_main, NULL);
     if (o->serving) o->serving(1);
-    int unix_socket = !strncmp(o->listen, "unix", 4); /* unix:PATH, unix-abstract:NAME: no port */
+    int unix_socket = rpc_listen_is_unix(o->listen);
     char where[32] = "unix socket";
     if (!unix_socket) snprintf(where, sizeof where, "port %d", port);
     qv_info("serving on %s (%s, %d worker threads, grpc core %s, %s, %s)", o->listen, where,

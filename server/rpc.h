@@ -171,6 +171,10 @@ typedef struct rpc_server_opts {
     void (*call_end)(int method, int code, double seconds);
     void (*serving)(int on); /* 1 once calls are taken, 0 when shutdown begins */
 } rpc_server_opts;
+/* Is a listen address a unix socket (unix:PATH, unix-abstract:NAME)? It has
+ * no port, and only this host reaches it. */
+int rpc_listen_is_unix(const char *listen);
+
 int rpc_serve(const rpc_server_opts *o);
 
 #endif

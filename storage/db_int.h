@@ -26,7 +26,7 @@
 #include "indexfile.h"
 #include "store.h"
 
-#define DEFAULT_AUTO_IVF_MIN 20000
+#define DEFAULT_AUTO_IVF_MIN 10000
 #define DEFAULT_MAX_BATCH 50000
 #define TRAIN_MIN_PER_LIST 39   /* FAISS's minimum training points per list */
 #define TRAIN_MAX_PER_LIST 50   /* sample at most this many per list (memory: the sample

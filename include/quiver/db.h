@@ -29,7 +29,7 @@ typedef struct qv_coll qv_coll;
 
 typedef struct qv_db_opts {
     qv_store_opts store;
-    size_t auto_ivf_min;    /* "auto" switches from flat to IVF at this count (0 = 20000) */
+    size_t auto_ivf_min;    /* "auto" switches from flat to IVF at this count (0 = 10000) */
     size_t max_batch_items; /* items per group commit (0 = 50000) */
     uint32_t hnsw_coarse_min; /* IVF builds of this many lists or more get an HNSW
                                * coarse quantizer (0 or UINT32_MAX: never) */

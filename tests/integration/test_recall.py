@@ -1,7 +1,7 @@
 """Recall on real data: the first 50,000 GloVe-100 rows (cosine), ground truth computed here.
 
 (a) index kind "flat": exactly the true top 10, up to ties.
-(b) kind "auto": once the collection holds >= 20,000 items the server trains an IVF index in
+(b) kind "auto": once the collection holds >= 10,000 items (--auto-ivf-min) the server trains an IVF index in
     the background; after it covers every item, recall@10 at the default nprobe >= 0.90.
 """
 import os
