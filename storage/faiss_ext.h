@@ -124,7 +124,8 @@ int faiss_get_simd_level(char* name, size_t len, int* dynamic_dispatch);
 /* IndexIVF::search with the coarse quantizer's scan (a flat quantizer) done
  * as one matrix product per block of queries; any other quantizer, or
  * params with quantizer_params: IndexIVF::search itself. params may be NULL.
- * Not for fast-scan indexes (their search_preassigned computes its own). */
+ * Fast-scan indexes take the lists through their search_preassigned too
+ * (FAISS 1.15: a given assignment is used, not recomputed). */
 /* Cache the squared norms of an L2 flat quantizer's centroids (after
  * training or reading; the quantizer never changes after): the L2 coarse
  * scan above and FAISS's own read them instead of computing them per search. */

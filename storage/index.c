@@ -428,6 +428,12 @@ int qv_index_train(qv_index *ix, size_t n, const float *x)
     return frc ? faiss_fail(frc, "train") : 0;
 }
 
+/* The coarse scan as BLAS products (faiss_ext.h) unless a test or an A/B
+ * asks for FAISS's own. */
+static atomic_int coarse_blas = 1;
+
+void qv_index_set_coarse_blas(int on) { atomic_store(&coarse_blas, on != 0); }
+
 void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx)
 {
     tls_hook = hook;
@@ -769,8 +775,9 @@ int qv_index_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k,
     }
     int rc = frc;
     if (!rc) {
-        if (sp && ix->params.kind != QV_KIND_IVF_PQ_FS)
-            /* the coarse scan as matrix products (faiss_ext.h) */
+        if (sp && atomic_load_explicit(&coarse_blas, memory_order_relaxed))
+            /* the coarse scan as matrix products (faiss_ext.h); fast-scan's
+             * search_preassigned takes the lists as IVF-Flat's does */
             frc = faiss_IndexIVF_search_coarse_blas(ix->ivf, (idx_t)nq, q, (idx_t)kk, sp, cs, cl);
         else if (sp)
             frc = faiss_Index_search_with_params(ix->fi, (idx_t)nq, q, (idx_t)kk,

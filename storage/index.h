@@ -135,6 +135,10 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
  * NULL clears it. */
 void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx);
 
+/* Searches rank the coarse lists with BLAS products (on, the default) or
+ * with FAISS's own scan (off): process-wide, for tests and A/B runs. */
+void qv_index_set_coarse_blas(int on);
+
 /* The refine copy: does the index keep one (refine > 1 on a compressed kind)? */
 int qv_index_has_refine(const qv_index *ix);
 

@@ -414,9 +414,11 @@ static void test_cosine_ivf(void **state)
 
 /* ---- IVF ---- */
 
-/* A batch (the coarse scan as one matrix product) answers as the same
- * queries one at a time do (FAISS's own scan): same ids, same scores, for
- * every metric and for IVF kinds with and without refine. */
+/* The coarse scan as BLAS products (a matrix-vector product for one query,
+ * a matrix product for a batch) answers as FAISS's own scan does: same ids,
+ * same scores, for every metric, batched and one at a time, for IVF kinds
+ * with and without refine and for fast-scan (whose search_preassigned takes
+ * the lists from us). */
 static void test_batch_coarse_matches_single(void **state)
 {
     (void)state;
@@ -426,27 +428,35 @@ static void test_batch_coarse_matches_single(void **state)
     float *q = clustered_spread(nq, dim, 48, 1.0f, 8);
     int64_t *ids = seq_ids(n, 7);
     const qv_index_params kinds[] = {P_IVF32, {.kind = QV_KIND_IVF_SQ8, .nlist = 32},
-                                     {.kind = QV_KIND_IVF_PQ, .nlist = 32, .pq_m = 8, .refine = 4}};
+                                     {.kind = QV_KIND_IVF_PQ, .nlist = 32, .pq_m = 8, .refine = 4},
+                                     {.kind = QV_KIND_IVF_PQ_FS, .nlist = 32, .pq_m = 12, .pq_nbits = 4, .refine = 10}};
     const qv_metric metrics[] = {QV_METRIC_L2, QV_METRIC_IP, QV_METRIC_COSINE};
     for (size_t a = 0; a < sizeof kinds / sizeof *kinds; a++)
         for (size_t m = 0; m < 3; m++) {
             qv_index *ix = build(dim, metrics[m], kinds[a], n, x, ids);
             for (uint32_t np = 1; np <= 8; np *= 2) {
-                float bs[40 * 10], ss[10];
-                int64_t bl[40 * 10], sl[10];
+                float fs[40 * 10], bs[40 * 10], ss[10];
+                int64_t fl[40 * 10], bl[40 * 10], sl[10];
+                qv_index_set_coarse_blas(0); /* FAISS's own scan: the reference */
+                CHECK_OK(unit_search(ix, nq, q, k, np, fs, fl));
+                qv_index_set_coarse_blas(1);
                 CHECK_OK(unit_search(ix, nq, q, k, np, bs, bl));
-                size_t same = 0;
+                size_t same_b = 0, same_s = 0;
                 for (size_t i = 0; i < nq; i++) {
                     CHECK_OK(unit_search(ix, 1, q + i * dim, k, np, ss, sl));
                     for (size_t j = 0; j < k; j++) {
-                        same += bl[i * k + j] == sl[j];
-                        if (sl[j] >= 0) assert_true(fabsf(bs[i * k + j] - ss[j]) <= 1e-3f * (1 + fabsf(ss[j])));
+                        const size_t o = i * k + j;
+                        same_b += bl[o] == fl[o];
+                        same_s += sl[j] == fl[o];
+                        if (fl[o] < 0) continue;
+                        assert_true(fabsf(bs[o] - fs[o]) <= 1e-3f * (1 + fabsf(fs[o])));
+                        assert_true(fabsf(ss[j] - fs[o]) <= 1e-3f * (1 + fabsf(fs[o])));
                     }
                 }
                 /* rounding may swap a centroid tie, nothing more */
-                if (same < nq * k * 99 / 100)
-                    fail_msg("kind %d metric %d nprobe %u: %zu of %zu ids as one at a time", kinds[a].kind,
-                             metrics[m], np, same, nq * k);
+                if (same_b < nq * k * 99 / 100 || same_s < nq * k * 99 / 100)
+                    fail_msg("kind %d metric %d nprobe %u: batch %zu, one at a time %zu of %zu ids as FAISS's "
+                             "own scan", kinds[a].kind, metrics[m], np, same_b, same_s, nq * k);
             }
             qv_index_free(ix);
         }
