@@ -8,6 +8,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <algorithm>
 #include <vector>
 
 #include <faiss/IndexFlat.h>
@@ -211,13 +212,102 @@ int faiss_IndexIVF_count_members(const FaissIndexIVF* index, const uint8_t* bitm
     });
 }
 
-int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t k, idx_t* lists,
+namespace {
+
+/* The np lists nearest each of the n queries x through a flat quantizer,
+ * nearest first, as the quantizer's own search would rank them (distances
+ * for L2, dot products for IP): a block of queries at a time against every
+ * centroid as one matrix product (a matrix-vector product below 16
+ * queries), then the best np of each row. */
+void coarse_scan(const faiss::IndexIVF* ix, const faiss::IndexFlat* flat, size_t n, const float* x, size_t np,
+                 idx_t* assign, float* cdis) {
+    const size_t nl = ix->nlist, d = (size_t)ix->d;
+    const bool ip = flat->metric_type == faiss::METRIC_INNER_PRODUCT;
+    const float* c = flat->get_xb();
+    std::vector<float> own;
+    const float* cn = nullptr;
+    if (!ip) { /* the centroids' norms: cached at training (faiss_IndexIVF_cache_coarse_norms) */
+        const faiss::IndexFlatL2* l2 = dynamic_cast<const faiss::IndexFlatL2*>(flat);
+        if (l2 && l2->cached_l2norms.size() == nl) {
+            cn = l2->cached_l2norms.data();
+        } else {
+            own.resize(nl);
+            faiss::fvec_norms_L2sqr(own.data(), c, d, nl);
+            cn = own.data();
+        }
+    }
+    /* column-major: dots[nl x m] = C^T x */
+    size_t bq = n < 64 ? n : 64;
+    if (bq * nl > ((size_t)4 << 20)) bq = std::max<size_t>(1, ((size_t)4 << 20) / nl); /* <= 16 MiB */
+    /* scratch up to 1 MiB stays with the thread for its next search (no
+     * malloc per call); bigger blocks are the call's own */
+    thread_local std::vector<float> kept;
+    std::vector<float> own_dots;
+    std::vector<float>& dv_all = bq * nl <= ((size_t)1 << 18) ? kept : own_dots;
+    dv_all.resize(bq * nl);
+    float* dots = dv_all.data();
+    for (size_t i0 = 0; i0 < n; i0 += bq) {
+        const int m = (int)std::min(bq, n - i0), nli = (int)nl, di = (int)d;
+        const float one = 1, zero = 0;
+        if (n < 16) { /* a few queries: one matrix-vector product each */
+            const int inc = 1;
+            for (int i = 0; i < m; i++)
+                sgemv_("T", &di, &nli, &one, c, &di, x + (i0 + i) * d, &inc, &zero, dots + (size_t)i * nl,
+                       &inc);
+        } else {
+            sgemm_("T", "N", &nli, &m, &di, &one, c, &di, x + i0 * d, &di, &zero, dots, &nli);
+        }
+        for (int i = 0; i < m; i++) {
+            const float* row = dots + (size_t)i * nl;
+            float* dv = cdis + (i0 + i) * np;
+            idx_t* iv = assign + (i0 + i) * np;
+            if (np >= 256 || np * 8 > nl) { /* many of them (a filtered walk's ranking): select, then sort */
+                thread_local std::vector<std::pair<float, idx_t>> all;
+                all.resize(nl);
+                const float xn = ip ? 0 : faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
+                for (size_t j = 0; j < nl; j++)
+                    all[j] = {ip ? -row[j] : xn + cn[j] - 2 * row[j], (idx_t)j}; /* smaller is nearer */
+                std::nth_element(all.begin(), all.begin() + (np - 1), all.end());
+                std::sort(all.begin(), all.begin() + np);
+                for (size_t j = 0; j < np; j++) {
+                    dv[j] = ip ? -all[j].first : all[j].first;
+                    iv[j] = all[j].second;
+                }
+            } else if (ip) {
+                using C = faiss::CMin<float, idx_t>;
+                faiss::heap_heapify<C>(np, dv, iv);
+                for (size_t j = 0; j < nl; j++)
+                    if (C::cmp(dv[0], row[j])) faiss::heap_replace_top<C>(np, dv, iv, row[j], (idx_t)j);
+                faiss::heap_reorder<C>(np, dv, iv);
+            } else {
+                using C = faiss::CMax<float, idx_t>;
+                const float xn = faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
+                faiss::heap_heapify<C>(np, dv, iv);
+                for (size_t j = 0; j < nl; j++) {
+                    float dis = xn + cn[j] - 2 * row[j];
+                    if (C::cmp(dv[0], dis)) faiss::heap_replace_top<C>(np, dv, iv, dis, (idx_t)j);
+                }
+                faiss::heap_reorder<C>(np, dv, iv);
+            }
+        }
+    }
+}
+
+} // namespace
+
+int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t k, idx_t* lists, float* dis,
                               uint32_t* sizes) {
     return guarded([&] {
         const faiss::IndexIVF* ix = reinterpret_cast<const faiss::IndexIVF*>(index);
         if (k > ix->nlist) k = ix->nlist;
-        std::vector<float> dis(k);
-        ix->quantizer->search(1, x, (idx_t)k, dis.data(), lists);
+        std::vector<float> own;
+        if (!dis) {
+            own.resize(k);
+            dis = own.data();
+        }
+        const faiss::IndexFlat* flat = dynamic_cast<const faiss::IndexFlat*>(ix->quantizer);
+        if (flat) coarse_scan(ix, flat, 1, x, k, lists, dis);
+        else ix->quantizer->search(1, x, (idx_t)k, dis, lists);
         for (size_t j = 0; j < k; j++)
             sizes[j] = lists[j] >= 0 ? (uint32_t)ix->invlists->list_size((size_t)lists[j]) : 0;
     });
@@ -234,62 +324,21 @@ int faiss_IndexIVF_search_coarse_blas(const FaissIndexIVF* index, idx_t n, const
             ix->search(n, x, k, distances, labels, sp);
             return;
         }
-        const size_t nl = ix->nlist, d = (size_t)ix->d;
-        const size_t np = std::min(nl, sp && sp->nprobe ? sp->nprobe : ix->nprobe);
-        const bool ip = flat->metric_type == faiss::METRIC_INNER_PRODUCT;
-        const float* c = flat->get_xb();
+        const size_t np = std::min(ix->nlist, sp && sp->nprobe ? sp->nprobe : ix->nprobe);
         std::vector<idx_t> assign((size_t)n * np);
-        std::vector<float> cdis((size_t)n * np), own;
-        const float* cn = nullptr;
-        if (!ip) { /* the centroids' norms: cached at training (faiss_IndexIVF_cache_coarse_norms) */
-            const faiss::IndexFlatL2* l2 = dynamic_cast<const faiss::IndexFlatL2*>(flat);
-            if (l2 && l2->cached_l2norms.size() == nl) {
-                cn = l2->cached_l2norms.data();
-            } else {
-                own.resize(nl);
-                faiss::fvec_norms_L2sqr(own.data(), c, d, nl);
-                cn = own.data();
-            }
-        }
-        /* a block of queries at a time against every centroid: one matrix
-         * product (column-major: dots[nl x m] = C^T x), then the best np */
-        size_t bq = n < 64 ? (size_t)n : 64;
-        if (bq * nl > ((size_t)4 << 20)) bq = std::max<size_t>(1, ((size_t)4 << 20) / nl); /* <= 16 MiB */
-        std::vector<float> dots(bq * nl);
-        for (size_t i0 = 0; i0 < (size_t)n; i0 += bq) {
-            const int m = (int)std::min(bq, (size_t)n - i0), nli = (int)nl, di = (int)d;
-            const float one = 1, zero = 0;
-            if (n < 16) { /* a few queries: one matrix-vector product each */
-                const int inc = 1;
-                for (int i = 0; i < m; i++)
-                    sgemv_("T", &di, &nli, &one, c, &di, x + (i0 + i) * d, &inc, &zero, dots.data() + (size_t)i * nl,
-                           &inc);
-            } else {
-                sgemm_("T", "N", &nli, &m, &di, &one, c, &di, x + i0 * d, &di, &zero, dots.data(), &nli);
-            }
-            for (int i = 0; i < m; i++) {
-                const float* row = dots.data() + (size_t)i * nl;
-                float* dv = cdis.data() + (i0 + i) * np;
-                idx_t* iv = assign.data() + (i0 + i) * np;
-                if (ip) {
-                    using C = faiss::CMin<float, idx_t>;
-                    faiss::heap_heapify<C>(np, dv, iv);
-                    for (size_t j = 0; j < nl; j++)
-                        if (C::cmp(dv[0], row[j])) faiss::heap_replace_top<C>(np, dv, iv, row[j], (idx_t)j);
-                    faiss::heap_reorder<C>(np, dv, iv);
-                } else {
-                    using C = faiss::CMax<float, idx_t>;
-                    const float xn = faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
-                    faiss::heap_heapify<C>(np, dv, iv);
-                    for (size_t j = 0; j < nl; j++) {
-                        float dis = xn + cn[j] - 2 * row[j];
-                        if (C::cmp(dv[0], dis)) faiss::heap_replace_top<C>(np, dv, iv, dis, (idx_t)j);
-                    }
-                    faiss::heap_reorder<C>(np, dv, iv);
-                }
-            }
-        }
+        std::vector<float> cdis((size_t)n * np);
+        coarse_scan(ix, flat, (size_t)n, x, np, assign.data(), cdis.data());
         ix->search_preassigned(n, x, k, assign.data(), cdis.data(), distances, labels, false, sp);
+    });
+}
+
+int faiss_IndexIVF_search_lists(const FaissIndexIVF* index, const float* x, idx_t k, const idx_t* lists,
+                                const float* dis, const FaissSearchParametersIVF* params, float* distances,
+                                idx_t* labels) {
+    return guarded([&] {
+        const faiss::IndexIVF* ix = reinterpret_cast<const faiss::IndexIVF*>(index);
+        const faiss::SearchParametersIVF* sp = reinterpret_cast<const faiss::SearchParametersIVF*>(params);
+        ix->search_preassigned(1, x, k, lists, dis, distances, labels, false, sp);
     });
 }
 

@@ -108,9 +108,18 @@ int faiss_IndexIVF_count_members(const FaissIndexIVF* index, const uint8_t* bitm
                                  void* ctx, uint32_t* counts);
 
 /* The k lists (at most nlist) nearest x as the coarse quantizer ranks them,
- * nearest first, into lists (k ids, -1 past the end) and their sizes. */
-int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t k, idx_t* lists,
+ * nearest first, into lists (k ids, -1 past the end), their coarse
+ * distances (dis, may be NULL) and their sizes. A flat quantizer's scan is
+ * a BLAS matrix-vector product, as in faiss_IndexIVF_search_coarse_blas. */
+int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t k, idx_t* lists, float* dis,
                               uint32_t* sizes);
+
+/* One query searched in the lists given (params->nprobe of them, nearest
+ * first, with their coarse distances, as faiss_IndexIVF_rank_lists gives
+ * them): IndexIVF::search_preassigned, no second coarse scan. */
+int faiss_IndexIVF_search_lists(const FaissIndexIVF* index, const float* x, idx_t k, const idx_t* lists,
+                                const float* dis, const FaissSearchParametersIVF* params, float* distances,
+                                idx_t* labels);
 
 /* The index as an IVFPQFastScan, or NULL. */
 FAISS_DECLARE_CLASS_INHERITED(IndexIVFPQFastScan, Index)

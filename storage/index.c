@@ -682,11 +682,11 @@ int qv_index_list_members(const qv_index *ix, const uint8_t *bitmap, uint64_t nb
     return frc ? faiss_fail(frc, "count list members") : 0;
 }
 
-int qv_index_rank_lists(const qv_index *ix, const float *q, size_t k, int64_t *lists,
+int qv_index_rank_lists(const qv_index *ix, const float *q, size_t k, int64_t *lists, float *dis,
                         uint32_t *sizes)
 {
     if (!ix || !ix->ivf || !q || k == 0) return QV_INVALID;
-    int frc = faiss_IndexIVF_rank_lists(ix->ivf, q, k, lists, sizes);
+    int frc = faiss_IndexIVF_rank_lists(ix->ivf, q, k, lists, dis, sizes);
     return frc ? faiss_fail(frc, "rank lists") : 0;
 }
 
@@ -727,8 +727,29 @@ int qv_index_search(const qv_index *ix, size_t nq, const float *q, size_t k, uin
     return qv_index_search_sel(ix, nq, q, k, nprobe, NULL, scores, labels);
 }
 
+static int search_impl(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
+                       const int64_t *lists, const float *ldis, const qv_idsel *sel, float *scores,
+                       int64_t *labels);
+
 int qv_index_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
                         const qv_idsel *sel, float *scores, int64_t *labels)
+{
+    return search_impl(ix, nq, q, k, nprobe, NULL, NULL, sel, scores, labels);
+}
+
+int qv_index_search_lists(const qv_index *ix, const float *q, size_t k, uint32_t nprobe,
+                          const int64_t *lists, const float *dis, const qv_idsel *sel, float *scores,
+                          int64_t *labels)
+{
+    if (!ix || !ix->ivf || !lists || !dis || nprobe == 0) return QV_INVALID;
+    return search_impl(ix, 1, q, k, nprobe, lists, dis, sel, scores, labels);
+}
+
+/* The search, over the lists the coarse quantizer ranks (lists NULL), or
+ * over the first nprobe of lists / ldis (one query, IVF kinds). */
+static int search_impl(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
+                       const int64_t *lists, const float *ldis, const qv_idsel *sel, float *scores,
+                       int64_t *labels)
 {
     if (!ix || !q || !scores || !labels) return QV_INVALID;
     if (nq == 0) return 0;
@@ -744,6 +765,7 @@ int qv_index_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k,
     if (ix->ivf) {
         size_t np = nprobe ? nprobe : atomic_load_explicit(&ix->nprobe, memory_order_relaxed);
         if (np > ix->params.nlist) np = ix->params.nlist;
+        if (lists && nq != 1) return QV_INVALID;
         if ((frc = faiss_SearchParametersIVF_new_with(&sp, fsel, np, 0)) != 0) {
             free(copy);
             return faiss_fail(frc, "search parameters");
@@ -775,7 +797,10 @@ int qv_index_search_sel(const qv_index *ix, size_t nq, const float *q, size_t k,
     }
     int rc = frc;
     if (!rc) {
-        if (sp && atomic_load_explicit(&coarse_blas, memory_order_relaxed))
+        if (sp && lists)
+            /* the lists the caller ranked (the filtered walk): no second scan */
+            frc = faiss_IndexIVF_search_lists(ix->ivf, q, (idx_t)kk, lists, ldis, sp, cs, cl);
+        else if (sp && atomic_load_explicit(&coarse_blas, memory_order_relaxed))
             /* the coarse scan as matrix products (faiss_ext.h); fast-scan's
              * search_preassigned takes the lists as IVF-Flat's does */
             frc = faiss_IndexIVF_search_coarse_blas(ix->ivf, (idx_t)nq, q, (idx_t)kk, sp, cs, cl);

@@ -148,10 +148,18 @@ int qv_index_has_refine(const qv_index *ix);
 int qv_index_list_members(const qv_index *ix, const uint8_t *bitmap, uint64_t nbits,
                           int (*member)(void *ctx, int64_t id), void *ctx, uint32_t *counts);
 /* IVF kinds: the k lists nearest q (unit length for COSINE), nearest first,
- * as the coarse quantizer ranks them: lists (k, -1 past nlist) and their
- * sizes. Returns 0, QV_INVALID, QV_FAISS. */
-int qv_index_rank_lists(const qv_index *ix, const float *q, size_t k, int64_t *lists,
+ * as the coarse quantizer ranks them: lists (k, -1 past nlist), their coarse
+ * distances (dis, k floats, may be NULL) and their sizes. Returns 0,
+ * QV_INVALID, QV_FAISS. */
+int qv_index_rank_lists(const qv_index *ix, const float *q, size_t k, int64_t *lists, float *dis,
                         uint32_t *sizes);
+
+/* qv_index_search_sel for one query of an IVF kind over the first nprobe
+ * lists of a ranking qv_index_rank_lists gave (lists, dis): the same answer
+ * without a second coarse scan. */
+int qv_index_search_lists(const qv_index *ix, const float *q, size_t k, uint32_t nprobe,
+                          const int64_t *lists, const float *dis, const qv_idsel *sel, float *scores,
+                          int64_t *labels);
 
 /* Candidates FAISS returns for a search of k: refine x max(k,
  * QV_REFINE_MIN_K) with a refine copy, else k (SIZE_MAX on overflow). */

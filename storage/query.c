@@ -432,13 +432,27 @@ static const uint32_t *list_counts(filt *f, qv_coll *c, uint32_t nlist)
  * neighbourhood wholly filtered out), so the walk goes on to where the
  * allowed items are and searches them as deep as a query among them would
  * need. Never fewer lists than the independent rule's. Under c->ilock. */
-static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, uint32_t nlist)
+typedef struct ranking {
+    int64_t *lists; /* n lists nearest the query, nearest first */
+    float *dis;     /* their coarse distances */
+    uint32_t n;
+} ranking;
+
+static void ranking_free(ranking *rk)
+{
+    free(rk->lists);
+    free(rk->dis);
+    memset(rk, 0, sizeof *rk);
+}
+
+static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, uint32_t nlist, ranking *rk)
 {
     qv_coll *c = x->c;
     uint32_t np = widen(np0, frac, nlist);
     if (np0 > nlist) np0 = nlist;
     const uint32_t *counts = list_counts(x->f, c, nlist);
     int64_t *lists = malloc(nlist * sizeof *lists);
+    float *dis = malloc(nlist * sizeof *dis);
     uint32_t *sizes = malloc(nlist * sizeof *sizes);
     /* rank a few times the lists the independent rule probes first (a
      * partial ranking is cheaper), all of them when the walk needs more */
@@ -447,7 +461,13 @@ static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, 
     if (k > nlist) k = nlist;
     double want = -1, seen = 0;
     uint32_t j = 0;
-    while (counts && lists && sizes && qv_index_rank_lists(c->index, q, k, lists, sizes) == 0) {
+    size_t ranked = 0; /* lists the last ranking holds (0: none, or it failed) */
+    while (counts && lists && dis && sizes) {
+        if (qv_index_rank_lists(c->index, q, k, lists, dis, sizes)) {
+            ranked = 0;
+            break;
+        }
+        ranked = k;
         if (want < 0) {
             double scanned = 0, near = 0;
             for (uint32_t i = 0; i < np0 && lists[i] >= 0; i++) {
@@ -468,8 +488,15 @@ static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, 
         }
         k = k * 4 > nlist ? nlist : k * 4;
     }
-    free(lists);
     free(sizes);
+    if (ranked) { /* the search probes these lists: it need not rank them again */
+        rk->lists = lists;
+        rk->dis = dis;
+        rk->n = (uint32_t)ranked;
+    } else {
+        free(lists);
+        free(dis);
+    }
     return np;
 }
 
@@ -511,6 +538,7 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
     }
     qv_coll *c = x->c;
     size_t m = 0;
+    ranking rk = {0};
     pthread_rwlock_rdlock(&c->ilock);
     const qv_index_params *p = qv_index_get_params(c->index);
     int ivf = p->kind != QV_KIND_FLAT;
@@ -530,7 +558,7 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
             double frac = (double)x->allowed_est / (double)atomic_load(&c->count);
             if (frac > 0 && frac < 1) {
                 if (x->o->nprobe) np = widen(np, frac, p->nlist);
-                else np = probe_depth(x, q, np, frac, p->nlist);
+                else np = probe_depth(x, q, np, frac, p->nlist, &rk);
                 /* a walk so deep that it would scan more than
                  * EXACT_SCAN_RATIO vectors per allowed one: exact */
                 double scan = (double)np * (double)atomic_load(&c->count) / p->nlist;
@@ -538,6 +566,7 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
                     (qv_index_has_refine(c->index) || p->kind == QV_KIND_IVF_FLAT)) {
                     pthread_rwlock_unlock(&c->ilock);
                     free(sc), free(lb), free(cs);
+                    ranking_free(&rk);
                     return knn_exact(x, q, D, out, n);
                 }
             }
@@ -546,7 +575,8 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
         if (np < 1) np = 1;
     }
     for (;;) {
-        rc = qv_index_search_sel(c->index, 1, q, D, np, x->sel, sc, lb);
+        if (rk.lists && np <= rk.n) rc = qv_index_search_lists(c->index, q, D, np, rk.lists, rk.dis, x->sel, sc, lb);
+        else rc = qv_index_search_sel(c->index, 1, q, D, np, x->sel, sc, lb);
         if (rc) break;
         m = 0;
         while (m < D && lb[m] >= 0) m++;
@@ -555,6 +585,7 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
         np = np * 2 > p->nlist ? p->nlist : np * 2;
     }
     pthread_rwlock_unlock(&c->ilock);
+    ranking_free(&rk);
     if (rc) {
         free(sc), free(lb), free(cs);
         return fail(x, rc, "search failed");

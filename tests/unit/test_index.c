@@ -465,6 +465,65 @@ static void test_batch_coarse_matches_single(void **state)
     free(ids);
 }
 
+/* The filtered walk's path: lists ranked once (qv_index_rank_lists, a BLAS
+ * scan) and searched as given (qv_index_search_lists) answer as a search of
+ * the same nprobe through FAISS's own coarse scan. */
+static void test_search_ranked_lists(void **state)
+{
+    (void)state;
+    const uint32_t dim = 24, nlist = 32;
+    const size_t n = 3000, nq = 30, k = 10;
+    float *x = clustered_spread(n, dim, 48, 1.0f, 9);
+    float *q = clustered_spread(nq, dim, 48, 1.0f, 10);
+    int64_t *ids = seq_ids(n, 3);
+    const qv_index_params kinds[] = {P_IVF32,
+                                     {.kind = QV_KIND_IVF_PQ_FS, .nlist = 32, .pq_m = 12, .pq_nbits = 4, .refine = 10}};
+    const qv_metric metrics[] = {QV_METRIC_L2, QV_METRIC_IP, QV_METRIC_COSINE};
+    for (size_t a = 0; a < sizeof kinds / sizeof *kinds; a++)
+        for (size_t m = 0; m < 3; m++) {
+            qv_index *ix = build(dim, metrics[m], kinds[a], n, x, ids);
+            for (uint32_t np = 1; np <= 16; np *= 4) {
+                size_t same = 0;
+                for (size_t i = 0; i < nq; i++) {
+                    int64_t lists[32], rl[10], fl[10];
+                    float dis[32], rs[10], fs[10];
+                    uint32_t sizes[32], total = 0;
+                    float qi[24]; /* unit length for COSINE, as the engine gives it */
+                    memcpy(qi, q + i * dim, sizeof qi);
+                    if (metrics[m] == QV_METRIC_COSINE) qv_vec_normalize(qi, dim);
+                    CHECK_OK(qv_index_rank_lists(ix, qi, 2 * np, lists, dis, sizes));
+                    for (uint32_t j = 0; j < 2 * np; j++) {
+                        assert_true(lists[j] >= 0 && lists[j] < nlist);
+                        if (j) /* nearest first */
+                            assert_true(metrics[m] == QV_METRIC_L2 ? dis[j] >= dis[j - 1] : dis[j] <= dis[j - 1]);
+                        total += sizes[j];
+                    }
+                    assert_true(total > 0);
+                    CHECK_OK(qv_index_search_lists(ix, qi, k, np, lists, dis, NULL, rs, rl));
+                    qv_index_set_coarse_blas(0);
+                    CHECK_OK(unit_search(ix, 1, qi, k, np, fs, fl));
+                    qv_index_set_coarse_blas(1);
+                    for (size_t j = 0; j < k; j++) {
+                        same += rl[j] == fl[j];
+                        if (fl[j] >= 0 && !(fabsf(rs[j] - fs[j]) <= 1e-3f * (1 + fabsf(fs[j])))) fail_msg("kind %d metric %d np %u q %zu j %zu: %g (id %lld) vs %g (id %lld)", kinds[a].kind, metrics[m], np, i, j, rs[j], (long long)rl[j], fs[j], (long long)fl[j]);
+                    }
+                }
+                if (same < nq * k * 99 / 100)
+                    fail_msg("kind %d metric %d nprobe %u: %zu of %zu ids as FAISS's own search", kinds[a].kind,
+                             metrics[m], np, same, nq * k);
+            }
+            /* nprobe 0 or no ranking: refused */
+            int64_t lists[4] = {0, 1, 2, 3}, rl[10];
+            float dis[4] = {0}, rs[10];
+            assert_int_equal(qv_index_search_lists(ix, q, k, 0, lists, dis, NULL, rs, rl), QV_INVALID);
+            assert_int_equal(qv_index_search_lists(ix, q, k, 2, NULL, dis, NULL, rs, rl), QV_INVALID);
+            qv_index_free(ix);
+        }
+    free(x);
+    free(q);
+    free(ids);
+}
+
 static void test_ivf_recall(void **state)
 {
     (void)state;
@@ -1109,6 +1168,7 @@ int main(void)
         cmocka_unit_test(test_cosine_ivf),
         cmocka_unit_test(test_ivf_recall),
         cmocka_unit_test(test_batch_coarse_matches_single),
+        cmocka_unit_test(test_search_ranked_lists),
         cmocka_unit_test(test_remove_flat),
         cmocka_unit_test(test_remove_ivf_flat),
         cmocka_unit_test(test_remove_ivf_sq8),
