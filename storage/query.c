@@ -419,19 +419,8 @@ static const uint32_t *list_counts(filt *f, qv_coll *c, uint32_t nlist)
     return r;
 }
 
-/* How many lists a filtered IVF search of q probes, on evidence rather than
- * on "k hits found": lists in the order the coarse quantizer ranks them for
- * q, until the allowed vectors in them reach a target. An unfiltered search
- * of the calibrated np0 lists scans T vectors. A filter keeping a fraction f
- * of the items spread evenly over them is searched well over np0
- * f^-NPROBE_WIDEN lists, which hold about T f^(1-NPROBE_WIDEN) allowed
- * vectors: the target then. A filter correlated with the query leaves
- * fewer allowed vectors in the query's own np0 lists than f of them: with r
- * their share of allowed vectors over f (capped at 1), the target moves
- * from T f^(1-NPROBE_WIDEN) (r = 1) to FAR_FACTOR T (r = 0, the query's
- * neighbourhood wholly filtered out), so the walk goes on to where the
- * allowed items are and searches them as deep as a query among them would
- * need. Never fewer lists than the independent rule's. Under c->ilock. */
+/* A filtered walk's ranking of lists, kept for the search that follows:
+ * it probes the same lists without ranking them again. */
 typedef struct ranking {
     int64_t *lists; /* n lists nearest the query, nearest first */
     float *dis;     /* their coarse distances */
@@ -445,6 +434,20 @@ static void ranking_free(ranking *rk)
     memset(rk, 0, sizeof *rk);
 }
 
+/* How many lists a filtered IVF search of q probes, on evidence rather than
+ * on "k hits found": lists in the order the coarse quantizer ranks them for
+ * q, until the allowed vectors in them reach a target. An unfiltered search
+ * of the calibrated np0 lists scans T vectors. A filter keeping a fraction f
+ * of the items spread evenly over them is searched well over np0
+ * f^-NPROBE_WIDEN lists, which hold about T f^(1-NPROBE_WIDEN) allowed
+ * vectors: the target then. A filter correlated with the query leaves
+ * fewer allowed vectors in the query's own np0 lists than f of them: with r
+ * their share of allowed vectors over f (capped at 1), the target moves
+ * from T f^(1-NPROBE_WIDEN) (r = 1) to FAR_FACTOR T (r = 0, the query's
+ * neighbourhood wholly filtered out), so the walk goes on to where the
+ * allowed items are and searches them as deep as a query among them would
+ * need. Never fewer lists than the independent rule's. [out] rk: the
+ * lists ranked on the way (left empty when ranking failed). Under c->ilock. */
 static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, uint32_t nlist, ranking *rk)
 {
     qv_coll *c = x->c;
