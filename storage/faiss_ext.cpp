@@ -261,34 +261,31 @@ void coarse_scan(const faiss::IndexIVF* ix, const faiss::IndexFlat* flat, size_t
             const float* row = dots + (size_t)i * nl;
             float* dv = cdis + (i0 + i) * np;
             idx_t* iv = assign + (i0 + i) * np;
+            const float xn = ip ? 0 : faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
+            /* one key for both metrics, smaller is nearer: the L2 distance, or
+             * minus the dot product (turned back below) */
+            auto key = [&](size_t j) { return ip ? -row[j] : xn + cn[j] - 2 * row[j]; };
             if (np >= 256 || np * 8 > nl) { /* many of them (a filtered walk's ranking): select, then sort */
                 thread_local std::vector<std::pair<float, idx_t>> all;
                 all.resize(nl);
-                const float xn = ip ? 0 : faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
-                for (size_t j = 0; j < nl; j++)
-                    all[j] = {ip ? -row[j] : xn + cn[j] - 2 * row[j], (idx_t)j}; /* smaller is nearer */
+                for (size_t j = 0; j < nl; j++) all[j] = {key(j), (idx_t)j};
                 std::nth_element(all.begin(), all.begin() + (np - 1), all.end());
                 std::sort(all.begin(), all.begin() + np);
                 for (size_t j = 0; j < np; j++) {
-                    dv[j] = ip ? -all[j].first : all[j].first;
+                    dv[j] = all[j].first;
                     iv[j] = all[j].second;
                 }
-            } else if (ip) {
-                using C = faiss::CMin<float, idx_t>;
-                faiss::heap_heapify<C>(np, dv, iv);
-                for (size_t j = 0; j < nl; j++)
-                    if (C::cmp(dv[0], row[j])) faiss::heap_replace_top<C>(np, dv, iv, row[j], (idx_t)j);
-                faiss::heap_reorder<C>(np, dv, iv);
-            } else {
+            } else { /* a few: a heap of the np nearest */
                 using C = faiss::CMax<float, idx_t>;
-                const float xn = faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
                 faiss::heap_heapify<C>(np, dv, iv);
                 for (size_t j = 0; j < nl; j++) {
-                    float dis = xn + cn[j] - 2 * row[j];
-                    if (C::cmp(dv[0], dis)) faiss::heap_replace_top<C>(np, dv, iv, dis, (idx_t)j);
+                    const float kj = key(j);
+                    if (C::cmp(dv[0], kj)) faiss::heap_replace_top<C>(np, dv, iv, kj, (idx_t)j);
                 }
                 faiss::heap_reorder<C>(np, dv, iv);
             }
+            if (ip)
+                for (size_t j = 0; j < np; j++) dv[j] = -dv[j];
         }
     }
 }
@@ -300,11 +297,6 @@ int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t
     return guarded([&] {
         const faiss::IndexIVF* ix = reinterpret_cast<const faiss::IndexIVF*>(index);
         if (k > ix->nlist) k = ix->nlist;
-        std::vector<float> own;
-        if (!dis) {
-            own.resize(k);
-            dis = own.data();
-        }
         const faiss::IndexFlat* flat = dynamic_cast<const faiss::IndexFlat*>(ix->quantizer);
         if (flat) coarse_scan(ix, flat, 1, x, k, lists, dis);
         else ix->quantizer->search(1, x, (idx_t)k, dis, lists);

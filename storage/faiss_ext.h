@@ -109,7 +109,7 @@ int faiss_IndexIVF_count_members(const FaissIndexIVF* index, const uint8_t* bitm
 
 /* The k lists (at most nlist) nearest x as the coarse quantizer ranks them,
  * nearest first, into lists (k ids, -1 past the end), their coarse
- * distances (dis, may be NULL) and their sizes. A flat quantizer's scan is
+ * distances (dis, k floats) and their sizes. A flat quantizer's scan is
  * a BLAS matrix-vector product, as in faiss_IndexIVF_search_coarse_blas. */
 int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t k, idx_t* lists, float* dis,
                               uint32_t* sizes);
@@ -130,16 +130,16 @@ FaissIndexIVFPQFastScan* faiss_IndexIVFPQFastScan_cast(FaissIndex* index);
  * bytes (NUL-terminated) to name. */
 int faiss_get_simd_level(char* name, size_t len, int* dynamic_dispatch);
 
+/* Cache the squared norms of an L2 flat quantizer's centroids (after
+ * training or reading; the quantizer never changes after): the L2 coarse
+ * scan below and FAISS's own read them instead of computing them per search. */
+int faiss_IndexIVF_cache_coarse_norms(FaissIndexIVF* index);
+
 /* IndexIVF::search with the coarse quantizer's scan (a flat quantizer) done
  * as one matrix product per block of queries; any other quantizer, or
  * params with quantizer_params: IndexIVF::search itself. params may be NULL.
  * Fast-scan indexes take the lists through their search_preassigned too
  * (FAISS 1.15: a given assignment is used, not recomputed). */
-/* Cache the squared norms of an L2 flat quantizer's centroids (after
- * training or reading; the quantizer never changes after): the L2 coarse
- * scan above and FAISS's own read them instead of computing them per search. */
-int faiss_IndexIVF_cache_coarse_norms(FaissIndexIVF* index);
-
 int faiss_IndexIVF_search_coarse_blas(const FaissIndexIVF* index, idx_t n, const float* x, idx_t k,
                                       const FaissSearchParametersIVF* params, float* distances,
                                       idx_t* labels);

@@ -765,7 +765,6 @@ static int search_impl(const qv_index *ix, size_t nq, const float *q, size_t k, 
     if (ix->ivf) {
         size_t np = nprobe ? nprobe : atomic_load_explicit(&ix->nprobe, memory_order_relaxed);
         if (np > ix->params.nlist) np = ix->params.nlist;
-        if (lists && nq != 1) return QV_INVALID;
         if ((frc = faiss_SearchParametersIVF_new_with(&sp, fsel, np, 0)) != 0) {
             free(copy);
             return faiss_fail(frc, "search parameters");

@@ -149,7 +149,7 @@ int qv_index_list_members(const qv_index *ix, const uint8_t *bitmap, uint64_t nb
                           int (*member)(void *ctx, int64_t id), void *ctx, uint32_t *counts);
 /* IVF kinds: the k lists nearest q (unit length for COSINE), nearest first,
  * as the coarse quantizer ranks them: lists (k, -1 past nlist), their coarse
- * distances (dis, k floats, may be NULL) and their sizes. Returns 0,
+ * distances (dis, k floats) and their sizes. Returns 0,
  * QV_INVALID, QV_FAISS. */
 int qv_index_rank_lists(const qv_index *ix, const float *q, size_t k, int64_t *lists, float *dis,
                         uint32_t *sizes);

@@ -414,109 +414,75 @@ static void test_cosine_ivf(void **state)
 
 /* ---- IVF ---- */
 
-/* The coarse scan as BLAS products (a matrix-vector product for one query,
- * a matrix product for a batch) answers as FAISS's own scan does: same ids,
- * same scores, for every metric, batched and one at a time, for IVF kinds
- * with and without refine and for fast-scan (whose search_preassigned takes
- * the lists from us). */
-static void test_batch_coarse_matches_single(void **state)
+/* Every way a search finds its lists answers as FAISS's own scan does
+ * (the reference: qv_index_set_coarse_blas(0)), same ids up to a centroid
+ * tie and same scores, for every metric and for IVF kinds with and without
+ * refine, fast-scan included: the BLAS scan for a batch (a matrix product)
+ * and for one query (a matrix-vector product), and the filtered walk's path,
+ * lists ranked once (qv_index_rank_lists: nearest first, real lists with
+ * their sizes) and searched as given (qv_index_search_lists). */
+static void test_coarse_scans_match_faiss(void **state)
 {
     (void)state;
-    const uint32_t dim = 24;
-    const size_t n = 3000, nq = 40, k = 10;
-    float *x = clustered_spread(n, dim, 48, 1.0f, 7);
-    float *q = clustered_spread(nq, dim, 48, 1.0f, 8);
+    enum { DIM = 24, NQ = 40, K = 10, NLIST = 32 };
+    const size_t n = 3000;
+    float *x = clustered_spread(n, DIM, 48, 1.0f, 7);
+    float *q = clustered_spread(NQ, DIM, 48, 1.0f, 8);
     int64_t *ids = seq_ids(n, 7);
-    const qv_index_params kinds[] = {P_IVF32, {.kind = QV_KIND_IVF_SQ8, .nlist = 32},
-                                     {.kind = QV_KIND_IVF_PQ, .nlist = 32, .pq_m = 8, .refine = 4},
-                                     {.kind = QV_KIND_IVF_PQ_FS, .nlist = 32, .pq_m = 12, .pq_nbits = 4, .refine = 10}};
+    const qv_index_params kinds[] = {P_IVF32, {.kind = QV_KIND_IVF_SQ8, .nlist = NLIST},
+                                     {.kind = QV_KIND_IVF_PQ, .nlist = NLIST, .pq_m = 8, .refine = 4},
+                                     {.kind = QV_KIND_IVF_PQ_FS, .nlist = NLIST, .pq_m = 12, .pq_nbits = 4, .refine = 10}};
     const qv_metric metrics[] = {QV_METRIC_L2, QV_METRIC_IP, QV_METRIC_COSINE};
     for (size_t a = 0; a < sizeof kinds / sizeof *kinds; a++)
         for (size_t m = 0; m < 3; m++) {
-            qv_index *ix = build(dim, metrics[m], kinds[a], n, x, ids);
-            for (uint32_t np = 1; np <= 8; np *= 2) {
-                float fs[40 * 10], bs[40 * 10], ss[10];
-                int64_t fl[40 * 10], bl[40 * 10], sl[10];
-                qv_index_set_coarse_blas(0); /* FAISS's own scan: the reference */
-                CHECK_OK(unit_search(ix, nq, q, k, np, fs, fl));
+            qv_index *ix = build(DIM, metrics[m], kinds[a], n, x, ids);
+            for (uint32_t np = 1; np <= 16; np *= 2) {
+                float fs[NQ * K], bs[NQ * K], ss[K], rs[K], dis[NLIST];
+                int64_t fl[NQ * K], bl[NQ * K], sl[K], rl[K], lists[NLIST];
+                uint32_t sizes[NLIST];
+                qv_index_set_coarse_blas(0);
+                CHECK_OK(unit_search(ix, NQ, q, K, np, fs, fl));
                 qv_index_set_coarse_blas(1);
-                CHECK_OK(unit_search(ix, nq, q, k, np, bs, bl));
-                size_t same_b = 0, same_s = 0;
-                for (size_t i = 0; i < nq; i++) {
-                    CHECK_OK(unit_search(ix, 1, q + i * dim, k, np, ss, sl));
-                    for (size_t j = 0; j < k; j++) {
-                        const size_t o = i * k + j;
-                        same_b += bl[o] == fl[o];
-                        same_s += sl[j] == fl[o];
-                        if (fl[o] < 0) continue;
-                        assert_true(fabsf(bs[o] - fs[o]) <= 1e-3f * (1 + fabsf(fs[o])));
-                        assert_true(fabsf(ss[j] - fs[o]) <= 1e-3f * (1 + fabsf(fs[o])));
-                    }
-                }
-                /* rounding may swap a centroid tie, nothing more */
-                if (same_b < nq * k * 99 / 100 || same_s < nq * k * 99 / 100)
-                    fail_msg("kind %d metric %d nprobe %u: batch %zu, one at a time %zu of %zu ids as FAISS's "
-                             "own scan", kinds[a].kind, metrics[m], np, same_b, same_s, nq * k);
-            }
-            qv_index_free(ix);
-        }
-    free(x);
-    free(q);
-    free(ids);
-}
-
-/* The filtered walk's path: lists ranked once (qv_index_rank_lists, a BLAS
- * scan) and searched as given (qv_index_search_lists) answer as a search of
- * the same nprobe through FAISS's own coarse scan. */
-static void test_search_ranked_lists(void **state)
-{
-    (void)state;
-    const uint32_t dim = 24, nlist = 32;
-    const size_t n = 3000, nq = 30, k = 10;
-    float *x = clustered_spread(n, dim, 48, 1.0f, 9);
-    float *q = clustered_spread(nq, dim, 48, 1.0f, 10);
-    int64_t *ids = seq_ids(n, 3);
-    const qv_index_params kinds[] = {P_IVF32,
-                                     {.kind = QV_KIND_IVF_PQ_FS, .nlist = 32, .pq_m = 12, .pq_nbits = 4, .refine = 10}};
-    const qv_metric metrics[] = {QV_METRIC_L2, QV_METRIC_IP, QV_METRIC_COSINE};
-    for (size_t a = 0; a < sizeof kinds / sizeof *kinds; a++)
-        for (size_t m = 0; m < 3; m++) {
-            qv_index *ix = build(dim, metrics[m], kinds[a], n, x, ids);
-            for (uint32_t np = 1; np <= 16; np *= 4) {
-                size_t same = 0;
-                for (size_t i = 0; i < nq; i++) {
-                    int64_t lists[32], rl[10], fl[10];
-                    float dis[32], rs[10], fs[10];
-                    uint32_t sizes[32], total = 0;
-                    float qi[24]; /* unit length for COSINE, as the engine gives it */
-                    memcpy(qi, q + i * dim, sizeof qi);
-                    if (metrics[m] == QV_METRIC_COSINE) qv_vec_normalize(qi, dim);
+                CHECK_OK(unit_search(ix, NQ, q, K, np, bs, bl));
+                size_t same[3] = {0}; /* batch, one at a time, ranked lists */
+                for (size_t i = 0; i < NQ; i++) {
+                    float qi[DIM]; /* unit length for COSINE, as the engine gives it */
+                    memcpy(qi, q + i * DIM, sizeof qi);
+                    if (metrics[m] == QV_METRIC_COSINE) qv_vec_normalize(qi, DIM);
+                    CHECK_OK(qv_index_search(ix, 1, qi, K, np, ss, sl));
                     CHECK_OK(qv_index_rank_lists(ix, qi, 2 * np, lists, dis, sizes));
+                    uint32_t total = 0;
                     for (uint32_t j = 0; j < 2 * np; j++) {
-                        assert_true(lists[j] >= 0 && lists[j] < nlist);
+                        assert_true(lists[j] >= 0 && lists[j] < NLIST);
                         if (j) /* nearest first */
                             assert_true(metrics[m] == QV_METRIC_L2 ? dis[j] >= dis[j - 1] : dis[j] <= dis[j - 1]);
                         total += sizes[j];
                     }
                     assert_true(total > 0);
-                    CHECK_OK(qv_index_search_lists(ix, qi, k, np, lists, dis, NULL, rs, rl));
-                    qv_index_set_coarse_blas(0);
-                    CHECK_OK(unit_search(ix, 1, qi, k, np, fs, fl));
-                    qv_index_set_coarse_blas(1);
-                    for (size_t j = 0; j < k; j++) {
-                        same += rl[j] == fl[j];
-                        if (fl[j] >= 0 && !(fabsf(rs[j] - fs[j]) <= 1e-3f * (1 + fabsf(fs[j])))) fail_msg("kind %d metric %d np %u q %zu j %zu: %g (id %lld) vs %g (id %lld)", kinds[a].kind, metrics[m], np, i, j, rs[j], (long long)rl[j], fs[j], (long long)fl[j]);
+                    CHECK_OK(qv_index_search_lists(ix, qi, K, np, lists, dis, NULL, rs, rl));
+                    for (size_t j = 0; j < K; j++) {
+                        const size_t o = i * K + j;
+                        const float got[3] = {bs[o], ss[j], rs[j]};
+                        const int64_t gid[3] = {bl[o], sl[j], rl[j]};
+                        for (int w = 0; w < 3; w++) {
+                            same[w] += gid[w] == fl[o];
+                            if (fl[o] >= 0 && !(fabsf(got[w] - fs[o]) <= 1e-3f * (1 + fabsf(fs[o]))))
+                                fail_msg("kind %d metric %d nprobe %u way %d: query %zu rank %zu scores %g, "
+                                         "FAISS's own %g", kinds[a].kind, metrics[m], np, w, i, j, got[w], fs[o]);
+                        }
                     }
                 }
-                if (same < nq * k * 99 / 100)
-                    fail_msg("kind %d metric %d nprobe %u: %zu of %zu ids as FAISS's own search", kinds[a].kind,
-                             metrics[m], np, same, nq * k);
+                /* rounding may swap a centroid tie, nothing more */
+                for (int w = 0; w < 3; w++)
+                    if (same[w] < NQ * K * 99 / 100)
+                        fail_msg("kind %d metric %d nprobe %u way %d: %zu of %d ids as FAISS's own scan",
+                                 kinds[a].kind, metrics[m], np, w, same[w], NQ * K);
             }
-            /* nprobe 0 or no ranking: refused */
-            int64_t lists[4] = {0, 1, 2, 3}, rl[10];
-            float dis[4] = {0}, rs[10];
-            assert_int_equal(qv_index_search_lists(ix, q, k, 0, lists, dis, NULL, rs, rl), QV_INVALID);
-            assert_int_equal(qv_index_search_lists(ix, q, k, 2, NULL, dis, NULL, rs, rl), QV_INVALID);
+            /* nprobe 0, or no ranking: refused */
+            int64_t lists[4] = {0, 1, 2, 3}, rl[K];
+            float dis[4] = {0}, rs[K];
+            assert_int_equal(qv_index_search_lists(ix, q, K, 0, lists, dis, NULL, rs, rl), QV_INVALID);
+            assert_int_equal(qv_index_search_lists(ix, q, K, 2, NULL, dis, NULL, rs, rl), QV_INVALID);
             qv_index_free(ix);
         }
     free(x);
@@ -1167,8 +1133,7 @@ int main(void)
         cmocka_unit_test(test_cosine_flat),
         cmocka_unit_test(test_cosine_ivf),
         cmocka_unit_test(test_ivf_recall),
-        cmocka_unit_test(test_batch_coarse_matches_single),
-        cmocka_unit_test(test_search_ranked_lists),
+        cmocka_unit_test(test_coarse_scans_match_faiss),
         cmocka_unit_test(test_remove_flat),
         cmocka_unit_test(test_remove_ivf_flat),
         cmocka_unit_test(test_remove_ivf_sq8),
