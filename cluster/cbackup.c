@@ -442,17 +442,14 @@ int qc_restore(qc_cluster *c, int fd, uint32_t *ncoll, uint64_t *items, char *er
                        (uint32_t)json_integer_value(json_object_get(cj, "replicas")), err, errlen);
         if (!rc) (*ncoll)++;
     }
-    /* the replicas open as their nodes see the records */
-    for (int64_t until = qc_now_ms() + 20000; !rc && qc_now_ms() < until;) {
-        int ready = 1;
-        json_array_foreach(colls, i, cj) {
-            qc_meta m;
-            if (qc_meta_get(c, json_string_value(json_object_get(cj, "name")), &m)) ready = 0;
-            else qc_meta_free(&m);
-        }
-        if (ready) break;
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
+    /* every replica open on its node before the first write: a replica not
+     * yet open when a write waits for it would leave the read rotation */
+    int64_t until = qc_now_ms() + 20000;
+    json_array_foreach(colls, i, cj) {
+        if (rc) break;
+        const char *name = json_string_value(json_object_get(cj, "name"));
+        if ((rc = qc_wait_open(c, name, until)))
+            snprintf(err, errlen, "collection \"%s\" was created but not every replica opened within 20 s", name);
     }
     if (!rc) { /* pass 1: the items */
         x.pass = 1;
@@ -460,6 +457,37 @@ int qc_restore(qc_cluster *c, int fd, uint32_t *ncoll, uint64_t *items, char *er
         rc = read_archive(fd, &again, each_member, &x, err, errlen);
         json_decref(again);
         *items = x.items;
+    }
+    /* readable when the reply goes: a replica that fell behind during the
+     * restore (CATCHING_UP) is back once it has applied the log */
+    for (int64_t until = qc_now_ms() + 60000; !rc;) {
+        int ready = 1;
+        json_array_foreach(colls, i, cj) {
+            qc_meta m;
+            if (qc_meta_get(c, json_string_value(json_object_get(cj, "name")), &m)) continue;
+            for (uint32_t s = 0; s < m.shards && ready; s++) {
+                int active = 0;
+                for (uint32_t k = 0; k < m.shard[s].nrep; k++) {
+                    const qc_replica *rp = &m.shard[s].rep[k];
+                    char addr[QC_MAX_ADDR + 1];
+                    active |= rp->state == QC_ACTIVE && !qc_node_live_addr(c, rp->node, addr);
+                }
+                if (!active) {
+                    ready = 0;
+                    if (qc_now_ms() >= until)
+                        snprintf(err, errlen, "restored, but shard %u of \"%s\" has no ACTIVE replica after 60 s", s,
+                                 m.cfg.name);
+                }
+            }
+            qc_meta_free(&m);
+        }
+        if (ready) break;
+        if (qc_now_ms() >= until) {
+            rc = QV_CANCELLED;
+            break;
+        }
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
     }
     json_decref(man);
     return rc;

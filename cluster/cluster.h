@@ -128,6 +128,11 @@ int qc_node_live_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1])
  * streams. QV_INVALID with err when there are fewer such nodes than replicas. */
 int qc_create(qc_cluster *c, const qv_coll_config *cfg, uint32_t shards, uint32_t replicas, char *err,
               size_t errlen);
+/* Wait until every replica of collection `name` is open on its node (each
+ * node opens its replicas as its watch sees the record), up to until_ms
+ * (CLOCK_REALTIME ms). Returns 0, or QV_CANCELLED when some replica is not
+ * open by then (QV_NOTFOUND: no such collection). */
+int qc_wait_open(qc_cluster *c, const char *name, int64_t until_ms);
 /* Drop: remove the record (every node drops its replicas on the watch event)
  * and the log streams. QV_NOTFOUND when there is none. */
 int qc_drop(qc_cluster *c, const char *name, char *err, size_t errlen);

@@ -1120,6 +1120,29 @@ int qc_create(qc_cluster *c, const qv_coll_config *cfg, uint32_t shards, uint32_
     return rc;
 }
 
+int qc_wait_open(qc_cluster *c, const char *name, int64_t until_ms)
+{
+    qc_meta m;
+    if (qc_meta_get(c, name, &m)) return QV_NOTFOUND;
+    int open = 0;
+    for (;;) {
+        open = 1;
+        for (uint32_t s = 0; s < m.shards && open; s++)
+            for (uint32_t k = 0; k < m.shard[s].nrep && open; k++) {
+                char addr[QC_MAX_ADDR + 1], ln[QV_MAX_NAME + 1];
+                uint64_t applied;
+                qc_replica_name(m.uid, s, ln);
+                open = !qc_node_live_addr(c, m.shard[s].rep[k].node, addr) &&
+                       !qc_peer_applied(c, addr, ln, &applied);
+            }
+        if (open || qc_now_ms() >= until_ms) break;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    qc_meta_free(&m);
+    return open ? 0 : QV_CANCELLED;
+}
+
 int qc_drop(qc_cluster *c, const char *name, char *err, size_t errlen)
 {
     qc_meta m;

@@ -341,25 +341,7 @@ static void coll_job(void *ctx)
              * collection that serves on every node */
             qr_result out;
             int64_t until = qc_now_ms() + 10000;
-            qc_meta m;
-            if (!qc_meta_get(g_cluster, j->cfg.name, &m)) {
-                for (int open = 0; !open && qc_now_ms() < until;) {
-                    open = 1;
-                    for (uint32_t s = 0; s < m.shards && open; s++)
-                        for (uint32_t k = 0; k < m.shard[s].nrep && open; k++) {
-                            char addr[QC_MAX_ADDR + 1], ln[QV_MAX_NAME + 1];
-                            uint64_t applied;
-                            qc_replica_name(m.uid, s, ln);
-                            open = !qc_node_live_addr(g_cluster, m.shard[s].rep[k].node, addr) &&
-                                   !qc_peer_applied(g_cluster, addr, ln, &applied);
-                        }
-                    if (!open) {
-                        struct timespec ts = {0, 20 * 1000000L};
-                        nanosleep(&ts, NULL);
-                    }
-                }
-                qc_meta_free(&m);
-            }
+            qc_wait_open(g_cluster, j->cfg.name, until);
             for (;;) {
                 memset(&out, 0, sizeof out);
                 qr_describe(g_cluster, j->cfg.name, until, &out);
