@@ -403,6 +403,7 @@ void qv_build_install(qv_coll *c, qv_index *ix, const qv_ixfile_meta *meta, uint
 {
     qv_index_free(c->index);
     c->index = ix;
+    c->index_gen++;
     c->index_seq = seq;
     c->trained_for = meta->trained_for;
     c->deleted_since = 0;

@@ -58,6 +58,7 @@ struct qv_coll {
     /* the live index and what it covers, under ilock */
     pthread_rwlock_t ilock;
     qv_index *index;
+    uint64_t index_gen; /* which index that is: one more at every install */
     uint64_t index_seq;
     uint64_t trained_for;
     uint64_t deleted_since; /* deletes since the index was trained */

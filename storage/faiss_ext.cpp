@@ -214,13 +214,39 @@ int faiss_IndexIVF_count_members(const FaissIndexIVF* index, const uint8_t* bitm
 
 namespace {
 
-/* The np lists nearest each of the n queries x through a flat quantizer,
- * nearest first, as the quantizer's own search would rank them (distances
- * for L2, dot products for IP): a block of queries at a time against every
- * centroid as one matrix product (a matrix-vector product below 16
- * queries), then the best np of each row. */
+/* The np smallest of the nl keys of row (smaller is nearer) into dv/iv,
+ * nearest first; ip: the keys are minus dot products, turned back. */
+void select_nearest(const float* row, size_t nl, size_t np, bool ip, float* dv, idx_t* iv) {
+    if (np >= 256 || np * 8 > nl) { /* many of them (a filtered walk's ranking): select, then sort */
+        thread_local std::vector<std::pair<float, idx_t>> all;
+        all.resize(nl);
+        for (size_t j = 0; j < nl; j++) all[j] = {row[j], (idx_t)j};
+        std::nth_element(all.begin(), all.begin() + (np - 1), all.end());
+        std::sort(all.begin(), all.begin() + np);
+        for (size_t j = 0; j < np; j++) {
+            dv[j] = all[j].first;
+            iv[j] = all[j].second;
+        }
+    } else { /* a few: a heap of the np nearest */
+        using C = faiss::CMax<float, idx_t>;
+        faiss::heap_heapify<C>(np, dv, iv);
+        for (size_t j = 0; j < nl; j++)
+            if (C::cmp(dv[0], row[j])) faiss::heap_replace_top<C>(np, dv, iv, row[j], (idx_t)j);
+        faiss::heap_reorder<C>(np, dv, iv);
+    }
+    if (ip)
+        for (size_t j = 0; j < np; j++) dv[j] = -dv[j];
+}
+
+/* The coarse keys of the n queries x against every centroid of a flat
+ * quantizer, one row of nl per query, smaller is nearer (the L2 distance,
+ * or minus the dot product): a block of queries at a time as one matrix
+ * product (a matrix-vector product below 16 queries). With np > 0, each
+ * row's np nearest lists go to assign/cdis (nearest first, as the
+ * quantizer's own search gives them) and keys may be NULL; else every row
+ * goes to keys. */
 void coarse_scan(const faiss::IndexIVF* ix, const faiss::IndexFlat* flat, size_t n, const float* x, size_t np,
-                 idx_t* assign, float* cdis) {
+                 idx_t* assign, float* cdis, float* keys) {
     const size_t nl = ix->nlist, d = (size_t)ix->d;
     const bool ip = flat->metric_type == faiss::METRIC_INNER_PRODUCT;
     const float* c = flat->get_xb();
@@ -258,48 +284,47 @@ void coarse_scan(const faiss::IndexIVF* ix, const faiss::IndexFlat* flat, size_t
             sgemm_("T", "N", &nli, &m, &di, &one, c, &di, x + i0 * d, &di, &zero, dots, &nli);
         }
         for (int i = 0; i < m; i++) {
-            const float* row = dots + (size_t)i * nl;
-            float* dv = cdis + (i0 + i) * np;
-            idx_t* iv = assign + (i0 + i) * np;
-            const float xn = ip ? 0 : faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
-            /* one key for both metrics, smaller is nearer: the L2 distance, or
-             * minus the dot product (turned back below) */
-            auto key = [&](size_t j) { return ip ? -row[j] : xn + cn[j] - 2 * row[j]; };
-            if (np >= 256 || np * 8 > nl) { /* many of them (a filtered walk's ranking): select, then sort */
-                thread_local std::vector<std::pair<float, idx_t>> all;
-                all.resize(nl);
-                for (size_t j = 0; j < nl; j++) all[j] = {key(j), (idx_t)j};
-                std::nth_element(all.begin(), all.begin() + (np - 1), all.end());
-                std::sort(all.begin(), all.begin() + np);
-                for (size_t j = 0; j < np; j++) {
-                    dv[j] = all[j].first;
-                    iv[j] = all[j].second;
-                }
-            } else { /* a few: a heap of the np nearest */
-                using C = faiss::CMax<float, idx_t>;
-                faiss::heap_heapify<C>(np, dv, iv);
-                for (size_t j = 0; j < nl; j++) {
-                    const float kj = key(j);
-                    if (C::cmp(dv[0], kj)) faiss::heap_replace_top<C>(np, dv, iv, kj, (idx_t)j);
-                }
-                faiss::heap_reorder<C>(np, dv, iv);
+            float* row = dots + (size_t)i * nl;
+            if (ip) {
+                for (size_t j = 0; j < nl; j++) row[j] = -row[j];
+            } else {
+                const float xn = faiss::fvec_norm_L2sqr(x + (i0 + i) * d, d);
+                for (size_t j = 0; j < nl; j++) row[j] = xn + cn[j] - 2 * row[j];
             }
-            if (ip)
-                for (size_t j = 0; j < np; j++) dv[j] = -dv[j];
+            if (np)
+                select_nearest(row, nl, np, ip, cdis + (i0 + i) * np, assign + (i0 + i) * np);
+            else
+                std::copy(row, row + nl, keys + (i0 + i) * nl);
         }
     }
 }
 
+/* The flat quantizer of an IVF index, or NULL. */
+const faiss::IndexFlat* flat_quantizer(const faiss::IndexIVF* ix) {
+    return dynamic_cast<const faiss::IndexFlat*>(ix->quantizer);
+}
+
 } // namespace
 
-int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t k, idx_t* lists, float* dis,
-                              uint32_t* sizes) {
+int faiss_IndexIVF_coarse_keys(const FaissIndexIVF* index, size_t n, const float* x, float* keys) {
+    const faiss::IndexIVF* ix = reinterpret_cast<const faiss::IndexIVF*>(index);
+    const faiss::IndexFlat* flat = flat_quantizer(ix);
+    if (!flat) return 1;
+    return guarded([&] { coarse_scan(ix, flat, n, x, 0, nullptr, nullptr, keys); });
+}
+
+int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, const float* keys, size_t k,
+                              idx_t* lists, float* dis, uint32_t* sizes) {
     return guarded([&] {
         const faiss::IndexIVF* ix = reinterpret_cast<const faiss::IndexIVF*>(index);
         if (k > ix->nlist) k = ix->nlist;
-        const faiss::IndexFlat* flat = dynamic_cast<const faiss::IndexFlat*>(ix->quantizer);
-        if (flat) coarse_scan(ix, flat, 1, x, k, lists, dis);
-        else ix->quantizer->search(1, x, (idx_t)k, dis, lists);
+        const faiss::IndexFlat* flat = flat_quantizer(ix);
+        if (flat && keys)
+            select_nearest(keys, ix->nlist, k, flat->metric_type == faiss::METRIC_INNER_PRODUCT, dis, lists);
+        else if (flat)
+            coarse_scan(ix, flat, 1, x, k, lists, dis, nullptr);
+        else
+            ix->quantizer->search(1, x, (idx_t)k, dis, lists);
         for (size_t j = 0; j < k; j++)
             sizes[j] = lists[j] >= 0 ? (uint32_t)ix->invlists->list_size((size_t)lists[j]) : 0;
     });
@@ -311,7 +336,7 @@ int faiss_IndexIVF_search_coarse_blas(const FaissIndexIVF* index, idx_t n, const
     return guarded([&] {
         const faiss::IndexIVF* ix = reinterpret_cast<const faiss::IndexIVF*>(index);
         const faiss::SearchParametersIVF* sp = reinterpret_cast<const faiss::SearchParametersIVF*>(params);
-        const faiss::IndexFlat* flat = dynamic_cast<const faiss::IndexFlat*>(ix->quantizer);
+        const faiss::IndexFlat* flat = flat_quantizer(ix);
         if (!flat || n <= 0 || (sp && sp->quantizer_params)) {
             ix->search(n, x, k, distances, labels, sp);
             return;
@@ -319,7 +344,7 @@ int faiss_IndexIVF_search_coarse_blas(const FaissIndexIVF* index, idx_t n, const
         const size_t np = std::min(ix->nlist, sp && sp->nprobe ? sp->nprobe : ix->nprobe);
         std::vector<idx_t> assign((size_t)n * np);
         std::vector<float> cdis((size_t)n * np);
-        coarse_scan(ix, flat, (size_t)n, x, np, assign.data(), cdis.data());
+        coarse_scan(ix, flat, (size_t)n, x, np, assign.data(), cdis.data(), nullptr);
         ix->search_preassigned(n, x, k, assign.data(), cdis.data(), distances, labels, false, sp);
     });
 }

@@ -107,12 +107,19 @@ int faiss_IndexIVF_count_members(const FaissIndexIVF* index, const uint8_t* bitm
                                  uint64_t nbits, int (*is_member)(void* ctx, idx_t id),
                                  void* ctx, uint32_t* counts);
 
+/* The coarse keys of n queries x against every centroid (keys: n rows of
+ * nlist floats; smaller is nearer: the L2 distance, or minus the dot
+ * product), a block of queries at a time as one BLAS matrix product.
+ * Returns 1 (nothing written) when the quantizer is not flat. */
+int faiss_IndexIVF_coarse_keys(const FaissIndexIVF* index, size_t n, const float* x, float* keys);
+
 /* The k lists (at most nlist) nearest x as the coarse quantizer ranks them,
  * nearest first, into lists (k ids, -1 past the end), their coarse
  * distances (dis, k floats) and their sizes. A flat quantizer's scan is
- * a BLAS matrix-vector product, as in faiss_IndexIVF_search_coarse_blas. */
-int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, size_t k, idx_t* lists, float* dis,
-                              uint32_t* sizes);
+ * a BLAS matrix-vector product, as in faiss_IndexIVF_search_coarse_blas;
+ * keys (x's row of faiss_IndexIVF_coarse_keys, or NULL) spares it. */
+int faiss_IndexIVF_rank_lists(const FaissIndexIVF* index, const float* x, const float* keys, size_t k,
+                              idx_t* lists, float* dis, uint32_t* sizes);
 
 /* One query searched in the lists given (params->nprobe of them, nearest
  * first, with their coarse distances, as faiss_IndexIVF_rank_lists gives

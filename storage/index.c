@@ -682,11 +682,19 @@ int qv_index_list_members(const qv_index *ix, const uint8_t *bitmap, uint64_t nb
     return frc ? faiss_fail(frc, "count list members") : 0;
 }
 
-int qv_index_rank_lists(const qv_index *ix, const float *q, size_t k, int64_t *lists, float *dis,
-                        uint32_t *sizes)
+int qv_index_coarse_keys(const qv_index *ix, size_t nq, const float *q, float *keys)
+{
+    if (!ix || !ix->ivf || !q || !keys) return QV_INVALID;
+    int frc = faiss_IndexIVF_coarse_keys(ix->ivf, nq, q, keys);
+    if (frc == 1) return QV_INVALID; /* not a flat quantizer */
+    return frc ? faiss_fail(frc, "coarse keys") : 0;
+}
+
+int qv_index_rank_lists(const qv_index *ix, const float *q, const float *keys, size_t k, int64_t *lists,
+                        float *dis, uint32_t *sizes)
 {
     if (!ix || !ix->ivf || !q || k == 0) return QV_INVALID;
-    int frc = faiss_IndexIVF_rank_lists(ix->ivf, q, k, lists, dis, sizes);
+    int frc = faiss_IndexIVF_rank_lists(ix->ivf, q, keys, k, lists, dis, sizes);
     return frc ? faiss_fail(frc, "rank lists") : 0;
 }
 

@@ -147,12 +147,18 @@ int qv_index_has_refine(const qv_index *ix);
  * when bitmap is NULL. O(items). Returns 0, QV_INVALID (flat), QV_FAISS. */
 int qv_index_list_members(const qv_index *ix, const uint8_t *bitmap, uint64_t nbits,
                           int (*member)(void *ctx, int64_t id), void *ctx, uint32_t *counts);
+/* IVF kinds with a flat coarse quantizer: the coarse keys of nq queries (q,
+ * unit length for COSINE) against every list, one BLAS product for them
+ * all: keys, nq rows of nlist floats, each for qv_index_rank_lists. Returns
+ * 0, QV_INVALID (another kind or quantizer), QV_FAISS. */
+int qv_index_coarse_keys(const qv_index *ix, size_t nq, const float *q, float *keys);
 /* IVF kinds: the k lists nearest q (unit length for COSINE), nearest first,
  * as the coarse quantizer ranks them: lists (k, -1 past nlist), their coarse
- * distances (dis, k floats) and their sizes. Returns 0,
- * QV_INVALID, QV_FAISS. */
-int qv_index_rank_lists(const qv_index *ix, const float *q, size_t k, int64_t *lists, float *dis,
-                        uint32_t *sizes);
+ * distances (dis, k floats) and their sizes. keys: q's row of
+ * qv_index_coarse_keys (no scan then), or NULL. Returns 0, QV_INVALID,
+ * QV_FAISS. */
+int qv_index_rank_lists(const qv_index *ix, const float *q, const float *keys, size_t k, int64_t *lists,
+                        float *dis, uint32_t *sizes);
 
 /* qv_index_search_sel for one query of an IVF kind over the first nprobe
  * lists of a ranking qv_index_rank_lists gave (lists, dis): the same answer

@@ -21,10 +21,13 @@
 #define MAX_INDEX_DEPTH 16384 /* deeper than this, score every allowed item instead */
 #define EXACT_MAX_SLOW 2000   /* the exact cut when vectors come from LMDB */
 #define DENSE_MAX ((uint64_t)16 << 20) /* largest dense bitmap of a cached filter, bytes */
-/* nprobe under a filter keeping fraction f: f^-0.25 times the calibrated one
- * (glove-100, ivf_pq_fs: recall@10 >= 0.95 from 10% to 90%; 1/sqrt(f)
- * overshot to 0.98 at 10%, at 0.66x the QPS) */
-#define NPROBE_WIDEN 0.25
+/* nprobe under a filter keeping fraction f: f^-0.33 times the calibrated one
+ * (f^-0.25 held recall@10 >= 0.95 from 10% to 90% on glove-100's ivf_pq_fs
+ * but gave 0.949 at 20% on the MNIST-shaped 60k set's ivf_flat, under its
+ * unfiltered 0.959; f^-0.33: 0.958 there, 0.967 on glove at 20%, QPS within
+ * the noise; 1/sqrt(f) overshot to 0.98 at 10%, at 0.66x the QPS;
+ * bench/results/2026-12-07-filters-batch-keys) */
+#define NPROBE_WIDEN 0.33
 /* A query whose own lists hold none of what the filter allows lies far from
  * it, where IVF needs more lists for the same recall than calibration (on
  * the collection's own items) shows: the walk looks for FAR_FACTOR times the
@@ -45,6 +48,7 @@
  * ranking every one of 4,096 lists per query took 17%; a same-run comparison
  * of the two ways was too noisy here to give a figure) */
 #define RANK_FIRST 4
+#define BATCH_KEYS_MAX ((size_t)4 << 20) /* a batch's coarse keys: at most 16 MiB */
 #define PAR_MIN_QUERIES 32 /* batches this large may use the cores that concurrent
                             * reads leave idle (more threads than cores would only
                             * preempt each other) */
@@ -172,6 +176,12 @@ typedef struct qctx {
     int exact;
     qv_idsel *sel;
     int sel_built;
+    /* a batch's coarse keys (nq rows of nlist) for its filtered walks, made
+     * for index generation keys_gen; qi: the batch's query being searched
+     * (-1: none) */
+    const float *keys;
+    uint64_t keys_gen;
+    long qi;
     MDB_txn *txn; /* the call's read snapshot (not owned) */
     char *err;
     size_t errlen;
@@ -420,11 +430,16 @@ static const uint32_t *list_counts(filt *f, qv_coll *c, uint32_t nlist)
 }
 
 /* A filtered walk's ranking of lists, kept for the search that follows:
- * it probes the same lists without ranking them again. */
+ * it probes the same lists without ranking them again, and skips those the
+ * filter leaves nothing of (a filter correlated with the query empties the
+ * query's nearest lists: a far query's walk crosses many of them, and FAISS
+ * would test every vector of each against the selector). */
 typedef struct ranking {
-    int64_t *lists; /* n lists nearest the query, nearest first */
+    int64_t *lists; /* n lists nearest the query holding allowed items, nearest first */
     float *dis;     /* their coarse distances */
     uint32_t n;
+    uint32_t np;    /* how many of them the walk probes */
+    uint32_t ranked; /* lists ranked, empty ones included (nlist: all of them) */
 } ranking;
 
 static void ranking_free(ranking *rk)
@@ -466,7 +481,9 @@ static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, 
     uint32_t j = 0;
     size_t ranked = 0; /* lists the last ranking holds (0: none, or it failed) */
     while (counts && lists && dis && sizes) {
-        if (qv_index_rank_lists(c->index, q, k, lists, dis, sizes)) {
+        const float *row = x->keys && x->qi >= 0 && x->keys_gen == c->index_gen
+                               ? x->keys + (size_t)x->qi * nlist : NULL;
+        if (qv_index_rank_lists(c->index, q, row, k, lists, dis, sizes)) {
             ranked = 0;
             break;
         }
@@ -493,9 +510,18 @@ static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, 
     }
     free(sizes);
     if (ranked) { /* the search probes these lists: it need not rank them again */
+        uint32_t n = 0, npk = 0;
+        for (size_t i = 0; i < ranked && lists[i] >= 0; i++) {
+            if (!counts[lists[i]]) continue; /* nothing allowed in it */
+            npk += i < np;
+            lists[n] = lists[i];
+            dis[n++] = dis[i];
+        }
         rk->lists = lists;
         rk->dis = dis;
-        rk->n = (uint32_t)ranked;
+        rk->n = n;
+        rk->np = npk ? npk : 1;
+        rk->ranked = (uint32_t)ranked;
     } else {
         free(lists);
         free(dis);
@@ -577,14 +603,26 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
         if (np > p->nlist) np = p->nlist;
         if (np < 1) np = 1;
     }
+    if (rk.lists && !rk.n) ranking_free(&rk); /* no allowed item in the index's lists */
     for (;;) {
-        if (rk.lists && np <= rk.n) rc = qv_index_search_lists(c->index, q, D, np, rk.lists, rk.dis, x->sel, sc, lb);
+        if (rk.lists) rc = qv_index_search_lists(c->index, q, D, rk.np, rk.lists, rk.dis, x->sel, sc, lb);
         else rc = qv_index_search_sel(c->index, 1, q, D, np, x->sel, sc, lb);
         if (rc) break;
         m = 0;
         while (m < D && lb[m] >= 0) m++;
         /* k hits whenever k items match: probe further while short */
-        if (m >= D || !ivf || np >= p->nlist || m >= x->allowed_est) break;
+        if (m >= D || !ivf || m >= x->allowed_est) break;
+        if (rk.lists) {
+            if (rk.np < rk.n) { /* twice the non-empty lists */
+                rk.np = rk.np * 2 > rk.n ? rk.n : rk.np * 2;
+                continue;
+            }
+            if (rk.ranked >= p->nlist) break; /* every list with an allowed item probed */
+            np = rk.ranked * 2 > p->nlist ? p->nlist : rk.ranked * 2; /* past the ranking */
+            ranking_free(&rk);
+            continue;
+        }
+        if (np >= p->nlist) break;
         np = np * 2 > p->nlist ? p->nlist : np * 2;
     }
     pthread_rwlock_unlock(&c->ilock);
@@ -626,6 +664,7 @@ static int ctx_init(qctx *x, qv_coll *c, MDB_txn *txn, const qv_query_opts *o,
                     const int64_t *extra, size_t nextra, char *err, size_t errlen)
 {
     memset(x, 0, sizeof *x);
+    x->qi = -1;
     x->c = c;
     x->o = o;
     x->dim = c->cfg.dim;
@@ -817,7 +856,9 @@ static int one_list(qctx *x, size_t li, size_t nq, const float *q, const int64_t
         for (size_t i = from; i < to && !rc; i++) {
             free(lists[i]);
             lists[i] = NULL;
+            x->qi = (long)i;
             rc = knn(x, q + i * x->dim, depth, qids && !fusion ? qids[i] : -1, &lists[i], &ns[i]);
+            x->qi = -1;
             if (!rc && ns[i] >= depth && depth < x->allowed_est) exhausted = 0;
             if (!rc) ns[i] = cut_threshold(x, lists[i], ns[i], x->l2);
         }
@@ -839,6 +880,31 @@ static int one_list(qctx *x, size_t li, size_t nq, const float *q, const int64_t
         *got = (size_t)g;
         return 0;
     }
+}
+
+/* The coarse keys of a batch whose queries each walk the lists under a
+ * filter (probe_depth), made in one BLAS product rather than one
+ * matrix-vector product per query, into x->keys (returned, to free). NULL
+ * when the walks will not run, or on any failure (each walk then ranks its
+ * own lists). */
+static float *batch_keys(qctx *x, size_t nq, const float *q)
+{
+    qv_coll *c = x->c;
+    if (nq < 2 || !x->f || x->exact || x->o->nprobe || !atomic_load(&c->count)) return NULL;
+    double frac = (double)x->allowed_est / (double)atomic_load(&c->count);
+    if (!(frac > 0 && frac < 1)) return NULL;
+    float *keys = NULL;
+    pthread_rwlock_rdlock(&c->ilock);
+    const qv_index_params *p = c->index ? qv_index_get_params(c->index) : NULL;
+    if (p && p->kind != QV_KIND_FLAT && p->nlist && nq <= (BATCH_KEYS_MAX / p->nlist) &&
+        (keys = malloc(nq * p->nlist * sizeof *keys)) && qv_index_coarse_keys(c->index, nq, q, keys)) {
+        free(keys);
+        keys = NULL;
+    }
+    x->keys = keys;
+    x->keys_gen = c->index_gen;
+    pthread_rwlock_unlock(&c->ilock);
+    return keys;
 }
 
 /* A composed search of nq queries (q: nq*dim, qids[i] >= 0: query i is that
@@ -864,6 +930,8 @@ static int search_composed(qv_coll *c, MDB_txn *txn, size_t nq, const float *q,
      * every list reads are built first */
     int par = !rc && !fusion && nq >= PAR_MIN_QUERIES && omp_get_max_threads() > 1;
     if (!rc) rc = build_sel(&x);
+    float *keys = NULL;
+    if (!rc) keys = batch_keys(&x, nq, q);
     if (par && !rc && (x.exact || x.f)) rc = build_allowed(&x);
     if (par && !rc) rc = qv_store_read_share(qv_db_store(c->db), txn);
     int *rcs = calloc(nlists ? nlists : 1, sizeof *rcs);
@@ -895,6 +963,7 @@ static int search_composed(qv_coll *c, MDB_txn *txn, size_t nq, const float *q,
     free(rcs);
     free(got);
     free(hits);
+    free(keys);
     for (size_t i = 0; lists && i < nq; i++) free(lists[i]);
     free(lists);
     free(ns);

@@ -428,6 +428,7 @@ static void test_coarse_scans_match_faiss(void **state)
     const size_t n = 3000;
     float *x = clustered_spread(n, DIM, 48, 1.0f, 7);
     float *q = clustered_spread(NQ, DIM, 48, 1.0f, 8);
+    float qn[NQ * DIM], keys[NQ * NLIST]; /* unit length for COSINE, as the engine gives them */
     int64_t *ids = seq_ids(n, 7);
     const qv_index_params kinds[] = {P_IVF32, {.kind = QV_KIND_IVF_SQ8, .nlist = NLIST},
                                      {.kind = QV_KIND_IVF_PQ, .nlist = NLIST, .pq_m = 8, .refine = 4},
@@ -436,21 +437,22 @@ static void test_coarse_scans_match_faiss(void **state)
     for (size_t a = 0; a < sizeof kinds / sizeof *kinds; a++)
         for (size_t m = 0; m < 3; m++) {
             qv_index *ix = build(DIM, metrics[m], kinds[a], n, x, ids);
+            memcpy(qn, q, sizeof qn);
+            for (size_t i = 0; metrics[m] == QV_METRIC_COSINE && i < NQ; i++) qv_vec_normalize(qn + i * DIM, DIM);
+            CHECK_OK(qv_index_coarse_keys(ix, NQ, qn, keys)); /* a batch's keys, one matrix product */
             for (uint32_t np = 1; np <= 16; np *= 2) {
-                float fs[NQ * K], bs[NQ * K], ss[K], rs[K], dis[NLIST];
-                int64_t fl[NQ * K], bl[NQ * K], sl[K], rl[K], lists[NLIST];
-                uint32_t sizes[NLIST];
+                float fs[NQ * K], bs[NQ * K], ss[K], rs[K], ks[K], dis[NLIST], kdis[NLIST];
+                int64_t fl[NQ * K], bl[NQ * K], sl[K], rl[K], kl[K], lists[NLIST], klists[NLIST];
+                uint32_t sizes[NLIST], ksizes[NLIST];
                 qv_index_set_coarse_blas(0);
                 CHECK_OK(unit_search(ix, NQ, q, K, np, fs, fl));
                 qv_index_set_coarse_blas(1);
                 CHECK_OK(unit_search(ix, NQ, q, K, np, bs, bl));
-                size_t same[3] = {0}; /* batch, one at a time, ranked lists */
+                size_t same[4] = {0}; /* batch, one at a time, ranked lists, ranked from the batch's keys */
                 for (size_t i = 0; i < NQ; i++) {
-                    float qi[DIM]; /* unit length for COSINE, as the engine gives it */
-                    memcpy(qi, q + i * DIM, sizeof qi);
-                    if (metrics[m] == QV_METRIC_COSINE) qv_vec_normalize(qi, DIM);
+                    const float *qi = qn + i * DIM;
                     CHECK_OK(qv_index_search(ix, 1, qi, K, np, ss, sl));
-                    CHECK_OK(qv_index_rank_lists(ix, qi, 2 * np, lists, dis, sizes));
+                    CHECK_OK(qv_index_rank_lists(ix, qi, NULL, 2 * np, lists, dis, sizes));
                     uint32_t total = 0;
                     for (uint32_t j = 0; j < 2 * np; j++) {
                         assert_true(lists[j] >= 0 && lists[j] < NLIST);
@@ -460,11 +462,15 @@ static void test_coarse_scans_match_faiss(void **state)
                     }
                     assert_true(total > 0);
                     CHECK_OK(qv_index_search_lists(ix, qi, K, np, lists, dis, NULL, rs, rl));
+                    CHECK_OK(qv_index_rank_lists(ix, qi, keys + i * NLIST, 2 * np, klists, kdis, ksizes));
+                    for (uint32_t j = 0; j < 2 * np; j++) /* the same ranking, up to rounding */
+                        assert_true(fabsf(kdis[j] - dis[j]) <= 1e-4f * (1 + fabsf(dis[j])));
+                    CHECK_OK(qv_index_search_lists(ix, qi, K, np, klists, kdis, NULL, ks, kl));
                     for (size_t j = 0; j < K; j++) {
                         const size_t o = i * K + j;
-                        const float got[3] = {bs[o], ss[j], rs[j]};
-                        const int64_t gid[3] = {bl[o], sl[j], rl[j]};
-                        for (int w = 0; w < 3; w++) {
+                        const float got[4] = {bs[o], ss[j], rs[j], ks[j]};
+                        const int64_t gid[4] = {bl[o], sl[j], rl[j], kl[j]};
+                        for (int w = 0; w < 4; w++) {
                             same[w] += gid[w] == fl[o];
                             if (fl[o] >= 0 && !(fabsf(got[w] - fs[o]) <= 1e-3f * (1 + fabsf(fs[o]))))
                                 fail_msg("kind %d metric %d nprobe %u way %d: query %zu rank %zu scores %g, "
@@ -473,7 +479,7 @@ static void test_coarse_scans_match_faiss(void **state)
                     }
                 }
                 /* rounding may swap a centroid tie, nothing more */
-                for (int w = 0; w < 3; w++)
+                for (int w = 0; w < 4; w++)
                     if (same[w] < NQ * K * 99 / 100)
                         fail_msg("kind %d metric %d nprobe %u way %d: %zu of %d ids as FAISS's own scan",
                                  kinds[a].kind, metrics[m], np, w, same[w], NQ * K);
