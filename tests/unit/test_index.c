@@ -491,6 +491,10 @@ static void test_coarse_scans_match_faiss(void **state)
             assert_int_equal(qv_index_search_lists(ix, q, K, 2, NULL, dis, NULL, rs, rl), QV_INVALID);
             qv_index_free(ix);
         }
+    /* no coarse quantizer: no keys */
+    qv_index *flat = build(DIM, QV_METRIC_L2, P_FLAT, n, x, ids);
+    assert_int_equal(qv_index_coarse_keys(flat, NQ, q, keys), QV_INVALID);
+    qv_index_free(flat);
     free(x);
     free(q);
     free(ids);
