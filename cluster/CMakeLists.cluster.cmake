@@ -16,6 +16,6 @@ set_source_files_properties(${GEN}/quiver/peer/v1/peer.pb-c.c PROPERTIES
 add_library(qvcluster STATIC cluster/node.c cluster/controller.c cluster/cbackup.c cluster/entry.c cluster/peer.c cluster/router.c
   ${GEN}/quiver/peer/v1/peer.pb-c.c)
 target_include_directories(qvcluster PUBLIC cluster ${GEN})
-target_link_libraries(qvcluster PUBLIC qvstorage qvproto qvetcd qvlog PkgConfig::GRPC PkgConfig::JANSSON PkgConfig::CRYPTO PkgConfig::ARCHIVE)
+target_link_libraries(qvcluster PUBLIC qvstorage qvproto qvpbcall qvetcd qvlog PkgConfig::GRPC PkgConfig::JANSSON PkgConfig::CRYPTO PkgConfig::ARCHIVE)
 # quiverd's handlers route through it in cluster mode (server/svc_cluster.c)
 target_link_libraries(qvserver PUBLIC qvcluster)

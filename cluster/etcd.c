@@ -17,13 +17,13 @@
 #include <time.h>
 
 #include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/status.h>
 #include <grpc/support/time.h>
 
 #include "etcd.h"
+#include "pbcall.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
 #include "quiver/error.h"
 #include "quiver/log.h"
@@ -269,29 +269,6 @@ static void qc_status_text(char *buf, size_t len, const char *target, grpc_statu
     snprintf(buf, len, "%s: %s: %.*s", target, qc_status_name(code),
              (int)GRPC_SLICE_LENGTH(details), (const char *)GRPC_SLICE_START_PTR(details));
     grpc_slice_unref(details);
-}
-
-static grpc_byte_buffer *qc_pack(const ProtobufCMessage *m)
-{
-    size_t len = protobuf_c_message_get_packed_size(m);
-    grpc_slice s = grpc_slice_malloc(len);
-    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s); /* the buffer holds its own reference */
-    return bb;
-}
-
-static ProtobufCMessage *qc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
-{
-    grpc_byte_buffer_reader rd;
-    if (!bb || !grpc_byte_buffer_reader_init(&rd, bb)) return NULL;
-    grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-    /* unpack copies bytes out of the slice, which can go right away */
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-    grpc_slice_unref(s);
-    return m;
 }
 
 static void qc_cq_destroy(grpc_completion_queue *cq)
@@ -557,48 +534,28 @@ static grpc_status_code qc_attempt(qc_etcd_ep *ep, int m, const ProtobufCMessage
         snprintf(why, whylen, "%s: cannot create a call", ep->target);
         return GRPC_STATUS_INTERNAL;
     }
-    grpc_byte_buffer *send = qc_pack(req), *recv = NULL;
-    grpc_metadata_array initial, trailing;
-    grpc_metadata_array_init(&initial);
-    grpc_metadata_array_init(&trailing);
-    grpc_status_code code = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
+    qv_unary u;
     grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].flags = QC_WAIT_FOR_READY;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.status = &code;
-    ops[5].data.recv_status_on_client.status_details = &details;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
+    qv_unary_ops(&u, req, NULL, 0, QC_WAIT_FOR_READY, ops);
+    grpc_status_code code;
     grpc_call_error ce = grpc_call_start_batch(call, ops, 6, ops, NULL);
     if (ce != GRPC_CALL_OK) {
-        grpc_slice_unref(details);
         snprintf(why, whylen, "%s: start_batch: %s", ep->target, grpc_call_error_to_string(ce));
         code = GRPC_STATUS_INTERNAL;
     } else {
         /* the call's deadline bounds this wait; the status tells the outcome */
         grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        qc_status_text(why, whylen, ep->target, code, details);
+        code = u.code;
+        qc_status_text(why, whylen, ep->target, code, grpc_slice_ref(u.details));
         if (code == GRPC_STATUS_DEADLINE_EXCEEDED &&
             grpc_channel_check_connectivity_state(ep->ch, 0) != GRPC_CHANNEL_READY)
             snprintf(why, whylen, "%s: cannot connect", ep->target);
-        if (code == GRPC_STATUS_OK && !(*reply = qc_unpack(recv, rd))) {
+        if (code == GRPC_STATUS_OK && !(*reply = qv_pb_unpack(u.recv, rd))) {
             snprintf(why, whylen, "%s: the reply does not decode as %s", ep->target, rd->name);
             code = GRPC_STATUS_INTERNAL;
         }
     }
-    if (recv) grpc_byte_buffer_destroy(recv);
-    grpc_byte_buffer_destroy(send);
-    grpc_metadata_array_destroy(&initial);
-    grpc_metadata_array_destroy(&trailing);
+    qv_unary_free(&u);
     grpc_call_unref(call);
     qc_cq_destroy(cq);
     return code;
@@ -911,7 +868,7 @@ static int qc_stream_send(qc_stream *s, const ProtobufCMessage *msg, int64_t tim
         n++;
         s->sent_md = 1;
     }
-    grpc_byte_buffer *bb = qc_pack(msg);
+    grpc_byte_buffer *bb = qv_pb_pack(msg);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = bb;
     n++;
@@ -939,7 +896,7 @@ static ProtobufCMessage *qc_stream_recv(qc_stream *s, const ProtobufCMessageDesc
     ops[n].data.recv_message.recv_message = &bb;
     n++;
     int ok = qc_stream_batch(s, ops, n, timeout_ms);
-    ProtobufCMessage *m = ok && bb ? qc_unpack(bb, d) : NULL;
+    ProtobufCMessage *m = ok && bb ? qv_pb_unpack(bb, d) : NULL;
     if (bb) grpc_byte_buffer_destroy(bb);
     return m;
 }

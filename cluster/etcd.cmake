@@ -41,7 +41,7 @@ set_source_files_properties(${ETCD_PB_C} PROPERTIES
   COMPILE_OPTIONS "-Wno-unused-parameter;-Wno-sign-compare;-Wno-missing-field-initializers")
 add_library(qvetcd STATIC cluster/etcd.c ${ETCD_PB_C})
 target_include_directories(qvetcd PUBLIC cluster PRIVATE ${ETCD_GEN})
-target_link_libraries(qvetcd PUBLIC qvutil PkgConfig::GRPC PkgConfig::PROTOBUFC Threads::Threads)
+target_link_libraries(qvetcd PUBLIC qvutil qvpbcall PkgConfig::GRPC PkgConfig::PROTOBUFC Threads::Threads)
 
 add_executable(test_etcd tests/unit/test_etcd.c)
 target_link_libraries(test_etcd PRIVATE qvetcd PkgConfig::CMOCKA)

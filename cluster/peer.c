@@ -5,8 +5,8 @@
  * slowest call, not the sum.
  */
 #include "peer.h"
+#include "pbcall.h"
 
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
@@ -134,11 +134,7 @@ static grpc_channel *channel_of(qc_peers *p, const char *addr)
 
 typedef struct inflight {
     grpc_call *call;
-    grpc_byte_buffer *send, *recv;
-    grpc_metadata_array initial, trailing;
-    grpc_status_code code;
-    grpc_slice details;
-    int started;
+    qv_unary u;
 } inflight;
 
 /* A read of quiver.v1 to this node runs in place (those answer before
@@ -179,35 +175,12 @@ void qc_peer_call_all(qc_peers *p, qc_call *calls, size_t n, int64_t deadline_ms
                                        gpr_time_from_millis(left > 1 ? left : 1, GPR_TIMESPAN));
         grpc_slice method = grpc_slice_from_static_string(c->method);
         f->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, dl, NULL);
-        size_t len = protobuf_c_message_get_packed_size(c->req);
-        grpc_slice s = grpc_slice_malloc(len);
-        protobuf_c_message_pack(c->req, GRPC_SLICE_START_PTR(s));
-        f->send = grpc_raw_byte_buffer_create(&s, 1);
-        grpc_slice_unref(s);
-        grpc_metadata_array_init(&f->initial);
-        grpc_metadata_array_init(&f->trailing);
-        f->details = grpc_empty_slice();
         grpc_op ops[6];
-        memset(ops, 0, sizeof ops);
-        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[0].data.send_initial_metadata.count = p->nmd;
-        ops[0].data.send_initial_metadata.metadata = p->md;
-        ops[1].op = GRPC_OP_SEND_MESSAGE;
-        ops[1].data.send_message.send_message = f->send;
-        ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-        ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[3].data.recv_initial_metadata.recv_initial_metadata = &f->initial;
-        ops[4].op = GRPC_OP_RECV_MESSAGE;
-        ops[4].data.recv_message.recv_message = &f->recv;
-        ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-        ops[5].data.recv_status_on_client.status = &f->code;
-        ops[5].data.recv_status_on_client.status_details = &f->details;
-        ops[5].data.recv_status_on_client.trailing_metadata = &f->trailing;
+        qv_unary_ops(&f->u, c->req, p->md, p->nmd, 0, ops);
         if (grpc_call_start_batch(f->call, ops, 6, f, NULL) != GRPC_CALL_OK) {
             set_msg(c, GRPC_STATUS_INTERNAL, "cannot start a call to a peer");
             continue;
         }
-        f->started = 1;
         started++;
     }
     /* calls to this node run here while the others are on the wire */
@@ -235,43 +208,24 @@ void qc_peer_call_all(qc_peers *p, qc_call *calls, size_t n, int64_t deadline_ms
         started--;
         inflight *f = ev.tag;
         qc_call *c = &calls[f - fl];
-        c->code = f->code;
-        char *d = grpc_slice_to_c_string(f->details);
+        c->code = f->u.code;
+        char *d = grpc_slice_to_c_string(f->u.details);
         snprintf(c->msg, sizeof c->msg, "%s", d ? d : "");
         gpr_free(d);
-        if (c->code == GRPC_STATUS_OK) {
-            if (!f->recv) {
-                set_msg(c, GRPC_STATUS_INTERNAL, "a peer replied with no message");
-            } else {
-                grpc_byte_buffer_reader rd;
-                grpc_byte_buffer_reader_init(&rd, f->recv);
-                grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
-                grpc_byte_buffer_reader_destroy(&rd);
-                if (!c->reply_desc) { /* the bytes themselves */
-                    size_t len = GRPC_SLICE_LENGTH(all);
-                    if ((c->raw = malloc(len ? len : 1))) {
-                        memcpy(c->raw, GRPC_SLICE_START_PTR(all), len);
-                        c->raw_len = len;
-                    } else {
-                        set_msg(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for a peer's reply");
-                    }
-                } else {
-                    c->reply = protobuf_c_message_unpack(c->reply_desc, NULL, GRPC_SLICE_LENGTH(all),
-                                                         GRPC_SLICE_START_PTR(all));
-                    if (!c->reply) set_msg(c, GRPC_STATUS_INTERNAL, "a peer's reply does not decode");
-                }
-                grpc_slice_unref(all);
-            }
+        if (c->code != GRPC_STATUS_OK) continue;
+        if (!f->u.recv) {
+            set_msg(c, GRPC_STATUS_INTERNAL, "a peer replied with no message");
+        } else if (!c->reply_desc) { /* the bytes themselves */
+            if (qv_pb_bytes(f->u.recv, &c->raw, &c->raw_len))
+                set_msg(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for a peer's reply");
+        } else if (!(c->reply = qv_pb_unpack(f->u.recv, c->reply_desc))) {
+            set_msg(c, GRPC_STATUS_INTERNAL, "a peer's reply does not decode");
         }
     }
     for (size_t i = 0; fl && i < n; i++) {
         inflight *f = &fl[i];
         if (!f->call) continue;
-        if (f->recv) grpc_byte_buffer_destroy(f->recv);
-        grpc_byte_buffer_destroy(f->send);
-        grpc_metadata_array_destroy(&f->initial);
-        grpc_metadata_array_destroy(&f->trailing);
-        grpc_slice_unref(f->details);
+        qv_unary_free(&f->u);
         grpc_call_unref(f->call);
     }
     free(fl);
@@ -307,26 +261,11 @@ grpc_status_code qc_peer_stream(qc_peers *p, const char *addr, const char *metho
                                    gpr_time_from_millis(left > 1 ? left : 1, GPR_TIMESPAN));
     grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                                grpc_slice_from_static_string(method), NULL, dl, NULL);
-    size_t len = protobuf_c_message_get_packed_size(req);
-    grpc_slice s = grpc_slice_malloc(len);
-    protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(s));
-    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    grpc_metadata_array initial, trailing;
-    grpc_metadata_array_init(&initial);
-    grpc_metadata_array_init(&trailing);
-    grpc_status_code code = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
-    grpc_op ops[4];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = p->nmd;
-    ops[0].data.send_initial_metadata.metadata = p->md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
+    /* a unary call's operations, the one message received apart: the
+     * first four start it, then each message, then the status (ops[5]) */
+    qv_unary u;
+    grpc_op ops[6];
+    qv_unary_ops(&u, req, p->md, p->nmd, 0, ops);
     char t_start, t_msg, t_status;
     int stop = grpc_call_start_batch(call, ops, 4, &t_start, NULL) != GRPC_CALL_OK || !next_event(cq, &t_start);
     /* every message until the end of the stream (or take says stop) */
@@ -338,36 +277,22 @@ grpc_status_code qc_peer_stream(qc_peers *p, const char *addr, const char *metho
         op.data.recv_message.recv_message = &bb;
         if (grpc_call_start_batch(call, &op, 1, &t_msg, NULL) != GRPC_CALL_OK || !next_event(cq, &t_msg) || !bb)
             break;
-        grpc_byte_buffer_reader rd;
-        grpc_byte_buffer_reader_init(&rd, bb);
-        grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
-        grpc_byte_buffer_reader_destroy(&rd);
+        ProtobufCMessage *m = qv_pb_unpack(bb, desc);
         grpc_byte_buffer_destroy(bb);
-        ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all),
-                                                        GRPC_SLICE_START_PTR(all));
-        grpc_slice_unref(all);
         if (!m || take(ctx, m)) {
             grpc_call_cancel(call, NULL);
             if (!m) snprintf(msg, msglen, "a peer's message does not decode");
             break;
         }
     }
-    grpc_op st;
-    memset(&st, 0, sizeof st);
-    st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    st.data.recv_status_on_client.status = &code;
-    st.data.recv_status_on_client.status_details = &details;
-    st.data.recv_status_on_client.trailing_metadata = &trailing;
-    if (grpc_call_start_batch(call, &st, 1, &t_status, NULL) == GRPC_CALL_OK) next_event(cq, &t_status);
+    if (grpc_call_start_batch(call, &ops[5], 1, &t_status, NULL) == GRPC_CALL_OK) next_event(cq, &t_status);
     if (!msg[0]) {
-        char *d = grpc_slice_to_c_string(details);
+        char *d = grpc_slice_to_c_string(u.details);
         snprintf(msg, msglen, "%s", d ? d : "");
         gpr_free(d);
     }
-    grpc_slice_unref(details);
-    grpc_byte_buffer_destroy(send);
-    grpc_metadata_array_destroy(&initial);
-    grpc_metadata_array_destroy(&trailing);
+    grpc_status_code code = u.code;
+    qv_unary_free(&u);
     grpc_call_unref(call);
     grpc_completion_queue_shutdown(cq);
     while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=

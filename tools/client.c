@@ -22,6 +22,7 @@
 #include <grpc/support/time.h>
 
 #include "client.h"
+#include "pbcall.h"
 
 typedef struct method_reg {
     char *path;   /* must outlive the channel: freed in qvc_close */
@@ -113,30 +114,6 @@ static gpr_timespec deadline_in(int timeout_ms)
     if (timeout_ms <= 0) return gpr_inf_future(GPR_CLOCK_REALTIME);
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                         gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-}
-
-/* Encode a message into a new byte buffer (NULL when out of memory). */
-static grpc_byte_buffer *pack_bb(const ProtobufCMessage *m)
-{
-    size_t len = protobuf_c_message_get_packed_size(m);
-    grpc_slice s = grpc_slice_malloc(len);
-    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
-}
-
-/* Decode a received byte buffer (NULL when it does not decode). */
-static ProtobufCMessage *unpack_bb(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
-{
-    grpc_byte_buffer_reader rd;
-    if (!bb || !grpc_byte_buffer_reader_init(&rd, bb)) return NULL;
-    grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
-    grpc_byte_buffer_reader_destroy(&rd);
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-    grpc_slice_unref(s);
-    return m;
 }
 
 /* Wait for the completion of tag (its batch was started on cq). */
@@ -360,48 +337,25 @@ static int unary_call(qvc *c, const char *method, const ProtobufCMessage *req, q
         cq_put(c, cq);
         return st->code;
     }
-    grpc_byte_buffer *send = pack_bb(req), *recv = NULL;
-    grpc_metadata_array initial, trailing;
-    grpc_metadata_array_init(&initial);
-    grpc_metadata_array_init(&trailing);
-    grpc_status_code code = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
+    qv_unary u;
     grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = c->n_md;
-    ops[0].data.send_initial_metadata.metadata = c->n_md ? &c->auth : NULL;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.status = &code;
-    ops[5].data.recv_status_on_client.status_details = &details;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trailing;
+    qv_unary_ops(&u, req, &c->auth, c->n_md, 0, ops);
     int rc;
     grpc_call_error e = grpc_call_start_batch(call, ops, 6, ops, NULL);
     if (e != GRPC_CALL_OK) {
-        grpc_slice_unref(details);
         rc = set_status(st, GRPC_STATUS_INTERNAL, "client: start_batch: %s",
                         grpc_call_error_to_string(e));
     } else {
         wait_tag(cq, ops); /* the status, not the batch's success, tells */
-        rc = set_status_slice(st, code, details);
+        rc = set_status_slice(st, u.code, grpc_slice_ref(u.details));
         if (rc == GRPC_STATUS_OK) {
-            if (!recv)
+            if (!u.recv)
                 rc = set_status(st, GRPC_STATUS_INTERNAL, "client: %s returned no message", method);
             else
-                rc = take(ctx, recv, st);
+                rc = take(ctx, u.recv, st);
         }
     }
-    if (recv) grpc_byte_buffer_destroy(recv);
-    grpc_byte_buffer_destroy(send);
-    grpc_metadata_array_destroy(&initial);
-    grpc_metadata_array_destroy(&trailing);
+    qv_unary_free(&u);
     grpc_call_unref(call);
     cq_put(c, cq);
     return rc;
@@ -416,7 +370,7 @@ typedef struct unpack_ctx {
 static int take_unpack(void *ctx, grpc_byte_buffer *bb, qvc_status *st)
 {
     unpack_ctx *u = ctx;
-    if ((*u->reply = unpack_bb(bb, u->desc))) return 0;
+    if ((*u->reply = qv_pb_unpack(bb, u->desc))) return 0;
     return set_status(st, GRPC_STATUS_INTERNAL, "client: reply of %s does not decode as %s",
                       u->method, u->desc->name);
 }
@@ -479,7 +433,7 @@ int qvc_stream_start(qvc *c, const char *method, const ProtobufCMessage *req, in
         free(s);
         return st->code;
     }
-    s->request = pack_bb(req);
+    s->request = qv_pb_pack(req);
     grpc_metadata_array_init(&s->initial);
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
@@ -521,7 +475,7 @@ int qvc_stream_next(qvc_stream *s, const ProtobufCMessageDescriptor *desc, Proto
         s->ended = 1;
         return 0;
     }
-    *msg = unpack_bb(bb, desc);
+    *msg = qv_pb_unpack(bb, desc);
     grpc_byte_buffer_destroy(bb);
     if (!*msg) {
         s->bad_message = 1;
@@ -665,7 +619,7 @@ int qvc_upload_send(qvc_upload *u, const ProtobufCMessage *msg)
         u->broken = 1;
         return -1;
     }
-    u->inflight = pack_bb(msg);
+    u->inflight = qv_pb_pack(msg);
     if (!u->inflight) {
         u->broken = u->encode_failed = 1;
         grpc_call_cancel(u->call, NULL);
@@ -707,7 +661,7 @@ int qvc_upload_finish(qvc_upload *u, const ProtobufCMessageDescriptor *reply_des
     else if (rc == GRPC_STATUS_OK && reply_desc) {
         if (!u->reply)
             rc = set_status(st, GRPC_STATUS_INTERNAL, "client: the call returned no message");
-        else if (!(*reply = unpack_bb(u->reply, reply_desc)))
+        else if (!(*reply = qv_pb_unpack(u->reply, reply_desc)))
             rc = set_status(st, GRPC_STATUS_INTERNAL, "client: reply does not decode as %s",
                             reply_desc->name);
     }

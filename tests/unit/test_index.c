@@ -412,6 +412,31 @@ static void test_cosine_ivf(void **state)
     cosine_checks(P_IVF32);
 }
 
+/* An exact scan of more queries than a chunk (1,024) answers each query as a
+ * search of it alone does: the chunks' answers land in their own rows. */
+static void test_flat_batch_in_chunks(void **state)
+{
+    (void)state;
+    enum { DIM = 8, NQ = 2600, K = 5 };
+    const size_t n = 1500;
+    float *x = clustered_spread(n, DIM, 16, 1.0f, 21);
+    float *q = clustered_spread(NQ, DIM, 16, 1.0f, 22);
+    int64_t *ids = seq_ids(n, 1000);
+    qv_index *ix = build(DIM, QV_METRIC_L2, P_FLAT, n, x, ids);
+    float *bs = malloc(NQ * K * sizeof *bs), ss[K];
+    int64_t *bl = malloc(NQ * K * sizeof *bl), sl[K];
+    CHECK_OK(unit_search(ix, NQ, q, K, 0, bs, bl));
+    for (size_t i = 0; i < NQ; i += 7) {
+        CHECK_OK(unit_search(ix, 1, q + i * DIM, K, 0, ss, sl));
+        for (size_t j = 0; j < K; j++) {
+            assert_true(bl[i * K + j] == sl[j]);
+            assert_true(fabsf(bs[i * K + j] - ss[j]) <= 1e-4f * (1 + fabsf(ss[j])));
+        }
+    }
+    qv_index_free(ix);
+    free(bs), free(bl), free(x), free(q), free(ids);
+}
+
 /* ---- IVF ---- */
 
 /* Every way a search finds its lists answers as FAISS's own scan does
@@ -1143,6 +1168,7 @@ int main(void)
         cmocka_unit_test(test_cosine_flat),
         cmocka_unit_test(test_cosine_ivf),
         cmocka_unit_test(test_ivf_recall),
+        cmocka_unit_test(test_flat_batch_in_chunks),
         cmocka_unit_test(test_coarse_scans_match_faiss),
         cmocka_unit_test(test_remove_flat),
         cmocka_unit_test(test_remove_ivf_flat),
