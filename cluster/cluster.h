@@ -58,6 +58,9 @@ typedef struct qc_opts {
     const char *peer_key;
     int peer_tls;
     const char *peer_ca, *peer_cert, *peer_keyfile;
+    /* quiverd-test only (QUIVER_TEST_REPLICA_OPEN_DELAY_MS): replicas given to
+     * this node open this much later, as behind a lagging etcd watch */
+    unsigned test_open_delay_ms;
     /* calls to this node's own replicas, answered in place (no network) */
     grpc_status_code (*local_call)(const char *method, const ProtobufCMessage *req, uint8_t **reply,
                                    size_t *len, char *msg, size_t msglen);

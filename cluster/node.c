@@ -788,11 +788,31 @@ static void replica_close(replica *r, int drop)
 }
 
 /* Make the replicas this node holds match the shard map. */
+/* quiverd-test's late watch (qc_opts.test_open_delay_ms): a replica this node
+ * is given opens that much later, as on a node whose etcd watch lags. */
+static void test_open_delay(qc_cluster *c, const qc_meta *metas, size_t nm)
+{
+    int fresh = 0;
+    pthread_mutex_lock(&c->rmu);
+    for (size_t i = 0; i < nm && !fresh && !c->o.no_shards; i++)
+        for (uint32_t s = 0; s < metas[i].shards && !metas[i].creating && !fresh; s++)
+            for (uint32_t k = 0; k < metas[i].shard[s].nrep && !fresh; k++) {
+                char lname[QV_MAX_NAME + 1];
+                qc_replica_name(metas[i].uid, s, lname);
+                fresh = !strcmp(metas[i].shard[s].rep[k].node, c->node_id) && !replica_find(c, lname);
+            }
+    pthread_mutex_unlock(&c->rmu);
+    if (!fresh) return;
+    struct timespec ts = {c->o.test_open_delay_ms / 1000, (long)(c->o.test_open_delay_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 static void reconcile(qc_cluster *c)
 {
     qc_meta *metas = NULL;
     size_t nm = 0;
     if (qc_meta_list(c, &metas, &nm)) return;
+    if (c->o.test_open_delay_ms) test_open_delay(c, metas, nm);
     pthread_mutex_lock(&c->rmu);
     for (replica **pp = &c->replicas; *pp;) { /* reopened below, from a snapshot */
         replica *r = *pp;

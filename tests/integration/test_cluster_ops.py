@@ -425,6 +425,33 @@ def test_cluster_backup_during_writes_restores_into_a_fresh_cluster(cluster_fact
     _ = acked
 
 
+def test_restore_waits_for_replicas_to_open(cluster_factory, monkeypatch):  # noqa: F811
+    """Replicas open as their nodes' etcd watches see the collections: on nodes whose
+    watch lags (quiverd-test's QUIVER_TEST_REPLICA_OPEN_DELAY_MS), a restore still
+    answers only once every restored shard serves, and every replica is ACTIVE (a write
+    that found a replica not yet open used to set it CATCHING_UP, and the restored
+    collection answered UNAVAILABLE right after the reply)."""
+    src = cluster_factory(nodes=2, nats=1)
+    a0 = src.nodes[0]
+    X = np.random.default_rng(12).standard_normal((300, DIM)).astype(np.float32)
+    for name, shards in (("ra", 2), ("rb", 1)):
+        a0.collections.Create(pb.CreateCollectionRequest(name=name, dim=DIM, metric=pb.L2, shards=shards,
+                                                         replicas=2 if shards == 2 else 1))
+        a0.items.Upsert(pb.UpsertRequest(collection=name, items=[item(i, X[i]) for i in range(300)]))
+    data = b"".join(c.data for c in a0.admin.Backup(pb.BackupRequest(), timeout=120))
+    monkeypatch.setenv("QUIVER_TEST_REPLICA_OPEN_DELAY_MS", "1500")  # the nodes below: quiverd-test
+    dst = cluster_factory(nodes=2, nats=1)
+    b1 = dst.nodes[1]
+    r = b1.admin.Restore(iter([pb.RestoreChunk(data=data)]), timeout=120)
+    assert r.collections == 2 and r.items == 600, r
+    for node in dst.nodes:  # at once, through either node
+        for name in ("ra", "rb"):
+            got = {it.id for m in node.items.Scan(pb.ScanRequest(collection=name)) for it in m.items}
+            assert got == set(range(300)), (name, len(got))
+    states = [rep.state for sh in b1.admin.ClusterStatus(pb.ClusterStatusRequest()).shards for rep in sh.replicas]
+    assert len(states) == 5 and all(st == pb.REPLICA_ACTIVE for st in states), states
+
+
 def test_log_size_cap_and_a_replica_behind_it(cluster_factory):  # noqa: F811
     """--log-max-bytes caps each stream; a replica that was away while the cap dropped
     entries it needs installs a snapshot instead of missing them."""
