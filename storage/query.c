@@ -430,16 +430,11 @@ static const uint32_t *list_counts(filt *f, qv_coll *c, uint32_t nlist)
 }
 
 /* A filtered walk's ranking of lists, kept for the search that follows:
- * it probes the same lists without ranking them again, and skips those the
- * filter leaves nothing of (a filter correlated with the query empties the
- * query's nearest lists: a far query's walk crosses many of them, and FAISS
- * would test every vector of each against the selector). */
+ * it probes the same lists without ranking them again. */
 typedef struct ranking {
-    int64_t *lists; /* n lists nearest the query holding allowed items, nearest first */
+    int64_t *lists; /* n lists nearest the query, nearest first */
     float *dis;     /* their coarse distances */
     uint32_t n;
-    uint32_t np;    /* how many of them the walk probes */
-    uint32_t ranked; /* lists ranked, empty ones included (nlist: all of them) */
 } ranking;
 
 static void ranking_free(ranking *rk)
@@ -510,18 +505,9 @@ static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, 
     }
     free(sizes);
     if (ranked) { /* the search probes these lists: it need not rank them again */
-        uint32_t n = 0, npk = 0;
-        for (size_t i = 0; i < ranked && lists[i] >= 0; i++) {
-            if (!counts[lists[i]]) continue; /* nothing allowed in it */
-            npk += i < np;
-            lists[n] = lists[i];
-            dis[n++] = dis[i];
-        }
         rk->lists = lists;
         rk->dis = dis;
-        rk->n = n;
-        rk->np = npk ? npk : 1;
-        rk->ranked = (uint32_t)ranked;
+        rk->n = (uint32_t)ranked;
     } else {
         free(lists);
         free(dis);
@@ -603,26 +589,14 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
         if (np > p->nlist) np = p->nlist;
         if (np < 1) np = 1;
     }
-    if (rk.lists && !rk.n) ranking_free(&rk); /* no allowed item in the index's lists */
     for (;;) {
-        if (rk.lists) rc = qv_index_search_lists(c->index, q, D, rk.np, rk.lists, rk.dis, x->sel, sc, lb);
+        if (rk.lists && np <= rk.n) rc = qv_index_search_lists(c->index, q, D, np, rk.lists, rk.dis, x->sel, sc, lb);
         else rc = qv_index_search_sel(c->index, 1, q, D, np, x->sel, sc, lb);
         if (rc) break;
         m = 0;
         while (m < D && lb[m] >= 0) m++;
         /* k hits whenever k items match: probe further while short */
-        if (m >= D || !ivf || m >= x->allowed_est) break;
-        if (rk.lists) {
-            if (rk.np < rk.n) { /* twice the non-empty lists */
-                rk.np = rk.np * 2 > rk.n ? rk.n : rk.np * 2;
-                continue;
-            }
-            if (rk.ranked >= p->nlist) break; /* every list with an allowed item probed */
-            np = rk.ranked * 2 > p->nlist ? p->nlist : rk.ranked * 2; /* past the ranking */
-            ranking_free(&rk);
-            continue;
-        }
-        if (np >= p->nlist) break;
+        if (m >= D || !ivf || np >= p->nlist || m >= x->allowed_est) break;
         np = np * 2 > p->nlist ? p->nlist : np * 2;
     }
     pthread_rwlock_unlock(&c->ilock);
