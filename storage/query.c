@@ -176,12 +176,11 @@ typedef struct qctx {
     int exact;
     qv_idsel *sel;
     int sel_built;
-    /* a batch's coarse keys (nq rows of nlist) for its filtered walks, made
-     * for index generation keys_gen; qi: the batch's query being searched
-     * (-1: none) */
+    /* a batch's coarse keys (nq rows of keys_nlist) for its filtered
+     * walks, made for index generation keys_gen (query_keys) */
     const float *keys;
     uint64_t keys_gen;
-    long qi;
+    uint32_t keys_nlist;
     MDB_txn *txn; /* the call's read snapshot (not owned) */
     char *err;
     size_t errlen;
@@ -404,7 +403,7 @@ static int build_sel(qctx *x)
     return rc ? fail(x, rc, "cannot build the id selector") : 0;
 }
 
-static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n);
+static int knn_all(qctx *x, const float *q, const float *qkeys, size_t D, cand **out, size_t *n);
 
 /* The filter's count per inverted list of c's live index (caller holds
  * c->ilock), made once per index state; NULL when it cannot be made. */
@@ -456,11 +455,14 @@ static void ranking_free(ranking *rk)
  * from T f^(1-NPROBE_WIDEN) (r = 1) to FAR_FACTOR T (r = 0, the query's
  * neighbourhood wholly filtered out), so the walk goes on to where the
  * allowed items are and searches them as deep as a query among them would
- * need. Never fewer lists than the independent rule's. [out] rk: the
+ * need. Never fewer lists than the independent rule's. qkeys: q's coarse
+ * keys when its batch made them (query_keys), else NULL. [out] rk: the
  * lists ranked on the way (left empty when ranking failed). Under c->ilock. */
-static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, uint32_t nlist, ranking *rk)
+static uint32_t probe_depth(qctx *x, const float *q, const float *qkeys, uint32_t np0,
+                            double frac, uint32_t nlist, ranking *rk)
 {
     qv_coll *c = x->c;
+    if (x->keys_gen != c->index_gen) qkeys = NULL; /* made for an index since replaced */
     uint32_t np = widen(np0, frac, nlist);
     if (np0 > nlist) np0 = nlist;
     const uint32_t *counts = list_counts(x->f, c, nlist);
@@ -476,9 +478,7 @@ static uint32_t probe_depth(qctx *x, const float *q, uint32_t np0, double frac, 
     uint32_t j = 0;
     size_t ranked = 0; /* lists the last ranking holds (0: none, or it failed) */
     while (counts && lists && dis && sizes) {
-        const float *row = x->keys && x->qi >= 0 && x->keys_gen == c->index_gen
-                               ? x->keys + (size_t)x->qi * nlist : NULL;
-        if (qv_index_rank_lists(c->index, q, row, k, lists, dis, sizes)) {
+        if (qv_index_rank_lists(c->index, q, qkeys, k, lists, dis, sizes)) {
             ranked = 0;
             break;
         }
@@ -529,15 +529,17 @@ static size_t keep_others(cand *cs, size_t n, int64_t self, size_t D)
 }
 
 /* The D nearest allowed items of q (fewer only when fewer are allowed),
- * leaving out self (>= 0: the query's own item). */
-static int knn(qctx *x, const float *q, size_t D, int64_t self, cand **out, size_t *n)
+ * leaving out self (>= 0: the query's own item); qkeys: q's coarse keys
+ * (query_keys) or NULL. */
+static int knn(qctx *x, const float *q, const float *qkeys, size_t D, int64_t self, cand **out,
+               size_t *n)
 {
-    int rc = knn_all(x, q, depth_with(D, self), out, n);
+    int rc = knn_all(x, q, qkeys, depth_with(D, self), out, n);
     if (!rc) *n = keep_others(*out, *n, self, D);
     return rc;
 }
 
-static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
+static int knn_all(qctx *x, const float *q, const float *qkeys, size_t D, cand **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -573,7 +575,7 @@ static int knn_all(qctx *x, const float *q, size_t D, cand **out, size_t *n)
             double frac = (double)x->allowed_est / (double)atomic_load(&c->count);
             if (frac > 0 && frac < 1) {
                 if (x->o->nprobe) np = widen(np, frac, p->nlist);
-                else np = probe_depth(x, q, np, frac, p->nlist, &rk);
+                else np = probe_depth(x, q, qkeys, np, frac, p->nlist, &rk);
                 /* a walk so deep that it would scan more than
                  * EXACT_SCAN_RATIO vectors per allowed one: exact */
                 double scan = (double)np * (double)atomic_load(&c->count) / p->nlist;
@@ -638,7 +640,6 @@ static int ctx_init(qctx *x, qv_coll *c, MDB_txn *txn, const qv_query_opts *o,
                     const int64_t *extra, size_t nextra, char *err, size_t errlen)
 {
     memset(x, 0, sizeof *x);
-    x->qi = -1;
     x->c = c;
     x->o = o;
     x->dim = c->cfg.dim;
@@ -815,6 +816,12 @@ void qv_query_result_free(qv_query_result *r)
 }
 
 /* ----------------------------------------------------------------- search */
+/* Query i's row of its batch's coarse keys (batch_keys), NULL without. */
+static const float *query_keys(const qctx *x, size_t i)
+{
+    return x->keys ? x->keys + i * x->keys_nlist : NULL;
+}
+
 /* The hits of list li (query li's, or with fusion every query's fused) into
  * out (k), their number in *got. */
 static int one_list(qctx *x, size_t li, size_t nq, const float *q, const int64_t *qids,
@@ -830,9 +837,8 @@ static int one_list(qctx *x, size_t li, size_t nq, const float *q, const int64_t
         for (size_t i = from; i < to && !rc; i++) {
             free(lists[i]);
             lists[i] = NULL;
-            x->qi = (long)i;
-            rc = knn(x, q + i * x->dim, depth, qids && !fusion ? qids[i] : -1, &lists[i], &ns[i]);
-            x->qi = -1;
+            rc = knn(x, q + i * x->dim, query_keys(x, i), depth, qids && !fusion ? qids[i] : -1,
+                     &lists[i], &ns[i]);
             if (!rc && ns[i] >= depth && depth < x->allowed_est) exhausted = 0;
             if (!rc) ns[i] = cut_threshold(x, lists[i], ns[i], x->l2);
         }
@@ -877,6 +883,7 @@ static float *batch_keys(qctx *x, size_t nq, const float *q)
     }
     x->keys = keys;
     x->keys_gen = c->index_gen;
+    x->keys_nlist = p ? p->nlist : 0;
     pthread_rwlock_unlock(&c->ilock);
     return keys;
 }
@@ -1040,7 +1047,7 @@ static int rec_candidates(const recx *r, const float *qv, int exhaustive, size_t
     rc = lists && ns ? 0 : QV_NOMEM;
     for (size_t i = 0; i < nl && !rc; i++) {
         const float *q = r->strategy == QV_REC_BEST ? r->pv + i * x->dim : qv;
-        if ((rc = knn(x, q, D, -1, &lists[i], &ns[i]))) break;
+        if ((rc = knn(x, q, NULL, D, -1, &lists[i], &ns[i]))) break;
         total += ns[i];
         if (ns[i] >= D && D < x->allowed_est) {
             *exhausted = 0;
@@ -1188,7 +1195,7 @@ static int recommend(qv_coll *c, MDB_txn *txn, const qv_example *pos, size_t npo
             break;
         }
         if (strategy == QV_REC_AVERAGE) {
-            rc = knn(&x, q, depth, -1, &cs, &n);
+            rc = knn(&x, q, NULL, depth, -1, &cs, &n);
             if (!rc) {
                 exhausted = !(n >= depth && depth < x.allowed_est);
                 n = cut_threshold(&x, cs, n, x.l2);
