@@ -47,7 +47,7 @@ static int dump_shard(qc_cluster *c, const qc_meta *m, uint32_t s, FILE *f, uint
     char addr[QC_MAX_ADDR + 1] = "", lname[QV_MAX_NAME + 1];
     const qc_shard *sh = &m->shard[s];
     for (uint32_t k = 0; k < sh->nrep && !addr[0]; k++)
-        if (sh->rep[k].state != QC_ACTIVE || qc_node_live_addr(c, sh->rep[k].node, addr)) addr[0] = 0;
+        if (!qc_replica_readable(c, &sh->rep[k], addr)) addr[0] = 0;
     if (!addr[0]) {
         snprintf(err, errlen, "shard %u of \"%s\" has no ACTIVE replica to copy", s, m->cfg.name);
         return QV_BUSY;
@@ -466,13 +466,7 @@ int qc_restore(qc_cluster *c, int fd, uint32_t *ncoll, uint64_t *items, char *er
             qc_meta m;
             if (qc_meta_get(c, json_string_value(json_object_get(cj, "name")), &m)) continue;
             for (uint32_t s = 0; s < m.shards && ready; s++) {
-                int active = 0;
-                for (uint32_t k = 0; k < m.shard[s].nrep; k++) {
-                    const qc_replica *rp = &m.shard[s].rep[k];
-                    char addr[QC_MAX_ADDR + 1];
-                    active |= rp->state == QC_ACTIVE && !qc_node_live_addr(c, rp->node, addr);
-                }
-                if (!active) {
+                if (!qc_shard_readable(c, &m.shard[s])) {
                     ready = 0;
                     if (qc_now_ms() >= until)
                         snprintf(err, errlen, "restored, but shard %u of \"%s\" has no ACTIVE replica after 60 s", s,

@@ -124,6 +124,11 @@ int qc_nodes(qc_cluster *c, qc_node_info **out, size_t *n);
 int qc_node_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1]);
 /* Likewise, for a node registered now (its lease live). */
 int qc_node_live_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1]);
+/* Whether replica rp serves reads: ACTIVE on a live node, whose address then
+ * goes into addr (may be NULL). */
+int qc_replica_readable(qc_cluster *c, const qc_replica *rp, char addr[QC_MAX_ADDR + 1]);
+/* How many replicas of shard sh serve reads (qc_replica_readable). */
+uint32_t qc_shard_readable(qc_cluster *c, const qc_shard *sh);
 
 /* Create a collection: place its replicas on the live nodes that hold shards
  * (no node twice in a shard, fewest replicas first), record it in etcd by

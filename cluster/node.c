@@ -317,6 +317,19 @@ int qc_node_live_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1])
     return rc;
 }
 
+int qc_replica_readable(qc_cluster *c, const qc_replica *rp, char addr[QC_MAX_ADDR + 1])
+{
+    char a[QC_MAX_ADDR + 1];
+    return rp->state == QC_ACTIVE && qc_node_live_addr(c, rp->node, addr ? addr : a) == 0;
+}
+
+uint32_t qc_shard_readable(qc_cluster *c, const qc_shard *sh)
+{
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < sh->nrep; k++) n += (uint32_t)qc_replica_readable(c, &sh->rep[k], NULL);
+    return n;
+}
+
 int qc_node_addr(qc_cluster *c, const char *id, char addr[QC_MAX_ADDR + 1])
 {
     int rc = QV_NOTFOUND;
@@ -635,10 +648,8 @@ static int install_snapshot(qc_cluster *c, const qc_meta *m, uint32_t shard, qv_
 {
     char addr[QC_MAX_ADDR + 1] = "";
     const qc_shard *sh = &m->shard[shard];
-    for (uint32_t k = 0; k < sh->nrep && !addr[0]; k++)
-        if (sh->rep[k].state == QC_ACTIVE && strcmp(sh->rep[k].node, c->node_id) &&
-            qc_node_live_addr(c, sh->rep[k].node, addr))
-            addr[0] = 0;
+    for (uint32_t k = 0; k < sh->nrep; k++)
+        if (strcmp(sh->rep[k].node, c->node_id) && qc_replica_readable(c, &sh->rep[k], addr)) break;
     if (!addr[0]) {
         qv_warn("cluster: replica %s needs a snapshot and no ACTIVE peer has one yet", lname);
         return QV_BUSY;

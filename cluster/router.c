@@ -163,16 +163,12 @@ static int fanout_any(qc_cluster *c, const qc_meta *m, const char *method, Proto
             if (!reqs[s] || (raws ? raws[s].p != NULL : replies[s] != NULL)) continue;
             const qc_shard *sh = &m->shard[s];
             /* the next ACTIVE replica after the one tried (rotating) */
-            int found = 0, live = 0;
-            for (uint32_t t = 0; t < sh->nrep; t++) {
-                char a[QC_MAX_ADDR + 1];
-                live += sh->rep[t].state == QC_ACTIVE && !qc_node_live_addr(c, sh->rep[t].node, a);
-            }
+            int found = 0;
+            uint32_t live = qc_shard_readable(c, sh);
             for (uint32_t t = 0; t < sh->nrep && !found; t++) {
                 uint32_t k = (rot + s + t + (attempt ? first[s] + 1 : 0)) % (sh->nrep ? sh->nrep : 1);
                 if (attempt && k == first[s]) continue;
-                if (sh->rep[k].state != QC_ACTIVE) continue;
-                if (qc_node_live_addr(c, sh->rep[k].node, addr[n])) continue;
+                if (!qc_replica_readable(c, &sh->rep[k], addr[n])) continue;
                 if (!attempt) first[s] = k;
                 found = 1;
             }
@@ -1249,7 +1245,7 @@ static int scan_shard(qc_cluster *c, const qc_meta *m, uint32_t s, const Quiver_
     for (uint32_t t = 0; t < sh->nrep && tried < 2; t++) {
         uint32_t k = (rot + t) % sh->nrep;
         char addr[QC_MAX_ADDR + 1];
-        if (sh->rep[k].state != QC_ACTIVE || qc_node_live_addr(c, sh->rep[k].node, addr)) continue;
+        if (!qc_replica_readable(c, &sh->rep[k], addr)) continue;
         tried++;
         Quiver__V1__ScanResponse *all = alloc(out, sizeof *all);
         if (!all) return -1;
