@@ -15,8 +15,8 @@ import numpy.typing as npt
 
 from . import filters
 from ._pb import quiver_pb2 as pb
-from .models import (Attributes, ClusterStatus, CollectionInfo, Hit, IndexInfo, Item, NodeStatus,
-                     RebuildProgress, ReplicaStatus, ShardStatus)
+from .models import (Attributes, ClusterStatus, CollectionInfo, Hit, IndexInfo, Item, ItemList,
+                     NodeStatus, RebuildProgress, ReplicaStatus, ShardStatus, WriteResult)
 
 METRICS = {"l2": pb.L2, "ip": pb.INNER_PRODUCT, "inner_product": pb.INNER_PRODUCT,
            "cosine": pb.COSINE}
@@ -320,6 +320,45 @@ class UpsertPlan:
             s = e
 
 
+# ------------------------------------------------------ collection and item requests
+def _set_index(req: Any, index: Any, kind: Optional[str], **params: Optional[int]) -> None:
+    """req.index from index= / kind= and the IVF/PQ keywords (left unset when none given)."""
+    spec = index_spec(index, kind, **params)
+    if spec is not None:
+        req.index.CopyFrom(spec)
+
+
+def create_request(name: str, dim: int, metric: Any, index: Any, *, kind: Optional[str],
+                   nlist: Optional[int], pq_m: Optional[int], pq_nbits: Optional[int],
+                   refine: Optional[int], shards: Optional[int],
+                   replicas: Optional[int]) -> pb.CreateCollectionRequest:
+    """create_collection()'s request."""
+    req = pb.CreateCollectionRequest(name=name, dim=int(dim), metric=metric_of(metric),
+                                     shards=int(shards or 0), replicas=int(replicas or 0))
+    _set_index(req, index, kind, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits, refine=refine)
+    return req
+
+
+def rebuild_request(collection: str, kind: Optional[str], *, nlist: Optional[int],
+                    pq_m: Optional[int], pq_nbits: Optional[int],
+                    refine: Optional[int]) -> pb.RebuildIndexRequest:
+    """rebuild_index()'s request (no kind nor keywords: the collection's own spec)."""
+    req = pb.RebuildIndexRequest(collection=collection)
+    _set_index(req, None, kind, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits, refine=refine)
+    return req
+
+
+def get_request(collection: str, ids: Any, with_vectors: bool,
+                after_token: Optional[bytes]) -> pb.GetItemsRequest:
+    return pb.GetItemsRequest(collection=collection, ids=as_ids(ids).tolist(),
+                              with_vectors=with_vectors, after_token=after_token or b"")
+
+
+def delete_request(collection: str, ids: Any, ack: str) -> pb.DeleteItemsRequest:
+    return pb.DeleteItemsRequest(collection=collection, ids=as_ids(ids).tolist(),
+                                 ack=choose("ack", ack, ACKS))
+
+
 # ------------------------------------------------------------------ search requests
 def query_of(q: Any, what: str = "query") -> pb.Query:
     """An id (int) or a vector."""
@@ -409,6 +448,41 @@ def recommend_request(collection: str, positive: Iterable[Any], negative: Option
     return req
 
 
+def query_request(collection: str, query: Any, k: int, *, fusion: Optional[str],
+                  **options: Any) -> pb.SearchRequest:
+    """search()'s request: one query (an id or a vector), or with fusion ("rrf",
+    "max_score") a list of queries fused into one answer; options as search_request."""
+    if fusion is not None and fusion != "none":
+        queries = queries_of(query)
+    else:
+        queries = [query_of(query)]
+    return search_request(collection, queries, k, fusion=fusion, **options)
+
+
+# recommend()'s keywords and defaults: what one request of recommend_batch() may set
+RECOMMEND_DEFAULTS: Dict[str, Any] = dict(
+    positive=(), negative=None, strategy="average_vector", k=10, filter=None, exclude_ids=None,
+    score_threshold=None, group_by=None, group_size=None, min_recall=None, nprobe=None,
+    with_attributes=True, with_vectors=False, after_token=None)
+
+
+def recommend_batch_request(collection: str, requests: Sequence[Mapping[str, Any]],
+                            defaults: Mapping[str, Any]) -> pb.RecommendBatchRequest:
+    """recommend_batch()'s request: each of requests (recommend()'s keywords) over
+    defaults over recommend()'s own defaults; TypeError names an unknown keyword."""
+    reqs = []
+    for i, r in enumerate(requests):
+        kw: Dict[str, Any] = dict(RECOMMEND_DEFAULTS)
+        kw.update(defaults)
+        kw.update(r)
+        unknown = set(kw) - set(RECOMMEND_DEFAULTS)
+        if unknown:
+            raise TypeError("requests[%d]: unknown keywords %s" % (i, sorted(unknown)))
+        pos, neg, strat, k = kw.pop("positive"), kw.pop("negative"), kw.pop("strategy"), kw.pop("k")
+        reqs.append(recommend_request(collection, pos, neg, strat, k, **kw))
+    return pb.RecommendBatchRequest(requests=reqs)
+
+
 # -------------------------------------------------------------------------- replies
 def attrs_of(m: Any) -> Attributes:
     return {k: filters.from_value(v) for k, v in m.items()}
@@ -427,6 +501,29 @@ def item_of(it: pb.Item, with_vectors: bool) -> Item:
     return Item(it.id, vec, attrs_of(it.attributes) if it.attributes else {})
 
 
+def first_hits_of(resp: pb.SearchResponse) -> List[Hit]:
+    """search()'s answer: the hits of the one query (or of the fused queries)."""
+    return hits_of(resp.results[0]) if resp.results else []
+
+
+def hit_lists_of(resp: pb.SearchResponse) -> List[List[Hit]]:
+    """One list of Hits per query (recommend_batch)."""
+    return [hits_of(h) for h in resp.results]
+
+
+def item_list_of(resp: pb.GetItemsResponse, with_vectors: bool) -> ItemList:
+    return ItemList([item_of(i, with_vectors) for i in resp.items], list(resp.missing_ids))
+
+
+def upserted_of(resp: pb.UpsertResponse) -> WriteResult:
+    """An Import stream's answer: the items upserted, with the stream's write token."""
+    return WriteResult(resp.upserted, [resp.write_token])
+
+
+def deleted_of(resp: pb.DeleteItemsResponse) -> WriteResult:
+    return WriteResult(resp.deleted, [resp.write_token])
+
+
 def arrays_of(resp: pb.SearchResponse, k: int,
               with_attributes: bool) -> Tuple[npt.NDArray[Any], npt.NDArray[Any], List[List[Attributes]]]:
     nq = len(resp.results)
@@ -442,6 +539,16 @@ def arrays_of(resp: pb.SearchResponse, k: int,
         if with_attributes:
             attrs.append([attrs_of(h.attributes) for h in r.hits])
     return ids, scores, attrs
+
+
+def batch_of(resp: pb.SearchResponse, k: int, with_attributes: bool) -> Any:
+    """search_batch()'s answer: (ids, scores), or (ids, scores, attributes)."""
+    ids, scores, attrs = arrays_of(resp, k, with_attributes)
+    return (ids, scores, attrs) if with_attributes else (ids, scores)
+
+
+def collections_of(resp: pb.ListCollectionsResponse) -> List[CollectionInfo]:
+    return [collection_of(c) for c in resp.collections]
 
 
 def index_info_of(m: pb.IndexInfo) -> IndexInfo:

@@ -3,8 +3,6 @@ iterator). Create it inside the running event loop."""
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from typing import (Any, AsyncIterator, Dict, Iterable, List, Literal, Mapping, Optional,
                     Sequence, Set, Tuple, Union, overload)
 
@@ -14,34 +12,23 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _codec as codec
-from ._base import DEFAULT_BATCH_BYTES, DEFAULT_IN_FLIGHT, Base, PathOrBytes, retryable
+from ._base import (DEFAULT_BATCH_BYTES, DEFAULT_IN_FLIGHT, AttributeRows, BackupFile, Base,
+                    FilterArg, Ids, RebuildBase, Scan, Upsert, import_requests)
 from ._pb import quiver_pb2 as pb
 from ._progress import Progress
-from .client import _RECOMMEND_DEFAULTS, AttributeRows, FilterArg, Ids, _upsert_error
-from .errors import QuiverError, from_rpc_error
+from .errors import from_rpc_error
 from .models import (BackupInfo, ClusterStatus, CollectionInfo, Hit, IndexInfo, ItemList, Item,
                      RebuildProgress, WriteResult)
 
 
-class AsyncRebuild:
+class AsyncRebuild(RebuildBase):
     """A running AsyncClient.rebuild_index(wait=False): `async for` its RebuildProgress
     reports, `await wait()` for the new IndexInfo, cancel() to stop it."""
-
-    def __init__(self, call: Any, collection: str, progress: Progress) -> None:
-        self._call = call
-        self._collection = collection
-        self._progress = progress
-        self.index: Optional[IndexInfo] = None
 
     async def __aiter__(self) -> AsyncIterator[RebuildProgress]:
         try:
             async for m in self._call:
-                p = codec.progress_of(m)
-                self._progress.set(p.done, p.total or None,
-                                   'rebuild "%s": %s' % (self._collection, p.phase))
-                if p.index is not None:
-                    self.index = p.index
-                yield p
+                yield self._report(m)
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
         finally:
@@ -50,31 +37,14 @@ class AsyncRebuild:
     async def wait(self) -> IndexInfo:
         async for _ in self:
             pass
-        if self.index is None:
-            raise QuiverError('rebuild of "%s" ended without a "done" report' % self._collection)
-        return self.index
-
-    def cancel(self) -> None:
-        self._call.cancel()
+        return self._result()
 
 
 class AsyncClient(Base):
     """Client's twin on grpc.aio: `qv = AsyncClient(addr, ...)`, then `await qv.search(...)`.
     Same arguments, defaults, retries and errors as Client; see its docstrings."""
 
-    def __init__(self, address: str = "127.0.0.1:50051", api_key: Optional[str] = None, *,
-                 tls: bool = False, ca: Optional[PathOrBytes] = None,
-                 cert: Optional[PathOrBytes] = None, key: Optional[PathOrBytes] = None,
-                 tls_server_name: Optional[str] = None, timeout: Optional[float] = 30.0,
-                 retries: int = 8, options: Optional[Sequence[Tuple[str, Any]]] = None) -> None:
-        super().__init__(address, api_key, tls=tls, ca=ca, cert=cert, key=key,
-                         tls_server_name=tls_server_name, timeout=timeout, retries=retries,
-                         options=options)
-        if self._creds is not None:
-            self._channel = grpc.aio.secure_channel(address, self._creds, options=self._options)
-        else:
-            self._channel = grpc.aio.insecure_channel(address, options=self._options)
-        self._calls = self._make_calls(self._channel)
+    _grpc = grpc.aio
 
     async def close(self) -> None:
         await self._channel.close()
@@ -94,21 +64,12 @@ class AsyncClient(Base):
             pass
 
     async def _call(self, name: str, req: Any, timeout: Optional[float], idempotent: bool) -> Any:
-        t = self._deadline(timeout)
-        end = None if t is None else time.monotonic() + t
-        attempt = 0
+        retry = self._retry(self._deadline(timeout), idempotent)
         while True:
-            left = None if end is None else max(0.0, end - time.monotonic())
             try:
-                return await self._calls[name](req, timeout=left, metadata=self._metadata)
+                return await self._invoke(name, req, retry.left())
             except grpc.RpcError as e:
-                if idempotent and retryable(e) and attempt < self.retries:
-                    pause = self._backoff(attempt)
-                    if end is None or time.monotonic() + pause < end:
-                        await self._wait_ready(pause)
-                        attempt += 1
-                        continue
-                raise from_rpc_error(e) from None
+                await self._wait_ready(retry.pause(e))
 
     # --------------------------------------------------------------- collections
     async def create_collection(self, name: str, dim: int, metric: str = "l2", index: Any = "auto", *,
@@ -118,11 +79,9 @@ class AsyncClient(Base):
                                 replicas: Optional[int] = None,
                                 timeout: Optional[float] = None) -> CollectionInfo:
         """See Client.create_collection."""
-        req = pb.CreateCollectionRequest(name=name, dim=int(dim), metric=codec.metric_of(metric),
-                                         shards=int(shards or 0), replicas=int(replicas or 0))
-        spec = codec.index_spec(index, kind, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits, refine=refine)
-        if spec is not None:
-            req.index.CopyFrom(spec)
+        req = codec.create_request(name, dim, metric, index, kind=kind, nlist=nlist, pq_m=pq_m,
+                                   pq_nbits=pq_nbits, refine=refine, shards=shards,
+                                   replicas=replicas)
         return codec.collection_of(await self._call("create", req, timeout, False))
 
     async def describe_collection(self, name: str, *, timeout: Optional[float] = None) -> CollectionInfo:
@@ -132,8 +91,8 @@ class AsyncClient(Base):
 
     async def list_collections(self, *, timeout: Optional[float] = None) -> List[CollectionInfo]:
         """See Client.list_collections."""
-        r = await self._call("list", pb.ListCollectionsRequest(), timeout, True)
-        return [codec.collection_of(c) for c in r.collections]
+        resp = await self._call("list", pb.ListCollectionsRequest(), timeout, True)
+        return codec.collections_of(resp)
 
     async def drop_collection(self, name: str, *, timeout: Optional[float] = None) -> None:
         """See Client.drop_collection."""
@@ -145,39 +104,29 @@ class AsyncClient(Base):
                      in_flight: int = DEFAULT_IN_FLIGHT, progress: bool = False,
                      ack: str = "applied", timeout: Optional[float] = None) -> WriteResult:
         """See Client.upsert (batches encoded on the event loop between sends)."""
-        plan = codec.UpsertPlan(collection, ids, vectors, attributes, batch_bytes, ack)
-        bar = Progress(progress, plan.n, 'upsert "%s"' % collection)
-        tokens: Dict[int, bytes] = {}
+        up = Upsert(collection, ids, vectors, attributes, batch_bytes, ack, progress)
         fn = self._calls["upsert"]
         t = self._deadline(timeout)
         pending: Set["asyncio.Task[Any]"] = set()
         rows: Dict["asyncio.Task[Any]", Tuple[int, int]] = {}
-        upserted = acknowledged = 0
-        failure: Optional[Tuple[QuiverError, int, int]] = None
 
         def finish(done: Iterable["asyncio.Task[Any]"]) -> None:
-            nonlocal upserted, acknowledged, failure
             for task in done:
                 s, e = rows.pop(task)
                 err = task.exception()
                 if err is None:
-                    r = task.result()
-                    upserted += r.upserted
-                    tokens[s] = r.write_token
-                    acknowledged += e - s
-                    bar.update(e - s)
+                    up.answered(s, e, task.result())
                 elif isinstance(err, grpc.RpcError):
-                    if failure is None or s < failure[1]:
-                        failure = (from_rpc_error(err), s, e)
+                    up.refused(s, e, err)
                 else:
                     raise err
 
         try:
-            for s, e, payload in plan.batches():
+            for s, e, payload in up.batches():
                 while len(pending) >= max(1, in_flight):
                     done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     finish(done)
-                if failure is not None:
+                if up.failure is not None:
                     break
                 task = asyncio.ensure_future(fn(payload, timeout=t, metadata=self._metadata))
                 rows[task] = (s, e)
@@ -187,10 +136,8 @@ class AsyncClient(Base):
             if pending:
                 done, _ = await asyncio.wait(pending)
                 finish(done)
-            bar.close()
-        if failure is not None:
-            raise _upsert_error(failure[0], collection, failure[1], failure[2], plan.ids, acknowledged)
-        return WriteResult(upserted, [tokens[s] for s in sorted(tokens)])
+            up.close()
+        return up.result()
 
     async def import_items(self, collection: str, batches: Iterable[Any], *,
                            batch_bytes: int = DEFAULT_BATCH_BYTES, progress: bool = False,
@@ -199,71 +146,46 @@ class AsyncClient(Base):
         bar = Progress(progress, None, 'import "%s"' % collection)
 
         async def requests() -> AsyncIterator[bytes]:
-            for b in batches:
-                if isinstance(b, Mapping):
-                    ids, vecs, attrs = b["ids"], b["vectors"], b.get("attributes")
-                else:
-                    ids, vecs, attrs = (tuple(b) + (None,))[:3]
-                plan = codec.UpsertPlan(collection, ids, vecs, attrs, batch_bytes, ack)
-                for s, e, payload in plan.batches():
-                    yield payload
-                    bar.update(e - s)
+            for payload in import_requests(collection, batches, batch_bytes, ack, bar):
+                yield payload
 
         try:
-            r = await self._calls["import"](requests(), timeout=timeout, metadata=self._metadata)
+            r = await self._invoke("import", requests(), timeout)
         except grpc.RpcError as e:
             raise from_rpc_error(e, 'import into "%s": ' % collection) from None
         finally:
             bar.close()
-        return WriteResult(r.upserted, [r.write_token])
+        return codec.upserted_of(r)
 
     async def get(self, collection: str, ids: Ids, *, with_vectors: bool = True,
                   after_token: Optional[bytes] = None,
                   timeout: Optional[float] = None) -> ItemList:
         """See Client.get."""
-        req = pb.GetItemsRequest(collection=collection, ids=codec.as_ids(ids).tolist(),
-                                 with_vectors=with_vectors, after_token=after_token or b"")
-        r = await self._call("get", req, timeout, True)
-        return ItemList([codec.item_of(i, with_vectors) for i in r.items], list(r.missing_ids))
+        req = codec.get_request(collection, ids, with_vectors, after_token)
+        return codec.item_list_of(await self._call("get", req, timeout, True), with_vectors)
 
     async def delete(self, collection: str, ids: Ids, *, ack: str = "applied",
                      timeout: Optional[float] = None) -> WriteResult:
         """See Client.delete."""
-        req = pb.DeleteItemsRequest(collection=collection, ids=codec.as_ids(ids).tolist(),
-                                    ack=codec.choose("ack", ack, codec.ACKS))
-        r = await self._call("delete", req, timeout, False)
-        return WriteResult(r.deleted, [r.write_token])
+        req = codec.delete_request(collection, ids, ack)
+        return codec.deleted_of(await self._call("delete", req, timeout, False))
 
     async def scan(self, collection: str, *, after_id: Optional[int] = None, limit: int = 0,
                    with_vectors: bool = True, with_attributes: bool = True,
                    timeout: Optional[float] = None) -> AsyncIterator[Item]:
         """See Client.scan: `async for item in qv.scan(...)`."""
-        last = after_id
-        sent = 0
-        attempt = 0
+        scan = Scan(collection, after_id, limit, with_vectors, with_attributes, self.retries)
         while True:
-            req = pb.ScanRequest(collection=collection, after_id=last or 0,
-                                 limit=max(0, limit - sent) if limit else 0,
-                                 with_vectors=with_vectors, without_attributes=not with_attributes)
-            call = self._calls["scan"](req, timeout=timeout, metadata=self._metadata)
+            call = self._invoke("scan", scan.request(), timeout)
             try:
                 async for r in call:
-                    for it in r.items:
-                        if last is not None and it.id <= last:
-                            continue
-                        last = it.id
-                        sent += 1
-                        attempt = 0
-                        yield codec.item_of(it, with_vectors)
-                        if limit and sent >= limit:
-                            return
+                    for item in scan.items(r):
+                        yield item
+                    if scan.done:
+                        return
                 return
             except grpc.RpcError as e:
-                if retryable(e) and attempt < self.retries:
-                    await self._wait_ready(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                raise from_rpc_error(e) from None
+                await self._wait_ready(scan.retry.pause(e))
             finally:
                 call.cancel()
 
@@ -277,16 +199,13 @@ class AsyncClient(Base):
                      after_token: Optional[bytes] = None,
                      timeout: Optional[float] = None) -> List[Hit]:
         """See Client.search."""
-        queries = (codec.queries_of(query) if fusion is not None and fusion != "none"
-                   else [codec.query_of(query)])
-        req = codec.search_request(collection, queries, k, mmr=mmr, fusion=fusion, rrf_k=rrf_k,
-                                   filter=filter, exclude_ids=exclude_ids,
-                                   score_threshold=score_threshold, group_by=group_by,
-                                   group_size=group_size, nprobe=nprobe, min_recall=min_recall,
-                                   with_attributes=with_attributes, with_vectors=with_vectors,
-                                   after_token=after_token)
-        r = await self._call("search", req, timeout, True)
-        return codec.hits_of(r.results[0]) if r.results else []
+        req = codec.query_request(collection, query, k, mmr=mmr, fusion=fusion, rrf_k=rrf_k,
+                                  filter=filter, exclude_ids=exclude_ids,
+                                  score_threshold=score_threshold, group_by=group_by,
+                                  group_size=group_size, nprobe=nprobe, min_recall=min_recall,
+                                  with_attributes=with_attributes, with_vectors=with_vectors,
+                                  after_token=after_token)
+        return codec.first_hits_of(await self._call("search", req, timeout, True))
 
     async def search_batch(self, collection: str, queries: Any, k: int = 10, *,
                            filter: FilterArg = None, exclude_ids: Optional[Ids] = None,
@@ -304,9 +223,8 @@ class AsyncClient(Base):
                                    group_by=group_by, group_size=group_size, nprobe=nprobe,
                                    min_recall=min_recall, with_attributes=with_attributes,
                                    with_vectors=False, after_token=after_token)
-        ids, scores, attrs = codec.arrays_of(await self._call("search", req, timeout, True), int(k),
-                                             with_attributes)
-        return (ids, scores, attrs) if with_attributes else (ids, scores)
+        return codec.batch_of(await self._call("search", req, timeout, True), int(k),
+                              with_attributes)
 
     async def recommend(self, collection: str, positive: Sequence[Any],
                         negative: Optional[Sequence[Any]] = None, *,
@@ -328,18 +246,8 @@ class AsyncClient(Base):
     async def recommend_batch(self, collection: str, requests: Sequence[Mapping[str, Any]], *,
                               timeout: Optional[float] = None, **defaults: Any) -> List[List[Hit]]:
         """See Client.recommend_batch."""
-        reqs = []
-        for i, r in enumerate(requests):
-            kw: Dict[str, Any] = dict(_RECOMMEND_DEFAULTS)
-            kw.update(defaults)
-            kw.update(r)
-            unknown = set(kw) - set(_RECOMMEND_DEFAULTS)
-            if unknown:
-                raise TypeError("requests[%d]: unknown keywords %s" % (i, sorted(unknown)))
-            pos, neg, strat, k = kw.pop("positive"), kw.pop("negative"), kw.pop("strategy"), kw.pop("k")
-            reqs.append(codec.recommend_request(collection, pos, neg, strat, k, **kw))
-        resp = await self._call("recommend_batch", pb.RecommendBatchRequest(requests=reqs), timeout, True)
-        return [codec.hits_of(h) for h in resp.results]
+        req = codec.recommend_batch_request(collection, requests, defaults)
+        return codec.hit_lists_of(await self._call("recommend_batch", req, timeout, True))
 
     # --------------------------------------------------------------------- admin
     @overload
@@ -363,49 +271,29 @@ class AsyncClient(Base):
                             timeout: Optional[float] = None) -> Union[IndexInfo, "AsyncRebuild"]:
         """See Client.rebuild_index; wait=False gives an AsyncRebuild (`async for` its
         progress, `await .wait()`, `.cancel()`)."""
-        req = pb.RebuildIndexRequest(collection=collection)
-        spec = codec.index_spec(None, kind, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits, refine=refine)
-        if spec is not None:
-            req.index.CopyFrom(spec)
-        call = self._calls["rebuild"](req, timeout=timeout, metadata=self._metadata)
+        req = codec.rebuild_request(collection, kind, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits,
+                                    refine=refine)
+        call = self._invoke("rebuild", req, timeout)
         rb = AsyncRebuild(call, collection, Progress(progress, None, 'rebuild "%s"' % collection))
         return await rb.wait() if wait else rb
 
     async def backup(self, path: Any, *, progress: bool = False,
                      timeout: Optional[float] = None) -> BackupInfo:
         """See Client.backup (the file is written on the event loop's thread)."""
-        attempt = 0
+        retry = self._retry(prefix="backup: ")
         while True:
-            call = self._calls["backup"](pb.BackupRequest(), timeout=timeout, metadata=self._metadata)
-            own = not hasattr(path, "write")
-            name = os.fspath(path) if own else getattr(path, "name", "<file>")
-            tmp = str(name) + ".part"
-            f: Any = open(tmp, "wb") if own else path
-            bar = Progress(progress, None, "backup", unit="bytes")
-            written = last_seq = 0
+            call = self._invoke("backup", pb.BackupRequest(), timeout)
+            out = BackupFile(path, progress)
             try:
                 async for c in call:
-                    f.write(c.data)
-                    written += len(c.data)
-                    last_seq = c.last_seq
-                    bar.set(written, c.total_bytes or None)
-                if own:
-                    f.flush()
-                    os.fsync(f.fileno())
-                    f.close()
-                    os.replace(tmp, name)
-                return BackupInfo(str(name), written, last_seq)
+                    out.write(c)
+                return out.finish()
             except grpc.RpcError as e:
-                if own:
-                    f.close()
-                    os.unlink(tmp)
-                if retryable(e) and written == 0 and attempt < self.retries:
-                    await self._wait_ready(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                raise from_rpc_error(e, "backup: ") from None
+                out.discard()
+                pause = retry.pause(e, out.written == 0)
             finally:
-                bar.close()
+                out.close()
+            await self._wait_ready(pause)       # only a retried failure gets here
 
     async def cluster_status(self, *, timeout: Optional[float] = None) -> ClusterStatus:
         """See Client.cluster_status."""
