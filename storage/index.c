@@ -630,9 +630,11 @@ int qv_idsel_new(const uint8_t *bitmap, uint64_t nbits, int (*member)(void *ctx,
     s->member = member;
     s->ctx = ctx;
     int frc = 0;
+    /* FAISS's bitmap selector takes the bitmap's length in bytes: ids past
+     * them are not members */
     if (bitmap)
-        frc = faiss_IDSelectorBitmap_new((FaissIDSelectorBitmap **)&s->allow, (size_t)nbits,
-                                         bitmap);
+        frc = faiss_IDSelectorBitmap_new((FaissIDSelectorBitmap **)&s->allow,
+                                         (size_t)(nbits / 8 + (nbits % 8 != 0)), bitmap);
     else if (member)
         frc = faiss_IDSelectorCallback_new(&s->allow, cb_member, s);
     if (!frc && ndeny) {

@@ -836,6 +836,7 @@ IVF_DIM = 16
 IVF_Q = 100
 K = 10
 SELECTIVITIES = [0.0001, 0.01, 0.1, 0.5, 0.9]
+LOW_IDS = 0.4   # attribute "low": 1 on the lowest 40% of the ids, above the exact cut
 IVF_KINDS = [("ivf_flat", pb.L2, dict(nlist=128)),
              ("ivf_pq_fs", pb.INNER_PRODUCT, dict(nlist=64, pq_m=8))]
 
@@ -868,7 +869,7 @@ class IvfColl:
         r = np.random.default_rng(seed + 1).permutation(IVF_N)   # fixed seed: r < s*N selects s
         self.attrs = {}
         for j, i in enumerate(self.ids.tolist()):
-            a = {"r": int(r[j]), "grp": int(r[j] % 40)}
+            a = {"r": int(r[j]), "grp": int(r[j] % 40), "low": int(i <= LOW_IDS * IVF_N)}
             if r[j] < 15:
                 a["rare"] = "r%d" % r[j]          # 15 items, one group each, all over the space
             self.attrs[i] = a
@@ -946,6 +947,26 @@ def test_ivf_filtered_recall(isrv, ivf):
     print("%s (nlist %d, default nprobe %d) recall@10: %s" % (c.kind, c.info.nlist, c.info.default_nprobe,
                                                             ", ".join(report)))
     assert not failures, "recall@10 below 0.95 at selectivities %s (%s)" % (failures, "; ".join(report))
+
+
+def test_ivf_filter_of_low_ids_keeps_higher_ids_out(isrv, ivf):
+    """A filter whose items all have lower ids than others (low == 1: the lowest 40%, answered
+    through the IVF index) never lets through an id above its highest: the id selector reads
+    the filter's bitmap only as far as it goes. (It once took the bitmap's bit count for its
+    byte count, read past its end and let through items the filter refused.)"""
+    c = ivf
+    top = int(LOW_IDS * IVF_N)
+    mask = c.ids <= top
+    assert EXACT_CUT < mask.sum() < IVF_N
+    res = c.search(flt=F(must=[any_of("low", 1)]))
+    hit = 0
+    for qi, r in enumerate(res):
+        got = [h.id for h in r.hits]
+        assert len(got) == K, got
+        bad = [i for i in got if i > top]
+        assert not bad, "query %d: hits above id %d, which the filter refuses: %s" % (qi, top, bad)
+        hit += len(set(got) & set(c.truth(qi, mask)))
+    assert hit / (K * len(res)) >= 0.95, hit
 
 
 def test_ivf_k_hits(isrv, ivf):

@@ -187,6 +187,65 @@ static qv_index *build(uint32_t dim, qv_metric metric, qv_index_params p, size_t
 static const qv_index_params P_FLAT = {.kind = QV_KIND_FLAT};
 static const qv_index_params P_IVF32 = {.kind = QV_KIND_IVF_FLAT, .nlist = 32};
 
+/* ---- id selectors ---- */
+
+/* A bitmap selector of nbits bits allows the ids below nbits whose bit is
+ * set, and no id at or past nbits, whatever the memory after the bitmap
+ * holds: here 0xff bytes, as if the bitmap's buffer were followed by
+ * another's. (FAISS's bitmap selector counts bytes; given the bit count, it
+ * read past the bitmap and let through items the filter refused.) Every
+ * kind, every list probed, hits from the allowed ids only, and the brute
+ * force's best among them. */
+static void test_bitmap_selector_bounds(void **state)
+{
+    (void)state;
+    const uint32_t dim = 16;
+    const size_t n = 3000, nq = 20, k = 10;
+    float *x = clustered_spread(n, dim, 32, 1.0f, 41);
+    float *q = clustered_spread(nq, dim, 32, 1.0f, 42);
+    int64_t *ids = malloc(n * sizeof *ids);
+    assert_non_null(ids);
+    for (size_t i = 0; i < n; i++) ids[i] = (int64_t)i;
+    /* allowed: every third id below 1000 */
+    const uint64_t nbits = 1000;
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    memset(buf, 0xff, n);
+    memset(buf, 0, nbits / 8);
+    char *alive = calloc(n, 1);
+    assert_non_null(alive);
+    for (size_t i = 0; i < nbits; i += 3) {
+        buf[i >> 3] |= (uint8_t)(1u << (i & 7));
+        alive[i] = 1;
+    }
+    const qv_index_params kinds[] = {P_FLAT, P_IVF32,
+                                     {.kind = QV_KIND_IVF_PQ_FS, .nlist = 32, .pq_m = 8, .refine = 10}};
+    for (size_t t = 0; t < sizeof kinds / sizeof kinds[0]; t++) {
+        qv_index *ix = build(dim, QV_METRIC_L2, kinds[t], n, x, ids);
+        qv_idsel *sel = NULL;
+        CHECK_OK(qv_idsel_new(buf, nbits, NULL, NULL, NULL, 0, &sel));
+        for (size_t i = 0; i < nq; i++) {
+            float sc[10];
+            int64_t lab[10], bl[10];
+            double bs[10];
+            CHECK_OK(unit_search_sel(ix, 1, q + i * dim, k, 32, sel, sc, lab));
+            for (size_t j = 0; j < k; j++)
+                if (lab[j] < 0 || lab[j] >= (int64_t)nbits || lab[j] % 3)
+                    fail_msg("%s: query %zu hit %zu is id %lld, which the bitmap does not allow",
+                             qv_index_kind_name(kinds[t].kind), i, j, (long long)lab[j]);
+            brute(QV_METRIC_L2, x, ids, alive, n, dim, q + i * dim, k, bl, bs);
+            if (kinds[t].kind != QV_KIND_IVF_PQ_FS) expect_exact(QV_METRIC_L2, sc, lab, bs, bl, k, "bitmap");
+        }
+        qv_idsel_free(sel);
+        qv_index_free(ix);
+    }
+    free(alive);
+    free(buf);
+    free(ids);
+    free(q);
+    free(x);
+}
+
 /* ---- names, normalisation, parameter checks ---- */
 
 static void test_kind_names(void **state)
@@ -1170,6 +1229,7 @@ int main(void)
         cmocka_unit_test(test_ivf_recall),
         cmocka_unit_test(test_flat_batch_in_chunks),
         cmocka_unit_test(test_coarse_scans_match_faiss),
+        cmocka_unit_test(test_bitmap_selector_bounds),
         cmocka_unit_test(test_remove_flat),
         cmocka_unit_test(test_remove_ivf_flat),
         cmocka_unit_test(test_remove_ivf_sq8),
