@@ -683,6 +683,21 @@ def test_write_tokens_ack_and_cluster_status(server):
 
 
 # ============================================================== admin, health
+class DiskFull:
+    """Within the block, every backup chunk's write fails as on a full disk."""
+
+    def __enter__(self):
+        import quiver_client._base as base
+        self.cls, self.real = base.BackupFile, base.BackupFile.write
+
+        def full(_self, _chunk):
+            raise OSError(28, "No space left on device")
+        self.cls.write = full
+
+    def __exit__(self, *exc):
+        self.cls.write = self.real
+
+
 def test_rebuild_and_backup(server, tmp_path, capsys):
     qv = client(server)
     qv.create_collection("r", dim=8, metric="l2")
@@ -709,6 +724,10 @@ def test_rebuild_and_backup(server, tmp_path, capsys):
     assert "backup" in capsys.readouterr().err
     with open(str(tmp_path / "f.tar"), "wb") as f:
         assert qv.backup(f).bytes > 0
+    # a backup whose file fails (a full disk) raises and leaves neither the file nor its .part
+    with DiskFull(), pytest.raises(OSError):
+        qv.backup(str(tmp_path / "full.tar"))
+    assert not os.path.exists(str(tmp_path / "full.tar.part")) and not os.path.exists(str(tmp_path / "full.tar"))
     with pytest.raises(qc.NotFound):
         qv.rebuild_index("nope")
 
@@ -883,6 +902,13 @@ def test_async_client(data, tmp_path):
             assert phases[-1] == "done" and rb.index is not None and rb.index.count == N + 8
             b = await qv.backup(str(tmp_path / "a.tar"))
             assert b.bytes == os.path.getsize(str(tmp_path / "a.tar"))
+            with DiskFull():
+                try:
+                    await qv.backup(str(tmp_path / "full.tar"))
+                    raise AssertionError("no error")
+                except OSError as e:
+                    assert e.errno == 28, e
+            assert not os.path.exists(str(tmp_path / "full.tar.part"))
             try:
                 await qv.search("nope", q)
                 raise AssertionError("no error")

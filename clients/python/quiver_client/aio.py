@@ -291,6 +291,9 @@ class AsyncClient(Base):
             except grpc.RpcError as e:
                 out.discard()
                 pause = retry.pause(e, out.written == 0)
+            except BaseException:               # cancelled, or the file failed: no .part left
+                out.discard()
+                raise
             finally:
                 out.close()
             await self._wait_ready(pause)       # only a retried failure gets here
