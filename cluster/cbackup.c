@@ -46,8 +46,8 @@ static int dump_shard(qc_cluster *c, const qc_meta *m, uint32_t s, FILE *f, uint
 {
     char addr[QC_MAX_ADDR + 1] = "", lname[QV_MAX_NAME + 1];
     const qc_shard *sh = &m->shard[s];
-    for (uint32_t k = 0; k < sh->nrep && !addr[0]; k++)
-        if (!qc_replica_readable(c, &sh->rep[k], addr)) addr[0] = 0;
+    for (uint32_t k = 0; k < sh->nrep; k++)
+        if (qc_replica_readable(c, &sh->rep[k], addr)) break;
     if (!addr[0]) {
         snprintf(err, errlen, "shard %u of \"%s\" has no ACTIVE replica to copy", s, m->cfg.name);
         return QV_BUSY;
