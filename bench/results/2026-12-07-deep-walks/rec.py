@@ -1,12 +1,12 @@
 """Recall@10, QPS and quiverd CPU per query of filtered searches (bench/results/2026-12-07-deep-walks).
 
-usage: rec.py ADDR MODES   (MODES: none, corrN = cluster < N, indepP = sel < P% of 10000, comma-separated)
-against a quiverd (on ADDR) serving the data dir of a `tools/quiver-bench --spec auto
---filter-selectivity ... --filter-correlated --workdir W` run on glove-100: collection
-bench_glove-100 (COLL), items with the "cluster" and "sel" attributes. 500 random queries in
-batches of 50 from one thread, k 100 (K) with attributes, nprobe from min_recall (NPROBE to fix
-it); ground truth: numpy brute force over the items passing each filter, labels and vectors
-read back with Scan (cached in CACHE)."""
+usage: rec.py ADDR MODES   (MODES: none, corrN = cluster < N, clN = cluster == N,
+indepP = sel < P% of 10000; comma-separated) against a quiverd (on ADDR) serving the data dir
+of a `tools/quiver-bench --spec auto --filter-selectivity ... --filter-correlated --workdir W`
+run on glove-100: collection bench_glove-100 (COLL), items with the "cluster" and "sel"
+attributes. 500 random queries in batches of 50 from one thread, k 100 (K) with attributes,
+nprobe from min_recall (NPROBE to fix it); ground truth: numpy brute force over the items
+passing each filter, labels and vectors read back with Scan (cached in CACHE)."""
 import os, sys, time, numpy as np
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
 sys.path.insert(0, os.environ.get("QUIVER_PY", os.path.join(REPO, "build/py")))
@@ -44,7 +44,10 @@ bn = base / np.linalg.norm(base, axis=1, keepdims=True)
 qn = q / np.linalg.norm(q, axis=1, keepdims=True)
 S = qn @ bn.T
 for mode in modes:
-    if mode.startswith("corr"):
+    if mode.startswith("cl"):
+        one = int(mode[2:]); mask = clu == one; ncl = -1
+        f = pb.Filter(must=[pb.Condition(field=pb.FieldCondition(key="cluster", any_of=pb.ValueList(values=[pb.Value(int_value=one)])))])
+    elif mode.startswith("corr"):
         ncl = int(mode[4:]); mask = clu < ncl
         f = pb.Filter(must=[pb.Condition(field=pb.FieldCondition(key="cluster", any_of=pb.ValueList(values=[pb.Value(int_value=i) for i in range(ncl)])))])
     elif mode.startswith("indep"):
@@ -71,5 +74,8 @@ for mode in modes:
     per = np.array([len(set(h.id for h in g.hits[:10]) & t) / 10 for g, t in zip(got, truth)])
     rec = per.mean()
     own = clu[np.argmax(S, axis=1)]
-    if mode.startswith("corr"): print("   own cluster kept %.4f (%d), removed %.4f (%d)" % (per[own < ncl].mean(), (own < ncl).sum(), per[own >= ncl].mean(), (own >= ncl).sum()))
+    if mode.startswith("cl"):
+        one = int(mode[2:]); mask = clu == one; ncl = -1
+        f = pb.Filter(must=[pb.Condition(field=pb.FieldCondition(key="cluster", any_of=pb.ValueList(values=[pb.Value(int_value=one)])))])
+    elif mode.startswith("corr") or mode.startswith("cl"): print("   own cluster kept %.4f (%d), removed %.4f (%d)" % (per[(own < ncl) if ncl >= 0 else (own == one)].mean(), ((own < ncl) if ncl >= 0 else (own == one)).sum(), per[(own >= ncl) if ncl >= 0 else (own != one)].mean(), ((own >= ncl) if ncl >= 0 else (own != one)).sum()))
     print("%-8s kept %.3f recall@10 %.4f  %.0f q/s (1 thread, batches of 50)  server CPU %.3f ms/q" % (mode, mask.mean(), rec, len(q) / dt, cpuq), flush=True)
