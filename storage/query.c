@@ -39,12 +39,15 @@
  * per allowed one scores the allowed ones exactly instead (when it can: the
  * vectors in RAM, or IVF-Flat's lists). A walk reads its lists in order,
  * the exact scan looks every allowed id up: per vector the walk costs about
- * a tenth. Glove-100, a filter keeping 3 of 10 k-means clusters (20%), CPU
- * per query at ratio 2 / 16: ivf_pq_fs 10.1 / 4.3 ms, ivf_flat 21 / 6.7 ms;
- * the MNIST-shaped set (784-d, ivf_flat) 1.01 / 0.84 ms; recall@10 the same
- * (0.985, 0.984, 0.974). (Deep walks once seemed to lose recall: the id
- * selector read past the filter's bitmap; bench/results/2026-12-07-deep-walks) */
+ * a tenth, except SQ8's, whose decoding costs as much as a lookup.
+ * Glove-100, a filter keeping 3 of 10 k-means clusters (20%), CPU per query
+ * at ratio 2 / 16: ivf_pq_fs 10.1 / 4.3 ms, ivf_flat 21 / 6.7 ms, ivf_pq
+ * (refine) 9.0 / 5.5 ms, ivf_sq8 (refine) 8.6 / 10.3 ms; the MNIST-shaped
+ * set (784-d, ivf_flat) 1.01 / 0.84 ms; recall@10 the same. (Deep walks
+ * once seemed to lose recall: the id selector read past the filter's
+ * bitmap; bench/results/2026-12-07-deep-walks) */
 #define EXACT_SCAN_RATIO 16.0
+#define EXACT_SCAN_RATIO_SQ8 2.0
 /* lists ranked at first, per list the independent rule would probe: ranking
  * (a heap over nlist) is all the walk costs besides FAISS's own coarse scan,
  * and most walks end within the first lists (in one profile of deep walks,
@@ -582,7 +585,8 @@ static int knn_all(qctx *x, const float *q, const float *qkeys, size_t D, cand *
                 /* a walk so deep that it would scan more than
                  * EXACT_SCAN_RATIO vectors per allowed one: exact */
                 double scan = (double)np * (double)atomic_load(&c->count) / p->nlist;
-                if (!x->o->nprobe && scan > EXACT_SCAN_RATIO * (double)x->allowed_est &&
+                double ratio = p->kind == QV_KIND_IVF_SQ8 ? EXACT_SCAN_RATIO_SQ8 : EXACT_SCAN_RATIO;
+                if (!x->o->nprobe && scan > ratio * (double)x->allowed_est &&
                     (qv_index_has_refine(c->index) || p->kind == QV_KIND_IVF_FLAT)) {
                     pthread_rwlock_unlock(&c->ilock);
                     free(sc), free(lb), free(cs);
