@@ -798,7 +798,6 @@ static void replica_close(replica *r, int drop)
     free(r);
 }
 
-/* Make the replicas this node holds match the shard map. */
 /* quiverd-test's late watch (qc_opts.test_open_delay_ms): a replica this node
  * is given opens that much later, as on a node whose etcd watch lags. */
 static void test_open_delay(qc_cluster *c, const qc_meta *metas, size_t nm)
@@ -818,6 +817,7 @@ static void test_open_delay(qc_cluster *c, const qc_meta *metas, size_t nm)
     nanosleep(&ts, NULL);
 }
 
+/* Make the replicas this node holds match the shard map. */
 static void reconcile(qc_cluster *c)
 {
     qc_meta *metas = NULL;

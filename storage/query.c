@@ -38,11 +38,13 @@
 /* a filtered IVF search whose walk would scan more than this many vectors
  * per allowed one scores the allowed ones exactly instead (when it can: the
  * vectors in RAM, or IVF-Flat's lists). A walk reads its lists in order,
- * the exact scan looks every allowed id up: per vector the walk costs about
- * a tenth, except SQ8's, whose decoding costs as much as a lookup.
+ * the exact scan looks every allowed id up, which costs several times more
+ * per vector (inferred, not timed per vector: on glove's ivf_flat, walks of
+ * up to 9 vectors per allowed one beat the exact path) except against
+ * SQ8's walk, which decodes every vector.
  * Glove-100, a filter keeping 3 of 10 k-means clusters (20%), CPU per query
  * at ratio 2 / 16: ivf_pq_fs 10.1 / 4.3 ms, ivf_flat 21 / 6.7 ms, ivf_pq
- * (refine) 9.0 / 5.5 ms, ivf_sq8 (refine) 8.6 / 10.3 ms; the MNIST-shaped
+ * (refine) 9.0 / 5.5 ms, ivf_sq8 (refine) 9.9 / 10.8 ms; the MNIST-shaped
  * set (784-d, ivf_flat) 1.01 / 0.84 ms; recall@10 the same. (Deep walks
  * once seemed to lose recall: the id selector read past the filter's
  * bitmap; bench/results/2026-12-07-deep-walks) */

@@ -8,8 +8,6 @@ from typing import (Any, AsyncIterator, Dict, Iterable, List, Literal, Mapping, 
 
 import grpc
 import grpc.aio
-import numpy as np
-import numpy.typing as npt
 
 from . import _codec as codec
 from ._base import (DEFAULT_BATCH_BYTES, DEFAULT_IN_FLIGHT, AttributeRows, BackupFile, Base,
@@ -307,5 +305,3 @@ class AsyncClient(Base):
         """See Client.health."""
         return str(await self._call("health", codec.health_request(service), timeout, True))
 
-
-_ = np  # numpy is part of the signatures' contract (arrays in and out)

@@ -8,7 +8,6 @@ from typing import (Any, BinaryIO, Deque, Iterable, Iterator, List, Literal, Map
                     Sequence, Tuple, Union, overload)
 
 import grpc
-import numpy as np
 import numpy.typing as npt
 
 from . import _codec as codec
