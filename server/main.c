@@ -69,6 +69,9 @@ static void usage(FILE *f)
             "                       RESOURCE_EXHAUSTED before anything is built\n"
             "  --max-attr-bytes SIZE  encoded attributes per item (default 64K)\n"
             "  --max-attr-keys N    attribute keys per item (default 256)\n"
+            "  --attr-cache SIZE    memory for the attributes of search hits, all\n"
+            "                       collections together (default 256M; 0: off): hits\n"
+            "                       whose attributes it holds skip an LMDB lookup\n"
             "  --max-queued-writes SIZE  memory of write requests taken in and not yet\n"
             "                       answered (default 256M; about twice their wire size);\n"
             "                       beyond it quiverd stops taking write calls from the\n"
@@ -264,7 +267,7 @@ int main(int argc, char **argv)
            O_GRACE, O_LOG, O_VERSION, O_HELP, O_MAXK, O_HNSWMIN, O_MAXREPLY, O_ATTRBYTES,
            O_ATTRKEYS, O_QUEUED, O_MAXREB, O_RESTORE, O_FORCE, O_AUTHKEYS, O_HASHKEY, O_NOAUTH,
            O_TLSCERT, O_TLSKEY, O_TLSCA, O_LOGFMT, O_SLOW, O_METRICS, O_CETCD, O_CNATS, O_NODEID,
-           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS, O_CTLSCA, O_REPLACE, O_NOREBAL, O_LOGMAX, O_REBAL };
+           O_ADVERTISE, O_NOSHARDS, O_CKEY, O_CCREDS, O_CECA, O_CECERT, O_CEKEY, O_CLOGREP, O_CTHREADS, O_CTLSCA, O_REPLACE, O_NOREBAL, O_LOGMAX, O_REBAL, O_ACACHE };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},   {"data", required_argument, 0, O_DATA},
         {"threads", required_argument, 0, O_THREADS}, {"map-size", required_argument, 0, O_MAP},
@@ -278,6 +281,7 @@ int main(int argc, char **argv)
         {"max-attr-bytes", required_argument, 0, O_ATTRBYTES},
         {"max-attr-keys", required_argument, 0, O_ATTRKEYS},
         {"max-queued-writes", required_argument, 0, O_QUEUED},
+        {"attr-cache", required_argument, 0, O_ACACHE},
         {"max-rebuilds", required_argument, 0, O_MAXREB},
         {"restore", required_argument, 0, O_RESTORE}, {"force", no_argument, 0, O_FORCE},
         {"auth-keys", required_argument, 0, O_AUTHKEYS}, {"hash-key", no_argument, 0, O_HASHKEY},
@@ -353,6 +357,13 @@ int main(int argc, char **argv)
                         optarg);
                 return 2;
             }
+            break;
+        case O_ACACHE:
+            if (parse_size(optarg, &dbo.attr_cache_bytes)) {
+                fprintf(stderr, "quiverd: --attr-cache %s: want a size (0: off)\n", optarg);
+                return 2;
+            }
+            dbo.no_attr_cache = dbo.attr_cache_bytes == 0;
             break;
         case O_MAXREB:
             if (parse_count("--max-rebuilds", optarg, 1, 64, &v)) return 2;

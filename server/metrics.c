@@ -347,6 +347,7 @@ static double g_nlist(const qv_coll_info *in)
 }
 static double g_nprobe(const qv_coll_info *in) { return in->nprobe; }
 static double g_trained_for(const qv_coll_info *in) { return (double)in->trained_for; }
+static double g_attr_cache(const qv_coll_info *in) { return (double)in->attr_cache_bytes; }
 static double g_recall(const qv_coll_info *in) { return default_recall(in); }
 static double g_rebuilding(const qv_coll_info *in) { return in->rebuilding ? 1 : 0; }
 static double g_rb_done(const qv_coll_info *in) { return in->rebuilding ? (double)in->done : 0; }
@@ -391,6 +392,9 @@ static void render_collections(sbuf *b, qv_db *db)
                       g_nprobe);
     render_coll_gauge(b, in, n, "quiver_collection_trained_for_items",
                       "Collection size when its index was trained.", g_trained_for);
+    render_coll_gauge(b, in, n, "quiver_collection_attr_cache_bytes",
+                      "Memory holding a collection's attributes for search hits (--attr-cache).",
+                      g_attr_cache);
     render_coll_gauge(b, in, n, "quiver_collection_calibrated_recall",
                       "Calibrated recall@10 at the default nprobe (1: exact search).", g_recall);
     render_coll_gauge(b, in, n, "quiver_collection_rebuilding",

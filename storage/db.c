@@ -141,6 +141,8 @@ int qv_db_open(const qv_db_opts *opts, qv_db **out)
     if (!db->opts.max_rebuilds) db->opts.max_rebuilds = 1;
     if (!db->opts.exact_max) db->opts.exact_max = QV_EXACT_MAX;
     if (!db->opts.max_batch_items) db->opts.max_batch_items = DEFAULT_MAX_BATCH;
+    if (!db->opts.attr_cache_bytes) db->opts.attr_cache_bytes = DEFAULT_ATTR_CACHE;
+    atomic_init(&db->acache_left, db->opts.attr_cache_bytes);
     pthread_mutex_init(&db->cmu, NULL);
     pthread_mutex_init(&db->pmu, NULL);
     pthread_rwlock_init(&db->flock, NULL);

@@ -22,12 +22,14 @@
 #include "quiver/db.h"
 #include "quiver/error.h"
 #include "quiver/log.h"
+#include "acache.h"
 #include "index.h"
 #include "indexfile.h"
 #include "store.h"
 
 #define DEFAULT_AUTO_IVF_MIN 10000
 #define DEFAULT_MAX_BATCH 50000
+#define DEFAULT_ATTR_CACHE ((size_t)256 << 20) /* bytes of attributes kept in memory */
 #define TRAIN_MIN_PER_LIST 39   /* FAISS's minimum training points per list */
 #define TRAIN_MAX_PER_LIST 50   /* sample at most this many per list (memory: the sample
                                    * lives beside the old and the new index) */
@@ -80,6 +82,8 @@ struct qv_coll {
     /* frees the cache when the collection goes (set by query.c, which owns
      * the cache: the registry below it never calls into it by name) */
     void (*cache_free)(qv_coll *c);
+    /* hits' attribute blobs in memory (acache.h; NULL: none) */
+    qv_acache *ac;
     /* rebuild state, under rmu */
     pthread_mutex_t rmu;
     rebuild *rb;
@@ -149,6 +153,7 @@ struct qv_db {
     atomic_int backup_busy;
     size_t written_since_release; /* writer only */
     unsigned long updates; /* index updates after commits (opts.test_fail_update) */
+    _Atomic size_t acache_left; /* the attribute caches' budget left */
 };
 
 /* internal write kinds: drop tombstones covered by an index file; store the

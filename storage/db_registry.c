@@ -21,6 +21,7 @@ qv_coll *qv_reg_coll_new(qv_db *db, const qv_coll_config *cfg)
     pthread_mutex_init(&c->rmu, NULL);
     pthread_mutex_init(&c->fmu, NULL);
     c->nprobe = 1;
+    if (!db->opts.no_attr_cache) c->ac = qv_acache_new(&db->acache_left);
     return c;
 }
 
@@ -39,6 +40,7 @@ void qv_coll_release(qv_coll *c)
     if (!c || atomic_fetch_sub(&c->refs, 1) != 1) return;
     qv_index_free(c->index);
     if (c->cache_free) c->cache_free(c);
+    qv_acache_free(c->ac);
     pthread_rwlock_destroy(&c->ilock);
     pthread_mutex_destroy(&c->rmu);
     pthread_mutex_destroy(&c->fmu);
@@ -143,6 +145,7 @@ void qv_coll_info_get(qv_coll *c, qv_coll_info *o)
     o->count = atomic_load(&c->count);
     o->last_seq = atomic_load(&c->last_seq);
     o->log_seq = atomic_load(&c->log_seq);
+    o->attr_cache_bytes = qv_acache_bytes(c->ac);
     pthread_rwlock_rdlock(&c->ilock);
     if (c->index) {
         o->params = *qv_index_get_params(c->index);

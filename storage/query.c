@@ -820,6 +820,8 @@ void qv_query_result_free(qv_query_result *r)
     free(r->off);
     free(r->hits);
     free(r->vecs_);
+    for (size_t i = 0; i < r->narefs_; i++) qv_acache_unref(r->arefs_[i]);
+    free(r->arefs_);
     qv_store_abort(r->snap_);
     memset(r, 0, sizeof *r);
 }
@@ -1412,8 +1414,18 @@ static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_q
     if (!out->off || !out->hits || (nfloats && !out->vecs_)) return QV_NOMEM;
     size_t l = 0, h = 0;
     float *v = out->vecs_;
+    /* attribute blobs the collection's cache holds as of this snapshot are
+     * held from there (a reference each, out->arefs_); the others are read
+     * in the snapshot */
+    uint64_t txnid = qv_store_txn_id(txn);
+    for (size_t i = 0; i < nreq && !out->arefs_; i++)
+        if (reqs[i].with_attributes && reqs[i].coll->ac &&
+            !(out->arefs_ = malloc((nhits ? nhits : 1) * sizeof *out->arefs_)))
+            return QV_NOMEM;
     for (size_t i = 0; i < nreq; i++) {
         const qv_coll *c = reqs[i].coll;
+        qv_acache *ac = reqs[i].with_attributes ? c->ac : NULL;
+        qv_acache_read_begin(ac);
         for (size_t pl = 0; pl < parts[i].nlists; pl++) {
             out->off[l++] = h;
             for (size_t j = parts[i].off[pl]; j < parts[i].off[pl + 1]; j++, h++) {
@@ -1426,8 +1438,11 @@ static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_q
                 o->vector = NULL;
                 /* hits are as the index saw them: an item deleted since
                  * comes without attributes and vector */
-                if (reqs[i].with_attributes &&
-                    qv_store_attrs_get(st, txn, c->cfg.id, o->id, &o->attrs, &o->attrs_len)) {
+                void **ref = out->arefs_ ? &out->arefs_[out->narefs_] : NULL;
+                if (ac && qv_acache_find(ac, o->id, txnid, &o->attrs, &o->attrs_len, ref)) {
+                    if (*ref) out->narefs_++;
+                } else if (reqs[i].with_attributes &&
+                           qv_store_attrs_get(st, txn, c->cfg.id, o->id, &o->attrs, &o->attrs_len)) {
                     o->attrs = NULL;
                     o->attrs_len = 0;
                 }
@@ -1441,6 +1456,7 @@ static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_q
                 }
             }
         }
+        qv_acache_read_end(ac);
     }
     out->off[nlists] = h;
     return 0;

@@ -54,6 +54,9 @@ int qv_store_read_begin(qv_store *st, MDB_txn **txn);
 int qv_store_write_begin(qv_store *st, MDB_txn *parent, MDB_txn **txn);
 int qv_store_commit(MDB_txn *txn);
 void qv_store_abort(MDB_txn *txn);
+/* The transaction's LMDB id: a read snapshot's is the last write committed
+ * in it; a write's is what it commits as. */
+uint64_t qv_store_txn_id(MDB_txn *txn);
 /* Make a read txn safe to share between threads that only read through it
  * (the env is MDB_NOTLS; LMDB updates a read txn on the first use of each
  * database, done here in the calling thread). Returns 0, QV_LMDB. */
@@ -93,6 +96,10 @@ int qv_store_item_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
  * Returns 0, QV_NOTFOUND (no attributes, or no such item), QV_LMDB. */
 int qv_store_attrs_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
                        const uint8_t **blob, size_t *len);
+/* Call fn for each attribute blob of a collection in id order; non-zero
+ * from fn stops and is returned. Returns 0, fn's value, QV_LMDB. */
+int qv_store_attrs_foreach(qv_store *st, MDB_txn *txn, uint32_t coll_id,
+                           int (*fn)(void *ctx, uint64_t id, const uint8_t *blob, size_t len), void *ctx);
 /* Insert or replace an item with sequence number seq (dim floats vec, attrs
  * blob). Keeps the sequence log in step. [out] existed: 1 if it replaced one.
  * Returns 0, QV_FULL, QV_CORRUPT, QV_LMDB. */

@@ -40,6 +40,9 @@ typedef struct qv_db_opts {
     int no_auto_rebuild;    /* 1: never start rebuilds on its own */
     int no_index_files;     /* 1: never write/read index files */
     uint64_t exact_max;     /* the planner's exact cut (0 = QV_EXACT_MAX, quiver/query.h) */
+    size_t attr_cache_bytes; /* attribute blobs kept in memory for hits, all
+                              * collections together (0 = 256 MiB) */
+    int no_attr_cache;      /* 1: hits' attributes are always read from LMDB */
     /* fault injection, set only by test builds (quiverd-test, unit tests):
      * the test_fail_update-th index update after a commit fails; each group
      * commit first waits test_writer_delay_ms (a slow disk) */
@@ -84,6 +87,7 @@ typedef struct qv_coll_info {
     uint64_t indexed;     /* items in the index */
     uint32_t nprobe;      /* default nprobe (for recall 0.95) */
     uint64_t trained_for; /* collection size when trained */
+    size_t attr_cache_bytes; /* memory holding its attributes for hits (--attr-cache) */
     uint64_t covered_seq; /* last sequence number applied */
     size_t n_recall;
     qv_recall_point recall[QV_MAX_RECALL_POINTS];

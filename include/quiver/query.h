@@ -118,9 +118,12 @@ typedef struct qv_query_result {
     size_t nlists;
     size_t *off;
     qv_hit *hits;
-    /* the engine's: the read snapshot the views point into, the vectors */
+    /* the engine's: the read snapshot the views point into, the vectors,
+     * the attribute blobs held from memory */
     void *snap_;
     float *vecs_;
+    void **arefs_;
+    size_t narefs_;
 } qv_query_result;
 /* Free a result (its snapshot ends); a zeroed result or NULL is a no-op.
  * Results hold an LMDB read snapshot: free them when the reply is sent. */

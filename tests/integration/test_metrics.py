@@ -389,6 +389,62 @@ def test_ivf_collection_gauges(make_server):
     check_histogram(e, "quiver_commit_batch_writes")
 
 
+def test_attr_cache_gauge_and_restarts(make_server):
+    """Hits' attributes served from memory (--attr-cache) are the ones written, after
+    replacements and deletes, after a restart (loaded again, logged) and with the cache
+    off (--attr-cache 0: the gauge reads 0); a bad size stops start-up naming the flag."""
+    srv = make_server(args=ARGS)
+    rng = np.random.default_rng(11)
+    n, dim = 2000, 16
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    want = {i: {"n": i, "tag": "t%d" % (i % 7), "tags": ["a", "b%d" % i]} for i in range(n)}
+    srv.create("ac", dim, pb.L2)
+    srv.upsert("ac", [qt.item(i, x[i], want[i]) for i in range(n)], timeout=60)
+    # replaced, emptied, deleted
+    for i in range(0, 300, 3):
+        want[i] = {"n": -i, "new": True}
+    srv.upsert("ac", [qt.item(i, x[i], want[i]) for i in range(0, 300, 3)])
+    for i in range(1, 300, 9):
+        want[i] = {}
+    srv.upsert("ac", [qt.item(i, x[i], want[i]) for i in range(1, 300, 9)])
+    gone = list(range(2, 300, 30))
+    assert srv.delete("ac", gone) == len(gone)
+    for i in gone:
+        del want[i]
+
+    def check():
+        q = x[rng.integers(0, n, 40)]
+        r = srv.search_vectors("ac", q, k=50, timeout=60)
+        seen = 0
+        for res in r.results:
+            for h in res.hits:
+                assert h.id in want, h.id
+                assert qt.attrs_of(h) == qt.expected_attrs(want[h.id]), (h.id, qt.attrs_of(h))
+                seen += 1
+        assert seen == 40 * 50
+
+    def gauge():
+        return Exposition(scrape(metrics_port(srv))).value("quiver_collection_attr_cache_bytes",
+                                                           collection="ac")
+
+    check()
+    assert gauge() > 0
+    srv.restart()
+    check()
+    m = re.findall(r"collection ac: attributes of (\d+) items in memory", srv.stderr_text())
+    with_attrs = sum(1 for d in want.values() if d)
+    assert m and int(m[-1]) == with_attrs, (m, with_attrs)
+    assert gauge() > 0
+    srv.args = ARGS + ["--attr-cache", "0"]
+    srv.restart()
+    check()
+    assert gauge() == 0
+    srv.stop()
+    r = subprocess.run([qt.QUIVERD, "--listen", "127.0.0.1:0", "--data", srv.data_dir,
+                        "--attr-cache", "lots"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--attr-cache lots" in r.stderr, (r.returncode, r.stderr)
+
+
 def test_promtool_accepts(make_server):
     qt.require_tool(PROMTOOL, "prometheus")
     srv = make_server(args=ARGS)

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -752,6 +753,281 @@ static void test_drop_and_upsert_in_one_batch(void **state)
     qv_coll_release(gone);
 }
 
+/* Upsert ids[0..n) with attribute "v" = vals[i] (NULL: no attributes). */
+static void upsert_attrs(fixture *f, qv_coll *c, size_t n, const uint64_t *ids, const char *const *vals)
+{
+    float *v = malloc(n * DIM * sizeof *v);
+    size_t *off = malloc((n + 1) * sizeof *off);
+    qv_buf b = {0};
+    off[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        vec_of(ids[i], v + i * DIM);
+        if (vals[i]) {
+            qv_attr_builder ab;
+            assert_int_equal(qv_attrs_begin(&ab, &b), 0);
+            assert_int_equal(qv_attrs_add_string(&ab, "v", vals[i], strlen(vals[i])), 0);
+            qv_attrs_end(&ab);
+        }
+        off[i + 1] = b.len;
+    }
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_UPSERT;
+    w.coll = c;
+    w.n = n;
+    w.ids = ids;
+    w.vecs = v;
+    w.attr_off = off;
+    w.attrs = b.data;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    free(v);
+    free(off);
+    free(b.data);
+}
+
+/* The "v" attribute a search by the item's vector returns with its first hit
+ * (the item itself), into out; "-" when it has none, "?" when the item is
+ * not the first hit. */
+static void hit_attr(qv_coll *c, uint64_t id, char *out, size_t cap)
+{
+    float v[DIM];
+    vec_of(id, v);
+    qv_query q = {.vec = v};
+    qv_read r = {.coll = c, .kind = QV_READ_SEARCH, .queries = &q, .nq = 1, .opts = {.k = 1},
+                 .with_attributes = 1};
+    qv_query_result res;
+    size_t failed;
+    char err[256];
+    int rc = qv_query_run(&r, 1, &res, &failed, err, sizeof err);
+    snprintf(out, cap, "?");
+    if (!rc && res.off[1] > 0 && res.hits[0].id == id) {
+        qv_attr_iter it;
+        qv_attr a;
+        snprintf(out, cap, "-");
+        if (res.hits[0].attrs_len && qv_attr_iter_init(&it, res.hits[0].attrs, res.hits[0].attrs_len) == 0 &&
+            qv_attr_next(&it, &a) == 1)
+            snprintf(out, cap, "%.*s", (int)a.str_len, a.str);
+    }
+    qv_query_result_free(&res);
+}
+
+static void assert_hit_attr(qv_coll *c, uint64_t id, const char *want)
+{
+    char got[64];
+    hit_attr(c, id, got, sizeof got);
+    assert_string_equal(got, want);
+}
+
+/* Whether c's attribute cache holds id for a snapshot begun now (or for
+ * snap, when given). */
+static int cached(fixture *f, qv_coll *c, uint64_t id, MDB_txn *snap)
+{
+    MDB_txn *txn = snap;
+    if (!txn) assert_int_equal(qv_store_read_begin(qv_db_store(f->db), &txn), 0);
+    const uint8_t *b;
+    size_t len;
+    void *ref = NULL;
+    qv_acache_read_begin(c->ac);
+    int r = qv_acache_find(c->ac, id, qv_store_txn_id(txn), &b, &len, &ref);
+    qv_acache_read_end(c->ac);
+    qv_acache_unref(ref);
+    if (!snap) qv_store_abort(txn);
+    return r;
+}
+
+/* Hits' attributes come from memory as the writes left them: replaced,
+ * removed, deleted, duplicated in one batch; a snapshot older than a write
+ * never takes its entry; after a restart they are loaded again, within a
+ * budget too small for all of them; and with the cache off, from LMDB. */
+static void test_hit_attributes_follow_writes(void **state)
+{
+    fixture *f = *state;
+    create(f, "at", QV_METRIC_L2, QV_KIND_FLAT, 0);
+    qv_coll *c;
+    assert_int_equal(qv_db_coll_get(f->db, "at", &c), 0);
+    assert_non_null(c->ac);
+    enum { N = 300 };
+    uint64_t ids[N];
+    char vals[N][16];
+    const char *vp[N];
+    for (size_t i = 0; i < N; i++) {
+        ids[i] = i;
+        snprintf(vals[i], sizeof vals[i], "first-%zu", i);
+        vp[i] = vals[i];
+    }
+    upsert_attrs(f, c, N, ids, vp);
+    assert_int_equal(cached(f, c, 3, NULL), 1);
+    assert_hit_attr(c, 3, "first-3");
+    /* a snapshot begun before a write does not take the write's entry */
+    MDB_txn *old;
+    assert_int_equal(qv_store_read_begin(qv_db_store(f->db), &old), 0);
+    const char *nv[] = {"second-3"};
+    upsert_attrs(f, c, 1, (uint64_t[]){3}, nv);
+    assert_int_equal(cached(f, c, 3, old), 0);
+    assert_int_equal(cached(f, c, 3, NULL), 1);
+    qv_store_abort(old);
+    assert_hit_attr(c, 3, "second-3");
+    /* attributes removed by an upsert without any */
+    const char *none[] = {NULL};
+    upsert_attrs(f, c, 1, (uint64_t[]){4}, none);
+    assert_int_equal(cached(f, c, 4, NULL), 1);
+    assert_hit_attr(c, 4, "-");
+    /* the same id three times in one batch: the last one, in memory as on disk */
+    const char *three[] = {"x", "y", "z"};
+    upsert_attrs(f, c, 3, (uint64_t[]){5, 5, 5}, three);
+    assert_hit_attr(c, 5, "z");
+    /* a delete leaves nothing in memory */
+    uint64_t del = 6;
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_DELETE;
+    w.coll = c;
+    w.n = 1;
+    w.ids = &del;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    assert_int_equal(cached(f, c, 6, NULL), 0);
+    assert_hit_attr(c, 6, "?");
+    qv_coll_release(c);
+
+    /* restart with room for part of them: loaded before the first write
+     * commits, the rest read from LMDB, every hit the same */
+    qv_db_close(f->db);
+    f->opts.attr_cache_bytes = 40 << 10; /* the table (32 KiB) and about 180 of them */
+    db_open(f);
+    assert_int_equal(qv_db_coll_get(f->db, "at", &c), 0);
+    upsert_attrs(f, c, 1, (uint64_t[]){N + 1}, (const char *[]){"after"}); /* after the load */
+    size_t in = 0;
+    for (uint64_t i = 0; i < N; i++) in += cached(f, c, i, NULL) == 1;
+    assert_true(in > 100 && in < 250);
+    assert_true(qv_acache_bytes(c->ac) <= (size_t)40 << 10);
+    for (uint64_t i = 0; i < N; i++) {
+        if (i == 6) continue;
+        assert_hit_attr(c, i, i == 3 ? "second-3" : i == 4 ? "-" : i == 5 ? "z" : vals[i]);
+    }
+    qv_coll_release(c);
+
+    /* the cache off */
+    qv_db_close(f->db);
+    f->opts.no_attr_cache = 1;
+    db_open(f);
+    assert_int_equal(qv_db_coll_get(f->db, "at", &c), 0);
+    assert_null(c->ac);
+    assert_hit_attr(c, 3, "second-3");
+    assert_hit_attr(c, 4, "-");
+    assert_hit_attr(c, 100, "first-100");
+    qv_coll_release(c);
+}
+
+typedef struct race {
+    fixture *f;
+    qv_coll *c;
+    atomic_int stop;
+    long checked, bad;
+} race;
+
+/* Readers: every hit's attribute names the version its vector carries (both
+ * read in the call's snapshot; the vector from LMDB, the attribute from
+ * memory when the cache holds it). */
+static void *race_reader(void *p)
+{
+    race *r = p;
+    float q[DIM];
+    uint64_t s = (uint64_t)(uintptr_t)&q;
+    while (!atomic_load(&r->stop)) {
+        s = s * 6364136223846793005ULL + 1;
+        vec_of((s >> 33) % 200, q);
+        qv_query qq = {.vec = q};
+        qv_read rd = {.coll = r->c, .kind = QV_READ_SEARCH, .queries = &qq, .nq = 1, .opts = {.k = 50},
+                      .with_attributes = 1, .with_vectors = 1};
+        qv_query_result res;
+        size_t failed;
+        char err[256];
+        if (qv_query_run(&rd, 1, &res, &failed, err, sizeof err) == 0)
+            for (size_t h = 0; h < res.off[1]; h++) {
+                const qv_hit *x = &res.hits[h];
+                qv_attr_iter it;
+                qv_attr a;
+                if (!x->vector || !x->attrs_len) continue; /* deleted since the index saw it */
+                long ver = -1;
+                if (qv_attr_iter_init(&it, x->attrs, x->attrs_len) == 0 && qv_attr_next(&it, &a) == 1)
+                    ver = a.i;
+                __atomic_add_fetch(&r->checked, 1, __ATOMIC_RELAXED);
+                if (ver != (long)x->vector[DIM - 1]) __atomic_add_fetch(&r->bad, 1, __ATOMIC_RELAXED);
+            }
+        qv_query_result_free(&res);
+    }
+    return NULL;
+}
+
+/* Upsert n ids at version ver: the vector's last value and attribute "ver". */
+static void upsert_version(fixture *f, qv_coll *c, size_t n, const uint64_t *ids, long ver)
+{
+    float *v = malloc(n * DIM * sizeof *v);
+    size_t *off = malloc((n + 1) * sizeof *off);
+    qv_buf b = {0};
+    off[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        vec_of(ids[i], v + i * DIM);
+        v[i * DIM + DIM - 1] = (float)ver;
+        qv_attr_builder ab;
+        assert_int_equal(qv_attrs_begin(&ab, &b), 0);
+        assert_int_equal(qv_attrs_add_int(&ab, "ver", ver), 0);
+        qv_attrs_end(&ab);
+        off[i + 1] = b.len;
+    }
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_UPSERT;
+    w.coll = c;
+    w.n = n;
+    w.ids = ids;
+    w.vecs = v;
+    w.attr_off = off;
+    w.attrs = b.data;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    free(v);
+    free(off);
+    free(b.data);
+}
+
+/* Searches racing writes that change items' attributes: no hit ever comes
+ * with attributes of another version than its vector's, in the same snapshot. */
+static void test_hit_attributes_under_concurrent_writes(void **state)
+{
+    fixture *f = *state;
+    create(f, "race", QV_METRIC_L2, QV_KIND_FLAT, 0);
+    race r = {.f = f};
+    assert_int_equal(qv_db_coll_get(f->db, "race", &r.c), 0);
+    uint64_t ids[200];
+    for (uint64_t i = 0; i < 200; i++) ids[i] = i;
+    upsert_version(f, r.c, 200, ids, 0);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, race_reader, &r);
+    uint64_t s = 42;
+    for (long ver = 1; ver <= 400; ver++) {
+        uint64_t some[16];
+        for (int j = 0; j < 16; j++) {
+            s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+            some[j] = (s >> 33) % 200;
+        }
+        upsert_version(f, r.c, 16, some, ver);
+        if (ver % 50 == 0) { /* and some deletes */
+            qv_write w;
+            memset(&w, 0, sizeof w);
+            w.kind = QV_W_DELETE;
+            w.coll = r.c;
+            w.n = 4;
+            w.ids = some;
+            assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+        }
+    }
+    atomic_store(&r.stop, 1);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    assert_true(r.checked > 1000);
+    assert_int_equal(r.bad, 0);
+    qv_coll_release(r.c);
+}
+
 int main(void)
 {
     qv_log_set_level(getenv("QV_TEST_VERBOSE") ? QV_LOG_DEBUG : QV_LOG_ERROR);
@@ -766,6 +1042,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_seq_applied_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_queue_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_and_upsert_in_one_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hit_attributes_follow_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hit_attributes_under_concurrent_writes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

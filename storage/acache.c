@@ -1,0 +1,271 @@
+/*
+ * The attribute cache (acache.h): an open-addressing hash id -> (blob,
+ * transaction id), linear probing with backward-shift deletion, under one
+ * read-write lock that prefers the writer. Blobs are reference counted: the
+ * table holds one reference, each result that found it one more.
+ */
+#include "acache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIN_SLOTS 1024
+#define BLOB_OVERHEAD 24 /* its header and what malloc keeps beside it, charged with it */
+#define CHUNK 1024       /* entries changed per hold of the write lock: a large
+                          * write or a fill lets searches in between */
+
+typedef struct ablob {
+    atomic_uint refs;
+    uint32_t len;
+    uint8_t data[];
+} ablob;
+
+struct aslot {
+    int64_t id;     /* -1: empty */
+    uint32_t len;   /* blob's bytes (0: no attributes, blob NULL) */
+    uint64_t txnid; /* the transaction that wrote it */
+    ablob *blob;
+};
+
+struct qv_acache {
+    pthread_rwlock_t lock;
+    struct aslot *h;
+    size_t hsize, n; /* hsize: a power of two, n at most 70% of it */
+    size_t bytes;    /* charged to *left */
+    _Atomic size_t *left;
+};
+
+static size_t slot_of(const qv_acache *ac, uint64_t id)
+{
+    return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 17) & (ac->hsize - 1);
+}
+
+/* Takes b bytes of the budget, or none and returns 0. */
+static int charge(qv_acache *ac, size_t b)
+{
+    size_t cur = atomic_load(ac->left);
+    do {
+        if (cur < b) return 0;
+    } while (!atomic_compare_exchange_weak(ac->left, &cur, cur - b));
+    ac->bytes += b;
+    return 1;
+}
+
+static void refund(qv_acache *ac, size_t b)
+{
+    ac->bytes -= b;
+    atomic_fetch_add(ac->left, b);
+}
+
+static size_t blob_cost(size_t len) { return len ? len + BLOB_OVERHEAD : 0; }
+
+void qv_acache_unref(void *ref)
+{
+    ablob *b = ref;
+    if (b && atomic_fetch_sub(&b->refs, 1) == 1) free(b);
+}
+
+qv_acache *qv_acache_new(_Atomic size_t *left)
+{
+    qv_acache *ac = calloc(1, sizeof *ac);
+    if (!ac) return NULL;
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    /* a stream of searches must not keep the writer out */
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&ac->lock, &a);
+    pthread_rwlockattr_destroy(&a);
+    ac->left = left;
+    return ac;
+}
+
+void qv_acache_free(qv_acache *ac)
+{
+    if (!ac) return;
+    for (size_t i = 0; i < ac->hsize; i++)
+        if (ac->h[i].id >= 0) qv_acache_unref(ac->h[i].blob);
+    free(ac->h);
+    if (ac->bytes) atomic_fetch_add(ac->left, ac->bytes);
+    pthread_rwlock_destroy(&ac->lock);
+    free(ac);
+}
+
+/* The slot holding id, or the empty slot where it would go. */
+static size_t probe(const qv_acache *ac, uint64_t id)
+{
+    size_t i = slot_of(ac, id);
+    while (ac->h[i].id >= 0 && ac->h[i].id != (int64_t)id) i = (i + 1) & (ac->hsize - 1);
+    return i;
+}
+
+static void remove_at(qv_acache *ac, size_t i)
+{
+    refund(ac, blob_cost(ac->h[i].len));
+    qv_acache_unref(ac->h[i].blob);
+    ac->n--;
+    /* backward shift: later members of the run move into the hole unless
+     * their home lies cyclically in (hole, their slot] */
+    size_t mask = ac->hsize - 1;
+    for (size_t j = (i + 1) & mask; ac->h[j].id >= 0; j = (j + 1) & mask) {
+        size_t home = slot_of(ac, (uint64_t)ac->h[j].id);
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            ac->h[i] = ac->h[j];
+            i = j;
+        }
+    }
+    ac->h[i].id = -1;
+    ac->h[i].blob = NULL;
+}
+
+/* Room for one more entry: doubles the table when it would pass 70% full.
+ * Returns 0 when the budget or memory does not allow it. */
+static int reserve_one(qv_acache *ac)
+{
+    if ((ac->n + 1) * 10 <= ac->hsize * 7) return 1;
+    size_t ns = ac->hsize ? ac->hsize * 2 : MIN_SLOTS;
+    size_t grow = (ns - ac->hsize) * sizeof *ac->h;
+    if (!charge(ac, grow)) return 0;
+    struct aslot *h = malloc(ns * sizeof *h);
+    if (!h) {
+        refund(ac, grow);
+        return 0;
+    }
+    for (size_t i = 0; i < ns; i++) h[i].id = -1;
+    struct aslot *old = ac->h;
+    size_t os = ac->hsize;
+    ac->h = h;
+    ac->hsize = ns;
+    for (size_t i = 0; i < os; i++)
+        if (old[i].id >= 0) ac->h[probe(ac, (uint64_t)old[i].id)] = old[i];
+    free(old);
+    return 1;
+}
+
+void qv_acache_forget(qv_acache *ac, const uint64_t *ids, size_t n)
+{
+    if (!ac || !n) return;
+    pthread_rwlock_wrlock(&ac->lock);
+    for (size_t i = 0; ac->n && i < n; i++) {
+        if (i % CHUNK == CHUNK - 1) {
+            pthread_rwlock_unlock(&ac->lock);
+            pthread_rwlock_wrlock(&ac->lock);
+        }
+        size_t s = probe(ac, ids[i]);
+        if (ac->h[s].id >= 0) remove_at(ac, s);
+    }
+    pthread_rwlock_unlock(&ac->lock);
+}
+
+/* One entry, under the write lock; an entry that does not fit is left out. */
+static void put_one(qv_acache *ac, uint64_t txnid, uint64_t id, const uint8_t *blob, size_t len)
+{
+    if (len > UINT32_MAX) return;
+    if (ac->hsize) {
+        size_t s = probe(ac, id);
+        if (ac->h[s].id >= 0) remove_at(ac, s); /* the same id twice in one write */
+    }
+    if (!reserve_one(ac) || !charge(ac, blob_cost(len))) return;
+    ablob *copy = NULL;
+    if (len && !(copy = malloc(sizeof *copy + len))) {
+        refund(ac, blob_cost(len));
+        return;
+    }
+    if (len) {
+        atomic_init(&copy->refs, 1);
+        copy->len = (uint32_t)len;
+        memcpy(copy->data, blob, len);
+    }
+    struct aslot *sl = &ac->h[probe(ac, id)];
+    sl->id = (int64_t)id;
+    sl->len = (uint32_t)len;
+    sl->txnid = txnid;
+    sl->blob = copy;
+    ac->n++;
+}
+
+void qv_acache_put(qv_acache *ac, uint64_t txnid, size_t n, const uint64_t *ids, const uint8_t *attrs,
+                   const size_t *attr_off, const char *skip)
+{
+    if (!ac || !n) return;
+    pthread_rwlock_wrlock(&ac->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (i % CHUNK == CHUNK - 1) {
+            pthread_rwlock_unlock(&ac->lock);
+            pthread_rwlock_wrlock(&ac->lock);
+        }
+        if (skip && skip[i]) continue;
+        const uint8_t *a = attr_off ? attrs + attr_off[i] : NULL;
+        size_t len = attr_off ? attr_off[i + 1] - attr_off[i] : 0;
+        put_one(ac, txnid, ids[i], a, len);
+    }
+    pthread_rwlock_unlock(&ac->lock);
+}
+
+struct fill {
+    qv_acache *ac;
+    uint64_t txnid;
+    size_t n, held;
+};
+
+static int fill_one(void *ctx, uint64_t id, const uint8_t *blob, size_t len)
+{
+    struct fill *f = ctx;
+    if (f->held == CHUNK) {
+        pthread_rwlock_unlock(&f->ac->lock);
+        pthread_rwlock_wrlock(&f->ac->lock);
+        f->held = 0;
+    }
+    f->held++;
+    size_t before = f->ac->n;
+    put_one(f->ac, f->txnid, id, blob, len);
+    if (f->ac->n == before) return 1; /* the budget is spent */
+    f->n++;
+    return 0;
+}
+
+int qv_acache_fill(qv_acache *ac, qv_store *st, MDB_txn *txn, uint32_t coll_id, size_t *n, int *full)
+{
+    *n = 0;
+    *full = 0;
+    if (!ac) return 0;
+    struct fill f = {ac, qv_store_txn_id(txn), 0, 0};
+    pthread_rwlock_wrlock(&ac->lock);
+    int rc = qv_store_attrs_foreach(st, txn, coll_id, fill_one, &f);
+    pthread_rwlock_unlock(&ac->lock);
+    *n = f.n;
+    *full = rc == 1;
+    return rc == 1 ? 0 : rc;
+}
+
+void qv_acache_read_begin(qv_acache *ac)
+{
+    if (ac) pthread_rwlock_rdlock(&ac->lock);
+}
+
+void qv_acache_read_end(qv_acache *ac)
+{
+    if (ac) pthread_rwlock_unlock(&ac->lock);
+}
+
+int qv_acache_find(const qv_acache *ac, uint64_t id, uint64_t txnid, const uint8_t **blob, size_t *len,
+                   void **ref)
+{
+    if (!ac || !ac->n) return 0;
+    const struct aslot *s = &ac->h[probe(ac, id)];
+    if (s->id < 0 || s->txnid > txnid) return 0;
+    *ref = s->blob;
+    *blob = s->blob ? s->blob->data : NULL;
+    *len = s->len;
+    if (s->blob) atomic_fetch_add(&s->blob->refs, 1);
+    return 1;
+}
+
+size_t qv_acache_bytes(qv_acache *ac)
+{
+    if (!ac) return 0;
+    pthread_rwlock_rdlock(&ac->lock);
+    size_t b = ac->bytes;
+    pthread_rwlock_unlock(&ac->lock);
+    return b;
+}
