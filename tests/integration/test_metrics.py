@@ -423,9 +423,10 @@ def test_attr_cache_gauge_and_restarts(make_server):
                 seen += 1
         assert seen == 40 * 50
 
-    def gauge():
-        return Exposition(scrape(metrics_port(srv))).value("quiver_collection_attr_cache_bytes",
-                                                           collection="ac")
+    def gauge():  # the port of this run's "metrics on" line (port 0: a new one each start)
+        port = int(re.findall(r"metrics on http://\S+?:(\d+)/metrics", srv.stderr_text())[-1])
+        return Exposition(scrape(port)).value("quiver_collection_attr_cache_bytes",
+                                              collection="ac")
 
     check()
     assert gauge() > 0
