@@ -493,7 +493,7 @@ static void fill_attr_caches(qv_db *db)
                     c->cfg.name, qv_strerror(rc));
         else if (full)
             qv_warn("collection %s: %zu items' attributes in memory, the rest read from disk: the "
-                    "attribute cache (--attr-cache-mb) is full", c->cfg.name, kept);
+                    "attribute cache (--attr-cache) is full", c->cfg.name, kept);
         else if (kept)
             qv_info("collection %s: attributes of %zu items in memory (%.1f MiB)", c->cfg.name, kept,
                     (double)qv_acache_bytes(c->ac) / (1 << 20));

@@ -1425,9 +1425,10 @@ static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_q
     for (size_t i = 0; i < nreq; i++) {
         const qv_coll *c = reqs[i].coll;
         qv_acache *ac = reqs[i].with_attributes ? c->ac : NULL;
-        qv_acache_read_begin(ac);
         for (size_t pl = 0; pl < parts[i].nlists; pl++) {
             out->off[l++] = h;
+            /* a list at a time: a write waits at most that long to commit */
+            qv_acache_read_begin(ac);
             for (size_t j = parts[i].off[pl]; j < parts[i].off[pl + 1]; j++, h++) {
                 qv_hit *o = &out->hits[h];
                 o->id = parts[i].hits[j].id;
@@ -1455,8 +1456,8 @@ static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_q
                     v += iv.dim;
                 }
             }
+            qv_acache_read_end(ac);
         }
-        qv_acache_read_end(ac);
     }
     out->off[nlists] = h;
     return 0;
