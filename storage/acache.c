@@ -12,8 +12,8 @@
 
 #define MIN_SLOTS 1024
 #define BLOB_OVERHEAD 24 /* its header and what malloc keeps beside it, charged with it */
-#define CHUNK 1024       /* entries changed per hold of the write lock: a large
-                          * write or a fill lets searches in between */
+#define CHUNK 1024       /* entries forgotten per hold of the write lock: a large
+                          * write lets searches in between */
 
 typedef struct ablob {
     atomic_uint refs;
@@ -34,6 +34,12 @@ struct qv_acache {
     size_t hsize, n; /* hsize: a power of two, n at most 70% of it */
     size_t bytes;    /* charged to *left */
     _Atomic size_t *left;
+    /* the newest write transaction that forgot ids: snapshots older than it
+     * offer nothing */
+    _Atomic uint64_t fence;
+    /* the budget left when an offer last found no room (SIZE_MAX: it did
+     * not): offers wait until some bytes came back */
+    _Atomic size_t full_at;
 };
 
 static size_t slot_of(const qv_acache *ac, uint64_t id)
@@ -77,6 +83,7 @@ qv_acache *qv_acache_new(_Atomic size_t *left)
     pthread_rwlock_init(&ac->lock, &a);
     pthread_rwlockattr_destroy(&a);
     ac->left = left;
+    atomic_init(&ac->full_at, SIZE_MAX);
     return ac;
 }
 
@@ -142,10 +149,11 @@ static int reserve_one(qv_acache *ac)
     return 1;
 }
 
-void qv_acache_forget(qv_acache *ac, const uint64_t *ids, size_t n)
+void qv_acache_forget(qv_acache *ac, uint64_t txnid, const uint64_t *ids, size_t n)
 {
-    if (!ac || !n) return;
+    if (!ac) return;
     pthread_rwlock_wrlock(&ac->lock);
+    if (txnid > atomic_load(&ac->fence)) atomic_store(&ac->fence, txnid);
     for (size_t i = 0; ac->n && i < n; i++) {
         if (i % CHUNK == CHUNK - 1) {
             pthread_rwlock_unlock(&ac->lock);
@@ -157,15 +165,16 @@ void qv_acache_forget(qv_acache *ac, const uint64_t *ids, size_t n)
     pthread_rwlock_unlock(&ac->lock);
 }
 
-/* One entry, under the write lock; an entry that does not fit is left out. */
+/* One entry, under the write lock; one that does not fit is left out (and
+ * the cache marked full). */
 static void put_one(qv_acache *ac, uint64_t txnid, uint64_t id, const uint8_t *blob, size_t len)
 {
     if (len > UINT32_MAX) return;
-    if (ac->hsize) {
-        size_t s = probe(ac, id);
-        if (ac->h[s].id >= 0) remove_at(ac, s); /* the same id twice in one write */
+    if (ac->hsize && ac->h[probe(ac, id)].id >= 0) return; /* held already */
+    if (!reserve_one(ac) || !charge(ac, blob_cost(len))) {
+        atomic_store(&ac->full_at, atomic_load(ac->left));
+        return;
     }
-    if (!reserve_one(ac) || !charge(ac, blob_cost(len))) return;
     ablob *copy = NULL;
     if (len && !(copy = malloc(sizeof *copy + len))) {
         refund(ac, blob_cost(len));
@@ -184,58 +193,27 @@ static void put_one(qv_acache *ac, uint64_t txnid, uint64_t id, const uint8_t *b
     ac->n++;
 }
 
-void qv_acache_put(qv_acache *ac, uint64_t txnid, size_t n, const uint64_t *ids, const uint8_t *attrs,
-                   const size_t *attr_off, const char *skip)
+int qv_acache_wants(const qv_acache *ac, uint64_t txnid)
 {
-    if (!ac || !n) return;
-    pthread_rwlock_wrlock(&ac->lock);
-    for (size_t i = 0; i < n; i++) {
-        if (i % CHUNK == CHUNK - 1) {
-            pthread_rwlock_unlock(&ac->lock);
-            pthread_rwlock_wrlock(&ac->lock);
-        }
-        if (skip && skip[i]) continue;
-        const uint8_t *a = attr_off ? attrs + attr_off[i] : NULL;
-        size_t len = attr_off ? attr_off[i + 1] - attr_off[i] : 0;
-        put_one(ac, txnid, ids[i], a, len);
-    }
-    pthread_rwlock_unlock(&ac->lock);
+    if (!ac || txnid < atomic_load(&ac->fence)) return 0;
+    size_t f = atomic_load(&ac->full_at);
+    return f == SIZE_MAX || atomic_load(ac->left) >= f + 4096;
 }
 
-struct fill {
-    qv_acache *ac;
-    uint64_t txnid;
-    size_t n, held;
-};
-
-static int fill_one(void *ctx, uint64_t id, const uint8_t *blob, size_t len)
+void qv_acache_offer(qv_acache *ac, uint64_t txnid, size_t n, const uint64_t *ids,
+                     const uint8_t *const *blobs, const size_t *lens)
 {
-    struct fill *f = ctx;
-    if (f->held == CHUNK) {
-        pthread_rwlock_unlock(&f->ac->lock);
-        pthread_rwlock_wrlock(&f->ac->lock);
-        f->held = 0;
-    }
-    f->held++;
-    size_t before = f->ac->n;
-    put_one(f->ac, f->txnid, id, blob, len);
-    if (f->ac->n == before) return 1; /* the budget is spent */
-    f->n++;
-    return 0;
-}
-
-int qv_acache_fill(qv_acache *ac, qv_store *st, MDB_txn *txn, uint32_t coll_id, size_t *n, int *full)
-{
-    *n = 0;
-    *full = 0;
-    if (!ac) return 0;
-    struct fill f = {ac, qv_store_txn_id(txn), 0, 0};
+    if (!qv_acache_wants(ac, txnid) || !n) return;
     pthread_rwlock_wrlock(&ac->lock);
-    int rc = qv_store_attrs_foreach(st, txn, coll_id, fill_one, &f);
+    /* a write prepared since the snapshot may have changed these items:
+     * what the snapshot read is not offered (the write's forget ran or will
+     * run under this lock, the fence first) */
+    if (txnid >= atomic_load(&ac->fence)) {
+        atomic_store(&ac->full_at, SIZE_MAX);
+        for (size_t i = 0; i < n && atomic_load(&ac->full_at) == SIZE_MAX; i++)
+            put_one(ac, txnid, ids[i], blobs[i], lens[i]);
+    }
     pthread_rwlock_unlock(&ac->lock);
-    *n = f.n;
-    *full = rc == 1;
-    return rc == 1 ? 0 : rc;
 }
 
 void qv_acache_read_begin(qv_acache *ac)

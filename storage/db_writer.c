@@ -393,11 +393,11 @@ static void run_batch(qv_db *db, qv_write *batch)
         }
     }
     /* the attribute caches let go of what this commit changes before any
-     * snapshot can see it (acache.h) */
+     * snapshot can see it, and take nothing read before it (acache.h) */
     uint64_t txnid = rc ? 0 : qv_store_txn_id(txn);
     for (qv_write *w = batch; w; w = WI(w)->next)
         if ((w->kind == QV_W_UPSERT || w->kind == QV_W_DELETE) && w->coll)
-            qv_acache_forget(w->coll->ac, w->ids, w->n);
+            qv_acache_forget(w->coll->ac, txnid, w->ids, w->n);
     struct timespec tc;
     clock_gettime(CLOCK_MONOTONIC, &tc);
     if (!rc) rc = qv_store_commit(txn);
@@ -438,10 +438,6 @@ static void run_batch(qv_db *db, qv_write *batch)
     }
     i = 0;
     for (qv_write *w = batch; w; w = WI(w)->next, i++)
-        if (!rc && !w->rc && w->kind == QV_W_UPSERT && w->affected)
-            qv_acache_put(w->coll->ac, txnid, w->n, w->ids, w->attrs, w->attr_off, skips ? skips[i] : NULL);
-    i = 0;
-    for (qv_write *w = batch; w; w = WI(w)->next, i++)
         if (!w->rc) publish_op(db, w, skips ? skips[i] : NULL);
     /* replies go out only now: committed and searchable */
     size_t freed = 0;
@@ -466,47 +462,10 @@ static void run_batch(qv_db *db, qv_write *batch)
     if (freed) release_queued(db, freed);
 }
 
-/* Every collection's attribute blobs into its cache, before the first group
- * commit: nothing commits while they load (acache.h). */
-static void fill_attr_caches(qv_db *db)
-{
-    pthread_mutex_lock(&db->cmu);
-    size_t n = db->ncolls;
-    qv_coll **cs = malloc((n ? n : 1) * sizeof *cs);
-    for (size_t i = 0; cs && i < n; i++) {
-        cs[i] = db->colls[i];
-        qv_reg_coll_ref(cs[i]);
-    }
-    pthread_mutex_unlock(&db->cmu);
-    if (!cs) return;
-    for (size_t i = 0; i < n; i++) {
-        qv_coll *c = cs[i];
-        MDB_txn *txn;
-        size_t kept = 0;
-        int full = 0, rc = c->ac ? qv_store_read_begin(db->st, &txn) : 0;
-        if (c->ac && !rc) {
-            rc = qv_acache_fill(c->ac, db->st, txn, c->cfg.id, &kept, &full);
-            qv_store_abort(txn);
-        }
-        if (rc)
-            qv_warn("collection %s: attributes not loaded in memory (%s): hits read them from disk",
-                    c->cfg.name, qv_strerror(rc));
-        else if (full)
-            qv_warn("collection %s: %zu items' attributes in memory, the rest read from disk: the "
-                    "attribute cache (--attr-cache) is full", c->cfg.name, kept);
-        else if (kept)
-            qv_info("collection %s: attributes of %zu items in memory (%.1f MiB)", c->cfg.name, kept,
-                    (double)qv_acache_bytes(c->ac) / (1 << 20));
-        qv_coll_release(c);
-    }
-    free(cs);
-}
-
 void *qv_writer_main(void *arg)
 {
     qv_db *db = arg;
     size_t max_items = db->opts.max_batch_items;
-    fill_attr_caches(db);
     for (;;) {
         pthread_mutex_lock(&db->qmu);
         while (!db->qhead && !db->stopping) pthread_cond_wait(&db->qcv, &db->qmu);

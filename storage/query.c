@@ -1416,12 +1416,24 @@ static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_q
     float *v = out->vecs_;
     /* attribute blobs the collection's cache holds as of this snapshot are
      * held from there (a reference each, out->arefs_); the others are read
-     * in the snapshot */
+     * in the snapshot and offered to the cache, a list at a time */
     uint64_t txnid = qv_store_txn_id(txn);
+    uint64_t *mid = NULL;
+    const uint8_t **mblob = NULL;
+    size_t *mlen = NULL;
     for (size_t i = 0; i < nreq && !out->arefs_; i++)
-        if (reqs[i].with_attributes && reqs[i].coll->ac &&
-            !(out->arefs_ = malloc((nhits ? nhits : 1) * sizeof *out->arefs_)))
-            return QV_NOMEM;
+        if (reqs[i].with_attributes && reqs[i].coll->ac) {
+            out->arefs_ = malloc((nhits ? nhits : 1) * sizeof *out->arefs_);
+            mid = malloc((nhits ? nhits : 1) * sizeof *mid);
+            mblob = malloc((nhits ? nhits : 1) * sizeof *mblob);
+            mlen = malloc((nhits ? nhits : 1) * sizeof *mlen);
+            if (!out->arefs_ || !mid || !mblob || !mlen) {
+                free(mid);
+                free(mblob);
+                free(mlen);
+                return QV_NOMEM;
+            }
+        }
     for (size_t i = 0; i < nreq; i++) {
         const qv_coll *c = reqs[i].coll;
         qv_acache *ac = reqs[i].with_attributes ? c->ac : NULL;
@@ -1429,6 +1441,8 @@ static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_q
             out->off[l++] = h;
             /* a list at a time: a write waits at most that long to commit */
             qv_acache_read_begin(ac);
+            size_t nmiss = 0;
+            int offer = qv_acache_wants(ac, txnid);
             for (size_t j = parts[i].off[pl]; j < parts[i].off[pl + 1]; j++, h++) {
                 qv_hit *o = &out->hits[h];
                 o->id = parts[i].hits[j].id;
@@ -1442,10 +1456,17 @@ static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_q
                 void **ref = out->arefs_ ? &out->arefs_[out->narefs_] : NULL;
                 if (ac && qv_acache_find(ac, o->id, txnid, &o->attrs, &o->attrs_len, ref)) {
                     if (*ref) out->narefs_++;
-                } else if (reqs[i].with_attributes &&
-                           qv_store_attrs_get(st, txn, c->cfg.id, o->id, &o->attrs, &o->attrs_len)) {
-                    o->attrs = NULL;
-                    o->attrs_len = 0;
+                } else if (reqs[i].with_attributes) {
+                    int g = qv_store_attrs_get(st, txn, c->cfg.id, o->id, &o->attrs, &o->attrs_len);
+                    if (g) {
+                        o->attrs = NULL;
+                        o->attrs_len = 0;
+                    }
+                    if (offer && (g == 0 || g == QV_NOTFOUND)) {
+                        mid[nmiss] = o->id;
+                        mblob[nmiss] = o->attrs;
+                        mlen[nmiss++] = o->attrs_len;
+                    }
                 }
                 qv_item_view iv;
                 if (reqs[i].with_vectors &&
@@ -1457,9 +1478,13 @@ static int gather(const qv_read *reqs, size_t nreq, qv_query_result *parts, qv_q
                 }
             }
             qv_acache_read_end(ac);
+            qv_acache_offer(ac, txnid, nmiss, mid, mblob, mlen);
         }
     }
     out->off[nlists] = h;
+    free(mid);
+    free(mblob);
+    free(mlen);
     return 0;
 }
 

@@ -437,30 +437,6 @@ int qv_store_attrs_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id
     return 0;
 }
 
-int qv_store_attrs_foreach(qv_store *st, MDB_txn *txn, uint32_t coll_id,
-                           int (*fn)(void *ctx, uint64_t id, const uint8_t *blob, size_t len), void *ctx)
-{
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, st->attrs, &cur);
-    if (rc) return qv_store_err(rc, "cursor");
-    uint8_t kb[QV_ITEM_KEY_LEN];
-    qv_key_item(kb, coll_id, 0);
-    MDB_val k = val(kb, sizeof kb), v;
-    int ret = 0;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && !ret;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        uint32_t c;
-        uint64_t id;
-        if (k.mv_size != QV_ITEM_KEY_LEN) continue;
-        qv_key_item_parse(k.mv_data, &c, &id);
-        if (c != coll_id) break;
-        ret = fn(ctx, id, v.mv_data, v.mv_size);
-    }
-    mdb_cursor_close(cur);
-    if (ret) return ret;
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : qv_store_err(rc, "attrs scan");
-}
-
 static int log_put(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t seq, qv_op op, uint64_t id)
 {
     uint8_t kb[QV_SEQ_KEY_LEN], vb[QV_SEQ_VAL_LEN];

@@ -96,10 +96,6 @@ int qv_store_item_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
  * Returns 0, QV_NOTFOUND (no attributes, or no such item), QV_LMDB. */
 int qv_store_attrs_get(qv_store *st, MDB_txn *txn, uint32_t coll_id, uint64_t id,
                        const uint8_t **blob, size_t *len);
-/* Call fn for each attribute blob of a collection in id order; non-zero
- * from fn stops and is returned. Returns 0, fn's value, QV_LMDB. */
-int qv_store_attrs_foreach(qv_store *st, MDB_txn *txn, uint32_t coll_id,
-                           int (*fn)(void *ctx, uint64_t id, const uint8_t *blob, size_t len), void *ctx);
 /* Insert or replace an item with sequence number seq (dim floats vec, attrs
  * blob). Keeps the sequence log in step. [out] existed: 1 if it replaced one.
  * Returns 0, QV_FULL, QV_CORRUPT, QV_LMDB. */
