@@ -35,4 +35,3 @@ for r in ${ROUNDS:-1 2 3}; do
     one on-$r-$m $m
   done
 done
-grep -h "attributes of" $W/qd-on-*.log | head -1
