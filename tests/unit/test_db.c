@@ -753,6 +753,25 @@ static void test_drop_and_upsert_in_one_batch(void **state)
     qv_coll_release(gone);
 }
 
+/* Upsert n items (vectors v, attribute blobs in b at off) and free them. */
+static void upsert_built(fixture *f, qv_coll *c, size_t n, const uint64_t *ids, float *v, size_t *off,
+                         qv_buf *b)
+{
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_UPSERT;
+    w.coll = c;
+    w.n = n;
+    w.ids = ids;
+    w.vecs = v;
+    w.attr_off = off;
+    w.attrs = b->data;
+    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    free(v);
+    free(off);
+    free(b->data);
+}
+
 /* Upsert ids[0..n) with attribute "v" = vals[i] (NULL: no attributes). */
 static void upsert_attrs(fixture *f, qv_coll *c, size_t n, const uint64_t *ids, const char *const *vals)
 {
@@ -770,19 +789,7 @@ static void upsert_attrs(fixture *f, qv_coll *c, size_t n, const uint64_t *ids, 
         }
         off[i + 1] = b.len;
     }
-    qv_write w;
-    memset(&w, 0, sizeof w);
-    w.kind = QV_W_UPSERT;
-    w.coll = c;
-    w.n = n;
-    w.ids = ids;
-    w.vecs = v;
-    w.attr_off = off;
-    w.attrs = b.data;
-    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
-    free(v);
-    free(off);
-    free(b.data);
+    upsert_built(f, c, n, ids, v, off, &b);
 }
 
 /* The "v" attribute a search by the item's vector returns with its first hit
@@ -985,19 +992,7 @@ static void upsert_version(fixture *f, qv_coll *c, size_t n, const uint64_t *ids
         qv_attrs_end(&ab);
         off[i + 1] = b.len;
     }
-    qv_write w;
-    memset(&w, 0, sizeof w);
-    w.kind = QV_W_UPSERT;
-    w.coll = c;
-    w.n = n;
-    w.ids = ids;
-    w.vecs = v;
-    w.attr_off = off;
-    w.attrs = b.data;
-    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
-    free(v);
-    free(off);
-    free(b.data);
+    upsert_built(f, c, n, ids, v, off, &b);
 }
 
 /* Searches racing writes that change items' attributes: no hit ever comes
