@@ -11,14 +11,11 @@
 #include <string.h>
 
 #define MIN_SLOTS 1024
-#define BLOB_OVERHEAD 24 /* its header and what malloc keeps beside it, charged with it */
-#define CHUNK 1024       /* entries forgotten per hold of the write lock: a large
-                          * write lets searches in between */
+#define BLOB_OVERHEAD 24 /* about its header and what malloc keeps beside it, charged with it */
 
 typedef struct ablob {
     atomic_uint refs;
-    uint32_t len;
-    uint8_t data[];
+    uint8_t data[]; /* the slot holds its length */
 } ablob;
 
 struct aslot {
@@ -155,10 +152,6 @@ void qv_acache_forget(qv_acache *ac, uint64_t txnid, const uint64_t *ids, size_t
     pthread_rwlock_wrlock(&ac->lock);
     if (txnid > atomic_load(&ac->fence)) atomic_store(&ac->fence, txnid);
     for (size_t i = 0; ac->n && i < n; i++) {
-        if (i % CHUNK == CHUNK - 1) {
-            pthread_rwlock_unlock(&ac->lock);
-            pthread_rwlock_wrlock(&ac->lock);
-        }
         size_t s = probe(ac, ids[i]);
         if (ac->h[s].id >= 0) remove_at(ac, s);
     }
@@ -182,7 +175,6 @@ static void put_one(qv_acache *ac, uint64_t txnid, uint64_t id, const uint8_t *b
     }
     if (len) {
         atomic_init(&copy->refs, 1);
-        copy->len = (uint32_t)len;
         memcpy(copy->data, blob, len);
     }
     struct aslot *sl = &ac->h[probe(ac, id)];

@@ -23,8 +23,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store.h"
-
 typedef struct qv_acache qv_acache;
 
 /* A cache charging what it holds to *left (shared by a database's caches;

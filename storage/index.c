@@ -1039,6 +1039,11 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
     return rc;
 }
 
+double qv_index_walk_exact_ratio(const qv_index *ix)
+{
+    return ix->params.kind == QV_KIND_IVF_SQ8 ? 2.0 : 16.0;
+}
+
 int qv_index_has_refine(const qv_index *ix) { return ix && ix->rs; }
 
 size_t qv_index_candidates(const qv_index *ix, size_t k)

@@ -141,6 +141,18 @@ void qv_index_set_coarse_blas(int on);
 
 /* The refine copy: does the index keep one (refine > 1 on a compressed kind)? */
 int qv_index_has_refine(const qv_index *ix);
+/* How many vectors a filtered walk of this index may scan per allowed id
+ * before scoring the allowed ids exactly (refine copy or IVF-Flat's lists)
+ * costs less. A walk reads its lists in order, the exact path looks every
+ * allowed id up, which costs several times more per vector (inferred, not
+ * timed per vector: on glove's ivf_flat, walks of up to 9 vectors per
+ * allowed one beat the exact path) except against SQ8's walk, which decodes
+ * every vector. Glove-100, a filter keeping 3 of 10 k-means clusters (20%),
+ * CPU per query at 2 / 16: ivf_pq_fs 10.1 / 4.3 ms, ivf_flat 21 / 6.7 ms,
+ * ivf_pq (refine) 9.0 / 5.5 ms, ivf_sq8 (refine) 9.9 / 10.8 ms; the
+ * MNIST-shaped set (784-d, ivf_flat) 1.01 / 0.84 ms; recall@10 the same
+ * (bench/results/2026-12-07-deep-walks). */
+double qv_index_walk_exact_ratio(const qv_index *ix);
 
 /* IVF kinds: counts[l] (params.nlist counts) = the ids of inverted list l
  * that a filter keeps: bit id of bitmap (nbits bits), or member(ctx, id)

@@ -35,21 +35,6 @@
  * them, ivf_pq_fs: recall@10 0.976 at 2, 0.985 at 4, 0.988 at 8; 4 keeps a
  * margin for data unlike it; bench/results/2026-12-07-deep-walks) */
 #define FAR_FACTOR 4.0
-/* a filtered IVF search whose walk would scan more than this many vectors
- * per allowed one scores the allowed ones exactly instead (when it can: the
- * vectors in RAM, or IVF-Flat's lists). A walk reads its lists in order,
- * the exact scan looks every allowed id up, which costs several times more
- * per vector (inferred, not timed per vector: on glove's ivf_flat, walks of
- * up to 9 vectors per allowed one beat the exact path) except against
- * SQ8's walk, which decodes every vector.
- * Glove-100, a filter keeping 3 of 10 k-means clusters (20%), CPU per query
- * at ratio 2 / 16: ivf_pq_fs 10.1 / 4.3 ms, ivf_flat 21 / 6.7 ms, ivf_pq
- * (refine) 9.0 / 5.5 ms, ivf_sq8 (refine) 9.9 / 10.8 ms; the MNIST-shaped
- * set (784-d, ivf_flat) 1.01 / 0.84 ms; recall@10 the same. (Deep walks
- * once seemed to lose recall: the id selector read past the filter's
- * bitmap; bench/results/2026-12-07-deep-walks) */
-#define EXACT_SCAN_RATIO 16.0
-#define EXACT_SCAN_RATIO_SQ8 2.0
 /* lists ranked at first, per list the independent rule would probe: ranking
  * (a heap over nlist) is all the walk costs besides FAISS's own coarse scan,
  * and most walks end within the first lists (in one profile of deep walks,
@@ -584,11 +569,10 @@ static int knn_all(qctx *x, const float *q, const float *qkeys, size_t D, cand *
             if (frac > 0 && frac < 1) {
                 if (x->o->nprobe) np = widen(np, frac, p->nlist);
                 else np = probe_depth(x, q, qkeys, np, frac, p->nlist, &rk);
-                /* a walk so deep that it would scan more than
-                 * EXACT_SCAN_RATIO vectors per allowed one: exact */
+                /* a walk so deep that scoring the allowed ones exactly
+                 * costs less (index.h, qv_index_walk_exact_ratio): exact */
                 double scan = (double)np * (double)atomic_load(&c->count) / p->nlist;
-                double ratio = p->kind == QV_KIND_IVF_SQ8 ? EXACT_SCAN_RATIO_SQ8 : EXACT_SCAN_RATIO;
-                if (!x->o->nprobe && scan > ratio * (double)x->allowed_est &&
+                if (!x->o->nprobe && scan > qv_index_walk_exact_ratio(c->index) * (double)x->allowed_est &&
                     (qv_index_has_refine(c->index) || p->kind == QV_KIND_IVF_FLAT)) {
                     pthread_rwlock_unlock(&c->ilock);
                     free(sc), free(lb), free(cs);
