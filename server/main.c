@@ -121,11 +121,9 @@ static void usage(FILE *f)
             "  --version            print the version and exit\n"
             "  --help               this help\n\n"
             "Runtime environment: quiverd restarts itself once at start-up with\n"
-            "OMP_WAIT_POLICY=passive, glibc.malloc.hugetlb=1 added to GLIBC_TUNABLES\n"
-            "(malloc on transparent huge pages) and, when the CPU has AVX-512 but\n"
-            "Debian's OpenBLAS picked an older core, OPENBLAS_CORETYPE=SkylakeX;\n"
-            "variables you set win (e.g. OPENBLAS_CORETYPE=Haswell,\n"
-            "GLIBC_TUNABLES=glibc.malloc.hugetlb=0). OpenBLAS runs single-threaded unless\n"
+            "OMP_WAIT_POLICY=passive and, when the CPU has AVX-512 but Debian's OpenBLAS\n"
+            "picked an older core, OPENBLAS_CORETYPE=SkylakeX; variables you set win\n"
+            "(e.g. OPENBLAS_CORETYPE=Haswell). OpenBLAS runs single-threaded unless\n"
             "OPENBLAS_NUM_THREADS is set. The BLAS core in use is logged at start-up.\n");
 }
 
@@ -178,14 +176,7 @@ static const char *blas_core(void)
  *  - OPENBLAS_CORETYPE=SkylakeX when the CPU has AVX-512 but Debian's OpenBLAS
  *    0.3.21 picked an older core (it does not know recent CPUs, e.g. Zen 4):
  *    issue 4 reports exact batch search and IVF training 2-2.5x faster
- *    with it (not measured here).
- *  - GLIBC_TUNABLES gains glibc.malloc.hugetlb=1: malloc asks for
- *    transparent huge pages (madvise), so the index's lists, its refine
- *    copy and the attribute cache, read at random by every search, cost one
- *    TLB entry per 2 MiB instead of per 4 KiB: quiverd CPU per query 0.93x
- *    one query per RPC, 0.96x in batches, peak RSS of a rebuild unchanged
- *    (bench/results/2026-12-07-huge-pages/). glibc.malloc.hugetlb=0 in
- *    GLIBC_TUNABLES keeps 4 KiB pages. */
+ *    with it (not measured here). */
 static void maybe_reexec_with_runtime_env(char **argv)
 {
     if (getenv("QUIVERD_REEXEC")) return; /* done once */
@@ -193,15 +184,6 @@ static void maybe_reexec_with_runtime_env(char **argv)
     if (!getenv("OMP_WAIT_POLICY")) {
         setenv("OMP_WAIT_POLICY", "passive", 1);
         again = 1;
-    }
-    const char *tun = getenv("GLIBC_TUNABLES");
-    if (!tun || !strstr(tun, "glibc.malloc.hugetlb")) {
-        char t[1024];
-        int n = snprintf(t, sizeof t, "%s%sglibc.malloc.hugetlb=1", tun ? tun : "", tun && *tun ? ":" : "");
-        if (n > 0 && (size_t)n < sizeof t) {
-            setenv("GLIBC_TUNABLES", t, 1);
-            again = 1;
-        }
     }
     const char *core = blas_core();
     if (!getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f") &&

@@ -5,6 +5,7 @@
  * table holds one reference, each result that found it one more.
  */
 #include "acache.h"
+#include "pages.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -135,6 +136,7 @@ static int reserve_one(qv_acache *ac)
         refund(ac, grow);
         return 0;
     }
+    qv_advise_huge(h, ns * sizeof *h);
     for (size_t i = 0; i < ns; i++) h[i].id = -1;
     struct aslot *old = ac->h;
     size_t os = ac->hsize;

@@ -27,6 +27,7 @@
 #include "quiver/error.h"
 #include "faiss_ext.h"
 #include "index.h"
+#include "pages.h"
 #include "quiver/log.h"
 
 /* Searches of fewer queries than this run on the calling thread only. */
@@ -110,6 +111,7 @@ static int rs_rehash(rstore *r, size_t hsize)
 {
     struct rslot *h = malloc(hsize * sizeof *h);
     if (!h) return QV_NOMEM;
+    qv_advise_huge(h, hsize * sizeof *h);
     for (size_t i = 0; i < hsize; i++) h[i].key = -1;
     free(r->h);
     r->h = h;
@@ -131,6 +133,7 @@ static int rs_reserve(rstore *r, uint32_t dim, size_t n)
         float *v = realloc(r->vec, cap * dim * sizeof *v);
         if (!v) return QV_NOMEM;
         r->vec = v;
+        qv_advise_huge(v, cap * dim * sizeof *v);
         int64_t *ids = realloc(r->ids, cap * sizeof *ids);
         if (!ids) return QV_NOMEM;
         r->ids = ids;

@@ -6,7 +6,7 @@ ADDR=127.0.0.1:47071
 NQ=20000
 one() {
   local L=$1 SENV=$2 CENV=$3 PT=$4
-  env $SENV $B/quiverd --data /tmp/fw/data --listen $ADDR --no-auto-rebuild > /tmp/s26/qd-$L.log 2>&1 &
+  env $SENV ${QD:-$B/quiverd} --data /tmp/fw/data --listen $ADDR --no-auto-rebuild > /tmp/s26/qd-$L.log 2>&1 &
   local QP=$!; sleep 4
   if [ $PT = fixed ]; then PA="--k 10 --nprobe 1 --no-attrs"; else PA="--k 100 --min-recall 0.95"; fi
   env $CENV $B/quiver-bench-load query --addr $ADDR --collection bench_glove-100 --queries $DATA/query.fvecs \
