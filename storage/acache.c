@@ -2,7 +2,10 @@
  * The attribute cache (acache.h): an open-addressing hash id -> (blob,
  * transaction id), linear probing with backward-shift deletion, under one
  * read-write lock that prefers the writer. Blobs are reference counted: the
- * table holds one reference, each result that found it one more.
+ * table holds one reference, each result that found it one more. When the
+ * budget is spent, an offer makes room by second chance (CLOCK): a hand
+ * sweeps the table, clearing the "found since" mark of the entries it
+ * passes and evicting those without one.
  */
 #include "acache.h"
 #include "pages.h"
@@ -22,6 +25,7 @@ typedef struct ablob {
 struct aslot {
     int64_t id;     /* -1: empty */
     uint32_t len;   /* blob's bytes (0: no attributes, blob NULL) */
+    uint8_t used;   /* found since the hand last passed (set by readers, atomically) */
     uint64_t txnid; /* the transaction that wrote it */
     ablob *blob;
 };
@@ -30,6 +34,7 @@ struct qv_acache {
     pthread_rwlock_t lock;
     struct aslot *h;
     size_t hsize, n; /* hsize: a power of two, n at most 70% of it */
+    size_t hand;     /* the eviction sweep's next slot */
     size_t bytes;    /* charged to *left */
     _Atomic size_t *left;
     /* the newest write transaction that forgot ids: snapshots older than it
@@ -123,6 +128,29 @@ static void remove_at(qv_acache *ac, size_t i)
     ac->h[i].blob = NULL;
 }
 
+/* Second chance, under the write lock: evicts entries not found since the
+ * hand last passed them until the budget has `need` bytes and at most max_n
+ * entries are left, for at most `most` bytes of entries and two sweeps of
+ * the table. */
+static void evict(qv_acache *ac, size_t need, size_t max_n, size_t most)
+{
+    size_t freed = 0, steps = 2 * ac->hsize;
+    while (ac->n && steps-- && freed < most && (atomic_load(ac->left) < need || ac->n > max_n)) {
+        size_t i = ac->hand & (ac->hsize - 1);
+        struct aslot *sl = &ac->h[i];
+        if (sl->id < 0) {
+            ac->hand++;
+        } else if (__atomic_load_n(&sl->used, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&sl->used, 0, __ATOMIC_RELAXED);
+            ac->hand++;
+        } else {
+            /* the hand stays: a later entry of the run may shift into i */
+            freed += blob_cost(sl->len);
+            remove_at(ac, i);
+        }
+    }
+}
+
 /* Room for one more entry: doubles the table when it would pass 70% full.
  * Returns 0 when the budget or memory does not allow it. */
 static int reserve_one(qv_acache *ac)
@@ -142,6 +170,7 @@ static int reserve_one(qv_acache *ac)
     size_t os = ac->hsize;
     ac->h = h;
     ac->hsize = ns;
+    ac->hand = 0;
     for (size_t i = 0; i < os; i++)
         if (old[i].id >= 0) ac->h[probe(ac, (uint64_t)old[i].id)] = old[i];
     free(old);
@@ -160,20 +189,21 @@ void qv_acache_forget(qv_acache *ac, uint64_t txnid, const uint64_t *ids, size_t
     pthread_rwlock_unlock(&ac->lock);
 }
 
-/* One entry, under the write lock; one that does not fit is left out (and
- * the cache marked full). */
-static void put_one(qv_acache *ac, uint64_t txnid, uint64_t id, const uint8_t *blob, size_t len)
+/* One entry, under the write lock. Returns 0 when it does not fit (and,
+ * when this cache holds nothing it could evict for the next offer, marks it
+ * full). */
+static int put_one(qv_acache *ac, uint64_t txnid, uint64_t id, const uint8_t *blob, size_t len)
 {
-    if (len > UINT32_MAX) return;
-    if (ac->hsize && ac->h[probe(ac, id)].id >= 0) return; /* held already */
+    if (len > UINT32_MAX) return 1;
+    if (ac->hsize && ac->h[probe(ac, id)].id >= 0) return 1; /* held already */
     if (!reserve_one(ac) || !charge(ac, blob_cost(len))) {
-        atomic_store(&ac->full_at, atomic_load(ac->left));
-        return;
+        if (!ac->n) atomic_store(&ac->full_at, atomic_load(ac->left));
+        return 0;
     }
     ablob *copy = NULL;
     if (len && !(copy = malloc(sizeof *copy + len))) {
         refund(ac, blob_cost(len));
-        return;
+        return 0;
     }
     if (len) {
         atomic_init(&copy->refs, 1);
@@ -182,9 +212,11 @@ static void put_one(qv_acache *ac, uint64_t txnid, uint64_t id, const uint8_t *b
     struct aslot *sl = &ac->h[probe(ac, id)];
     sl->id = (int64_t)id;
     sl->len = (uint32_t)len;
+    sl->used = 0; /* past a sweep only once found: items read once do not push out hot ones */
     sl->txnid = txnid;
     sl->blob = copy;
     ac->n++;
+    return 1;
 }
 
 int qv_acache_wants(const qv_acache *ac, uint64_t txnid)
@@ -204,8 +236,20 @@ void qv_acache_offer(qv_acache *ac, uint64_t txnid, size_t n, const uint64_t *id
      * run under this lock, the fence first) */
     if (txnid >= atomic_load(&ac->fence)) {
         atomic_store(&ac->full_at, SIZE_MAX);
-        for (size_t i = 0; i < n && atomic_load(&ac->full_at) == SIZE_MAX; i++)
-            put_one(ac, txnid, ids[i], blobs[i], lens[i]);
+        /* room by eviction, before any of this offer goes in (so that it
+         * never evicts its own), and at most an eighth of what the cache
+         * holds per offer: a burst of new items does not flush the hot ones */
+        size_t need = 0, max_n = SIZE_MAX;
+        for (size_t i = 0; i < n; i++) need += blob_cost(lens[i]);
+        /* past 70% the table doubles; when the budget cannot pay for that,
+         * the entries must fit in the table as it is */
+        size_t fit = ac->hsize * 7 / 10;
+        if (ac->n + n > fit &&
+            atomic_load(ac->left) < need + (ac->hsize ? ac->hsize : MIN_SLOTS) * sizeof(struct aslot))
+            max_n = fit > n ? fit - n : 0;
+        if (atomic_load(ac->left) < need || ac->n > max_n) evict(ac, need, max_n, ac->bytes / 8 + 1);
+        for (size_t i = 0; i < n && put_one(ac, txnid, ids[i], blobs[i], lens[i]); i++)
+            ;
     }
     pthread_rwlock_unlock(&ac->lock);
 }
@@ -224,8 +268,11 @@ int qv_acache_find(const qv_acache *ac, uint64_t id, uint64_t txnid, const uint8
                    void **ref)
 {
     if (!ac || !ac->n) return 0;
-    const struct aslot *s = &ac->h[probe(ac, id)];
+    struct aslot *s = &ac->h[probe(ac, id)];
     if (s->id < 0 || s->txnid > txnid) return 0;
+    /* the mark for the eviction sweep (written only when it changes: a hot
+     * entry's line is not dirtied by every reader) */
+    if (!__atomic_load_n(&s->used, __ATOMIC_RELAXED)) __atomic_store_n(&s->used, 1, __ATOMIC_RELAXED);
     *ref = s->blob;
     *blob = s->blob ? s->blob->data : NULL;
     *len = s->len;

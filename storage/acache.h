@@ -2,7 +2,10 @@
  * A collection's attribute blobs in memory, for the hits of searches: one
  * hash lookup instead of an LMDB lookup (a B-tree descent and a binary
  * search of a cold leaf page) per hit. It holds what searches read (the
- * hot items), up to a budget shared by a database's collections.
+ * hot items), up to a budget shared by a database's collections. Once the
+ * budget is spent, a collection's offers evict its own entries that were
+ * not found lately (second chance), at most an eighth of what it holds per
+ * offer; a collection that holds nothing waits for bytes to come back.
  *
  * Consistency with LMDB snapshots: every entry carries the id of the LMDB
  * snapshot it was read in (mdb_txn_id), and a reader takes an entry only if
@@ -40,8 +43,9 @@ void qv_acache_forget(qv_acache *ac, uint64_t txnid, const uint64_t *ids, size_t
  * collecting for an offer). */
 int qv_acache_wants(const qv_acache *ac, uint64_t txnid);
 /* The blobs of n items as snapshot txnid read them in LMDB (lens[i] 0: none),
- * kept as far as the budget goes (ids held already are left as they are),
- * unless the fence has passed txnid. Takes the write lock. */
+ * kept as far as the budget goes after evicting entries not found lately
+ * (ids held already are left as they are), unless the fence has passed
+ * txnid. Takes the write lock. */
 void qv_acache_offer(qv_acache *ac, uint64_t txnid, size_t n, const uint64_t *ids,
                      const uint8_t *const *blobs, const size_t *lens);
 

@@ -391,7 +391,8 @@ def test_ivf_collection_gauges(make_server):
 
 def test_attr_cache_gauge_and_restarts(make_server):
     """Hits' attributes served from memory (--attr-cache, filled by what searches read) are
-    the ones written, after replacements and deletes, after a restart and with the cache off
+    the ones written, after replacements and deletes, after a restart, with a cache too small
+    for them (evicting as searches go, while writes replace items) and with the cache off
     (--attr-cache 0: the gauge stays 0); a bad size stops start-up naming the flag."""
     srv = make_server(args=ARGS)
     rng = np.random.default_rng(11)
@@ -437,6 +438,18 @@ def test_attr_cache_gauge_and_restarts(make_server):
     check()
     check()
     assert gauge() > 0
+    # a cache far smaller than the items read: entries are evicted and replaced by
+    # every search, writes keep forgetting them, and every hit is still as written
+    srv.args = ARGS + ["--attr-cache", "48K"]
+    srv.restart()
+    for rnd in range(6):
+        check()
+        assert 0 < gauge() <= 48 * 1024
+        ids = [int(i) for i in rng.integers(300, n, 60)]
+        for i in ids:
+            want[i] = {"n": i, "round": rnd}
+        srv.upsert("ac", [qt.item(i, x[i], want[i]) for i in ids])
+        check()
     srv.args = ARGS + ["--attr-cache", "0"]
     srv.restart()
     check()

@@ -1,8 +1,9 @@
 /* Unit tests of the attribute cache (storage/acache.c): entries seen only
  * by snapshots at least as new as the one they were read in, offers from
  * snapshots older than a write's fence refused, removal keeps every other
- * entry reachable, found blobs outlive their removal, and the budget is
- * never overdrawn and comes back whole. */
+ * entry reachable, found blobs outlive their removal, the budget is never
+ * overdrawn and comes back whole, and a full cache evicts what was not
+ * found lately. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -171,8 +172,12 @@ static void test_budget(void **state)
     assert_true(kept > 0 && kept < N);
     assert_true(qv_acache_bytes(a) <= budget);
     assert_int_equal(qv_acache_bytes(a) + left, budget);
-    assert_false(qv_acache_wants(a, 1)); /* full: offers are not collected */
+    assert_true(qv_acache_wants(a, 1)); /* full, but it can evict its own */
+    /* b holds nothing to evict and a holds the budget: b keeps nothing, and
+     * stops collecting offers until bytes come back */
     put_ids(b, 1, ids, N);
+    assert_int_equal(qv_acache_bytes(b), 0);
+    assert_false(qv_acache_wants(b, 1));
     assert_true(qv_acache_bytes(a) + qv_acache_bytes(b) <= budget);
     /* forgetting gives bytes back, and b can then keep more */
     size_t lb = qv_acache_bytes(b);
@@ -186,12 +191,51 @@ static void test_budget(void **state)
     assert_int_equal(left, budget);
 }
 
+/* A budget of about a thousand entries and ten times as many items offered
+ * in hit lists of 50, while 40 hot items are found between offers: the hot
+ * ones stay, each new list gets in, the cold early ones go, the budget is
+ * never overdrawn, and every blob found is its item's own. */
+static void test_eviction_keeps_what_is_found(void **state)
+{
+    (void)state;
+    const size_t budget = 100000;
+    _Atomic size_t left = budget;
+    qv_acache *ac = qv_acache_new(&left);
+    enum { HOT = 40, LIST = 50, LISTS = 200 };
+    uint64_t ids[LIST];
+    for (size_t i = 0; i < HOT; i++) ids[i] = i;
+    put_ids(ac, 1, ids, HOT);
+    for (size_t l = 0; l < LISTS; l++) {
+        for (size_t i = 0; i < LIST; i++) ids[i] = 1000 + l * LIST + i;
+        assert_true(qv_acache_wants(ac, 1));
+        put_ids(ac, 1, ids, LIST);
+        /* the list got in (its last item, found once) */
+        assert_int_equal(found_as_written(ac, ids[LIST - 1], 1), 1);
+        for (size_t i = 0; i < HOT; i++) assert_int_equal(found_as_written(ac, i, 1), 1);
+        assert_true(qv_acache_bytes(ac) <= budget);
+        assert_int_equal(qv_acache_bytes(ac) + left, budget);
+    }
+    /* the last list whole, and every blob its item's own */
+    for (size_t i = 0; i < LIST; i++) assert_int_equal(found_as_written(ac, ids[i], 1), 1);
+    /* the first lists (cold since) are gone */
+    size_t early = 0;
+    for (size_t i = 1000; i < 1000 + 10 * LIST; i++) early += found_as_written(ac, i, 1) == 1;
+    assert_int_equal(early, 0);
+    /* a forget still reaches entries the sweep moved past */
+    uint64_t hot3 = 3;
+    qv_acache_forget(ac, 2, &hot3, 1);
+    assert_int_equal(found_as_written(ac, 3, 2), 0);
+    qv_acache_free(ac);
+    assert_int_equal(left, budget);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_sees_only_older_writes),
         cmocka_unit_test(test_removal_keeps_the_rest),
         cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_eviction_keeps_what_is_found),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -997,9 +997,15 @@ static void upsert_version(fixture *f, qv_coll *c, size_t n, const uint64_t *ids
 
 /* Searches racing writes that change items' attributes: no hit ever comes
  * with attributes of another version than its vector's, in the same snapshot. */
-static void test_hit_attributes_under_concurrent_writes(void **state)
+/* cache_bytes: 0 keeps the fixture's cache (room for all), else the
+ * database is reopened with that budget */
+static void race_writes(fixture *f, size_t cache_bytes)
 {
-    fixture *f = *state;
+    if (cache_bytes) {
+        qv_db_close(f->db);
+        f->opts.attr_cache_bytes = cache_bytes;
+        db_open(f);
+    }
     create(f, "race", QV_METRIC_L2, QV_KIND_FLAT, 0);
     race r = {.f = f};
     assert_int_equal(qv_db_coll_get(f->db, "race", &r.c), 0);
@@ -1030,7 +1036,17 @@ static void test_hit_attributes_under_concurrent_writes(void **state)
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
     assert_true(r.checked > 1000);
     assert_int_equal(r.bad, 0);
+    if (cache_bytes) assert_true(qv_acache_bytes(r.c->ac) <= cache_bytes);
     qv_coll_release(r.c);
+}
+
+static void test_hit_attributes_under_concurrent_writes(void **state) { race_writes(*state, 0); }
+
+/* The same with room for about 60 of the 200 items: searches evict one
+ * another's entries all along, while the writer forgets them */
+static void test_hit_attributes_under_writes_and_eviction(void **state)
+{
+    race_writes(*state, 36 << 10);
 }
 
 int main(void)
@@ -1049,6 +1065,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drop_and_upsert_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hit_attributes_follow_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hit_attributes_under_concurrent_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hit_attributes_under_writes_and_eviction, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
