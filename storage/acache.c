@@ -164,7 +164,7 @@ static int reserve_one(qv_acache *ac)
         refund(ac, grow);
         return 0;
     }
-    qv_advise_huge(h, ns * sizeof *h);
+    qv_pages_huge(h, ns * sizeof *h);
     for (size_t i = 0; i < ns; i++) h[i].id = -1;
     struct aslot *old = ac->h;
     size_t os = ac->hsize;

@@ -53,6 +53,7 @@ static int open_coll(void *ctx, const qv_coll_config *cfg)
             goto fail;
         }
         qv_build_install(c, ix, &meta, s.last_seq);
+        qv_index_huge_pages(ix);
         qv_info("collection %s: loaded %s index file (%llu items, replayed %llu writes, %.2f s)",
                 cfg->name, qv_index_kind_name(meta.params.kind),
                 (unsigned long long)qv_index_count(ix), (unsigned long long)n, elapsed_since(&t0));

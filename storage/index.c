@@ -111,7 +111,6 @@ static int rs_rehash(rstore *r, size_t hsize)
 {
     struct rslot *h = malloc(hsize * sizeof *h);
     if (!h) return QV_NOMEM;
-    qv_advise_huge(h, hsize * sizeof *h);
     for (size_t i = 0; i < hsize; i++) h[i].key = -1;
     free(r->h);
     r->h = h;
@@ -133,7 +132,6 @@ static int rs_reserve(rstore *r, uint32_t dim, size_t n)
         float *v = realloc(r->vec, cap * dim * sizeof *v);
         if (!v) return QV_NOMEM;
         r->vec = v;
-        qv_advise_huge(v, cap * dim * sizeof *v);
         int64_t *ids = realloc(r->ids, cap * sizeof *ids);
         if (!ids) return QV_NOMEM;
         r->ids = ids;
@@ -1048,6 +1046,13 @@ double qv_index_walk_exact_ratio(const qv_index *ix)
 }
 
 int qv_index_has_refine(const qv_index *ix) { return ix && ix->rs; }
+
+void qv_index_huge_pages(qv_index *ix)
+{
+    if (!ix || !ix->rs) return;
+    qv_pages_huge(ix->rs->vec, ix->rs->n * ix->dim * sizeof(float));
+    qv_pages_huge(ix->rs->h, ix->rs->hsize * sizeof *ix->rs->h);
+}
 
 size_t qv_index_candidates(const qv_index *ix, size_t k)
 {

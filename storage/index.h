@@ -141,6 +141,12 @@ void qv_index_set_coarse_blas(int on);
 
 /* The refine copy: does the index keep one (refine > 1 on a compressed kind)? */
 int qv_index_has_refine(const qv_index *ix);
+/* The refine copy and its id -> row hash (the blocks a search reads at
+ * random: 1,000 rows for k 100) onto transparent huge pages (pages.h), once
+ * filled: after a load or a build, not during the build (a build's peak RSS
+ * is not raised by its last partly filled 2 MiB pages). The caller keeps
+ * writers out (the rows do not move meanwhile). */
+void qv_index_huge_pages(qv_index *ix);
 /* How many vectors a filtered walk of this index may scan per allowed id
  * before scoring the allowed ids exactly (refine copy or IVF-Flat's lists)
  * costs less. A walk reads its lists in order, the exact path looks every
