@@ -129,10 +129,13 @@ static int do_rebuild(rebuild *rb, char *msg, size_t msglen)
         qv_index_free(ix);
         goto out;
     }
-    /* searches go on meanwhile; writers wait (the rows must not move) */
-    pthread_rwlock_rdlock(&c->ilock);
-    qv_index_huge_pages(c->index);
-    pthread_rwlock_unlock(&c->ilock);
+    /* a step at a time under the read lock: searches go on, a writer
+     * (which may move the rows) waits for one step at most */
+    for (size_t step = 0, more = 1; more; step++) {
+        pthread_rwlock_rdlock(&c->ilock);
+        more = qv_index_huge_pages_step(c->index, step);
+        pthread_rwlock_unlock(&c->ilock);
+    }
     if (saved) qv_writer_submit_prune(db, c, file_seq);
     float reached = 1.0f;
     for (uint32_t i = 0; i < meta.n_recall; i++)

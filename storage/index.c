@@ -1047,11 +1047,22 @@ double qv_index_walk_exact_ratio(const qv_index *ix)
 
 int qv_index_has_refine(const qv_index *ix) { return ix && ix->rs; }
 
+int qv_index_huge_pages_step(qv_index *ix, size_t step)
+{
+    if (!ix || !ix->rs) return 0;
+    const rstore *r = ix->rs;
+    /* the rows' steps, then the hash's */
+    size_t rows = r->n * ix->dim * sizeof(float), hash = r->hsize * sizeof *r->h;
+    size_t nr = qv_pages_steps(r->vec, rows), nh = qv_pages_steps(r->h, hash);
+    if (step < nr) qv_pages_huge_step(r->vec, rows, step);
+    else if (step < nr + nh) qv_pages_huge_step(r->h, hash, step - nr);
+    return step + 1 < nr + nh;
+}
+
 void qv_index_huge_pages(qv_index *ix)
 {
-    if (!ix || !ix->rs) return;
-    qv_pages_huge(ix->rs->vec, ix->rs->n * ix->dim * sizeof(float));
-    qv_pages_huge(ix->rs->h, ix->rs->hsize * sizeof *ix->rs->h);
+    for (size_t i = 0; qv_index_huge_pages_step(ix, i); i++)
+        ;
 }
 
 size_t qv_index_candidates(const qv_index *ix, size_t k)

@@ -147,6 +147,9 @@ int qv_index_has_refine(const qv_index *ix);
  * is not raised by its last partly filled 2 MiB pages). The caller keeps
  * writers out (the rows do not move meanwhile). */
 void qv_index_huge_pages(qv_index *ix);
+/* The same in steps of up to 64 MiB (a writer waits for one step at most):
+ * step i of it; returns 1 while steps remain. */
+int qv_index_huge_pages_step(qv_index *ix, size_t step);
 /* How many vectors a filtered walk of this index may scan per allowed id
  * before scoring the allowed ids exactly (refine copy or IVF-Flat's lists)
  * costs less. A walk reads its lists in order, the exact path looks every

@@ -14,4 +14,10 @@
  * the system's THP mode is `never`, or for blocks under 2 MiB. */
 void qv_pages_huge(void *p, size_t len);
 
+/* The same a step of QV_PAGES_STEP bytes at a time (from the block's first
+ * 2 MiB boundary): how many steps the block has, and step i of them. */
+#define QV_PAGES_STEP ((size_t)64 << 20)
+size_t qv_pages_steps(const void *p, size_t len);
+void qv_pages_huge_step(void *p, size_t len, size_t i);
+
 #endif
