@@ -84,6 +84,22 @@ static void vec_of(uint64_t id, float *v)
     }
 }
 
+/* One upsert of n items, waited for (off, attrs: NULL for none). */
+static int write_upsert(fixture *f, qv_coll *c, size_t n, const uint64_t *ids, const float *v,
+                        const size_t *off, const uint8_t *attrs)
+{
+    qv_write w;
+    memset(&w, 0, sizeof w);
+    w.kind = QV_W_UPSERT;
+    w.coll = c;
+    w.n = n;
+    w.ids = ids;
+    w.vecs = v;
+    w.attr_off = off;
+    w.attrs = attrs;
+    return qv_db_write_sync(f->db, &w);
+}
+
 static int upsert_range(fixture *f, qv_coll *c, uint64_t from, uint64_t n)
 {
     uint64_t *ids = malloc(n * sizeof *ids);
@@ -92,14 +108,7 @@ static int upsert_range(fixture *f, qv_coll *c, uint64_t from, uint64_t n)
         ids[i] = from + i;
         vec_of(from + i, v + i * DIM);
     }
-    qv_write w;
-    memset(&w, 0, sizeof w);
-    w.kind = QV_W_UPSERT;
-    w.coll = c;
-    w.n = n;
-    w.ids = ids;
-    w.vecs = v;
-    int rc = qv_db_write_sync(f->db, &w);
+    int rc = write_upsert(f, c, n, ids, v, NULL, NULL);
     free(ids);
     free(v);
     return rc;
@@ -757,16 +766,7 @@ static void test_drop_and_upsert_in_one_batch(void **state)
 static void upsert_built(fixture *f, qv_coll *c, size_t n, const uint64_t *ids, float *v, size_t *off,
                          qv_buf *b)
 {
-    qv_write w;
-    memset(&w, 0, sizeof w);
-    w.kind = QV_W_UPSERT;
-    w.coll = c;
-    w.n = n;
-    w.ids = ids;
-    w.vecs = v;
-    w.attr_off = off;
-    w.attrs = b->data;
-    assert_int_equal(qv_db_write_sync(f->db, &w), 0);
+    assert_int_equal(write_upsert(f, c, n, ids, v, off, b->data), 0);
     free(v);
     free(off);
     free(b->data);

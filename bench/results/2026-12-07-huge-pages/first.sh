@@ -1,12 +1,16 @@
 # first build of glove-100 as ivf_pq_fs from a flat collection (as quiver-bench does): peak RssAnon
+# first.sh QUIVERD LABEL; B (default ROOT/build), DATA, WORK as in ab.sh
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+B=${B:-$ROOT/build}
+DATA=${DATA:-$ROOT/../shared/data/glove-100}
+WORK=${WORK:-$(mktemp -d)}
 QD=$1; L=$2
-D=/tmp/s26/rss1/d-$L; rm -rf $D
-($QD --data $D --listen 127.0.0.1:47097 --no-auto-rebuild --hnsw-coarse-min=0 > /tmp/s26/rss1/$L.log 2>&1 &)
+D=$WORK/d-$L; rm -rf $D
+($QD --data $D --listen 127.0.0.1:47097 --no-auto-rebuild --hnsw-coarse-min=0 > $WORK/$L.log 2>&1 &)
 sleep 3
 P=$(pgrep -f "listen 127.0.0.1:47097")
-B=/work/main/build
 $B/quiver --addr 127.0.0.1:47097 collections create bench --dim 100 --metric cosine > /dev/null
-$B/quiver-bench-load import --addr 127.0.0.1:47097 --collection bench --base /work/shared/data/glove-100/base.fvecs --words /work/shared/data/glove-100/base_words.txt --streams 2 > /dev/null 2>&1
+$B/quiver-bench-load import --addr 127.0.0.1:47097 --collection bench --base $DATA/base.fvecs --words $DATA/base_words.txt --streams 2 > /dev/null 2>&1
 echo 5 > /proc/$P/clear_refs
 /usr/bin/python3 - $P <<'PY' &
 import sys,time,os

@@ -1,5 +1,15 @@
+# rss.sh LABEL [VAR=VALUE...]: peak RssAnon of quiverd rebuilding bench_glove-100
+# Paths: ROOT is the project (three levels up); B the build dir (default ROOT/build);
+# DATA the glove-100 files (default ROOT/../shared/data/glove-100); DATA_DIR a quiverd data
+# dir holding collection bench_glove-100 (ivf_pq_fs, built by tools/quiver-bench); WORK a
+# scratch dir (default: a new temporary one).
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+B=${B:-$ROOT/build}
+DATA=${DATA:-$ROOT/../shared/data/glove-100}
+DATA_DIR=${DATA_DIR:?set DATA_DIR to a data dir holding bench_glove-100}
+WORK=${WORK:-$(mktemp -d)}
 L=$1; shift
-(env "$@" /work/main/build/quiverd --data /tmp/fw/data --listen 127.0.0.1:47093 --no-auto-rebuild > rss-$L.log 2>&1 &)
+(env "$@" $B/quiverd --data $DATA_DIR --listen 127.0.0.1:47093 --no-auto-rebuild > $WORK/rss-$L.log 2>&1 &)
 sleep 5
 P=$(pgrep -f "listen 127.0.0.1:47093")
 /usr/bin/python3 - $P <<'PY' &
@@ -16,5 +26,5 @@ while os.path.exists('/proc/%d'%pid):
 print('peak RssAnon MiB %.1f  peak AnonHuge MiB %.1f' % (peak/1024, hp/1024))
 PY
 SP=$!
-/work/main/build/quiver --addr 127.0.0.1:47093 index rebuild bench_glove-100 > /dev/null 2>&1
+$B/quiver --addr 127.0.0.1:47093 index rebuild bench_glove-100 > /dev/null 2>&1
 pkill -f "listen 127.0.0.1:47093"; wait $SP
