@@ -61,6 +61,9 @@ typedef struct qc_opts {
     /* quiverd-test only (QUIVER_TEST_REPLICA_OPEN_DELAY_MS): replicas given to
      * this node open this much later, as behind a lagging etcd watch */
     unsigned test_open_delay_ms;
+    /* quiverd-test only (QUIVER_TEST_PROMOTE_DELAY_MS): a replica of this node
+     * that has caught up becomes ACTIVE this much later than it would */
+    unsigned test_promote_delay_ms;
     /* calls to this node's own replicas, answered in place (no network) */
     grpc_status_code (*local_call)(const char *method, const ProtobufCMessage *req, uint8_t **reply,
                                    size_t *len, char *msg, size_t msglen);

@@ -884,6 +884,8 @@ static void promote_caught_up(qc_cluster *c)
     qc_meta *metas = NULL;
     size_t nm = 0;
     if (qc_meta_list(c, &metas, &nm)) return;
+    int64_t now = qc_now_ms();
+    int waiting = 0;
     for (size_t i = 0; i < nm; i++)
         for (uint32_t s = 0; s < metas[i].shards; s++)
             for (uint32_t k = 0; k < metas[i].shard[s].nrep; k++) {
@@ -894,12 +896,20 @@ static void promote_caught_up(qc_cluster *c)
                 qc_replica_name(metas[i].uid, s, lname);
                 if (qc_local_applied(c, lname, &applied)) continue;
                 if (qc_log_last_seq(c->log, metas[i].cfg.name, s, &last, &first)) continue;
+                if (applied >= last && c->o.test_promote_delay_ms) {
+                    if (!c->promote_after_ms) c->promote_after_ms = now + c->o.test_promote_delay_ms;
+                    if (now < c->promote_after_ms) {
+                        waiting = 1;
+                        continue;
+                    }
+                }
                 if (applied >= last) {
                     qv_info("cluster: replica %s (collection %s, shard %u) caught up at %" PRIu64
                             ": ACTIVE", lname, metas[i].cfg.name, s, applied);
                     qc_set_state(c, metas[i].cfg.name, s, c->node_id, QC_ACTIVE);
                 }
             }
+    if (!waiting) c->promote_after_ms = 0;
     for (size_t i = 0; i < nm; i++) qc_meta_free(&metas[i]);
     free(metas);
 }

@@ -105,6 +105,7 @@ struct qc_cluster {
     _Atomic(qc_hook) ctl_close;
     _Atomic uint64_t moves_started;
     _Atomic uint64_t snapshot_bytes;
+    int64_t promote_after_ms; /* quiverd-test's slow promotion (reconciler only) */
 };
 
 /* node.c, for the controller */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "peer.h"
 #include "quiver/compose.h"
@@ -238,11 +239,44 @@ done:
     return rc;
 }
 
-static int get_meta(qc_cluster *c, const char *name, qc_meta *m, qr_result *out)
+/* Whether a shard of m serves no read now but has a replica catching up on
+ * a live node: one that will serve again once it has applied the log (after
+ * a log failover or a restart's replay), not one on a node that is gone. */
+static int shard_coming_back(qc_cluster *c, const qc_meta *m)
 {
-    if (qc_meta_get(c, name, m) == 0) return 0;
-    fail(out, GRPC_STATUS_NOT_FOUND, "collection \"%.200s\" does not exist", name);
-    return -1;
+    for (uint32_t s = 0; s < m->shards; s++) {
+        const qc_shard *sh = &m->shard[s];
+        if (qc_shard_readable(c, sh)) continue;
+        for (uint32_t k = 0; k < sh->nrep; k++) {
+            char a[QC_MAX_ADDR + 1];
+            if (sh->rep[k].state == QC_CATCHING_UP && qc_node_live_addr(c, sh->rep[k].node, a) == 0) return 1;
+        }
+    }
+    return 0;
+}
+
+/* The collection's metadata for a read. A read that finds a shard coming
+ * back (above) waits for it, up to QR_CATCHUP_WAIT_MS within its deadline,
+ * rather than answer UNAVAILABLE during a failover it would not see a second
+ * later; a shard with no replica on a live node fails at once. */
+#define QR_CATCHUP_WAIT_MS 10000
+static int get_meta(qc_cluster *c, const char *name, int64_t deadline, qc_meta *m, qr_result *out)
+{
+    if (qc_meta_get(c, name, m)) {
+        fail(out, GRPC_STATUS_NOT_FOUND, "collection \"%.200s\" does not exist", name);
+        return -1;
+    }
+    int64_t until = qc_now_ms() + QR_CATCHUP_WAIT_MS;
+    if (until > deadline - 100) until = deadline - 100;
+    while (shard_coming_back(c, m) && qc_now_ms() < until) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+        qc_meta fresh;
+        if (qc_meta_get(c, name, &fresh)) break; /* dropped meanwhile: the read finds out */
+        qc_meta_free(m);
+        *m = fresh;
+    }
+    return 0;
 }
 
 /* A read's after_token: wait until the replicas have applied it. */
@@ -723,7 +757,7 @@ void qr_search(qc_cluster *c, const Quiver__V1__SearchRequest *req, int64_t dead
 {
     qc_meta m = {0};
     memset(out, 0, sizeof *out);
-    if (get_meta(c, req->collection, &m, out) || wait_token(c, &m, &req->after_token, deadline, out)) goto end;
+    if (get_meta(c, req->collection, deadline, &m, out) || wait_token(c, &m, &req->after_token, deadline, out)) goto end;
     uint32_t S = m.shards;
     int l2 = m.cfg.metric == QV_METRIC_L2;
     size_t nq = req->n_queries, nid = 0;
@@ -874,7 +908,7 @@ void qr_recommend(qc_cluster *c, const Quiver__V1__RecommendRequest *req, int64_
 {
     qc_meta m = {0};
     memset(out, 0, sizeof *out);
-    if (get_meta(c, req->collection, &m, out) || wait_token(c, &m, &req->after_token, deadline, out)) goto end;
+    if (get_meta(c, req->collection, deadline, &m, out) || wait_token(c, &m, &req->after_token, deadline, out)) goto end;
     uint32_t S = m.shards;
     size_t ne = req->n_positive + req->n_negative, nid = 0;
     if (arena(out)) goto end;
@@ -939,7 +973,7 @@ void qr_get(qc_cluster *c, const Quiver__V1__GetItemsRequest *req, int64_t deadl
 {
     qc_meta m = {0};
     memset(out, 0, sizeof *out);
-    if (get_meta(c, req->collection, &m, out) || wait_token(c, &m, &req->after_token, deadline, out)) goto end;
+    if (get_meta(c, req->collection, deadline, &m, out) || wait_token(c, &m, &req->after_token, deadline, out)) goto end;
     uint32_t S = m.shards;
     size_t n = req->n_ids;
     if (arena(out)) goto end;
@@ -1055,7 +1089,7 @@ void qr_describe(qc_cluster *c, const char *name, int64_t deadline, qr_result *o
     qc_meta m = {0};
     memset(out, 0, sizeof *out);
     Quiver__V1__CollectionInfo *ci;
-    if (get_meta(c, name, &m, out) || arena(out) || describe_one(c, &m, deadline, out, &ci)) goto end;
+    if (get_meta(c, name, deadline, &m, out) || arena(out) || describe_one(c, &m, deadline, out, &ci)) goto end;
     out->reply = &ci->base;
     out->code = GRPC_STATUS_OK;
 end:
@@ -1277,7 +1311,7 @@ void qr_scan_page(qc_cluster *c, const Quiver__V1__ScanRequest *req, uint64_t af
     qc_meta m = {0};
     memset(out, 0, sizeof *out);
     *more = 0;
-    if (get_meta(c, req->collection, &m, out) || arena(out)) goto end;
+    if (get_meta(c, req->collection, deadline, &m, out) || arena(out)) goto end;
     uint32_t S = m.shards;
     /* each shard's next items after the cursor (one message each: the page
      * is small enough to fit one ScanResponse) */

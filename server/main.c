@@ -572,6 +572,7 @@ int main(int argc, char **argv)
     if ((th = getenv("QUIVER_TEST_REBUILD_START_DELAY_MS")))
         g_test_rebuild_delay_ms = (unsigned)strtoul(th, NULL, 10);
     if ((th = getenv("QUIVER_TEST_REPLICA_OPEN_DELAY_MS"))) co.test_open_delay_ms = (unsigned)strtoul(th, NULL, 10);
+    if ((th = getenv("QUIVER_TEST_PROMOTE_DELAY_MS"))) co.test_promote_delay_ms = (unsigned)strtoul(th, NULL, 10);
 #endif
     g_version = QUIVER_VERSION;
     g_data_dir = data;

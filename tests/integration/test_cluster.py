@@ -563,3 +563,52 @@ def test_missing_collections_do_not_hammer_etcd(cluster_factory):  # noqa: F811
     took = time.monotonic() - t0
     grew = ranges() - before
     assert grew <= 50 + 50 * took + 20, (grew, took)  # the burst, the rate, the node's own reads
+
+
+def test_read_waits_for_a_shard_coming_back(cluster_factory, monkeypatch):  # noqa: F811
+    """A shard whose every replica is CATCHING_UP on a live node (a log failover, as after
+    the stream leader's kill above) is about to serve again: a read waits for it within
+    its deadline instead of answering UNAVAILABLE. Here etcd's record is set so by hand;
+    each node's reconciler finds its replica caught up and sets it ACTIVE again, 2.5 s
+    later than it would (quiverd-test's QUIVER_TEST_PROMOTE_DELAY_MS)."""
+    import base64
+    import json
+    import urllib.request
+    monkeypatch.setenv("QUIVER_TEST_PROMOTE_DELAY_MS", "2500")
+    cl = cluster_factory(nodes=2, nats=1)
+    n0, n1 = cl.nodes
+    n0.collections.Create(pb.CreateCollectionRequest(name="cb", dim=4, metric=pb.L2, shards=2, replicas=2))
+    n0.items.Upsert(pb.UpsertRequest(collection="cb", items=[item(i, [i, 0, 0, 0]) for i in range(40)]))
+
+    def etcd(op, body):
+        req = urllib.request.Request(cl.etcd.url + "/v3/kv/" + op, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=10).read())
+
+    def shard1_states():
+        st = n1.admin.ClusterStatus(pb.ClusterStatusRequest())
+        return [r.state for s in st.shards if s.collection == "cb" and s.shard == 1 for r in s.replicas]
+    key = base64.b64encode(b"/quiver/collections/cb").decode()
+    rec = json.loads(base64.b64decode(etcd("range", {"key": key})["kvs"][0]["value"]))
+    for r in rec["map"][1]:
+        r[1] = pb.REPLICA_CATCHING_UP
+    etcd("put", {"key": key, "value": base64.b64encode(json.dumps(rec).encode()).decode()})
+    wait_for(lambda: shard1_states() == [pb.REPLICA_CATCHING_UP] * 2, 10, "shard 1 CATCHING_UP on node1")
+    t0 = time.monotonic()
+    # ids on both shards: answered in full once shard 1 serves again, not UNAVAILABLE
+    got = n1.items.Get(pb.GetItemsRequest(collection="cb", ids=list(range(40))), timeout=30)
+    waited = time.monotonic() - t0
+    assert sorted(x.id for x in got.items) == list(range(40))
+    assert shard1_states() == [pb.REPLICA_ACTIVE] * 2
+    assert waited < 10, waited
+    print("the read waited %.2f s for shard 1 to come back" % waited)
+    # a shard none of whose replicas is catching up (DOWN: as the controller marks a dead
+    # node's) answers UNAVAILABLE without waiting
+    for r in rec["map"][1]:
+        r[1] = pb.REPLICA_DOWN
+    etcd("put", {"key": key, "value": base64.b64encode(json.dumps(rec).encode()).decode()})
+    wait_for(lambda: shard1_states() == [pb.REPLICA_DOWN] * 2, 10, "shard 1 DOWN")
+    t0 = time.monotonic()
+    expect_error(lambda: n1.search.Search(pb.SearchRequest(collection="cb", queries=[vq([7, 0, 0, 0])], k=3),
+                                          timeout=30), SC.UNAVAILABLE, "shard 1")
+    assert time.monotonic() - t0 < 2
