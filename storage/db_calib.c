@@ -178,7 +178,16 @@ int qv_calib_run(qv_index *ix, const calib *cal, uint32_t parts, const atomic_in
             rc = QV_CANCELLED;
             goto out;
         }
-        if ((rc = qv_index_search(ix, nq, qs, kk, np, sc, lb))) goto out;
+        /* in chunks of queries: a search's transient memory grows with
+         * queries x lists probed (the coarse ranks, FAISS's pairs sorted by
+         * list), ~70 MB for all 600 at nprobe 4,096, which was the peak of a
+         * whole first build of glove-100; a chunk keeps it near 7 MB */
+        size_t chunk = CALIB_CHUNK_PAIRS / np;
+        if (chunk < 16) chunk = 16;
+        for (size_t i = 0; i < nq; i += chunk) {
+            size_t m = nq - i < chunk ? nq - i : chunk;
+            if ((rc = qv_index_search(ix, m, qs + i * cal->dim, kk, np, sc + i * kk, lb + i * kk))) goto out;
+        }
         for (size_t i = 0; i < nq; i++) {
             size_t o = 0;
             for (size_t j = 0; j < kk && o < 10; j++)

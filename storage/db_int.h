@@ -190,6 +190,7 @@ typedef struct calib {
     int rc;
 } calib;
 
+#define CALIB_CHUNK_PAIRS (1u << 18) /* queries x lists probed per calibration search */
 #define CAL_K 11
 
 /* The writer's bookkeeping of a write, kept in qv_write.engine_ (the public

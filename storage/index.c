@@ -230,15 +230,31 @@ static size_t coarse_code_size(uint32_t nlist)
     return nbytes;
 }
 
-/* Copy of n vectors normalised to unit length (cosine); NULL if out of memory. */
-static float *normalized_copy(size_t n, uint32_t dim, const float *x)
+/* Whether qv_vec_normalize would leave the row as it is. */
+static int is_unit(const float *x, uint32_t dim)
 {
+    double s = 0;
+    for (uint32_t i = 0; i < dim; i++) s += (double)x[i] * x[i];
+    return !(s > 0) || !isfinite(s) || fabs(s - 1.0) < 1e-6;
+}
+
+/* n vectors normalised to unit length (cosine): x itself when every row is
+ * already (what a collection stores: the writer normalises, db.h), else a
+ * copy in *copy, to be freed. NULL if out of memory. A build hands over the
+ * training sample and whole chunks: a copy of them was a build's largest
+ * transient block. */
+static const float *unit_rows(size_t n, uint32_t dim, const float *x, float **copy)
+{
+    *copy = NULL;
+    size_t i = 0;
+    while (i < n && is_unit(x + i * dim, dim)) i++;
+    if (i == n) return x;
     if (n > SIZE_MAX / sizeof(float) / dim) return NULL;
     float *c = malloc(n * dim * sizeof(float));
     if (!c) return NULL;
     memcpy(c, x, n * dim * sizeof(float));
-    for (size_t i = 0; i < n; i++) qv_vec_normalize(c + i * dim, dim);
-    return c;
+    for (; i < n; i++) qv_vec_normalize(c + i * dim, dim);
+    return *copy = c;
 }
 
 const char *qv_index_kind_name(qv_index_kind kind)
@@ -420,10 +436,7 @@ int qv_index_train(qv_index *ix, size_t n, const float *x)
         return QV_INVALID;
     }
     float *copy = NULL;
-    if (ix->metric == QV_METRIC_COSINE) {
-        if (!(copy = normalized_copy(n, ix->dim, x))) return QV_NOMEM;
-        x = copy;
-    }
+    if (ix->metric == QV_METRIC_COSINE && !(x = unit_rows(n, ix->dim, x, &copy))) return QV_NOMEM;
     int frc = faiss_Index_train(ix->fi, (idx_t)n, x);
     free(copy);
     if (frc && tls_hook && tls_hook(tls_hook_ctx)) return QV_CANCELLED;
@@ -460,10 +473,7 @@ int qv_index_add(qv_index *ix, size_t n, const int64_t *ids, const float *x)
         }
     }
     float *copy = NULL;
-    if (ix->metric == QV_METRIC_COSINE) {
-        if (!(copy = normalized_copy(n, ix->dim, x))) return QV_NOMEM;
-        x = copy;
-    }
+    if (ix->metric == QV_METRIC_COSINE && !(x = unit_rows(n, ix->dim, x, &copy))) return QV_NOMEM;
     int rc = 0;
     if (ix->rs) {
         /* room first: a failed allocation leaves both untouched */
@@ -1083,10 +1093,10 @@ int qv_index_reserve(qv_index *ix, size_t n, size_t ns, const float *xs)
     idx_t *lab = malloc(ns * sizeof *lab);
     size_t *sizes = calloc(nlist, sizeof *sizes);
     float *copy = NULL;
-    if (ix->metric == QV_METRIC_COSINE && !(copy = normalized_copy(ns, ix->dim, xs))) rc = QV_NOMEM;
+    if (ix->metric == QV_METRIC_COSINE && !(xs = unit_rows(ns, ix->dim, xs, &copy))) rc = QV_NOMEM;
     if (!lab || !sizes) rc = QV_NOMEM;
     FaissIndex *cq = faiss_IndexIVF_quantizer(ix->ivf);
-    int frc = rc ? 0 : faiss_Index_assign(cq, (idx_t)ns, copy ? copy : xs, lab, 1);
+    int frc = rc ? 0 : faiss_Index_assign(cq, (idx_t)ns, xs, lab, 1);
     if (frc) rc = faiss_fail(frc, "assign");
     if (!rc) {
         for (size_t i = 0; i < ns; i++)
