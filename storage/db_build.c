@@ -103,7 +103,12 @@ typedef struct scanner {
     void *ctx;
 } scanner;
 
+/* Rows per chunk of a scan: at most 20,000 and 16 MiB of vectors. Each
+ * chunk is copied again on its way (the index's add, the calibration's exact
+ * scan of it): at 20,000 rows of 784-d the chunk's copies were ~120 MiB,
+ * the peak of a 60k x 784 first build. */
 #define SCAN_CHUNK 20000
+#define SCAN_CHUNK_BYTES ((size_t)16 << 20)
 
 void qv_build_set_phase(qv_coll *c, rebuild *rb, const char *phase, uint64_t done, uint64_t total)
 {
@@ -160,8 +165,10 @@ static int scan_item(void *ctx, uint64_t id, const qv_item_view *v)
 static int scan_items(qv_coll *c, MDB_txn *txn, rebuild *rb, const char *phase, uint64_t total,
                       chunk_fn fn, void *ctx)
 {
-    scanner s = {.c = c, .rb = rb, .phase = phase, .total = total, .cap = SCAN_CHUNK, .fn = fn,
-                 .ctx = ctx};
+    size_t cap = SCAN_CHUNK_BYTES / ((size_t)c->cfg.dim * sizeof(float));
+    if (cap > SCAN_CHUNK) cap = SCAN_CHUNK;
+    if (cap < 256) cap = 256;
+    scanner s = {.c = c, .rb = rb, .phase = phase, .total = total, .cap = cap, .fn = fn, .ctx = ctx};
     s.ids = malloc(s.cap * sizeof *s.ids);
     s.vecs = malloc(s.cap * (size_t)c->cfg.dim * sizeof *s.vecs);
     int rc = QV_NOMEM;

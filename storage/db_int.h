@@ -126,6 +126,7 @@ struct qv_db {
      * opts.max_queued_bytes; writes over it wait in order in `waiting` until
      * there is room or their deadline passes */
     size_t queued;
+    size_t untrimmed; /* bytes of writes done since the writer last gave the heap back */
     qv_db_stats stats; /* counters, under qmu (queued/pending filled in at read) */
     size_t pending; /* bytes of write calls taken in but not yet submitted
                      * (qv_db_write_reserve): they count toward the pressure */
@@ -190,6 +191,7 @@ typedef struct calib {
     int rc;
 } calib;
 
+#define TRIM_AFTER_BYTES ((size_t)64 << 20) /* writes done before the idle writer trims the heap */
 #define CALIB_CHUNK_PAIRS (1u << 18) /* queries x lists probed per calibration search */
 #define CAL_K 11
 

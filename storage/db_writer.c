@@ -4,6 +4,10 @@
  */
 #include "db_int.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 /* ----------------------------------------------------------------- writer */
 static int cmp_i64_idx(const void *a, const void *b, void *ids)
 {
@@ -274,6 +278,7 @@ static void release_queued(qv_db *db, size_t bytes)
 {
     pthread_mutex_lock(&db->qmu);
     db->queued = db->queued > bytes ? db->queued - bytes : 0;
+    db->untrimmed += bytes;
     qv_write *failed = admit_waiting_locked(db);
     int room = !db->whead && db->queued + db->pending < db->opts.max_queued_bytes;
     void (*cb)(void *) = db->room_cb;
@@ -468,7 +473,30 @@ void *qv_writer_main(void *arg)
     size_t max_items = db->opts.max_batch_items;
     for (;;) {
         pthread_mutex_lock(&db->qmu);
-        while (!db->qhead && !db->stopping) pthread_cond_wait(&db->qcv, &db->qmu);
+        while (!db->qhead && !db->stopping) {
+            if (db->untrimmed < TRIM_AFTER_BYTES) {
+                pthread_cond_wait(&db->qcv, &db->qmu);
+                continue;
+            }
+            /* A burst of writes is over (an import: up to the queue's 256 MB
+             * of requests at once). malloc keeps what they freed in its
+             * arenas, pages a build or a search could not use in one piece
+             * (measured: 240 MiB held after a 60k x 784 import, next to its
+             * 180 MiB of vectors). Once the queue has stayed empty a moment
+             * (the calls' replies, which free the requests, have gone), give
+             * the free pages back to the system. */
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_nsec += 200 * 1000000L;
+            if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+            if (pthread_cond_timedwait(&db->qcv, &db->qmu, &t) != ETIMEDOUT) continue;
+            db->untrimmed = 0;
+            pthread_mutex_unlock(&db->qmu);
+#ifdef __GLIBC__
+            malloc_trim(0);
+#endif
+            pthread_mutex_lock(&db->qmu);
+        }
         if (!db->qhead) {
             /* closing: writes still waiting for room are not taken */
             qv_write *w = db->whead;
