@@ -241,8 +241,8 @@ static int is_unit(const float *x, uint32_t dim)
 /* n vectors normalised to unit length (cosine): x itself when every row is
  * already (what a collection stores: the writer normalises, db.h), else a
  * copy in *copy, to be freed. NULL if out of memory. A build hands over the
- * training sample and whole chunks: a copy of them was a build's largest
- * transient block. */
+ * training sample and whole chunks (the sample's copy was 78 MiB of a
+ * glove-100 build's training phase). */
 static const float *unit_rows(size_t n, uint32_t dim, const float *x, float **copy)
 {
     *copy = NULL;
