@@ -25,8 +25,11 @@
 #include <faiss/c_api/utils/distances_c.h>
 
 #include "quiver/error.h"
+#include "coarse.h"
 #include "faiss_ext.h"
 #include "index.h"
+
+#include "coarse.h"
 #include "pages.h"
 #include "quiver/log.h"
 
@@ -59,6 +62,7 @@ struct qv_index {
     qv_metric metric;
     qv_index_params params; /* as resolved (pq_nbits 0 -> 8) */
     _Atomic uint32_t nprobe; /* default nprobe; searches read it concurrently */
+    qv_coarse *coarse; /* one query's coarse scan in half precision, or NULL */
 };
 
 static const char *const kind_names[] = {
@@ -408,9 +412,27 @@ int qv_index_new(uint32_t dim, qv_metric metric, const qv_index_params *p, qv_in
 void qv_index_free(qv_index *ix)
 {
     if (!ix) return;
+    qv_coarse_free(ix->coarse);
     faiss_Index_free(ix->fi);
     rs_free(ix->rs);
     free(ix);
+}
+
+/* The half-precision copy of a trained IVF index's flat quantizer
+ * (coarse.h); none for other quantizers, or where the CPU cannot. */
+static void coarse_init(qv_index *ix)
+{
+    qv_coarse_free(ix->coarse);
+    ix->coarse = NULL;
+    FaissIndex *q = ix->ivf ? faiss_IndexIVF_quantizer(ix->ivf) : NULL;
+    FaissIndexFlat *flat = q ? faiss_IndexFlat_cast(q) : NULL;
+    if (!flat || faiss_Index_ntotal(q) <= 0) return;
+    float *xb = NULL;
+    size_t size = 0;
+    faiss_IndexFlat_xb(flat, &xb, &size);
+    size_t nl = (size_t)faiss_Index_ntotal(q);
+    if (!xb || size < nl * ix->dim) return;
+    ix->coarse = qv_coarse_new(xb, nl, ix->dim, faiss_Index_metric_type(q) == METRIC_INNER_PRODUCT);
 }
 
 static _Thread_local int (*tls_hook)(void *ctx);
@@ -441,14 +463,18 @@ int qv_index_train(qv_index *ix, size_t n, const float *x)
     free(copy);
     if (frc && tls_hook && tls_hook(tls_hook_ctx)) return QV_CANCELLED;
     if (!frc) frc = faiss_IndexIVF_cache_coarse_norms(ix->ivf);
+    if (!frc) coarse_init(ix);
     return frc ? faiss_fail(frc, "train") : 0;
 }
 
 /* The coarse scan as BLAS products (faiss_ext.h) unless a test or an A/B
  * asks for FAISS's own. */
 static atomic_int coarse_blas = 1;
+/* One query's coarse scan in half precision (coarse.h) where it can. */
+static atomic_int coarse_half = 1;
 
 void qv_index_set_coarse_blas(int on) { atomic_store(&coarse_blas, on != 0); }
+void qv_index_set_coarse_half(int on) { atomic_store(&coarse_half, on != 0); }
 
 void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx)
 {
@@ -768,6 +794,21 @@ int qv_index_search_lists(const qv_index *ix, const float *q, size_t k, uint32_t
     return search_impl(ix, 1, q, k, nprobe, lists, dis, sel, scores, labels);
 }
 
+/* One query's IVF search over the np lists the half-precision scan ranks:
+ * FAISS's status, or QV_NOMEM in *rc. */
+static int search_half(const qv_index *ix, const float *q, size_t k, size_t np, const FaissSearchParametersIVF *sp,
+                       float *scores, int64_t *labels, int *rc)
+{
+    int64_t *lists = malloc(np * sizeof *lists);
+    float *dis = malloc(np * sizeof *dis);
+    int frc = 0;
+    if (!lists || !dis || qv_coarse_rank(ix->coarse, q, np, lists, dis)) *rc = QV_NOMEM;
+    else frc = faiss_IndexIVF_search_lists(ix->ivf, q, (idx_t)k, lists, dis, sp, scores, labels);
+    free(lists);
+    free(dis);
+    return frc;
+}
+
 /* The search, over the lists the coarse quantizer ranks (lists NULL), or
  * over the first nprobe of lists / ldis (one query, IVF kinds). */
 static int search_impl(const qv_index *ix, size_t nq, const float *q, size_t k, uint32_t nprobe,
@@ -785,8 +826,9 @@ static int search_impl(const qv_index *ix, size_t nq, const float *q, size_t k, 
     FaissSearchParameters *fp = NULL;
     FaissIDSelector *fsel = sel ? sel->sel : NULL;
     int frc = 0;
+    size_t np = 0;
     if (ix->ivf) {
-        size_t np = nprobe ? nprobe : atomic_load_explicit(&ix->nprobe, memory_order_relaxed);
+        np = nprobe ? nprobe : atomic_load_explicit(&ix->nprobe, memory_order_relaxed);
         if (np > ix->params.nlist) np = ix->params.nlist;
         if ((frc = faiss_SearchParametersIVF_new_with(&sp, fsel, np, 0)) != 0) {
             free(copy);
@@ -822,6 +864,8 @@ static int search_impl(const qv_index *ix, size_t nq, const float *q, size_t k, 
         if (sp && lists)
             /* the lists the caller ranked (the filtered walk): no second scan */
             frc = faiss_IndexIVF_search_lists(ix->ivf, q, (idx_t)kk, lists, ldis, sp, cs, cl);
+        else if (sp && nq == 1 && ix->coarse && atomic_load_explicit(&coarse_half, memory_order_relaxed))
+            frc = search_half(ix, q, kk, np, sp, cs, cl, &rc);
         else if (sp && atomic_load_explicit(&coarse_blas, memory_order_relaxed))
             /* the coarse scan as matrix products (faiss_ext.h); fast-scan's
              * search_preassigned takes the lists as IVF-Flat's does */
@@ -842,7 +886,7 @@ static int search_impl(const qv_index *ix, size_t nq, const float *q, size_t k, 
             }
         /* stopped by the thread's hook (a call's deadline or cancel) */
         if (frc && tls_hook && tls_hook(tls_hook_ctx)) rc = QV_CANCELLED;
-        else rc = frc ? faiss_fail(frc, "search") : 0;
+        else if (frc) rc = faiss_fail(frc, "search");
     }
     if (!rc && ix->rs)
         for (size_t i = 0; i < nq; i++)
@@ -1043,6 +1087,7 @@ int qv_index_read(FILE *f, uint32_t dim, qv_metric metric, const qv_index_params
         *out = NULL;
         return faiss_fail(rc, "coarse norms");
     }
+    coarse_init(*out);
     if ((*out)->rs && (rc = rs_read((*out)->rs, dim, (size_t)faiss_Index_ntotal(fi), f))) {
         qv_index_free(*out);
         *out = NULL;

@@ -138,6 +138,9 @@ void qv_index_cancel_hook(int (*hook)(void *ctx), void *ctx);
 /* Searches rank the coarse lists with BLAS products (on, the default) or
  * with FAISS's own scan (off): process-wide, for tests and A/B runs. */
 void qv_index_set_coarse_blas(int on);
+/* One query's coarse scan in half precision, rescored (coarse.h): on by
+ * default where the CPU can; off for tests and A/Bs. */
+void qv_index_set_coarse_half(int on);
 
 /* The refine copy: does the index keep one (refine > 1 on a compressed kind)? */
 int qv_index_has_refine(const qv_index *ix);

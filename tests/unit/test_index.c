@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "quiver/error.h"
+#include "coarse.h"
 #include "index.h"
 #include "quiver/log.h"
 
@@ -582,6 +583,76 @@ static void test_coarse_scans_match_faiss(void **state)
     free(x);
     free(q);
     free(ids);
+}
+
+/* The half-precision coarse scan of one query (coarse.h) returns the lists
+ * a float32 scan in double precision ranks, nearest first, with their exact
+ * distances: for L2 and inner product, a dimension that is not a multiple of
+ * 8 and a list count that is not a multiple of 4, from one list to all. */
+static void test_coarse_half_ranks_as_float32(void **state)
+{
+    (void)state;
+    enum { NQ = 60 };
+    const size_t dims[] = {37, 100}, nls[] = {1003, 64};
+    int checked = 0;
+    for (size_t a = 0; a < 2; a++)
+        for (int ip = 0; ip < 2; ip++) {
+            size_t dim = dims[a], nl = nls[a];
+            float *c = clustered_spread(nl, (uint32_t)dim, 16, 1.0f, (unsigned)(40 + a));
+            float *q = clustered_spread(NQ, (uint32_t)dim, 16, 1.0f, (unsigned)(50 + a));
+            qv_coarse *cq = qv_coarse_new(c, nl, (uint32_t)dim, ip);
+            if (!cq) { /* no AVX2/F16C here: the float32 scan serves */
+                free(c), free(q);
+                continue;
+            }
+            double *exact = malloc(nl * sizeof *exact);
+            int64_t *order = malloc(nl * sizeof *order), *lists = malloc(nl * sizeof *lists);
+            float *dis = malloc(nl * sizeof *dis);
+            const size_t nps[] = {1, 7, 100, nl};
+            size_t same = 0, total = 0;
+            for (size_t i = 0; i < NQ; i++) {
+                const float *x = q + i * dim;
+                double xn = 0;
+                for (size_t j = 0; j < dim; j++) xn += (double)x[j] * x[j];
+                for (size_t l = 0; l < nl; l++) {
+                    double d = 0, cn = 0;
+                    for (size_t j = 0; j < dim; j++) {
+                        d += (double)x[j] * c[l * dim + j];
+                        cn += (double)c[l * dim + j] * c[l * dim + j];
+                    }
+                    exact[l] = ip ? -d : xn + cn - 2 * d; /* smaller is nearer */
+                    order[l] = (int64_t)l;
+                }
+                for (size_t u = 1; u < nl; u++) /* insertion sort by exact key */
+                    for (size_t v = u; v > 0 && exact[order[v]] < exact[order[v - 1]]; v--) {
+                        int64_t t = order[v];
+                        order[v] = order[v - 1];
+                        order[v - 1] = t;
+                    }
+                for (size_t w = 0; w < 4; w++) {
+                    size_t np = nps[w] < nl ? nps[w] : nl;
+                    CHECK_OK(qv_coarse_rank(cq, x, np, lists, dis));
+                    for (size_t j = 0; j < np; j++) {
+                        assert_true(lists[j] >= 0 && (size_t)lists[j] < nl);
+                        double want = ip ? -exact[lists[j]] : exact[lists[j]];
+                        if (!(fabs(dis[j] - want) <= 1e-4 * (1 + fabs(want))))
+                            fail_msg("dim %zu ip %d np %zu rank %zu: distance %g, exact %g", dim, ip, np, j,
+                                     dis[j], want);
+                        if (j) /* nearest first */
+                            assert_true(ip ? dis[j] <= dis[j - 1] + 1e-6f : dis[j] >= dis[j - 1] - 1e-6f);
+                        /* the list at this rank, or one tied with it */
+                        int tied = fabs(exact[order[j]] - exact[lists[j]]) <= 1e-5 * (1 + fabs(exact[order[j]]));
+                        same += lists[j] == order[j] || tied;
+                        total++;
+                    }
+                }
+            }
+            if (same < total) fail_msg("dim %zu ip %d: %zu of %zu ranks as float32", dim, ip, same, total);
+            checked++;
+            qv_coarse_free(cq);
+            free(exact), free(order), free(lists), free(dis), free(c), free(q);
+        }
+    if (!checked) print_message("coarse: no AVX2/F16C on this CPU, half precision not checked\n");
 }
 
 static void test_ivf_recall(void **state)
@@ -1247,6 +1318,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_omp_restored),
         cmocka_unit_test(test_concurrent_search),
+        cmocka_unit_test(test_coarse_half_ranks_as_float32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
