@@ -735,6 +735,12 @@ int qv_index_rank_lists(const qv_index *ix, const float *q, const float *keys, s
                         float *dis, uint32_t *sizes)
 {
     if (!ix || !ix->ivf || !q || k == 0) return QV_INVALID;
+    if (!keys && ix->coarse && atomic_load_explicit(&coarse_half, memory_order_relaxed)) {
+        if (k > ix->params.nlist) k = ix->params.nlist;
+        if (qv_coarse_rank(ix->coarse, q, k, lists, dis)) return QV_NOMEM;
+        for (size_t j = 0; j < k; j++) sizes[j] = (uint32_t)faiss_IndexIVF_get_list_size(ix->ivf, (size_t)lists[j]);
+        return 0;
+    }
     int frc = faiss_IndexIVF_rank_lists(ix->ivf, q, keys, k, lists, dis, sizes);
     return frc ? faiss_fail(frc, "rank lists") : 0;
 }
