@@ -503,7 +503,8 @@ static void test_flat_batch_in_chunks(void **state)
  * (the reference: qv_index_set_coarse_blas(0)), same ids up to a centroid
  * tie and same scores, for every metric and for IVF kinds with and without
  * refine, fast-scan included: the BLAS scan for a batch (a matrix product)
- * and for one query (a matrix-vector product), and the filtered walk's path,
+ * and for one query (the half-precision scan of coarse.h where the CPU has
+ * it, and a matrix-vector product), and the filtered walk's path,
  * lists ranked once (qv_index_rank_lists: nearest first, real lists with
  * their sizes) and searched as given (qv_index_search_lists). */
 static void test_coarse_scans_match_faiss(void **state)
@@ -519,8 +520,11 @@ static void test_coarse_scans_match_faiss(void **state)
                                      {.kind = QV_KIND_IVF_PQ, .nlist = NLIST, .pq_m = 8, .refine = 4},
                                      {.kind = QV_KIND_IVF_PQ_FS, .nlist = NLIST, .pq_m = 12, .pq_nbits = 4, .refine = 10}};
     const qv_metric metrics[] = {QV_METRIC_L2, QV_METRIC_IP, QV_METRIC_COSINE};
+    /* one query's scan in half precision (coarse.h, where the CPU has it), then the BLAS one */
+    for (int half = 1; half >= 0; half--)
     for (size_t a = 0; a < sizeof kinds / sizeof *kinds; a++)
         for (size_t m = 0; m < 3; m++) {
+            qv_index_set_coarse_half(half);
             qv_index *ix = build(DIM, metrics[m], kinds[a], n, x, ids);
             memcpy(qn, q, sizeof qn);
             for (size_t i = 0; metrics[m] == QV_METRIC_COSINE && i < NQ; i++) qv_vec_normalize(qn + i * DIM, DIM);
@@ -559,7 +563,8 @@ static void test_coarse_scans_match_faiss(void **state)
                             same[w] += gid[w] == fl[o];
                             if (fl[o] >= 0 && !(fabsf(got[w] - fs[o]) <= 1e-3f * (1 + fabsf(fs[o]))))
                                 fail_msg("kind %d metric %d nprobe %u way %d: query %zu rank %zu scores %g, "
-                                         "FAISS's own %g", kinds[a].kind, metrics[m], np, w, i, j, got[w], fs[o]);
+                                         "FAISS's own %g (half %d)", kinds[a].kind, metrics[m], np, w, i, j, got[w],
+                                         fs[o], half);
                         }
                     }
                 }
@@ -576,6 +581,7 @@ static void test_coarse_scans_match_faiss(void **state)
             assert_int_equal(qv_index_search_lists(ix, q, K, 2, NULL, dis, NULL, rs, rl), QV_INVALID);
             qv_index_free(ix);
         }
+    qv_index_set_coarse_half(1);
     /* no coarse quantizer: no keys */
     qv_index *flat = build(DIM, QV_METRIC_L2, P_FLAT, n, x, ids);
     assert_int_equal(qv_index_coarse_keys(flat, NQ, q, keys), QV_INVALID);
