@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <faiss/c_api/utils/distances_c.h>
+
+#include "faiss_ext.h"
 #include "quiver/error.h"
 
 struct qv_coarse {
@@ -78,24 +81,6 @@ __attribute__((target("avx2,fma,f16c"))) static void dots_half(const uint16_t *h
     }
 }
 
-/* a . b in float32 (the candidates' exact scores). */
-__attribute__((target("avx2,fma"))) static float dot(const float *a, const float *b, uint32_t dim)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-    uint32_t j = 0;
-    for (; j + 16 <= dim; j += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), s1);
-    }
-    for (; j + 8 <= dim; j += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
-    s0 = _mm256_add_ps(s0, s1);
-    __m128 t = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-    t = _mm_hadd_ps(t, t);
-    float r = _mm_cvtss_f32(_mm_hadd_ps(t, t));
-    for (; j < dim; j++) r += a[j] * b[j];
-    return r;
-}
-
 qv_coarse *qv_coarse_new(const float *cent, size_t nl, uint32_t dim, int ip)
 {
     if (!cent || nl == 0 || dim == 0 || !cpu_has_f16c()) return NULL;
@@ -114,7 +99,7 @@ qv_coarse *qv_coarse_new(const float *cent, size_t nl, uint32_t dim, int ip)
     }
     for (size_t i = 0; i < nl; i++) {
         to_half(cent + i * dim, dim, cq->half + i * cq->stride);
-        if (!ip) cq->norms[i] = dot(cent + i * dim, cent + i * dim, dim);
+        if (!ip) cq->norms[i] = faiss_fvec_norm_L2sqr(cent + i * dim, dim);
     }
     return cq;
 }
@@ -168,8 +153,9 @@ int qv_coarse_rank(const qv_coarse *cq, const float *x, size_t np, int64_t *list
     float *xp = calloc(cq->stride, sizeof *xp);
     float *d = malloc(nl * sizeof *d);
     scored *s = malloc(nl * sizeof *s);
-    if (!xp || !d || !s) {
-        free(xp), free(d), free(s);
+    int64_t *rows = malloc(m * sizeof *rows);
+    if (!xp || !d || !s || !rows) {
+        free(xp), free(d), free(s), free(rows);
         return QV_NOMEM;
     }
     memcpy(xp, x, cq->dim * sizeof *xp);
@@ -179,17 +165,16 @@ int qv_coarse_rank(const qv_coarse *cq, const float *x, size_t np, int64_t *list
         s[i].id = (int32_t)i;
     }
     if (m < nl) select_smallest(s, (ptrdiff_t)nl, (ptrdiff_t)m);
-    /* the candidates again, in float32 */
-    for (size_t i = 0; i < m; i++) {
-        float dt = dot(x, cq->cent + (size_t)s[i].id * cq->dim, cq->dim);
-        s[i].key = cq->ip ? -dt : cq->norms[s[i].id] - 2 * dt;
-    }
+    /* the candidates again, in float32 (FAISS's SIMD kernel, as the refine) */
+    for (size_t i = 0; i < m; i++) rows[i] = s[i].id;
+    faiss_fvec_inner_products_by_idx(d, x, cq->cent, rows, cq->dim, m);
+    for (size_t i = 0; i < m; i++) s[i].key = cq->ip ? -d[i] : cq->norms[s[i].id] - 2 * d[i];
     qsort(s, m, sizeof *s, cmp_scored);
-    float xn = cq->ip ? 0 : dot(x, x, cq->dim);
+    float xn = cq->ip ? 0 : faiss_fvec_norm_L2sqr(x, cq->dim);
     for (size_t i = 0; i < np; i++) {
         lists[i] = s[i].id;
         dis[i] = cq->ip ? -s[i].key : xn + s[i].key;
     }
-    free(xp), free(d), free(s);
+    free(xp), free(d), free(s), free(rows);
     return 0;
 }

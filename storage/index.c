@@ -28,8 +28,6 @@
 #include "coarse.h"
 #include "faiss_ext.h"
 #include "index.h"
-
-#include "coarse.h"
 #include "pages.h"
 #include "quiver/log.h"
 
@@ -234,13 +232,20 @@ static size_t coarse_code_size(uint32_t nlist)
     return nbytes;
 }
 
-/* Whether qv_vec_normalize would leave the row as it is. */
-static int is_unit(const float *x, uint32_t dim)
+static double sq_norm(const float *x, uint32_t dim)
 {
     double s = 0;
     for (uint32_t i = 0; i < dim; i++) s += (double)x[i] * x[i];
-    return !(s > 0) || !isfinite(s) || fabs(s - 1.0) < 1e-6;
+    return s;
 }
+
+/* Whether qv_vec_normalize leaves a row of squared norm s as it is: zero,
+ * not finite, or unit length to float precision (e.g. a vector exported from
+ * a cosine collection: kept bit for bit, so that export and import give back
+ * the same vectors). */
+static int norm_kept(double s) { return !(s > 0) || !isfinite(s) || fabs(s - 1.0) < 1e-6; }
+
+static int is_unit(const float *x, uint32_t dim) { return norm_kept(sq_norm(x, dim)); }
 
 /* n vectors normalised to unit length (cosine): x itself when every row is
  * already (what a collection stores: the writer normalises, db.h), else a
@@ -277,13 +282,8 @@ int qv_index_kind_parse(const char *name)
 
 void qv_vec_normalize(float *x, uint32_t dim)
 {
-    double s = 0;
-    for (uint32_t i = 0; i < dim; i++) s += (double)x[i] * x[i];
-    if (!(s > 0) || !isfinite(s)) return;
-    /* already unit length to float precision (e.g. a vector exported from a
-     * cosine collection): kept bit for bit, so that export and import give
-     * back the same vectors */
-    if (fabs(s - 1.0) < 1e-6) return;
+    double s = sq_norm(x, dim);
+    if (norm_kept(s)) return;
     float inv = (float)(1.0 / sqrt(s));
     for (uint32_t i = 0; i < dim; i++) x[i] *= inv;
 }
